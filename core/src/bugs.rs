@@ -1,0 +1,13 @@
+//! Test-only switches that each break one rule on purpose, so that tests can
+//! show the checkers catch the broken rule. Compiled only with the
+//! `bug-switches` feature; never in a release build of the binary.
+
+/// Which rules to break. All off by default.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BugSwitches {
+    /// Send `persisted_messages` (votes, append acks) before the driver has
+    /// reported the batch durable.
+    pub ack_before_persist: bool,
+    /// Apply a committed entry twice when it is re-delivered after a snapshot.
+    pub skip_applied_check: bool,
+}

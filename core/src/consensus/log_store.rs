@@ -1,0 +1,234 @@
+//! The in-memory Raft log that raft-rs reads through its `Storage` trait.
+//!
+//! It always equals the replay of every durable batch the node has emitted
+//! (durable or still in flight), so the disk and this store never disagree
+//! about content, only about how much of it is durable yet. Memory stays
+//! bounded because the node snapshots and compacts past a threshold.
+
+use crate::durable::{DurableHardState, RecoveredLog};
+use crate::wire::{FrameError, WireEntry, WireSnapshotMeta};
+use raft::eraftpb::{ConfState, Entry, HardState, Snapshot};
+use raft::{GetEntriesContext, RaftState, StorageError};
+
+/// Snapshot, hard state and the entries after the snapshot.
+#[derive(Debug, Default)]
+pub struct LogStore {
+    hard_state: HardState,
+    snapshot: Snapshot,
+    entries: Vec<Entry>,
+}
+
+/// Why recovered disk contents cannot seed a store.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LogStoreError {
+    /// An entry failed to map back to raft-rs's type.
+    #[error("recovered entry is invalid: {0}")]
+    Entry(#[from] FrameError),
+}
+
+impl LogStore {
+    /// A store holding only an initial membership (a fresh cluster member)
+    /// or nothing at all (a replica waiting to be added).
+    pub fn with_conf_state(conf_state: ConfState) -> LogStore {
+        let mut store = LogStore::default();
+        store.snapshot.mut_metadata().set_conf_state(conf_state);
+        store
+    }
+
+    /// Rebuilds the store from what recovery read off the disk.
+    pub fn from_recovered(log: &RecoveredLog) -> Result<LogStore, LogStoreError> {
+        let mut store = LogStore::default();
+        if let Some((meta, data)) = &log.snapshot {
+            store.snapshot = meta.to_raft(data.clone());
+        }
+        store.entries =
+            log.entries.iter().map(WireEntry::to_raft).collect::<Result<Vec<_>, _>>()?;
+        let hs = log.hard_state;
+        store.hard_state.term = hs.term;
+        store.hard_state.vote = hs.vote;
+        // The commit hint may lag the snapshot (a snapshot is committed by
+        // definition) or, never in practice, run past the log's end.
+        store.hard_state.commit =
+            hs.commit.max(store.snapshot_index()).min(store.last_index_value());
+        Ok(store)
+    }
+
+    /// The index covered by the snapshot.
+    pub fn snapshot_index(&self) -> u64 {
+        self.snapshot.get_metadata().index
+    }
+
+    /// The current snapshot (metadata and data).
+    pub fn snapshot_ref(&self) -> &Snapshot {
+        &self.snapshot
+    }
+
+    /// The hard state as a durable record.
+    pub fn durable_hard_state(&self) -> DurableHardState {
+        DurableHardState {
+            term: self.hard_state.term,
+            vote: self.hard_state.vote,
+            commit: self.hard_state.commit,
+        }
+    }
+
+    /// Replaces the hard state.
+    pub fn set_hard_state(&mut self, hs: HardState) {
+        self.hard_state = hs;
+    }
+
+    /// Appends entries, replacing any conflicting suffix.
+    pub fn append(&mut self, entries: &[Entry]) {
+        let Some(first) = entries.first() else { return };
+        assert!(first.index > self.snapshot_index(), "append below the snapshot");
+        assert!(first.index <= self.last_index_value() + 1, "append leaves a gap");
+        let keep = (first.index - self.snapshot_index() - 1) as usize;
+        self.entries.truncate(keep);
+        self.entries.extend_from_slice(entries);
+    }
+
+    /// Installs a snapshot received from the leader: the whole log is replaced.
+    pub fn install_snapshot(&mut self, snapshot: Snapshot) {
+        let index = snapshot.get_metadata().index;
+        self.entries.clear();
+        self.snapshot = snapshot;
+        self.hard_state.commit = self.hard_state.commit.max(index);
+    }
+
+    /// Records a snapshot taken locally at `snapshot`'s index and drops the
+    /// entries it covers.
+    pub fn compact_to(&mut self, snapshot: Snapshot) {
+        let index = snapshot.get_metadata().index;
+        assert!(index >= self.snapshot_index(), "compaction moves backwards");
+        assert!(index <= self.last_index_value(), "compaction past the log's end");
+        let drop = (index - self.snapshot_index()) as usize;
+        self.entries.drain(..drop);
+        self.snapshot = snapshot;
+        self.hard_state.commit = self.hard_state.commit.max(index);
+    }
+
+    /// The entries after the snapshot, as durable records.
+    pub fn wire_entries(&self) -> Vec<WireEntry> {
+        self.entries.iter().map(WireEntry::from_raft).collect()
+    }
+
+    /// The snapshot metadata as a durable record.
+    pub fn wire_snapshot_meta(&self) -> WireSnapshotMeta {
+        WireSnapshotMeta::from_raft(self.snapshot.get_metadata())
+    }
+
+    /// Entries held in memory.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether no entries are held (only a snapshot).
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The entry at `index`, if held.
+    pub fn entry(&self, index: u64) -> Option<&Entry> {
+        let offset = index.checked_sub(self.snapshot_index() + 1)?;
+        self.entries.get(usize::try_from(offset).ok()?)
+    }
+
+    fn last_index_value(&self) -> u64 {
+        self.snapshot_index() + self.entries.len() as u64
+    }
+}
+
+impl raft::Storage for LogStore {
+    fn initial_state(&self) -> raft::Result<RaftState> {
+        Ok(RaftState {
+            hard_state: self.hard_state.clone(),
+            conf_state: self.snapshot.get_metadata().get_conf_state().clone(),
+        })
+    }
+
+    fn entries(
+        &self,
+        low: u64,
+        high: u64,
+        max_size: impl Into<Option<u64>>,
+        _context: GetEntriesContext,
+    ) -> raft::Result<Vec<Entry>> {
+        if low <= self.snapshot_index() {
+            return Err(raft::Error::Store(StorageError::Compacted));
+        }
+        if high > self.last_index_value() + 1 || low > high {
+            return Err(raft::Error::Store(StorageError::Unavailable));
+        }
+        let lo = (low - self.snapshot_index() - 1) as usize;
+        let hi = (high - self.snapshot_index() - 1) as usize;
+        let max_size = max_size.into().unwrap_or(u64::MAX);
+        let mut out = Vec::with_capacity(hi - lo);
+        let mut size = 0u64;
+        for e in &self.entries[lo..hi] {
+            size += u64::from(protobuf::Message::compute_size(e));
+            if !out.is_empty() && size > max_size {
+                break;
+            }
+            out.push(e.clone());
+        }
+        Ok(out)
+    }
+
+    fn term(&self, idx: u64) -> raft::Result<u64> {
+        if idx == self.snapshot_index() {
+            return Ok(self.snapshot.get_metadata().term);
+        }
+        if idx < self.snapshot_index() {
+            return Err(raft::Error::Store(StorageError::Compacted));
+        }
+        self.entry(idx).map(|e| e.term).ok_or(raft::Error::Store(StorageError::Unavailable))
+    }
+
+    fn first_index(&self) -> raft::Result<u64> {
+        Ok(self.snapshot_index() + 1)
+    }
+
+    fn last_index(&self) -> raft::Result<u64> {
+        Ok(self.last_index_value())
+    }
+
+    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+        if self.snapshot_index() < request_index {
+            return Err(raft::Error::Store(StorageError::SnapshotTemporarilyUnavailable));
+        }
+        Ok(self.snapshot.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use raft::Storage;
+
+    fn entry(index: u64, term: u64) -> Entry {
+        let mut e = Entry::default();
+        e.index = index;
+        e.term = term;
+        e
+    }
+
+    #[test]
+    fn append_overwrites_suffix_and_compacts() {
+        let mut s = LogStore::default();
+        s.append(&[entry(1, 1), entry(2, 1), entry(3, 1)]);
+        s.append(&[entry(3, 2), entry(4, 2)]);
+        assert_eq!(s.term(3).unwrap(), 2);
+        assert_eq!(s.last_index().unwrap(), 4);
+        let mut snap = Snapshot::default();
+        snap.mut_metadata().index = 2;
+        snap.mut_metadata().term = 1;
+        s.compact_to(snap);
+        assert_eq!(s.first_index().unwrap(), 3);
+        assert_eq!(s.term(2).unwrap(), 1);
+        assert!(s.term(1).is_err());
+        assert!(s.entries(2, 4, None, GetEntriesContext::empty(false)).is_err());
+        assert_eq!(s.entries(3, 5, None, GetEntriesContext::empty(false)).unwrap().len(), 2);
+        assert_eq!(s.entries(3, 5, 0, GetEntriesContext::empty(false)).unwrap().len(), 1);
+    }
+}

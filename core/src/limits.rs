@@ -1,0 +1,57 @@
+//! Every bound in the core, in one place (TigerBeetle style). A bound that is
+//! hit is a typed error or backpressure, never unbounded growth.
+
+/// Largest encoded peer frame the core emits or accepts, in bytes.
+pub const FRAME_BYTES_MAX: usize = 1024 * 1024;
+
+/// Largest command a client may submit (encoded), in bytes.
+pub const COMMAND_BYTES_MAX: usize = 64 * 1024;
+
+/// Largest log entry (one batch of commands), in bytes. Proposals are packed
+/// into entries up to this size.
+pub const ENTRY_BYTES_MAX: usize = 256 * 1024;
+
+/// Most commands in one log entry.
+pub const ENTRY_COMMANDS_MAX: usize = 1024;
+
+/// Submissions waiting to be packed into an entry on the leader.
+pub const PROPOSAL_QUEUE_MAX: usize = 4096;
+
+/// Submissions proposed but not yet applied or dropped on this node.
+pub const PROPOSALS_IN_FLIGHT_MAX: usize = 65_536;
+
+/// Bytes proposed but not yet committed before raft-rs refuses more.
+pub const UNCOMMITTED_BYTES_MAX: u64 = 32 * 1024 * 1024;
+
+/// Bytes of entries raft-rs puts into one append message.
+pub const APPEND_MESSAGE_BYTES_MAX: u64 = 512 * 1024;
+
+/// Append messages in flight to one follower.
+pub const APPENDS_IN_FLIGHT_MAX: usize = 64;
+
+/// Bytes of committed entries handed to the state machine per cycle.
+pub const APPLY_BATCH_BYTES_MAX: u64 = 4 * 1024 * 1024;
+
+/// Linearizable reads waiting for their read index.
+pub const READS_PENDING_MAX: usize = 4096;
+
+/// Voters plus learners in one Raft group.
+pub const PEERS_MAX: usize = 16;
+
+/// Persist batches handed to the driver but not yet reported durable.
+pub const PERSISTS_IN_FLIGHT_MAX: usize = 1024;
+
+/// Largest state-machine snapshot the core will send, receive or recover.
+pub const SNAPSHOT_BYTES_MAX: usize = 1024 * 1024 * 1024;
+
+/// Snapshot bytes carried per chunk frame.
+pub const SNAPSHOT_CHUNK_BYTES: usize = 256 * 1024;
+
+/// Largest durable batch (one persist write) accepted on recovery.
+pub const DURABLE_BATCH_BYTES_MAX: usize = SNAPSHOT_BYTES_MAX + 1024 * 1024;
+
+/// Outputs queued for the driver before the core refuses new submissions.
+pub const OUTPUT_QUEUE_MAX: usize = 1 << 20;
+
+/// Ticks the core catches up at once after the driver was paused.
+pub const TICKS_CATCH_UP_MAX: u64 = 64;

@@ -1,0 +1,186 @@
+//! Applying committed entries, answering reads, proposing batches, and
+//! snapshotting past the threshold.
+
+use super::proposals::{Placed, Resolution};
+use super::{command_batch, DropOutcome, Membership, MembershipChange, Node, Output, Role};
+use crate::durable::Record;
+use crate::ids::{LogIndex, ProposalId, Term};
+use crate::state_machine::{ApplyContext, StateMachine};
+use crate::wire::decode_local_conf_change;
+use raft::eraftpb::{Entry, EntryType, Snapshot};
+
+impl<S: StateMachine> Node<S> {
+    pub(super) fn apply_entries(&mut self, entries: Vec<Entry>) {
+        for entry in entries {
+            if entry.index <= self.applied.get() && !self.skip_applied_check() {
+                continue;
+            }
+            let membership = entry.get_entry_type() != EntryType::EntryNormal;
+            let resolution = self.proposals.resolve(entry.index, Term(entry.term), membership);
+            self.report_dropped(&resolution);
+            if membership {
+                self.apply_membership(&entry, resolution.ours);
+            } else {
+                self.apply_commands(&entry, resolution.ours);
+            }
+            self.applied = LogIndex(self.applied.get().max(entry.index));
+        }
+    }
+
+    #[cfg(feature = "bug-switches")]
+    fn skip_applied_check(&self) -> bool {
+        self.config.bugs.skip_applied_check
+    }
+
+    #[cfg(not(feature = "bug-switches"))]
+    fn skip_applied_check(&self) -> bool {
+        false
+    }
+
+    fn report_dropped(&mut self, resolution: &Resolution) {
+        for &(proposal, outcome) in &resolution.dropped {
+            self.outputs.push_back(Output::Dropped { proposal, outcome });
+        }
+    }
+
+    fn apply_commands(&mut self, entry: &Entry, ours: Option<Placed>) {
+        let ids = match ours {
+            Some(Placed::Commands(ids)) => ids,
+            _ => Vec::new(),
+        };
+        if entry.data.is_empty() {
+            return; // a new leader's no-op entry
+        }
+        let Some(commands) = command_batch::decode(&entry.data) else {
+            self.metrics.entries_malformed += 1;
+            tracing::error!(index = entry.index, "committed entry does not decode; skipped");
+            self.drop_unknown(&ids);
+            return;
+        };
+        for (position, bytes) in commands.iter().enumerate() {
+            let proposal = ids.get(position).copied();
+            let Ok(command) = postcard::from_bytes::<S::Command>(bytes) else {
+                self.metrics.entries_malformed += 1;
+                self.drop_unknown(proposal.as_slice());
+                continue;
+            };
+            let position = u32::try_from(position).expect("batches are bounded");
+            let at =
+                ApplyContext { index: LogIndex(entry.index), term: Term(entry.term), position };
+            let response = self.machine.apply(at, command);
+            self.metrics.commands_applied += 1;
+            self.outputs.push_back(Output::Applied {
+                index: at.index,
+                term: at.term,
+                position,
+                proposal,
+                response,
+            });
+        }
+    }
+
+    fn drop_unknown(&mut self, ids: &[ProposalId]) {
+        for &proposal in ids {
+            self.outputs.push_back(Output::Dropped { proposal, outcome: DropOutcome::Unknown });
+        }
+    }
+
+    fn apply_membership(&mut self, entry: &Entry, ours: Option<Placed>) {
+        let proposal = match ours {
+            Some(Placed::Membership(id)) => Some(id),
+            _ => None,
+        };
+        let cc = decode_local_conf_change(&entry.data);
+        match self.raw.apply_conf_change(&cc) {
+            Ok(cs) => self.membership = Membership::from_conf_state(&cs),
+            Err(e) => {
+                tracing::warn!(index = entry.index, error = %e, "membership change not applied")
+            }
+        }
+        self.outputs.push_back(Output::MembershipChanged {
+            index: LogIndex(entry.index),
+            proposal,
+            membership: self.membership.clone(),
+        });
+    }
+
+    /// Work that may follow any cycle: reads whose index is applied, leaving
+    /// a joint configuration, and snapshotting past the threshold.
+    pub(super) fn after_apply(&mut self) {
+        for (read, index, query) in self.reads.ready(self.applied.get()) {
+            let result = self.machine.query(&query);
+            self.outputs.push_back(Output::ReadReady { read, index: LogIndex(index), result });
+        }
+        if self.role == Role::Leader
+            && self.membership.is_joint()
+            && !self.raw.raft.has_pending_conf()
+        {
+            if let Ok(cc) = MembershipChange::LeaveJoint.to_conf_change(&self.membership) {
+                if self.raw.propose_conf_change(Vec::new(), cc).is_ok() {
+                    // One more cycle; the pending change stops recursion.
+                    self.drive();
+                }
+            }
+        }
+        let since_snapshot = self.applied.get() - self.raw.store().snapshot_index();
+        if since_snapshot >= self.config.snapshot_threshold_entries {
+            self.take_snapshot();
+        }
+    }
+
+    fn take_snapshot(&mut self) {
+        let index = self.applied.get();
+        let term = self.raw.raft.raft_log.term(index).expect("applied entry is in the log");
+        let mut snapshot = Snapshot::default();
+        snapshot.data = self.machine.snapshot();
+        let meta = snapshot.mut_metadata();
+        meta.index = index;
+        meta.term = term;
+        let mut cs = self.raw.raft.prs().conf().to_conf_state();
+        for ids in
+            [&mut cs.voters, &mut cs.learners, &mut cs.voters_outgoing, &mut cs.learners_next]
+        {
+            ids.sort_unstable();
+        }
+        meta.set_conf_state(cs);
+        self.raw.mut_store().compact_to(snapshot);
+        self.metrics.snapshots_taken += 1;
+        let store = self.raw.store();
+        let records = [
+            Record::Snapshot {
+                meta: store.wire_snapshot_meta(),
+                data: store.snapshot_ref().data.clone(),
+            },
+            Record::HardState(store.durable_hard_state()),
+            Record::Entries(store.wire_entries()),
+        ];
+        self.emit_persist(&records, true, None, Vec::new());
+    }
+
+    /// Packs queued submissions into entries and proposes them.
+    pub(super) fn flush_proposals(&mut self) {
+        if self.role != Role::Leader {
+            for proposal in self.proposals.drain_queue() {
+                self.outputs
+                    .push_back(Output::Dropped { proposal, outcome: DropOutcome::NotCommitted });
+            }
+            return;
+        }
+        while let Some((ids, commands)) = self.proposals.take_batch() {
+            let data = command_batch::encode(&commands);
+            match self.raw.propose(Vec::new(), data) {
+                Ok(()) => {
+                    let index = self.raw.raft.raft_log.last_index();
+                    self.proposals.place(index, Term(self.raw.raft.term), Placed::Commands(ids));
+                }
+                Err(_) => {
+                    for proposal in ids {
+                        let outcome = DropOutcome::NotCommitted;
+                        self.outputs.push_back(Output::Dropped { proposal, outcome });
+                    }
+                }
+            }
+        }
+        self.drive();
+    }
+}

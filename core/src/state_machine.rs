@@ -1,0 +1,81 @@
+//! The contract between the Raft driver and whatever it replicates.
+//!
+//! A state machine is applied only from committed log entries, in log order,
+//! on every replica; it must therefore be deterministic: no clock, no
+//! randomness, no hash-map iteration order. Everything it needs to know about
+//! time arrives inside the command.
+
+use crate::ids::{LogIndex, Term};
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::fmt::Debug;
+
+/// A 32-byte digest of a state machine's whole state. Equal states, equal digests.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Digest(pub [u8; 32]);
+
+impl Debug for Digest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for b in &self.0[..8] {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Where in the log a command is being applied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ApplyContext {
+    /// The entry's index.
+    pub index: LogIndex,
+    /// The entry's term.
+    pub term: Term,
+    /// The command's position inside the entry's batch.
+    pub position: u32,
+}
+
+/// A deterministic replicated state machine.
+pub trait StateMachine {
+    /// What clients submit; encoded with postcard into log entries.
+    type Command: Serialize + DeserializeOwned + Debug + Clone;
+    /// What applying one command produced.
+    type Response: Debug + Clone;
+    /// A read served after a linearizable read index.
+    type Query: Debug + Clone;
+    /// The answer to a query.
+    type QueryResult: Debug + Clone;
+
+    /// Applies one committed command. Must be deterministic.
+    fn apply(&mut self, at: ApplyContext, command: Self::Command) -> Self::Response;
+
+    /// Answers a read against the current applied state.
+    fn query(&self, query: &Self::Query) -> Self::QueryResult;
+
+    /// Serializes the whole state (as of the last applied entry).
+    fn snapshot(&self) -> Bytes;
+
+    /// Replaces the whole state with a snapshot. Snapshot bytes come from a
+    /// peer or the disk: a malformed one is an error, never a panic.
+    fn restore(&mut self, snapshot: &[u8]) -> Result<(), RestoreError>;
+
+    /// A digest of the whole state, equal on replicas at equal applied index.
+    fn digest(&self) -> Digest;
+}
+
+/// Why a snapshot could not be restored.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RestoreError {
+    /// The snapshot bytes do not decode.
+    #[error("snapshot does not decode: {0}")]
+    Malformed(String),
+    /// The snapshot was written by a newer format.
+    #[error("snapshot format version {found} is not supported (this build reads {supported})")]
+    Version {
+        /// The version in the snapshot.
+        found: u16,
+        /// The version this build reads.
+        supported: u16,
+    },
+}

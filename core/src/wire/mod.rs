@@ -1,0 +1,157 @@
+//! The replica-to-replica wire format.
+//!
+//! Every frame is `postcard(version: u16)` followed by `postcard(PeerFrame)`.
+//! The version is read first so that a peer speaking another version gets a
+//! clear refusal naming both versions instead of a confusing decode error.
+//! docs/PROTOCOL.md specifies the layout byte by byte.
+
+mod raft_message;
+mod snapshot_chunk;
+
+pub(crate) use raft_message::decode_local_conf_change;
+pub use raft_message::{
+    WireConfChange, WireConfState, WireEntry, WireEntryPayload, WireMessage, WireMessageKind,
+    WireSnapshotMeta,
+};
+pub use snapshot_chunk::{SnapshotAssembler, SnapshotChunk};
+
+use crate::ids::NodeId;
+use crate::limits;
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+/// The peer protocol version this build speaks.
+pub const PEER_PROTOCOL_VERSION: u16 = 1;
+
+/// One frame between replicas.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerFrame {
+    /// Sender's Raft id; must match the transport-authenticated sender.
+    pub from: NodeId,
+    /// Intended receiver's Raft id.
+    pub to: NodeId,
+    /// What the frame carries.
+    pub body: PeerBody,
+}
+
+/// The payload of a [`PeerFrame`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PeerBody {
+    /// A Raft message without snapshot data.
+    Raft(WireMessage),
+    /// One chunk of a snapshot message.
+    SnapshotChunk(SnapshotChunk),
+}
+
+/// Why a frame was dropped. Counted and logged by the node; never a panic.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FrameError {
+    /// Larger than [`limits::FRAME_BYTES_MAX`].
+    #[error("frame of {len} bytes exceeds the limit of {max}")]
+    TooLarge {
+        /// Frame length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// Spoken by another version of kith.
+    #[error("peer protocol version {found} is not supported (this node speaks {supported})")]
+    Version {
+        /// Version in the frame.
+        found: u16,
+        /// Version this build speaks.
+        supported: u16,
+    },
+    /// Bytes that are not a frame.
+    #[error("malformed frame: {0}")]
+    Malformed(String),
+    /// A well-formed frame that breaks a rule.
+    #[error("invalid frame: {0}")]
+    Invalid(&'static str),
+}
+
+impl PeerFrame {
+    /// Encodes the frame, version first.
+    pub fn encode(&self) -> Bytes {
+        let mut out = postcard::to_allocvec(&PEER_PROTOCOL_VERSION).expect("u16 encodes");
+        let body = postcard::to_allocvec(self).expect("peer frames always encode");
+        out.extend_from_slice(&body);
+        Bytes::from(out)
+    }
+
+    /// Decodes a frame received from the network.
+    pub fn decode(bytes: &[u8]) -> Result<PeerFrame, FrameError> {
+        if bytes.len() > limits::FRAME_BYTES_MAX {
+            return Err(FrameError::TooLarge { len: bytes.len(), max: limits::FRAME_BYTES_MAX });
+        }
+        let (version, rest) = postcard::take_from_bytes::<u16>(bytes)
+            .map_err(|e| FrameError::Malformed(e.to_string()))?;
+        if version != PEER_PROTOCOL_VERSION {
+            return Err(FrameError::Version { found: version, supported: PEER_PROTOCOL_VERSION });
+        }
+        let (frame, rest) = postcard::take_from_bytes::<PeerFrame>(rest)
+            .map_err(|e| FrameError::Malformed(e.to_string()))?;
+        if !rest.is_empty() {
+            return Err(FrameError::Malformed(format!("{} trailing bytes", rest.len())));
+        }
+        Ok(frame)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn heartbeat() -> PeerFrame {
+        PeerFrame {
+            from: NodeId(1),
+            to: NodeId(2),
+            body: PeerBody::Raft(WireMessage {
+                kind: WireMessageKind::Heartbeat,
+                term: 3,
+                log_term: 0,
+                index: 0,
+                entries: vec![],
+                commit: 7,
+                commit_term: 0,
+                snapshot: None,
+                request_snapshot: 0,
+                reject: false,
+                reject_hint: 0,
+                context: Bytes::new(),
+                priority: 0,
+            }),
+        }
+    }
+
+    #[test]
+    fn round_trips() {
+        let f = heartbeat();
+        assert_eq!(PeerFrame::decode(&f.encode()), Ok(f));
+    }
+
+    #[test]
+    fn refuses_other_versions_by_name() {
+        let mut bytes = postcard::to_allocvec(&2u16).unwrap();
+        bytes.extend_from_slice(&heartbeat().encode()[1..]);
+        assert_eq!(
+            PeerFrame::decode(&bytes),
+            Err(FrameError::Version { found: 2, supported: PEER_PROTOCOL_VERSION })
+        );
+    }
+
+    #[test]
+    fn refuses_garbage_truncation_and_trailing_bytes() {
+        let good = heartbeat().encode();
+        for cut in 0..good.len() {
+            assert!(PeerFrame::decode(&good[..cut]).is_err(), "prefix {cut} decoded");
+        }
+        let mut long = good.to_vec();
+        long.push(0);
+        assert!(matches!(PeerFrame::decode(&long), Err(FrameError::Malformed(_))));
+        assert!(PeerFrame::decode(&[0xff; 64]).is_err());
+        let huge = vec![1u8; limits::FRAME_BYTES_MAX + 1];
+        assert!(matches!(PeerFrame::decode(&huge), Err(FrameError::TooLarge { .. })));
+    }
+}

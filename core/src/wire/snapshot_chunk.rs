@@ -1,0 +1,199 @@
+//! Snapshots travel as a series of bounded chunk frames, never as one huge
+//! message, and are reassembled by the receiver with bounded memory.
+
+use super::{FrameError, WireMessage, WireMessageKind};
+use crate::ids::NodeId;
+use crate::limits;
+use bytes::{Bytes, BytesMut};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// One piece of a snapshot message. Every chunk repeats the (small) message
+/// header so chunks can arrive in any order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotChunk {
+    /// The snapshot message without its data.
+    pub message: WireMessage,
+    /// Length of the whole snapshot data.
+    pub total_bytes: u64,
+    /// This chunk's position, from 0.
+    pub chunk_index: u32,
+    /// The chunk's bytes (at most [`limits::SNAPSHOT_CHUNK_BYTES`]).
+    pub data: Bytes,
+}
+
+impl SnapshotChunk {
+    /// Splits snapshot data into chunks that each fit a frame.
+    pub fn split(message: WireMessage, data: &Bytes) -> Vec<SnapshotChunk> {
+        let total_bytes = data.len() as u64;
+        let count = data.len().div_ceil(limits::SNAPSHOT_CHUNK_BYTES).max(1);
+        (0..count)
+            .map(|i| {
+                let start = i * limits::SNAPSHOT_CHUNK_BYTES;
+                let end = (start + limits::SNAPSHOT_CHUNK_BYTES).min(data.len());
+                SnapshotChunk {
+                    message: message.clone(),
+                    total_bytes,
+                    chunk_index: u32::try_from(i).expect("chunk count bounded by snapshot limit"),
+                    data: data.slice(start..end),
+                }
+            })
+            .collect()
+    }
+
+    fn chunk_count(&self) -> usize {
+        usize::try_from(self.total_bytes)
+            .unwrap_or(usize::MAX)
+            .div_ceil(limits::SNAPSHOT_CHUNK_BYTES)
+            .max(1)
+    }
+}
+
+/// Reassembles snapshot chunks, keeping at most one snapshot per sender.
+#[derive(Debug, Default)]
+pub struct SnapshotAssembler {
+    partial: BTreeMap<NodeId, Partial>,
+}
+
+#[derive(Debug)]
+struct Partial {
+    key: (u64, u64, u64),
+    message: WireMessage,
+    buffer: BytesMut,
+    received: Vec<bool>,
+    missing: usize,
+}
+
+impl SnapshotAssembler {
+    /// Takes one chunk; returns the whole message and data once complete.
+    /// A chunk of a newer snapshot from the same sender replaces the older
+    /// partial one, so memory stays at one snapshot per peer.
+    pub fn accept(
+        &mut self,
+        from: NodeId,
+        chunk: SnapshotChunk,
+    ) -> Result<Option<(WireMessage, Bytes)>, FrameError> {
+        let meta = chunk
+            .message
+            .snapshot
+            .as_ref()
+            .filter(|_| chunk.message.kind == WireMessageKind::Snapshot)
+            .ok_or(FrameError::Invalid("snapshot chunk without snapshot metadata"))?;
+        if chunk.total_bytes > limits::SNAPSHOT_BYTES_MAX as u64 {
+            return Err(FrameError::Invalid("snapshot larger than the limit"));
+        }
+        let count = chunk.chunk_count();
+        let index = chunk.chunk_index as usize;
+        if index >= count {
+            return Err(FrameError::Invalid("snapshot chunk index out of range"));
+        }
+        let start = index * limits::SNAPSHOT_CHUNK_BYTES;
+        let expected_len = (chunk.total_bytes as usize - start).min(limits::SNAPSHOT_CHUNK_BYTES);
+        if chunk.data.len() != expected_len {
+            return Err(FrameError::Invalid("snapshot chunk has the wrong length"));
+        }
+        let key = (chunk.message.term, meta.index, chunk.total_bytes);
+        let partial = match self.partial.get_mut(&from) {
+            Some(p) if p.key == key => p,
+            _ => {
+                let total = chunk.total_bytes as usize;
+                let mut buffer = BytesMut::with_capacity(total);
+                buffer.resize(total, 0);
+                self.partial.insert(
+                    from,
+                    Partial {
+                        key,
+                        message: chunk.message.clone(),
+                        buffer,
+                        received: vec![false; count],
+                        missing: count,
+                    },
+                );
+                self.partial.get_mut(&from).expect("just inserted")
+            }
+        };
+        if !partial.received[index] {
+            partial.received[index] = true;
+            partial.missing -= 1;
+            partial.buffer[start..start + expected_len].copy_from_slice(&chunk.data);
+        }
+        if partial.missing > 0 {
+            return Ok(None);
+        }
+        let done = self.partial.remove(&from).expect("present");
+        Ok(Some((done.message, done.buffer.freeze())))
+    }
+
+    /// Forgets partial snapshots (e.g. on crash-restart or role change).
+    pub fn clear(&mut self) {
+        self.partial.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::WireSnapshotMeta;
+
+    fn snapshot_message() -> WireMessage {
+        WireMessage {
+            kind: WireMessageKind::Snapshot,
+            term: 2,
+            log_term: 0,
+            index: 0,
+            entries: vec![],
+            commit: 0,
+            commit_term: 0,
+            snapshot: Some(WireSnapshotMeta { index: 10, term: 2, ..Default::default() }),
+            request_snapshot: 0,
+            reject: false,
+            reject_hint: 0,
+            context: Bytes::new(),
+            priority: 0,
+        }
+    }
+
+    #[test]
+    fn reassembles_out_of_order_with_duplicates() {
+        let data: Bytes = (0..(limits::SNAPSHOT_CHUNK_BYTES * 2 + 17))
+            .map(|i| (i % 251) as u8)
+            .collect::<Vec<_>>()
+            .into();
+        let mut chunks = SnapshotChunk::split(snapshot_message(), &data);
+        assert_eq!(chunks.len(), 3);
+        chunks.reverse();
+        let mut asm = SnapshotAssembler::default();
+        assert_eq!(asm.accept(NodeId(1), chunks[0].clone()), Ok(None));
+        assert_eq!(asm.accept(NodeId(1), chunks[0].clone()), Ok(None));
+        assert_eq!(asm.accept(NodeId(1), chunks[1].clone()), Ok(None));
+        let (msg, got) = asm.accept(NodeId(1), chunks[2].clone()).unwrap().unwrap();
+        assert_eq!(got, data);
+        assert_eq!(msg, snapshot_message());
+    }
+
+    #[test]
+    fn empty_snapshot_is_one_chunk() {
+        let chunks = SnapshotChunk::split(snapshot_message(), &Bytes::new());
+        assert_eq!(chunks.len(), 1);
+        let mut asm = SnapshotAssembler::default();
+        let (_, got) = asm.accept(NodeId(1), chunks[0].clone()).unwrap().unwrap();
+        assert!(got.is_empty());
+    }
+
+    #[test]
+    fn refuses_bad_chunks() {
+        let mut asm = SnapshotAssembler::default();
+        let data = Bytes::from_static(b"abc");
+        let mut c = SnapshotChunk::split(snapshot_message(), &data).remove(0);
+        c.chunk_index = 5;
+        assert!(asm.accept(NodeId(1), c.clone()).is_err());
+        c.chunk_index = 0;
+        c.data = Bytes::from_static(b"ab");
+        assert!(asm.accept(NodeId(1), c.clone()).is_err());
+        c.total_bytes = u64::MAX;
+        assert!(asm.accept(NodeId(1), c.clone()).is_err());
+        let mut no_meta = SnapshotChunk::split(snapshot_message(), &data).remove(0);
+        no_meta.message.snapshot = None;
+        assert!(asm.accept(NodeId(1), no_meta).is_err());
+    }
+}
