@@ -9,6 +9,10 @@ use crate::durable::{DurableHardState, RecoveredLog};
 use crate::wire::{FrameError, WireEntry, WireSnapshotMeta};
 use raft::eraftpb::{ConfState, Entry, HardState, Snapshot};
 use raft::{GetEntriesContext, RaftState, StorageError};
+use std::cell::Cell;
+
+/// Index (and term) of the initial snapshot written at bootstrap.
+pub const BOOTSTRAP_INDEX: u64 = 1;
 
 /// Snapshot, hard state and the entries after the snapshot.
 #[derive(Debug, Default)]
@@ -16,6 +20,10 @@ pub struct LogStore {
     hard_state: HardState,
     snapshot: Snapshot,
     entries: Vec<Entry>,
+    /// Set when raft-rs asked for a snapshot that the stored one cannot
+    /// serve (a peer added after it was taken is not in its membership
+    /// and would refuse it). The node takes a fresh one.
+    fresh_snapshot_wanted: Cell<bool>,
 }
 
 /// Why recovered disk contents cannot seed a store.
@@ -28,12 +36,25 @@ pub enum LogStoreError {
 }
 
 impl LogStore {
-    /// A store holding only an initial membership (a fresh cluster member)
-    /// or nothing at all (a replica waiting to be added).
-    pub fn with_conf_state(conf_state: ConfState) -> LogStore {
+    /// A fresh cluster member's store: an initial snapshot at index 1,
+    /// term 1, holding the initial membership. Starting past index 0 means a
+    /// replica added later (whose log is empty) can never be sent entries
+    /// from index 1 by appends: it always starts from a snapshot, which
+    /// carries the membership it could not otherwise learn.
+    pub fn bootstrap(conf_state: ConfState) -> LogStore {
         let mut store = LogStore::default();
-        store.snapshot.mut_metadata().set_conf_state(conf_state);
+        let meta = store.snapshot.mut_metadata();
+        meta.index = BOOTSTRAP_INDEX;
+        meta.term = BOOTSTRAP_INDEX;
+        meta.set_conf_state(conf_state);
+        store.hard_state.term = BOOTSTRAP_INDEX;
+        store.hard_state.commit = BOOTSTRAP_INDEX;
         store
+    }
+
+    /// An empty store for a replica waiting to be added to a cluster.
+    pub fn empty() -> LogStore {
+        LogStore::default()
     }
 
     /// Rebuilds the store from what recovery read off the disk.
@@ -106,6 +127,12 @@ impl LogStore {
         self.entries.drain(..drop);
         self.snapshot = snapshot;
         self.hard_state.commit = self.hard_state.commit.max(index);
+    }
+
+    /// Whether raft-rs wanted a fresher snapshot than the stored one; clears
+    /// the request.
+    pub fn take_fresh_snapshot_request(&self) -> bool {
+        self.fresh_snapshot_wanted.replace(false)
     }
 
     /// The entries after the snapshot, as durable records.
@@ -193,8 +220,13 @@ impl raft::Storage for LogStore {
         Ok(self.last_index_value())
     }
 
-    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
-        if self.snapshot_index() < request_index {
+    fn snapshot(&self, request_index: u64, to: u64) -> raft::Result<Snapshot> {
+        let cs = self.snapshot.get_metadata().get_conf_state();
+        let knows_peer = [&cs.voters, &cs.learners, &cs.voters_outgoing, &cs.learners_next]
+            .iter()
+            .any(|ids| ids.contains(&to));
+        if self.snapshot_index() < request_index || !knows_peer {
+            self.fresh_snapshot_wanted.set(true);
             return Err(raft::Error::Store(StorageError::SnapshotTemporarilyUnavailable));
         }
         Ok(self.snapshot.clone())

@@ -2,4 +2,4 @@
 
 mod log_store;
 
-pub use log_store::{LogStore, LogStoreError};
+pub use log_store::{LogStore, LogStoreError, BOOTSTRAP_INDEX};

@@ -92,7 +92,10 @@ impl<S: StateMachine> Node<S> {
         };
         let cc = decode_local_conf_change(&entry.data);
         match self.raw.apply_conf_change(&cc) {
-            Ok(cs) => self.membership = Membership::from_conf_state(&cs),
+            Ok(cs) => {
+                self.membership = Membership::from_conf_state(&cs);
+                self.step_down_if_removed();
+            }
             Err(e) => {
                 tracing::warn!(index = entry.index, error = %e, "membership change not applied")
             }
@@ -123,9 +126,36 @@ impl<S: StateMachine> Node<S> {
             }
         }
         let since_snapshot = self.applied.get() - self.raw.store().snapshot_index();
-        if since_snapshot >= self.config.snapshot_threshold_entries {
+        let wanted = self.raw.store().take_fresh_snapshot_request();
+        if since_snapshot >= self.config.snapshot_threshold_entries || (wanted && since_snapshot > 0) {
             self.take_snapshot();
         }
+    }
+
+    /// raft-rs keeps a leader that removed itself leading a group it is no
+    /// longer part of, refusing proposals, and (0.7) panics when such a
+    /// leader later persists entries. Step down at once instead, after
+    /// asking the most up-to-date voter to take over without waiting for an
+    /// election timeout.
+    fn step_down_if_removed(&mut self) {
+        let me = self.config.id;
+        let is_voter =
+            self.membership.voters.contains(&me) || self.membership.voters_outgoing.contains(&me);
+        if self.raw.raft.state != raft::StateRole::Leader || is_voter {
+            return;
+        }
+        let prs = self.raw.raft.prs();
+        let best = self
+            .membership
+            .voters
+            .iter()
+            .filter_map(|v| prs.get(v.get()).map(|p| (p.matched, *v)))
+            .max();
+        if let Some((_, to)) = best {
+            self.raw.transfer_leader(to.get());
+        }
+        let term = self.raw.raft.term;
+        self.raw.raft.become_follower(term, raft::INVALID_ID);
     }
 
     fn take_snapshot(&mut self) {

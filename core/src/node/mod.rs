@@ -100,7 +100,7 @@ impl<S: StateMachine> Node<S> {
         cs.voters = voters.iter().map(|v| v.get()).collect();
         cs.voters.sort_unstable();
         cs.voters.dedup();
-        let mut node = Self::start(config, LogStore::with_conf_state(cs), machine, now)?;
+        let mut node = Self::start(config, LogStore::bootstrap(cs), machine, now)?;
         let store = node.raw.store();
         let records = [
             Record::Snapshot { meta: store.wire_snapshot_meta(), data: node.machine.snapshot() },
@@ -113,7 +113,7 @@ impl<S: StateMachine> Node<S> {
     /// Starts an empty replica that waits to be added to an existing cluster
     /// (it learns everything from the leader, starting with a snapshot).
     pub fn join(config: Config, machine: S, now: Instant) -> Result<Self, StartError> {
-        Self::start(config, LogStore::with_conf_state(ConfState::default()), machine, now)
+        Self::start(config, LogStore::empty(), machine, now)
     }
 
     /// Restarts a replica from what [`crate::durable::recover`] read off its disk.
@@ -380,6 +380,10 @@ impl<S: StateMachine> Node<S> {
         }
         if self.role != Role::Leader {
             return Err(SubmitError::NotLeader { leader_hint: self.leader });
+        }
+        if !self.membership.voters.contains(&self.config.id) {
+            // A leader that removed itself is handing over.
+            return Err(SubmitError::NotLeader { leader_hint: None });
         }
         Ok(())
     }

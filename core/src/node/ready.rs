@@ -80,7 +80,16 @@ impl<S: StateMachine> Node<S> {
         }
         self.emit_persist(&records, new_segment, Some(number), persisted_messages);
         self.release_persisted();
-        self.raw.advance_apply_to(self.applied.get());
+    }
+
+    /// Tells raft-rs how far the state machine has applied. An installed
+    /// snapshot counts only once raft-rs knows it is persisted.
+    fn report_applied(&mut self) {
+        let log = &self.raw.raft.raft_log;
+        let reportable = self.applied.get().min(log.persisted).min(log.committed);
+        if reportable > log.applied {
+            self.raw.advance_apply_to(reportable);
+        }
     }
 
     #[cfg(feature = "bug-switches")]
@@ -102,6 +111,7 @@ impl<S: StateMachine> Node<S> {
         if let Some(number) = released.ready {
             self.raw.on_persist_ready(number);
         }
+        self.report_applied();
     }
 
     fn observe_role(&mut self, role: StateRole, leader: u64) {

@@ -1,0 +1,109 @@
+//! Running the cluster: deliver frames, land disk writes, fire timers, and
+//! route every output, checking invariants after each step.
+
+use super::{Cluster, Event};
+use crate::ids::NodeId;
+use crate::node::{Input, Output, Role};
+use crate::state_machine::StateMachine;
+use crate::testing::checker::Violation;
+use crate::time::Instant;
+
+impl<S: StateMachine + Default> Cluster<S> {
+    /// Runs until `deadline` (simulated), stopping at the first violation.
+    pub fn run_until(&mut self, deadline: Instant) -> Result<(), Violation> {
+        if let Some(v) = self.pending_violation.take() {
+            return Err(v);
+        }
+        loop {
+            let Some(next) = self.next_event_time().filter(|&t| t <= deadline) else {
+                self.now = self.now.max(deadline);
+                return Ok(());
+            };
+            self.now = self.now.max(next);
+            self.checker.set_now(self.now);
+            self.step()?;
+        }
+    }
+
+    /// Runs for `duration` of simulated time.
+    pub fn run_for(&mut self, duration: std::time::Duration) -> Result<(), Violation> {
+        self.run_until(self.now + duration)
+    }
+
+    fn next_event_time(&self) -> Option<Instant> {
+        let timers = self.replicas.values().filter_map(|r| {
+            let node_timer = r.node.as_ref().and_then(|n| n.poll_timeout());
+            let disk = r.disk.next_completion();
+            [node_timer, disk].into_iter().flatten().min()
+        });
+        timers.chain(self.network.next_delivery()).min()
+    }
+
+    fn step(&mut self) -> Result<(), Violation> {
+        let now = self.now;
+        while let Some(packet) = self.network.pop_due(now) {
+            let to = packet.to;
+            if let Some(node) = self.live_mut(to) {
+                node.handle_input(now, Input::Received { from: packet.from, bytes: packet.bytes });
+                self.drain(to)?;
+            }
+        }
+        for id in self.ids() {
+            let replica = self.replicas.get_mut(&id).expect("listed");
+            let Some(up_to) = replica.disk.complete_due(now) else { continue };
+            if let Some(node) = replica.node.as_mut() {
+                node.handle_input(now, Input::Persisted { up_to });
+                self.drain(id)?;
+            }
+        }
+        for id in self.ids() {
+            let Some(node) = self.live_mut(id) else { continue };
+            if node.poll_timeout().is_some_and(|t| t <= now) {
+                node.handle_timeout(now);
+                self.drain(id)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Carries out every output of `id`, then checks its status.
+    pub(super) fn drain(&mut self, id: NodeId) -> Result<(), Violation> {
+        let now = self.now;
+        let replica = self.replicas.get_mut(&id).expect("known replica");
+        let incarnation = replica.incarnation;
+        let Some(node) = replica.node.as_mut() else { return Ok(()) };
+        while let Some(output) = node.poll_output() {
+            self.trace.update(&now.as_micros().to_le_bytes());
+            self.trace.update(&id.get().to_le_bytes());
+            match output {
+                Output::Send { to, frame } => {
+                    self.trace.update(&frame);
+                    self.network.send(now, id, to, frame);
+                }
+                Output::Persist { id: batch, new_segment, bytes } => {
+                    self.trace.update(&bytes);
+                    self.checker.on_persist(id, &bytes)?;
+                    replica.disk.write(now, &mut self.rng, batch, new_segment, bytes);
+                }
+                Output::Halted { reason } => {
+                    return Err(Violation {
+                        invariant: "no halt",
+                        detail: format!("node {id} halted: {reason}"),
+                        at: now,
+                    })
+                }
+                output => {
+                    if let Output::Applied { index, term, position, .. } = &output {
+                        self.trace.update(&index.get().to_le_bytes());
+                        self.checker.on_applied(id, incarnation, *index, *term, *position)?;
+                    }
+                    if let Output::RoleChanged { role: Role::Leader, term, .. } = &output {
+                        self.checker.on_leader(node, *term)?;
+                    }
+                    self.events.push(Event { node: id, incarnation, output });
+                }
+            }
+        }
+        self.checker.on_status(node, incarnation)
+    }
+}

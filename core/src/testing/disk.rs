@@ -1,0 +1,144 @@
+//! A simulated disk under the core's durable format, with a crash model:
+//! writes are pending until their completion time; a crash loses every
+//! pending write and may tear the first one (a prefix of its blocks lands).
+//! Recovery runs the core's real [`crate::durable::recover`].
+
+use crate::durable::{recover, RecoveredLog, RecoveryError};
+use crate::ids::PersistId;
+use crate::rng::SeededRng;
+use crate::time::Instant;
+use bytes::Bytes;
+use std::collections::VecDeque;
+use std::time::Duration;
+
+/// Fault parameters of a simulated disk.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DiskConfig {
+    /// Minimum write+fsync latency.
+    pub latency_min: Duration,
+    /// Maximum write+fsync latency.
+    pub latency_max: Duration,
+    /// Probability that a crash tears the oldest pending write.
+    pub tear_on_crash: f64,
+    /// Tear granularity in bytes.
+    pub block_bytes: usize,
+}
+
+impl Default for DiskConfig {
+    fn default() -> Self {
+        DiskConfig {
+            latency_min: Duration::from_micros(200),
+            latency_max: Duration::from_millis(3),
+            tear_on_crash: 0.5,
+            block_bytes: 64,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct PendingWrite {
+    id: PersistId,
+    new_segment: bool,
+    bytes: Bytes,
+    due: Instant,
+}
+
+/// One replica's disk.
+#[derive(Debug, Default)]
+pub struct SimDisk {
+    /// Fault parameters.
+    pub config: DiskConfig,
+    segments: Vec<Vec<u8>>,
+    pending: VecDeque<PendingWrite>,
+    /// Writes torn by crashes so far.
+    pub tears: u64,
+}
+
+impl SimDisk {
+    /// An empty disk.
+    pub fn new(config: DiskConfig) -> SimDisk {
+        SimDisk { config, ..SimDisk::default() }
+    }
+
+    /// Starts a write that completes (durably, in order) after a latency.
+    pub fn write(&mut self, now: Instant, rng: &mut SeededRng, id: PersistId, new_segment: bool, bytes: Bytes) {
+        let min = self.config.latency_min.as_micros() as u64;
+        let max = self.config.latency_max.as_micros() as u64;
+        let due = Instant::from_micros(now.as_micros() + rng.range(min, max + 1));
+        let due = self.pending.back().map_or(due, |last| due.max(last.due));
+        self.pending.push_back(PendingWrite { id, new_segment, bytes, due });
+    }
+
+    /// When the next write completes.
+    pub fn next_completion(&self) -> Option<Instant> {
+        self.pending.front().map(|w| w.due)
+    }
+
+    /// Lands every write due by `now`; returns the last id now durable.
+    pub fn complete_due(&mut self, now: Instant) -> Option<PersistId> {
+        let mut last = None;
+        while self.pending.front().is_some_and(|w| w.due <= now) {
+            let w = self.pending.pop_front().expect("front exists");
+            self.land(w.new_segment, &w.bytes);
+            last = Some(w.id);
+        }
+        last
+    }
+
+    fn land(&mut self, new_segment: bool, bytes: &[u8]) {
+        if new_segment || self.segments.is_empty() {
+            self.segments.push(bytes.to_vec());
+            // The driver deletes older segments once the new one is durable.
+            let keep = self.segments.len() - 1;
+            self.segments.drain(..keep);
+        } else {
+            self.segments.last_mut().expect("non-empty").extend_from_slice(bytes);
+        }
+    }
+
+    /// Power loss: pending writes vanish; the oldest may land torn.
+    pub fn crash(&mut self, rng: &mut SeededRng) {
+        if let Some(first) = self.pending.pop_front() {
+            if rng.chance(self.config.tear_on_crash) {
+                let blocks = first.bytes.len().div_ceil(self.config.block_bytes) as u64;
+                let kept = rng.range(0, blocks) as usize * self.config.block_bytes;
+                let torn = &first.bytes[..kept.min(first.bytes.len())];
+                if first.new_segment {
+                    // A torn new segment: older segments are still there.
+                    self.segments.push(torn.to_vec());
+                } else if let Some(last) = self.segments.last_mut() {
+                    last.extend_from_slice(torn);
+                }
+                self.tears += 1;
+            }
+        }
+        self.pending.clear();
+    }
+
+    /// Recovers the log, truncating a torn tail as a driver would.
+    pub fn recover(&mut self) -> Result<RecoveredLog, RecoveryError> {
+        let views: Vec<&[u8]> = self.segments.iter().map(Vec::as_slice).collect();
+        let log = recover(&views)?;
+        if let Some(last) = self.segments.last_mut() {
+            last.truncate(log.last_segment_valid_bytes);
+        }
+        Ok(log)
+    }
+
+    /// Durable bytes across all segments.
+    pub fn durable_bytes(&self) -> usize {
+        self.segments.iter().map(Vec::len).sum()
+    }
+
+    /// Flips one byte of durable data (a corruption fault).
+    pub fn corrupt_byte(&mut self, segment: usize, offset: usize) {
+        if let Some(b) = self.segments.get_mut(segment).and_then(|s| s.get_mut(offset)) {
+            *b ^= 0xa5;
+        }
+    }
+
+    /// The durable segments.
+    pub fn segments(&self) -> &[Vec<u8>] {
+        &self.segments
+    }
+}

@@ -1,0 +1,257 @@
+//! A seeded scenario: a cluster, a list-append workload, a fault phase
+//! whose faults are drawn from the seed, then a liveness phase in which the
+//! network heals, every replica restarts, and the cluster must converge.
+
+use super::checker::Violation;
+use super::cluster::{Cluster, ClusterConfig};
+use super::list_machine::{Append, ListMachine};
+use super::list_workload::{ListWorkload, WorkloadStats};
+use super::network::NetworkConfig;
+use crate::ids::NodeId;
+use crate::node::MembershipChange;
+use crate::rng::SeededRng;
+use crate::time::Instant;
+use std::time::Duration;
+
+/// What a scenario runs.
+#[derive(Clone, Debug)]
+pub struct ScenarioConfig {
+    /// The seed; everything else random is drawn from it.
+    pub seed: u64,
+    /// Initial voters (3 or 5).
+    pub voters: u64,
+    /// Length of the fault phase.
+    pub fault_phase: Duration,
+    /// Concurrent clients.
+    pub clients: u64,
+    /// Whether membership changes are among the faults.
+    pub membership_changes: bool,
+    /// Test-only rule breakers.
+    #[cfg(feature = "bug-switches")]
+    pub bugs: crate::bugs::BugSwitches,
+}
+
+impl ScenarioConfig {
+    /// Defaults for `seed` with `voters` replicas.
+    pub fn new(seed: u64, voters: u64) -> ScenarioConfig {
+        ScenarioConfig {
+            seed,
+            voters,
+            fault_phase: Duration::from_secs(3),
+            clients: 3,
+            membership_changes: true,
+            #[cfg(feature = "bug-switches")]
+            bugs: crate::bugs::BugSwitches::default(),
+        }
+    }
+
+    /// The command that replays this scenario.
+    pub fn reproduction(&self) -> String {
+        format!(
+            "KITH_SEED={} KITH_VOTERS={} cargo test -p kith-core --test raft_cluster replay_one_seed -- --nocapture",
+            self.seed, self.voters
+        )
+    }
+}
+
+/// What a passing scenario did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScenarioReport {
+    /// The workload's totals.
+    pub workload: WorkloadStats,
+    /// Highest committed index seen.
+    pub committed: u64,
+    /// Crashes injected.
+    pub crashes: u64,
+    /// Digest of the whole event trace (equal for equal seeds).
+    pub trace: [u8; 32],
+}
+
+/// Runs one scenario to its end, returning the first violation.
+pub fn run_scenario(config: &ScenarioConfig) -> Result<ScenarioReport, Violation> {
+    let mut faults = SeededRng::new(config.seed ^ 0x9e37_79b9_7f4a_7c15);
+    let mut cluster_config = ClusterConfig::new(config.seed, config.voters);
+    cluster_config.spares = if config.membership_changes { 1 } else { 0 };
+    cluster_config.network = NetworkConfig {
+        loss: faults.range(0, 15) as f64 / 100.0,
+        duplicate: faults.range(0, 5) as f64 / 100.0,
+        delay_min: Duration::from_micros(faults.range(100, 2000)),
+        delay_max: Duration::from_millis(faults.range(2, 30)),
+    };
+    #[cfg(feature = "bug-switches")]
+    {
+        cluster_config.bugs = config.bugs;
+    }
+    let mut cluster: Cluster<ListMachine> = Cluster::new(cluster_config)?;
+    let mut workload = ListWorkload::new(config.clients);
+    let mut crashes = 0;
+    let mut down: Vec<(NodeId, Instant)> = Vec::new();
+    let mut next_fault = Instant::from_millis(faults.range(200, 600));
+    let end = Instant::ZERO + config.fault_phase;
+    while cluster.now() < end {
+        cluster.run_for(Duration::from_millis(2))?;
+        workload.act(&mut cluster)?;
+        let now = cluster.now();
+        let (due, waiting): (Vec<_>, Vec<_>) = down.into_iter().partition(|(_, at)| *at <= now);
+        down = waiting;
+        for (id, _) in due {
+            cluster.restart(id)?;
+        }
+        if now >= next_fault {
+            crashes += inject_fault(&mut cluster, &mut faults, &mut down, config);
+            next_fault = now + Duration::from_millis(faults.range(50, 400));
+        }
+    }
+    liveness_phase(&mut cluster, &mut workload, &down)?;
+    let committed = cluster.node(NodeId(1)).map_or(0, |n| n.status().commit.get());
+    Ok(ScenarioReport {
+        workload: workload.stats(),
+        committed,
+        crashes,
+        trace: *cluster.trace_digest().as_bytes(),
+    })
+}
+
+fn inject_fault(
+    cluster: &mut Cluster<ListMachine>,
+    rng: &mut SeededRng,
+    down: &mut Vec<(NodeId, Instant)>,
+    config: &ScenarioConfig,
+) -> u64 {
+    let ids = cluster.ids();
+    let pick = |rng: &mut SeededRng| ids[rng.range(0, ids.len() as u64) as usize];
+    let now = cluster.now();
+    match rng.range(0, 10) {
+        0..=2 => {
+            let id = cluster.leader().filter(|_| rng.chance(0.5)).unwrap_or_else(|| pick(rng));
+            if cluster.is_live(id) {
+                cluster.crash(id);
+                let outage = if rng.chance(0.2) { rng.range(1000, 2500) } else { rng.range(20, 400) };
+                down.push((id, now + Duration::from_millis(outage)));
+                return 1;
+            }
+        }
+        3 => cluster.network.isolate(pick(rng), &ids),
+        4 => {
+            let (a, b) = (pick(rng), pick(rng));
+            if a != b {
+                cluster.network.block(a, b);
+            }
+        }
+        5 => {
+            for &id in &ids {
+                if rng.chance(0.5) {
+                    cluster.network.isolate(id, &ids);
+                }
+            }
+        }
+        6 | 7 => cluster.network.heal(),
+        8 if config.membership_changes => change_membership(cluster, rng),
+        _ => {
+            if let Some(leader) = cluster.leader() {
+                let to = pick(rng);
+                cluster.transfer_leadership(leader, to);
+            }
+        }
+    }
+    0
+}
+
+fn change_membership(cluster: &mut Cluster<ListMachine>, rng: &mut SeededRng) {
+    let Some(leader) = cluster.leader() else { return };
+    let Some(membership) = cluster.node(leader).map(|n| n.status().membership) else { return };
+    let spare = cluster.ids().into_iter().find(|id| !membership.contains(*id));
+    let change = match (spare, membership.learners.first()) {
+        (Some(id), _) => MembershipChange::AddLearner(id),
+        (None, Some(&learner)) => MembershipChange::Promote(learner),
+        (None, None) if membership.voters.len() > 3 => {
+            let victim = membership.voters[rng.range(0, membership.voters.len() as u64) as usize];
+            if rng.chance(0.5) {
+                MembershipChange::Remove(victim)
+            } else {
+                MembershipChange::Joint { add_voters: vec![], remove: vec![victim] }
+            }
+        }
+        _ => return,
+    };
+    let _ = cluster.change_membership(leader, &change);
+}
+
+/// Heal everything, restart everyone, and require convergence in bounded time.
+fn liveness_phase(
+    cluster: &mut Cluster<ListMachine>,
+    workload: &mut ListWorkload,
+    down: &[(NodeId, Instant)],
+) -> Result<(), Violation> {
+    cluster.network.heal();
+    cluster.network.config.loss = 0.0;
+    for (id, _) in down {
+        cluster.restart(*id)?;
+    }
+    workload.active = false;
+    let deadline = cluster.now() + Duration::from_secs(20);
+    let mut barrier = None;
+    while cluster.now() < deadline {
+        cluster.run_for(Duration::from_millis(5))?;
+        workload.act(cluster)?;
+        let Some(leader) = cluster.leader() else { continue };
+        // A barrier write proves the healed cluster makes progress; it is
+        // resubmitted if a leader change drops it.
+        let stale = barrier.is_none_or(|at| cluster.now() >= at + Duration::from_millis(500));
+        if stale && workload.is_quiet() {
+            if cluster.submit(leader, &Append { list: 0, value: u64::MAX }).is_ok() {
+                barrier = Some(cluster.now());
+            }
+        }
+        if barrier.is_some() && converged(cluster) {
+            let lists = cluster.node(leader).expect("leader is live").state_machine().lists().clone();
+            let mut lists = lists;
+            if let Some(l) = lists.get_mut(&0) {
+                l.retain(|v| *v != u64::MAX);
+            }
+            return workload.check_final(&lists, cluster.now());
+        }
+    }
+    Err(Violation {
+        invariant: "liveness",
+        detail: format!(
+            "no convergence 20 s after healing (leader {:?}, clients quiet: {}, barrier: {barrier:?}); {}",
+            cluster.leader(),
+            workload.is_quiet(),
+            describe(cluster)
+        ),
+        at: cluster.now(),
+    })
+}
+
+/// Every member of the leader's configuration has applied the same prefix.
+/// Replicas removed from the group may lag forever; that is expected.
+fn converged(cluster: &Cluster<ListMachine>) -> bool {
+    let Some(leader) = cluster.leader().and_then(|id| cluster.node(id)) else { return false };
+    let membership = leader.status().membership;
+    let statuses: Vec<_> = cluster.ids().iter().filter_map(|id| cluster.node(*id)).map(|n| (n.status(), n)).collect();
+    let members: Vec<_> = statuses.iter().filter(|(s, _)| membership.contains(s.id)).collect();
+    let Some((first, first_node)) = members.first() else { return false };
+    let barrier_applied = first_node.state_machine().list(0).contains(&u64::MAX);
+    barrier_applied
+        && members.iter().all(|(s, n)| s.applied == first.applied && s.commit == first.commit && n.digest() == first_node.digest())
+}
+
+fn describe(cluster: &Cluster<ListMachine>) -> String {
+    let parts: Vec<String> = cluster
+        .ids()
+        .iter()
+        .map(|id| match cluster.node(*id) {
+            None => format!("{id}: down"),
+            Some(n) => {
+                let s = n.status();
+                format!(
+                    "{id}: {:?} term {} leader {:?} commit {} applied {} last {} snap {} voters {:?} learners {:?} out {:?} {:?}",
+                    s.role, s.term, s.leader, s.commit, s.applied, s.last_index, s.snapshot_index,
+                    s.membership.voters, s.membership.learners, s.membership.voters_outgoing, n.metrics()
+                )
+            }
+        })
+        .collect();
+    parts.join("; ")
+}
