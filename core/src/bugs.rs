@@ -5,9 +5,9 @@
 /// Which rules to break. All off by default.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct BugSwitches {
-    /// Send `persisted_messages` (votes, append acks) before the driver has
-    /// reported the batch durable.
+    /// Send `persisted_messages` (votes, append acknowledgements) before the
+    /// driver has reported the batch durable.
     pub ack_before_persist: bool,
-    /// Apply a committed entry twice when it is re-delivered after a snapshot.
-    pub skip_applied_check: bool,
+    /// Serve reads from the local state without a read index (stale reads).
+    pub serve_reads_locally: bool,
 }

@@ -15,10 +15,16 @@ fn run_seeds(voters: u64, seeds: std::ops::Range<u64>) {
         let config = ScenarioConfig::new(seed, voters);
         match run_scenario(&config) {
             Ok(report) => acked += report.workload.acked,
-            Err(v) => panic!("seed {seed} ({voters} voters): {v}\nreproduce with: {}", config.reproduction()),
+            Err(v) => panic!(
+                "seed {seed} ({voters} voters): {v}\nreproduce with: {}",
+                config.reproduction()
+            ),
         }
     }
-    println!("{count} scenarios of {voters} voters passed: {acked} acknowledged appends in {:?}", started.elapsed());
+    println!(
+        "{count} scenarios of {voters} voters passed: {acked} acknowledged appends in {:?}",
+        started.elapsed()
+    );
 }
 
 #[test]

@@ -12,7 +12,7 @@ use raft::eraftpb::{Entry, EntryType, Snapshot};
 impl<S: StateMachine> Node<S> {
     pub(super) fn apply_entries(&mut self, entries: Vec<Entry>) {
         for entry in entries {
-            if entry.index <= self.applied.get() && !self.skip_applied_check() {
+            if entry.index <= self.applied.get() {
                 continue;
             }
             let membership = entry.get_entry_type() != EntryType::EntryNormal;
@@ -25,16 +25,6 @@ impl<S: StateMachine> Node<S> {
             }
             self.applied = LogIndex(self.applied.get().max(entry.index));
         }
-    }
-
-    #[cfg(feature = "bug-switches")]
-    fn skip_applied_check(&self) -> bool {
-        self.config.bugs.skip_applied_check
-    }
-
-    #[cfg(not(feature = "bug-switches"))]
-    fn skip_applied_check(&self) -> bool {
-        false
     }
 
     fn report_dropped(&mut self, resolution: &Resolution) {
@@ -127,7 +117,9 @@ impl<S: StateMachine> Node<S> {
         }
         let since_snapshot = self.applied.get() - self.raw.store().snapshot_index();
         let wanted = self.raw.store().take_fresh_snapshot_request();
-        if since_snapshot >= self.config.snapshot_threshold_entries || (wanted && since_snapshot > 0) {
+        if since_snapshot >= self.config.snapshot_threshold_entries
+            || (wanted && since_snapshot > 0)
+        {
             self.take_snapshot();
         }
     }

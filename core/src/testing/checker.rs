@@ -8,13 +8,15 @@
 //!   committed index has one term everywhere.
 //! - Commit and applied indexes never move backwards within an incarnation.
 //! - No proposal applied twice: applied positions strictly increase.
+//! - Vote safety: a node grants its vote to one candidate per term (checked
+//!   on every vote it sends).
 
 use crate::durable::{decode_batch_at, Record};
 use crate::ids::{LogIndex, NodeId, Term};
 use crate::node::{Node, NodeStatus};
 use crate::state_machine::{Digest, StateMachine};
 use crate::time::Instant;
-use crate::wire::WireEntryPayload;
+use crate::wire::{PeerBody, PeerFrame, WireEntryPayload, WireMessageKind};
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -49,6 +51,7 @@ struct Watermarks {
 #[derive(Debug, Default)]
 pub struct RaftChecker {
     leaders: BTreeMap<Term, NodeId>,
+    votes: BTreeMap<(NodeId, u64), NodeId>,
     payloads: BTreeMap<(u64, u64), blake3::Hash>,
     committed_terms: BTreeMap<u64, u64>,
     digests: BTreeMap<LogIndex, Digest>,
@@ -67,7 +70,11 @@ impl RaftChecker {
     }
 
     /// `node` became leader of `term`.
-    pub fn on_leader<S: StateMachine>(&mut self, node: &Node<S>, term: Term) -> Result<(), Violation> {
+    pub fn on_leader<S: StateMachine>(
+        &mut self,
+        node: &Node<S>,
+        term: Term,
+    ) -> Result<(), Violation> {
         let id = node.id();
         if let Some(&other) = self.leaders.get(&term) {
             if other != id {
@@ -92,6 +99,25 @@ impl RaftChecker {
         Ok(())
     }
 
+    /// `node` sent a frame to `to`.
+    pub fn on_send(&mut self, node: NodeId, to: NodeId, frame: &[u8]) -> Result<(), Violation> {
+        let frame = PeerFrame::decode(frame).map_err(|e| {
+            self.violation("wire format", format!("node {node} sent a bad frame: {e}"))
+        })?;
+        let PeerBody::Raft(m) = frame.body else { return Ok(()) };
+        if m.kind != WireMessageKind::RequestVoteResponse || m.reject {
+            return Ok(());
+        }
+        let prior = *self.votes.entry((node, m.term)).or_insert(to);
+        if prior != to {
+            return Err(self.violation(
+                "vote safety",
+                format!("node {node} voted for {prior} and {to} in term {}", m.term),
+            ));
+        }
+        Ok(())
+    }
+
     /// `node` emitted a persist batch.
     pub fn on_persist(&mut self, node: NodeId, bytes: &[u8]) -> Result<(), Violation> {
         let (records, _) = decode_batch_at(bytes, 0)
@@ -107,7 +133,10 @@ impl RaftChecker {
                 if prior != hash {
                     return Err(self.violation(
                         "log matching",
-                        format!("node {node} holds a different entry at index {} term {}", e.index, e.term),
+                        format!(
+                            "node {node} holds a different entry at index {} term {}",
+                            e.index, e.term
+                        ),
                     ));
                 }
             }
@@ -137,7 +166,9 @@ impl RaftChecker {
         if prior != term.get() {
             return Err(self.violation(
                 "state machine safety",
-                format!("node {node} applied index {index} from term {term}, others from term {prior}"),
+                format!(
+                    "node {node} applied index {index} from term {term}, others from term {prior}"
+                ),
             ));
         }
         Ok(())
@@ -170,7 +201,10 @@ impl RaftChecker {
             if prior != digest {
                 return Err(self.violation(
                     "state machine safety",
-                    format!("node {id} at applied index {} has digest {digest:?}, expected {prior:?}", status.applied),
+                    format!(
+                        "node {id} at applied index {} has digest {digest:?}, expected {prior:?}",
+                        status.applied
+                    ),
                 ));
             }
         }

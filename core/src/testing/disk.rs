@@ -61,7 +61,14 @@ impl SimDisk {
     }
 
     /// Starts a write that completes (durably, in order) after a latency.
-    pub fn write(&mut self, now: Instant, rng: &mut SeededRng, id: PersistId, new_segment: bool, bytes: Bytes) {
+    pub fn write(
+        &mut self,
+        now: Instant,
+        rng: &mut SeededRng,
+        id: PersistId,
+        new_segment: bool,
+        bytes: Bytes,
+    ) {
         let min = self.config.latency_min.as_micros() as u64;
         let max = self.config.latency_max.as_micros() as u64;
         let due = Instant::from_micros(now.as_micros() + rng.range(min, max + 1));

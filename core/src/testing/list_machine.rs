@@ -74,7 +74,8 @@ impl StateMachine for ListMachine {
         if version != SNAPSHOT_VERSION {
             return Err(RestoreError::Version { found: version, supported: SNAPSHOT_VERSION });
         }
-        self.lists = postcard::from_bytes(rest).map_err(|e| RestoreError::Malformed(e.to_string()))?;
+        self.lists =
+            postcard::from_bytes(rest).map_err(|e| RestoreError::Malformed(e.to_string()))?;
         Ok(())
     }
 

@@ -19,8 +19,20 @@ const LISTS: u8 = 2;
 #[derive(Debug)]
 enum State {
     Idle,
-    Appending { node: NodeId, incarnation: u64, proposal: ProposalId, deadline: Instant },
-    Reading { node: NodeId, incarnation: u64, read: ReadId, deadline: Instant, list: u8, must_see: Vec<u64> },
+    Appending {
+        node: NodeId,
+        incarnation: u64,
+        proposal: ProposalId,
+        deadline: Instant,
+    },
+    Reading {
+        node: NodeId,
+        incarnation: u64,
+        read: ReadId,
+        deadline: Instant,
+        list: u8,
+        must_see: Vec<u64>,
+    },
 }
 
 #[derive(Debug)]
@@ -107,7 +119,10 @@ impl ListWorkload {
         for i in 0..self.clients.len() {
             self.expire(i, cluster, now);
             let c = &self.clients[i];
-            if matches!(c.state, State::Idle) && c.next_action <= now && (self.active || c.retry.is_some()) {
+            if matches!(c.state, State::Idle)
+                && c.next_action <= now
+                && (self.active || c.retry.is_some())
+            {
                 self.start_op(i, cluster);
             }
         }
@@ -119,7 +134,9 @@ impl ListWorkload {
         let (node, incarnation, deadline) = match &c.state {
             State::Idle => return,
             State::Appending { node, incarnation, deadline, .. }
-            | State::Reading { node, incarnation, deadline, .. } => (*node, *incarnation, *deadline),
+            | State::Reading { node, incarnation, deadline, .. } => {
+                (*node, *incarnation, *deadline)
+            }
         };
         let lost = !cluster.is_live(node) || cluster.incarnation(node) != incarnation;
         if now >= deadline || lost {
@@ -138,13 +155,21 @@ impl ListWorkload {
         let target = c.target;
         if read {
             let list = (c.id % u64::from(LISTS)) as u8;
-            let must_see = self.acked.iter().filter(|(_, l)| **l == list).map(|(v, _)| *v).collect();
+            let must_see =
+                self.acked.iter().filter(|(_, l)| **l == list).map(|(v, _)| *v).collect();
             match cluster.read(target, list) {
                 Ok(read) => {
                     let incarnation = cluster.incarnation(target);
                     let deadline = now + OP_TIMEOUT;
                     let c = &mut self.clients[i];
-                    c.state = State::Reading { node: target, incarnation, read, deadline, list, must_see };
+                    c.state = State::Reading {
+                        node: target,
+                        incarnation,
+                        read,
+                        deadline,
+                        list,
+                        must_see,
+                    };
                 }
                 Err(ReadError::NotLeader { leader_hint }) => self.redirect(i, cluster, leader_hint),
                 Err(_) => self.redirect(i, cluster, None),
@@ -161,11 +186,17 @@ impl ListWorkload {
                 let incarnation = cluster.incarnation(target);
                 let c = &mut self.clients[i];
                 c.current = Some(value);
-                c.state = State::Appending { node: target, incarnation, proposal, deadline: now + OP_TIMEOUT };
+                c.state = State::Appending {
+                    node: target,
+                    incarnation,
+                    proposal,
+                    deadline: now + OP_TIMEOUT,
+                };
             }
             Err(e) => {
                 self.clients[i].retry = Some(value);
-                let hint = if let SubmitError::NotLeader { leader_hint } = e { leader_hint } else { None };
+                let hint =
+                    if let SubmitError::NotLeader { leader_hint } = e { leader_hint } else { None };
                 self.redirect(i, cluster, hint);
             }
         }
@@ -182,14 +213,18 @@ impl ListWorkload {
     fn on_event(&mut self, now: Instant, event: Event<ListMachine>) -> Result<(), Violation> {
         let Event { node, incarnation, output } = event;
         let here = |s: &State| match s {
-            State::Appending { node: n, incarnation: inc, .. } | State::Reading { node: n, incarnation: inc, .. } => {
-                *n == node && *inc == incarnation
-            }
+            State::Appending { node: n, incarnation: inc, .. }
+            | State::Reading { node: n, incarnation: inc, .. } => *n == node && *inc == incarnation,
             State::Idle => false,
         };
         match output {
             Output::Applied { proposal: Some(p), .. } => {
-                let Some(c) = self.clients.iter_mut().find(|c| here(&c.state) && matches!(c.state, State::Appending { proposal, .. } if proposal == p)) else { return Ok(()) };
+                let Some(c) = self.clients.iter_mut().find(|c| {
+                    here(&c.state)
+                        && matches!(c.state, State::Appending { proposal, .. } if proposal == p)
+                }) else {
+                    return Ok(());
+                };
                 let value = c.current.take().expect("appending has a value");
                 c.acked.push(value);
                 c.state = State::Idle;
@@ -198,7 +233,12 @@ impl ListWorkload {
                 self.indeterminate.remove(&value);
             }
             Output::Dropped { proposal: p, outcome } => {
-                let Some(c) = self.clients.iter_mut().find(|c| here(&c.state) && matches!(c.state, State::Appending { proposal, .. } if proposal == p)) else { return Ok(()) };
+                let Some(c) = self.clients.iter_mut().find(|c| {
+                    here(&c.state)
+                        && matches!(c.state, State::Appending { proposal, .. } if proposal == p)
+                }) else {
+                    return Ok(());
+                };
                 let value = c.current.take().expect("appending has a value");
                 match outcome {
                     DropOutcome::NotCommitted => c.retry = Some(value),
@@ -209,19 +249,33 @@ impl ListWorkload {
                 c.state = State::Idle;
             }
             Output::ReadReady { read: r, result, .. } => {
-                let Some(c) = self.clients.iter_mut().find(|c| here(&c.state) && matches!(c.state, State::Reading { read, .. } if read == r)) else { return Ok(()) };
-                let State::Reading { must_see, list, .. } = std::mem::replace(&mut c.state, State::Idle) else { unreachable!() };
+                let Some(c) = self.clients.iter_mut().find(|c| {
+                    here(&c.state) && matches!(c.state, State::Reading { read, .. } if read == r)
+                }) else {
+                    return Ok(());
+                };
+                let State::Reading { must_see, list, .. } =
+                    std::mem::replace(&mut c.state, State::Idle)
+                else {
+                    unreachable!()
+                };
                 let seen: BTreeSet<u64> = result.iter().copied().collect();
                 if let Some(missing) = must_see.iter().find(|v| !seen.contains(v)) {
                     return Err(Violation { invariant: "linearizable read", detail: format!("read of list {list} at node {node} misses acknowledged value {missing:#x}"), at: now });
                 }
                 if seen.len() != result.len() {
-                    return Err(Violation { invariant: "no duplicate", detail: format!("read of list {list} shows a value twice"), at: now });
+                    return Err(Violation {
+                        invariant: "no duplicate",
+                        detail: format!("read of list {list} shows a value twice"),
+                        at: now,
+                    });
                 }
                 self.reads += 1;
             }
             Output::ReadFailed { read: r } => {
-                if let Some(c) = self.clients.iter_mut().find(|c| here(&c.state) && matches!(c.state, State::Reading { read, .. } if read == r)) {
+                if let Some(c) = self.clients.iter_mut().find(|c| {
+                    here(&c.state) && matches!(c.state, State::Reading { read, .. } if read == r)
+                }) {
                     c.state = State::Idle;
                 }
             }
@@ -231,30 +285,53 @@ impl ListWorkload {
     }
 
     /// Checks the final lists of a converged cluster against the history.
-    pub fn check_final(&self, lists: &BTreeMap<u8, Vec<u64>>, at: Instant) -> Result<(), Violation> {
+    pub fn check_final(
+        &self,
+        lists: &BTreeMap<u8, Vec<u64>>,
+        at: Instant,
+    ) -> Result<(), Violation> {
         let fail = |invariant, detail| Err(Violation { invariant, detail, at });
         let mut present = BTreeSet::new();
         for (list, values) in lists {
             for v in values {
                 if !present.insert(*v) {
-                    return fail("no duplicate", format!("value {v:#x} appears twice (list {list})"));
+                    return fail(
+                        "no duplicate",
+                        format!("value {v:#x} appears twice (list {list})"),
+                    );
                 }
                 if !self.submitted.contains(v) || list_of(*v) != *list {
-                    return fail("no phantom", format!("value {v:#x} in list {list} was never submitted there"));
+                    return fail(
+                        "no phantom",
+                        format!("value {v:#x} in list {list} was never submitted there"),
+                    );
                 }
             }
         }
         if let Some(lost) = self.acked.keys().find(|v| !present.contains(v)) {
-            return fail("no acknowledged write lost", format!("value {lost:#x} was acknowledged but is missing"));
+            return fail(
+                "no acknowledged write lost",
+                format!("value {lost:#x} was acknowledged but is missing"),
+            );
         }
         for c in &self.clients {
             for list in 0..LISTS {
                 let mine: Vec<u64> = lists.get(&list).map_or(Vec::new(), |l| {
-                    l.iter().copied().filter(|v| v >> 32 == c.id && self.acked.contains_key(v)).collect()
+                    l.iter()
+                        .copied()
+                        .filter(|v| v >> 32 == c.id && self.acked.contains_key(v))
+                        .collect()
                 });
-                let acked_here: Vec<u64> = c.acked.iter().copied().filter(|v| list_of(*v) == list).collect();
+                let acked_here: Vec<u64> =
+                    c.acked.iter().copied().filter(|v| list_of(*v) == list).collect();
                 if mine != acked_here {
-                    return fail("client order", format!("client {} list {list}: acked {acked_here:x?}, stored {mine:x?}", c.id));
+                    return fail(
+                        "client order",
+                        format!(
+                            "client {} list {list}: acked {acked_here:x?}, stored {mine:x?}",
+                            c.id
+                        ),
+                    );
                 }
             }
         }

@@ -67,8 +67,22 @@ pub struct ScenarioReport {
     pub trace: [u8; 32],
 }
 
-/// Runs one scenario to its end, returning the first violation.
+/// Runs one scenario; a panic anywhere in the cluster (raft-rs's own
+/// assertions included) is reported as a violation, not a crash of the run.
 pub fn run_scenario(config: &ScenarioConfig) -> Result<ScenarioReport, Violation> {
+    let caught =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_scenario_inner(config)));
+    caught.unwrap_or_else(|panic| {
+        let detail = panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "non-string panic".to_string());
+        Err(Violation { invariant: "no panic", detail, at: Instant::ZERO })
+    })
+}
+
+fn run_scenario_inner(config: &ScenarioConfig) -> Result<ScenarioReport, Violation> {
     let mut faults = SeededRng::new(config.seed ^ 0x9e37_79b9_7f4a_7c15);
     let mut cluster_config = ClusterConfig::new(config.seed, config.voters);
     cluster_config.spares = if config.membership_changes { 1 } else { 0 };
@@ -126,7 +140,14 @@ fn inject_fault(
             let id = cluster.leader().filter(|_| rng.chance(0.5)).unwrap_or_else(|| pick(rng));
             if cluster.is_live(id) {
                 cluster.crash(id);
-                let outage = if rng.chance(0.2) { rng.range(1000, 2500) } else { rng.range(20, 400) };
+                // Outages: instant restarts (a crash in the middle of an
+                // election), ordinary ones, and long ones that force
+                // snapshot catch-up.
+                let outage = match rng.range(0, 10) {
+                    0..=2 => rng.range(1, 20),
+                    3..=7 => rng.range(20, 400),
+                    _ => rng.range(1000, 2500),
+                };
                 down.push((id, now + Duration::from_millis(outage)));
                 return 1;
             }
@@ -204,7 +225,8 @@ fn liveness_phase(
             }
         }
         if barrier.is_some() && converged(cluster) {
-            let lists = cluster.node(leader).expect("leader is live").state_machine().lists().clone();
+            let lists =
+                cluster.node(leader).expect("leader is live").state_machine().lists().clone();
             let mut lists = lists;
             if let Some(l) = lists.get_mut(&0) {
                 l.retain(|v| *v != u64::MAX);
@@ -229,12 +251,17 @@ fn liveness_phase(
 fn converged(cluster: &Cluster<ListMachine>) -> bool {
     let Some(leader) = cluster.leader().and_then(|id| cluster.node(id)) else { return false };
     let membership = leader.status().membership;
-    let statuses: Vec<_> = cluster.ids().iter().filter_map(|id| cluster.node(*id)).map(|n| (n.status(), n)).collect();
+    let statuses: Vec<_> =
+        cluster.ids().iter().filter_map(|id| cluster.node(*id)).map(|n| (n.status(), n)).collect();
     let members: Vec<_> = statuses.iter().filter(|(s, _)| membership.contains(s.id)).collect();
     let Some((first, first_node)) = members.first() else { return false };
     let barrier_applied = first_node.state_machine().list(0).contains(&u64::MAX);
     barrier_applied
-        && members.iter().all(|(s, n)| s.applied == first.applied && s.commit == first.commit && n.digest() == first_node.digest())
+        && members.iter().all(|(s, n)| {
+            s.applied == first.applied
+                && s.commit == first.commit
+                && n.digest() == first_node.digest()
+        })
 }
 
 fn describe(cluster: &Cluster<ListMachine>) -> String {

@@ -36,7 +36,11 @@ impl<S: StateMachine + Default> Cluster<S> {
         } else {
             Node::recover(config, &log, S::default(), now)
         }
-        .map_err(|e| Violation { invariant: "restart", detail: format!("node {id}: {e}"), at: now })?;
+        .map_err(|e| Violation {
+            invariant: "restart",
+            detail: format!("node {id}: {e}"),
+            at: now,
+        })?;
         replica.node = Some(node);
         replica.incarnation += 1;
         self.drain(id)

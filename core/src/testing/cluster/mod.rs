@@ -9,8 +9,8 @@ use super::disk::{DiskConfig, SimDisk};
 use super::network::{Network, NetworkConfig};
 use crate::config::Config;
 use crate::ids::NodeId;
-use crate::node::{MembershipChange, Node, NodeOutput, ReadError, Role, SubmitError};
 use crate::ids::{ProposalId, ReadId};
+use crate::node::{MembershipChange, Node, NodeOutput, ReadError, Role, SubmitError};
 use crate::rng::SeededRng;
 use crate::state_machine::StateMachine;
 use crate::time::Instant;
@@ -199,7 +199,11 @@ impl<S: StateMachine + Default> Cluster<S> {
     }
 
     /// Proposes a membership change at replica `id`.
-    pub fn change_membership(&mut self, id: NodeId, change: &MembershipChange) -> Result<ProposalId, SubmitError> {
+    pub fn change_membership(
+        &mut self,
+        id: NodeId,
+        change: &MembershipChange,
+    ) -> Result<ProposalId, SubmitError> {
         let now = self.now;
         let node = self.live_mut(id).ok_or(SubmitError::Halted)?;
         let result = node.change_membership(now, change);

@@ -78,6 +78,7 @@ impl<S: StateMachine + Default> Cluster<S> {
             match output {
                 Output::Send { to, frame } => {
                     self.trace.update(&frame);
+                    self.checker.on_send(id, to, &frame)?;
                     self.network.send(now, id, to, frame);
                 }
                 Output::Persist { id: batch, new_segment, bytes } => {

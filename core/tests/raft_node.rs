@@ -1,0 +1,188 @@
+//! Focused, fault-free behaviours of the node, driven through the harness.
+
+use bytes::Bytes;
+use kith_core::config::Config;
+use kith_core::ids::NodeId;
+use kith_core::limits;
+use kith_core::node::{Input, MembershipChange, Node, Output, Role, SubmitError};
+use kith_core::testing::cluster::{Cluster, ClusterConfig};
+use kith_core::testing::list_machine::{Append, ListMachine};
+use kith_core::time::Instant;
+use std::time::Duration;
+
+fn cluster(voters: u64, spares: u64) -> Cluster<ListMachine> {
+    let mut config = ClusterConfig::new(7, voters);
+    config.spares = spares;
+    let mut c = Cluster::new(config).expect("boots");
+    c.run_for(Duration::from_secs(2)).expect("no violation");
+    c
+}
+
+fn append(c: &mut Cluster<ListMachine>, value: u64) {
+    let leader = c.leader().expect("a leader");
+    c.submit(leader, &Append { list: 0, value }).expect("accepted");
+}
+
+fn applied_everywhere(c: &Cluster<ListMachine>, ids: &[u64], expected: usize) -> bool {
+    ids.iter()
+        .all(|&id| c.node(NodeId(id)).is_some_and(|n| n.state_machine().list(0).len() == expected))
+}
+
+#[test]
+fn elects_one_leader_and_replicates() {
+    let mut c = cluster(3, 0);
+    let leader = c.leader().expect("a leader after 2 s");
+    let leaders =
+        c.ids().iter().filter(|id| c.node(**id).unwrap().status().role == Role::Leader).count();
+    assert_eq!(leaders, 1);
+    for v in 0..10 {
+        append(&mut c, v);
+    }
+    c.run_for(Duration::from_millis(500)).unwrap();
+    assert!(applied_everywhere(&c, &[1, 2, 3], 10));
+    let events = c.take_events();
+    let acks = events
+        .iter()
+        .filter(|e| {
+            e.node == leader && matches!(e.output, Output::Applied { proposal: Some(_), .. })
+        })
+        .count();
+    assert_eq!(acks, 10, "exactly one reply per submission, from the accepting node");
+}
+
+#[test]
+fn followers_refuse_with_a_leader_hint_and_limits_hold() {
+    let mut c = cluster(3, 0);
+    let leader = c.leader().unwrap();
+    let follower = c.ids().into_iter().find(|id| *id != leader).unwrap();
+    assert_eq!(
+        c.submit(follower, &Append { list: 0, value: 1 }),
+        Err(SubmitError::NotLeader { leader_hint: Some(leader) })
+    );
+}
+
+#[test]
+fn far_behind_replica_catches_up_from_a_snapshot() {
+    let mut c = cluster(3, 0);
+    let leader = c.leader().unwrap();
+    let lagging = c.ids().into_iter().find(|id| *id != leader).unwrap();
+    c.crash(lagging);
+    for v in 0..300 {
+        append(&mut c, v);
+        c.run_for(Duration::from_millis(2)).unwrap();
+    }
+    c.run_for(Duration::from_millis(500)).unwrap();
+    assert!(c.node(leader).unwrap().status().snapshot_index.get() > 64, "leader compacted");
+    c.restart(lagging).unwrap();
+    c.run_for(Duration::from_secs(2)).unwrap();
+    let node = c.node(lagging).unwrap();
+    assert!(node.metrics().snapshots_installed >= 1, "caught up by snapshot");
+    assert_eq!(node.state_machine().list(0).len(), 300);
+    assert_eq!(node.digest(), c.node(leader).unwrap().digest());
+}
+
+#[test]
+fn membership_changes_add_promote_remove_and_leave_joint() {
+    let mut c = cluster(3, 2);
+    let change = |c: &mut Cluster<ListMachine>, m: MembershipChange| {
+        let leader = c.leader().expect("leader");
+        c.change_membership(leader, &m).expect("accepted");
+        c.run_for(Duration::from_secs(1)).expect("no violation");
+        c.node(c.leader().expect("leader")).unwrap().status().membership
+    };
+    let m = change(&mut c, MembershipChange::AddLearner(NodeId(4)));
+    assert_eq!(m.learners, vec![NodeId(4)]);
+    let m = change(&mut c, MembershipChange::Promote(NodeId(4)));
+    assert_eq!(m.voters, vec![NodeId(1), NodeId(2), NodeId(3), NodeId(4)]);
+    let m = change(
+        &mut c,
+        MembershipChange::Joint { add_voters: vec![NodeId(5)], remove: vec![NodeId(1)] },
+    );
+    assert!(!m.is_joint(), "the leader left the joint configuration by itself");
+    assert_eq!(m.voters, vec![NodeId(2), NodeId(3), NodeId(4), NodeId(5)]);
+    let leader = c.leader().unwrap();
+    assert_ne!(leader, NodeId(1));
+    let m = change(&mut c, MembershipChange::Remove(leader));
+    assert!(!m.voters.contains(&leader));
+    c.run_for(Duration::from_secs(2)).unwrap();
+    let new_leader = c.leader().expect("a remaining voter took over");
+    assert_ne!(new_leader, leader);
+    append(&mut c, 99);
+    c.run_for(Duration::from_millis(500)).unwrap();
+    let voters: Vec<u64> =
+        c.node(new_leader).unwrap().status().membership.voters.iter().map(|v| v.get()).collect();
+    assert!(applied_everywhere(&c, &voters, 1));
+}
+
+#[test]
+fn linearizable_read_sees_an_acknowledged_write() {
+    let mut c = cluster(3, 0);
+    append(&mut c, 5);
+    c.run_for(Duration::from_millis(300)).unwrap();
+    let follower = c.ids().into_iter().find(|id| Some(*id) != c.leader()).unwrap();
+    let read = c.read(follower, 0).expect("read accepted on a follower");
+    c.run_for(Duration::from_millis(300)).unwrap();
+    let result = c.take_events().into_iter().find_map(|e| match e.output {
+        Output::ReadReady { read: r, result, .. } if r == read => Some(result),
+        _ => None,
+    });
+    assert_eq!(result, Some(vec![5]));
+}
+
+#[test]
+fn bad_frames_are_counted_and_dropped_never_a_panic() {
+    let config = Config::new(NodeId(1), 1);
+    let mut node =
+        Node::bootstrap(config, &[NodeId(1), NodeId(2)], ListMachine::default(), Instant::ZERO)
+            .unwrap();
+    let now = Instant::ZERO;
+    let inputs: Vec<Bytes> = vec![
+        Bytes::new(),
+        Bytes::from_static(&[0xff; 40]),
+        Bytes::from_static(&[1, 1, 2, 0, 0, 0]),
+        Bytes::from(vec![0u8; limits::FRAME_BYTES_MAX + 1]),
+        Bytes::from_static(&[9, 0]),
+    ];
+    for bytes in inputs {
+        node.handle_input(now, Input::Received { from: NodeId(2), bytes });
+    }
+    let m = node.metrics();
+    assert_eq!(m.frames_received, 5);
+    assert_eq!(m.frames_malformed + m.frames_wrong_version + m.frames_invalid, 5);
+    assert!(node.halted().is_none());
+}
+
+#[test]
+fn oversized_commands_are_refused() {
+    let big = vec![0u8; limits::COMMAND_BYTES_MAX + 1];
+    let mut solo: Node<BytesMachine> =
+        Node::bootstrap(Config::new(NodeId(1), 3), &[NodeId(1)], BytesMachine, Instant::ZERO)
+            .unwrap();
+    solo.campaign(Instant::ZERO);
+    while solo.poll_output().is_some() {}
+    assert_eq!(solo.status().role, Role::Leader);
+    assert!(matches!(solo.submit(Instant::ZERO, &big), Err(SubmitError::TooLarge { .. })));
+    assert!(solo.submit(Instant::ZERO, &vec![1, 2, 3]).is_ok());
+}
+
+/// A state machine that ignores its (byte-vector) commands.
+#[derive(Default)]
+struct BytesMachine;
+
+impl kith_core::state_machine::StateMachine for BytesMachine {
+    type Command = Vec<u8>;
+    type Response = ();
+    type Query = ();
+    type QueryResult = ();
+    fn apply(&mut self, _: kith_core::state_machine::ApplyContext, _: Vec<u8>) {}
+    fn query(&self, _: &()) {}
+    fn snapshot(&self) -> Bytes {
+        Bytes::new()
+    }
+    fn restore(&mut self, _: &[u8]) -> Result<(), kith_core::state_machine::RestoreError> {
+        Ok(())
+    }
+    fn digest(&self) -> kith_core::state_machine::Digest {
+        kith_core::state_machine::Digest::default()
+    }
+}
