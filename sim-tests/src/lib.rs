@@ -1,1 +1,3 @@
-//! placeholder
+//! kith's simulation suites and the `kith-sim` seed runner.
+
+pub mod runner;

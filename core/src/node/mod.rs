@@ -96,8 +96,8 @@ impl<S: StateMachine> Node<S> {
         if voters.is_empty() || voters.len() > limits::PEERS_MAX || !voters.contains(&config.id) {
             return Err(StartError::Membership { max: limits::PEERS_MAX });
         }
-        let mut cs = ConfState::default();
-        cs.voters = voters.iter().map(|v| v.get()).collect();
+        let mut cs =
+            ConfState { voters: voters.iter().map(|v| v.get()).collect(), ..Default::default() };
         cs.voters.sort_unstable();
         cs.voters.dedup();
         let mut node = Self::start(config, LogStore::bootstrap(cs), machine, now)?;

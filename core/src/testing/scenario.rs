@@ -48,7 +48,7 @@ impl ScenarioConfig {
     /// The command that replays this scenario.
     pub fn reproduction(&self) -> String {
         format!(
-            "KITH_SEED={} KITH_VOTERS={} cargo test -p kith-core --test raft_cluster replay_one_seed -- --nocapture",
+            "cargo run --release -p kith-sim-tests --bin kith-sim -- --seed {} --voters {}",
             self.seed, self.voters
         )
     }
@@ -65,6 +65,8 @@ pub struct ScenarioReport {
     pub crashes: u64,
     /// Digest of the whole event trace (equal for equal seeds).
     pub trace: [u8; 32],
+    /// Simulated time the scenario covered.
+    pub simulated: Duration,
 }
 
 /// Runs one scenario; a panic anywhere in the cluster (raft-rs's own
@@ -123,6 +125,7 @@ fn run_scenario_inner(config: &ScenarioConfig) -> Result<ScenarioReport, Violati
         committed,
         crashes,
         trace: *cluster.trace_digest().as_bytes(),
+        simulated: cluster.now().saturating_since(Instant::ZERO),
     })
 }
 
@@ -219,10 +222,11 @@ fn liveness_phase(
         // A barrier write proves the healed cluster makes progress; it is
         // resubmitted if a leader change drops it.
         let stale = barrier.is_none_or(|at| cluster.now() >= at + Duration::from_millis(500));
-        if stale && workload.is_quiet() {
-            if cluster.submit(leader, &Append { list: 0, value: u64::MAX }).is_ok() {
-                barrier = Some(cluster.now());
-            }
+        if stale
+            && workload.is_quiet()
+            && cluster.submit(leader, &Append { list: 0, value: u64::MAX }).is_ok()
+        {
+            barrier = Some(cluster.now());
         }
         if barrier.is_some() && converged(cluster) {
             let lists =

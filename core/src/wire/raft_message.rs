@@ -173,13 +173,14 @@ impl WireConfState {
 
     /// Back to raft-rs's type.
     pub fn to_raft(&self) -> ConfState {
-        let mut cs = ConfState::default();
-        cs.voters = self.voters.clone();
-        cs.learners = self.learners.clone();
-        cs.voters_outgoing = self.voters_outgoing.clone();
-        cs.learners_next = self.learners_next.clone();
-        cs.auto_leave = self.auto_leave;
-        cs
+        ConfState {
+            voters: self.voters.clone(),
+            learners: self.learners.clone(),
+            voters_outgoing: self.voters_outgoing.clone(),
+            learners_next: self.learners_next.clone(),
+            auto_leave: self.auto_leave,
+            ..Default::default()
+        }
     }
 }
 
@@ -262,10 +263,12 @@ impl WireEntry {
 
     /// Back to raft-rs's type, re-encoding conf changes with the local encoder.
     pub fn to_raft(&self) -> Result<Entry, FrameError> {
-        let mut e = Entry::default();
-        e.term = self.term;
-        e.index = self.index;
-        e.context = self.context.clone();
+        let mut e = Entry {
+            term: self.term,
+            index: self.index,
+            context: self.context.clone(),
+            ..Default::default()
+        };
         match &self.payload {
             WireEntryPayload::Normal(data) => {
                 e.set_entry_type(EntryType::EntryNormal);
