@@ -5,27 +5,41 @@
 use std::path::Path;
 use std::process::Command;
 
-#[test]
-fn core_depends_on_no_runtime_network_or_simulator() {
+/// The normal dependencies of `package`, one crate name per line.
+fn dependencies(package: &str) -> Vec<String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let out = Command::new(cargo)
-        .args(["tree", "-p", "kith-core", "-e", "normal", "--prefix", "none", "--offline"])
+        .args(["tree", "-p", package, "-e", "normal", "--prefix", "none", "--offline"])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .expect("cargo tree runs");
     assert!(out.status.success(), "cargo tree failed: {}", String::from_utf8_lossy(&out.stderr));
-    let tree = String::from_utf8_lossy(&out.stdout);
-    assert!(tree.contains("raft v"), "unexpected cargo tree output:\n{tree}");
-    for banned in ["tokio", "libp2p", "madsim", "async-std", "mio"] {
-        let hit = tree.lines().find(|l| {
-            l.split_whitespace().next() == Some(banned) || l.starts_with(&format!("{banned}-"))
-        });
-        assert!(
-            hit.is_none(),
-            "kith-core must not depend on {banned}: {}",
-            hit.unwrap_or_default()
-        );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .collect()
+}
+
+fn assert_free_of(package: &str, banned: &[&str]) {
+    let deps = dependencies(package);
+    assert!(deps.len() > 1, "unexpected cargo tree output for {package}: {deps:?}");
+    for b in banned {
+        let hit = deps.iter().find(|d| d == b || d.starts_with(&format!("{b}-")));
+        assert!(hit.is_none(), "{package} must not depend on {b} (found {hit:?})");
     }
+}
+
+#[test]
+fn core_depends_on_no_runtime_network_or_simulator() {
+    assert!(dependencies("kith-core").iter().any(|d| d == "raft"));
+    assert_free_of("kith-core", &["tokio", "libp2p", "madsim", "async-std", "mio"]);
+}
+
+/// madsim replaces libc's clock and randomness in any binary that links it.
+#[test]
+fn real_binary_and_driver_never_link_the_simulator() {
+    assert_free_of("kith-node", &["madsim"]);
+    assert_free_of("kith-io-tokio", &["madsim"]);
 }
 
 fn rust_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
