@@ -54,6 +54,7 @@ pub mod config;
 pub mod consensus;
 pub mod durable;
 pub mod ids;
+pub mod im;
 pub mod limits;
 pub mod node;
 pub mod rng;

@@ -55,3 +55,60 @@ pub const OUTPUT_QUEUE_MAX: usize = 1 << 20;
 
 /// Ticks the core catches up at once after the driver was paused.
 pub const TICKS_CATCH_UP_MAX: u64 = 64;
+
+/// Longest user display name, in characters.
+pub const USER_NAME_CHARS_MAX: usize = 32;
+
+/// Longest room name, in characters.
+pub const ROOM_NAME_CHARS_MAX: usize = 64;
+
+/// Longest room topic, in bytes.
+pub const TOPIC_BYTES_MAX: usize = 512;
+
+/// Longest message text, in bytes.
+pub const MESSAGE_BYTES_MAX: usize = 16 * 1024;
+
+/// Longest reaction (one emoji or short code), in bytes.
+pub const REACTION_BYTES_MAX: usize = 32;
+
+/// Distinct reactions on one message.
+pub const REACTIONS_PER_MESSAGE_MAX: usize = 64;
+
+/// Members of one room.
+pub const MEMBERS_PER_ROOM_MAX: usize = 1000;
+
+/// Rooms one user belongs to (direct rooms included).
+pub const ROOMS_PER_USER_MAX: usize = 1000;
+
+/// Pending invitations in one room.
+pub const INVITES_PER_ROOM_MAX: usize = 1000;
+
+/// Entries in one history, inbox or listing page.
+pub const PAGE_ENTRIES_MAX: usize = 500;
+
+/// Rooms one live subscription may follow.
+pub const SUBSCRIPTION_ROOMS_MAX: usize = 256;
+
+/// Live subscriptions one node serves.
+pub const SUBSCRIPTIONS_MAX: usize = 10_000;
+
+/// Events queued for one subscriber before it is told it lags.
+pub const SUBSCRIBER_QUEUE_MAX: usize = 4096;
+
+/// How old a signed command may be when applied (replay window), in ms.
+pub const COMMAND_AGE_MAX_MS: u64 = 10 * 60 * 1000;
+
+/// How far in the future a command's clock may run ahead, in ms.
+pub const COMMAND_CLOCK_SKEW_MAX_MS: u64 = 2 * 60 * 1000;
+
+/// Commands remembered per user within the replay window.
+pub const RECENT_COMMANDS_PER_USER_MAX: usize = 10_000;
+
+/// Registered users.
+pub const USERS_MAX: usize = 1_000_000;
+
+/// Longest presence time-to-live a client may announce, in ms.
+pub const PRESENCE_TTL_MAX_MS: u64 = 5 * 60 * 1000;
+
+/// Users in the presence table.
+pub const PRESENCE_ENTRIES_MAX: usize = 100_000;

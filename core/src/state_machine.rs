@@ -33,6 +33,10 @@ pub struct ApplyContext {
     pub term: Term,
     /// The command's position inside the entry's batch.
     pub position: u32,
+    /// The proposing leader's clock when it built the entry, in ms since the
+    /// driver's origin (the UNIX epoch for the real node). Not monotonic
+    /// across leaders: a state machine that needs that clamps it.
+    pub stamp_ms: u64,
 }
 
 /// A deterministic replicated state machine.

@@ -41,7 +41,7 @@ impl<S: StateMachine> Node<S> {
         if entry.data.is_empty() {
             return; // a new leader's no-op entry
         }
-        let Some(commands) = command_batch::decode(&entry.data) else {
+        let Some((stamp_ms, commands)) = command_batch::decode(&entry.data) else {
             self.metrics.entries_malformed += 1;
             tracing::error!(index = entry.index, "committed entry does not decode; skipped");
             self.drop_unknown(&ids);
@@ -55,8 +55,12 @@ impl<S: StateMachine> Node<S> {
                 continue;
             };
             let position = u32::try_from(position).expect("batches are bounded");
-            let at =
-                ApplyContext { index: LogIndex(entry.index), term: Term(entry.term), position };
+            let at = ApplyContext {
+                index: LogIndex(entry.index),
+                term: Term(entry.term),
+                position,
+                stamp_ms,
+            };
             let response = self.machine.apply(at, command);
             self.metrics.commands_applied += 1;
             self.outputs.push_back(Output::Applied {
@@ -189,7 +193,7 @@ impl<S: StateMachine> Node<S> {
             return;
         }
         while let Some((ids, commands)) = self.proposals.take_batch() {
-            let data = command_batch::encode(&commands);
+            let data = command_batch::encode(self.now.as_micros() / 1000, &commands);
             match self.raw.propose(Vec::new(), data) {
                 Ok(()) => {
                     let index = self.raw.raft.raft_log.last_index();

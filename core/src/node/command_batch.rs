@@ -1,27 +1,33 @@
-//! The payload of a normal log entry: a batch of encoded commands.
+//! The payload of a normal log entry: a batch of encoded commands, stamped
+//! with the proposing leader's clock.
 //!
-//! Encoding: `postcard(version: u16) ++ postcard(Vec<bytes>)`. Each command is
-//! encoded once, at submission, so its size is checked before it is queued.
+//! Encoding: `postcard(version: u16) ++ postcard(stamp_ms: u64) ++
+//! postcard(Vec<bytes>)`. Each command is encoded once, at submission, so its
+//! size is checked before it is queued. The stamp is how wall-clock time
+//! enters the deterministic state machine: every replica sees the same one.
 
 use bytes::Bytes;
 
 /// Version of the entry payload encoding.
 pub const COMMAND_BATCH_VERSION: u16 = 1;
 
-/// Encodes a batch of already-encoded commands.
-pub fn encode(commands: &[Bytes]) -> Vec<u8> {
+/// Encodes a batch of already-encoded commands stamped at `stamp_ms`.
+pub fn encode(stamp_ms: u64, commands: &[Bytes]) -> Vec<u8> {
     let mut out = postcard::to_allocvec(&COMMAND_BATCH_VERSION).expect("u16 encodes");
+    out.extend(postcard::to_allocvec(&stamp_ms).expect("u64 encodes"));
     out.extend(postcard::to_allocvec(commands).expect("byte vectors encode"));
     out
 }
 
-/// Decodes a batch; `None` when the bytes are not a batch of this version.
-pub fn decode(bytes: &[u8]) -> Option<Vec<Bytes>> {
+/// Decodes a batch into its stamp and commands; `None` when the bytes are
+/// not a batch of this version.
+pub fn decode(bytes: &[u8]) -> Option<(u64, Vec<Bytes>)> {
     let (version, rest) = postcard::take_from_bytes::<u16>(bytes).ok()?;
     if version != COMMAND_BATCH_VERSION {
         return None;
     }
-    postcard::from_bytes(rest).ok()
+    let (stamp_ms, rest) = postcard::take_from_bytes::<u64>(rest).ok()?;
+    Some((stamp_ms, postcard::from_bytes(rest).ok()?))
 }
 
 /// Bytes a command adds to an encoded batch (length prefix included).
@@ -36,8 +42,8 @@ mod tests {
     #[test]
     fn round_trips_and_refuses_garbage() {
         let cmds = vec![Bytes::from_static(b"a"), Bytes::new()];
-        let enc = encode(&cmds);
-        assert_eq!(decode(&enc), Some(cmds));
+        let enc = encode(17, &cmds);
+        assert_eq!(decode(&enc), Some((17, cmds)));
         assert_eq!(decode(&[]), None);
         assert_eq!(decode(&[9, 0]), None);
         assert!(encoded_len(&Bytes::from_static(b"abc")) >= 4);

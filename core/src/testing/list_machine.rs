@@ -92,7 +92,7 @@ mod tests {
     #[test]
     fn snapshot_restores_an_equal_state() {
         let mut m = ListMachine::default();
-        let at = ApplyContext { index: LogIndex(1), term: Term(1), position: 0 };
+        let at = ApplyContext { index: LogIndex(1), term: Term(1), position: 0, stamp_ms: 0 };
         assert_eq!(m.apply(at, Append { list: 2, value: 9 }), 1);
         let mut r = ListMachine::default();
         r.restore(&m.snapshot()).unwrap();

@@ -1,0 +1,190 @@
+//! Messages, their edits, deletions and reactions, and read cursors.
+
+use super::{Ctx, ImMachine};
+use crate::im::protocol::{
+    EntryKind, ImError, ImEvent, Message, Proof, Receipt, Role, RoomId, Target,
+};
+use crate::limits;
+use std::collections::BTreeMap;
+use uuid::Uuid;
+
+/// What the acting user may do to a message.
+struct Rights {
+    /// They wrote it.
+    author: bool,
+    /// They are an admin or owner of the (group) room.
+    moderator: bool,
+}
+
+fn validate_text(text: &str) -> Result<(), ImError> {
+    let bad_char = text.chars().any(|c| c.is_control() && c != '\n' && c != '\t');
+    if text.trim().is_empty() || text.len() > limits::MESSAGE_BYTES_MAX || bad_char {
+        return Err(ImError::BadLength {
+            what: "a message".into(),
+            max: limits::MESSAGE_BYTES_MAX,
+        });
+    }
+    Ok(())
+}
+
+impl ImMachine {
+    fn proof(ctx: &Ctx) -> Proof {
+        Proof { body: ctx.command.body.clone(), signature: ctx.command.signature.clone() }
+    }
+
+    pub(super) fn send(
+        &mut self,
+        ctx: &mut Ctx,
+        msg_id: Uuid,
+        to: &Target,
+        text: &str,
+    ) -> Result<Receipt, ImError> {
+        validate_text(text)?;
+        let room = match to {
+            Target::Room(room) => {
+                self.room(room)?.role_of(ctx.author)?;
+                room.clone()
+            }
+            Target::User(user) => self.ensure_direct(ctx, *user)?,
+        };
+        let message = Message {
+            msg_id,
+            text: text.to_string(),
+            proof: Self::proof(ctx),
+            edits: 0,
+            deleted: false,
+            reactions: BTreeMap::new(),
+        };
+        let receipt = self.append(ctx, &room, EntryKind::Message(message));
+        if let Receipt::Appended { seq, .. } = &receipt {
+            self.state.messages_by_id.insert((ctx.author, msg_id), (room, *seq));
+        }
+        Ok(receipt)
+    }
+
+    /// Applies `change` to the message at `seq` after the membership check,
+    /// and reports the updated entry.
+    fn update_message(
+        &mut self,
+        ctx: &mut Ctx,
+        room: &RoomId,
+        seq: u64,
+        change: impl FnOnce(&mut Message, Rights) -> Result<(), ImError>,
+    ) -> Result<Receipt, ImError> {
+        let r = self.state.rooms.get_mut(room).ok_or(ImError::NoSuchRoom)?;
+        let role = r.role_of(ctx.author)?;
+        let moderator = !r.is_direct() && role >= Role::Admin;
+        let entry = r.entry_mut(seq).ok_or(ImError::NoSuchMessage)?;
+        let author = entry.author == ctx.author;
+        let EntryKind::Message(message) = &mut entry.kind else {
+            return Err(ImError::NoSuchMessage);
+        };
+        change(message, Rights { author, moderator })?;
+        let entry = entry.clone();
+        ctx.events.push(ImEvent::Updated { room: room.clone(), entry });
+        Ok(Receipt::Updated { room: room.clone(), seq })
+    }
+
+    pub(super) fn edit(
+        &mut self,
+        ctx: &mut Ctx,
+        room: &RoomId,
+        seq: u64,
+        text: &str,
+    ) -> Result<Receipt, ImError> {
+        validate_text(text)?;
+        let proof = Self::proof(ctx);
+        self.update_message(ctx, room, seq, |m, rights| {
+            if !rights.author {
+                return Err(ImError::NotAuthor);
+            }
+            if m.deleted {
+                return Err(ImError::Deleted);
+            }
+            m.text = text.to_string();
+            m.proof = proof;
+            m.edits += 1;
+            Ok(())
+        })
+    }
+
+    pub(super) fn delete(
+        &mut self,
+        ctx: &mut Ctx,
+        room: &RoomId,
+        seq: u64,
+    ) -> Result<Receipt, ImError> {
+        let proof = Self::proof(ctx);
+        self.update_message(ctx, room, seq, |m, rights| {
+            if !rights.author && !rights.moderator {
+                return Err(ImError::NotAuthor);
+            }
+            m.deleted = true;
+            m.text.clear();
+            m.reactions.clear();
+            m.proof = proof;
+            Ok(())
+        })
+    }
+
+    pub(super) fn react(
+        &mut self,
+        ctx: &mut Ctx,
+        room: &RoomId,
+        seq: u64,
+        reaction: &str,
+        add: bool,
+    ) -> Result<Receipt, ImError> {
+        if reaction.is_empty()
+            || reaction.len() > limits::REACTION_BYTES_MAX
+            || reaction.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(ImError::BadLength {
+                what: "a reaction".into(),
+                max: limits::REACTION_BYTES_MAX,
+            });
+        }
+        let me = ctx.author;
+        self.update_message(ctx, room, seq, |m, _| {
+            if m.deleted {
+                return Err(ImError::Deleted);
+            }
+            if add {
+                if !m.reactions.contains_key(reaction)
+                    && m.reactions.len() >= limits::REACTIONS_PER_MESSAGE_MAX
+                {
+                    return Err(ImError::LimitReached("reactions per message".into()));
+                }
+                let who = m.reactions.entry(reaction.to_string()).or_default();
+                if let Err(at) = who.binary_search(&me) {
+                    who.insert(at, me);
+                }
+            } else if let Some(who) = m.reactions.get_mut(reaction) {
+                who.retain(|u| *u != me);
+                if who.is_empty() {
+                    m.reactions.remove(reaction);
+                }
+            }
+            Ok(())
+        })
+    }
+
+    pub(super) fn mark_read(
+        &mut self,
+        ctx: &mut Ctx,
+        room: &RoomId,
+        seq: u64,
+    ) -> Result<Receipt, ImError> {
+        let user = ctx.author;
+        let r = self.state.rooms.get_mut(room).ok_or(ImError::NoSuchRoom)?;
+        let limit = r.readable_up_to(user).ok_or(ImError::NotMember)?;
+        if seq > limit {
+            return Err(ImError::BadCursor);
+        }
+        let cursor = r.read.entry(user).or_default();
+        *cursor = (*cursor).max(seq);
+        let seq = *cursor;
+        ctx.events.push(ImEvent::Read { room: room.clone(), user, seq });
+        Ok(Receipt::ReadUpTo { room: room.clone(), seq })
+    }
+}

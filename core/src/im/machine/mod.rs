@@ -1,0 +1,186 @@
+//! The IM state machine: users, rooms, messages and read cursors, applied
+//! only from committed log entries and fully deterministic.
+
+mod messages;
+mod queries;
+mod replay;
+mod rooms;
+mod state;
+
+use crate::im::identity::UserId;
+use crate::im::protocol::{
+    CommandBody, ImError, ImEvent, ImQuery, ImResponse, Operation, QueryResult, Receipt,
+    SignedCommand,
+};
+use crate::limits;
+use crate::state_machine::{ApplyContext, Digest, RestoreError, StateMachine};
+use bytes::Bytes;
+use state::{ImState, UserRecord};
+use uuid::Uuid;
+
+/// Snapshot encoding version.
+const SNAPSHOT_VERSION: u16 = 1;
+
+/// The replicated IM state machine.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ImMachine {
+    state: ImState,
+}
+
+/// The context one command runs in.
+pub(crate) struct Ctx {
+    pub(crate) author: UserId,
+    pub(crate) now_ms: u64,
+    pub(crate) command: SignedCommand,
+    pub(crate) events: Vec<ImEvent>,
+}
+
+impl ImMachine {
+    /// The replicated clock (ms).
+    pub fn clock_ms(&self) -> u64 {
+        self.state.clock_ms
+    }
+
+    /// A registered user's name.
+    pub fn user_name(&self, user: UserId) -> Option<&str> {
+        self.state.users.get(&user).map(|u| u.name.as_str())
+    }
+
+    fn execute(&mut self, ctx: &mut Ctx, body: &CommandBody) -> Result<Receipt, ImError> {
+        if let Operation::Register { name } = &body.op {
+            return self.register(ctx.author, name);
+        }
+        if !self.state.users.contains_key(&ctx.author) {
+            return Err(ImError::NotRegistered);
+        }
+        match &body.op {
+            Operation::Register { .. } => unreachable!("handled above"),
+            Operation::CreateRoom { name, visibility } => self.create_room(ctx, name, *visibility),
+            Operation::Invite { room, user } => self.invite(ctx, room, *user),
+            Operation::Join { room } => self.join(ctx, room),
+            Operation::Leave { room } => self.leave(ctx, room),
+            Operation::Kick { room, user } => self.kick(ctx, room, *user),
+            Operation::Ban { room, user } => self.ban(ctx, room, *user),
+            Operation::Unban { room, user } => self.unban(ctx, room, *user),
+            Operation::SetRole { room, user, role } => self.set_role(ctx, room, *user, *role),
+            Operation::Rename { room, title } => self.rename(ctx, room, title),
+            Operation::SetTopic { room, topic } => self.set_topic(ctx, room, topic),
+            Operation::Send { to, text } => self.send(ctx, body.command_id, to, text),
+            Operation::Edit { room, seq, text } => self.edit(ctx, room, *seq, text),
+            Operation::Delete { room, seq } => self.delete(ctx, room, *seq),
+            Operation::React { room, seq, reaction, add } => {
+                self.react(ctx, room, *seq, reaction, *add)
+            }
+            Operation::MarkRead { room, seq } => self.mark_read(ctx, room, *seq),
+        }
+    }
+
+    fn register(&mut self, user: UserId, name: &str) -> Result<Receipt, ImError> {
+        validate_user_name(name)?;
+        let key = name.to_lowercase();
+        match self.state.names.get(&key) {
+            Some(owner) if *owner != user => return Err(ImError::NameTaken(name.to_string())),
+            _ => {}
+        }
+        if !self.state.users.contains_key(&user) && self.state.users.len() >= limits::USERS_MAX {
+            return Err(ImError::LimitReached("registered users".into()));
+        }
+        if let Some(old) = self.state.users.get(&user) {
+            let old_key = old.name.to_lowercase();
+            self.state.names.remove(&old_key);
+        }
+        self.state.names.insert(key, user);
+        self.state.users.insert(user, UserRecord { name: name.to_string() });
+        Ok(Receipt::Registered { name: name.to_string() })
+    }
+}
+
+fn validate_user_name(name: &str) -> Result<(), ImError> {
+    if name.is_empty() || name.chars().count() > limits::USER_NAME_CHARS_MAX {
+        return Err(ImError::InvalidName("names are 1 to 32 characters".into()));
+    }
+    if !name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')) {
+        return Err(ImError::InvalidName("names use only A-Z a-z 0-9 . - _".into()));
+    }
+    Ok(())
+}
+
+impl StateMachine for ImMachine {
+    type Command = SignedCommand;
+    type Response = ImResponse;
+    type Query = ImQuery;
+    type QueryResult = QueryResult;
+
+    fn apply(&mut self, at: ApplyContext, command: SignedCommand) -> ImResponse {
+        // Leaders' clocks differ; the replicated clock never runs backwards.
+        self.state.clock_ms = self.state.clock_ms.max(at.stamp_ms);
+        let now_ms = self.state.clock_ms;
+        self.state.recent.expire(now_ms);
+        let author = command.author;
+        // The receiving node verified the signature before proposing.
+        let Ok(body) = command.decode_body() else {
+            return ImResponse {
+                author,
+                command_id: Uuid::nil(),
+                result: Err(ImError::Malformed),
+                duplicate: false,
+                events: vec![],
+            };
+        };
+        let command_id = body.command_id;
+        let duplicate =
+            |result| ImResponse { author, command_id, result, duplicate: true, events: vec![] };
+        if let Some(&(ref room, seq)) = self.state.messages_by_id.get(&(author, command_id)) {
+            return duplicate(Ok(Receipt::Appended { room: room.clone(), seq }));
+        }
+        if let Some(outcome) = self.state.recent.outcome(author, command_id) {
+            return duplicate(outcome.clone());
+        }
+        let fresh =
+            |result| ImResponse { author, command_id, result, duplicate: false, events: vec![] };
+        if !replay::in_window(body.issued_at_ms, now_ms) {
+            return fresh(Err(ImError::Expired { issued_at_ms: body.issued_at_ms, now_ms }));
+        }
+        if !self.state.recent.has_room(author) {
+            return fresh(Err(ImError::LimitReached(
+                "commands per user in the replay window".into(),
+            )));
+        }
+        let mut ctx = Ctx { author, now_ms, command, events: Vec::new() };
+        let result = self.execute(&mut ctx, &body);
+        self.state.recent.remember(author, command_id, body.issued_at_ms, result.clone());
+        ImResponse { author, command_id, result, duplicate: false, events: ctx.events }
+    }
+
+    fn query(&self, query: &ImQuery) -> QueryResult {
+        queries::answer(&self.state, query)
+    }
+
+    fn snapshot(&self) -> Bytes {
+        let mut out = postcard::to_allocvec(&SNAPSHOT_VERSION).expect("u16 encodes");
+        out.extend(postcard::to_allocvec(&self.state).expect("state encodes"));
+        Bytes::from(out)
+    }
+
+    fn restore(&mut self, snapshot: &[u8]) -> Result<(), RestoreError> {
+        if snapshot.is_empty() {
+            self.state = ImState::default();
+            return Ok(());
+        }
+        let (version, rest) = postcard::take_from_bytes::<u16>(snapshot)
+            .map_err(|e| RestoreError::Malformed(e.to_string()))?;
+        if version != SNAPSHOT_VERSION {
+            return Err(RestoreError::Version { found: version, supported: SNAPSHOT_VERSION });
+        }
+        self.state =
+            postcard::from_bytes(rest).map_err(|e| RestoreError::Malformed(e.to_string()))?;
+        Ok(())
+    }
+
+    fn digest(&self) -> Digest {
+        Digest(*blake3::hash(&self.snapshot()).as_bytes())
+    }
+}
+
+#[cfg(test)]
+mod tests;

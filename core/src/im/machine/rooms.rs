@@ -1,0 +1,290 @@
+//! Room lifecycle and membership. Each change is an entry in the room's log,
+//! so it takes effect at an exact sequence number.
+
+use super::state::Room;
+use super::{Ctx, ImMachine};
+use crate::im::identity::UserId;
+use crate::im::protocol::{EntryKind, ImError, ImEvent, Receipt, Role, RoomId, Visibility};
+use crate::limits;
+
+impl ImMachine {
+    pub(super) fn room(&self, room: &RoomId) -> Result<&Room, ImError> {
+        self.state.rooms.get(room).ok_or(ImError::NoSuchRoom)
+    }
+
+    /// A group room (membership operations make no sense in direct rooms).
+    fn group(&self, room: &RoomId) -> Result<&Room, ImError> {
+        let r = self.room(room)?;
+        if r.is_direct() {
+            return Err(ImError::DirectRoom);
+        }
+        Ok(r)
+    }
+
+    /// Appends an entry to `room` and reports it to subscribers.
+    pub(super) fn append(&mut self, ctx: &mut Ctx, room: &RoomId, kind: EntryKind) -> Receipt {
+        let r = self.state.rooms.get_mut(room).expect("caller checked the room exists");
+        let seq = r.append(ctx.now_ms, ctx.author, kind);
+        let entry = r.entry(seq).expect("just appended").clone();
+        ctx.events.push(ImEvent::Appended { room: room.clone(), entry });
+        Receipt::Appended { room: room.clone(), seq }
+    }
+
+    fn require_registered(&self, user: UserId) -> Result<(), ImError> {
+        if self.state.users.contains_key(&user) {
+            Ok(())
+        } else {
+            Err(ImError::NoSuchUser)
+        }
+    }
+
+    fn require_room_capacity(&self, user: UserId, room: &Room) -> Result<(), ImError> {
+        if self.state.rooms_of(user) >= limits::ROOMS_PER_USER_MAX {
+            return Err(ImError::LimitReached("rooms per user".into()));
+        }
+        if room.members.len() >= limits::MEMBERS_PER_ROOM_MAX {
+            return Err(ImError::LimitReached("members per room".into()));
+        }
+        Ok(())
+    }
+
+    pub(super) fn create_room(
+        &mut self,
+        ctx: &mut Ctx,
+        name: &str,
+        visibility: Visibility,
+    ) -> Result<Receipt, ImError> {
+        if !RoomId::valid_group_name(name) {
+            return Err(ImError::InvalidName("room names are 1 to 64 of a-z 0-9 - _".into()));
+        }
+        let id = RoomId::Group(name.to_string());
+        if self.state.rooms.contains_key(&id) {
+            return Err(ImError::RoomExists(name.to_string()));
+        }
+        if self.state.rooms_of(ctx.author) >= limits::ROOMS_PER_USER_MAX {
+            return Err(ImError::LimitReached("rooms per user".into()));
+        }
+        let mut room = Room::new(name.to_string(), Some(visibility));
+        room.members.insert(ctx.author, Role::Owner);
+        self.state.rooms.insert(id.clone(), room);
+        self.state.join_index(ctx.author, &id);
+        Ok(self.append(ctx, &id, EntryKind::Created { visibility }))
+    }
+
+    /// Creates the direct room of the author and `other` if needed.
+    pub(super) fn ensure_direct(
+        &mut self,
+        ctx: &mut Ctx,
+        other: UserId,
+    ) -> Result<RoomId, ImError> {
+        self.require_registered(other)?;
+        let id = RoomId::direct(ctx.author, other);
+        if self.state.rooms.contains_key(&id) {
+            return Ok(id);
+        }
+        for user in [ctx.author, other] {
+            if self.state.rooms_of(user) >= limits::ROOMS_PER_USER_MAX {
+                return Err(ImError::LimitReached("rooms per user".into()));
+            }
+        }
+        let mut room = Room::new(String::new(), None);
+        room.members.insert(ctx.author, Role::Member);
+        room.members.insert(other, Role::Member);
+        self.state.rooms.insert(id.clone(), room);
+        for user in [ctx.author, other] {
+            self.state.join_index(user, &id);
+            self.append(ctx, &id, EntryKind::Joined { user });
+        }
+        Ok(id)
+    }
+
+    pub(super) fn invite(
+        &mut self,
+        ctx: &mut Ctx,
+        room: &RoomId,
+        user: UserId,
+    ) -> Result<Receipt, ImError> {
+        let r = self.group(room)?;
+        let needed =
+            if r.visibility == Some(Visibility::Private) { Role::Admin } else { Role::Member };
+        r.require(ctx.author, needed)?;
+        self.require_registered(user)?;
+        let r = self.group(room)?;
+        if r.members.contains_key(&user) {
+            return Err(ImError::AlreadyMember);
+        }
+        if r.banned.contains(&user) {
+            return Err(ImError::Banned);
+        }
+        if r.invited.len() >= limits::INVITES_PER_ROOM_MAX {
+            return Err(ImError::LimitReached("invitations per room".into()));
+        }
+        self.state.rooms.get_mut(room).expect("checked").invited.insert(user);
+        Ok(self.append(ctx, room, EntryKind::Invited { user }))
+    }
+
+    pub(super) fn join(&mut self, ctx: &mut Ctx, room: &RoomId) -> Result<Receipt, ImError> {
+        let r = self.group(room)?;
+        let user = ctx.author;
+        if r.members.contains_key(&user) {
+            return Err(ImError::AlreadyMember);
+        }
+        if r.banned.contains(&user) {
+            return Err(ImError::Banned);
+        }
+        if r.visibility == Some(Visibility::Private) && !r.invited.contains(&user) {
+            return Err(ImError::NotInvited);
+        }
+        self.require_room_capacity(user, r)?;
+        let r = self.state.rooms.get_mut(room).expect("checked");
+        r.invited.remove(&user);
+        r.departed.remove(&user);
+        r.members.insert(user, Role::Member);
+        self.state.join_index(user, room);
+        Ok(self.append(ctx, room, EntryKind::Joined { user }))
+    }
+
+    pub(super) fn leave(&mut self, ctx: &mut Ctx, room: &RoomId) -> Result<Receipt, ImError> {
+        let r = self.group(room)?;
+        let user = ctx.author;
+        let role = r.role_of(user)?;
+        if role == Role::Owner && !r.has_other_owner(user) && r.members.len() > 1 {
+            return Err(ImError::LastOwner);
+        }
+        let receipt = self.append(ctx, room, EntryKind::Left { user });
+        self.remove_from_room(room, user);
+        Ok(receipt)
+    }
+
+    fn remove_from_room(&mut self, room: &RoomId, user: UserId) {
+        let r = self.state.rooms.get_mut(room).expect("checked");
+        let seq = r.last_seq();
+        r.remove_member(user, seq);
+        self.state.leave_index(user, room);
+    }
+
+    /// Checks that the author outranks `user` (who must be a member) and is at least admin.
+    fn require_outranks(&self, ctx: &Ctx, room: &RoomId, user: UserId) -> Result<(), ImError> {
+        let r = self.group(room)?;
+        let mine = r.require(ctx.author, Role::Admin)?;
+        let theirs = r.role_of(user)?;
+        if theirs >= mine {
+            return Err(ImError::Forbidden { needed: Role::Owner });
+        }
+        Ok(())
+    }
+
+    pub(super) fn kick(
+        &mut self,
+        ctx: &mut Ctx,
+        room: &RoomId,
+        user: UserId,
+    ) -> Result<Receipt, ImError> {
+        self.require_outranks(ctx, room, user)?;
+        let receipt = self.append(ctx, room, EntryKind::Kicked { user });
+        self.remove_from_room(room, user);
+        Ok(receipt)
+    }
+
+    pub(super) fn ban(
+        &mut self,
+        ctx: &mut Ctx,
+        room: &RoomId,
+        user: UserId,
+    ) -> Result<Receipt, ImError> {
+        let r = self.group(room)?;
+        r.require(ctx.author, Role::Admin)?;
+        self.require_registered(user)?;
+        let r = self.group(room)?;
+        let is_member = r.members.contains_key(&user);
+        if is_member {
+            self.require_outranks(ctx, room, user)?;
+        }
+        let receipt = self.append(ctx, room, EntryKind::Banned { user });
+        if is_member {
+            self.remove_from_room(room, user);
+        }
+        let r = self.state.rooms.get_mut(room).expect("checked");
+        r.invited.remove(&user);
+        r.banned.insert(user);
+        if !is_member {
+            // A non-member banned from a public room loses read access here.
+            let seq = r.last_seq();
+            r.departed.entry(user).and_modify(|s| *s = (*s).min(seq));
+        }
+        Ok(receipt)
+    }
+
+    pub(super) fn unban(
+        &mut self,
+        ctx: &mut Ctx,
+        room: &RoomId,
+        user: UserId,
+    ) -> Result<Receipt, ImError> {
+        let r = self.group(room)?;
+        r.require(ctx.author, Role::Admin)?;
+        if !r.banned.contains(&user) {
+            return Err(ImError::NotBanned);
+        }
+        self.state.rooms.get_mut(room).expect("checked").banned.remove(&user);
+        Ok(self.append(ctx, room, EntryKind::Unbanned { user }))
+    }
+
+    pub(super) fn set_role(
+        &mut self,
+        ctx: &mut Ctx,
+        room: &RoomId,
+        user: UserId,
+        role: Role,
+    ) -> Result<Receipt, ImError> {
+        let r = self.group(room)?;
+        let current = r.role_of(user)?;
+        // Admins manage members and admins below owner; only owners touch owners.
+        let needed =
+            if role == Role::Owner || current == Role::Owner { Role::Owner } else { Role::Admin };
+        r.require(ctx.author, needed)?;
+        if current == Role::Owner && role < Role::Owner && !r.has_other_owner(user) {
+            return Err(ImError::LastOwner);
+        }
+        self.state.rooms.get_mut(room).expect("checked").members.insert(user, role);
+        Ok(self.append(ctx, room, EntryKind::RoleChanged { user, role }))
+    }
+
+    pub(super) fn rename(
+        &mut self,
+        ctx: &mut Ctx,
+        room: &RoomId,
+        title: &str,
+    ) -> Result<Receipt, ImError> {
+        self.group(room)?.require(ctx.author, Role::Admin)?;
+        let chars = title.chars().count();
+        if chars == 0 || chars > limits::ROOM_NAME_CHARS_MAX || title.chars().any(char::is_control)
+        {
+            return Err(ImError::BadLength {
+                what: "a room title".into(),
+                max: limits::ROOM_NAME_CHARS_MAX,
+            });
+        }
+        self.state.rooms.get_mut(room).expect("checked").title = title.to_string();
+        Ok(self.append(ctx, room, EntryKind::Renamed { title: title.to_string() }))
+    }
+
+    pub(super) fn set_topic(
+        &mut self,
+        ctx: &mut Ctx,
+        room: &RoomId,
+        topic: &str,
+    ) -> Result<Receipt, ImError> {
+        self.group(room)?.require(ctx.author, Role::Admin)?;
+        if topic.len() > limits::TOPIC_BYTES_MAX
+            || topic.chars().any(|c| c.is_control() && c != '\n')
+        {
+            return Err(ImError::BadLength {
+                what: "a topic".into(),
+                max: limits::TOPIC_BYTES_MAX,
+            });
+        }
+        self.state.rooms.get_mut(room).expect("checked").topic = topic.to_string();
+        Ok(self.append(ctx, room, EntryKind::TopicChanged { topic: topic.to_string() }))
+    }
+}

@@ -1,0 +1,141 @@
+//! The replicated IM state and its rooms. Every collection is a BTreeMap or
+//! BTreeSet, so iteration (and the snapshot bytes) are deterministic.
+
+use super::replay::RecentCommands;
+use crate::im::identity::UserId;
+use crate::im::protocol::{EntryKind, ImError, Role, RoomEntry, RoomId, Visibility};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use uuid::Uuid;
+
+/// A registered user.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct UserRecord {
+    pub(crate) name: String,
+}
+
+/// One room and its whole log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Room {
+    pub(crate) title: String,
+    pub(crate) topic: String,
+    /// `None` for direct rooms.
+    pub(crate) visibility: Option<Visibility>,
+    pub(crate) members: BTreeMap<UserId, Role>,
+    pub(crate) invited: BTreeSet<UserId>,
+    pub(crate) banned: BTreeSet<UserId>,
+    /// Former members and the last sequence number they may still read.
+    pub(crate) departed: BTreeMap<UserId, u64>,
+    /// Entry `seq` lives at index `seq - 1`.
+    pub(crate) entries: Vec<RoomEntry>,
+    pub(crate) read: BTreeMap<UserId, u64>,
+}
+
+impl Room {
+    pub(crate) fn new(title: String, visibility: Option<Visibility>) -> Room {
+        Room {
+            title,
+            topic: String::new(),
+            visibility,
+            members: BTreeMap::new(),
+            invited: BTreeSet::new(),
+            banned: BTreeSet::new(),
+            departed: BTreeMap::new(),
+            entries: Vec::new(),
+            read: BTreeMap::new(),
+        }
+    }
+
+    pub(crate) fn last_seq(&self) -> u64 {
+        self.entries.len() as u64
+    }
+
+    /// Appends an entry and returns its sequence number.
+    pub(crate) fn append(&mut self, time_ms: u64, author: UserId, kind: EntryKind) -> u64 {
+        let seq = self.last_seq() + 1;
+        self.entries.push(RoomEntry { seq, time_ms, author, kind });
+        seq
+    }
+
+    pub(crate) fn entry(&self, seq: u64) -> Option<&RoomEntry> {
+        self.entries.get(usize::try_from(seq.checked_sub(1)?).ok()?)
+    }
+
+    pub(crate) fn entry_mut(&mut self, seq: u64) -> Option<&mut RoomEntry> {
+        self.entries.get_mut(usize::try_from(seq.checked_sub(1)?).ok()?)
+    }
+
+    pub(crate) fn is_direct(&self) -> bool {
+        self.visibility.is_none()
+    }
+
+    /// The author's role, or `NotMember`.
+    pub(crate) fn role_of(&self, user: UserId) -> Result<Role, ImError> {
+        self.members.get(&user).copied().ok_or(ImError::NotMember)
+    }
+
+    /// Requires the author to be a member with at least `needed`.
+    pub(crate) fn require(&self, user: UserId, needed: Role) -> Result<Role, ImError> {
+        let role = self.role_of(user)?;
+        if role < needed {
+            return Err(ImError::Forbidden { needed });
+        }
+        Ok(role)
+    }
+
+    /// The highest sequence number `user` may read, if any.
+    pub(crate) fn readable_up_to(&self, user: UserId) -> Option<u64> {
+        if self.members.contains_key(&user)
+            || (self.visibility == Some(Visibility::Public) && !self.banned.contains(&user))
+        {
+            return Some(self.last_seq());
+        }
+        self.departed.get(&user).copied()
+    }
+
+    /// Removes a member; they keep read access up to `seq`.
+    pub(crate) fn remove_member(&mut self, user: UserId, seq: u64) {
+        self.members.remove(&user);
+        self.departed.insert(user, seq);
+    }
+
+    /// Whether another owner remains besides `user`.
+    pub(crate) fn has_other_owner(&self, user: UserId) -> bool {
+        self.members.iter().any(|(u, r)| *u != user && *r == Role::Owner)
+    }
+}
+
+/// The whole replicated IM state.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ImState {
+    /// The replicated clock: the highest leader stamp applied (ms).
+    pub(crate) clock_ms: u64,
+    pub(crate) users: BTreeMap<UserId, UserRecord>,
+    /// Lower-cased names, for uniqueness.
+    pub(crate) names: BTreeMap<String, UserId>,
+    pub(crate) rooms: BTreeMap<RoomId, Room>,
+    /// The rooms each user belongs to.
+    pub(crate) memberships: BTreeMap<UserId, BTreeSet<RoomId>>,
+    /// Message ids ever sent, for permanent idempotency of sends.
+    pub(crate) messages_by_id: BTreeMap<(UserId, Uuid), (RoomId, u64)>,
+    pub(crate) recent: RecentCommands,
+}
+
+impl ImState {
+    pub(crate) fn rooms_of(&self, user: UserId) -> usize {
+        self.memberships.get(&user).map_or(0, BTreeSet::len)
+    }
+
+    pub(crate) fn join_index(&mut self, user: UserId, room: &RoomId) {
+        self.memberships.entry(user).or_default().insert(room.clone());
+    }
+
+    pub(crate) fn leave_index(&mut self, user: UserId, room: &RoomId) {
+        if let Some(set) = self.memberships.get_mut(&user) {
+            set.remove(room);
+            if set.is_empty() {
+                self.memberships.remove(&user);
+            }
+        }
+    }
+}

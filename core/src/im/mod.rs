@@ -1,0 +1,9 @@
+//! Instant messaging: identities, the protocol, the replicated IM state
+//! machine, and the ephemeral presence table.
+
+pub mod identity;
+pub mod machine;
+pub mod presence;
+pub mod protocol;
+
+pub use machine::ImMachine;

@@ -1,0 +1,18 @@
+//! The IM protocol types: commands, entries, replies, queries. Versioned
+//! serde types encoded with postcard; docs/PROTOCOL.md specifies them.
+
+mod command;
+mod entry;
+mod query;
+mod reply;
+mod room;
+
+pub use command::{
+    CommandBody, CommandError, Operation, SignedCommand, Target, IM_PROTOCOL_VERSION,
+};
+pub use entry::{EntryKind, Message, Proof, RoomEntry};
+pub use query::{
+    ImQuery, InboxPage, Page, QueryKind, QueryReply, QueryResult, RoomInfo, RoomSummary, UserInfo,
+};
+pub use reply::{ImError, ImEvent, ImResponse, Receipt};
+pub use room::{Role, RoomId, Visibility};
