@@ -5,5 +5,6 @@ pub mod identity;
 pub mod machine;
 pub mod presence;
 pub mod protocol;
+pub mod subscriptions;
 
 pub use machine::ImMachine;

@@ -9,7 +9,7 @@ mod state;
 
 use crate::im::identity::UserId;
 use crate::im::protocol::{
-    CommandBody, ImError, ImEvent, ImQuery, ImResponse, Operation, QueryResult, Receipt,
+    CommandBody, ImError, ImEvent, ImQuery, ImResponse, Operation, QueryResult, Receipt, RoomId,
     SignedCommand,
 };
 use crate::limits;
@@ -44,6 +44,21 @@ impl ImMachine {
     /// A registered user's name.
     pub fn user_name(&self, user: UserId) -> Option<&str> {
         self.state.users.get(&user).map(|u| u.name.as_str())
+    }
+
+    /// The highest sequence number `user` may read in `room`, if any.
+    pub fn readable_up_to(&self, room: &RoomId, user: UserId) -> Option<u64> {
+        self.state.rooms.get(room)?.readable_up_to(user)
+    }
+
+    /// Whether `user` will see entries `room` gets from now on (a member, or
+    /// anyone not banned from a public room).
+    pub fn can_follow(&self, room: &RoomId, user: UserId) -> bool {
+        self.state.rooms.get(room).is_some_and(|r| {
+            r.members.contains_key(&user)
+                || (r.visibility == Some(crate::im::protocol::Visibility::Public)
+                    && !r.banned.contains(&user))
+        })
     }
 
     fn execute(&mut self, ctx: &mut Ctx, body: &CommandBody) -> Result<Receipt, ImError> {
