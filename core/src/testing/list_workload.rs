@@ -7,6 +7,7 @@
 use super::checker::Violation;
 use super::cluster::{Cluster, Event};
 use super::list_machine::{Append, ListMachine};
+use super::workload::{Workload, WorkloadStats};
 use crate::ids::{NodeId, ProposalId, ReadId};
 use crate::node::{DropOutcome, Output, ReadError, SubmitError};
 use crate::time::Instant;
@@ -48,17 +49,6 @@ struct Client {
     acked: Vec<u64>,
 }
 
-/// Totals of one workload run.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct WorkloadStats {
-    /// Appends acknowledged.
-    pub acked: u64,
-    /// Appends whose outcome stayed unknown.
-    pub indeterminate: u64,
-    /// Linearizable reads checked.
-    pub reads: u64,
-}
-
 /// The list-append workload.
 #[derive(Debug, Default)]
 pub struct ListWorkload {
@@ -96,22 +86,7 @@ impl ListWorkload {
         }
     }
 
-    /// Totals so far.
-    pub fn stats(&self) -> WorkloadStats {
-        WorkloadStats {
-            acked: self.acked.len() as u64,
-            indeterminate: self.indeterminate.len() as u64,
-            reads: self.reads,
-        }
-    }
-
-    /// Whether every client is idle with nothing to retry.
-    pub fn is_quiet(&self) -> bool {
-        self.clients.iter().all(|c| matches!(c.state, State::Idle) && c.retry.is_none())
-    }
-
-    /// Lets clients act at the cluster's current time.
-    pub fn act(&mut self, cluster: &mut Cluster<ListMachine>) -> Result<(), Violation> {
+    fn act_now(&mut self, cluster: &mut Cluster<ListMachine>) -> Result<(), Violation> {
         for event in cluster.take_events() {
             self.on_event(cluster.now(), event)?;
         }
@@ -285,11 +260,7 @@ impl ListWorkload {
     }
 
     /// Checks the final lists of a converged cluster against the history.
-    pub fn check_final(
-        &self,
-        lists: &BTreeMap<u8, Vec<u64>>,
-        at: Instant,
-    ) -> Result<(), Violation> {
+    fn check_lists(&self, lists: &BTreeMap<u8, Vec<u64>>, at: Instant) -> Result<(), Violation> {
         let fail = |invariant, detail| Err(Violation { invariant, detail, at });
         let mut present = BTreeSet::new();
         for (list, values) in lists {
@@ -336,5 +307,51 @@ impl ListWorkload {
             }
         }
         Ok(())
+    }
+}
+
+/// The barrier value: never a client's (client ids start at 1 in the high bits).
+const BARRIER: u64 = u64::MAX;
+
+impl Workload<ListMachine> for ListWorkload {
+    fn act(&mut self, cluster: &mut Cluster<ListMachine>) -> Result<(), Violation> {
+        self.act_now(cluster)
+    }
+
+    fn finish(&mut self) {
+        self.active = false;
+    }
+
+    fn is_quiet(&self) -> bool {
+        self.clients.iter().all(|c| matches!(c.state, State::Idle) && c.retry.is_none())
+    }
+
+    fn submit_barrier(&mut self, cluster: &mut Cluster<ListMachine>, leader: NodeId) -> bool {
+        cluster.submit(leader, &Append { list: 0, value: BARRIER }).is_ok()
+    }
+
+    fn barrier_applied(&self, machine: &ListMachine) -> bool {
+        machine.list(0).contains(&BARRIER)
+    }
+
+    fn check_final(
+        &mut self,
+        cluster: &Cluster<ListMachine>,
+        leader: NodeId,
+    ) -> Result<(), Violation> {
+        let mut lists =
+            cluster.node(leader).expect("leader is live").state_machine().lists().clone();
+        if let Some(l) = lists.get_mut(&0) {
+            l.retain(|v| *v != BARRIER);
+        }
+        self.check_lists(&lists, cluster.now())
+    }
+
+    fn stats(&self) -> WorkloadStats {
+        WorkloadStats {
+            acked: self.acked.len() as u64,
+            indeterminate: self.indeterminate.len() as u64,
+            reads: self.reads,
+        }
     }
 }

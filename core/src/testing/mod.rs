@@ -7,7 +7,9 @@
 pub mod checker;
 pub mod cluster;
 pub mod disk;
+pub mod im_workload;
 pub mod list_machine;
 pub mod list_workload;
 pub mod network;
 pub mod scenario;
+pub mod workload;

@@ -4,12 +4,14 @@
 
 use super::checker::Violation;
 use super::cluster::{Cluster, ClusterConfig};
-use super::list_machine::{Append, ListMachine};
-use super::list_workload::{ListWorkload, WorkloadStats};
+use super::list_machine::ListMachine;
+use super::list_workload::ListWorkload;
 use super::network::NetworkConfig;
+use super::workload::{Workload, WorkloadStats};
 use crate::ids::NodeId;
 use crate::node::MembershipChange;
 use crate::rng::SeededRng;
+use crate::state_machine::StateMachine;
 use crate::time::Instant;
 use std::time::Duration;
 
@@ -69,11 +71,21 @@ pub struct ScenarioReport {
     pub simulated: Duration,
 }
 
-/// Runs one scenario; a panic anywhere in the cluster (raft-rs's own
-/// assertions included) is reported as a violation, not a crash of the run.
+/// Runs one list-append scenario (the Raft half under faults).
 pub fn run_scenario(config: &ScenarioConfig) -> Result<ScenarioReport, Violation> {
-    let caught =
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_scenario_inner(config)));
+    run_scenario_with::<ListMachine, _>(config, ListWorkload::new(config.clients))
+}
+
+/// Runs one scenario with `workload`; a panic anywhere in the cluster
+/// (raft-rs's own assertions included) is reported as a violation, not a
+/// crash of the run.
+pub fn run_scenario_with<S: StateMachine + Default, W: Workload<S>>(
+    config: &ScenarioConfig,
+    workload: W,
+) -> Result<ScenarioReport, Violation> {
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        run_scenario_inner::<S, W>(config, workload)
+    }));
     caught.unwrap_or_else(|panic| {
         let detail = panic
             .downcast_ref::<String>()
@@ -84,7 +96,10 @@ pub fn run_scenario(config: &ScenarioConfig) -> Result<ScenarioReport, Violation
     })
 }
 
-fn run_scenario_inner(config: &ScenarioConfig) -> Result<ScenarioReport, Violation> {
+fn run_scenario_inner<S: StateMachine + Default, W: Workload<S>>(
+    config: &ScenarioConfig,
+    mut workload: W,
+) -> Result<ScenarioReport, Violation> {
     let mut faults = SeededRng::new(config.seed ^ 0x9e37_79b9_7f4a_7c15);
     let mut cluster_config = ClusterConfig::new(config.seed, config.voters);
     cluster_config.spares = if config.membership_changes { 1 } else { 0 };
@@ -98,8 +113,7 @@ fn run_scenario_inner(config: &ScenarioConfig) -> Result<ScenarioReport, Violati
     {
         cluster_config.bugs = config.bugs;
     }
-    let mut cluster: Cluster<ListMachine> = Cluster::new(cluster_config)?;
-    let mut workload = ListWorkload::new(config.clients);
+    let mut cluster: Cluster<S> = Cluster::new(cluster_config)?;
     let mut crashes = 0;
     let mut down: Vec<(NodeId, Instant)> = Vec::new();
     let mut next_fault = Instant::from_millis(faults.range(200, 600));
@@ -129,8 +143,8 @@ fn run_scenario_inner(config: &ScenarioConfig) -> Result<ScenarioReport, Violati
     })
 }
 
-fn inject_fault(
-    cluster: &mut Cluster<ListMachine>,
+fn inject_fault<S: StateMachine + Default>(
+    cluster: &mut Cluster<S>,
     rng: &mut SeededRng,
     down: &mut Vec<(NodeId, Instant)>,
     config: &ScenarioConfig,
@@ -181,7 +195,7 @@ fn inject_fault(
     0
 }
 
-fn change_membership(cluster: &mut Cluster<ListMachine>, rng: &mut SeededRng) {
+fn change_membership<S: StateMachine + Default>(cluster: &mut Cluster<S>, rng: &mut SeededRng) {
     let Some(leader) = cluster.leader() else { return };
     let Some(membership) = cluster.node(leader).map(|n| n.status().membership) else { return };
     let spare = cluster.ids().into_iter().find(|id| !membership.contains(*id));
@@ -202,9 +216,9 @@ fn change_membership(cluster: &mut Cluster<ListMachine>, rng: &mut SeededRng) {
 }
 
 /// Heal everything, restart everyone, and require convergence in bounded time.
-fn liveness_phase(
-    cluster: &mut Cluster<ListMachine>,
-    workload: &mut ListWorkload,
+fn liveness_phase<S: StateMachine + Default, W: Workload<S>>(
+    cluster: &mut Cluster<S>,
+    workload: &mut W,
     down: &[(NodeId, Instant)],
 ) -> Result<(), Violation> {
     cluster.network.heal();
@@ -212,7 +226,7 @@ fn liveness_phase(
     for (id, _) in down {
         cluster.restart(*id)?;
     }
-    workload.active = false;
+    workload.finish();
     let deadline = cluster.now() + Duration::from_secs(20);
     let mut barrier = None;
     while cluster.now() < deadline {
@@ -222,20 +236,11 @@ fn liveness_phase(
         // A barrier write proves the healed cluster makes progress; it is
         // resubmitted if a leader change drops it.
         let stale = barrier.is_none_or(|at| cluster.now() >= at + Duration::from_millis(500));
-        if stale
-            && workload.is_quiet()
-            && cluster.submit(leader, &Append { list: 0, value: u64::MAX }).is_ok()
-        {
+        if stale && workload.is_quiet() && workload.submit_barrier(cluster, leader) {
             barrier = Some(cluster.now());
         }
-        if barrier.is_some() && converged(cluster) {
-            let lists =
-                cluster.node(leader).expect("leader is live").state_machine().lists().clone();
-            let mut lists = lists;
-            if let Some(l) = lists.get_mut(&0) {
-                l.retain(|v| *v != u64::MAX);
-            }
-            return workload.check_final(&lists, cluster.now());
+        if barrier.is_some() && converged(cluster, |m| workload.barrier_applied(m)) {
+            return workload.check_final(cluster, leader);
         }
     }
     Err(Violation {
@@ -252,15 +257,17 @@ fn liveness_phase(
 
 /// Every member of the leader's configuration has applied the same prefix.
 /// Replicas removed from the group may lag forever; that is expected.
-fn converged(cluster: &Cluster<ListMachine>) -> bool {
+fn converged<S: StateMachine + Default>(
+    cluster: &Cluster<S>,
+    barrier_applied: impl Fn(&S) -> bool,
+) -> bool {
     let Some(leader) = cluster.leader().and_then(|id| cluster.node(id)) else { return false };
     let membership = leader.status().membership;
     let statuses: Vec<_> =
         cluster.ids().iter().filter_map(|id| cluster.node(*id)).map(|n| (n.status(), n)).collect();
     let members: Vec<_> = statuses.iter().filter(|(s, _)| membership.contains(s.id)).collect();
     let Some((first, first_node)) = members.first() else { return false };
-    let barrier_applied = first_node.state_machine().list(0).contains(&u64::MAX);
-    barrier_applied
+    barrier_applied(first_node.state_machine())
         && members.iter().all(|(s, n)| {
             s.applied == first.applied
                 && s.commit == first.commit
@@ -268,7 +275,7 @@ fn converged(cluster: &Cluster<ListMachine>) -> bool {
         })
 }
 
-fn describe(cluster: &Cluster<ListMachine>) -> String {
+fn describe<S: StateMachine + Default>(cluster: &Cluster<S>) -> String {
     let parts: Vec<String> = cluster
         .ids()
         .iter()

@@ -61,6 +61,11 @@ impl ImMachine {
         })
     }
 
+    /// Every room entry, rooms in id order (for checkers and exports).
+    pub fn all_entries(&self) -> impl Iterator<Item = (&RoomId, &crate::im::protocol::RoomEntry)> {
+        self.state.rooms.iter().flat_map(|(id, r)| r.entries.iter().map(move |e| (id, e)))
+    }
+
     fn execute(&mut self, ctx: &mut Ctx, body: &CommandBody) -> Result<Receipt, ImError> {
         if let Operation::Register { name } = &body.op {
             return self.register(ctx.author, name);
