@@ -265,3 +265,24 @@ mod tests {
         assert_eq!(junk.verify(None), Err(CommandError::Malformed));
     }
 }
+
+#[cfg(test)]
+mod encoding_tests {
+    use super::*;
+
+    /// Pins the byte layout docs/PROTOCOL.md documents.
+    #[test]
+    fn body_layout_matches_the_spec() {
+        let body = CommandBody {
+            version: IM_PROTOCOL_VERSION,
+            command_id: Uuid::from_u128(0x0102),
+            issued_at_ms: 300,
+            op: Operation::Join { room: RoomId::Group("ab".into()) },
+        };
+        let bytes = postcard::to_allocvec(&body).unwrap();
+        let mut want = vec![1u8, 16];
+        want.extend_from_slice(&0x0102u128.to_be_bytes());
+        want.extend_from_slice(&[0xac, 0x02, 3, 0, 2, b'a', b'b']);
+        assert_eq!(bytes, want);
+    }
+}
