@@ -1,7 +1,11 @@
 //! Runs seeded scenarios and reports each as one line.
 
+use kith_core::im::ImMachine;
 use kith_core::testing::checker::Violation;
-use kith_core::testing::scenario::{run_scenario, ScenarioConfig, ScenarioReport};
+use kith_core::testing::im_workload::ImWorkload;
+use kith_core::testing::scenario::{
+    run_scenario, run_scenario_with, ScenarioConfig, ScenarioReport,
+};
 use std::time::{Duration, Instant};
 
 /// The outcome of one seed.
@@ -39,11 +43,24 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// What the simulated clients do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WorkloadKind {
+    /// Signed chat clients: rooms, direct messages, invitations, kicks and
+    /// live subscriptions, with the IM checkers.
+    Chat,
+    /// List appends and linearizable reads against the bare Raft node.
+    List,
+}
+
 /// Runs one seed with `voters` replicas.
-pub fn run_seed(seed: u64, voters: u64) -> SeedOutcome {
+pub fn run_seed(seed: u64, voters: u64, workload: WorkloadKind) -> SeedOutcome {
     let config = ScenarioConfig::new(seed, voters);
     let started = Instant::now();
-    let result = run_scenario(&config);
+    let result = match workload {
+        WorkloadKind::Chat => run_scenario_with::<ImMachine, _>(&config, ImWorkload::new(seed, 4)),
+        WorkloadKind::List => run_scenario(&config),
+    };
     let simulated = result.as_ref().map_or(Duration::ZERO, |r| r.simulated);
     SeedOutcome { seed, result, simulated, wall: started.elapsed() }
 }

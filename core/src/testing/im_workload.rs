@@ -189,6 +189,11 @@ impl ImWorkload {
             self.sent.insert(body.command_id, i);
         }
         let command = SignedCommand::sign(&self.clients[i].identity, &body);
+        // What a receiving replica checks before proposing (once: the check
+        // is a pure function of the bytes, and retries resend these bytes).
+        command
+            .verify(Some(self.clients[i].identity.user()))
+            .expect("honest clients sign correctly");
         self.clients[i].pending = Some(Pending { command, body, at: None });
         self.submit(i, cluster);
     }
@@ -198,7 +203,6 @@ impl ImWorkload {
         let now = cluster.now();
         let c = &mut self.clients[i];
         let Some(p) = c.pending.as_mut() else { return };
-        p.command.verify(Some(c.identity.user())).expect("honest clients sign correctly");
         match cluster.submit(c.target, &p.command) {
             Ok(proposal) => {
                 let incarnation = cluster.incarnation(c.target);

@@ -6,7 +6,7 @@
 //! prints the command that reproduces it.
 
 use clap::Parser;
-use kith_sim_tests::runner::run_seed;
+use kith_sim_tests::runner::{run_seed, WorkloadKind};
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -25,6 +25,9 @@ struct Args {
     /// Voting replicas per cluster (3 or 5).
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=7))]
     voters: u64,
+    /// What the clients do: `chat` (signed IM clients) or `list` (list appends).
+    #[arg(long, default_value = "chat", value_parser = ["chat", "list"])]
+    workload: String,
 }
 
 fn main() -> ExitCode {
@@ -38,12 +41,16 @@ fn main() -> ExitCode {
     let mut failures = Vec::new();
     let mut simulated = 0.0;
     for (i, seed) in (from..from.saturating_add(count)).enumerate() {
-        let outcome = run_seed(seed, args.voters);
+        let kind = if args.workload == "list" { WorkloadKind::List } else { WorkloadKind::Chat };
+        let outcome = run_seed(seed, args.voters, kind);
         simulated += outcome.simulated.as_secs_f64();
         if let Err(v) = &outcome.result {
             println!("{}", outcome.line());
             println!("  {v}");
-            println!("  reproduce with: cargo run --release -p kith-sim-tests --bin kith-sim -- --seed {seed} --voters {}", args.voters);
+            println!(
+                "  reproduce with: cargo run --release -p kith-sim-tests --bin kith-sim -- --seed {seed} --voters {} --workload {}",
+                args.voters, args.workload
+            );
             failures.push(seed);
         } else if count == 1 {
             println!("{}", outcome.line());
