@@ -1,7 +1,12 @@
-//! kith's deterministic-simulation driver: madsim nodes, network, simulated
-//! disks and clocks around `kith_core::node::Node`.
+//! kith's deterministic-simulation driver: madsim processes for replicas
+//! and clients around `kith_core::node::Node`, each replica on madsim's
+//! network, a simulated disk with a crash model, and a drifting clock. One
+//! seed reproduces a run exactly.
 //!
-//! The madsim driver is being built (see the issue tracker: "Deterministic
-//! simulation"). Until it lands, the seeded runner `kith-sim` drives the
-//! core through the in-memory harness (`kith_core::testing`), which runs the
-//! same node code with a seeded network emulator and simulated disks.
+//! madsim simulates only under `--cfg madsim` (set in `.cargo/config.toml`);
+//! the build script refuses to build without it.
+
+pub mod client;
+pub mod replica;
+pub mod simulation;
+pub mod world;

@@ -1,6 +1,7 @@
 //! Instant messaging: identities, the protocol, the replicated IM state
 //! machine, and the ephemeral presence table.
 
+pub mod client_protocol;
 pub mod identity;
 pub mod machine;
 pub mod presence;

@@ -84,6 +84,12 @@ pub struct Node<S: StateMachine> {
     metrics: NodeMetrics,
 }
 
+impl<S: StateMachine> std::fmt::Debug for Node<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node").field("status", &self.status()).finish_non_exhaustive()
+    }
+}
+
 impl<S: StateMachine> Node<S> {
     /// Starts a member of a brand-new cluster whose initial voters are
     /// `voters`. Emits the initial durable batch.

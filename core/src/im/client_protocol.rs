@@ -1,0 +1,189 @@
+//! The client protocol: what a client sends a replica and what it gets back.
+//! Transports (libp2p request-response, the simulator's datagrams) carry one
+//! encoded frame per message; docs/PROTOCOL.md specifies the layout.
+
+use crate::ids::NodeId;
+use crate::im::presence::SignedPresence;
+use crate::im::protocol::{CommandError, ImError, QueryKind, QueryResult, Receipt, SignedCommand};
+use crate::limits;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// The client protocol version this build speaks.
+pub const CLIENT_PROTOCOL_VERSION: u16 = 1;
+
+/// A client's request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum ClientRequest {
+    /// Submit a signed command.
+    Submit(SignedCommand),
+    /// Read, as the connection's user (linearizable: served after a read index).
+    Query(QueryKind),
+    /// Announce presence.
+    Presence(SignedPresence),
+}
+
+/// One request frame: `version:u16` then this.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestFrame {
+    /// Chosen by the client; echoed in the response.
+    pub request_id: u64,
+    /// The request.
+    pub request: ClientRequest,
+}
+
+/// The outcome of an applied command, as the client sees it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommandOutcome {
+    /// The command's id.
+    pub command_id: Uuid,
+    /// What happened (the first outcome again for a retry).
+    pub result: Result<Receipt, ImError>,
+    /// Whether this was a retry of an applied command.
+    pub duplicate: bool,
+}
+
+/// A replica's answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum ClientResponse {
+    /// The command was committed and applied.
+    Applied(CommandOutcome),
+    /// This replica cannot order commands; try the hinted one.
+    NotLeader {
+        /// The leader this replica believes in.
+        leader_hint: Option<NodeId>,
+    },
+    /// The command was not applied. `maybe_applied` is false when it
+    /// certainly was not; either way retrying with the same command id is
+    /// safe.
+    Retry {
+        /// Whether it might have been applied after all.
+        maybe_applied: bool,
+    },
+    /// The replica is overloaded; back off.
+    Busy,
+    /// The command was refused before ordering (signature, version, author).
+    Refused(CommandError),
+    /// A query's answer.
+    Answer(QueryResult),
+    /// Presence was taken (or ignored as stale).
+    PresenceTaken,
+    /// The request frame was not understood.
+    BadRequest(String),
+}
+
+/// One response frame: `version:u16` then this.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResponseFrame {
+    /// The request this answers.
+    pub request_id: u64,
+    /// The answer.
+    pub response: ClientResponse,
+}
+
+/// Why a client frame was refused.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ClientFrameError {
+    /// Too large.
+    #[error("client frame of {len} bytes exceeds the limit of {max}")]
+    TooLarge {
+        /// Length.
+        len: usize,
+        /// Limit.
+        max: usize,
+    },
+    /// Another version.
+    #[error("client protocol version {found} is not supported (this node speaks {supported})")]
+    Version {
+        /// Found.
+        found: u16,
+        /// Supported.
+        supported: u16,
+    },
+    /// Not a frame.
+    #[error("malformed client frame: {0}")]
+    Malformed(String),
+}
+
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    let mut out = postcard::to_allocvec(&CLIENT_PROTOCOL_VERSION).expect("u16 encodes");
+    out.extend(postcard::to_allocvec(value).expect("client frames encode"));
+    out
+}
+
+fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, ClientFrameError> {
+    if bytes.len() > limits::FRAME_BYTES_MAX {
+        return Err(ClientFrameError::TooLarge { len: bytes.len(), max: limits::FRAME_BYTES_MAX });
+    }
+    let (version, rest) = postcard::take_from_bytes::<u16>(bytes)
+        .map_err(|e| ClientFrameError::Malformed(e.to_string()))?;
+    if version != CLIENT_PROTOCOL_VERSION {
+        return Err(ClientFrameError::Version {
+            found: version,
+            supported: CLIENT_PROTOCOL_VERSION,
+        });
+    }
+    let (value, rest) =
+        postcard::take_from_bytes(rest).map_err(|e| ClientFrameError::Malformed(e.to_string()))?;
+    if !rest.is_empty() {
+        return Err(ClientFrameError::Malformed(format!("{} trailing bytes", rest.len())));
+    }
+    Ok(value)
+}
+
+impl RequestFrame {
+    /// Encodes, version first.
+    pub fn encode(&self) -> Vec<u8> {
+        encode(self)
+    }
+
+    /// Decodes untrusted bytes.
+    pub fn decode(bytes: &[u8]) -> Result<RequestFrame, ClientFrameError> {
+        decode(bytes)
+    }
+}
+
+impl ResponseFrame {
+    /// Encodes, version first.
+    pub fn encode(&self) -> Vec<u8> {
+        encode(self)
+    }
+
+    /// Decodes untrusted bytes.
+    pub fn decode(bytes: &[u8]) -> Result<ResponseFrame, ClientFrameError> {
+        decode(bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::im::protocol::RoomId;
+
+    #[test]
+    fn frames_round_trip_and_refuse_garbage() {
+        let req = RequestFrame {
+            request_id: 9,
+            request: ClientRequest::Query(QueryKind::Room { room: RoomId::Group("a".into()) }),
+        };
+        assert_eq!(RequestFrame::decode(&req.encode()), Ok(req.clone()));
+        let resp = ResponseFrame {
+            request_id: 9,
+            response: ClientResponse::NotLeader { leader_hint: Some(NodeId(2)) },
+        };
+        assert_eq!(ResponseFrame::decode(&resp.encode()), Ok(resp));
+        let bytes = req.encode();
+        for cut in 0..bytes.len() {
+            assert!(RequestFrame::decode(&bytes[..cut]).is_err());
+        }
+        let mut other = bytes.clone();
+        other[0] = 7;
+        assert_eq!(
+            RequestFrame::decode(&other),
+            Err(ClientFrameError::Version { found: 7, supported: 1 })
+        );
+    }
+}

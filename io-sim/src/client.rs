@@ -1,0 +1,282 @@
+//! A chat client process under madsim: it signs commands, sends them to the
+//! replica it believes leads, and retries with the same command id on every
+//! doubt (timeout, dropped, not leader), following leader hints and moving
+//! to other replicas. It records what was acknowledged for the final
+//! checks, and checks read-your-writes and monotonic reads as it goes.
+
+use crate::world::{client_ip, replica_addr, World, TAG_CLIENT};
+use kith_core::ids::NodeId;
+use kith_core::im::client_protocol::{ClientRequest, ClientResponse, RequestFrame, ResponseFrame};
+use kith_core::im::identity::Identity;
+use kith_core::im::protocol::{
+    CommandBody, ImError, Operation, QueryKind, QueryReply, Receipt, RoomId, SignedCommand, Target,
+    Visibility, IM_PROTOCOL_VERSION,
+};
+use kith_core::rng::SeededRng;
+use kith_core::testing::checker::Violation;
+use kith_core::time::Instant;
+use madsim::net::Endpoint;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+/// Port clients bind.
+pub const CLIENT_PORT: u16 = 9000;
+/// How long a client waits for one answer.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_millis(800);
+
+/// The shared lobby every client joins.
+pub fn lobby() -> RoomId {
+    RoomId::Group("lobby".into())
+}
+
+/// What one client did, for the final checks.
+#[derive(Debug, Default)]
+pub struct ClientHistory {
+    /// Every message id the client ever submitted.
+    pub submitted: Vec<Uuid>,
+    /// Acknowledged sends in order: (message id, room, seq).
+    pub acked: Vec<(Uuid, RoomId, u64)>,
+    /// Commands with a definite result.
+    pub completed: u64,
+    /// Linearizable reads checked.
+    pub reads: u64,
+    /// Whether the client is idle with nothing outstanding.
+    pub idle: bool,
+}
+
+/// Shared handles a client runs with.
+#[derive(Clone, Debug)]
+pub struct ClientCtx {
+    /// The world (for reporting violations).
+    pub world: World,
+    /// This client's index.
+    pub index: usize,
+    /// Its identity.
+    pub identity: Identity,
+    /// All replicas it may talk to.
+    pub replicas: Vec<NodeId>,
+    /// Its history.
+    pub history: Arc<Mutex<ClientHistory>>,
+    /// Cleared to stop starting new operations.
+    pub active: Arc<AtomicBool>,
+    /// Seed of its choices.
+    pub seed: u64,
+    /// How many clients the run has (for direct messages).
+    pub clients: usize,
+    /// The world's start: commands are stamped with time since then, the
+    /// clock the replicas' stamps also count from.
+    pub epoch: madsim::time::Instant,
+}
+
+struct Conn {
+    endpoint: Arc<Endpoint>,
+    responses: mpsc::Receiver<ResponseFrame>,
+    next_request: u64,
+    target: usize,
+}
+
+/// Runs one client until the simulation ends.
+pub async fn run_client(ctx: ClientCtx) {
+    let Ok(endpoint) = Endpoint::bind(SocketAddr::new(client_ip(ctx.index), CLIENT_PORT)).await
+    else {
+        return;
+    };
+    let endpoint = Arc::new(endpoint);
+    let (tx, rx) = mpsc::channel(64);
+    let ep = endpoint.clone();
+    madsim::task::spawn(async move {
+        let mut buf = vec![0u8; kith_core::limits::FRAME_BYTES_MAX + 64];
+        while let Ok((len, _)) = ep.recv_from(TAG_CLIENT, &mut buf).await {
+            if let Ok(frame) = ResponseFrame::decode(&buf[..len]) {
+                if tx.send(frame).await.is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    let mut conn =
+        Conn { endpoint, responses: rx, next_request: 0, target: ctx.index % ctx.replicas.len() };
+    let mut rng = SeededRng::new(ctx.seed);
+    let mut script = vec![Operation::Register { name: format!("user{}", ctx.index) }];
+    script.push(if ctx.index == 0 {
+        Operation::CreateRoom { name: "lobby".into(), visibility: Visibility::Public }
+    } else {
+        Operation::Join { room: lobby() }
+    });
+    script.reverse();
+    let mut last_seen_seq = 0;
+    loop {
+        let op = match script.pop() {
+            Some(op) => op,
+            None if ctx.active.load(Ordering::Relaxed) => random_op(&ctx, &mut rng),
+            None => {
+                ctx.history.lock().expect("single-threaded").idle = true;
+                madsim::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        ctx.history.lock().expect("single-threaded").idle = false;
+        let result = submit(&ctx, &mut conn, &mut rng, op.clone()).await;
+        // Not in the lobby yet (it may not even exist yet): join first.
+        let joinable = matches!(op, Operation::Join { .. } | Operation::Send { .. });
+        if joinable && matches!(result, Err(ImError::NoSuchRoom | ImError::NotMember)) {
+            madsim::time::sleep(Duration::from_millis(100)).await;
+            script.push(Operation::Join { room: lobby() });
+        }
+        if rng.chance(0.1) {
+            if let Some(seq) = read_lobby_head(&ctx, &mut conn, &mut rng).await {
+                check_reads(&ctx, seq, &mut last_seen_seq);
+            }
+        }
+        madsim::time::sleep(Duration::from_millis(rng.range(1, 30))).await;
+    }
+}
+
+fn random_op(ctx: &ClientCtx, rng: &mut SeededRng) -> Operation {
+    let text = format!("hello {}", rng.next_u64() % 10_000);
+    if rng.chance(0.2) && ctx.clients > 1 {
+        let other = (ctx.index + 1 + rng.range(0, ctx.clients as u64 - 1) as usize) % ctx.clients;
+        let peer = Identity::from_secret(client_secret(ctx.seed_base(), other)).user();
+        Operation::Send { to: Target::User(peer), text }
+    } else {
+        Operation::Send { to: Target::Room(lobby()), text }
+    }
+}
+
+/// Key material of client `i` in a run (deterministic from the seed).
+pub fn client_secret(seed_base: u64, i: usize) -> [u8; 32] {
+    let mut secret = [0u8; 32];
+    secret[..8].copy_from_slice(&seed_base.to_le_bytes());
+    secret[8] = i as u8 + 1;
+    secret
+}
+
+impl ClientCtx {
+    fn seed_base(&self) -> u64 {
+        self.world.lock().seed
+    }
+}
+
+/// Sends one command until it has a definite result.
+async fn submit(
+    ctx: &ClientCtx,
+    conn: &mut Conn,
+    rng: &mut SeededRng,
+    op: Operation,
+) -> Result<Receipt, ImError> {
+    let body = CommandBody {
+        version: IM_PROTOCOL_VERSION,
+        command_id: Uuid::from_u64_pair(rng.next_u64(), rng.next_u64()),
+        issued_at_ms: ctx.epoch.elapsed().as_millis() as u64,
+        op,
+    };
+    let is_send = matches!(body.op, Operation::Send { .. });
+    if is_send {
+        ctx.history.lock().expect("single-threaded").submitted.push(body.command_id);
+    }
+    let command = SignedCommand::sign(&ctx.identity, &body);
+    loop {
+        match request(ctx, conn, ClientRequest::Submit(command.clone())).await {
+            Some(ClientResponse::Applied(outcome)) => {
+                let mut h = ctx.history.lock().expect("single-threaded");
+                h.completed += 1;
+                if let (true, Ok(Receipt::Appended { room, seq })) = (is_send, &outcome.result) {
+                    h.acked.push((body.command_id, room.clone(), *seq));
+                }
+                return outcome.result;
+            }
+            Some(ClientResponse::NotLeader { leader_hint: Some(l) }) => {
+                conn.target = ctx.replicas.iter().position(|r| *r == l).unwrap_or(conn.target);
+            }
+            Some(ClientResponse::Refused(e)) => {
+                let detail = format!("client {} command refused at ingress: {e}", ctx.index);
+                ctx.world.lock().fail(Violation {
+                    invariant: "honest commands admitted",
+                    detail,
+                    at: Instant::ZERO,
+                });
+                return Err(ImError::Malformed);
+            }
+            _ => {
+                conn.target = (conn.target + 1) % ctx.replicas.len();
+                madsim::time::sleep(Duration::from_millis(rng.range(5, 50))).await;
+            }
+        }
+    }
+}
+
+/// One request/response exchange with the current target, or `None` on timeout.
+async fn request(
+    ctx: &ClientCtx,
+    conn: &mut Conn,
+    request: ClientRequest,
+) -> Option<ClientResponse> {
+    conn.next_request += 1;
+    let request_id = conn.next_request;
+    let mut datagram = ctx.identity.user().0.to_vec();
+    datagram.extend(RequestFrame { request_id, request }.encode());
+    let to = replica_addr(ctx.replicas[conn.target]);
+    let _ = conn.endpoint.send_to(to, TAG_CLIENT, &datagram).await;
+    let deadline = madsim::time::Instant::now() + REQUEST_TIMEOUT;
+    loop {
+        let left = deadline.saturating_duration_since(madsim::time::Instant::now());
+        let frame = madsim::time::timeout(left, conn.responses.recv()).await.ok()??;
+        if frame.request_id == request_id {
+            return Some(frame.response);
+        }
+    }
+}
+
+/// The lobby's last seq, read linearizably.
+async fn read_lobby_head(ctx: &ClientCtx, conn: &mut Conn, rng: &mut SeededRng) -> Option<u64> {
+    for _ in 0..5 {
+        match request(ctx, conn, ClientRequest::Query(QueryKind::Room { room: lobby() })).await {
+            Some(ClientResponse::Answer(Ok(QueryReply::Room(info)))) => {
+                return Some(info.summary.last_seq)
+            }
+            Some(ClientResponse::Answer(Err(_))) => return None,
+            Some(ClientResponse::NotLeader { leader_hint: Some(l) }) => {
+                conn.target = ctx.replicas.iter().position(|r| *r == l).unwrap_or(conn.target);
+            }
+            _ => {
+                conn.target = (conn.target + 1) % ctx.replicas.len();
+                madsim::time::sleep(Duration::from_millis(rng.range(5, 50))).await;
+            }
+        }
+    }
+    None
+}
+
+/// Read-your-writes and monotonic reads for this client's session.
+fn check_reads(ctx: &ClientCtx, head: u64, last_seen: &mut u64) {
+    let mut h = ctx.history.lock().expect("single-threaded");
+    h.reads += 1;
+    let mine =
+        h.acked.iter().filter(|(_, r, _)| *r == lobby()).map(|(_, _, s)| *s).max().unwrap_or(0);
+    let problem = if head < mine {
+        Some((
+            "read your writes",
+            format!("client {} read lobby head {head} after its write at {mine}", ctx.index),
+        ))
+    } else if head < *last_seen {
+        Some((
+            "monotonic reads",
+            format!("client {} read lobby head {head} after {last_seen}", ctx.index),
+        ))
+    } else {
+        None
+    };
+    *last_seen = (*last_seen).max(head);
+    drop(h);
+    if let Some((invariant, detail)) = problem {
+        ctx.world.lock().fail(Violation { invariant, detail, at: Instant::ZERO });
+    }
+}
+
+/// Every client's history, by index.
+pub type Histories = BTreeMap<usize, Arc<Mutex<ClientHistory>>>;

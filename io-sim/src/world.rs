@@ -1,0 +1,150 @@
+//! What outlives any one replica process in a simulation: each replica's
+//! disk, the invariant checker, the trace, and a window onto live nodes so
+//! the controller can find the leader and read final states.
+
+use bytes::Bytes;
+use kith_core::ids::NodeId;
+use kith_core::im::ImMachine;
+use kith_core::node::Node;
+use kith_core::rng::SeededRng;
+use kith_core::testing::checker::{RaftChecker, Violation};
+use kith_core::testing::disk::{DiskConfig, SimDisk};
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// The UDP-like port every replica listens on.
+pub const REPLICA_PORT: u16 = 7000;
+/// Message tag for replica-to-replica frames.
+pub const TAG_PEER: u64 = 1;
+/// Message tag for client requests and responses.
+pub const TAG_CLIENT: u64 = 2;
+
+/// The simulated address of replica `id`.
+pub fn replica_ip(id: NodeId) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(10, 0, 0, id.get() as u8))
+}
+
+/// The socket address of replica `id`.
+pub fn replica_addr(id: NodeId) -> SocketAddr {
+    SocketAddr::new(replica_ip(id), REPLICA_PORT)
+}
+
+/// The replica at `addr`, if it is one.
+pub fn replica_at(addr: SocketAddr) -> Option<NodeId> {
+    match addr.ip() {
+        IpAddr::V4(v4) if v4.octets()[..3] == [10, 0, 0] && v4.octets()[3] != 0 => {
+            Some(NodeId(u64::from(v4.octets()[3])))
+        }
+        _ => None,
+    }
+}
+
+/// The simulated address of client `i`.
+pub fn client_ip(i: usize) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(10, 0, 1, i as u8 + 1))
+}
+
+/// One replica's lasting state.
+#[derive(Debug)]
+pub struct ReplicaSlot {
+    /// Its disk, which survives kill and restart.
+    pub disk: SimDisk,
+    /// Bumped by every start.
+    pub incarnation: u64,
+    /// The running node, while its process lives.
+    pub node: Option<Arc<Mutex<Node<ImMachine>>>>,
+    /// Clock skew of this replica, in parts per million.
+    pub skew_ppm: i64,
+    /// Whether it is in the initial voter set.
+    pub bootstrap: bool,
+}
+
+/// The shared world of one simulation.
+#[derive(Debug)]
+pub struct SimWorld {
+    /// Seed of the run.
+    pub seed: u64,
+    /// Per-replica lasting state.
+    pub replicas: BTreeMap<NodeId, ReplicaSlot>,
+    /// Initial voters.
+    pub voters: Vec<NodeId>,
+    /// Drives disk latencies and crash tears.
+    pub rng: SeededRng,
+    /// Raft invariants, fed by every replica.
+    pub checker: RaftChecker,
+    /// The first violation seen.
+    pub violation: Option<Violation>,
+    /// Digest of everything every replica did.
+    pub trace: blake3::Hasher,
+    /// When set, replicas append a line per event to `trace_lines`.
+    pub keep_trace: bool,
+    /// The full trace, if kept.
+    pub trace_lines: Vec<String>,
+}
+
+/// A handle to the world, shared by replicas, clients and the controller.
+#[derive(Clone, Debug)]
+pub struct World(Arc<Mutex<SimWorld>>);
+
+impl World {
+    /// A world of `voters` bootstrap replicas and `spares` empty ones.
+    pub fn new(seed: u64, voters: u64, spares: u64, disk: DiskConfig) -> World {
+        let mut rng = SeededRng::new(seed ^ 0x5eed_d15c);
+        let replicas = (1..=voters + spares)
+            .map(|i| {
+                let skew_ppm = rng.range(0, 2001) as i64 - 1000;
+                let slot = ReplicaSlot {
+                    disk: SimDisk::new(disk.clone()),
+                    incarnation: 0,
+                    node: None,
+                    skew_ppm,
+                    bootstrap: i <= voters,
+                };
+                (NodeId(i), slot)
+            })
+            .collect();
+        World(Arc::new(Mutex::new(SimWorld {
+            seed,
+            replicas,
+            voters: (1..=voters).map(NodeId).collect(),
+            rng,
+            checker: RaftChecker::default(),
+            violation: None,
+            trace: blake3::Hasher::new(),
+            keep_trace: false,
+            trace_lines: Vec::new(),
+        })))
+    }
+
+    /// Locks the world. The simulation is single-threaded; nothing holds
+    /// the lock across an await.
+    pub fn lock(&self) -> MutexGuard<'_, SimWorld> {
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl SimWorld {
+    /// Records the first violation.
+    pub fn fail(&mut self, v: Violation) {
+        if self.violation.is_none() {
+            self.violation = Some(v);
+        }
+    }
+
+    /// Adds an event to the trace.
+    pub fn trace(&mut self, at_micros: u64, node: NodeId, what: &str, bytes: &Bytes) {
+        self.trace.update(&at_micros.to_le_bytes());
+        self.trace.update(&node.get().to_le_bytes());
+        self.trace.update(what.as_bytes());
+        self.trace.update(bytes);
+        if self.keep_trace {
+            let digest = blake3::hash(bytes);
+            self.trace_lines.push(format!(
+                "{at_micros:>12} n{node} {what} {} bytes {}",
+                bytes.len(),
+                &digest.to_hex()[..12]
+            ));
+        }
+    }
+}
