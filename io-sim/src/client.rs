@@ -4,13 +4,14 @@
 //! to other replicas. It records what was acknowledged for the final
 //! checks, and checks read-your-writes and monotonic reads as it goes.
 
+use crate::history::{EventType, HistoryEvent, Mop};
 use crate::world::{client_ip, replica_addr, World, TAG_CLIENT};
 use kith_core::ids::NodeId;
 use kith_core::im::client_protocol::{ClientRequest, ClientResponse, RequestFrame, ResponseFrame};
 use kith_core::im::identity::Identity;
 use kith_core::im::protocol::{
-    CommandBody, ImError, Operation, QueryKind, QueryReply, Receipt, RoomId, SignedCommand, Target,
-    Visibility, IM_PROTOCOL_VERSION,
+    CommandBody, EntryKind, ImError, Operation, QueryKind, QueryReply, Receipt, RoomId,
+    SignedCommand, Target, Visibility, IM_PROTOCOL_VERSION,
 };
 use kith_core::rng::SeededRng;
 use kith_core::testing::checker::Violation;
@@ -47,6 +48,26 @@ pub struct ClientHistory {
     pub reads: u64,
     /// Whether the client is idle with nothing outstanding.
     pub idle: bool,
+    /// Jepsen list-append events.
+    pub events: Vec<HistoryEvent>,
+    /// The transaction invoked and not yet completed.
+    pub open: Option<Vec<Mop>>,
+    /// Messages sent so far (for unique values).
+    pub sent: u64,
+}
+
+impl ClientHistory {
+    fn record(
+        &mut self,
+        process: usize,
+        kind: EventType,
+        mops: Vec<Mop>,
+        epoch: madsim::time::Instant,
+    ) {
+        let time_nanos = epoch.elapsed().as_nanos() as u64;
+        self.open = (kind == EventType::Invoke).then(|| mops.clone());
+        self.events.push(HistoryEvent { process, kind, time_nanos, mops });
+    }
 }
 
 /// Shared handles a client runs with.
@@ -109,7 +130,7 @@ pub async fn run_client(ctx: ClientCtx) {
         Operation::Join { room: lobby() }
     });
     script.reverse();
-    let mut last_seen_seq = 0;
+    let mut last_read_len = 0;
     loop {
         let op = match script.pop() {
             Some(op) => op,
@@ -129,8 +150,8 @@ pub async fn run_client(ctx: ClientCtx) {
             script.push(Operation::Join { room: lobby() });
         }
         if rng.chance(0.1) {
-            if let Some(seq) = read_lobby_head(&ctx, &mut conn, &mut rng).await {
-                check_reads(&ctx, seq, &mut last_seen_seq);
+            if let Some(read) = read_lobby(&ctx, &mut conn, &mut rng).await {
+                check_reads(&ctx, &read, &mut last_read_len);
             }
         }
         madsim::time::sleep(Duration::from_millis(rng.range(1, 30))).await;
@@ -175,10 +196,24 @@ async fn submit(
         issued_at_ms: ctx.epoch.elapsed().as_millis() as u64,
         op,
     };
-    let is_send = matches!(body.op, Operation::Send { .. });
-    if is_send {
-        ctx.history.lock().expect("single-threaded").submitted.push(body.command_id);
-    }
+    let append = match &body.op {
+        Operation::Send { to, .. } => {
+            let key = match to {
+                Target::Room(room) => room.to_string(),
+                Target::User(peer) => RoomId::direct(ctx.identity.user(), *peer).to_string(),
+            };
+            let mut h = ctx.history.lock().expect("single-threaded");
+            h.submitted.push(body.command_id);
+            h.sent += 1;
+            let value = (ctx.index as u64 + 1) * 1_000_000 + h.sent;
+            ctx.world.lock().values.insert(body.command_id, value);
+            let mops = vec![Mop::Append { key, value }];
+            h.record(ctx.index, EventType::Invoke, mops.clone(), ctx.epoch);
+            Some(mops)
+        }
+        _ => None,
+    };
+    let is_send = append.is_some();
     let command = SignedCommand::sign(&ctx.identity, &body);
     loop {
         match request(ctx, conn, ClientRequest::Submit(command.clone())).await {
@@ -187,6 +222,10 @@ async fn submit(
                 h.completed += 1;
                 if let (true, Ok(Receipt::Appended { room, seq })) = (is_send, &outcome.result) {
                     h.acked.push((body.command_id, room.clone(), *seq));
+                }
+                if let Some(mops) = append {
+                    let kind = if outcome.result.is_ok() { EventType::Ok } else { EventType::Fail };
+                    h.record(ctx.index, kind, mops, ctx.epoch);
                 }
                 return outcome.result;
             }
@@ -232,14 +271,42 @@ async fn request(
     }
 }
 
-/// The lobby's last seq, read linearizably.
-async fn read_lobby_head(ctx: &ClientCtx, conn: &mut Conn, rng: &mut SeededRng) -> Option<u64> {
+/// Reads the whole lobby list linearizably, recording it in the history.
+async fn read_lobby(ctx: &ClientCtx, conn: &mut Conn, rng: &mut SeededRng) -> Option<Vec<u64>> {
+    let key = lobby().to_string();
+    let invoke = vec![Mop::Read { key: key.clone(), value: None }];
+    ctx.history.lock().expect("single-threaded").record(
+        ctx.index,
+        EventType::Invoke,
+        invoke.clone(),
+        ctx.epoch,
+    );
+    let query = QueryKind::History { room: lobby(), after: None, before: None, limit: 500 };
     for _ in 0..5 {
-        match request(ctx, conn, ClientRequest::Query(QueryKind::Room { room: lobby() })).await {
-            Some(ClientResponse::Answer(Ok(QueryReply::Room(info)))) => {
-                return Some(info.summary.last_seq)
+        match request(ctx, conn, ClientRequest::Query(query.clone())).await {
+            Some(ClientResponse::Answer(Ok(QueryReply::Page(page)))) if page.next.is_none() => {
+                let w = ctx.world.lock();
+                let values: Vec<u64> = page
+                    .entries
+                    .iter()
+                    .filter_map(|e| match &e.kind {
+                        EntryKind::Message(m) => {
+                            Some(w.values.get(&m.msg_id).copied().unwrap_or(0))
+                        }
+                        _ => None,
+                    })
+                    .collect();
+                drop(w);
+                let mops = vec![Mop::Read { key, value: Some(values.clone()) }];
+                ctx.history.lock().expect("single-threaded").record(
+                    ctx.index,
+                    EventType::Ok,
+                    mops,
+                    ctx.epoch,
+                );
+                return Some(values);
             }
-            Some(ClientResponse::Answer(Err(_))) => return None,
+            Some(ClientResponse::Answer(_)) => break,
             Some(ClientResponse::NotLeader { leader_hint: Some(l) }) => {
                 conn.target = ctx.replicas.iter().position(|r| *r == l).unwrap_or(conn.target);
             }
@@ -249,29 +316,48 @@ async fn read_lobby_head(ctx: &ClientCtx, conn: &mut Conn, rng: &mut SeededRng) 
             }
         }
     }
+    // A read that got no answer had no effect.
+    ctx.history.lock().expect("single-threaded").record(
+        ctx.index,
+        EventType::Fail,
+        invoke,
+        ctx.epoch,
+    );
     None
 }
 
 /// Read-your-writes and monotonic reads for this client's session.
-fn check_reads(ctx: &ClientCtx, head: u64, last_seen: &mut u64) {
+fn check_reads(ctx: &ClientCtx, read: &[u64], last_len: &mut usize) {
     let mut h = ctx.history.lock().expect("single-threaded");
     h.reads += 1;
-    let mine =
-        h.acked.iter().filter(|(_, r, _)| *r == lobby()).map(|(_, _, s)| *s).max().unwrap_or(0);
-    let problem = if head < mine {
+    let w = ctx.world.lock();
+    let missing = h
+        .acked
+        .iter()
+        .filter(|(_, r, _)| *r == lobby())
+        .filter_map(|(id, _, _)| w.values.get(id))
+        .find(|v| !read.contains(v))
+        .copied();
+    drop(w);
+    let problem = if let Some(v) = missing {
         Some((
             "read your writes",
-            format!("client {} read lobby head {head} after its write at {mine}", ctx.index),
+            format!("client {} read the lobby without its acknowledged write {v}", ctx.index),
         ))
-    } else if head < *last_seen {
+    } else if read.len() < *last_len {
         Some((
             "monotonic reads",
-            format!("client {} read lobby head {head} after {last_seen}", ctx.index),
+            format!(
+                "client {} read {} lobby messages after reading {}",
+                ctx.index,
+                read.len(),
+                last_len
+            ),
         ))
     } else {
         None
     };
-    *last_seen = (*last_seen).max(head);
+    *last_len = (*last_len).max(read.len());
     drop(h);
     if let Some((invariant, detail)) = problem {
         ctx.world.lock().fail(Violation { invariant, detail, at: Instant::ZERO });

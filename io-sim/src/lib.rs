@@ -7,6 +7,7 @@
 //! the build script refuses to build without it.
 
 pub mod client;
+pub mod history;
 pub mod replica;
 pub mod simulation;
 pub mod world;

@@ -5,6 +5,7 @@
 //! the final checks.
 
 use crate::client::{client_secret, run_client, ClientCtx, ClientHistory};
+use crate::history::{EventType, HistoryEvent};
 use crate::replica::run_replica;
 use crate::world::{client_ip, replica_ip, World};
 use kith_core::ids::NodeId;
@@ -38,6 +39,8 @@ pub struct SimConfig {
     pub keep_trace: bool,
     /// Inject faults (off: a calm run, for baselines and debugging).
     pub faults: bool,
+    /// Collect the client history as Jepsen list-append JSON lines.
+    pub keep_history: bool,
 }
 
 impl SimConfig {
@@ -50,6 +53,7 @@ impl SimConfig {
             fault_phase: Duration::from_secs(10),
             keep_trace: false,
             faults: true,
+            keep_history: false,
         }
     }
 }
@@ -75,6 +79,8 @@ pub struct SimReport {
     pub crashes: u64,
     /// The first violation, if any.
     pub violation: Option<Violation>,
+    /// The client history (Jepsen list-append JSONL), if kept.
+    pub history: Vec<String>,
 }
 
 struct Faults {
@@ -98,7 +104,7 @@ async fn simulate(config: SimConfig) -> SimReport {
             let lo = rng.range(1, 5);
             (lo, lo + rng.range(1, 40))
         },
-        mean_gap_ms: rng.range(100, 600),
+        mean_gap_ms: rng.range(300, 1000),
     };
     let mut report = SimReport {
         parameters: format!(
@@ -190,11 +196,22 @@ async fn simulate(config: SimConfig) -> SimReport {
     if report.violation.is_none() {
         report.violation = w.violation.clone();
     }
-    for h in histories.values() {
-        let h = h.lock().expect("single-threaded");
+    drop(w);
+    let mut events = Vec::new();
+    for (i, h) in &histories {
+        let mut h = h.lock().expect("single-threaded");
         report.acked += h.acked.len() as u64;
         report.completed += h.completed;
         report.reads += h.reads;
+        events.append(&mut h.events);
+        if let Some(mops) = h.open.take() {
+            let time_nanos = epoch.elapsed().as_nanos() as u64;
+            events.push(HistoryEvent { process: *i, kind: EventType::Info, time_nanos, mops });
+        }
+    }
+    if config.keep_history {
+        events.sort_by_key(|e| e.time_nanos);
+        report.history = events.iter().enumerate().map(|(i, e)| e.to_json(i)).collect();
     }
     report
 }

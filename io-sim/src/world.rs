@@ -81,6 +81,8 @@ pub struct SimWorld {
     pub keep_trace: bool,
     /// The full trace, if kept.
     pub trace_lines: Vec<String>,
+    /// Every message id sent, and the integer it stands for in histories.
+    pub values: BTreeMap<uuid::Uuid, u64>,
 }
 
 /// A handle to the world, shared by replicas, clients and the controller.
@@ -114,6 +116,7 @@ impl World {
             trace: blake3::Hasher::new(),
             keep_trace: false,
             trace_lines: Vec::new(),
+            values: BTreeMap::new(),
         })))
     }
 

@@ -1,14 +1,28 @@
 //! `kith-sim`: run seeded cluster simulations and replay failing seeds.
 //!
 //! `kith-sim --seed 42` runs one seed; `kith-sim --seeds 500 --from 1000`
-//! runs many. Every run ends with one line per seed (seed, ok/FAIL, trace
-//! digest, simulated and wall seconds, speed); a failure exits non-zero and
-//! prints the command that reproduces it.
+//! runs many with a progress display and a summary. Every run prints the
+//! fault parameters drawn from its seed and ends with one line (seed,
+//! ok/FAIL, trace digest, simulated and wall seconds, speed); a failure
+//! exits non-zero and prints the command that reproduces it.
 
-use clap::Parser;
-use kith_sim_tests::runner::{run_seed, WorkloadKind};
+use clap::{Parser, ValueEnum};
+use kith_sim_tests::runner::{run_seed, Engine, RunSpec, WorkloadKind};
+use std::io::Write;
 use std::process::ExitCode;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum EngineArg {
+    Madsim,
+    Harness,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum WorkloadArg {
+    Chat,
+    List,
+}
 
 #[derive(Parser, Debug)]
 #[command(name = "kith-sim", version, about = "Run seeded kith cluster simulations")]
@@ -22,16 +36,70 @@ struct Args {
     /// First seed of a `--seeds` run.
     #[arg(long, default_value_t = 0)]
     from: u64,
-    /// Voting replicas per cluster (3 or 5).
+    /// Voting replicas per cluster.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=7))]
     voters: u64,
-    /// What the clients do: `chat` (signed IM clients) or `list` (list appends).
-    #[arg(long, default_value = "chat", value_parser = ["chat", "list"])]
-    workload: String,
+    /// The simulator: madsim (processes, network, disks, clocks) or the
+    /// core's in-memory harness.
+    #[arg(long, value_enum, default_value_t = EngineArg::Madsim)]
+    engine: EngineArg,
+    /// Harness only: chat clients or list appends.
+    #[arg(long, value_enum, default_value_t = WorkloadArg::Chat)]
+    workload: WorkloadArg,
+    /// Simulated seconds of faults before the liveness phase (madsim).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    seconds: u64,
+    /// Print the full event trace (madsim, with --seed).
+    #[arg(long, requires = "seed")]
+    trace: bool,
+    /// Write the client history as Jepsen list-append JSONL (madsim, with --seed).
+    #[arg(long, value_name = "FILE", requires = "seed")]
+    history: Option<std::path::PathBuf>,
+}
+
+fn reproduce(args: &Args, seed: u64) -> String {
+    let mut cmd = format!(
+        "cargo run --release -p kith-sim-tests --bin kith-sim -- --seed {seed} --voters {}",
+        args.voters
+    );
+    match args.engine {
+        EngineArg::Madsim => cmd.push_str(&format!(" --seconds {}", args.seconds)),
+        EngineArg::Harness => cmd.push_str(&format!(
+            " --engine harness --workload {}",
+            match args.workload {
+                WorkloadArg::Chat => "chat",
+                WorkloadArg::List => "list",
+            }
+        )),
+    }
+    cmd
+}
+
+/// Prints a line; a closed stdout (e.g. piped into `head`) ends the run quietly.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        if writeln!(std::io::stdout(), $($arg)*).is_err() {
+            return ExitCode::SUCCESS;
+        }
+    };
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    let spec = RunSpec {
+        engine: match args.engine {
+            EngineArg::Madsim => Engine::Madsim,
+            EngineArg::Harness => Engine::Harness,
+        },
+        workload: match args.workload {
+            WorkloadArg::Chat => WorkloadKind::Chat,
+            WorkloadArg::List => WorkloadKind::List,
+        },
+        voters: args.voters,
+        fault_phase: Duration::from_secs(args.seconds),
+        trace: args.trace,
+        history: args.history.is_some(),
+    };
     let (from, count) = match (args.seed, args.seeds) {
         (Some(seed), _) => (seed, 1),
         (None, Some(n)) => (args.from, n),
@@ -41,38 +109,52 @@ fn main() -> ExitCode {
     let mut failures = Vec::new();
     let mut simulated = 0.0;
     for (i, seed) in (from..from.saturating_add(count)).enumerate() {
-        let kind = if args.workload == "list" { WorkloadKind::List } else { WorkloadKind::Chat };
-        let outcome = run_seed(seed, args.voters, kind);
+        let outcome = run_seed(seed, &spec);
         simulated += outcome.simulated.as_secs_f64();
-        if let Err(v) = &outcome.result {
-            println!("{}", outcome.line());
-            println!("  {v}");
-            println!(
-                "  reproduce with: cargo run --release -p kith-sim-tests --bin kith-sim -- --seed {seed} --voters {} --workload {}",
-                args.voters, args.workload
-            );
+        if count == 1 || outcome.violation.is_some() {
+            say!("seed {seed}: {}", outcome.parameters);
+        }
+        for line in &outcome.trace {
+            say!("{line}");
+        }
+        if let Some(path) = &args.history {
+            let text: String = outcome.history.iter().map(|l| format!("{l}\n")).collect();
+            if let Err(e) = std::fs::write(path, text) {
+                eprintln!("kith-sim: cannot write history to {}: {e}", path.display());
+                return ExitCode::from(2);
+            }
+        }
+        if let Some(v) = &outcome.violation {
+            say!("{}", outcome.line());
+            say!("  {v}");
+            say!("  reproduce with: {}", reproduce(&args, seed));
             failures.push(seed);
         } else if count == 1 {
-            println!("{}", outcome.line());
+            say!("{}", outcome.line());
         }
         let done = i as u64 + 1;
-        if count > 1 && (done.is_multiple_of(50) || done == count) {
-            eprintln!(
-                "[{done}/{count}] {} failed, {:.1}s",
+        if count > 1 && (done.is_multiple_of(25) || done == count) {
+            eprint!(
+                "\r[{done}/{count}] {} failed, {:.1}s",
                 failures.len(),
                 started.elapsed().as_secs_f64()
             );
+            let _ = std::io::stderr().flush();
         }
     }
     if count > 1 {
-        let wall = started.elapsed().as_secs_f64();
-        println!(
+        eprintln!();
+        let wall = started.elapsed().as_secs_f64().max(1e-9);
+        say!(
             "{count} seeds from {from}: {} ok, {} FAIL; simulated {simulated:.0}s in {wall:.1}s ({:.0}x, {:.0} seeds/min)",
             count - failures.len() as u64,
             failures.len(),
-            simulated / wall.max(1e-9),
-            count as f64 * 60.0 / wall.max(1e-9)
+            simulated / wall,
+            count as f64 * 60.0 / wall
         );
+        if !failures.is_empty() {
+            say!("failing seeds: {failures:?}");
+        }
     }
     if failures.is_empty() {
         ExitCode::SUCCESS
