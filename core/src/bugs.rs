@@ -10,4 +10,7 @@ pub struct BugSwitches {
     pub ack_before_persist: bool,
     /// Serve reads from the local state without a read index (stale reads).
     pub serve_reads_locally: bool,
+    /// Apply a retried IM command again instead of returning its first
+    /// outcome (duplicate messages).
+    pub skip_idempotency: bool,
 }

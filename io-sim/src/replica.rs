@@ -135,6 +135,9 @@ fn start(
     let mut w = world.lock();
     let seed = w.seed ^ w.rng.next_u64();
     let voters = w.voters.clone();
+    let snapshot_threshold = w.snapshot_threshold_entries;
+    #[cfg(feature = "bug-switches")]
+    let bugs = w.bugs;
     let slot = w.replicas.get_mut(&id).expect("replica exists");
     slot.incarnation += 1;
     let clock = Clock {
@@ -145,17 +148,25 @@ fn start(
     let now = clock.now();
     let mut config = Config::new(id, seed);
     config.tick_interval = TICK;
-    config.snapshot_threshold_entries = 128;
+    config.snapshot_threshold_entries = snapshot_threshold;
+    #[cfg(feature = "bug-switches")]
+    {
+        config.bugs = bugs;
+    }
+    #[cfg(feature = "bug-switches")]
+    let machine = || ImMachine::with_bugs(config.bugs);
+    #[cfg(not(feature = "bug-switches"))]
+    let machine = ImMachine::default;
     let recovered = slot.disk.recover();
     let node = match recovered {
         Err(e) => Err(format!("recovery failed: {e}")),
         Ok(log) if log.snapshot.is_some() || !log.entries.is_empty() => {
-            Node::recover(config, &log, ImMachine::default(), now).map_err(|e| e.to_string())
+            Node::recover(config.clone(), &log, machine(), now).map_err(|e| e.to_string())
         }
         Ok(_) if slot.bootstrap && slot.incarnation == 1 => {
-            Node::bootstrap(config, &voters, ImMachine::default(), now).map_err(|e| e.to_string())
+            Node::bootstrap(config.clone(), &voters, machine(), now).map_err(|e| e.to_string())
         }
-        Ok(_) => Node::join(config, ImMachine::default(), now).map_err(|e| e.to_string()),
+        Ok(_) => Node::join(config.clone(), machine(), now).map_err(|e| e.to_string()),
     };
     let node = match node {
         Ok(node) => Arc::new(Mutex::new(node)),

@@ -81,8 +81,15 @@ pub struct SimWorld {
     pub keep_trace: bool,
     /// The full trace, if kept.
     pub trace_lines: Vec<String>,
+    /// Applied entries between snapshots on every replica.
+    pub snapshot_threshold_entries: u64,
+    /// When the simulation began (set by the controller).
+    pub epoch: Option<madsim::time::Instant>,
     /// Every message id sent, and the integer it stands for in histories.
     pub values: BTreeMap<uuid::Uuid, u64>,
+    /// Test-only rule breakers every replica runs with.
+    #[cfg(feature = "bug-switches")]
+    pub bugs: kith_core::bugs::BugSwitches,
 }
 
 /// A handle to the world, shared by replicas, clients and the controller.
@@ -116,7 +123,11 @@ impl World {
             trace: blake3::Hasher::new(),
             keep_trace: false,
             trace_lines: Vec::new(),
+            snapshot_threshold_entries: 128,
+            epoch: None,
             values: BTreeMap::new(),
+            #[cfg(feature = "bug-switches")]
+            bugs: kith_core::bugs::BugSwitches::default(),
         })))
     }
 
@@ -128,8 +139,12 @@ impl World {
 }
 
 impl SimWorld {
-    /// Records the first violation.
-    pub fn fail(&mut self, v: Violation) {
+    /// Records the first violation, stamped with the simulated time.
+    pub fn fail(&mut self, mut v: Violation) {
+        if v.at == kith_core::time::Instant::ZERO {
+            let elapsed = self.epoch.map_or(0, |e| e.elapsed().as_micros() as u64);
+            v.at = kith_core::time::Instant::from_micros(elapsed);
+        }
         if self.violation.is_none() {
             self.violation = Some(v);
         }

@@ -40,6 +40,8 @@ pub struct RunSpec {
     pub trace: bool,
     /// Keep the Jepsen history (madsim).
     pub history: bool,
+    /// A named scenario instead of random faults (madsim).
+    pub scenario: Option<kith_io_sim::simulation::Scenario>,
 }
 
 /// The outcome of one seed.
@@ -96,6 +98,7 @@ pub fn run_seed(seed: u64, spec: &RunSpec) -> SeedOutcome {
             config.fault_phase = spec.fault_phase;
             config.keep_trace = spec.trace;
             config.keep_history = spec.history;
+            config.scenario = spec.scenario;
             let r = run(&config);
             SeedOutcome {
                 seed,

@@ -7,6 +7,7 @@
 //! exits non-zero and prints the command that reproduces it.
 
 use clap::{Parser, ValueEnum};
+use kith_io_sim::simulation::Scenario;
 use kith_sim_tests::runner::{run_seed, Engine, RunSpec, WorkloadKind};
 use std::io::Write;
 use std::process::ExitCode;
@@ -16,6 +17,35 @@ use std::time::{Duration, Instant};
 enum EngineArg {
     Madsim,
     Harness,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum ScenarioArg {
+    LeaderCrashUnderLoad,
+    MinorityPartition,
+    MajorityPartition,
+    AsymmetricPartition,
+    RollingRestarts,
+    DiskTearOnLeader,
+    FarBehindSnapshot,
+    MembershipChangeDuringPartition,
+}
+
+impl ScenarioArg {
+    fn scenario(self) -> Scenario {
+        match self {
+            ScenarioArg::LeaderCrashUnderLoad => Scenario::LeaderCrashUnderLoad,
+            ScenarioArg::MinorityPartition => Scenario::MinorityPartition,
+            ScenarioArg::MajorityPartition => Scenario::MajorityPartition,
+            ScenarioArg::AsymmetricPartition => Scenario::AsymmetricPartition,
+            ScenarioArg::RollingRestarts => Scenario::RollingRestarts,
+            ScenarioArg::DiskTearOnLeader => Scenario::DiskTearOnLeader,
+            ScenarioArg::FarBehindSnapshot => Scenario::FarBehindSnapshot,
+            ScenarioArg::MembershipChangeDuringPartition => {
+                Scenario::MembershipChangeDuringPartition
+            }
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -49,6 +79,9 @@ struct Args {
     /// Simulated seconds of faults before the liveness phase (madsim).
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
     seconds: u64,
+    /// Run a named scenario instead of random faults (madsim).
+    #[arg(long, value_enum)]
+    scenario: Option<ScenarioArg>,
     /// Print the full event trace (madsim, with --seed).
     #[arg(long, requires = "seed")]
     trace: bool,
@@ -63,7 +96,14 @@ fn reproduce(args: &Args, seed: u64) -> String {
         args.voters
     );
     match args.engine {
-        EngineArg::Madsim => cmd.push_str(&format!(" --seconds {}", args.seconds)),
+        EngineArg::Madsim => {
+            cmd.push_str(&format!(" --seconds {}", args.seconds));
+            if let Some(s) = args.scenario {
+                let name =
+                    s.to_possible_value().map(|v| v.get_name().to_string()).unwrap_or_default();
+                cmd.push_str(&format!(" --scenario {name}"));
+            }
+        }
         EngineArg::Harness => cmd.push_str(&format!(
             " --engine harness --workload {}",
             match args.workload {
@@ -99,6 +139,7 @@ fn main() -> ExitCode {
         fault_phase: Duration::from_secs(args.seconds),
         trace: args.trace,
         history: args.history.is_some(),
+        scenario: args.scenario.map(ScenarioArg::scenario),
     };
     let (from, count) = match (args.seed, args.seeds) {
         (Some(seed), _) => (seed, 1),

@@ -25,6 +25,9 @@ const SNAPSHOT_VERSION: u16 = 1;
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ImMachine {
     state: ImState,
+    /// Test-only: re-apply retried commands.
+    #[cfg(feature = "bug-switches")]
+    skip_idempotency: bool,
 }
 
 /// The context one command runs in.
@@ -36,6 +39,22 @@ pub(crate) struct Ctx {
 }
 
 impl ImMachine {
+    /// A machine with test-only rule breakers switched on.
+    #[cfg(feature = "bug-switches")]
+    pub fn with_bugs(bugs: crate::bugs::BugSwitches) -> ImMachine {
+        ImMachine { skip_idempotency: bugs.skip_idempotency, ..ImMachine::default() }
+    }
+
+    #[cfg(feature = "bug-switches")]
+    fn checks_idempotency(&self) -> bool {
+        !self.skip_idempotency
+    }
+
+    #[cfg(not(feature = "bug-switches"))]
+    fn checks_idempotency(&self) -> bool {
+        true
+    }
+
     /// The replicated clock (ms).
     pub fn clock_ms(&self) -> u64 {
         self.state.clock_ms
@@ -150,10 +169,13 @@ impl StateMachine for ImMachine {
         let command_id = body.command_id;
         let duplicate =
             |result| ImResponse { author, command_id, result, duplicate: true, events: vec![] };
-        if let Some(&(ref room, seq)) = self.state.messages_by_id.get(&(author, command_id)) {
+        let dedupe = self.checks_idempotency();
+        if let Some(&(ref room, seq)) =
+            self.state.messages_by_id.get(&(author, command_id)).filter(|_| dedupe)
+        {
             return duplicate(Ok(Receipt::Appended { room: room.clone(), seq }));
         }
-        if let Some(outcome) = self.state.recent.outcome(author, command_id) {
+        if let Some(outcome) = self.state.recent.outcome(author, command_id).filter(|_| dedupe) {
             return duplicate(outcome.clone());
         }
         let fresh =

@@ -12,12 +12,12 @@ fn config(seed: u64) -> SimConfig {
 #[test]
 fn swarm_seeds_hold_every_invariant() {
     let seeds: u64 =
-        std::env::var("KITH_MADSIM_SEEDS").ok().and_then(|v| v.parse().ok()).unwrap_or(60);
+        std::env::var("KITH_MADSIM_SEEDS").ok().and_then(|v| v.parse().ok()).unwrap_or(200);
     let mut acked = 0;
     for seed in 0..seeds {
         let r = run(&config(seed));
         if let Some(v) = &r.violation {
-            panic!("seed {seed} ({}): {v}\nreproduce with: cargo run --release -p kith-sim-tests --bin kith-sim -- --seed {seed}", r.parameters);
+            panic!("seed {seed} ({}): {v}\nreproduce with: cargo run --release -p kith-sim-tests --bin kith-sim -- --seconds 5 --seed {seed}", r.parameters);
         }
         acked += r.acked;
     }

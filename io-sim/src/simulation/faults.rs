@@ -1,0 +1,133 @@
+//! Faults the controller injects: crashes, network cuts that lift by
+//! themselves, and healing.
+
+use crate::world::World;
+use kith_core::ids::NodeId;
+use kith_core::node::Role;
+use kith_core::rng::SeededRng;
+use madsim::net::NetSim;
+use madsim::runtime::{Handle, NodeHandle};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+pub(super) fn kill(
+    world: &World,
+    handle: &Handle,
+    nodes: &BTreeMap<NodeId, NodeHandle>,
+    id: NodeId,
+) {
+    handle.kill(nodes[&id].id());
+    let mut w = world.lock();
+    let w = &mut *w;
+    let slot = w.replicas.get_mut(&id).expect("exists");
+    slot.node = None;
+    slot.disk.crash(&mut w.rng);
+}
+
+pub(super) fn leader(world: &World) -> Option<NodeId> {
+    let w = world.lock();
+    w.replicas
+        .iter()
+        .filter_map(|(id, s)| {
+            s.node.as_ref().map(|n| (*id, n.lock().expect("single-threaded").status()))
+        })
+        .filter(|(_, s)| s.role == Role::Leader)
+        .max_by_key(|(_, s)| s.term)
+        .map(|(id, _)| id)
+}
+
+/// A network cut that lifts by itself after a while.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Clog {
+    Node(NodeId),
+    Link(NodeId, NodeId),
+}
+
+impl Clog {
+    pub(super) fn apply(self, net: &NetSim, nodes: &BTreeMap<NodeId, NodeHandle>) {
+        match self {
+            Clog::Node(n) => net.clog_node(nodes[&n].id()),
+            Clog::Link(a, b) => net.clog_link(nodes[&a].id(), nodes[&b].id()),
+        }
+    }
+
+    pub(super) fn lift(self, net: &NetSim, nodes: &BTreeMap<NodeId, NodeHandle>) {
+        match self {
+            Clog::Node(n) => net.unclog_node(nodes[&n].id()),
+            Clog::Link(a, b) => net.unclog_link(nodes[&a].id(), nodes[&b].id()),
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(super) fn inject(
+    world: &World,
+    handle: &Handle,
+    net: &NetSim,
+    nodes: &BTreeMap<NodeId, NodeHandle>,
+    rng: &mut SeededRng,
+    down: &mut Vec<(NodeId, madsim::time::Instant)>,
+    clogs: &mut Vec<(Clog, madsim::time::Instant)>,
+) -> u64 {
+    let ids: Vec<NodeId> = nodes.keys().copied().collect();
+    let pick = |rng: &mut SeededRng| ids[rng.range(0, ids.len() as u64) as usize];
+    let now = madsim::time::Instant::now();
+    match rng.range(0, 10) {
+        0..=2 => {
+            let id = leader(world).filter(|_| rng.chance(0.5)).unwrap_or_else(|| pick(rng));
+            if down.iter().all(|(d, _)| *d != id) {
+                kill(world, handle, nodes, id);
+                // Instant restarts (a crash inside an election), ordinary
+                // outages, and long ones that force snapshot catch-up.
+                let outage = match rng.range(0, 10) {
+                    0..=2 => rng.range(1, 50),
+                    3..=8 => rng.range(50, 800),
+                    _ => rng.range(2000, 4000),
+                };
+                down.push((id, now + Duration::from_millis(outage)));
+                return 1;
+            }
+        }
+        3..=6 => {
+            let cuts = match rng.range(0, 3) {
+                // Isolate one replica.
+                0 => vec![Clog::Node(pick(rng))],
+                // A one-way cut.
+                1 => {
+                    let (a, b) = (pick(rng), pick(rng));
+                    if a == b {
+                        vec![]
+                    } else {
+                        vec![Clog::Link(a, b)]
+                    }
+                }
+                // A random two-way partition.
+                _ => {
+                    let side: BTreeMap<NodeId, bool> =
+                        ids.iter().map(|id| (*id, rng.chance(0.5))).collect();
+                    ids.iter()
+                        .flat_map(|a| ids.iter().map(move |b| (*a, *b)))
+                        .filter(|(a, b)| side[a] != side[b])
+                        .map(|(a, b)| Clog::Link(a, b))
+                        .collect()
+                }
+            };
+            let lifts_at = now + Duration::from_millis(rng.range(100, 1200));
+            for cut in cuts {
+                cut.apply(net, nodes);
+                clogs.push((cut, lifts_at));
+            }
+        }
+        _ => {}
+    }
+    0
+}
+
+pub(super) fn heal(net: &NetSim, nodes: &BTreeMap<NodeId, NodeHandle>) {
+    for a in nodes.values() {
+        net.unclog_node(a.id());
+        for b in nodes.values() {
+            net.unclog_link(a.id(), b.id());
+        }
+    }
+}

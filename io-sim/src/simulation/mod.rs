@@ -1,0 +1,293 @@
+//! One seeded simulation: replicas and chat clients as madsim processes,
+//! faults drawn from the seed (loss, latency, one-way and two-way
+//! partitions, isolation, kill -9 with short and long outages, pause), then
+//! a liveness phase that heals everything and requires convergence, then
+//! the final checks.
+
+mod checks;
+mod faults;
+mod scenario;
+
+use crate::client::{client_secret, run_client, ClientCtx, ClientHistory};
+use crate::history::{EventType, HistoryEvent};
+use crate::replica::run_replica;
+use crate::world::{client_ip, replica_ip, World};
+use checks::liveness;
+use faults::{inject, Clog};
+use kith_core::ids::NodeId;
+use kith_core::im::identity::Identity;
+use kith_core::rng::SeededRng;
+use kith_core::testing::checker::Violation;
+use kith_core::testing::disk::DiskConfig;
+use kith_core::time::Instant;
+use madsim::net::NetSim;
+use madsim::runtime::{Handle, NodeHandle, Runtime};
+pub use scenario::Scenario;
+use std::collections::BTreeMap;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// What one simulation runs.
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    /// The seed; every fault parameter is drawn from it.
+    pub seed: u64,
+    /// Voting replicas.
+    pub voters: u64,
+    /// Chat clients.
+    pub clients: usize,
+    /// Length of the fault phase.
+    pub fault_phase: Duration,
+    /// Keep a readable line per event.
+    pub keep_trace: bool,
+    /// Inject faults (off: a calm run, for baselines and debugging).
+    pub faults: bool,
+    /// Collect the client history as Jepsen list-append JSON lines.
+    pub keep_history: bool,
+    /// A named, scripted schedule instead of random faults.
+    pub scenario: Option<Scenario>,
+    /// Test-only rule breakers.
+    #[cfg(feature = "bug-switches")]
+    pub bugs: kith_core::bugs::BugSwitches,
+}
+
+impl SimConfig {
+    /// Defaults: 3 voters, 4 clients, 10 simulated seconds of faults.
+    pub fn new(seed: u64) -> SimConfig {
+        SimConfig {
+            seed,
+            voters: 3,
+            clients: 4,
+            fault_phase: Duration::from_secs(10),
+            keep_trace: false,
+            faults: true,
+            keep_history: false,
+            scenario: None,
+            #[cfg(feature = "bug-switches")]
+            bugs: kith_core::bugs::BugSwitches::default(),
+        }
+    }
+}
+
+/// What a simulation did.
+#[derive(Clone, Debug, Default)]
+pub struct SimReport {
+    /// The fault parameters drawn from the seed.
+    pub parameters: String,
+    /// Digest of every replica event.
+    pub trace_digest: [u8; 32],
+    /// The full trace, if kept.
+    pub trace: Vec<String>,
+    /// Simulated time covered.
+    pub simulated: Duration,
+    /// Messages acknowledged to clients.
+    pub acked: u64,
+    /// Commands with a definite result.
+    pub completed: u64,
+    /// Linearizable reads checked.
+    pub reads: u64,
+    /// Replica crashes injected.
+    pub crashes: u64,
+    /// The first violation, if any.
+    pub violation: Option<Violation>,
+    /// The client history (Jepsen list-append JSONL), if kept.
+    pub history: Vec<String>,
+    /// Snapshots installed from a leader, over all replicas at the end.
+    pub snapshots_installed: u64,
+    /// The leader's voters at the end.
+    pub final_voters: Vec<NodeId>,
+}
+
+struct Faults {
+    loss: f64,
+    latency_ms: (u64, u64),
+    mean_gap_ms: u64,
+}
+
+/// Runs one simulation to its end. A panic anywhere in the simulation
+/// (raft-rs's own assertions included) is reported as a violation.
+pub fn run(config: &SimConfig) -> SimReport {
+    let config = config.clone();
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let runtime = Runtime::with_seed_and_config(config.seed, madsim::Config::default());
+        let config = config.clone();
+        runtime.block_on(async move { simulate(config).await })
+    }));
+    caught.unwrap_or_else(|panic| {
+        let detail = panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "non-string panic".to_string());
+        let violation = Violation { invariant: "no panic", detail, at: Instant::ZERO };
+        SimReport { violation: Some(violation), ..SimReport::default() }
+    })
+}
+
+async fn simulate(config: SimConfig) -> SimReport {
+    let mut rng = SeededRng::new(config.seed ^ 0xfa17_5eed);
+    let faults = Faults {
+        loss: if config.faults { rng.range(0, 20) as f64 / 100.0 } else { 0.0 },
+        latency_ms: {
+            let lo = rng.range(1, 5);
+            (lo, lo + rng.range(1, 40))
+        },
+        mean_gap_ms: rng.range(300, 1000),
+    };
+    let mut report = SimReport {
+        parameters: format!(
+            "voters={} clients={} loss={:.2} latency={}..{}ms fault_gap~{}ms fault_phase={}s",
+            config.voters,
+            config.clients,
+            faults.loss,
+            faults.latency_ms.0,
+            faults.latency_ms.1,
+            faults.mean_gap_ms,
+            config.fault_phase.as_secs()
+        ) + &config.scenario.map_or_else(String::new, |s| format!(" scenario={s:?}")),
+        ..SimReport::default()
+    };
+    let net = NetSim::current();
+    net.update_config(|c| {
+        c.packet_loss_rate = faults.loss;
+        c.send_latency =
+            Duration::from_millis(faults.latency_ms.0)..Duration::from_millis(faults.latency_ms.1);
+    });
+    let handle = Handle::current();
+    let epoch = madsim::time::Instant::now();
+    let spares = config.scenario.map_or(0, Scenario::spares);
+    let mut disk = DiskConfig::default();
+    if config.scenario.is_some_and(Scenario::always_tear) {
+        disk.tear_on_crash = 1.0;
+    }
+    let world = World::new(config.seed, config.voters, spares, disk);
+    world.lock().keep_trace = config.keep_trace;
+    world.lock().epoch = Some(epoch);
+    world.lock().snapshot_threshold_entries =
+        config.scenario.map_or(128, Scenario::snapshot_threshold_entries);
+    #[cfg(feature = "bug-switches")]
+    {
+        world.lock().bugs = config.bugs;
+    }
+    let ids: Vec<NodeId> = (1..=config.voters + spares).map(NodeId).collect();
+    let mut nodes: BTreeMap<NodeId, NodeHandle> = BTreeMap::new();
+    for &id in &ids {
+        let w = world.clone();
+        let node = handle
+            .create_node()
+            .name(format!("replica-{id}"))
+            .ip(replica_ip(id))
+            .init(move || run_replica(w.clone(), id, epoch))
+            .build();
+        nodes.insert(id, node);
+    }
+    let active = Arc::new(AtomicBool::new(true));
+    let mut histories: BTreeMap<usize, Arc<Mutex<ClientHistory>>> = BTreeMap::new();
+    for i in 0..config.clients {
+        let history = Arc::new(Mutex::new(ClientHistory::default()));
+        histories.insert(i, history.clone());
+        let ctx = ClientCtx {
+            world: world.clone(),
+            index: i,
+            identity: Identity::from_secret(client_secret(config.seed, i)),
+            replicas: ids.clone(),
+            history,
+            active: active.clone(),
+            seed: config.seed ^ ((i as u64 + 1) * 0x9e37_79b9),
+            clients: config.clients,
+            epoch,
+        };
+        handle
+            .create_node()
+            .name(format!("client-{i}"))
+            .ip(client_ip(i))
+            .init(move || run_client(ctx.clone()))
+            .build();
+    }
+    let end = epoch + config.fault_phase;
+    let (crashes, down) = match config.scenario {
+        Some(scenario) => {
+            scenario::run_script(scenario, &world, &handle, &net, &nodes, epoch, end).await
+        }
+        None if config.faults => {
+            random_faults(&world, &handle, &net, &nodes, &mut rng, &faults, end).await
+        }
+        None => {
+            madsim::time::sleep_until(end).await;
+            (0, Vec::new())
+        }
+    };
+    report.crashes = crashes;
+    liveness(&world, &handle, &net, &nodes, &down, &active, &histories, &mut report, epoch).await;
+    let mut w = world.lock();
+    report.trace_digest = *w.trace.finalize().as_bytes();
+    report.trace = std::mem::take(&mut w.trace_lines);
+    report.simulated = epoch.elapsed();
+    if report.violation.is_none() {
+        report.violation = w.violation.clone();
+    }
+    for slot in w.replicas.values() {
+        if let Some(node) = &slot.node {
+            report.snapshots_installed +=
+                node.lock().expect("single-threaded").metrics().snapshots_installed;
+        }
+    }
+    drop(w);
+    if let Some(id) = faults::leader(&world) {
+        let node = world.lock().replicas[&id].node.clone();
+        if let Some(node) = node {
+            report.final_voters = node.lock().expect("single-threaded").status().membership.voters;
+        }
+    }
+    let mut events = Vec::new();
+    for (i, h) in &histories {
+        let mut h = h.lock().expect("single-threaded");
+        report.acked += h.acked.len() as u64;
+        report.completed += h.completed;
+        report.reads += h.reads;
+        events.append(&mut h.events);
+        if let Some(mops) = h.open.take() {
+            let time_nanos = epoch.elapsed().as_nanos() as u64;
+            events.push(HistoryEvent { process: *i, kind: EventType::Info, time_nanos, mops });
+        }
+    }
+    if config.keep_history {
+        events.sort_by_key(|e| e.time_nanos);
+        report.history = events.iter().enumerate().map(|(i, e)| e.to_json(i)).collect();
+    }
+    report
+}
+
+/// Random faults drawn from the seed until `end`; returns the crashes and
+/// the replicas still down.
+async fn random_faults(
+    world: &World,
+    handle: &Handle,
+    net: &NetSim,
+    nodes: &BTreeMap<NodeId, NodeHandle>,
+    rng: &mut SeededRng,
+    faults: &Faults,
+    end: madsim::time::Instant,
+) -> (u64, Vec<(NodeId, madsim::time::Instant)>) {
+    let mut down: Vec<(NodeId, madsim::time::Instant)> = Vec::new();
+    let mut clogs: Vec<(Clog, madsim::time::Instant)> = Vec::new();
+    let mut crashes = 0;
+    while madsim::time::Instant::now() < end && world.lock().violation.is_none() {
+        let gap = rng.range(faults.mean_gap_ms / 2, faults.mean_gap_ms * 3 / 2);
+        madsim::time::sleep(Duration::from_millis(gap)).await;
+        let now = madsim::time::Instant::now();
+        let (due, waiting): (Vec<_>, Vec<_>) = down.into_iter().partition(|(_, at)| *at <= now);
+        down = waiting;
+        for (id, _) in due {
+            handle.restart(nodes[&id].id());
+        }
+        let (lifted, holding): (Vec<_>, Vec<_>) = clogs.into_iter().partition(|(_, at)| *at <= now);
+        clogs = holding;
+        for (clog, _) in lifted {
+            clog.lift(net, nodes);
+        }
+        crashes += inject(world, handle, net, nodes, rng, &mut down, &mut clogs);
+    }
+    (crashes, down)
+}
