@@ -23,6 +23,10 @@ pub struct Config {
     pub snapshot_threshold_entries: u64,
     /// Ticks a linearizable read may wait for its read index.
     pub read_timeout_ticks: u64,
+    /// When non-zero, the node digests its state machine after applying
+    /// every entry whose index is a multiple of this (for checkers that
+    /// compare replicas at equal indexes without digesting at every step).
+    pub digest_every_entries: u64,
     /// Test-only switches that break one rule on purpose.
     #[cfg(feature = "bug-switches")]
     pub bugs: crate::bugs::BugSwitches,
@@ -39,6 +43,7 @@ impl Config {
             heartbeat_ticks: 2,
             snapshot_threshold_entries: 10_000,
             read_timeout_ticks: 40,
+            digest_every_entries: 0,
             #[cfg(feature = "bug-switches")]
             bugs: crate::bugs::BugSwitches::default(),
         }

@@ -92,6 +92,8 @@ pub struct ClientCtx {
     /// The world's start: commands are stamped with time since then, the
     /// clock the replicas' stamps also count from.
     pub epoch: madsim::time::Instant,
+    /// Pause between operations, drawn from this range (ms).
+    pub pause_ms: (u64, u64),
 }
 
 struct Conn {
@@ -154,7 +156,7 @@ pub async fn run_client(ctx: ClientCtx) {
                 check_reads(&ctx, &read, &mut last_read_len);
             }
         }
-        madsim::time::sleep(Duration::from_millis(rng.range(1, 30))).await;
+        madsim::time::sleep(Duration::from_millis(rng.range(ctx.pause_ms.0, ctx.pause_ms.1))).await;
     }
 }
 

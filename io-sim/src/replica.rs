@@ -149,6 +149,8 @@ fn start(
     let mut config = Config::new(id, seed);
     config.tick_interval = TICK;
     config.snapshot_threshold_entries = snapshot_threshold;
+    // The chat state grows with history: digest it at fixed indexes only.
+    config.digest_every_entries = 32;
     #[cfg(feature = "bug-switches")]
     {
         config.bugs = bugs;

@@ -24,6 +24,10 @@ impl<S: StateMachine> Node<S> {
                 self.apply_commands(&entry, resolution.ours);
             }
             self.applied = LogIndex(self.applied.get().max(entry.index));
+            let every = self.config.digest_every_entries;
+            if every > 0 && entry.index % every == 0 {
+                self.checkpoint = Some((LogIndex(entry.index), self.machine.digest()));
+            }
         }
     }
 

@@ -82,6 +82,7 @@ pub struct Node<S: StateMachine> {
     halted: Option<String>,
     pending_snapshot_reports: Vec<u64>,
     metrics: NodeMetrics,
+    checkpoint: Option<(LogIndex, Digest)>,
 }
 
 impl<S: StateMachine> std::fmt::Debug for Node<S> {
@@ -190,6 +191,7 @@ impl<S: StateMachine> Node<S> {
             halted: None,
             pending_snapshot_reports: Vec::new(),
             metrics: NodeMetrics::default(),
+            checkpoint: None,
         })
     }
 
@@ -369,6 +371,11 @@ impl<S: StateMachine> Node<S> {
     /// A digest of the state machine at the applied index.
     pub fn digest(&self) -> Digest {
         self.machine.digest()
+    }
+
+    /// The latest (index, digest) taken under `Config::digest_every_entries`.
+    pub fn digest_checkpoint(&self) -> Option<(LogIndex, Digest)> {
+        self.checkpoint
     }
 
     /// Counters about this node.

@@ -47,6 +47,8 @@ pub struct SimConfig {
     pub keep_history: bool,
     /// A named, scripted schedule instead of random faults.
     pub scenario: Option<Scenario>,
+    /// Each client's pause between operations (ms range); sets the load.
+    pub client_pause_ms: (u64, u64),
     /// Test-only rule breakers.
     #[cfg(feature = "bug-switches")]
     pub bugs: kith_core::bugs::BugSwitches,
@@ -64,6 +66,7 @@ impl SimConfig {
             faults: true,
             keep_history: false,
             scenario: None,
+            client_pause_ms: (1, 30),
             #[cfg(feature = "bug-switches")]
             bugs: kith_core::bugs::BugSwitches::default(),
         }
@@ -197,6 +200,7 @@ async fn simulate(config: SimConfig) -> SimReport {
             seed: config.seed ^ ((i as u64 + 1) * 0x9e37_79b9),
             clients: config.clients,
             epoch,
+            pause_ms: config.client_pause_ms,
         };
         handle
             .create_node()
