@@ -4,6 +4,7 @@
 mod apply;
 mod command_batch;
 mod error;
+mod inbound;
 mod input;
 mod membership;
 mod metrics;
@@ -427,10 +428,13 @@ impl<S: StateMachine> Node<S> {
                 Err(e) => return self.count_bad_frame(from, &e),
             },
         };
-        let message = match message.to_raft(from.get(), self.config.id.get(), snapshot_data) {
+        let mut message = match message.to_raft(from.get(), self.config.id.get(), snapshot_data) {
             Ok(m) => m,
             Err(e) => return self.count_bad_frame(from, &e),
         };
+        if let Err(reason) = inbound::screen(&mut message, self.raw.raft.raft_log.last_index()) {
+            return self.count_bad_frame(from, &FrameError::Invalid(reason));
+        }
         if let Err(e) = self.raw.step(message) {
             self.metrics.frames_refused += 1;
             tracing::debug!(node = %self.config.id, %from, error = %e, "raft refused a message");
