@@ -1,13 +1,8 @@
-//! Every byte string fed to the peer-frame decoder: it never panics, and a
-//! frame that decodes survives an encode/decode round trip unchanged.
+//! Every byte string fed to every network decoder (peer frames, client
+//! requests and responses): never panics, never allocates beyond the frame
+//! limit, and what decodes re-encodes and decodes to the same value.
 #![no_main]
 
-use kith_core::wire::PeerFrame;
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| {
-    if let Ok(frame) = PeerFrame::decode(data) {
-        let again = PeerFrame::decode(&frame.encode()).expect("re-encoded frame decodes");
-        assert_eq!(again, frame);
-    }
-});
+fuzz_target!(|data: &[u8]| kith_core::testing::fuzz::wire_decode(data));

@@ -7,6 +7,7 @@
 pub mod checker;
 pub mod cluster;
 pub mod disk;
+pub mod fuzz;
 pub mod im_workload;
 pub mod list_machine;
 pub mod list_workload;
