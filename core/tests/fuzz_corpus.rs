@@ -26,6 +26,11 @@ fn log_recovery_corpus() {
     replay("log_recovery", kith_core::testing::fuzz::log_recovery);
 }
 
+#[test]
+fn raft_inbound_corpus() {
+    replay("raft_inbound", kith_core::testing::fuzz::raft_inbound);
+}
+
 /// Writes the seed corpora (run by hand: `cargo test -p kith-core --test
 /// fuzz_corpus write_seed_corpus -- --ignored`).
 #[test]
@@ -109,4 +114,9 @@ fn write_seed_corpus() {
     write("log_recovery", "two_batches", &log);
     let torn = &log[..log.len() - 3];
     write("log_recovery", "torn_tail", torn);
+    // Time passes, a write, a forged heartbeat committing far ahead, a
+    // forged append, garbage, more time.
+    write("raft_inbound", "forged_commit", &[0, 200, 1, 3, 7, 5, 1, 3, 0x45, 0x10, 0, 0, 0, 200]);
+    write("raft_inbound", "forged_append", &[0, 200, 3, 0, 9, 1, 4, 60, 0, 3, 0, 150]);
+    write("raft_inbound", "garbage", &[0, 120, 2, 5, 1, 2, 3, 4, 5, 0, 90]);
 }

@@ -26,6 +26,11 @@ pub(super) fn screen(m: &mut Message, last_index: u64) -> Result<(), &'static st
     if !m.entries.is_empty() && t != MessageType::MsgAppend {
         return Err("entries outside an append");
     }
+    // raft-rs reads the term of an index past its log as 0, so a "previous
+    // entry" of term 0 beyond the log would match and commit past the end.
+    if t == MessageType::MsgAppend && m.index > 0 && m.log_term == 0 {
+        return Err("an append after an entry of term 0");
+    }
     let mut prev_term = m.log_term;
     for (i, e) in m.entries.iter().enumerate() {
         // Indexes follow the previous entry; terms never decrease and never
@@ -112,6 +117,10 @@ mod tests {
         assert!(screen(&mut read, 1).is_err(), "no context entry");
         read.set_entries(vec![entry(0, 0)].into());
         assert_eq!(screen(&mut read, 1), Ok(()));
+        let mut no_prev_term = msg(MessageType::MsgAppend);
+        no_prev_term.index = 26;
+        no_prev_term.commit = 218;
+        assert!(screen(&mut no_prev_term, 2).is_err(), "found by the raft_inbound fuzz target");
         let mut termless = msg(MessageType::MsgAppendResponse);
         termless.term = 0;
         assert!(screen(&mut termless, 1).is_err());

@@ -211,6 +211,16 @@ impl<S: StateMachine + Default> Cluster<S> {
         result
     }
 
+    /// Hands `bytes` to replica `to` as if peer `from` had sent them (for
+    /// fuzzing with forged and malformed frames).
+    pub fn inject_frame(&mut self, from: NodeId, to: NodeId, bytes: bytes::Bytes) {
+        let now = self.now;
+        if let Some(node) = self.live_mut(to) {
+            node.handle_input(now, crate::node::Input::Received { from, bytes });
+            self.drain_or_record(to);
+        }
+    }
+
     /// Asks replica `id` (a leader) to hand leadership to `to`.
     pub fn transfer_leadership(&mut self, id: NodeId, to: NodeId) {
         let now = self.now;
