@@ -112,3 +112,12 @@ pub const PRESENCE_TTL_MAX_MS: u64 = 5 * 60 * 1000;
 
 /// Users in the presence table.
 pub const PRESENCE_ENTRIES_MAX: usize = 100_000;
+
+/// Highest Raft term a peer message may carry. Real terms stay far below;
+/// raft-rs computes `term + 1` unchecked, so a forged term near `u64::MAX`
+/// would overflow.
+pub const TERM_MAX: u64 = 1 << 48;
+
+/// Highest log index a peer message may mention (raft-rs adds entry counts
+/// to indexes unchecked).
+pub const LOG_INDEX_MAX: u64 = 1 << 60;

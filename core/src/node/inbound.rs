@@ -18,6 +18,16 @@ pub(super) fn screen(m: &mut Message, last_index: u64) -> Result<(), &'static st
     if m.term == 0 && !term_free {
         return Err("a remote message without a term");
     }
+    let indexes = [m.index, m.commit, m.reject_hint, m.request_snapshot];
+    if m.term > limits::TERM_MAX
+        || m.log_term > limits::TERM_MAX
+        || m.commit_term > limits::TERM_MAX
+    {
+        return Err("a term beyond any real term");
+    }
+    if indexes.iter().any(|i| *i > limits::LOG_INDEX_MAX) {
+        return Err("an index beyond any real log");
+    }
     let read_index = matches!(t, MessageType::MsgReadIndex | MessageType::MsgReadIndexResp);
     if read_index {
         // The read's context rides in exactly one entry; raft-rs indexes it.
@@ -117,6 +127,9 @@ mod tests {
         assert!(screen(&mut read, 1).is_err(), "no context entry");
         read.set_entries(vec![entry(0, 0)].into());
         assert_eq!(screen(&mut read, 1), Ok(()));
+        let mut huge = msg(MessageType::MsgHeartbeat);
+        huge.term = u64::MAX;
+        assert!(screen(&mut huge, 2).is_err(), "found by the raft_inbound fuzz target");
         let mut no_prev_term = msg(MessageType::MsgAppend);
         no_prev_term.index = 26;
         no_prev_term.commit = 218;
