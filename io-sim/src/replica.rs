@@ -308,14 +308,20 @@ impl Driver {
         let at = madsim::time::Instant::now().duration_since(self.clock.origin).as_micros() as u64;
         match output {
             Output::Send { to, frame } => {
-                {
+                let twice = {
                     let mut w = self.world.lock();
                     w.trace(at, self.id, "send", &frame);
                     if let Err(v) = w.checker.on_send(self.id, to, &frame) {
                         w.fail(v);
                     }
-                }
+                    let p = w.duplicate;
+                    w.rng.chance(p)
+                };
                 let _ = self.endpoint.send_to(replica_addr(to), TAG_PEER, &frame).await;
+                if twice {
+                    // madsim's network never duplicates; the driver does.
+                    let _ = self.endpoint.send_to(replica_addr(to), TAG_PEER, &frame).await;
+                }
             }
             Output::Persist { id, new_segment, bytes } => {
                 let mut w = self.world.lock();

@@ -81,6 +81,8 @@ pub struct SimWorld {
     pub keep_trace: bool,
     /// The full trace, if kept.
     pub trace_lines: Vec<String>,
+    /// Probability that a frame between replicas is delivered twice.
+    pub duplicate: f64,
     /// Applied entries between snapshots on every replica.
     pub snapshot_threshold_entries: u64,
     /// When the simulation began (set by the controller).
@@ -123,6 +125,7 @@ impl World {
             trace: blake3::Hasher::new(),
             keep_trace: false,
             trace_lines: Vec::new(),
+            duplicate: 0.0,
             snapshot_threshold_entries: 128,
             epoch: None,
             values: BTreeMap::new(),

@@ -41,6 +41,9 @@ pub(super) fn leader(world: &World) -> Option<NodeId> {
 pub(super) enum Clog {
     Node(NodeId),
     Link(NodeId, NodeId),
+    /// The process is frozen (a long GC pause or a stopped VM): its timers
+    /// stop, and its clock jumps when it resumes.
+    Pause(NodeId),
 }
 
 impl Clog {
@@ -48,6 +51,7 @@ impl Clog {
         match self {
             Clog::Node(n) => net.clog_node(nodes[&n].id()),
             Clog::Link(a, b) => net.clog_link(nodes[&a].id(), nodes[&b].id()),
+            Clog::Pause(n) => Handle::current().pause(nodes[&n].id()),
         }
     }
 
@@ -55,6 +59,7 @@ impl Clog {
         match self {
             Clog::Node(n) => net.unclog_node(nodes[&n].id()),
             Clog::Link(a, b) => net.unclog_link(nodes[&a].id(), nodes[&b].id()),
+            Clog::Pause(n) => Handle::current().resume(nodes[&n].id()),
         }
     }
 }
@@ -75,7 +80,8 @@ pub(super) fn inject(
     match rng.range(0, 10) {
         0..=2 => {
             let id = leader(world).filter(|_| rng.chance(0.5)).unwrap_or_else(|| pick(rng));
-            if down.iter().all(|(d, _)| *d != id) {
+            let paused = clogs.iter().any(|(c, _)| matches!(c, Clog::Pause(p) if *p == id));
+            if down.iter().all(|(d, _)| *d != id) && !paused {
                 kill(world, handle, nodes, id);
                 // Instant restarts (a crash inside an election), ordinary
                 // outages, and long ones that force snapshot catch-up.
@@ -116,6 +122,16 @@ pub(super) fn inject(
             for cut in cuts {
                 cut.apply(net, nodes);
                 clogs.push((cut, lifts_at));
+            }
+        }
+        7 => {
+            let id = pick(rng);
+            if down.iter().all(|(d, _)| *d != id)
+                && clogs.iter().all(|(c, _)| !matches!(c, Clog::Pause(p) if *p == id))
+            {
+                let pause = Clog::Pause(id);
+                pause.apply(net, nodes);
+                clogs.push((pause, now + Duration::from_millis(rng.range(50, 1500))));
             }
         }
         _ => {}

@@ -104,6 +104,7 @@ pub struct SimReport {
 
 struct Faults {
     loss: f64,
+    duplicate: f64,
     latency_ms: (u64, u64),
     mean_gap_ms: u64,
 }
@@ -132,6 +133,7 @@ async fn simulate(config: SimConfig) -> SimReport {
     let mut rng = SeededRng::new(config.seed ^ 0xfa17_5eed);
     let faults = Faults {
         loss: if config.faults { rng.range(0, 20) as f64 / 100.0 } else { 0.0 },
+        duplicate: if config.faults { rng.range(0, 6) as f64 / 100.0 } else { 0.0 },
         latency_ms: {
             let lo = rng.range(1, 5);
             (lo, lo + rng.range(1, 40))
@@ -140,10 +142,11 @@ async fn simulate(config: SimConfig) -> SimReport {
     };
     let mut report = SimReport {
         parameters: format!(
-            "voters={} clients={} loss={:.2} latency={}..{}ms fault_gap~{}ms fault_phase={}s",
+            "voters={} clients={} loss={:.2} duplicate={:.2} latency={}..{}ms fault_gap~{}ms fault_phase={}s",
             config.voters,
             config.clients,
             faults.loss,
+            faults.duplicate,
             faults.latency_ms.0,
             faults.latency_ms.1,
             faults.mean_gap_ms,
@@ -167,6 +170,7 @@ async fn simulate(config: SimConfig) -> SimReport {
     let world = World::new(config.seed, config.voters, spares, disk);
     world.lock().keep_trace = config.keep_trace;
     world.lock().epoch = Some(epoch);
+    world.lock().duplicate = faults.duplicate;
     world.lock().snapshot_threshold_entries =
         config.scenario.map_or(128, Scenario::snapshot_threshold_entries);
     #[cfg(feature = "bug-switches")]
@@ -292,6 +296,9 @@ async fn random_faults(
             clog.lift(net, nodes);
         }
         crashes += inject(world, handle, net, nodes, rng, &mut down, &mut clogs);
+    }
+    for (clog, _) in clogs {
+        clog.lift(net, nodes);
     }
     (crashes, down)
 }
