@@ -129,6 +129,11 @@ impl LogStore {
         self.hard_state.commit = self.hard_state.commit.max(index);
     }
 
+    /// Records that a fresher snapshot is wanted.
+    pub fn request_fresh_snapshot(&self) {
+        self.fresh_snapshot_wanted.set(true);
+    }
+
     /// Whether raft-rs wanted a fresher snapshot than the stored one; clears
     /// the request.
     pub fn take_fresh_snapshot_request(&self) -> bool {

@@ -125,10 +125,18 @@ impl<S: StateMachine> Node<S> {
         }
         let since_snapshot = self.applied.get() - self.raw.store().snapshot_index();
         let wanted = self.raw.store().take_fresh_snapshot_request();
-        if since_snapshot >= self.config.snapshot_threshold_entries
-            || (wanted && since_snapshot > 0)
+        // raft-rs reads entries after *its* applied index (e.g. to look for
+        // pending membership changes before campaigning), so the log may only
+        // be compacted once raft-rs knows everything up to ours is applied.
+        let raft_caught_up = self.raw.raft.raft_log.applied == self.applied.get();
+        if raft_caught_up
+            && (since_snapshot >= self.config.snapshot_threshold_entries
+                || (wanted && since_snapshot > 0))
         {
             self.take_snapshot();
+        } else if wanted {
+            // Ask again on the next cycle.
+            self.raw.store().request_fresh_snapshot();
         }
     }
 

@@ -73,6 +73,18 @@ impl<S: StateMachine> Node<S> {
         let mut persisted_messages = rd.take_persisted_messages();
         let number = rd.number();
         self.raw.advance_append_async(rd);
+        if new_segment {
+            // An installed snapshot replaces the log at once, but raft-rs
+            // only learns it is applied once it counts it persisted, and in
+            // between it may read entries after its old applied index (to
+            // look for pending membership changes before campaigning): they
+            // are gone. So count it persisted now, while the messages that
+            // promise durability (the acknowledgement to the leader) still
+            // wait for the disk below. Earlier batches are superseded by the
+            // snapshot; a crash before it lands costs only a resend.
+            self.raw.on_persist_ready(number);
+            self.report_applied();
+        }
         if self.ack_before_persist() {
             for m in persisted_messages.drain(..) {
                 self.send_raft(m);

@@ -118,7 +118,7 @@ pub fn raft_inbound(data: &[u8]) {
                 let entries = (0..entries)
                     .map(|i| WireEntry {
                         term: log_term,
-                        index: index + 1 + i,
+                        index: index.saturating_add(1 + i),
                         payload: WireEntryPayload::Normal(bytes::Bytes::new()),
                         context: bytes::Bytes::new(),
                     })
