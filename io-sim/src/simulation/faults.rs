@@ -134,6 +134,17 @@ pub(super) fn inject(
                 clogs.push((pause, now + Duration::from_millis(rng.range(50, 1500))));
             }
         }
+        8 => {
+            // An operator moves leadership (e.g. before maintenance).
+            if let Some(lead) = leader(world) {
+                let to = pick(rng);
+                let node = world.lock().replicas[&lead].node.clone();
+                if let (Some(node), true) = (node, to != lead) {
+                    let now = kith_core::time::Instant::ZERO;
+                    node.lock().expect("single-threaded").transfer_leadership(now, to);
+                }
+            }
+        }
         _ => {}
     }
     0
