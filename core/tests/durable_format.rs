@@ -106,3 +106,14 @@ proptest! {
         prop_assert_eq!(whole.entries.iter().map(|e| (e.index, e.term)).collect::<Vec<_>>(), entries);
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+    /// The `log_recovery` fuzz target's damaged-log mode, on random inputs.
+    #[test]
+    fn damaged_logs_are_truncated_or_reported(data in prop::collection::vec(any::<u8>(), 0..48)) {
+        let mut input = vec![1u8];
+        input.extend(data);
+        kith_core::testing::fuzz::log_recovery(&input);
+    }
+}

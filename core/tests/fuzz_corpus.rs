@@ -114,6 +114,9 @@ fn write_seed_corpus() {
     write("log_recovery", "two_batches", &log);
     let torn = &log[..log.len() - 3];
     write("log_recovery", "torn_tail", torn);
+    // Damaged-log mode: 4 batches, torn near the end, a byte flipped early.
+    write("log_recovery", "damaged_flip_early", &[1, 3, 0x7f, 0x05, 1, 2, 3, 0]);
+    write("log_recovery", "damaged_tear_only", &[1, 5, 0x50, 0x03, 0, 1, 2, 3, 1, 2]);
     // Time passes, a write, a forged heartbeat committing far ahead, a
     // forged append, garbage, more time.
     write("raft_inbound", "forged_commit", &[0, 200, 1, 3, 7, 5, 1, 3, 0x45, 0x10, 0, 0, 0, 200]);

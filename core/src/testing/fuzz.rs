@@ -23,10 +23,84 @@ pub fn wire_decode(data: &[u8]) {
     }
 }
 
-/// `log_recovery`: arbitrary disk contents (split into two segments at a
-/// point chosen by the first byte) never make recovery panic, and what it
-/// returns is a contiguous log within the bytes it was given.
+/// `log_recovery`: two modes, chosen by the first byte.
+///
+/// - Garbage: arbitrary bytes, split into two segments, never make recovery
+///   panic, and what it returns is a contiguous log within the bytes given.
+/// - Damaged valid log: a valid log of batches built from the input is torn
+///   at one byte and has one byte flipped. Recovery never panics, never
+///   returns anything from a damaged batch, never drops an intact batch
+///   silently: damage in the last batch is a torn tail (truncated), damage
+///   before it is reported as corruption.
 pub fn log_recovery(data: &[u8]) {
+    let Some((&mode, rest)) = data.split_first() else { return };
+    if mode % 2 == 0 {
+        log_recovery_garbage(rest);
+    } else {
+        log_recovery_damaged(rest);
+    }
+}
+
+fn log_recovery_damaged(data: &[u8]) {
+    use crate::durable::{encode_batch, DurableHardState, Record, RecoveryError};
+    use crate::wire::{WireEntry, WireEntryPayload};
+    let mut input = Bytes(data);
+    let (Some(batches), Some(tear), Some(flip)) = (input.byte(), input.u64(), input.u64()) else {
+        return;
+    };
+    let mut disk = Vec::new();
+    let mut ends = Vec::new();
+    let mut next_index = 1;
+    for b in 0..(batches % 8 + 1) {
+        let n = input.byte().unwrap_or(1) % 4 + 1;
+        let entries: Vec<WireEntry> = (0..u64::from(n))
+            .map(|i| WireEntry {
+                term: 1,
+                index: next_index + i,
+                payload: WireEntryPayload::Normal(bytes::Bytes::from(vec![b; usize::from(n) * 7])),
+                context: bytes::Bytes::new(),
+            })
+            .collect();
+        next_index += u64::from(n);
+        let hs = DurableHardState { term: 1, vote: 1, commit: next_index - 1 };
+        disk.extend(encode_batch(&[Record::Entries(entries), Record::HardState(hs)]));
+        ends.push(disk.len());
+    }
+    // Tear: keep a prefix. Flip: damage one byte of what is kept (or none).
+    let kept = (tear as usize) % (disk.len() + 1);
+    disk.truncate(kept);
+    let flipped = (flip as usize).checked_rem(disk.len()).filter(|_| flip % 3 != 0);
+    if let Some(at) = flipped {
+        disk[at] ^= 0x5a;
+    }
+    let intact_before = |limit: usize| ends.iter().take_while(|e| **e <= limit).count();
+    let whole = intact_before(kept);
+    let damaged = flipped.map(|at| ends.iter().position(|e| at < *e).expect("inside the log"));
+    match (recover(&[&disk]), damaged) {
+        (Ok(log), None) => {
+            // Only a tear: every whole batch, nothing of the torn one.
+            let expected = ends[..whole].len();
+            let got_batches =
+                ends.iter().take_while(|e| **e <= log.last_segment_valid_bytes).count();
+            assert_eq!(got_batches, expected, "a torn log lost or invented batches");
+            assert_eq!(log.last_segment_valid_bytes, if whole == 0 { 0 } else { ends[whole - 1] });
+        }
+        (Ok(log), Some(bad)) => {
+            // Damage is only acceptable as a torn tail: nothing from the
+            // damaged batch or after it may come back.
+            assert!(bad + 1 >= whole, "damage before the last batch went unreported");
+            let start = if bad == 0 { 0 } else { ends[bad - 1] };
+            assert_eq!(log.last_segment_valid_bytes, start, "a damaged batch was returned");
+        }
+        (Err(RecoveryError::Corrupt { offset, .. }), Some(bad)) => {
+            let start = if bad == 0 { 0 } else { ends[bad - 1] };
+            assert_eq!(offset, start, "corruption reported at the wrong batch");
+        }
+        (Err(e), damaged) => panic!("unexpected recovery error {e} (damage in batch {damaged:?})"),
+    }
+}
+
+fn log_recovery_garbage(data: &[u8]) {
     let Some((&split, rest)) = data.split_first() else { return };
     let at = (split as usize * rest.len()) / 256;
     let (a, b) = rest.split_at(at);
