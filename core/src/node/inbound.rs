@@ -14,9 +14,12 @@ use std::collections::BTreeSet;
 /// heartbeat's commit index to `last_index`.
 pub(super) fn screen(m: &mut Message, last_index: u64) -> Result<(), &'static str> {
     let t = m.get_msg_type();
-    let term_free = matches!(t, MessageType::MsgReadIndex | MessageType::MsgTransferLeader);
-    if m.term == 0 && !term_free {
-        return Err("a remote message without a term");
+    // Read-index requests and leadership-transfer requests are forwarded
+    // between followers and the leader without a term, and raft-rs asserts
+    // exactly that when it forwards them again; every other kind has a term.
+    let forwarded = matches!(t, MessageType::MsgReadIndex | MessageType::MsgTransferLeader);
+    if forwarded != (m.term == 0) {
+        return Err("a message with a term where it must have none, or the reverse");
     }
     let indexes = [m.index, m.commit, m.reject_hint, m.request_snapshot];
     if m.term > limits::TERM_MAX
@@ -124,9 +127,12 @@ mod tests {
         app.set_entries(vec![entry(5, 2), entry(6, 3)].into());
         assert_eq!(screen(&mut app, 10), Ok(()));
         let mut read = msg(MessageType::MsgReadIndex);
+        read.term = 0;
         assert!(screen(&mut read, 1).is_err(), "no context entry");
         read.set_entries(vec![entry(0, 0)].into());
         assert_eq!(screen(&mut read, 1), Ok(()));
+        let mut forwarded = msg(MessageType::MsgTransferLeader);
+        assert!(screen(&mut forwarded, 2).is_err(), "found by the raft_inbound fuzz target");
         let mut huge = msg(MessageType::MsgHeartbeat);
         huge.term = u64::MAX;
         assert!(screen(&mut huge, 2).is_err(), "found by the raft_inbound fuzz target");
