@@ -27,6 +27,11 @@ fn log_recovery_corpus() {
 }
 
 #[test]
+fn im_apply_corpus() {
+    replay("im_apply", kith_core::testing::fuzz::im_apply);
+}
+
+#[test]
 fn raft_inbound_corpus() {
     replay("raft_inbound", kith_core::testing::fuzz::raft_inbound);
 }
@@ -121,5 +126,12 @@ fn write_seed_corpus() {
     // forged append, garbage, more time.
     write("raft_inbound", "forged_commit", &[0, 200, 1, 3, 7, 5, 1, 3, 0x45, 0x10, 0, 0, 0, 200]);
     write("raft_inbound", "forged_append", &[0, 200, 3, 0, 9, 1, 4, 60, 0, 3, 0, 150]);
+    // Create a private room, invite, join, send, kick, send again, read.
+    write(
+        "im_apply",
+        "private_room_life",
+        &[0, 0, 1, 9, 0, 1, 3, 0, 1, 6, 0, 0, 12, 0, 1, 18, 0, 0, 21, 0, 5],
+    );
+    write("im_apply", "public_room_roles", &[0, 1, 0, 4, 1, 0, 16, 1, 1, 15, 1, 4, 18, 1, 0]);
     write("raft_inbound", "garbage", &[0, 120, 2, 5, 1, 2, 3, 4, 5, 0, 90]);
 }

@@ -228,3 +228,10 @@ pub fn raft_inbound(data: &[u8]) {
         }
     }
 }
+
+/// `im_apply`: a command sequence (3 bytes per command) against the IM state
+/// machine and its reference model: results and visible histories agree,
+/// and a snapshot restores to an equal digest.
+pub fn im_apply(data: &[u8]) {
+    super::im_model::check(&super::im_model::Op::decode_all(data));
+}

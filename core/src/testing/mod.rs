@@ -8,6 +8,7 @@ pub mod checker;
 pub mod cluster;
 pub mod disk;
 pub mod fuzz;
+pub mod im_model;
 pub mod im_workload;
 pub mod list_machine;
 pub mod list_workload;

@@ -1,0 +1,286 @@
+//! The IM reference model: a small, obviously correct implementation of
+//! the room rules, run side by side with the real state machine. Used by
+//! the model-based property test (`core/tests/im_model.rs`) and by the
+//! `im_apply` fuzz target; both feed it command sequences.
+
+use crate::ids::{LogIndex, Term};
+use crate::im::identity::Identity;
+use crate::im::protocol::*;
+use crate::im::ImMachine;
+use crate::state_machine::{ApplyContext, StateMachine};
+use std::collections::{BTreeMap, BTreeSet};
+use uuid::Uuid;
+
+/// Users in the model.
+pub const USERS: usize = 3;
+/// Room names in the model.
+pub const ROOMS: [&str; 2] = ["a", "b"];
+
+/// One command of a model run (user, room and target are indexes).
+#[derive(Clone, Debug)]
+#[allow(missing_docs)]
+pub enum Op {
+    Create { u: usize, r: usize, private: bool },
+    Join { u: usize, r: usize },
+    Leave { u: usize, r: usize },
+    Invite { u: usize, r: usize, t: usize },
+    Kick { u: usize, r: usize, t: usize },
+    SetRole { u: usize, r: usize, t: usize, role: u8 },
+    Send { u: usize, r: usize },
+    MarkRead { u: usize, r: usize, seq: u64 },
+}
+
+fn role_of(n: u8) -> Role {
+    [Role::Member, Role::Admin, Role::Owner][n as usize]
+}
+
+/// The reference: each room is a list of (author, what happened).
+#[derive(Default, Debug)]
+struct ModelRoom {
+    private: bool,
+    members: BTreeMap<usize, Role>,
+    invited: BTreeSet<usize>,
+    departed: BTreeMap<usize, u64>,
+    log: Vec<usize>,
+    read: BTreeMap<usize, u64>,
+}
+
+impl ModelRoom {
+    fn readable(&self, u: usize) -> Option<u64> {
+        if self.members.contains_key(&u) || !self.private {
+            return Some(self.log.len() as u64);
+        }
+        self.departed.get(&u).copied()
+    }
+    fn push(&mut self, author: usize) -> Result<Option<u64>, ImError> {
+        self.log.push(author);
+        Ok(Some(self.log.len() as u64))
+    }
+    fn remove(&mut self, u: usize) {
+        self.members.remove(&u);
+        self.departed.insert(u, self.log.len() as u64);
+    }
+    fn other_owner(&self, u: usize) -> bool {
+        self.members.iter().any(|(m, r)| *m != u && *r == Role::Owner)
+    }
+    fn member(&self, u: usize) -> Result<Role, ImError> {
+        self.members.get(&u).copied().ok_or(ImError::NotMember)
+    }
+    fn require(&self, u: usize, needed: Role) -> Result<Role, ImError> {
+        let r = self.member(u)?;
+        if r < needed {
+            return Err(ImError::Forbidden { needed });
+        }
+        Ok(r)
+    }
+}
+
+#[derive(Default)]
+struct Model {
+    rooms: BTreeMap<usize, ModelRoom>,
+}
+
+impl Model {
+    fn apply(&mut self, op: &Op) -> Result<Option<u64>, ImError> {
+        if let Op::Create { u, r, private } = *op {
+            if self.rooms.contains_key(&r) {
+                return Err(ImError::RoomExists(ROOMS[r].into()));
+            }
+            let mut room = ModelRoom { private, ..ModelRoom::default() };
+            room.members.insert(u, Role::Owner);
+            let res = room.push(u);
+            self.rooms.insert(r, room);
+            return res;
+        }
+        let r = match *op {
+            Op::Join { r, .. }
+            | Op::Leave { r, .. }
+            | Op::Invite { r, .. }
+            | Op::Kick { r, .. } => r,
+            Op::SetRole { r, .. } | Op::Send { r, .. } | Op::MarkRead { r, .. } => r,
+            Op::Create { .. } => unreachable!(),
+        };
+        let room = self.rooms.get_mut(&r).ok_or(ImError::NoSuchRoom)?;
+        match *op {
+            Op::Create { .. } => unreachable!(),
+            Op::Join { u, .. } => {
+                if room.members.contains_key(&u) {
+                    return Err(ImError::AlreadyMember);
+                }
+                if room.private && !room.invited.contains(&u) {
+                    return Err(ImError::NotInvited);
+                }
+                room.invited.remove(&u);
+                room.departed.remove(&u);
+                room.members.insert(u, Role::Member);
+                room.push(u)
+            }
+            Op::Leave { u, .. } => {
+                let role = room.member(u)?;
+                if role == Role::Owner && !room.other_owner(u) && room.members.len() > 1 {
+                    return Err(ImError::LastOwner);
+                }
+                let res = room.push(u);
+                room.remove(u);
+                res
+            }
+            Op::Invite { u, t, .. } => {
+                room.require(u, if room.private { Role::Admin } else { Role::Member })?;
+                if room.members.contains_key(&t) {
+                    return Err(ImError::AlreadyMember);
+                }
+                room.invited.insert(t);
+                room.push(u)
+            }
+            Op::Kick { u, t, .. } => {
+                let mine = room.require(u, Role::Admin)?;
+                if room.member(t)? >= mine {
+                    return Err(ImError::Forbidden { needed: Role::Owner });
+                }
+                let res = room.push(u);
+                room.remove(t);
+                res
+            }
+            Op::SetRole { u, t, role, .. } => {
+                let role = role_of(role);
+                let current = room.member(t)?;
+                let needed = if role == Role::Owner || current == Role::Owner {
+                    Role::Owner
+                } else {
+                    Role::Admin
+                };
+                room.require(u, needed)?;
+                if current == Role::Owner && role < Role::Owner && !room.other_owner(t) {
+                    return Err(ImError::LastOwner);
+                }
+                room.members.insert(t, role);
+                room.push(u)
+            }
+            Op::Send { u, .. } => {
+                room.member(u)?;
+                room.push(u)
+            }
+            Op::MarkRead { u, seq, .. } => {
+                let limit = room.readable(u).ok_or(ImError::NotMember)?;
+                if seq > limit {
+                    return Err(ImError::BadCursor);
+                }
+                let c = room.read.entry(u).or_default();
+                *c = (*c).max(seq);
+                Ok(Some(*c))
+            }
+        }
+    }
+}
+
+fn operation(op: &Op, users: &[Identity]) -> (usize, Operation) {
+    let room = |r: usize| RoomId::Group(ROOMS[r].into());
+    match *op {
+        Op::Create { u, r, private } => {
+            let visibility = if private { Visibility::Private } else { Visibility::Public };
+            (u, Operation::CreateRoom { name: ROOMS[r].into(), visibility })
+        }
+        Op::Join { u, r } => (u, Operation::Join { room: room(r) }),
+        Op::Leave { u, r } => (u, Operation::Leave { room: room(r) }),
+        Op::Invite { u, r, t } => (u, Operation::Invite { room: room(r), user: users[t].user() }),
+        Op::Kick { u, r, t } => (u, Operation::Kick { room: room(r), user: users[t].user() }),
+        Op::SetRole { u, r, t, role } => {
+            (u, Operation::SetRole { room: room(r), user: users[t].user(), role: role_of(role) })
+        }
+        Op::Send { u, r } => (u, Operation::Send { to: Target::Room(room(r)), text: "hi".into() }),
+        Op::MarkRead { u, r, seq } => (u, Operation::MarkRead { room: room(r), seq }),
+    }
+}
+
+impl Op {
+    /// Decodes a sequence of ops from fuzz input (3 bytes each).
+    pub fn decode_all(data: &[u8]) -> Vec<Op> {
+        data.chunks_exact(3)
+            .map(|c| {
+                let (u, r, x) = (c[0] as usize % USERS, c[1] as usize % ROOMS.len(), c[2]);
+                let t = x as usize % USERS;
+                match c[0] / USERS as u8 % 8 {
+                    0 => Op::Create { u, r, private: x % 2 == 1 },
+                    1 => Op::Join { u, r },
+                    2 => Op::Leave { u, r },
+                    3 => Op::Invite { u, r, t },
+                    4 => Op::Kick { u, r, t },
+                    5 => Op::SetRole { u, r, t, role: x % 3 },
+                    6 => Op::Send { u, r },
+                    _ => Op::MarkRead { u, r, seq: u64::from(x % 12) },
+                }
+            })
+            .collect()
+    }
+}
+
+/// Runs `ops` against the machine and the model; panics on any
+/// disagreement in results or in what any user can read. Also checks that
+/// a snapshot taken at the end restores to an equal digest.
+pub fn check(ops: &[Op]) {
+    let users: Vec<Identity> =
+        (0..USERS).map(|i| Identity::from_secret([i as u8 + 1; 32])).collect();
+    let mut machine = ImMachine::default();
+    let mut model = Model::default();
+    let mut index = 0u64;
+    let mut apply = |machine: &mut ImMachine, who: &Identity, op: Operation| {
+        index += 1;
+        let body = CommandBody {
+            version: IM_PROTOCOL_VERSION,
+            command_id: Uuid::from_u128(index.into()),
+            issued_at_ms: index,
+            op,
+        };
+        let at =
+            ApplyContext { index: LogIndex(index), term: Term(1), position: 0, stamp_ms: index };
+        machine.apply(at, SignedCommand::sign(who, &body)).result
+    };
+    for (i, u) in users.iter().enumerate() {
+        let registered = apply(&mut machine, u, Operation::Register { name: format!("u{i}") });
+        assert!(registered.is_ok());
+    }
+    for op in ops {
+        let (u, operation) = operation(op, &users);
+        let got = apply(&mut machine, &users[u], operation).map(|r| match r {
+            Receipt::Appended { seq, .. }
+            | Receipt::ReadUpTo { seq, .. }
+            | Receipt::Updated { seq, .. } => Some(seq),
+            Receipt::Registered { .. } => None,
+        });
+        assert_eq!(got, model.apply(op), "op {:?}", op);
+    }
+    // Every user sees exactly the model's visible prefix of every room.
+    for (r, name) in ROOMS.iter().enumerate() {
+        for (u, user) in users.iter().enumerate() {
+            let kind = QueryKind::History {
+                room: RoomId::Group((*name).into()),
+                after: None,
+                before: None,
+                limit: 500,
+            };
+            let got = machine.query(&ImQuery { as_user: user.user(), kind });
+            let want = model.rooms.get(&r).map(|room| room.readable(u));
+            match (got, want) {
+                (Ok(QueryReply::Page(p)), Some(Some(limit))) => {
+                    let authors: Vec<usize> = p
+                        .entries
+                        .iter()
+                        .map(|e| {
+                            users
+                                .iter()
+                                .position(|x| x.user() == e.author)
+                                .expect("authors are model users")
+                        })
+                        .collect();
+                    assert_eq!(&authors[..], &model.rooms[&r].log[..limit as usize]);
+                }
+                (Err(ImError::NotMember), Some(None)) | (Err(ImError::NoSuchRoom), None) => {}
+                (got, want) => panic!("room {} user {}: got {:?}, model {:?}", name, u, got, want),
+            }
+        }
+    }
+
+    let mut copy = ImMachine::default();
+    copy.restore(&machine.snapshot()).expect("own snapshot restores");
+    assert_eq!(copy.digest(), machine.digest(), "snapshot round trip changed the state");
+}
