@@ -39,6 +39,18 @@ impl fmt::Display for Violation {
 
 impl std::error::Error for Violation {}
 
+impl Violation {
+    /// A panic caught while simulating (raft-rs's own assertions included).
+    pub fn from_panic(payload: &(dyn std::any::Any + Send)) -> Violation {
+        let detail = payload
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "non-string panic".to_string());
+        Violation { invariant: "no panic", detail, at: Instant::ZERO }
+    }
+}
+
 #[derive(Debug, Default)]
 struct Watermarks {
     incarnation: u64,

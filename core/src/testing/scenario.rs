@@ -86,14 +86,7 @@ pub fn run_scenario_with<S: StateMachine + Default, W: Workload<S>>(
     let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         run_scenario_inner::<S, W>(config, workload)
     }));
-    caught.unwrap_or_else(|panic| {
-        let detail = panic
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-            .unwrap_or_else(|| "non-string panic".to_string());
-        Err(Violation { invariant: "no panic", detail, at: Instant::ZERO })
-    })
+    caught.unwrap_or_else(|panic| Err(Violation::from_panic(panic.as_ref())))
 }
 
 fn run_scenario_inner<S: StateMachine + Default, W: Workload<S>>(

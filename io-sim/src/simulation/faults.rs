@@ -158,3 +158,45 @@ pub(super) fn heal(net: &NetSim, nodes: &BTreeMap<NodeId, NodeHandle>) {
         }
     }
 }
+
+/// Crashed replicas waiting to restart and cuts waiting to lift.
+#[derive(Debug, Default)]
+pub(super) struct Outages {
+    pub(super) down: Vec<(NodeId, madsim::time::Instant)>,
+    pub(super) clogs: Vec<(Clog, madsim::time::Instant)>,
+}
+
+impl Outages {
+    /// Restarts replicas and lifts cuts whose time has come.
+    pub(super) fn expire(
+        &mut self,
+        handle: &Handle,
+        net: &NetSim,
+        nodes: &BTreeMap<NodeId, NodeHandle>,
+    ) {
+        let now = madsim::time::Instant::now();
+        let (due, waiting): (Vec<_>, Vec<_>) = self.down.drain(..).partition(|(_, at)| *at <= now);
+        self.down = waiting;
+        for (id, _) in due {
+            handle.restart(nodes[&id].id());
+        }
+        let (lifted, holding): (Vec<_>, Vec<_>) =
+            self.clogs.drain(..).partition(|(_, at)| *at <= now);
+        self.clogs = holding;
+        for (clog, _) in lifted {
+            clog.lift(net, nodes);
+        }
+    }
+
+    /// Lifts every cut; returns the replicas still down.
+    pub(super) fn end(
+        self,
+        net: &NetSim,
+        nodes: &BTreeMap<NodeId, NodeHandle>,
+    ) -> Vec<(NodeId, madsim::time::Instant)> {
+        for (clog, _) in self.clogs {
+            clog.lift(net, nodes);
+        }
+        self.down
+    }
+}

@@ -13,13 +13,12 @@ use crate::history::{EventType, HistoryEvent};
 use crate::replica::run_replica;
 use crate::world::{client_ip, replica_ip, World};
 use checks::liveness;
-use faults::{inject, Clog};
+use faults::{inject, Outages};
 use kith_core::ids::NodeId;
 use kith_core::im::identity::Identity;
 use kith_core::rng::SeededRng;
 use kith_core::testing::checker::Violation;
 use kith_core::testing::disk::DiskConfig;
-use kith_core::time::Instant;
 use madsim::net::NetSim;
 use madsim::runtime::{Handle, NodeHandle, Runtime};
 pub use scenario::Scenario;
@@ -118,14 +117,9 @@ pub fn run(config: &SimConfig) -> SimReport {
         let config = config.clone();
         runtime.block_on(async move { simulate(config).await })
     }));
-    caught.unwrap_or_else(|panic| {
-        let detail = panic
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-            .unwrap_or_else(|| "non-string panic".to_string());
-        let violation = Violation { invariant: "no panic", detail, at: Instant::ZERO };
-        SimReport { violation: Some(violation), ..SimReport::default() }
+    caught.unwrap_or_else(|panic| SimReport {
+        violation: Some(Violation::from_panic(panic.as_ref())),
+        ..SimReport::default()
     })
 }
 
@@ -278,27 +272,13 @@ async fn random_faults(
     faults: &Faults,
     end: madsim::time::Instant,
 ) -> (u64, Vec<(NodeId, madsim::time::Instant)>) {
-    let mut down: Vec<(NodeId, madsim::time::Instant)> = Vec::new();
-    let mut clogs: Vec<(Clog, madsim::time::Instant)> = Vec::new();
+    let mut outages = Outages::default();
     let mut crashes = 0;
     while madsim::time::Instant::now() < end && world.lock().violation.is_none() {
         let gap = rng.range(faults.mean_gap_ms / 2, faults.mean_gap_ms * 3 / 2);
         madsim::time::sleep(Duration::from_millis(gap)).await;
-        let now = madsim::time::Instant::now();
-        let (due, waiting): (Vec<_>, Vec<_>) = down.into_iter().partition(|(_, at)| *at <= now);
-        down = waiting;
-        for (id, _) in due {
-            handle.restart(nodes[&id].id());
-        }
-        let (lifted, holding): (Vec<_>, Vec<_>) = clogs.into_iter().partition(|(_, at)| *at <= now);
-        clogs = holding;
-        for (clog, _) in lifted {
-            clog.lift(net, nodes);
-        }
-        crashes += inject(world, handle, net, nodes, rng, &mut down, &mut clogs);
+        outages.expire(handle, net, nodes);
+        crashes += inject(world, handle, net, nodes, rng, &mut outages.down, &mut outages.clogs);
     }
-    for (clog, _) in clogs {
-        clog.lift(net, nodes);
-    }
-    (crashes, down)
+    (crashes, outages.end(net, nodes))
 }

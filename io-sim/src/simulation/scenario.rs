@@ -1,7 +1,7 @@
 //! Named fault scenarios: scripted schedules for the situations that have
 //! broken Raft implementations before, run alongside the random swarm.
 
-use super::faults::{kill, leader, Clog};
+use super::faults::{kill, leader, Clog, Outages};
 use crate::world::World;
 use kith_core::ids::NodeId;
 use kith_core::node::MembershipChange;
@@ -123,23 +123,14 @@ pub(super) async fn run_script(
 ) -> (u64, Vec<(NodeId, madsim::time::Instant)>) {
     let mut steps = script(scenario);
     steps.reverse();
-    let mut down: Vec<(NodeId, madsim::time::Instant)> = Vec::new();
-    let mut clogs: Vec<(Clog, madsim::time::Instant)> = Vec::new();
+    let mut outages = Outages::default();
     let mut crashes = 0;
     let mut turn = 0;
     while madsim::time::Instant::now() < end && world.lock().violation.is_none() {
         madsim::time::sleep(Duration::from_millis(20)).await;
         let now = madsim::time::Instant::now();
-        let (due, waiting): (Vec<_>, Vec<_>) = down.into_iter().partition(|(_, at)| *at <= now);
-        down = waiting;
-        for (id, _) in due {
-            handle.restart(nodes[&id].id());
-        }
-        let (lifted, holding): (Vec<_>, Vec<_>) = clogs.into_iter().partition(|(_, at)| *at <= now);
-        clogs = holding;
-        for (clog, _) in lifted {
-            clog.lift(net, nodes);
-        }
+        outages.expire(handle, net, nodes);
+        let Outages { down, clogs } = &mut outages;
         while steps.last().is_some_and(|(at, _)| epoch + Duration::from_millis(*at) <= now) {
             let (_, step) = steps.pop().expect("checked");
             let voters: Vec<NodeId> = world.lock().voters.clone();
@@ -176,12 +167,12 @@ pub(super) async fn run_script(
                 }
                 Step::IsolateLeader { for_ms } => {
                     if let Some(id) = lead {
-                        cut_off(id, for_ms, &mut clogs);
+                        cut_off(id, for_ms, clogs);
                     }
                 }
                 Step::IsolateFollower { for_ms } => {
                     if let Some(id) = follower {
-                        cut_off(id, for_ms, &mut clogs);
+                        cut_off(id, for_ms, clogs);
                     }
                 }
                 Step::LeaderMute { for_ms } => {
@@ -205,10 +196,7 @@ pub(super) async fn run_script(
             }
         }
     }
-    for (clog, _) in clogs {
-        clog.lift(net, nodes);
-    }
-    (crashes, down)
+    (crashes, outages.end(net, nodes))
 }
 
 /// Proposes a membership change at the current leader, retrying across
