@@ -47,10 +47,10 @@ impl ScenarioConfig {
         }
     }
 
-    /// The command that replays this scenario.
+    /// The command that replays this list-append scenario on the harness.
     pub fn reproduction(&self) -> String {
         format!(
-            "cargo run --release -p kith-sim-tests --bin kith-sim -- --seed {} --voters {}",
+            "cargo run --release -p kith-sim-tests --bin kith-sim -- --engine harness --workload list --seed {} --voters {}",
             self.seed, self.voters
         )
     }
