@@ -145,8 +145,9 @@ impl<S: StateMachine> Node<S> {
     ) -> Result<Self, StartError> {
         config.validate()?;
         let mut rng = SeededRng::new(config.seed);
-        // raft-rs draws each election timeout from thread_rng() in
-        // [min, max); a range of one value pins it to our seeded draw.
+        // raft-rs draws each election timeout from its own thread-local
+        // generator in [min, max); a range of one value pins it to our
+        // seeded draw.
         let election = config.election_ticks as u64;
         let timeout = rng.range(election, 2 * election) as usize;
         // The state machine is rebuilt from the snapshot, so the snapshot

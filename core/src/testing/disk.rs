@@ -131,21 +131,4 @@ impl SimDisk {
         }
         Ok(log)
     }
-
-    /// Durable bytes across all segments.
-    pub fn durable_bytes(&self) -> usize {
-        self.segments.iter().map(Vec::len).sum()
-    }
-
-    /// Flips one byte of durable data (a corruption fault).
-    pub fn corrupt_byte(&mut self, segment: usize, offset: usize) {
-        if let Some(b) = self.segments.get_mut(segment).and_then(|s| s.get_mut(offset)) {
-            *b ^= 0xa5;
-        }
-    }
-
-    /// The durable segments.
-    pub fn segments(&self) -> &[Vec<u8>] {
-        &self.segments
-    }
 }

@@ -134,11 +134,6 @@ impl Network {
         self.blocked.clear();
     }
 
-    /// Whether any link is cut.
-    pub fn is_partitioned(&self) -> bool {
-        !self.blocked.is_empty()
-    }
-
     /// Drops every frame in flight to `node` (it crashed).
     pub fn drop_to(&mut self, node: NodeId) {
         let before = self.in_flight.len();
