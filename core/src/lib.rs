@@ -62,4 +62,5 @@ pub mod state_machine;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod time;
+pub mod versioned;
 pub mod wire;

@@ -67,6 +67,18 @@ pub trait StateMachine {
     fn digest(&self) -> Digest;
 }
 
+impl From<crate::versioned::VersionedError> for RestoreError {
+    fn from(e: crate::versioned::VersionedError) -> RestoreError {
+        match e {
+            crate::versioned::VersionedError::Version { found, supported } => {
+                RestoreError::Version { found, supported }
+            }
+            crate::versioned::VersionedError::Malformed(m) => RestoreError::Malformed(m),
+            other => RestoreError::Malformed(other.to_string()),
+        }
+    }
+}
+
 /// Why a snapshot could not be restored.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[non_exhaustive]

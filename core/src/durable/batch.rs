@@ -4,6 +4,7 @@
 
 use super::record::{Record, DURABLE_FORMAT_VERSION};
 use crate::limits;
+use crate::versioned::VersionedError;
 
 /// Marks the start of every batch ("KTHB").
 pub const BATCH_MAGIC: u32 = u32::from_le_bytes(*b"KTHB");
@@ -42,8 +43,7 @@ pub enum BatchError {
 
 /// Encodes records as one batch.
 pub fn encode_batch(records: &[Record]) -> Vec<u8> {
-    let mut payload = postcard::to_allocvec(&DURABLE_FORMAT_VERSION).expect("u16 encodes");
-    payload.extend(postcard::to_allocvec(records).expect("records always encode"));
+    let payload = crate::versioned::encode(DURABLE_FORMAT_VERSION, &records);
     let len = u32::try_from(payload.len()).expect("batches are bounded far below 4 GiB");
     let mut out = Vec::with_capacity(BATCH_HEADER_BYTES + payload.len());
     out.extend_from_slice(&BATCH_MAGIC.to_le_bytes());
@@ -80,13 +80,14 @@ pub fn decode_batch_at(bytes: &[u8], offset: usize) -> Result<(Vec<Record>, usiz
     if crc32c::crc32c(payload) != read_u32(rest, 8) {
         return Err(BatchError::BadPayload);
     }
-    let (version, body) = postcard::take_from_bytes::<u16>(payload)
-        .map_err(|e| BatchError::Malformed(e.to_string()))?;
-    if version != DURABLE_FORMAT_VERSION {
-        return Err(BatchError::Version { found: version, supported: DURABLE_FORMAT_VERSION });
-    }
-    let records: Vec<Record> =
-        postcard::from_bytes(body).map_err(|e| BatchError::Malformed(e.to_string()))?;
+    let (records, _): (Vec<Record>, _) = crate::versioned::decode(payload, DURABLE_FORMAT_VERSION)
+        .map_err(|e| match e {
+            VersionedError::Version { found, supported } => {
+                BatchError::Version { found, supported }
+            }
+            VersionedError::Malformed(m) => BatchError::Malformed(m),
+            other => BatchError::Malformed(other.to_string()),
+        })?;
     Ok((records, BATCH_HEADER_BYTES + len))
 }
 

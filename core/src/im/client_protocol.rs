@@ -6,6 +6,8 @@ use crate::ids::NodeId;
 use crate::im::presence::SignedPresence;
 use crate::im::protocol::{CommandError, ImError, QueryKind, QueryResult, Receipt, SignedCommand};
 use crate::limits;
+use crate::versioned::{self, VersionedError};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -108,30 +110,24 @@ pub enum ClientFrameError {
     Malformed(String),
 }
 
-fn encode<T: Serialize>(value: &T) -> Vec<u8> {
-    let mut out = postcard::to_allocvec(&CLIENT_PROTOCOL_VERSION).expect("u16 encodes");
-    out.extend(postcard::to_allocvec(value).expect("client frames encode"));
-    out
+impl From<VersionedError> for ClientFrameError {
+    fn from(e: VersionedError) -> ClientFrameError {
+        match e {
+            VersionedError::Version { found, supported } => {
+                ClientFrameError::Version { found, supported }
+            }
+            VersionedError::TooLarge { len, max } => ClientFrameError::TooLarge { len, max },
+            VersionedError::Malformed(m) => ClientFrameError::Malformed(m),
+        }
+    }
 }
 
-fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, ClientFrameError> {
-    if bytes.len() > limits::FRAME_BYTES_MAX {
-        return Err(ClientFrameError::TooLarge { len: bytes.len(), max: limits::FRAME_BYTES_MAX });
-    }
-    let (version, rest) = postcard::take_from_bytes::<u16>(bytes)
-        .map_err(|e| ClientFrameError::Malformed(e.to_string()))?;
-    if version != CLIENT_PROTOCOL_VERSION {
-        return Err(ClientFrameError::Version {
-            found: version,
-            supported: CLIENT_PROTOCOL_VERSION,
-        });
-    }
-    let (value, rest) =
-        postcard::take_from_bytes(rest).map_err(|e| ClientFrameError::Malformed(e.to_string()))?;
-    if !rest.is_empty() {
-        return Err(ClientFrameError::Malformed(format!("{} trailing bytes", rest.len())));
-    }
-    Ok(value)
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    versioned::encode(CLIENT_PROTOCOL_VERSION, value)
+}
+
+fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ClientFrameError> {
+    Ok(versioned::decode_frame(bytes, CLIENT_PROTOCOL_VERSION, limits::FRAME_BYTES_MAX)?)
 }
 
 impl RequestFrame {

@@ -13,21 +13,13 @@ pub const COMMAND_BATCH_VERSION: u16 = 1;
 
 /// Encodes a batch of already-encoded commands stamped at `stamp_ms`.
 pub fn encode(stamp_ms: u64, commands: &[Bytes]) -> Vec<u8> {
-    let mut out = postcard::to_allocvec(&COMMAND_BATCH_VERSION).expect("u16 encodes");
-    out.extend(postcard::to_allocvec(&stamp_ms).expect("u64 encodes"));
-    out.extend(postcard::to_allocvec(commands).expect("byte vectors encode"));
-    out
+    crate::versioned::encode(COMMAND_BATCH_VERSION, &(stamp_ms, commands))
 }
 
 /// Decodes a batch into its stamp and commands; `None` when the bytes are
 /// not a batch of this version.
 pub fn decode(bytes: &[u8]) -> Option<(u64, Vec<Bytes>)> {
-    let (version, rest) = postcard::take_from_bytes::<u16>(bytes).ok()?;
-    if version != COMMAND_BATCH_VERSION {
-        return None;
-    }
-    let (stamp_ms, rest) = postcard::take_from_bytes::<u64>(rest).ok()?;
-    Some((stamp_ms, postcard::from_bytes(rest).ok()?))
+    crate::versioned::decode(bytes, COMMAND_BATCH_VERSION).ok().map(|(batch, _)| batch)
 }
 
 /// Bytes a command adds to an encoded batch (length prefix included).

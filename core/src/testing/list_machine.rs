@@ -59,9 +59,7 @@ impl StateMachine for ListMachine {
     }
 
     fn snapshot(&self) -> Bytes {
-        let mut out = postcard::to_allocvec(&SNAPSHOT_VERSION).expect("u16 encodes");
-        out.extend(postcard::to_allocvec(&self.lists).expect("lists encode"));
-        Bytes::from(out)
+        Bytes::from(crate::versioned::encode(SNAPSHOT_VERSION, &self.lists))
     }
 
     fn restore(&mut self, snapshot: &[u8]) -> Result<(), RestoreError> {
@@ -69,13 +67,7 @@ impl StateMachine for ListMachine {
             self.lists.clear();
             return Ok(());
         }
-        let (version, rest) = postcard::take_from_bytes::<u16>(snapshot)
-            .map_err(|e| RestoreError::Malformed(e.to_string()))?;
-        if version != SNAPSHOT_VERSION {
-            return Err(RestoreError::Version { found: version, supported: SNAPSHOT_VERSION });
-        }
-        self.lists =
-            postcard::from_bytes(rest).map_err(|e| RestoreError::Malformed(e.to_string()))?;
+        (self.lists, _) = crate::versioned::decode(snapshot, SNAPSHOT_VERSION)?;
         Ok(())
     }
 

@@ -17,6 +17,7 @@ pub use snapshot_chunk::{SnapshotAssembler, SnapshotChunk};
 
 use crate::ids::NodeId;
 use crate::limits;
+use crate::versioned::{self, VersionedError};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
@@ -74,28 +75,24 @@ pub enum FrameError {
 impl PeerFrame {
     /// Encodes the frame, version first.
     pub fn encode(&self) -> Bytes {
-        let mut out = postcard::to_allocvec(&PEER_PROTOCOL_VERSION).expect("u16 encodes");
-        let body = postcard::to_allocvec(self).expect("peer frames always encode");
-        out.extend_from_slice(&body);
-        Bytes::from(out)
+        Bytes::from(versioned::encode(PEER_PROTOCOL_VERSION, self))
     }
 
     /// Decodes a frame received from the network.
     pub fn decode(bytes: &[u8]) -> Result<PeerFrame, FrameError> {
-        if bytes.len() > limits::FRAME_BYTES_MAX {
-            return Err(FrameError::TooLarge { len: bytes.len(), max: limits::FRAME_BYTES_MAX });
+        Ok(versioned::decode_frame(bytes, PEER_PROTOCOL_VERSION, limits::FRAME_BYTES_MAX)?)
+    }
+}
+
+impl From<VersionedError> for FrameError {
+    fn from(e: VersionedError) -> FrameError {
+        match e {
+            VersionedError::Version { found, supported } => {
+                FrameError::Version { found, supported }
+            }
+            VersionedError::TooLarge { len, max } => FrameError::TooLarge { len, max },
+            VersionedError::Malformed(m) => FrameError::Malformed(m),
         }
-        let (version, rest) = postcard::take_from_bytes::<u16>(bytes)
-            .map_err(|e| FrameError::Malformed(e.to_string()))?;
-        if version != PEER_PROTOCOL_VERSION {
-            return Err(FrameError::Version { found: version, supported: PEER_PROTOCOL_VERSION });
-        }
-        let (frame, rest) = postcard::take_from_bytes::<PeerFrame>(rest)
-            .map_err(|e| FrameError::Malformed(e.to_string()))?;
-        if !rest.is_empty() {
-            return Err(FrameError::Malformed(format!("{} trailing bytes", rest.len())));
-        }
-        Ok(frame)
     }
 }
 

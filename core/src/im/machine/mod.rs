@@ -199,9 +199,7 @@ impl StateMachine for ImMachine {
     }
 
     fn snapshot(&self) -> Bytes {
-        let mut out = postcard::to_allocvec(&SNAPSHOT_VERSION).expect("u16 encodes");
-        out.extend(postcard::to_allocvec(&self.state).expect("state encodes"));
-        Bytes::from(out)
+        Bytes::from(crate::versioned::encode(SNAPSHOT_VERSION, &self.state))
     }
 
     fn restore(&mut self, snapshot: &[u8]) -> Result<(), RestoreError> {
@@ -209,13 +207,7 @@ impl StateMachine for ImMachine {
             self.state = ImState::default();
             return Ok(());
         }
-        let (version, rest) = postcard::take_from_bytes::<u16>(snapshot)
-            .map_err(|e| RestoreError::Malformed(e.to_string()))?;
-        if version != SNAPSHOT_VERSION {
-            return Err(RestoreError::Version { found: version, supported: SNAPSHOT_VERSION });
-        }
-        self.state =
-            postcard::from_bytes(rest).map_err(|e| RestoreError::Malformed(e.to_string()))?;
+        (self.state, _) = crate::versioned::decode(snapshot, SNAPSHOT_VERSION)?;
         Ok(())
     }
 
