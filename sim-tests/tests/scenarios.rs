@@ -10,7 +10,7 @@ fn run_scenario(scenario: Scenario, seed: u64) -> SimReport {
     c.fault_phase = Duration::from_secs(8);
     let r = run(&c);
     if let Some(v) = &r.violation {
-        panic!("{scenario:?} seed {seed}: {v}\nreproduce with: cargo run --release -p kith-sim-tests --bin kith-sim -- --seconds 8 --seed {seed} --scenario <the kebab-case name of {scenario:?}>");
+        panic!("{scenario:?} seed {seed}: {v}\nreproduce with: cargo run --release -p kith-sim-tests --bin kith-sim -- --seconds 8 --seed {seed} --scenario {}", scenario.name());
     }
     r
 }

@@ -47,6 +47,25 @@ impl Scenario {
         Scenario::MembershipChangeDuringPartition,
     ];
 
+    /// The scenario's name on the command line (kebab-case).
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::LeaderCrashUnderLoad => "leader-crash-under-load",
+            Scenario::MinorityPartition => "minority-partition",
+            Scenario::MajorityPartition => "majority-partition",
+            Scenario::AsymmetricPartition => "asymmetric-partition",
+            Scenario::RollingRestarts => "rolling-restarts",
+            Scenario::DiskTearOnLeader => "disk-tear-on-leader",
+            Scenario::FarBehindSnapshot => "far-behind-snapshot",
+            Scenario::MembershipChangeDuringPartition => "membership-change-during-partition",
+        }
+    }
+
+    /// The scenario called `name`.
+    pub fn from_name(name: &str) -> Option<Scenario> {
+        Scenario::ALL.into_iter().find(|s| s.name() == name)
+    }
+
     /// Spare (non-voting, empty) replicas the scenario needs.
     pub fn spares(self) -> u64 {
         if self == Scenario::MembershipChangeDuringPartition {

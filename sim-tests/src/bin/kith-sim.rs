@@ -19,33 +19,12 @@ enum EngineArg {
     Harness,
 }
 
-#[derive(Clone, Copy, Debug, ValueEnum)]
-enum ScenarioArg {
-    LeaderCrashUnderLoad,
-    MinorityPartition,
-    MajorityPartition,
-    AsymmetricPartition,
-    RollingRestarts,
-    DiskTearOnLeader,
-    FarBehindSnapshot,
-    MembershipChangeDuringPartition,
-}
-
-impl ScenarioArg {
-    fn scenario(self) -> Scenario {
-        match self {
-            ScenarioArg::LeaderCrashUnderLoad => Scenario::LeaderCrashUnderLoad,
-            ScenarioArg::MinorityPartition => Scenario::MinorityPartition,
-            ScenarioArg::MajorityPartition => Scenario::MajorityPartition,
-            ScenarioArg::AsymmetricPartition => Scenario::AsymmetricPartition,
-            ScenarioArg::RollingRestarts => Scenario::RollingRestarts,
-            ScenarioArg::DiskTearOnLeader => Scenario::DiskTearOnLeader,
-            ScenarioArg::FarBehindSnapshot => Scenario::FarBehindSnapshot,
-            ScenarioArg::MembershipChangeDuringPartition => {
-                Scenario::MembershipChangeDuringPartition
-            }
-        }
-    }
+/// Parses a scenario name (the list is `Scenario::ALL`).
+fn scenario(name: &str) -> Result<Scenario, String> {
+    Scenario::from_name(name).ok_or_else(|| {
+        let names: Vec<&str> = Scenario::ALL.iter().map(|s| s.name()).collect();
+        format!("unknown scenario; one of: {}", names.join(", "))
+    })
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -79,9 +58,12 @@ struct Args {
     /// Simulated seconds of faults before the liveness phase (madsim).
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
     seconds: u64,
-    /// Run a named scenario instead of random faults (madsim).
-    #[arg(long, value_enum)]
-    scenario: Option<ScenarioArg>,
+    /// Run a named scenario instead of random faults (madsim):
+    /// leader-crash-under-load, minority-partition, majority-partition,
+    /// asymmetric-partition, rolling-restarts, disk-tear-on-leader,
+    /// far-behind-snapshot, membership-change-during-partition.
+    #[arg(long, value_parser = scenario)]
+    scenario: Option<Scenario>,
     /// Print the full event trace (madsim, with --seed).
     #[arg(long, requires = "seed")]
     trace: bool,
@@ -99,9 +81,7 @@ fn reproduce(args: &Args, seed: u64) -> String {
         EngineArg::Madsim => {
             cmd.push_str(&format!(" --seconds {}", args.seconds));
             if let Some(s) = args.scenario {
-                let name =
-                    s.to_possible_value().map(|v| v.get_name().to_string()).unwrap_or_default();
-                cmd.push_str(&format!(" --scenario {name}"));
+                cmd.push_str(&format!(" --scenario {}", s.name()));
             }
         }
         EngineArg::Harness => cmd.push_str(&format!(
@@ -139,7 +119,7 @@ fn main() -> ExitCode {
         fault_phase: Duration::from_secs(args.seconds),
         trace: args.trace,
         history: args.history.is_some(),
-        scenario: args.scenario.map(ScenarioArg::scenario),
+        scenario: args.scenario,
     };
     let (from, count) = match (args.seed, args.seeds) {
         (Some(seed), _) => (seed, 1),
