@@ -36,6 +36,33 @@ enum State {
     },
 }
 
+/// What a client waits for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Awaited {
+    Proposal(ProposalId),
+    Read(ReadId),
+}
+
+impl State {
+    /// Where the client's operation is outstanding, and what it waits for.
+    fn awaits(&self) -> Option<((NodeId, u64), Awaited)> {
+        match self {
+            State::Idle => None,
+            State::Appending { node, incarnation, proposal, .. } => {
+                Some(((*node, *incarnation), Awaited::Proposal(*proposal)))
+            }
+            State::Reading { node, incarnation, read, .. } => {
+                Some(((*node, *incarnation), Awaited::Read(*read)))
+            }
+        }
+    }
+}
+
+/// The client waiting for `what` from the node incarnation `at`, if any.
+fn waiting_on(clients: &mut [Client], at: (NodeId, u64), what: Awaited) -> Option<&mut Client> {
+    clients.iter_mut().find(|c| c.state.awaits() == Some((at, what)))
+}
+
 #[derive(Debug)]
 struct Client {
     id: u64,
@@ -187,17 +214,10 @@ impl ListWorkload {
 
     fn on_event(&mut self, now: Instant, event: Event<ListMachine>) -> Result<(), Violation> {
         let Event { node, incarnation, output } = event;
-        let here = |s: &State| match s {
-            State::Appending { node: n, incarnation: inc, .. }
-            | State::Reading { node: n, incarnation: inc, .. } => *n == node && *inc == incarnation,
-            State::Idle => false,
-        };
+        let at = (node, incarnation);
         match output {
             Output::Applied { proposal: Some(p), .. } => {
-                let Some(c) = self.clients.iter_mut().find(|c| {
-                    here(&c.state)
-                        && matches!(c.state, State::Appending { proposal, .. } if proposal == p)
-                }) else {
+                let Some(c) = waiting_on(&mut self.clients, at, Awaited::Proposal(p)) else {
                     return Ok(());
                 };
                 let value = c.current.take().expect("appending has a value");
@@ -208,10 +228,7 @@ impl ListWorkload {
                 self.indeterminate.remove(&value);
             }
             Output::Dropped { proposal: p, outcome } => {
-                let Some(c) = self.clients.iter_mut().find(|c| {
-                    here(&c.state)
-                        && matches!(c.state, State::Appending { proposal, .. } if proposal == p)
-                }) else {
+                let Some(c) = waiting_on(&mut self.clients, at, Awaited::Proposal(p)) else {
                     return Ok(());
                 };
                 let value = c.current.take().expect("appending has a value");
@@ -224,9 +241,7 @@ impl ListWorkload {
                 c.state = State::Idle;
             }
             Output::ReadReady { read: r, result, .. } => {
-                let Some(c) = self.clients.iter_mut().find(|c| {
-                    here(&c.state) && matches!(c.state, State::Reading { read, .. } if read == r)
-                }) else {
+                let Some(c) = waiting_on(&mut self.clients, at, Awaited::Read(r)) else {
                     return Ok(());
                 };
                 let State::Reading { must_see, list, .. } =
@@ -248,9 +263,7 @@ impl ListWorkload {
                 self.reads += 1;
             }
             Output::ReadFailed { read: r } => {
-                if let Some(c) = self.clients.iter_mut().find(|c| {
-                    here(&c.state) && matches!(c.state, State::Reading { read, .. } if read == r)
-                }) {
+                if let Some(c) = waiting_on(&mut self.clients, at, Awaited::Read(r)) {
                     c.state = State::Idle;
                 }
             }
