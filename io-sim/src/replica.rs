@@ -7,14 +7,12 @@ use crate::world::{replica_addr, replica_at, World, TAG_CLIENT, TAG_PEER};
 use bytes::Bytes;
 use kith_core::config::Config;
 use kith_core::ids::{NodeId, ProposalId, ReadId};
-use kith_core::im::client_protocol::{
-    ClientRequest, ClientResponse, CommandOutcome, RequestFrame, ResponseFrame,
-};
+use kith_core::im::client_protocol::{ClientRequest, ClientResponse, RequestFrame, ResponseFrame};
 use kith_core::im::identity::UserId;
 use kith_core::im::protocol::ImQuery;
 use kith_core::im::ImMachine;
 use kith_core::limits;
-use kith_core::node::{DropOutcome, Input, Node, NodeOutput, Output, ReadError, Role, SubmitError};
+use kith_core::node::{Input, Node, NodeOutput, Output, Role};
 use kith_core::testing::checker::Violation;
 use kith_core::time::Instant;
 use madsim::net::Endpoint;
@@ -256,10 +254,7 @@ impl Driver {
                         self.proposals.insert(proposal, asker);
                         None
                     }
-                    Err(SubmitError::NotLeader { leader_hint }) => {
-                        Some(ClientResponse::NotLeader { leader_hint })
-                    }
-                    Err(_) => Some(ClientResponse::Busy),
+                    Err(e) => Some(e.into()),
                 },
             },
             ClientRequest::Query(kind) => match node.read(now, ImQuery { as_user: user, kind }) {
@@ -267,10 +262,7 @@ impl Driver {
                     self.reads.insert(read, asker);
                     None
                 }
-                Err(ReadError::NotLeader { leader_hint }) => {
-                    Some(ClientResponse::NotLeader { leader_hint })
-                }
-                Err(_) => Some(ClientResponse::Busy),
+                Err(e) => Some(e.into()),
             },
             ClientRequest::Presence(_) => Some(ClientResponse::PresenceTaken),
             _ => Some(ClientResponse::BadRequest("unsupported request".into())),
@@ -349,18 +341,12 @@ impl Driver {
                     }
                 }
                 if let Some(asker) = proposal.and_then(|p| self.proposals.remove(&p)) {
-                    let outcome = CommandOutcome {
-                        command_id: response.command_id,
-                        result: response.result,
-                        duplicate: response.duplicate,
-                    };
-                    self.respond_later(asker, ClientResponse::Applied(outcome));
+                    self.respond_later(asker, response.into());
                 }
             }
             Output::Dropped { proposal, outcome } => {
                 if let Some(asker) = self.proposals.remove(&proposal) {
-                    let maybe_applied = outcome == DropOutcome::Unknown;
-                    self.respond_later(asker, ClientResponse::Retry { maybe_applied });
+                    self.respond_later(asker, ClientResponse::dropped(outcome));
                 }
             }
             Output::ReadReady { read, result, .. } => {

@@ -76,6 +76,46 @@ pub enum ClientResponse {
     BadRequest(String),
 }
 
+impl From<crate::im::protocol::ImResponse> for ClientResponse {
+    /// The answer to the accepting client when its command was applied.
+    fn from(r: crate::im::protocol::ImResponse) -> ClientResponse {
+        let outcome =
+            CommandOutcome { command_id: r.command_id, result: r.result, duplicate: r.duplicate };
+        ClientResponse::Applied(outcome)
+    }
+}
+
+impl From<crate::node::SubmitError> for ClientResponse {
+    /// The answer when the node refused a submission.
+    fn from(e: crate::node::SubmitError) -> ClientResponse {
+        match e {
+            crate::node::SubmitError::NotLeader { leader_hint } => {
+                ClientResponse::NotLeader { leader_hint }
+            }
+            _ => ClientResponse::Busy,
+        }
+    }
+}
+
+impl From<crate::node::ReadError> for ClientResponse {
+    /// The answer when the node refused a read.
+    fn from(e: crate::node::ReadError) -> ClientResponse {
+        match e {
+            crate::node::ReadError::NotLeader { leader_hint } => {
+                ClientResponse::NotLeader { leader_hint }
+            }
+            _ => ClientResponse::Busy,
+        }
+    }
+}
+
+impl ClientResponse {
+    /// The answer when an accepted command will not be reported applied.
+    pub fn dropped(outcome: crate::node::DropOutcome) -> ClientResponse {
+        ClientResponse::Retry { maybe_applied: outcome == crate::node::DropOutcome::Unknown }
+    }
+}
+
 /// One response frame: `version:u16` then this.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ResponseFrame {
