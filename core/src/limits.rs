@@ -121,3 +121,6 @@ pub const TERM_MAX: u64 = 1 << 48;
 /// Highest log index a peer message may mention (raft-rs adds entry counts
 /// to indexes unchecked).
 pub const LOG_INDEX_MAX: u64 = 1 << 60;
+
+/// Users one presence query may ask about.
+pub const PRESENCE_QUERY_USERS_MAX: usize = 256;

@@ -3,8 +3,12 @@
 //! encoded frame per message; docs/PROTOCOL.md specifies the layout.
 
 use crate::ids::NodeId;
-use crate::im::presence::SignedPresence;
-use crate::im::protocol::{CommandError, ImError, QueryKind, QueryResult, Receipt, SignedCommand};
+use crate::im::identity::UserId;
+use crate::im::presence::{PresenceStatus, PresenceView, SignedPresence};
+use crate::im::protocol::{
+    CommandError, ImError, QueryKind, QueryResult, Receipt, RoomEntry, RoomId, SignedCommand,
+};
+use crate::im::subscriptions::Delivery;
 use crate::limits;
 use crate::versioned::{self, VersionedError};
 use serde::de::DeserializeOwned;
@@ -24,6 +28,8 @@ pub enum ClientRequest {
     Query(QueryKind),
     /// Announce presence.
     Presence(SignedPresence),
+    /// Ask for the presence of these users (at most `limits::PRESENCE_QUERY_USERS_MAX`).
+    PresenceOf(Vec<UserId>),
 }
 
 /// One request frame: `version:u16` then this.
@@ -74,6 +80,73 @@ pub enum ClientResponse {
     PresenceTaken,
     /// The request frame was not understood.
     BadRequest(String),
+    /// The presence of the users asked about, in the order asked.
+    Presence(Vec<UserPresence>),
+}
+
+/// One user's presence as a replica sees it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserPresence {
+    /// Who.
+    pub user: UserId,
+    /// Their status (offline once the announcement's time-to-live ran out).
+    pub status: PresenceStatus,
+    /// The client clock (ms since the UNIX epoch) of their latest announcement.
+    pub last_seen_ms: Option<u64>,
+}
+
+impl UserPresence {
+    /// The wire form of a presence table's view.
+    pub fn new(user: UserId, view: PresenceView) -> UserPresence {
+        UserPresence { user, status: view.status, last_seen_ms: view.last_seen_ms }
+    }
+}
+
+/// The first frame on a live-subscription stream: `version:u16` then this.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubscribeFrame {
+    /// Rooms to follow, each from a cursor: entries with a greater sequence
+    /// number are delivered, oldest first.
+    pub rooms: Vec<(RoomId, u64)>,
+}
+
+/// Every later frame on a live-subscription stream, replica to client.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum LiveFrame {
+    /// The next entry of a room; sequence numbers have no gaps.
+    Entry {
+        /// The room.
+        room: RoomId,
+        /// The entry.
+        entry: RoomEntry,
+    },
+    /// An entry already delivered changed (edit, delete, reaction).
+    Updated {
+        /// The room.
+        room: RoomId,
+        /// The entry as it is now.
+        entry: RoomEntry,
+    },
+    /// The user may no longer read the room; nothing more will come from it.
+    Ended {
+        /// The room.
+        room: RoomId,
+        /// The last entry they may read.
+        last_seq: u64,
+    },
+    /// The subscription was refused or ended by the replica.
+    Refused(String),
+}
+
+impl From<Delivery> for LiveFrame {
+    fn from(d: Delivery) -> LiveFrame {
+        match d {
+            Delivery::Entry { room, entry } => LiveFrame::Entry { room, entry },
+            Delivery::Updated { room, entry } => LiveFrame::Updated { room, entry },
+            Delivery::Ended { room, last_seq } => LiveFrame::Ended { room, last_seq },
+        }
+    }
 }
 
 impl From<crate::im::protocol::ImResponse> for ClientResponse {
@@ -178,6 +251,30 @@ impl RequestFrame {
 
     /// Decodes untrusted bytes.
     pub fn decode(bytes: &[u8]) -> Result<RequestFrame, ClientFrameError> {
+        decode(bytes)
+    }
+}
+
+impl SubscribeFrame {
+    /// Encodes, version first.
+    pub fn encode(&self) -> Vec<u8> {
+        encode(self)
+    }
+
+    /// Decodes untrusted bytes.
+    pub fn decode(bytes: &[u8]) -> Result<SubscribeFrame, ClientFrameError> {
+        decode(bytes)
+    }
+}
+
+impl LiveFrame {
+    /// Encodes, version first.
+    pub fn encode(&self) -> Vec<u8> {
+        encode(self)
+    }
+
+    /// Decodes untrusted bytes.
+    pub fn decode(bytes: &[u8]) -> Result<LiveFrame, ClientFrameError> {
         decode(bytes)
     }
 }
