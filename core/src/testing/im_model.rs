@@ -158,7 +158,13 @@ impl Model {
             }
             Op::Send { u, .. } => {
                 room.member(u)?;
-                room.push(u)
+                let seq = room.push(u)?;
+                // Sending reads the room up to one's own message.
+                if let Some(seq) = seq {
+                    let c = room.read.entry(u).or_default();
+                    *c = (*c).max(seq);
+                }
+                Ok(seq)
             }
             Op::MarkRead { u, seq, .. } => {
                 let limit = room.readable(u).ok_or(ImError::NotMember)?;

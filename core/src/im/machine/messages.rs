@@ -57,6 +57,12 @@ impl ImMachine {
         };
         let receipt = self.append(ctx, &room, EntryKind::Message(message));
         if let Receipt::Appended { seq, .. } = &receipt {
+            // Whoever writes a message has read the room up to it: their own
+            // messages never count as unread.
+            if let Some(r) = self.state.rooms.get_mut(&room) {
+                let cursor = r.read.entry(ctx.author).or_default();
+                *cursor = (*cursor).max(*seq);
+            }
             self.state.messages_by_id.insert((ctx.author, msg_id), (room, *seq));
         }
         Ok(receipt)
