@@ -1,0 +1,295 @@
+//! The client side: what the `kith` command uses to talk to one replica.
+//!
+//! A [`Client`] dials one replica and keeps its swarm running in a task.
+//! Commands are signed once and resent unchanged (same command id) until
+//! a replica answers with their outcome, so a leader change or a lost
+//! answer never turns into a lost or doubled message: the state machine
+//! deduplicates by command id.
+
+use crate::key_file::KeyFile;
+use crate::net::behaviour::{build_swarm, BehaviourEvent, SwarmOptions, LIVE_PROTOCOL};
+use crate::net::codec::{read_frame, write_frame};
+use crate::net::peer_protocol::{self, AdminRequest, AdminResponse};
+use futures::StreamExt;
+use kith_core::im::client_protocol::{
+    ClientRequest, ClientResponse, CommandOutcome, LiveFrame, RequestFrame, ResponseFrame,
+    SubscribeFrame,
+};
+use kith_core::im::identity::Identity;
+use kith_core::im::protocol::{
+    CommandBody, Operation, QueryKind, QueryResult, RoomId, SignedCommand, IM_PROTOCOL_VERSION,
+};
+use kith_core::limits;
+use libp2p::request_response::{Event, Message, OutboundRequestId};
+use libp2p::swarm::SwarmEvent;
+use libp2p::{Multiaddr, PeerId};
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::{mpsc, oneshot};
+
+/// Why a client call failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// The replica could not be reached.
+    #[error("cannot reach the replica at {addr}: {reason}. Is `kith node` (or `kith dev`) running there?")]
+    Connect {
+        /// The address dialed.
+        addr: Multiaddr,
+        /// Why.
+        reason: String,
+    },
+    /// No answer in time (the cluster may have no leader).
+    #[error("no answer within {0:?}; the cluster may have lost its majority")]
+    Timeout(Duration),
+    /// The command was refused before ordering.
+    #[error("refused: {0}")]
+    Refused(String),
+    /// The replica did not understand us, or we did not understand it.
+    #[error("protocol error: {0}")]
+    Protocol(String),
+}
+
+type Pending = oneshot::Sender<Result<Vec<u8>, String>>;
+
+enum Call {
+    Client(Vec<u8>, Pending),
+    Admin(Vec<u8>, Pending),
+}
+
+/// A connection to one replica.
+pub struct Client {
+    identity: Identity,
+    replica: PeerId,
+    calls: mpsc::Sender<Call>,
+    control: libp2p_stream::Control,
+    next_request_id: u64,
+    /// How long a call keeps retrying.
+    pub patience: Duration,
+}
+
+impl Client {
+    /// Dials the replica at `addr` as the user (or operator) whose key is `key`.
+    pub async fn connect(key: &KeyFile, addr: Multiaddr) -> Result<Client, ClientError> {
+        let connect_err = |reason: String| ClientError::Connect { addr: addr.clone(), reason };
+        let options = SwarmOptions {
+            request_timeout: Some(Duration::from_secs(20)),
+            ..SwarmOptions::default()
+        };
+        let mut swarm =
+            build_swarm(key.keypair(), &options).map_err(|e| connect_err(e.to_string()))?;
+        swarm.dial(addr.clone()).map_err(|e| connect_err(e.to_string()))?;
+        let replica = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                match swarm.select_next_some().await {
+                    SwarmEvent::ConnectionEstablished { peer_id, .. } => return Ok(peer_id),
+                    SwarmEvent::OutgoingConnectionError { error, .. } => {
+                        return Err(error.to_string())
+                    }
+                    _ => {}
+                }
+            }
+        })
+        .await
+        .map_err(|_| connect_err("timed out".into()))?
+        .map_err(connect_err)?;
+        let control = swarm.behaviour().stream.new_control();
+        let (calls, rx) = mpsc::channel(64);
+        tokio::spawn(drive(swarm, replica, rx));
+        Ok(Client {
+            identity: key.identity(),
+            replica,
+            calls,
+            control,
+            next_request_id: 1,
+            patience: Duration::from_secs(30),
+        })
+    }
+
+    /// The replica's PeerId.
+    pub fn replica(&self) -> PeerId {
+        self.replica
+    }
+
+    /// Sends one request and waits for its answer (no retry).
+    pub async fn request(&mut self, request: ClientRequest) -> Result<ClientResponse, ClientError> {
+        let request_id = self.next_request_id;
+        self.next_request_id += 1;
+        let frame = RequestFrame { request_id, request }.encode();
+        let (tx, rx) = oneshot::channel();
+        self.calls
+            .send(Call::Client(frame, tx))
+            .await
+            .map_err(|_| ClientError::Protocol("connection closed".into()))?;
+        let bytes = rx
+            .await
+            .map_err(|_| ClientError::Protocol("connection closed".into()))?
+            .map_err(ClientError::Protocol)?;
+        let frame =
+            ResponseFrame::decode(&bytes).map_err(|e| ClientError::Protocol(e.to_string()))?;
+        if frame.request_id != request_id && frame.request_id != 0 {
+            return Err(ClientError::Protocol("answer to another request".into()));
+        }
+        Ok(frame.response)
+    }
+
+    /// Signs `op` once and submits it until its outcome is known.
+    pub async fn submit(&mut self, op: Operation) -> Result<CommandOutcome, ClientError> {
+        let body = CommandBody {
+            version: IM_PROTOCOL_VERSION,
+            command_id: uuid::Uuid::new_v4(),
+            issued_at_ms: now_ms(),
+            op,
+        };
+        let command = SignedCommand::sign(&self.identity, &body);
+        self.retrying(ClientRequest::Submit(command), |r| match r {
+            ClientResponse::Applied(outcome) => Some(Ok(outcome)),
+            ClientResponse::Refused(e) => Some(Err(ClientError::Refused(e.to_string()))),
+            ClientResponse::BadRequest(e) => Some(Err(ClientError::Protocol(e))),
+            _ => None,
+        })
+        .await
+    }
+
+    /// A linearizable query, retried across leader changes.
+    pub async fn query(&mut self, kind: QueryKind) -> Result<QueryResult, ClientError> {
+        self.retrying(ClientRequest::Query(kind), |r| match r {
+            ClientResponse::Answer(result) => Some(Ok(result)),
+            ClientResponse::BadRequest(e) => Some(Err(ClientError::Protocol(e))),
+            _ => None,
+        })
+        .await
+    }
+
+    async fn retrying<T>(
+        &mut self,
+        request: ClientRequest,
+        done: impl Fn(ClientResponse) -> Option<Result<T, ClientError>>,
+    ) -> Result<T, ClientError> {
+        let deadline = tokio::time::Instant::now() + self.patience;
+        let mut backoff = Duration::from_millis(25);
+        loop {
+            match self.request(request.clone()).await {
+                Ok(response) => {
+                    tracing::debug!(?response, "answer");
+                    if let Some(result) = done(response) {
+                        return result;
+                    }
+                }
+                Err(ClientError::Protocol(e)) => {
+                    tracing::debug!(error = %e, "request failed; retrying")
+                }
+                Err(e) => return Err(e),
+            }
+            if tokio::time::Instant::now() + backoff > deadline {
+                return Err(ClientError::Timeout(self.patience));
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(1));
+        }
+    }
+
+    /// An operator request on `/kith/admin/1`, retried while the cluster
+    /// has no leader.
+    pub async fn admin(&mut self, request: AdminRequest) -> Result<AdminResponse, ClientError> {
+        let deadline = tokio::time::Instant::now() + self.patience;
+        loop {
+            let (tx, rx) = oneshot::channel();
+            let frame = peer_protocol::encode(&request);
+            self.calls
+                .send(Call::Admin(frame, tx))
+                .await
+                .map_err(|_| ClientError::Protocol("connection closed".into()))?;
+            let answer = rx.await.map_err(|_| ClientError::Protocol("connection closed".into()))?;
+            match answer.map(|b| peer_protocol::decode::<AdminResponse>(&b)) {
+                Ok(Ok(AdminResponse::Retry(why))) => tracing::debug!(%why, "retrying"),
+                Ok(Ok(r)) => return Ok(r),
+                Ok(Err(e)) => return Err(ClientError::Protocol(e.to_string())),
+                Err(e) => tracing::debug!(error = %e, "admin request failed; retrying"),
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(ClientError::Timeout(self.patience));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Follows `rooms` from their cursors; frames arrive on the receiver
+    /// until the stream ends.
+    pub async fn subscribe(
+        &mut self,
+        rooms: Vec<(RoomId, u64)>,
+    ) -> Result<mpsc::Receiver<LiveFrame>, ClientError> {
+        let mut stream = self
+            .control
+            .open_stream(self.replica, LIVE_PROTOCOL)
+            .await
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        write_frame(&mut stream, &SubscribeFrame { rooms }.encode())
+            .await
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let (tx, rx) = mpsc::channel(64);
+        tokio::spawn(async move {
+            while let Ok(bytes) = read_frame(&mut stream, limits::FRAME_BYTES_MAX).await {
+                let Ok(frame) = LiveFrame::decode(&bytes) else { return };
+                if tx.send(frame).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(rx)
+    }
+
+    /// The signing identity.
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+}
+
+/// Milliseconds since the UNIX epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+async fn drive(
+    mut swarm: libp2p::Swarm<crate::net::behaviour::Behaviour>,
+    replica: PeerId,
+    mut calls: mpsc::Receiver<Call>,
+) {
+    let mut pending: BTreeMap<OutboundRequestId, Pending> = BTreeMap::new();
+    loop {
+        tokio::select! {
+            call = calls.recv() => match call {
+                Some(Call::Client(frame, tx)) => {
+                    let id = swarm.behaviour_mut().client.send_request(&replica, frame);
+                    pending.insert(id, tx);
+                }
+                Some(Call::Admin(frame, tx)) => {
+                    let id = swarm.behaviour_mut().admin.send_request(&replica, frame);
+                    pending.insert(id, tx);
+                }
+                None => return,
+            },
+            event = swarm.select_next_some() => {
+                let event = match event {
+                    SwarmEvent::Behaviour(BehaviourEvent::Client(e)) => e,
+                    SwarmEvent::Behaviour(BehaviourEvent::Admin(e)) => e,
+                    _ => continue,
+                };
+                match event {
+                    Event::Message { message: Message::Response { request_id, response }, .. } => {
+                        if let Some(tx) = pending.remove(&request_id) {
+                            let _ = tx.send(Ok(response));
+                        }
+                    }
+                    Event::OutboundFailure { request_id, error, .. } => {
+                        if let Some(tx) = pending.remove(&request_id) {
+                            let _ = tx.send(Err(error.to_string()));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,175 @@
+//! The libp2p behaviour every kith process runs, and the swarm around it.
+//!
+//! Replicas and clients use the same behaviour; a client simply never
+//! serves the replica protocols. Everything is bounded: request sizes by
+//! the codec, concurrent streams per connection by request-response,
+//! gossip message size by gossipsub, relay circuits by the relay config.
+
+use super::codec::FrameCodec;
+use kith_core::limits;
+use libp2p::swarm::behaviour::toggle::Toggle;
+use libp2p::swarm::NetworkBehaviour;
+use libp2p::{
+    autonat, dcutr, gossipsub, identify, kad, mdns, noise, ping, relay, request_response, tcp,
+    yamux, StreamProtocol, Swarm, SwarmBuilder,
+};
+use std::time::Duration;
+
+/// Replica to replica: Raft frames, forwarded commands, directory hellos.
+pub const PEER_PROTOCOL: StreamProtocol = StreamProtocol::new("/kith/peer/1");
+/// Client to replica: the client protocol (docs/PROTOCOL.md section 5).
+pub const CLIENT_PROTOCOL: StreamProtocol = StreamProtocol::new("/kith/client/1");
+/// Operator to replica: cluster status and membership.
+pub const ADMIN_PROTOCOL: StreamProtocol = StreamProtocol::new("/kith/admin/1");
+/// Live subscriptions: one stream per subscription.
+pub const LIVE_PROTOCOL: StreamProtocol = StreamProtocol::new("/kith/live/1");
+/// Kademlia protocol name (a private DHT for kith).
+pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/kith/kad/1");
+/// Gossipsub topic for signed presence announcements.
+pub const PRESENCE_TOPIC: &str = "kith/presence/1";
+/// Identify's protocol version string.
+pub const IDENTIFY_VERSION: &str = "kith/1";
+
+/// Largest request-response frame: a core frame plus its envelope.
+const RR_FRAME_BYTES_MAX: usize = limits::FRAME_BYTES_MAX + 4096;
+/// Concurrent inbound plus outbound request streams per connection.
+const RR_STREAMS_MAX: usize = 256;
+
+/// The behaviour.
+#[derive(NetworkBehaviour)]
+pub struct Behaviour {
+    /// Exchanges listen addresses and observed addresses.
+    pub identify: identify::Behaviour,
+    /// Liveness.
+    pub ping: ping::Behaviour,
+    /// `/kith/peer/1`.
+    pub peer: request_response::Behaviour<FrameCodec>,
+    /// `/kith/client/1`.
+    pub client: request_response::Behaviour<FrameCodec>,
+    /// `/kith/admin/1`.
+    pub admin: request_response::Behaviour<FrameCodec>,
+    /// Live subscription streams.
+    pub stream: libp2p_stream::Behaviour,
+    /// Presence (best effort; nothing that must not be lost uses it).
+    pub gossipsub: gossipsub::Behaviour,
+    /// Discovery.
+    pub kad: kad::Behaviour<kad::store::MemoryStore>,
+    /// Reaching peers behind NAT through a relay.
+    pub relay_client: relay::client::Behaviour,
+    /// Hole punching after a relayed connection.
+    pub dcutr: dcutr::Behaviour,
+    /// Learning whether our addresses are publicly reachable.
+    pub autonat: autonat::Behaviour,
+    /// Relay server mode (off unless asked for).
+    pub relay_server: Toggle<relay::Behaviour>,
+    /// Local discovery (off unless asked for).
+    pub mdns: Toggle<mdns::tokio::Behaviour>,
+}
+
+/// Options that change the swarm.
+#[derive(Clone, Debug, Default)]
+pub struct SwarmOptions {
+    /// Run a relay server, with limits raised for chat.
+    pub relay_server: bool,
+    /// Discover peers on the local network by multicast DNS.
+    pub mdns: bool,
+    /// Request timeout for the client protocol (replicas answer after commit).
+    pub request_timeout: Option<Duration>,
+}
+
+fn rr(protocol: StreamProtocol, timeout: Duration) -> request_response::Behaviour<FrameCodec> {
+    request_response::Behaviour::with_codec(
+        FrameCodec::new(RR_FRAME_BYTES_MAX),
+        [(protocol, request_response::ProtocolSupport::Full)],
+        request_response::Config::default()
+            .with_request_timeout(timeout)
+            .with_max_concurrent_streams(RR_STREAMS_MAX),
+    )
+}
+
+/// Relay limits for chat: the defaults (2 minutes, 128 KiB per circuit) cut
+/// off a conversation or a file transfer mid-way.
+fn relay_config() -> relay::Config {
+    relay::Config {
+        max_circuit_duration: Duration::from_secs(60 * 60),
+        max_circuit_bytes: 1 << 30,
+        max_circuits: 64,
+        max_circuits_per_peer: 4,
+        ..relay::Config::default()
+    }
+}
+
+/// Why the swarm could not be built.
+#[derive(Debug, thiserror::Error)]
+#[error("building the libp2p swarm: {0}")]
+pub struct SwarmError(String);
+
+fn err(e: impl std::fmt::Display) -> SwarmError {
+    SwarmError(e.to_string())
+}
+
+/// Builds the swarm: TCP and QUIC, noise, yamux, DNS, relay client.
+pub fn build_swarm(
+    key: libp2p::identity::Keypair,
+    options: &SwarmOptions,
+) -> Result<Swarm<Behaviour>, SwarmError> {
+    let request_timeout = options.request_timeout.unwrap_or(Duration::from_secs(30));
+    let swarm = SwarmBuilder::with_existing_identity(key)
+        .with_tokio()
+        .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
+        .map_err(err)?
+        .with_quic()
+        .with_dns()
+        .map_err(err)?
+        .with_relay_client(noise::Config::new, yamux::Config::default)
+        .map_err(err)?
+        .with_behaviour(|key, relay_client| {
+            let peer_id = key.public().to_peer_id();
+            let gossip_config = gossipsub::ConfigBuilder::default()
+                .max_transmit_size(16 * 1024)
+                .heartbeat_interval(Duration::from_secs(1))
+                .validation_mode(gossipsub::ValidationMode::Strict)
+                .build()
+                .map_err(|e| e.to_string())?;
+            let gossipsub = gossipsub::Behaviour::new(
+                gossipsub::MessageAuthenticity::Signed(key.clone()),
+                gossip_config,
+            )?;
+            let mut kad = kad::Behaviour::with_config(
+                peer_id,
+                kad::store::MemoryStore::new(peer_id),
+                kad::Config::new(KAD_PROTOCOL),
+            );
+            kad.set_mode(Some(kad::Mode::Server));
+            let mdns = if options.mdns {
+                Some(mdns::tokio::Behaviour::new(mdns::Config::default(), peer_id)?)
+            } else {
+                None
+            };
+            Ok(Behaviour {
+                identify: identify::Behaviour::new(identify::Config::new(
+                    IDENTIFY_VERSION.into(),
+                    key.public(),
+                )),
+                ping: ping::Behaviour::default(),
+                peer: rr(PEER_PROTOCOL, Duration::from_secs(10)),
+                client: rr(CLIENT_PROTOCOL, request_timeout),
+                admin: rr(ADMIN_PROTOCOL, request_timeout),
+                stream: libp2p_stream::Behaviour::new(),
+                gossipsub,
+                kad,
+                relay_client,
+                dcutr: dcutr::Behaviour::new(peer_id),
+                autonat: autonat::Behaviour::new(peer_id, autonat::Config::default()),
+                relay_server: options
+                    .relay_server
+                    .then(|| relay::Behaviour::new(peer_id, relay_config()))
+                    .into(),
+                mdns: mdns.into(),
+            })
+        })
+        .map_err(err)?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+        .build();
+    Ok(swarm)
+}

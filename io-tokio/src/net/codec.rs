@@ -1,0 +1,113 @@
+//! The request-response codec: each request and each response is one frame,
+//! a 4-byte big-endian length then that many bytes. The bytes are a
+//! versioned postcard frame that the receiver decodes (and may refuse); the
+//! codec only enforces the size limit, before allocating.
+
+use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use libp2p::request_response;
+use libp2p::StreamProtocol;
+use std::io;
+
+/// Length-prefixed frames of at most `max_bytes`.
+#[derive(Clone, Debug)]
+pub struct FrameCodec {
+    max_bytes: usize,
+}
+
+impl FrameCodec {
+    /// A codec that refuses frames longer than `max_bytes`.
+    pub fn new(max_bytes: usize) -> FrameCodec {
+        FrameCodec { max_bytes }
+    }
+}
+
+/// Reads one length-prefixed frame, refusing oversized ones before allocating.
+pub async fn read_frame<T: AsyncRead + Unpin>(io: &mut T, max_bytes: usize) -> io::Result<Vec<u8>> {
+    let mut len = [0u8; 4];
+    io.read_exact(&mut len).await?;
+    let len = u32::from_be_bytes(len) as usize;
+    if len > max_bytes {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("frame of {len} bytes exceeds the limit of {max_bytes}"),
+        ));
+    }
+    let mut buf = vec![0u8; len];
+    io.read_exact(&mut buf).await?;
+    Ok(buf)
+}
+
+/// Writes one length-prefixed frame.
+pub async fn write_frame<T: AsyncWrite + Unpin>(io: &mut T, frame: &[u8]) -> io::Result<()> {
+    let len = u32::try_from(frame.len())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "frame too large"))?;
+    io.write_all(&len.to_be_bytes()).await?;
+    io.write_all(frame).await?;
+    io.flush().await
+}
+
+impl request_response::Codec for FrameCodec {
+    type Protocol = StreamProtocol;
+    type Request = Vec<u8>;
+    type Response = Vec<u8>;
+
+    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Vec<u8>>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        read_frame(io, self.max_bytes).await
+    }
+
+    async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Vec<u8>>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        read_frame(io, self.max_bytes).await
+    }
+
+    async fn write_request<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        req: Vec<u8>,
+    ) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        write_frame(io, &req).await
+    }
+
+    async fn write_response<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        res: Vec<u8>,
+    ) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        write_frame(io, &res).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_round_trip_and_oversized_ones_are_refused_before_reading() {
+        futures::executor::block_on(async {
+            let mut buf = Vec::new();
+            write_frame(&mut buf, b"hello").await.unwrap();
+            let mut cursor = futures::io::Cursor::new(buf.clone());
+            assert_eq!(read_frame(&mut cursor, 5).await.unwrap(), b"hello");
+            let mut cursor = futures::io::Cursor::new(buf.clone());
+            assert_eq!(
+                read_frame(&mut cursor, 4).await.unwrap_err().kind(),
+                io::ErrorKind::InvalidData
+            );
+            let mut cursor = futures::io::Cursor::new(buf[..6].to_vec());
+            assert!(read_frame(&mut cursor, 5).await.is_err());
+        });
+    }
+}

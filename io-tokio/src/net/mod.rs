@@ -1,0 +1,7 @@
+//! Networking: the libp2p swarm, the frames it carries and the replica
+//! directory.
+
+pub mod behaviour;
+pub mod codec;
+pub mod directory;
+pub mod peer_protocol;

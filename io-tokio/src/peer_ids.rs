@@ -1,0 +1,47 @@
+//! How libp2p identities map onto kith's: a replica's Raft id is derived
+//! from its PeerId, and a client's user id is its PeerId's ed25519 key.
+//!
+//! Deriving the Raft id (rather than assigning one) makes the replica
+//! directory self-certifying: a record "node N is peer P" is checked by
+//! hashing P, so a peer cannot claim another replica's id.
+
+use kith_core::ids::NodeId;
+use kith_core::im::identity::UserId;
+use libp2p::PeerId;
+
+/// The Raft id of the replica whose key has this PeerId: the first eight
+/// bytes of `blake3("kith node id" || peer id bytes)`, never zero.
+pub fn node_id_of(peer: &PeerId) -> NodeId {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(b"kith node id");
+    hasher.update(&peer.to_bytes());
+    let hash = hasher.finalize();
+    let raw = u64::from_le_bytes(hash.as_bytes()[..8].try_into().expect("8 bytes"));
+    // Keep ids readable (below 2^53, exact in JSON) and non-zero.
+    NodeId((raw & ((1 << 53) - 1)).max(1))
+}
+
+/// The user a connection's PeerId authenticates, if it is an ed25519 key.
+pub fn user_of(peer: &PeerId) -> Option<UserId> {
+    UserId::from_peer_id(&peer.to_base58()).ok()
+}
+
+/// The PeerId of a user.
+pub fn peer_of(user: UserId) -> PeerId {
+    PeerId::from_bytes(&user.peer_id_bytes()).expect("ed25519 peer ids are valid multihashes")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn users_and_peers_round_trip() {
+        let key = libp2p::identity::Keypair::generate_ed25519();
+        let peer = key.public().to_peer_id();
+        let user = user_of(&peer).unwrap();
+        assert_eq!(peer_of(user), peer);
+        assert_ne!(node_id_of(&peer).get(), 0);
+        assert_eq!(node_id_of(&peer), node_id_of(&peer));
+    }
+}

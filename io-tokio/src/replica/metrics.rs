@@ -1,0 +1,173 @@
+//! The Prometheus text endpoint (`--metrics ADDR`).
+
+use super::Replica;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Counters the run loop keeps.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    pub(super) leader_changes: u64,
+    pub(super) raft_frames_shed: u64,
+    pub(super) raft_frames_refused: u64,
+    commit_latency_sum: Duration,
+    commit_latency_count: u64,
+    /// Counts of commits at or under each bucket bound.
+    commit_latency_buckets: [u64; BUCKETS_MS.len()],
+}
+
+const BUCKETS_MS: [u64; 8] = [1, 5, 10, 25, 50, 100, 500, 1000];
+
+impl Metrics {
+    /// Records one command's time from submission to applied.
+    pub(super) fn observe_commit(&mut self, latency: Duration) {
+        self.commit_latency_sum += latency;
+        self.commit_latency_count += 1;
+        for (bound, count) in BUCKETS_MS.iter().zip(&mut self.commit_latency_buckets) {
+            if latency <= Duration::from_millis(*bound) {
+                *count += 1;
+            }
+        }
+    }
+}
+
+/// What the endpoint serves: the text, rebuilt by the run loop.
+#[derive(Debug, Default)]
+pub struct MetricsSnapshot {
+    text: String,
+}
+
+impl Replica {
+    pub(super) fn publish_metrics(&mut self) {
+        let s = self.node.status();
+        let m = &self.metrics;
+        let core = self.node.metrics();
+        let mut text = String::with_capacity(2048);
+        let mut line = |name: &str, kind: &str, help: &str, value: String| {
+            text.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"));
+        };
+        line("kith_applied_index", "gauge", "Highest log index applied.", s.applied.to_string());
+        line(
+            "kith_commit_index",
+            "gauge",
+            "Highest log index known committed.",
+            s.commit.to_string(),
+        );
+        line("kith_term", "gauge", "Current Raft term.", s.term.to_string());
+        line(
+            "kith_is_leader",
+            "gauge",
+            "1 on the leader.",
+            u8::from(s.leader == Some(s.id)).to_string(),
+        );
+        line(
+            "kith_leader_changes_total",
+            "counter",
+            "Role changes seen.",
+            m.leader_changes.to_string(),
+        );
+        line(
+            "kith_peers_connected",
+            "gauge",
+            "Connected libp2p peers.",
+            self.swarm.connected_peers().count().to_string(),
+        );
+        line(
+            "kith_members",
+            "gauge",
+            "Voters and learners.",
+            (s.membership.voters.len() + s.membership.learners.len()).to_string(),
+        );
+        line(
+            "kith_proposals_pending",
+            "gauge",
+            "Client commands awaiting commit.",
+            self.proposals.len().to_string(),
+        );
+        line(
+            "kith_reads_pending",
+            "gauge",
+            "Reads awaiting their read index.",
+            self.reads.len().to_string(),
+        );
+        line(
+            "kith_live_subscriptions",
+            "gauge",
+            "Open live streams.",
+            self.live_count().to_string(),
+        );
+        line(
+            "kith_raft_frames_shed_total",
+            "counter",
+            "Raft frames dropped at the per-peer in-flight limit.",
+            m.raft_frames_shed.to_string(),
+        );
+        line(
+            "kith_raft_frames_refused_total",
+            "counter",
+            "Raft frames refused from non-members.",
+            m.raft_frames_refused.to_string(),
+        );
+        line(
+            "kith_frames_malformed_total",
+            "counter",
+            "Peer frames that did not decode.",
+            core.frames_malformed.to_string(),
+        );
+        line(
+            "kith_snapshots_taken_total",
+            "counter",
+            "Snapshots taken.",
+            core.snapshots_taken.to_string(),
+        );
+        text.push_str(
+            "# HELP kith_commit_latency_seconds Submission to applied, on the accepting replica.\n",
+        );
+        text.push_str("# TYPE kith_commit_latency_seconds histogram\n");
+        for (bound, count) in BUCKETS_MS.iter().zip(m.commit_latency_buckets) {
+            text.push_str(&format!(
+                "kith_commit_latency_seconds_bucket{{le=\"{}\"}} {count}\n",
+                *bound as f64 / 1000.0
+            ));
+        }
+        text.push_str(&format!(
+            "kith_commit_latency_seconds_bucket{{le=\"+Inf\"}} {}\nkith_commit_latency_seconds_sum {}\nkith_commit_latency_seconds_count {}\n",
+            m.commit_latency_count,
+            m.commit_latency_sum.as_secs_f64(),
+            m.commit_latency_count
+        ));
+        if let Ok(mut shared) = self.shared_metrics.lock() {
+            shared.text = text;
+        }
+    }
+}
+
+/// Serves the metrics text over plain HTTP on `addr`.
+pub(super) async fn serve(
+    addr: SocketAddr,
+    metrics: Arc<Mutex<MetricsSnapshot>>,
+) -> Result<(), super::ReplicaError> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| super::ReplicaError::Metrics { addr, reason: e.to_string() })?;
+    tracing::info!(%addr, "serving metrics at /metrics");
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let metrics = metrics.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 1024];
+                // One request per connection; the request itself is ignored.
+                let _ = tokio::time::timeout(Duration::from_secs(5), socket.read(&mut buf)).await;
+                let body = metrics.lock().map(|m| m.text.clone()).unwrap_or_default();
+                let reply = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = socket.write_all(reply.as_bytes()).await;
+            });
+        }
+    });
+    Ok(())
+}

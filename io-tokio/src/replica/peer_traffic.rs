@@ -1,0 +1,249 @@
+//! Swarm events, and the replica-to-replica protocol.
+
+use super::askers::{answer, answer_admin, AdminAsker, Asker};
+use super::{Outbound, Replica};
+use crate::net::behaviour::BehaviourEvent;
+use crate::net::peer_protocol::{self, PeerRequest, PeerResponse};
+use crate::peer_ids::node_id_of;
+use kith_core::im::client_protocol::ClientResponse;
+use kith_core::node::Input;
+use libp2p::request_response::{Event, Message, ResponseChannel};
+use libp2p::swarm::SwarmEvent;
+use libp2p::{gossipsub, identify, PeerId};
+
+impl Replica {
+    pub(super) fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        match event {
+            SwarmEvent::Behaviour(BehaviourEvent::Peer(e)) => self.on_peer_event(e),
+            SwarmEvent::Behaviour(BehaviourEvent::Client(e)) => self.on_client_event(e),
+            SwarmEvent::Behaviour(BehaviourEvent::Admin(e)) => self.on_admin_event(e),
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message {
+                message,
+                ..
+            })) => self.on_presence_gossip(&message.data),
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
+                peer_id,
+                info,
+                ..
+            })) => self.on_identified(peer_id, info),
+            SwarmEvent::NewListenAddr { address, .. } => {
+                tracing::info!(%address, "listening");
+                let me = *self.swarm.local_peer_id();
+                self.directory.insert(me, std::slice::from_ref(&address));
+            }
+            SwarmEvent::ConnectionEstablished { peer_id, endpoint, .. } => {
+                let dialed = endpoint.get_remote_address();
+                if endpoint.is_dialer()
+                    && self.join_targets.iter().any(|t| same_transport_addr(t, dialed))
+                {
+                    self.join_peers.insert(peer_id);
+                }
+                if self.directory.knows(&peer_id) || self.join_peers.contains(&peer_id) {
+                    self.send_hello(peer_id);
+                }
+            }
+            SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
+                self.on_disconnected(peer_id)
+            }
+            _ => {}
+        }
+    }
+
+    fn on_identified(&mut self, peer: PeerId, info: identify::Info) {
+        if self.is_member(&peer) || self.join_peers.contains(&peer) {
+            let addrs: Vec<_> = info.listen_addrs.into_iter().take(8).collect();
+            if self.directory.insert(peer, &addrs) {
+                self.directory.save();
+            }
+        }
+    }
+
+    fn on_disconnected(&mut self, peer: PeerId) {
+        if self.is_member(&peer) {
+            let now = self.now();
+            self.node.handle_input(now, Input::PeerUnreachable { peer: node_id_of(&peer) });
+        }
+    }
+
+    /// Whether `peer` is a voter or learner of the current configuration.
+    pub(super) fn is_member(&self, peer: &PeerId) -> bool {
+        self.node.status().membership.contains(node_id_of(peer))
+    }
+
+    /// Raft traffic is taken from members only; a replica that has not yet
+    /// learned any configuration (it is joining) takes it from the replicas
+    /// its join target told it about.
+    fn may_send_raft(&self, peer: &PeerId) -> bool {
+        let membership = self.node.status().membership;
+        if membership.voters.is_empty() && membership.learners.is_empty() {
+            return self.directory.knows(peer) || self.join_peers.contains(peer);
+        }
+        membership.contains(node_id_of(peer))
+    }
+
+    pub(super) fn send_hellos(&mut self) {
+        let peers: Vec<PeerId> = self
+            .directory
+            .peers()
+            .filter(|(id, _)| self.node.status().membership.contains(*id))
+            .map(|(_, p)| p)
+            .chain(self.join_peers.iter().copied())
+            .filter(|p| p != self.swarm.local_peer_id())
+            .collect();
+        for peer in peers {
+            self.send_hello(peer);
+        }
+    }
+
+    fn send_hello(&mut self, peer: PeerId) {
+        let request = peer_protocol::encode(&PeerRequest::Hello(self.directory.records()));
+        let id = self.swarm.behaviour_mut().peer.send_request(&peer, request);
+        self.outbound.insert(id, Outbound::Hello);
+    }
+
+    fn on_peer_event(&mut self, event: Event<Vec<u8>, Vec<u8>>) {
+        match event {
+            Event::Message { peer, message: Message::Request { request, channel, .. }, .. } => {
+                self.on_peer_request(peer, &request, channel)
+            }
+            Event::Message {
+                peer, message: Message::Response { request_id, response }, ..
+            } => {
+                if let Some(what) = self.outbound.remove(&request_id) {
+                    self.on_peer_response(peer, what, &response);
+                }
+            }
+            Event::OutboundFailure { peer, request_id, error, .. } => {
+                tracing::debug!(%peer, %error, "peer request failed");
+                if let Some(what) = self.outbound.remove(&request_id) {
+                    self.on_peer_failure(what);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn on_peer_request(&mut self, peer: PeerId, bytes: &[u8], channel: ResponseChannel<Vec<u8>>) {
+        let request = match peer_protocol::decode::<PeerRequest>(bytes) {
+            Ok(r) => r,
+            Err(e) => return self.refuse_peer(peer, channel, format!("malformed frame: {e}")),
+        };
+        let now = self.now();
+        match request {
+            PeerRequest::Raft(frame) if self.may_send_raft(&peer) => {
+                let from = node_id_of(&peer);
+                self.node.handle_input(now, Input::Received { from, bytes: frame });
+                self.respond_peer(channel, &PeerResponse::Ack);
+            }
+            PeerRequest::Raft(_) => {
+                self.metrics.raft_frames_refused += 1;
+                tracing::warn!(%peer, "refused Raft traffic from a peer outside the cluster");
+                self.refuse_peer(peer, channel, "not a member of this cluster".into());
+            }
+            PeerRequest::Hello(records) => {
+                // Only members' records are taken from an arbitrary peer;
+                // records are self-certifying, so a member cannot forge one.
+                let membership = self.node.status().membership;
+                let members: Vec<_> = records
+                    .into_iter()
+                    .filter(|r| {
+                        PeerId::from_bytes(&r.peer)
+                            .is_ok_and(|p| membership.contains(node_id_of(&p)))
+                    })
+                    .collect();
+                if self.directory.merge(&members) {
+                    self.directory.save();
+                }
+                let ours = PeerResponse::Hello(self.directory.records());
+                self.respond_peer(channel, &ours);
+            }
+            PeerRequest::Forward(command) if self.is_member(&peer) => {
+                self.submit(command, Asker::Replica(channel), None);
+            }
+            PeerRequest::Admin(request) if self.is_member(&peer) => {
+                self.admin(request, AdminAsker::Replica(channel));
+            }
+            _ => self.refuse_peer(peer, channel, "not a member of this cluster".into()),
+        }
+    }
+
+    fn respond_peer(&mut self, channel: ResponseChannel<Vec<u8>>, response: &PeerResponse) {
+        let frame = peer_protocol::encode(response);
+        let _ = self.swarm.behaviour_mut().peer.send_response(channel, frame);
+    }
+
+    fn refuse_peer(&mut self, peer: PeerId, channel: ResponseChannel<Vec<u8>>, why: String) {
+        tracing::debug!(%peer, %why, "peer request refused");
+        self.respond_peer(channel, &PeerResponse::Refused(why));
+    }
+
+    fn on_peer_response(&mut self, peer: PeerId, what: Outbound, bytes: &[u8]) {
+        let response = peer_protocol::decode::<PeerResponse>(bytes);
+        match (what, response) {
+            (Outbound::Raft(p), _) => self.raft_done(p),
+            (Outbound::Forward(asker), Ok(PeerResponse::Forwarded(r))) => {
+                answer(&mut self.swarm, asker, r)
+            }
+            (Outbound::Admin(asker), Ok(PeerResponse::Admin(r))) => {
+                answer_admin(&mut self.swarm, asker, r)
+            }
+            (Outbound::Hello, Ok(PeerResponse::Hello(records))) => {
+                if (self.is_member(&peer) || self.join_peers.contains(&peer))
+                    && self.directory.merge(&records)
+                {
+                    self.directory.save();
+                    self.add_directory_addresses();
+                }
+            }
+            (what, _) => self.on_peer_failure(what),
+        }
+    }
+
+    fn on_peer_failure(&mut self, what: Outbound) {
+        match what {
+            Outbound::Raft(p) => self.raft_done(p),
+            // The leader may have applied it: the client retries with the
+            // same command id, which is idempotent.
+            Outbound::Forward(asker) => {
+                answer(&mut self.swarm, asker, ClientResponse::Retry { maybe_applied: true })
+            }
+            Outbound::Admin(asker) => {
+                let retry = crate::net::peer_protocol::AdminResponse::Retry(
+                    "the leader did not answer".into(),
+                );
+                answer_admin(&mut self.swarm, asker, retry)
+            }
+            Outbound::Hello => {}
+        }
+    }
+
+    fn raft_done(&mut self, peer: PeerId) {
+        if let Some(n) = self.raft_in_flight.get_mut(&peer) {
+            *n = n.saturating_sub(1);
+        }
+    }
+
+    pub(super) fn add_directory_addresses(&mut self) {
+        let me = *self.swarm.local_peer_id();
+        let known: Vec<_> = self
+            .directory
+            .peers()
+            .filter(|(_, p)| *p != me)
+            .flat_map(|(id, p)| self.directory.addrs(id).iter().map(move |a| (p, a.clone())))
+            .collect();
+        for (peer, addr) in known {
+            self.swarm.add_peer_address(peer, addr);
+        }
+    }
+}
+
+/// Whether two addresses name the same transport endpoint (ignoring a
+/// trailing `/p2p/...`).
+fn same_transport_addr(a: &libp2p::Multiaddr, b: &libp2p::Multiaddr) -> bool {
+    let strip = |m: &libp2p::Multiaddr| {
+        m.iter()
+            .filter(|p| !matches!(p, libp2p::multiaddr::Protocol::P2p(_)))
+            .collect::<libp2p::Multiaddr>()
+    };
+    strip(a) == strip(b)
+}

@@ -1,0 +1,190 @@
+//! Start-up: open the disk, recover or create the node, build the swarm.
+
+use super::{clock::Clock, live, metrics, MetricsSnapshot, Replica};
+use crate::key_file::{KeyFile, KeyFileError};
+use crate::net::behaviour::{build_swarm, SwarmError, SwarmOptions, PRESENCE_TOPIC};
+use crate::net::directory::Directory;
+use crate::peer_ids::node_id_of;
+use crate::storage::{DiskWriter, SegmentLog, StorageError, WriteReport};
+use kith_core::config::Config;
+use kith_core::im::presence::PresenceTable;
+use kith_core::im::subscriptions::SubscriptionHub;
+use kith_core::im::ImMachine;
+use kith_core::node::Node;
+use libp2p::{gossipsub, Multiaddr, PeerId};
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// How a replica with an empty disk starts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StartMode {
+    /// Only resume from disk; refuse to start empty.
+    Resume,
+    /// Start a new cluster with this replica as its only voter.
+    Bootstrap,
+    /// Wait to be added to the cluster reachable at these addresses.
+    Join(Vec<Multiaddr>),
+}
+
+/// How to run one replica.
+#[derive(Clone, Debug)]
+pub struct ReplicaOptions {
+    /// The data directory (made by `kith init`).
+    pub data_dir: PathBuf,
+    /// Addresses to listen on.
+    pub listen: Vec<Multiaddr>,
+    /// What to do when the disk is empty.
+    pub mode: StartMode,
+    /// PeerIds allowed to change membership.
+    pub admins: Vec<PeerId>,
+    /// Swarm options.
+    pub swarm: SwarmOptions,
+    /// Raft tick.
+    pub tick_interval: Duration,
+    /// Entries between snapshots.
+    pub snapshot_threshold_entries: u64,
+    /// Serve Prometheus metrics here.
+    pub metrics: Option<SocketAddr>,
+}
+
+impl ReplicaOptions {
+    /// Defaults for `data_dir`.
+    pub fn new(data_dir: PathBuf) -> ReplicaOptions {
+        ReplicaOptions {
+            data_dir,
+            listen: Vec::new(),
+            mode: StartMode::Resume,
+            admins: Vec::new(),
+            swarm: SwarmOptions::default(),
+            tick_interval: Duration::from_millis(50),
+            snapshot_threshold_entries: 10_000,
+            metrics: None,
+        }
+    }
+}
+
+/// Why a replica stopped or could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReplicaError {
+    /// The node key.
+    #[error("{0} (run `kith init --dir DIR` first)")]
+    Key(#[from] KeyFileError),
+    /// The disk.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// libp2p.
+    #[error(transparent)]
+    Swarm(#[from] SwarmError),
+    /// An address could not be listened on.
+    #[error("cannot listen on {addr}: {reason}")]
+    Listen {
+        /// The address.
+        addr: Multiaddr,
+        /// Why.
+        reason: String,
+    },
+    /// The disk is empty and no start mode says what to do.
+    #[error(
+        "{0} holds no replica state: pass --bootstrap to start a new cluster, or --join ADDR \
+         to join an existing one"
+    )]
+    Empty(PathBuf),
+    /// The node refused to start or stopped.
+    #[error("the replica stopped: {0}")]
+    Halted(String),
+    /// The metrics endpoint.
+    #[error("metrics endpoint {addr}: {reason}")]
+    Metrics {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        reason: String,
+    },
+}
+
+type Started = (Replica, mpsc::UnboundedReceiver<WriteReport>, mpsc::Receiver<live::LiveRequest>);
+
+/// Opens everything and returns the replica ready to run.
+pub(super) async fn start(options: &ReplicaOptions) -> Result<Started, ReplicaError> {
+    let key = KeyFile::load(&options.data_dir.join("node.key"))?;
+    let peer_id = key.peer_id();
+    let id = node_id_of(&peer_id);
+    let (log, recovered) = SegmentLog::open(&options.data_dir)?;
+    if recovered.torn_tail_bytes > 0 {
+        tracing::warn!(bytes = recovered.torn_tail_bytes, "recovered from a torn write");
+    }
+    let clock = Clock::start();
+    let now = clock.now();
+    // The seed only spreads election timeouts; the PeerId-derived id is
+    // distinct per replica, and the clock varies it across restarts.
+    let mut config = Config::new(id, id.get() ^ now.as_micros());
+    config.tick_interval = options.tick_interval;
+    config.snapshot_threshold_entries = options.snapshot_threshold_entries;
+    let has_state = recovered.snapshot.is_some() || !recovered.entries.is_empty();
+    let node = match (&options.mode, has_state) {
+        (_, true) => Node::recover(config, &recovered, ImMachine::default(), now),
+        (StartMode::Bootstrap, false) => Node::bootstrap(config, &[id], ImMachine::default(), now),
+        (StartMode::Join(_), false) => Node::join(config, ImMachine::default(), now),
+        (StartMode::Resume, false) => return Err(ReplicaError::Empty(options.data_dir.clone())),
+    }
+    .map_err(|e| ReplicaError::Halted(e.to_string()))?;
+    let (disk, disk_reports) = DiskWriter::start(log);
+    let mut swarm = build_swarm(key.keypair(), &options.swarm)?;
+    for addr in &options.listen {
+        swarm
+            .listen_on(addr.clone())
+            .map_err(|e| ReplicaError::Listen { addr: addr.clone(), reason: e.to_string() })?;
+    }
+    let topic = gossipsub::IdentTopic::new(PRESENCE_TOPIC);
+    let _ = swarm.behaviour_mut().gossipsub.subscribe(&topic);
+    let mut directory = Directory::load(&options.data_dir.join("peers"));
+    directory.insert(peer_id, &[]);
+    for (_, peer) in directory.peers().collect::<Vec<_>>() {
+        if peer != peer_id {
+            for addr in directory.addrs(node_id_of(&peer)).to_vec() {
+                swarm.add_peer_address(peer, addr);
+            }
+        }
+    }
+    let join_targets = match &options.mode {
+        StartMode::Join(addrs) => addrs.clone(),
+        _ => Vec::new(),
+    };
+    for addr in &join_targets {
+        if let Err(e) = swarm.dial(addr.clone()) {
+            tracing::warn!(%addr, error = %e, "cannot dial the join address");
+        }
+    }
+    let live_requests = live::accept(swarm.behaviour().stream.new_control());
+    let status = node.status();
+    tracing::info!(
+        %peer_id, node_id = %id, applied = %status.applied, term = %status.term,
+        "replica started"
+    );
+    let replica = Replica {
+        node,
+        swarm,
+        disk,
+        directory,
+        join_targets,
+        join_peers: BTreeSet::new(),
+        admins: options.admins.iter().copied().collect(),
+        clock,
+        proposals: BTreeMap::new(),
+        reads: BTreeMap::new(),
+        admin_proposals: BTreeMap::new(),
+        outbound: BTreeMap::new(),
+        raft_in_flight: BTreeMap::new(),
+        hub: SubscriptionHub::default(),
+        live: live::LiveSubscribers::default(),
+        presence: PresenceTable::default(),
+        metrics: metrics::Metrics::default(),
+        shared_metrics: Arc::new(Mutex::new(MetricsSnapshot::default())),
+    };
+    Ok((replica, disk_reports, live_requests))
+}
