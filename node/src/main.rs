@@ -1,15 +1,63 @@
-//! The `kith` binary. The replica and client commands arrive with the real
-//! node (see the issue tracker: "The real node"); until then the binary says
-//! so and exits non-zero rather than pretending to run.
+//! The `kith` binary: replicas (`init`, `node`, `cluster`), users (`id`,
+//! `register`, `room`, `send`, `dm`, `history`, `tail`, `inbox`,
+//! `presence`, `chat`) and the one-command local cluster (`dev`).
 
+mod cli;
+mod dev;
+mod live_commands;
+mod render;
+mod replica_commands;
+mod session;
+mod settings;
+mod user_commands;
+
+use clap::Parser;
+use cli::{Cli, Command, LogFormat};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    eprintln!(
-        "kith {}: the replica and client commands are not built yet.\n\
-         Run the seeded cluster simulation instead:\n  \
-         cargo run --release -p kith-sim-tests --bin kith-sim -- --seed 42",
-        env!("CARGO_PKG_VERSION")
-    );
-    ExitCode::from(2)
+    let cli = Cli::parse();
+    init_tracing(cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let json = cli.json;
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            if json {
+                println!("{}", serde_json::json!({ "error": format!("{e:#}") }));
+            } else {
+                eprintln!("error: {e:#}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,kith_io_tokio=info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command.clone() {
+        Command::Dev(args) => dev::run(&cli, args).await,
+        Command::Init(args) => replica_commands::init(&cli, &args),
+        Command::Node(args) => replica_commands::node(args).await,
+        Command::Cluster(c) => replica_commands::cluster(&cli, c).await,
+        Command::Id(c) => user_commands::id(&cli, c),
+        Command::Chat { room } => live_commands::chat(&cli, room).await,
+        Command::Tail { room, from } => live_commands::tail(&cli, &room, from).await,
+        other => user_commands::run(&cli, other).await,
+    }
 }

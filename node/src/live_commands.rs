@@ -1,0 +1,170 @@
+//! The commands that stay open: `tail` and `chat`.
+
+use crate::cli::Cli;
+use crate::render;
+use crate::session::Session;
+use crate::user_commands::announce;
+use anyhow::{bail, Result};
+use kith_core::im::client_protocol::{ClientRequest, ClientResponse, LiveFrame};
+use kith_core::im::identity::UserId;
+use kith_core::im::presence::PresenceStatus;
+use kith_core::im::protocol::{Operation, QueryKind, QueryReply, RoomId, Target};
+use std::collections::BTreeMap;
+use std::time::Duration;
+use tokio::io::AsyncBufReadExt;
+use tokio::sync::mpsc;
+
+/// Where a room's live view starts: after `from`, else ten entries back.
+async fn start_cursor(s: &mut Session, room: &RoomId, from: Option<u64>) -> Result<u64> {
+    if let Some(from) = from {
+        return Ok(from);
+    }
+    match s.query(QueryKind::Room { room: room.clone() }).await? {
+        QueryReply::Room(info) => Ok(info.summary.last_seq.saturating_sub(10)),
+        _ => bail!("unexpected answer to a room query"),
+    }
+}
+
+/// Follows a room until interrupted; reconnects (to any configured replica)
+/// and resumes from the last sequence number shown, so nothing is missed
+/// or shown twice.
+pub async fn tail(cli: &Cli, room: &str, from: Option<u64>) -> Result<()> {
+    let mut s = Session::open(cli).await?;
+    let room = s.resolve_room(room).await?;
+    let mut cursor = start_cursor(&mut s, &room, from).await?;
+    loop {
+        let mut frames = s.client.subscribe(vec![(room.clone(), cursor)]).await?;
+        loop {
+            tokio::select! {
+                frame = frames.recv() => match frame {
+                    Some(frame) => {
+                        if let Some(end) = show(cli, &mut s, frame, &mut cursor).await? {
+                            return end;
+                        }
+                    }
+                    None => break,
+                },
+                _ = tokio::signal::ctrl_c() => return Ok(()),
+            }
+        }
+        tracing::warn!("the live stream ended; reconnecting");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        s = Session::open(cli).await?;
+    }
+}
+
+/// Shows one frame; `Some` when the subscription is over.
+async fn show(
+    cli: &Cli,
+    s: &mut Session,
+    frame: LiveFrame,
+    cursor: &mut u64,
+) -> Result<Option<Result<()>>> {
+    match frame {
+        LiveFrame::Entry { room, entry } => {
+            *cursor = entry.seq;
+            render::print_entry(s, cli.json, &room, &entry).await;
+        }
+        LiveFrame::Updated { room, entry } => render::print_entry(s, cli.json, &room, &entry).await,
+        LiveFrame::Ended { room, last_seq } => {
+            let label = s.room_label(&room).await;
+            return Ok(Some(Err(anyhow::anyhow!(
+                "you can no longer read {label} (after seq {last_seq})"
+            ))));
+        }
+        LiveFrame::Refused(why) => {
+            return Ok(Some(Err(anyhow::anyhow!("subscription refused: {why}"))))
+        }
+        _ => {}
+    }
+    Ok(None)
+}
+
+/// Interactive chat in one room.
+pub async fn chat(cli: &Cli, room: Option<String>) -> Result<()> {
+    let mut s = Session::open(cli).await?;
+    let room = match room {
+        Some(r) => s.resolve_room(&r).await?,
+        None => match s.query(QueryKind::Rooms).await? {
+            QueryReply::Rooms(rooms) if !rooms.is_empty() => rooms[0].room.clone(),
+            _ => bail!("you are in no room yet: `kith chat ROOM` (create one with `kith room create ROOM`)"),
+        },
+    };
+    let label = s.room_label(&room).await;
+    announce(&mut s, PresenceStatus::Online).await?;
+    let mut cursor = start_cursor(&mut s, &room, None).await?;
+    let mut frames = s.client.subscribe(vec![(room.clone(), cursor)]).await?;
+    println!("-- {label}: type a message and press Enter; /away, /online, /who, /quit");
+    let (lines_tx, mut lines) = mpsc::channel::<String>(16);
+    tokio::spawn(async move {
+        let mut stdin = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+        while let Ok(Some(line)) = stdin.next_line().await {
+            if lines_tx.send(line).await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut heartbeat = tokio::time::interval(Duration::from_secs(30));
+    let mut seen: BTreeMap<UserId, PresenceStatus> = BTreeMap::new();
+    let mut status = PresenceStatus::Online;
+    loop {
+        tokio::select! {
+            frame = frames.recv() => match frame {
+                Some(frame) => if let Some(end) = show(cli, &mut s, frame, &mut cursor).await? { return end },
+                None => {
+                    println!("-- reconnecting");
+                    s = Session::open(cli).await?;
+                    frames = s.client.subscribe(vec![(room.clone(), cursor)]).await?;
+                }
+            },
+            line = lines.recv() => match line.as_deref().map(str::trim) {
+                None | Some("/quit") => break,
+                Some("") => {}
+                Some("/away") => { status = PresenceStatus::Away; announce(&mut s, status).await?; }
+                Some("/online") => { status = PresenceStatus::Online; announce(&mut s, status).await?; }
+                Some("/who") => who(&mut s, &room, &mut seen, true).await?,
+                Some(text) => {
+                    let to = match &room {
+                        RoomId::Direct(a, b) => Target::User(if *a == s.me { *b } else { *a }),
+                        group => Target::Room(group.clone()),
+                    };
+                    if let Err(e) = s.submit(Operation::Send { to, text: text.to_string() }).await {
+                        println!("-- not sent: {e:#}");
+                    }
+                }
+            },
+            _ = heartbeat.tick() => {
+                announce(&mut s, status).await?;
+                who(&mut s, &room, &mut seen, false).await?;
+            }
+            _ = tokio::signal::ctrl_c() => break,
+        }
+    }
+    let _ = announce(&mut s, PresenceStatus::Offline).await;
+    Ok(())
+}
+
+/// Prints presence changes of the room's members (all of them with `all`).
+async fn who(
+    s: &mut Session,
+    room: &RoomId,
+    seen: &mut BTreeMap<UserId, PresenceStatus>,
+    all: bool,
+) -> Result<()> {
+    let QueryReply::Room(info) = s.query(QueryKind::Room { room: room.clone() }).await? else {
+        return Ok(());
+    };
+    let users: Vec<UserId> = info.members.iter().map(|(u, _)| *u).collect();
+    if let ClientResponse::Presence(list) =
+        s.client.request(ClientRequest::PresenceOf(users)).await?
+    {
+        for p in list {
+            if all || seen.get(&p.user) != Some(&p.status) {
+                let name = s.name_of(p.user).await;
+                println!("-- {name} is {}", format!("{:?}", p.status).to_lowercase());
+            }
+            seen.insert(p.user, p.status);
+        }
+    }
+    Ok(())
+}

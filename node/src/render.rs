@@ -1,0 +1,89 @@
+//! How entries look: a line for people, a JSON object for scripts.
+
+use crate::session::Session;
+use kith_core::im::protocol::{EntryKind, RoomEntry, RoomId};
+use serde_json::{json, Value};
+
+/// Local time of day for a UNIX millisecond stamp (UTC; no time zone database).
+fn clock(ms: u64) -> String {
+    let secs = ms / 1000;
+    format!("{:02}:{:02}:{:02}", (secs / 3600) % 24, (secs / 60) % 60, secs % 60)
+}
+
+/// What an entry says, in words: the text of a message, or a sentence
+/// naming who did what for everything else.
+pub async fn describe(session: &mut Session, entry: &RoomEntry) -> String {
+    let actor = session.name_of(entry.author).await;
+    match &entry.kind {
+        EntryKind::Message(m) if m.deleted => "(deleted)".into(),
+        EntryKind::Message(m) => {
+            let edited = if m.edits > 0 { " (edited)" } else { "" };
+            format!("{}{edited}", m.text)
+        }
+        EntryKind::Created { visibility } => {
+            format!("{actor} created the room ({})", format!("{visibility:?}").to_lowercase())
+        }
+        EntryKind::Invited { user } => format!("{actor} invited {}", session.name_of(*user).await),
+        EntryKind::Joined { user } => format!("{} joined", session.name_of(*user).await),
+        EntryKind::Left { user } => format!("{} left", session.name_of(*user).await),
+        EntryKind::Kicked { user } => format!("{actor} removed {}", session.name_of(*user).await),
+        EntryKind::Banned { user } => format!("{actor} banned {}", session.name_of(*user).await),
+        EntryKind::Unbanned { user } => {
+            format!("{actor} unbanned {}", session.name_of(*user).await)
+        }
+        EntryKind::RoleChanged { user, role } => {
+            let role = format!("{role:?}").to_lowercase();
+            format!("{actor} made {} {role}", session.name_of(*user).await)
+        }
+        EntryKind::Renamed { title } => format!("{actor} renamed the room to {title}"),
+        EntryKind::TopicChanged { topic } => format!("{actor} set the topic: {topic}"),
+        _ => "(an entry this version cannot show)".into(),
+    }
+}
+
+/// One entry as a line.
+pub async fn line(session: &mut Session, room: &RoomId, entry: &RoomEntry) -> String {
+    let label = session.room_label(room).await;
+    let what = describe(session, entry).await;
+    let who = if matches!(entry.kind, EntryKind::Message(_)) {
+        format!("{}:", session.name_of(entry.author).await)
+    } else {
+        "*".to_string()
+    };
+    format!("{label} {:>4} {} {who} {what}", entry.seq, clock(entry.time_ms))
+}
+
+/// One entry as JSON.
+pub async fn object(session: &mut Session, room: &RoomId, entry: &RoomEntry) -> Value {
+    let author_name = session.name_of(entry.author).await;
+    let mut v = json!({
+        "room": session.room_label(room).await,
+        "seq": entry.seq,
+        "time_ms": entry.time_ms,
+        "author": entry.author.to_string(),
+        "author_name": author_name,
+    });
+    match &entry.kind {
+        EntryKind::Message(m) => {
+            v["kind"] = json!("message");
+            v["msg_id"] = json!(m.msg_id.to_string());
+            v["text"] = json!(if m.deleted { "" } else { m.text.as_str() });
+            v["deleted"] = json!(m.deleted);
+            v["edits"] = json!(m.edits);
+        }
+        _ => {
+            v["kind"] = json!("event");
+            v["text"] = json!(describe(session, entry).await);
+        }
+    }
+    v
+}
+
+/// Prints an entry in the chosen format.
+pub async fn print_entry(session: &mut Session, json: bool, room: &RoomId, entry: &RoomEntry) {
+    if json {
+        println!("{}", object(session, room, entry).await);
+    } else {
+        println!("{}", line(session, room, entry).await);
+    }
+}

@@ -1,0 +1,326 @@
+//! The one-shot user commands.
+
+use crate::cli::{Cli, Command, IdCommand, RoomCommand, StatusArg};
+use crate::render;
+use crate::session::{parse_since, Session};
+use crate::settings;
+use anyhow::{bail, Context, Result};
+use kith_core::im::client_protocol::{ClientRequest, ClientResponse};
+use kith_core::im::presence::{PresenceBody, PresenceStatus, SignedPresence};
+use kith_core::im::protocol::{
+    Operation, QueryKind, QueryReply, Receipt, RoomId, Target, Visibility,
+};
+use kith_core::limits;
+use kith_io_tokio::client::now_ms;
+use kith_io_tokio::key_file::KeyFile;
+use serde_json::json;
+
+/// `kith id ...`: local keys only, no network.
+pub fn id(cli: &Cli, command: IdCommand) -> Result<()> {
+    let home = settings::home(cli.home.as_deref());
+    match command {
+        IdCommand::New { name } => {
+            settings::check_name(&name)?;
+            let path = settings::user_key_path(&home, &name);
+            let key = KeyFile::create(&path)?;
+            if cli.json {
+                println!(
+                    "{}",
+                    json!({ "name": name, "peer_id": key.peer_id().to_string(), "key": path })
+                );
+            } else {
+                println!("created user {name}: {}", key.peer_id());
+                println!("key: {}", path.display());
+                println!("next: kith --as {name} register");
+            }
+        }
+        IdCommand::Show { name } => {
+            settings::check_name(&name)?;
+            let key = KeyFile::load(&settings::user_key_path(&home, &name))?;
+            if cli.json {
+                println!("{}", json!({ "name": name, "peer_id": key.peer_id().to_string() }));
+            } else {
+                println!("{}", key.peer_id());
+            }
+        }
+        IdCommand::List => {
+            let dir = home.join("users");
+            let mut names: Vec<String> = std::fs::read_dir(&dir)
+                .map(|rd| {
+                    rd.filter_map(|e| e.ok())
+                        .filter_map(|e| {
+                            e.file_name().to_str()?.strip_suffix(".key").map(str::to_string)
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            names.sort();
+            for name in names {
+                let key = KeyFile::load(&settings::user_key_path(&home, &name))?;
+                if cli.json {
+                    println!("{}", json!({ "name": name, "peer_id": key.peer_id().to_string() }));
+                } else {
+                    println!("{name}\t{}", key.peer_id());
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The user commands that need a connection.
+pub async fn run(cli: &Cli, command: Command) -> Result<()> {
+    let mut s = Session::open(cli).await?;
+    match command {
+        Command::Register { name } => {
+            let name = name.unwrap_or_else(|| s.local_name.clone());
+            let receipt = s.submit(Operation::Register { name }).await?;
+            report(cli, &mut s, &receipt).await;
+        }
+        Command::Room(room) => room_command(cli, &mut s, room).await?,
+        Command::Send { room, text } => {
+            let room = s.resolve_room(&room).await?;
+            let to = match room {
+                RoomId::Direct(a, b) => Target::User(if a == s.me { b } else { a }),
+                group => Target::Room(group),
+            };
+            let receipt = s.submit(Operation::Send { to, text }).await?;
+            report(cli, &mut s, &receipt).await;
+        }
+        Command::Dm { user, text } => {
+            let user = s.resolve_user(&user).await?;
+            let receipt = s.submit(Operation::Send { to: Target::User(user), text }).await?;
+            report(cli, &mut s, &receipt).await;
+        }
+        Command::History { room, limit, before, since } => {
+            history(cli, &mut s, &room, limit, before, since).await?
+        }
+        Command::Inbox => inbox(cli, &mut s).await?,
+        Command::Presence { status, of } => presence(cli, &mut s, status, of).await?,
+        _ => unreachable!("dispatched in main"),
+    }
+    Ok(())
+}
+
+async fn report(cli: &Cli, s: &mut Session, receipt: &Receipt) {
+    let (what, room, seq) = match receipt {
+        Receipt::Registered { name } => {
+            if cli.json {
+                println!("{}", json!({ "registered": name, "peer_id": s.me.to_string() }));
+            } else {
+                println!("registered as {name}");
+            }
+            return;
+        }
+        Receipt::Appended { room, seq } => ("appended", room, seq),
+        Receipt::Updated { room, seq } => ("updated", room, seq),
+        Receipt::ReadUpTo { room, seq } => ("read up to", room, seq),
+        _ => ("done", &RoomId::Group(String::new()), &0),
+    };
+    let label = s.room_label(room).await;
+    if cli.json {
+        println!("{}", json!({ "ok": what, "room": label, "seq": seq }));
+    } else {
+        println!("{what} {label} seq {seq}");
+    }
+}
+
+async fn room_command(cli: &Cli, s: &mut Session, command: RoomCommand) -> Result<()> {
+    let op = match command {
+        RoomCommand::Create { room, private } => {
+            let visibility = if private { Visibility::Private } else { Visibility::Public };
+            Operation::CreateRoom { name: room.trim_start_matches('#').to_string(), visibility }
+        }
+        RoomCommand::Invite { room, user } => Operation::Invite {
+            room: s.resolve_room(&room).await?,
+            user: s.resolve_user(&user).await?,
+        },
+        RoomCommand::Join { room } => Operation::Join { room: s.resolve_room(&room).await? },
+        RoomCommand::Leave { room } => Operation::Leave { room: s.resolve_room(&room).await? },
+        RoomCommand::Kick { room, user } => Operation::Kick {
+            room: s.resolve_room(&room).await?,
+            user: s.resolve_user(&user).await?,
+        },
+        RoomCommand::Ban { room, user } => Operation::Ban {
+            room: s.resolve_room(&room).await?,
+            user: s.resolve_user(&user).await?,
+        },
+        RoomCommand::Topic { room, topic } => {
+            Operation::SetTopic { room: s.resolve_room(&room).await?, topic }
+        }
+        RoomCommand::List => return room_list(cli, s).await,
+        RoomCommand::Info { room } => return room_info(cli, s, &room).await,
+    };
+    let receipt = s.submit(op).await?;
+    report(cli, s, &receipt).await;
+    Ok(())
+}
+
+async fn room_list(cli: &Cli, s: &mut Session) -> Result<()> {
+    let QueryReply::Rooms(rooms) = s.query(QueryKind::Rooms).await? else {
+        bail!("unexpected answer to a room list");
+    };
+    for r in rooms {
+        let label = s.room_label(&r.room).await;
+        let unread = r.last_seq.saturating_sub(r.read_seq);
+        if cli.json {
+            println!(
+                "{}",
+                json!({ "room": label, "members": r.members, "last_seq": r.last_seq, "read_seq": r.read_seq, "topic": r.topic })
+            );
+        } else {
+            println!("{label}\t{} members\t{unread} unread\t{}", r.members, r.topic);
+        }
+    }
+    Ok(())
+}
+
+async fn room_info(cli: &Cli, s: &mut Session, room: &str) -> Result<()> {
+    let room = s.resolve_room(room).await?;
+    let QueryReply::Room(info) = s.query(QueryKind::Room { room: room.clone() }).await? else {
+        bail!("unexpected answer to a room query");
+    };
+    let mut members = Vec::new();
+    for (user, role) in &info.members {
+        members.push((s.name_of(*user).await, format!("{role:?}").to_lowercase()));
+    }
+    let label = s.room_label(&room).await;
+    if cli.json {
+        let m: Vec<_> = members.iter().map(|(n, r)| json!({ "name": n, "role": r })).collect();
+        println!(
+            "{}",
+            json!({ "room": label, "topic": info.summary.topic, "last_seq": info.summary.last_seq, "members": m })
+        );
+    } else {
+        println!("{label} ({} entries) {}", info.summary.last_seq, info.summary.topic);
+        for (n, r) in members {
+            println!("  {n} ({r})");
+        }
+    }
+    Ok(())
+}
+
+async fn history(
+    cli: &Cli,
+    s: &mut Session,
+    room: &str,
+    limit: u32,
+    before: Option<u64>,
+    since: Option<String>,
+) -> Result<()> {
+    let room = s.resolve_room(room).await?;
+    let limit = limit.clamp(1, limits::PAGE_ENTRIES_MAX as u32);
+    let entries = match since {
+        Some(since) => {
+            let from_ms = parse_since(&since, now_ms())?;
+            let to_ms = before.map_or(u64::MAX, |_| u64::MAX);
+            let kind =
+                QueryKind::HistoryByTime { room: room.clone(), from_ms, to_ms, after: None, limit };
+            match s.query(kind).await? {
+                QueryReply::Page(p) => {
+                    p.entries.into_iter().filter(|e| before.is_none_or(|b| e.seq < b)).collect()
+                }
+                _ => bail!("unexpected answer to a history query"),
+            }
+        }
+        None => {
+            // The newest `limit` entries (before `before`, when given).
+            let before = Some(before.unwrap_or(u64::MAX));
+            match s
+                .query(QueryKind::History { room: room.clone(), after: None, before, limit })
+                .await?
+            {
+                QueryReply::Page(p) => p.entries,
+                _ => bail!("unexpected answer to a history query"),
+            }
+        }
+    };
+    for entry in &entries {
+        render::print_entry(s, cli.json, &room, entry).await;
+    }
+    Ok(())
+}
+
+async fn inbox(cli: &Cli, s: &mut Session) -> Result<()> {
+    let mut after = None;
+    let mut last_seen = std::collections::BTreeMap::new();
+    loop {
+        let kind =
+            QueryKind::Inbox { after: after.clone(), limit: limits::PAGE_ENTRIES_MAX as u32 };
+        let QueryReply::Inbox(page) = s.query(kind).await? else {
+            bail!("unexpected answer to an inbox query");
+        };
+        for (room, entry) in &page.items {
+            render::print_entry(s, cli.json, room, entry).await;
+            last_seen.insert(room.clone(), entry.seq);
+        }
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    if last_seen.is_empty() && !cli.json {
+        println!("nothing unread");
+    }
+    for (room, seq) in last_seen {
+        s.submit(Operation::MarkRead { room, seq }).await.context("marking the inbox read")?;
+    }
+    Ok(())
+}
+
+async fn presence(
+    cli: &Cli,
+    s: &mut Session,
+    status: Option<StatusArg>,
+    of: Vec<String>,
+) -> Result<()> {
+    if let Some(status) = status {
+        let status = match status {
+            StatusArg::Online => PresenceStatus::Online,
+            StatusArg::Away => PresenceStatus::Away,
+            StatusArg::Offline => PresenceStatus::Offline,
+        };
+        announce(s, status).await?;
+        if !cli.json {
+            println!("you are {}", format!("{status:?}").to_lowercase());
+        }
+    }
+    let mut users = Vec::new();
+    for u in &of {
+        users.push(s.resolve_user(u).await?);
+    }
+    if users.is_empty() && status.is_none() {
+        users.push(s.me);
+    }
+    if users.is_empty() {
+        return Ok(());
+    }
+    match s.client.request(ClientRequest::PresenceOf(users)).await? {
+        ClientResponse::Presence(list) => {
+            for p in list {
+                let name = s.name_of(p.user).await;
+                let status = format!("{:?}", p.status).to_lowercase();
+                if cli.json {
+                    println!(
+                        "{}",
+                        json!({ "user": p.user.to_string(), "name": name, "status": status, "last_seen_ms": p.last_seen_ms })
+                    );
+                } else {
+                    println!("{name}\t{status}");
+                }
+            }
+            Ok(())
+        }
+        other => bail!("unexpected answer to a presence query: {other:?}"),
+    }
+}
+
+/// Announces presence with a time-to-live of two minutes.
+pub async fn announce(s: &mut Session, status: PresenceStatus) -> Result<()> {
+    let body = PresenceBody { status, issued_at_ms: now_ms(), ttl_ms: 120_000 };
+    let signed = SignedPresence::sign(s.client.identity(), &body);
+    match s.client.request(ClientRequest::Presence(signed)).await? {
+        ClientResponse::PresenceTaken => Ok(()),
+        other => bail!("presence was not taken: {other:?}"),
+    }
+}
