@@ -48,6 +48,9 @@ pub enum ClientError {
     /// The replica did not understand us, or we did not understand it.
     #[error("protocol error: {0}")]
     Protocol(String),
+    /// The connection failed mid-request (the replica may have crashed).
+    #[error("connection lost: {0}")]
+    Transport(String),
 }
 
 type Pending = oneshot::Sender<Result<Vec<u8>, String>>;
@@ -59,7 +62,11 @@ enum Call {
 
 /// A connection to one replica.
 pub struct Client {
+    key: KeyFile,
     identity: Identity,
+    /// Replicas to try, in order; `current` is the one connected.
+    addrs: Vec<Multiaddr>,
+    current: usize,
     replica: PeerId,
     calls: mpsc::Sender<Call>,
     control: libp2p_stream::Control,
@@ -71,39 +78,51 @@ pub struct Client {
 impl Client {
     /// Dials the replica at `addr` as the user (or operator) whose key is `key`.
     pub async fn connect(key: &KeyFile, addr: Multiaddr) -> Result<Client, ClientError> {
-        let connect_err = |reason: String| ClientError::Connect { addr: addr.clone(), reason };
-        let options = SwarmOptions {
-            request_timeout: Some(Duration::from_secs(20)),
-            ..SwarmOptions::default()
-        };
-        let mut swarm =
-            build_swarm(key.keypair(), &options).map_err(|e| connect_err(e.to_string()))?;
-        swarm.dial(addr.clone()).map_err(|e| connect_err(e.to_string()))?;
-        let replica = tokio::time::timeout(Duration::from_secs(10), async {
-            loop {
-                match swarm.select_next_some().await {
-                    SwarmEvent::ConnectionEstablished { peer_id, .. } => return Ok(peer_id),
-                    SwarmEvent::OutgoingConnectionError { error, .. } => {
-                        return Err(error.to_string())
-                    }
-                    _ => {}
+        Client::connect_any(key, vec![addr]).await
+    }
+
+    /// Dials the first reachable replica of `addrs`. When a replica fails
+    /// mid-call, the client moves on to the next one and resends the same
+    /// request (commands keep their id, so this is safe).
+    pub async fn connect_any(key: &KeyFile, addrs: Vec<Multiaddr>) -> Result<Client, ClientError> {
+        let mut last = None;
+        for (i, addr) in addrs.iter().enumerate() {
+            match dial(key, addr.clone()).await {
+                Ok((replica, calls, control)) => {
+                    return Ok(Client {
+                        key: key.clone(),
+                        identity: key.identity(),
+                        addrs,
+                        current: i,
+                        replica,
+                        calls,
+                        control,
+                        next_request_id: 1,
+                        patience: Duration::from_secs(30),
+                    })
                 }
+                Err(e) => last = Some(e),
             }
-        })
-        .await
-        .map_err(|_| connect_err("timed out".into()))?
-        .map_err(connect_err)?;
-        let control = swarm.behaviour().stream.new_control();
-        let (calls, rx) = mpsc::channel(64);
-        tokio::spawn(drive(swarm, replica, rx));
-        Ok(Client {
-            identity: key.identity(),
-            replica,
-            calls,
-            control,
-            next_request_id: 1,
-            patience: Duration::from_secs(30),
-        })
+        }
+        Err(last.unwrap_or_else(|| ClientError::Protocol("no replica address given".into())))
+    }
+
+    /// Connects to the next replica in the list that answers.
+    async fn fail_over(&mut self) -> Result<(), ClientError> {
+        let mut last = None;
+        for step in 1..=self.addrs.len() {
+            let i = (self.current + step) % self.addrs.len();
+            match dial(&self.key, self.addrs[i].clone()).await {
+                Ok((replica, calls, control)) => {
+                    tracing::info!(addr = %self.addrs[i], "connected to another replica");
+                    (self.current, self.replica, self.calls, self.control) =
+                        (i, replica, calls, control);
+                    return Ok(());
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.expect("at least one address"))
     }
 
     /// The replica's PeerId.
@@ -117,14 +136,9 @@ impl Client {
         self.next_request_id += 1;
         let frame = RequestFrame { request_id, request }.encode();
         let (tx, rx) = oneshot::channel();
-        self.calls
-            .send(Call::Client(frame, tx))
-            .await
-            .map_err(|_| ClientError::Protocol("connection closed".into()))?;
-        let bytes = rx
-            .await
-            .map_err(|_| ClientError::Protocol("connection closed".into()))?
-            .map_err(ClientError::Protocol)?;
+        let closed = || ClientError::Transport("connection closed".into());
+        self.calls.send(Call::Client(frame, tx)).await.map_err(|_| closed())?;
+        let bytes = rx.await.map_err(|_| closed())?.map_err(ClientError::Transport)?;
         let frame =
             ResponseFrame::decode(&bytes).map_err(|e| ClientError::Protocol(e.to_string()))?;
         if frame.request_id != request_id && frame.request_id != 0 {
@@ -133,16 +147,29 @@ impl Client {
         Ok(frame.response)
     }
 
-    /// Signs `op` once and submits it until its outcome is known.
-    pub async fn submit(&mut self, op: Operation) -> Result<CommandOutcome, ClientError> {
+    /// Signs `op` with a fresh command id.
+    pub fn sign(&self, op: Operation) -> SignedCommand {
         let body = CommandBody {
             version: IM_PROTOCOL_VERSION,
             command_id: uuid::Uuid::new_v4(),
             issued_at_ms: now_ms(),
             op,
         };
-        let command = SignedCommand::sign(&self.identity, &body);
-        self.retrying(ClientRequest::Submit(command), |r| match r {
+        SignedCommand::sign(&self.identity, &body)
+    }
+
+    /// Signs `op` once and submits it until its outcome is known.
+    pub async fn submit(&mut self, op: Operation) -> Result<CommandOutcome, ClientError> {
+        let command = self.sign(op);
+        self.submit_signed(&command).await
+    }
+
+    /// Submits an already signed command until its outcome is known.
+    pub async fn submit_signed(
+        &mut self,
+        command: &SignedCommand,
+    ) -> Result<CommandOutcome, ClientError> {
+        self.retrying(ClientRequest::Submit(command.clone()), |r| match r {
             ClientResponse::Applied(outcome) => Some(Ok(outcome)),
             ClientResponse::Refused(e) => Some(Err(ClientError::Refused(e.to_string()))),
             ClientResponse::BadRequest(e) => Some(Err(ClientError::Protocol(e))),
@@ -176,8 +203,11 @@ impl Client {
                         return result;
                     }
                 }
-                Err(ClientError::Protocol(e)) => {
-                    tracing::debug!(error = %e, "request failed; retrying")
+                Err(ClientError::Transport(e)) => {
+                    tracing::debug!(error = %e, "request failed; trying another replica");
+                    if let Err(e) = self.fail_over().await {
+                        tracing::debug!(error = %e, "no other replica answered");
+                    }
                 }
                 Err(e) => return Err(e),
             }
@@ -196,16 +226,19 @@ impl Client {
         loop {
             let (tx, rx) = oneshot::channel();
             let frame = peer_protocol::encode(&request);
-            self.calls
-                .send(Call::Admin(frame, tx))
-                .await
-                .map_err(|_| ClientError::Protocol("connection closed".into()))?;
-            let answer = rx.await.map_err(|_| ClientError::Protocol("connection closed".into()))?;
+            let sent = self.calls.send(Call::Admin(frame, tx)).await.is_ok();
+            let answer = match rx.await {
+                Ok(answer) if sent => answer,
+                _ => Err("connection closed".to_string()),
+            };
             match answer.map(|b| peer_protocol::decode::<AdminResponse>(&b)) {
                 Ok(Ok(AdminResponse::Retry(why))) => tracing::debug!(%why, "retrying"),
                 Ok(Ok(r)) => return Ok(r),
                 Ok(Err(e)) => return Err(ClientError::Protocol(e.to_string())),
-                Err(e) => tracing::debug!(error = %e, "admin request failed; retrying"),
+                Err(e) => {
+                    tracing::debug!(error = %e, "admin request failed; trying another replica");
+                    let _ = self.fail_over().await;
+                }
             }
             if tokio::time::Instant::now() > deadline {
                 return Err(ClientError::Timeout(self.patience));
@@ -224,10 +257,10 @@ impl Client {
             .control
             .open_stream(self.replica, LIVE_PROTOCOL)
             .await
-            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+            .map_err(|e| ClientError::Transport(e.to_string()))?;
         write_frame(&mut stream, &SubscribeFrame { rooms }.encode())
             .await
-            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+            .map_err(|e| ClientError::Transport(e.to_string()))?;
         let (tx, rx) = mpsc::channel(64);
         tokio::spawn(async move {
             while let Ok(bytes) = read_frame(&mut stream, limits::FRAME_BYTES_MAX).await {
@@ -244,6 +277,33 @@ impl Client {
     pub fn identity(&self) -> &Identity {
         &self.identity
     }
+}
+
+type Dialed = (PeerId, mpsc::Sender<Call>, libp2p_stream::Control);
+
+/// Connects to one replica and starts the task that drives the swarm.
+async fn dial(key: &KeyFile, addr: Multiaddr) -> Result<Dialed, ClientError> {
+    let connect_err = |reason: String| ClientError::Connect { addr: addr.clone(), reason };
+    let options =
+        SwarmOptions { request_timeout: Some(Duration::from_secs(10)), ..SwarmOptions::default() };
+    let mut swarm = build_swarm(key.keypair(), &options).map_err(|e| connect_err(e.to_string()))?;
+    swarm.dial(addr.clone()).map_err(|e| connect_err(e.to_string()))?;
+    let replica = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match swarm.select_next_some().await {
+                SwarmEvent::ConnectionEstablished { peer_id, .. } => return Ok(peer_id),
+                SwarmEvent::OutgoingConnectionError { error, .. } => return Err(error.to_string()),
+                _ => {}
+            }
+        }
+    })
+    .await
+    .map_err(|_| connect_err("timed out".into()))?
+    .map_err(connect_err)?;
+    let control = swarm.behaviour().stream.new_control();
+    let (calls, rx) = mpsc::channel(64);
+    tokio::spawn(drive(swarm, replica, rx));
+    Ok((replica, calls, control))
 }
 
 /// Milliseconds since the UNIX epoch.

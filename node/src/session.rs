@@ -23,14 +23,7 @@ pub async fn connect_as(cli: &Cli, key: &KeyFile) -> Result<Client> {
     let home = settings::home(cli.home.as_deref());
     let config = settings::load_config(&home)?;
     let addrs = settings::node_addrs(cli.node.as_deref(), &config)?;
-    let mut last = None;
-    for addr in addrs {
-        match Client::connect(key, addr).await {
-            Ok(c) => return Ok(c),
-            Err(e) => last = Some(e),
-        }
-    }
-    Err(anyhow!(last.expect("at least one address")))
+    Ok(Client::connect_any(key, addrs).await?)
 }
 
 impl Session {
