@@ -44,7 +44,7 @@ use std::time::Duration;
 /// (Raft retransmits) so a slow peer cannot grow our memory.
 const RAFT_IN_FLIGHT_PER_PEER_MAX: usize = 256;
 /// How often replicas exchange their directories.
-const HELLO_INTERVAL: Duration = Duration::from_secs(5);
+const HELLO_INTERVAL: Duration = Duration::from_secs(2);
 
 /// What an outbound peer request was for.
 #[derive(Debug)]
@@ -104,7 +104,10 @@ pub async fn run(
                 None => return Err(ReplicaError::Halted("the disk writer stopped".into())),
             },
             Some(request) = live_requests.recv() => replica.on_live_request(request),
-            _ = hello.tick() => replica.send_hellos(),
+            _ = hello.tick() => {
+                replica.redial_join_targets();
+                replica.send_hellos();
+            }
             _ = tokio::time::sleep_until(wake) => replica.on_timer(),
             () = &mut shutdown => break,
         }

@@ -81,6 +81,23 @@ impl Replica {
         membership.contains(node_id_of(peer))
     }
 
+    /// While this replica has no configuration yet, keeps dialing the join
+    /// addresses (the target may have started after us).
+    pub(super) fn redial_join_targets(&mut self) {
+        let membership = self.node.status().membership;
+        if !membership.voters.is_empty() || !membership.learners.is_empty() {
+            return;
+        }
+        for addr in self.join_targets.clone() {
+            let connected = self.join_peers.iter().any(|p| self.swarm.is_connected(p));
+            if !connected {
+                if let Err(e) = self.swarm.dial(addr.clone()) {
+                    tracing::debug!(%addr, error = %e, "cannot dial the join address");
+                }
+            }
+        }
+    }
+
     pub(super) fn send_hellos(&mut self) {
         let peers: Vec<PeerId> = self
             .directory

@@ -160,6 +160,15 @@ pub(super) async fn start(options: &ReplicaOptions) -> Result<Started, ReplicaEr
             tracing::warn!(%addr, error = %e, "cannot dial the join address");
         }
     }
+    // A join address that names its PeerId makes that peer trusted from
+    // the start, whichever side connects first.
+    let join_peers: BTreeSet<PeerId> = join_targets
+        .iter()
+        .filter_map(|a| match a.iter().last() {
+            Some(libp2p::multiaddr::Protocol::P2p(peer)) => Some(peer),
+            _ => None,
+        })
+        .collect();
     let live_requests = live::accept(swarm.behaviour().stream.new_control());
     let status = node.status();
     tracing::info!(
@@ -172,7 +181,7 @@ pub(super) async fn start(options: &ReplicaOptions) -> Result<Started, ReplicaEr
         disk,
         directory,
         join_targets,
-        join_peers: BTreeSet::new(),
+        join_peers,
         admins: options.admins.iter().copied().collect(),
         clock,
         proposals: BTreeMap::new(),

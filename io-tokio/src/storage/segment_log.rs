@@ -21,16 +21,19 @@ pub enum StorageError {
     },
     /// The log is damaged before its tail.
     #[error(
-        "{path} is corrupt: {cause}. The replica will not start on damaged data; move {dir} \
-         aside and re-add this replica to the cluster so it copies a healthy replica's state"
+        "{path} is corrupt at byte {offset} ({detail}): data that was once durable is damaged, \
+         so the replica will not start. Move {dir} aside, start an empty replica with --join, \
+         and re-add it with `kith cluster add` so it copies a healthy replica's state"
     )]
     Corrupt {
         /// The damaged segment.
         path: PathBuf,
+        /// Where in it.
+        offset: usize,
+        /// What is wrong there.
+        detail: String,
         /// The data directory to move aside.
         dir: PathBuf,
-        /// What recovery found.
-        cause: RecoveryError,
     },
     /// A file in `log/` that is not a segment.
     #[error("unexpected file {0} in the log directory; remove it or restore the directory")]
@@ -79,15 +82,20 @@ impl SegmentLog {
         }
         let views: Vec<&[u8]> = contents.iter().map(Vec::as_slice).collect();
         let recovered = durable::recover(&views).map_err(|cause| {
-            let index = match &cause {
-                RecoveryError::Corrupt { segment, .. }
-                | RecoveryError::Inconsistent { segment, .. } => *segment,
-                _ => 0,
+            let (index, offset, detail) = match &cause {
+                RecoveryError::Corrupt { segment, offset, cause } => {
+                    (*segment, *offset, cause.to_string())
+                }
+                RecoveryError::Inconsistent { segment, offset, reason } => {
+                    (*segment, *offset, (*reason).to_string())
+                }
+                other => (0, 0, other.to_string()),
             };
             StorageError::Corrupt {
                 path: segment_path(&dir, segments.get(index).copied().unwrap_or(0)),
+                offset,
+                detail,
                 dir: data_dir.to_path_buf(),
-                cause,
             }
         })?;
         if segments.is_empty() {
