@@ -1,0 +1,169 @@
+//! Bad input on every listening port: garbage bytes, truncated, oversized
+//! and wrong-version frames, Raft traffic from a stranger, and a flood.
+//! The replica stays up, refuses or limits the offender, and loses nothing.
+
+mod support;
+
+use futures::StreamExt;
+use kith_core::im::client_protocol::{ClientRequest, ResponseFrame};
+use kith_core::im::protocol::{Operation, QueryKind, RoomId, Target, Visibility};
+use kith_io_tokio::key_file::KeyFile;
+use kith_io_tokio::net::behaviour::{build_swarm, BehaviourEvent, SwarmOptions, CLIENT_PROTOCOL};
+use kith_io_tokio::net::peer_protocol::{self, PeerRequest, PeerResponse};
+use libp2p::request_response::{Event, Message};
+use libp2p::swarm::SwarmEvent;
+use std::time::Duration;
+use support::{history, ok, user, Cluster};
+use tokio::io::AsyncWriteExt;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_floods_and_strangers_do_not_hurt_a_replica() {
+    let mut cluster = Cluster::start("bad-input", 1, &[]).await;
+    let keys = cluster.scratch.0.join("users");
+    std::fs::create_dir_all(&keys).unwrap();
+    let room = RoomId::Group("safe".into());
+    let mut ann = user(&keys, "ann", cluster.addrs()).await;
+    ok(ann
+        .submit(Operation::CreateRoom { name: "safe".into(), visibility: Visibility::Public })
+        .await
+        .unwrap());
+    ok(ann
+        .submit(Operation::Send { to: Target::Room(room.clone()), text: "before".into() })
+        .await
+        .unwrap());
+
+    // Raw garbage on the TCP port, from several connections at once.
+    let port = cluster.replicas[0].addr.iter().find_map(|p| match p {
+        libp2p::multiaddr::Protocol::Tcp(port) => Some(port),
+        _ => None,
+    });
+    let mut junk = Vec::new();
+    for i in 0..8u8 {
+        junk.push(tokio::spawn(async move {
+            if let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", port.unwrap())).await {
+                let bytes: Vec<u8> =
+                    (0..256 * 1024).map(|k| (k as u8).wrapping_mul(31) ^ i).collect();
+                let _ = s.write_all(&bytes).await;
+            }
+        }));
+    }
+    for j in junk {
+        j.await.unwrap();
+    }
+
+    // A stranger with a valid libp2p identity speaking our protocols badly.
+    let stranger = KeyFile::create(&keys.join("stranger.key")).unwrap();
+    let mut swarm = build_swarm(stranger.keypair(), &SwarmOptions::default()).unwrap();
+    let target = cluster.replicas[0].peer;
+    swarm.dial(cluster.replicas[0].dial_addr()).unwrap();
+    let frames: Vec<Vec<u8>> = vec![
+        vec![],
+        vec![0xff; 64],
+        vec![7, 0, 1, 2, 3], // unknown version
+        peer_protocol::encode(&PeerRequest::Raft(bytes::Bytes::from_static(b"not raft"))),
+        peer_protocol::encode(&PeerRequest::Hello(Vec::new()))[..2].to_vec(), // truncated
+    ];
+    // Paced: every bad frame gets an answer (refused or BadRequest).
+    let mut refused_raft = 0;
+    for _ in 0..20 {
+        let mut expected = 0;
+        for f in &frames {
+            swarm.behaviour_mut().peer.send_request(&target, f.clone());
+            swarm.behaviour_mut().client.send_request(&target, f.clone());
+            expected += 2;
+        }
+        let req = kith_core::im::client_protocol::RequestFrame {
+            request_id: 1,
+            request: ClientRequest::Query(QueryKind::Rooms),
+        };
+        let mut wrong = req.encode();
+        wrong[0] = 99;
+        swarm.behaviour_mut().client.send_request(&target, wrong);
+        expected += 1;
+        let mut answered = 0;
+        while answered < expected {
+            let event = tokio::time::timeout(Duration::from_secs(10), swarm.select_next_some())
+                .await
+                .expect("the replica answers bad frames");
+            match event {
+                SwarmEvent::Behaviour(BehaviourEvent::Peer(Event::Message {
+                    message: Message::Response { response, .. },
+                    ..
+                })) => {
+                    answered += 1;
+                    let r = peer_protocol::decode::<PeerResponse>(&response);
+                    assert!(matches!(r, Ok(PeerResponse::Refused(_))), "refused, got {r:?}");
+                    refused_raft += 1;
+                }
+                SwarmEvent::Behaviour(BehaviourEvent::Client(Event::Message {
+                    message: Message::Response { response, .. },
+                    ..
+                })) => {
+                    answered += 1;
+                    let frame = ResponseFrame::decode(&response).expect("answers are valid frames");
+                    assert!(
+                        matches!(
+                            frame.response,
+                            kith_core::im::client_protocol::ClientResponse::BadRequest(_)
+                        ),
+                        "garbage gets BadRequest, got {:?}",
+                        frame.response
+                    );
+                }
+                SwarmEvent::Behaviour(BehaviourEvent::Peer(Event::OutboundFailure { .. }))
+                | SwarmEvent::Behaviour(BehaviourEvent::Client(Event::OutboundFailure {
+                    ..
+                })) => {
+                    // The empty frame cannot even be read as a frame: the
+                    // replica drops the stream.
+                    answered += 1
+                }
+                _ => {}
+            }
+        }
+    }
+    assert!(
+        refused_raft >= 20 * 4,
+        "a stranger's frames on the peer protocol are refused ({refused_raft})"
+    );
+
+    // A flood: thousands of requests at once. The replica sheds streams
+    // beyond its limits (and may drop the connection); it must stay up.
+    for _ in 0..2000 {
+        swarm.behaviour_mut().peer.send_request(&target, frames[3].clone());
+    }
+    let flood_end = tokio::time::Instant::now() + Duration::from_secs(3);
+    while tokio::time::Instant::now() < flood_end {
+        let _ = tokio::time::timeout(Duration::from_millis(200), swarm.select_next_some()).await;
+    }
+
+    // An oversized length prefix on a raw stream: refused before allocation.
+    let mut control = swarm.behaviour().stream.new_control();
+    tokio::spawn(async move { while swarm.next().await.is_some() {} });
+    if let Ok(mut stream) = control.open_stream(target, CLIENT_PROTOCOL).await {
+        use futures::AsyncWriteExt as _;
+        let _ = stream.write_all(&u32::MAX.to_be_bytes()).await;
+        let _ = stream.write_all(&[0u8; 1024]).await;
+        let _ = stream.close().await;
+    }
+
+    // The replica is still up, and nothing was lost or added.
+    ok(ann
+        .submit(Operation::Send { to: Target::Room(room.clone()), text: "after".into() })
+        .await
+        .unwrap());
+    let entries = history(&mut ann, &room).await;
+    let texts: Vec<String> = entries
+        .iter()
+        .filter_map(|e| match &e.kind {
+            kith_core::im::protocol::EntryKind::Message(m) => Some(m.text.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(texts, ["before", "after"]);
+    assert!(
+        cluster.replicas[0].child.as_mut().unwrap().try_wait().unwrap().is_none(),
+        "still running"
+    );
+    cluster.stop(0).await;
+}

@@ -1,0 +1,122 @@
+//! The README's session, run through the real binary: `kith dev`, two
+//! users, a room, messages, history, a direct message, presence, inbox,
+//! and a clean stop.
+
+mod support;
+
+use std::process::Stdio;
+use std::time::Duration;
+use support::{kith, Scratch};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+async fn run(home: &str, args: &[&str]) -> (bool, String, String) {
+    let out = kith().env("KITH_HOME", home).args(args).output().await.unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+async fn ok(home: &str, args: &[&str]) -> String {
+    let (success, out, err) = run(home, args).await;
+    assert!(success, "kith {args:?} failed:\n{err}");
+    out
+}
+
+fn json_lines(out: &str) -> Vec<serde_json::Value> {
+    out.lines().map(|l| serde_json::from_str(l).expect("one JSON object per line")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_session_works_end_to_end() {
+    let scratch = Scratch::new("cli");
+    let home = scratch.0.to_str().unwrap().to_string();
+    let base = 20_000 + (std::process::id() % 20_000) as u16;
+    let mut dev = kith()
+        .env("KITH_HOME", &home)
+        .args(["dev", "--replicas", "3", "--base-port", &base.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(dev.stdout.take().unwrap()).lines();
+    let ready = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if line.contains("Ctrl-C stops the cluster") {
+                return;
+            }
+        }
+        panic!("kith dev exited before it was ready");
+    });
+    ready.await.expect("kith dev is ready within 60 s");
+
+    ok(&home, &["id", "new", "alice"]).await;
+    ok(&home, &["id", "new", "bob"]).await;
+    assert!(ok(&home, &["--as", "alice", "register"]).await.contains("registered as alice"));
+    ok(&home, &["--as", "bob", "register"]).await;
+    ok(&home, &["--as", "alice", "room", "create", "general"]).await;
+    ok(&home, &["--as", "bob", "room", "join", "general"]).await;
+    let sent =
+        json_lines(&ok(&home, &["--json", "--as", "alice", "send", "general", "hello, bob"]).await);
+    assert_eq!(sent[0]["ok"], "appended");
+    assert_eq!(sent[0]["seq"], 3, "created, joined, then the message");
+    ok(&home, &["--as", "bob", "send", "general", "hi alice"]).await;
+
+    let history = json_lines(&ok(&home, &["--json", "--as", "bob", "history", "general"]).await);
+    let messages: Vec<(String, String)> = history
+        .iter()
+        .filter(|v| v["kind"] == "message")
+        .map(|v| (v["author_name"].as_str().unwrap().into(), v["text"].as_str().unwrap().into()))
+        .collect();
+    assert_eq!(
+        messages,
+        [("alice".to_string(), "hello, bob".to_string()), ("bob".into(), "hi alice".into())]
+    );
+    let limited = json_lines(
+        &ok(&home, &["--json", "--as", "bob", "history", "general", "--limit", "1"]).await,
+    );
+    assert_eq!(limited.len(), 1);
+    assert_eq!(limited[0]["text"], "hi alice");
+
+    // A direct message, seen by the right user and only them.
+    ok(&home, &["--as", "alice", "dm", "bob", "psst"]).await;
+    let dm = json_lines(&ok(&home, &["--json", "--as", "bob", "history", "@alice"]).await);
+    assert!(dm.iter().any(|v| v["text"] == "psst" && v["author_name"] == "alice"));
+    ok(&home, &["id", "new", "eve"]).await;
+    ok(&home, &["--as", "eve", "register"]).await;
+    let (peeked, _, err) = run(&home, &["--as", "eve", "history", "@alice"]).await;
+    assert!(!peeked || !err.is_empty(), "eve cannot read alice and bob's direct room");
+
+    // Inbox: bob's own reply read #general up to it, so only the direct
+    // message is unread; afterwards nothing is.
+    let inbox = json_lines(&ok(&home, &["--json", "--as", "bob", "inbox"]).await);
+    let texts: Vec<&str> = inbox
+        .iter()
+        .filter(|v| v["kind"] == "message")
+        .filter_map(|v| v["text"].as_str())
+        .collect();
+    assert_eq!(texts, ["psst"]);
+    assert!(json_lines(&ok(&home, &["--json", "--as", "bob", "inbox"]).await).is_empty());
+
+    // Presence.
+    ok(&home, &["--as", "alice", "presence", "online"]).await;
+    let seen =
+        json_lines(&ok(&home, &["--json", "--as", "bob", "presence", "--of", "alice"]).await);
+    assert_eq!(seen[0]["status"], "online");
+
+    // Errors are clear and exit non-zero.
+    let (success, _, err) = run(&home, &["--as", "nobody", "send", "general", "x"]).await;
+    assert!(!success && err.contains("kith id new nobody"), "{err}");
+    let (success, _, err) = run(&home, &["--as", "alice", "send", "no-such-room", "x"]).await;
+    assert!(!success && err.contains("no such room"), "{err}");
+
+    // Ctrl-C (SIGINT) stops everything cleanly.
+    let pid = dev.id().unwrap().to_string();
+    std::process::Command::new("kill").args(["-INT", &pid]).status().unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(20), dev.wait()).await.unwrap().unwrap();
+    assert!(status.success(), "kith dev exits cleanly: {status}");
+    let (up, _, _) = run(&home, &["--as", "alice", "send", "general", "x"]).await;
+    assert!(!up, "the replicas are gone");
+}

@@ -1,0 +1,73 @@
+//! Damage on disk: a torn write at the end of the log is truncated and the
+//! replica restarts with everything acknowledged; damage before the tail
+//! stops the replica with an error naming the file and the fix.
+
+mod support;
+
+use kith_core::im::protocol::{Operation, RoomId, Target, Visibility};
+use std::path::PathBuf;
+use support::{connect, history, ok, user, Cluster};
+
+fn segments(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> =
+        std::fs::read_dir(dir.join("log")).unwrap().map(|e| e.unwrap().path()).collect();
+    v.sort();
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_torn_tail_is_recovered_and_a_corrupt_segment_is_refused() {
+    let mut cluster = Cluster::start("disk-damage", 1, &[]).await;
+    let keys = cluster.scratch.0.join("users");
+    std::fs::create_dir_all(&keys).unwrap();
+    let room = RoomId::Group("notes".into());
+    let mut ann = user(&keys, "ann", cluster.addrs()).await;
+    ok(ann
+        .submit(Operation::CreateRoom { name: "notes".into(), visibility: Visibility::Public })
+        .await
+        .unwrap());
+    for i in 0..30 {
+        let op = Operation::Send { to: Target::Room(room.clone()), text: format!("n{i}") };
+        ok(ann.submit(op).await.unwrap());
+    }
+    drop(ann);
+    let mut reader = connect(&cluster.operator, cluster.replicas[0].dial_addr()).await;
+    let before = history(&mut reader, &room).await;
+    assert_eq!(before.len(), 31);
+    drop(reader);
+    cluster.kill(0).await;
+
+    // A torn tail: half a batch header and some garbage after the last write.
+    let dir = cluster.replicas[0].dir.clone();
+    let last = segments(&dir).pop().unwrap();
+    let intact_len = std::fs::metadata(&last).unwrap().len();
+    let mut bytes = std::fs::read(&last).unwrap();
+    bytes.extend_from_slice(&[0x4b, 0x49, 0x54, 0x48, 0xff, 0x00, 0x13]);
+    std::fs::write(&last, &bytes).unwrap();
+    cluster.restart(0);
+    let mut reader = connect(&cluster.operator, cluster.replicas[0].dial_addr()).await;
+    assert_eq!(history(&mut reader, &room).await, before, "nothing lost to a torn tail");
+    drop(reader);
+    cluster.stop(0).await;
+    assert!(cluster.log_of(0).contains("torn"), "the truncation is logged");
+    assert!(std::fs::metadata(&last).unwrap().len() >= intact_len);
+
+    // Corruption before the tail: flip one byte in the middle of the log.
+    let target = segments(&dir).pop().unwrap();
+    let mut bytes = std::fs::read(&target).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x5a;
+    std::fs::write(&target, &bytes).unwrap();
+    let out = support::kith()
+        .args(["node", "--dir", dir.to_str().unwrap(), "--listen", "/ip4/127.0.0.1/tcp/0"])
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success(), "a replica must not start on a corrupt log");
+    let err = String::from_utf8_lossy(&out.stderr);
+    let name = target.file_name().unwrap().to_str().unwrap();
+    assert!(err.contains(name), "the error names the file: {err}");
+    assert!(err.contains("corrupt") && err.contains("re-add"), "the error says what to do: {err}");
+    // Nothing was rewritten: the damaged file is left for the operator.
+    assert_eq!(std::fs::read(&target).unwrap(), bytes);
+}
