@@ -18,7 +18,9 @@ use tokio::io::AsyncWriteExt;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_floods_and_strangers_do_not_hurt_a_replica() {
-    let mut cluster = Cluster::start("bad-input", 1, &[]).await;
+    let metrics_port = support::free_port();
+    let metrics_addr = format!("127.0.0.1:{metrics_port}");
+    let mut cluster = Cluster::start("bad-input", 1, &["--metrics", &metrics_addr]).await;
     let keys = cluster.scratch.0.join("users");
     std::fs::create_dir_all(&keys).unwrap();
     let room = RoomId::Group("safe".into());

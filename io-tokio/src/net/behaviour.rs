@@ -10,8 +10,8 @@ use kith_core::limits;
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::{
-    autonat, dcutr, gossipsub, identify, kad, mdns, noise, ping, relay, request_response, tcp,
-    yamux, StreamProtocol, Swarm, SwarmBuilder,
+    autonat, connection_limits, dcutr, gossipsub, identify, kad, mdns, noise, ping, relay,
+    request_response, tcp, yamux, StreamProtocol, Swarm, SwarmBuilder,
 };
 use std::time::Duration;
 
@@ -35,9 +35,17 @@ const RR_FRAME_BYTES_MAX: usize = limits::FRAME_BYTES_MAX + 4096;
 /// Concurrent inbound plus outbound request streams per connection.
 const RR_STREAMS_MAX: usize = 256;
 
+/// Connections a process holds at once, and per peer: a flood of
+/// connections is refused at the door rather than served.
+const CONNECTIONS_MAX: u32 = 1024;
+const CONNECTIONS_PER_PEER_MAX: u32 = 4;
+const PENDING_INCOMING_MAX: u32 = 128;
+
 /// The behaviour.
 #[derive(NetworkBehaviour)]
 pub struct Behaviour {
+    /// Caps on connections (first, so it can deny before others allocate).
+    pub limits: connection_limits::Behaviour,
     /// Exchanges listen addresses and observed addresses.
     pub identify: identify::Behaviour,
     /// Liveness.
@@ -146,7 +154,12 @@ pub fn build_swarm(
             } else {
                 None
             };
+            let limits = connection_limits::ConnectionLimits::default()
+                .with_max_established(Some(CONNECTIONS_MAX))
+                .with_max_established_per_peer(Some(CONNECTIONS_PER_PEER_MAX))
+                .with_max_pending_incoming(Some(PENDING_INCOMING_MAX));
             Ok(Behaviour {
+                limits: connection_limits::Behaviour::new(limits),
                 identify: identify::Behaviour::new(identify::Config::new(
                     IDENTIFY_VERSION.into(),
                     key.public(),

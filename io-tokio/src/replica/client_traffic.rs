@@ -78,6 +78,9 @@ impl Replica {
             Ok(proposal) => {
                 self.proposals.insert(proposal, (asker, now));
             }
+            Err(SubmitError::NotLeader { .. }) if self.forwards >= super::FORWARDS_MAX => {
+                answer(&mut self.swarm, asker, ClientResponse::Busy)
+            }
             Err(SubmitError::NotLeader { leader_hint: Some(leader) })
                 if matches!(asker, Asker::Client { .. }) =>
             {
@@ -85,6 +88,7 @@ impl Replica {
                     Some(peer) => {
                         let request = peer_protocol::encode(&PeerRequest::Forward(command));
                         let id = self.swarm.behaviour_mut().peer.send_request(&peer, request);
+                        self.forwards += 1;
                         self.outbound.insert(id, Outbound::Forward(asker));
                     }
                     None => answer(

@@ -43,6 +43,9 @@ use std::time::Duration;
 /// Outstanding Raft requests per peer; beyond this, frames are dropped
 /// (Raft retransmits) so a slow peer cannot grow our memory.
 const RAFT_IN_FLIGHT_PER_PEER_MAX: usize = 256;
+/// Client requests this replica forwards to the leader at once; beyond
+/// this, clients are told to back off.
+const FORWARDS_MAX: usize = 1024;
 /// How often replicas exchange their directories.
 const HELLO_INTERVAL: Duration = Duration::from_secs(2);
 
@@ -70,6 +73,8 @@ struct Replica {
     reads: BTreeMap<ReadId, Asker>,
     admin_proposals: BTreeMap<ProposalId, AdminAsker>,
     outbound: BTreeMap<OutboundRequestId, Outbound>,
+    /// Client commands forwarded to the leader and not yet answered.
+    forwards: usize,
     raft_in_flight: BTreeMap<PeerId, usize>,
     hub: SubscriptionHub,
     live: live::LiveSubscribers,
@@ -88,11 +93,11 @@ pub async fn run(
         metrics::serve(addr, replica.shared_metrics.clone()).await?;
     }
     let mut hello = tokio::time::interval(HELLO_INTERVAL);
+    let mut metrics_tick = tokio::time::interval(Duration::from_secs(1));
     tokio::pin!(shutdown);
     loop {
         replica.flush_outputs();
         let live_backlog = replica.pump_live();
-        replica.publish_metrics();
         if let Some(reason) = replica.node.halted() {
             return Err(ReplicaError::Halted(reason.to_string()));
         }
@@ -109,6 +114,7 @@ pub async fn run(
                 replica.send_hellos();
             }
             _ = tokio::time::sleep_until(wake) => replica.on_timer(),
+            _ = metrics_tick.tick() => replica.publish_metrics(),
             () = &mut shutdown => break,
         }
     }

@@ -199,6 +199,7 @@ impl Replica {
         match (what, response) {
             (Outbound::Raft(p), _) => self.raft_done(p),
             (Outbound::Forward(asker), Ok(PeerResponse::Forwarded(r))) => {
+                self.forwards -= 1;
                 answer(&mut self.swarm, asker, r)
             }
             (Outbound::Admin(asker), Ok(PeerResponse::Admin(r))) => {
@@ -222,6 +223,7 @@ impl Replica {
             // The leader may have applied it: the client retries with the
             // same command id, which is idempotent.
             Outbound::Forward(asker) => {
+                self.forwards -= 1;
                 answer(&mut self.swarm, asker, ClientResponse::Retry { maybe_applied: true })
             }
             Outbound::Admin(asker) => {
@@ -249,7 +251,8 @@ impl Replica {
             .flat_map(|(id, p)| self.directory.addrs(id).iter().map(move |a| (p, a.clone())))
             .collect();
         for (peer, addr) in known {
-            self.swarm.add_peer_address(peer, addr);
+            self.swarm.add_peer_address(peer, addr.clone());
+            self.swarm.behaviour_mut().kad.add_address(&peer, addr);
         }
     }
 }

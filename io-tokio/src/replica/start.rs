@@ -188,6 +188,7 @@ pub(super) async fn start(options: &ReplicaOptions) -> Result<Started, ReplicaEr
         reads: BTreeMap::new(),
         admin_proposals: BTreeMap::new(),
         outbound: BTreeMap::new(),
+        forwards: 0,
         raft_in_flight: BTreeMap::new(),
         hub: SubscriptionHub::default(),
         live: live::LiveSubscribers::default(),
