@@ -118,7 +118,10 @@ pub async fn run(
             () = &mut shutdown => break,
         }
     }
-    tracing::info!("shutting down: batches already queued are written, nothing new is accepted");
+    tracing::info!("shutting down: writing the batches already queued");
+    let Replica { disk, .. } = replica;
+    disk.close();
+    tracing::info!("stopped");
     Ok(())
 }
 

@@ -36,6 +36,7 @@ pub enum WriteReport {
 #[derive(Debug)]
 pub struct DiskWriter {
     jobs: std_mpsc::SyncSender<Job>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 /// Batches waiting for the writer thread; the core never has more in
@@ -47,11 +48,20 @@ impl DiskWriter {
     pub fn start(log: SegmentLog) -> (DiskWriter, mpsc::UnboundedReceiver<WriteReport>) {
         let (jobs, rx) = std_mpsc::sync_channel(JOBS_MAX);
         let (reports, report_rx) = mpsc::unbounded_channel();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("kith-disk".into())
             .spawn(move || run(log, rx, reports))
             .expect("spawning the disk thread");
-        (DiskWriter { jobs }, report_rx)
+        (DiskWriter { jobs, thread: Some(thread) }, report_rx)
+    }
+
+    /// Writes and syncs every batch already queued, then stops the thread.
+    pub fn close(mut self) {
+        let thread = self.thread.take();
+        drop(self);
+        if let Some(t) = thread {
+            let _ = t.join();
+        }
     }
 
     /// Queues one batch. Returns false once the writer has stopped.
