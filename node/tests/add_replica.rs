@@ -62,4 +62,18 @@ async fn a_replica_added_after_compaction_catches_up_by_snapshot() {
     assert!(status.snapshot_index.get() > 100, "the new replica holds a snapshot: {status:?}");
     let mut old = connect(&cluster.operator, cluster.replicas[0].dial_addr()).await;
     assert_eq!(history(&mut old, &room).await, entries);
+
+    // And `kith cluster remove` takes it out again.
+    let peer = cluster.replicas[new].peer.to_string();
+    let out = support::kith()
+        .args(["--home", home.to_str().unwrap(), "--as", "op", "--node", &join])
+        .args(["--json", "cluster", "remove", &peer])
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "cluster remove: {}", String::from_utf8_lossy(&out.stderr));
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let members = status["members"].as_array().unwrap();
+    assert_eq!(members.len(), 3);
+    assert!(members.iter().all(|m| m["peer_id"] != peer.as_str()));
 }

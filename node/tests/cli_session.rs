@@ -106,6 +106,53 @@ async fn the_readme_session_works_end_to_end() {
         json_lines(&ok(&home, &["--json", "--as", "bob", "presence", "--of", "alice"]).await);
     assert_eq!(seen[0]["status"], "online");
 
+    // tail follows live; chat sends what is typed.
+    let mut tail = kith()
+        .env("KITH_HOME", &home)
+        .args(["--json", "--as", "bob", "tail", "general", "--from", "0"])
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut tail_lines = BufReader::new(tail.stdout.take().unwrap()).lines();
+    let mut chat = kith()
+        .env("KITH_HOME", &home)
+        .args(["--as", "alice", "chat", "general"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    {
+        use tokio::io::AsyncWriteExt;
+        let mut stdin = chat.stdin.take().unwrap();
+        stdin.write_all(b"typed in chat\n/quit\n").await.unwrap();
+    }
+    let chat_status =
+        tokio::time::timeout(Duration::from_secs(30), chat.wait()).await.unwrap().unwrap();
+    assert!(chat_status.success());
+    let followed = tokio::time::timeout(Duration::from_secs(30), async {
+        let mut texts = Vec::new();
+        while let Some(line) = tail_lines.next_line().await.unwrap() {
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+            if v["kind"] == "message" {
+                texts.push(v["text"].as_str().unwrap().to_string());
+            }
+            if texts.last().map(String::as_str) == Some("typed in chat") {
+                return texts;
+            }
+        }
+        panic!("tail ended early");
+    })
+    .await
+    .expect("tail shows the chat message");
+    assert_eq!(
+        followed,
+        ["hello, bob", "hi alice", "typed in chat"],
+        "backfill, then live, in order"
+    );
+    drop(tail);
+
     // Errors are clear and exit non-zero.
     let (success, _, err) = run(&home, &["--as", "nobody", "send", "general", "x"]).await;
     assert!(!success && err.contains("kith id new nobody"), "{err}");
