@@ -32,6 +32,11 @@ fn im_apply_corpus() {
 }
 
 #[test]
+fn cluster_ops_corpus() {
+    replay("cluster_ops", kith_core::testing::fuzz::cluster_ops);
+}
+
+#[test]
 fn raft_inbound_corpus() {
     replay("raft_inbound", kith_core::testing::fuzz::raft_inbound);
 }
@@ -104,6 +109,51 @@ fn write_seed_corpus() {
         response: ClientResponse::NotLeader { leader_hint: Some(NodeId(2)) },
     };
     write("wire_decode", "client_response", &resp.encode());
+    {
+        use kith_core::im::client_protocol::{LiveFrame, SubscribeFrame};
+        use kith_core::im::identity::Identity;
+        use kith_core::im::presence::{PresenceBody, PresenceStatus, SignedPresence};
+        use kith_core::im::replica_protocol::{
+            encode, AdminRequest, PeerRequest, PeerResponse, ReplicaRecord,
+        };
+        let sub = SubscribeFrame { rooms: vec![(RoomId::Group("lobby".into()), 7)] };
+        write("wire_decode", "subscribe", &sub.encode());
+        let live = LiveFrame::Ended { room: RoomId::Group("lobby".into()), last_seq: 9 };
+        write("wire_decode", "live_ended", &live.encode());
+        let record = ReplicaRecord { peer: vec![0, 36, 8, 1], addrs: vec![vec![4, 127, 0, 0, 1]] };
+        write("wire_decode", "peer_hello", &encode(&PeerRequest::Hello(vec![record.clone()])));
+        write("wire_decode", "peer_raft", &encode(&PeerRequest::Raft(frame.encode())));
+        write("wire_decode", "peer_refused", &encode(&PeerResponse::Refused("no".into())));
+        write(
+            "wire_decode",
+            "admin_add",
+            &encode(&AdminRequest::Add { replica: record, learner: true }),
+        );
+        let ann = Identity::from_secret([1; 32]);
+        let body = PresenceBody { status: PresenceStatus::Away, issued_at_ms: 5, ttl_ms: 60_000 };
+        write("wire_decode", "presence_gossip", &encode(&SignedPresence::sign(&ann, &body)));
+    }
+    // cluster_ops: byte strings (from a fixed seed) whose schedules are
+    // long and eventful, so the replay in `cargo test` does real work.
+    {
+        use arbitrary::{Arbitrary, Unstructured};
+        use kith_core::rng::SeededRng;
+        use kith_core::testing::fault_schedule::{FaultSchedule, FaultStep};
+        let mut rng = SeededRng::new(2026);
+        let mut kept = 0;
+        while kept < 4 {
+            let bytes: Vec<u8> = (0..400).map(|_| rng.range(0, 256) as u8).collect();
+            let Ok(s) = FaultSchedule::arbitrary_take_rest(Unstructured::new(&bytes)) else {
+                continue;
+            };
+            let faults = s.steps.iter().filter(|f| !matches!(f, FaultStep::Run(_))).count();
+            let runs = s.steps.iter().filter(|f| matches!(f, FaultStep::Run(m) if *m > 40)).count();
+            if faults >= 4 && runs >= 3 {
+                write("cluster_ops", &format!("schedule_{kept}"), &bytes);
+                kept += 1;
+            }
+        }
+    }
     let mut log = vec![0x80u8];
     log.extend(encode_batch(&[Record::HardState(DurableHardState {
         term: 1,

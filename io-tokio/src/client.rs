@@ -9,7 +9,6 @@
 use crate::key_file::KeyFile;
 use crate::net::behaviour::{build_swarm, BehaviourEvent, SwarmOptions, LIVE_PROTOCOL};
 use crate::net::codec::{read_frame, write_frame};
-use crate::net::peer_protocol::{self, AdminRequest, AdminResponse};
 use futures::StreamExt;
 use kith_core::im::client_protocol::{
     ClientRequest, ClientResponse, CommandOutcome, LiveFrame, RequestFrame, ResponseFrame,
@@ -19,6 +18,7 @@ use kith_core::im::identity::Identity;
 use kith_core::im::protocol::{
     CommandBody, Operation, QueryKind, QueryResult, RoomId, SignedCommand, IM_PROTOCOL_VERSION,
 };
+use kith_core::im::replica_protocol::{self, AdminRequest, AdminResponse};
 use kith_core::limits;
 use libp2p::request_response::{Event, Message, OutboundRequestId};
 use libp2p::swarm::SwarmEvent;
@@ -225,13 +225,13 @@ impl Client {
         let deadline = tokio::time::Instant::now() + self.patience;
         loop {
             let (tx, rx) = oneshot::channel();
-            let frame = peer_protocol::encode(&request);
+            let frame = replica_protocol::encode(&request);
             let sent = self.calls.send(Call::Admin(frame, tx)).await.is_ok();
             let answer = match rx.await {
                 Ok(answer) if sent => answer,
                 _ => Err("connection closed".to_string()),
             };
-            match answer.map(|b| peer_protocol::decode::<AdminResponse>(&b)) {
+            match answer.map(|b| replica_protocol::decode::<AdminResponse>(&b)) {
                 Ok(Ok(AdminResponse::Retry(why))) => tracing::debug!(%why, "retrying"),
                 Ok(Ok(r)) => return Ok(r),
                 Ok(Err(e)) => return Err(ClientError::Protocol(e.to_string())),

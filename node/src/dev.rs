@@ -9,9 +9,9 @@ use crate::cli::{Cli, DevArgs};
 use crate::replica_commands::{init_dir, shutdown_signal};
 use crate::settings::{self, ClientConfig};
 use anyhow::{bail, Context, Result};
+use kith_core::im::replica_protocol::{AdminRequest, AdminResponse, ReplicaRecord};
 use kith_io_tokio::client::Client;
 use kith_io_tokio::key_file::KeyFile;
-use kith_io_tokio::net::peer_protocol::{AdminRequest, AdminResponse, ReplicaRecord};
 use libp2p::{Multiaddr, PeerId};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -148,7 +148,7 @@ async fn connect_retrying(key: &KeyFile, addr: Multiaddr) -> Result<Client> {
 
 async fn wait_for_leader(
     client: &mut Client,
-) -> Result<kith_io_tokio::net::peer_protocol::ClusterStatus> {
+) -> Result<kith_core::im::replica_protocol::ClusterStatus> {
     for _ in 0..100 {
         if let Ok(AdminResponse::Status(s)) = client.admin(AdminRequest::Status).await {
             if s.leader.is_some() {

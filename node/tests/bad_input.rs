@@ -7,9 +7,9 @@ mod support;
 use futures::StreamExt;
 use kith_core::im::client_protocol::{ClientRequest, ResponseFrame};
 use kith_core::im::protocol::{Operation, QueryKind, RoomId, Target, Visibility};
+use kith_core::im::replica_protocol::{self, PeerRequest, PeerResponse};
 use kith_io_tokio::key_file::KeyFile;
 use kith_io_tokio::net::behaviour::{build_swarm, BehaviourEvent, SwarmOptions, CLIENT_PROTOCOL};
-use kith_io_tokio::net::peer_protocol::{self, PeerRequest, PeerResponse};
 use libp2p::request_response::{Event, Message};
 use libp2p::swarm::SwarmEvent;
 use std::time::Duration;
@@ -62,8 +62,8 @@ async fn garbage_floods_and_strangers_do_not_hurt_a_replica() {
         vec![],
         vec![0xff; 64],
         vec![7, 0, 1, 2, 3], // unknown version
-        peer_protocol::encode(&PeerRequest::Raft(bytes::Bytes::from_static(b"not raft"))),
-        peer_protocol::encode(&PeerRequest::Hello(Vec::new()))[..2].to_vec(), // truncated
+        replica_protocol::encode(&PeerRequest::Raft(bytes::Bytes::from_static(b"not raft"))),
+        replica_protocol::encode(&PeerRequest::Hello(Vec::new()))[..2].to_vec(), // truncated
     ];
     // Paced: every bad frame gets an answer (refused or BadRequest).
     let mut refused_raft = 0;
@@ -93,7 +93,7 @@ async fn garbage_floods_and_strangers_do_not_hurt_a_replica() {
                     ..
                 })) => {
                     answered += 1;
-                    let r = peer_protocol::decode::<PeerResponse>(&response);
+                    let r = replica_protocol::decode::<PeerResponse>(&response);
                     assert!(matches!(r, Ok(PeerResponse::Refused(_))), "refused, got {r:?}");
                     refused_raft += 1;
                 }

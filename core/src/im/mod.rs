@@ -6,6 +6,7 @@ pub mod identity;
 pub mod machine;
 pub mod presence;
 pub mod protocol;
+pub mod replica_protocol;
 pub mod subscriptions;
 
 pub use machine::ImMachine;

@@ -4,4 +4,3 @@
 pub mod behaviour;
 pub mod codec;
 pub mod directory;
-pub mod peer_protocol;

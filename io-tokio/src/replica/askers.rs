@@ -1,8 +1,8 @@
 //! Who is waiting for an answer, and how to give it to them.
 
 use crate::net::behaviour::Behaviour;
-use crate::net::peer_protocol::{self, AdminResponse, PeerResponse};
 use kith_core::im::client_protocol::{ClientResponse, ResponseFrame};
+use kith_core::im::replica_protocol::{self, AdminResponse, PeerResponse};
 use libp2p::request_response::ResponseChannel;
 use libp2p::Swarm;
 
@@ -38,7 +38,7 @@ pub fn answer(swarm: &mut Swarm<Behaviour>, asker: Asker, response: ClientRespon
             swarm.behaviour_mut().client.send_response(channel, frame)
         }
         Asker::Replica(channel) => {
-            let frame = peer_protocol::encode(&PeerResponse::Forwarded(response));
+            let frame = replica_protocol::encode(&PeerResponse::Forwarded(response));
             swarm.behaviour_mut().peer.send_response(channel, frame)
         }
     };
@@ -48,11 +48,11 @@ pub fn answer(swarm: &mut Swarm<Behaviour>, asker: Asker, response: ClientRespon
 pub fn answer_admin(swarm: &mut Swarm<Behaviour>, asker: AdminAsker, response: AdminResponse) {
     let _ = match asker {
         AdminAsker::Operator(channel) => {
-            swarm.behaviour_mut().admin.send_response(channel, peer_protocol::encode(&response))
+            swarm.behaviour_mut().admin.send_response(channel, replica_protocol::encode(&response))
         }
         AdminAsker::Replica(channel) => swarm
             .behaviour_mut()
             .peer
-            .send_response(channel, peer_protocol::encode(&PeerResponse::Admin(response))),
+            .send_response(channel, replica_protocol::encode(&PeerResponse::Admin(response))),
     };
 }

@@ -3,14 +3,14 @@
 use super::askers::{answer, answer_admin, AdminAsker, Asker};
 use super::{Outbound, Replica};
 use crate::net::behaviour::PRESENCE_TOPIC;
-use crate::net::peer_protocol::{
-    self, AdminRequest, AdminResponse, ClusterStatus, MemberStatus, PeerRequest,
-};
 use crate::peer_ids::{node_id_of, user_of};
 use kith_core::im::client_protocol::{ClientRequest, ClientResponse, RequestFrame, UserPresence};
 use kith_core::im::identity::UserId;
 use kith_core::im::presence::{PresenceError, SignedPresence};
 use kith_core::im::protocol::{ImQuery, SignedCommand};
+use kith_core::im::replica_protocol::{
+    self, AdminRequest, AdminResponse, ClusterStatus, MemberStatus, PeerRequest,
+};
 use kith_core::limits;
 use kith_core::node::{MembershipChange, Role, SubmitError};
 use libp2p::request_response::{Event, Message};
@@ -86,7 +86,7 @@ impl Replica {
             {
                 match self.directory.peer(leader) {
                     Some(peer) => {
-                        let request = peer_protocol::encode(&PeerRequest::Forward(command));
+                        let request = replica_protocol::encode(&PeerRequest::Forward(command));
                         let id = self.swarm.behaviour_mut().peer.send_request(&peer, request);
                         self.forwards += 1;
                         self.outbound.insert(id, Outbound::Forward(asker));
@@ -114,7 +114,7 @@ impl Replica {
             Ok(_) => {
                 if user.is_some() {
                     let topic = gossipsub::IdentTopic::new(PRESENCE_TOPIC);
-                    let bytes = peer_protocol::encode(announcement);
+                    let bytes = replica_protocol::encode(announcement);
                     // Best effort: with no other replica subscribed yet the
                     // announcement simply stays local.
                     let _ = self.swarm.behaviour_mut().gossipsub.publish(topic, bytes);
@@ -127,7 +127,7 @@ impl Replica {
     }
 
     pub(super) fn on_presence_gossip(&mut self, data: &[u8]) {
-        if let Ok(announcement) = peer_protocol::decode::<SignedPresence>(data) {
+        if let Ok(announcement) = replica_protocol::decode::<SignedPresence>(data) {
             let _ = self.take_presence(&announcement, None);
         }
     }
@@ -138,7 +138,7 @@ impl Replica {
             return;
         };
         let asker = AdminAsker::Operator(channel);
-        match peer_protocol::decode::<AdminRequest>(&request) {
+        match replica_protocol::decode::<AdminRequest>(&request) {
             Err(e) => answer_admin(&mut self.swarm, asker, AdminResponse::Refused(e.to_string())),
             Ok(AdminRequest::Status) => {
                 let status = self.cluster_status();
@@ -200,7 +200,7 @@ impl Replica {
             {
                 match self.directory.peer(leader) {
                     Some(peer) => {
-                        let frame = peer_protocol::encode(&PeerRequest::Admin(request));
+                        let frame = replica_protocol::encode(&PeerRequest::Admin(request));
                         let id = self.swarm.behaviour_mut().peer.send_request(&peer, frame);
                         self.outbound.insert(id, Outbound::Admin(asker));
                     }

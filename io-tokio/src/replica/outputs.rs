@@ -2,8 +2,8 @@
 
 use super::askers::{answer, answer_admin};
 use super::{Outbound, Replica, RAFT_IN_FLIGHT_PER_PEER_MAX};
-use crate::net::peer_protocol::{self, AdminResponse, PeerRequest};
 use kith_core::im::client_protocol::ClientResponse;
+use kith_core::im::replica_protocol::{self, AdminResponse, PeerRequest};
 use kith_core::im::ImMachine;
 use kith_core::node::{NodeOutput, Output};
 
@@ -79,7 +79,7 @@ impl Replica {
             return;
         }
         *in_flight += 1;
-        let request = peer_protocol::encode(&PeerRequest::Raft(frame));
+        let request = replica_protocol::encode(&PeerRequest::Raft(frame));
         let id = self.swarm.behaviour_mut().peer.send_request(&peer, request);
         self.outbound.insert(id, Outbound::Raft(peer));
     }

@@ -3,9 +3,9 @@
 use super::askers::{answer, answer_admin, AdminAsker, Asker};
 use super::{Outbound, Replica};
 use crate::net::behaviour::BehaviourEvent;
-use crate::net::peer_protocol::{self, PeerRequest, PeerResponse};
 use crate::peer_ids::node_id_of;
 use kith_core::im::client_protocol::ClientResponse;
+use kith_core::im::replica_protocol::{self, PeerRequest, PeerResponse};
 use kith_core::node::Input;
 use libp2p::request_response::{Event, Message, ResponseChannel};
 use libp2p::swarm::SwarmEvent;
@@ -113,7 +113,7 @@ impl Replica {
     }
 
     fn send_hello(&mut self, peer: PeerId) {
-        let request = peer_protocol::encode(&PeerRequest::Hello(self.directory.records()));
+        let request = replica_protocol::encode(&PeerRequest::Hello(self.directory.records()));
         let id = self.swarm.behaviour_mut().peer.send_request(&peer, request);
         self.outbound.insert(id, Outbound::Hello);
     }
@@ -141,7 +141,7 @@ impl Replica {
     }
 
     fn on_peer_request(&mut self, peer: PeerId, bytes: &[u8], channel: ResponseChannel<Vec<u8>>) {
-        let request = match peer_protocol::decode::<PeerRequest>(bytes) {
+        let request = match replica_protocol::decode::<PeerRequest>(bytes) {
             Ok(r) => r,
             Err(e) => return self.refuse_peer(peer, channel, format!("malformed frame: {e}")),
         };
@@ -185,7 +185,7 @@ impl Replica {
     }
 
     fn respond_peer(&mut self, channel: ResponseChannel<Vec<u8>>, response: &PeerResponse) {
-        let frame = peer_protocol::encode(response);
+        let frame = replica_protocol::encode(response);
         let _ = self.swarm.behaviour_mut().peer.send_response(channel, frame);
     }
 
@@ -195,7 +195,7 @@ impl Replica {
     }
 
     fn on_peer_response(&mut self, peer: PeerId, what: Outbound, bytes: &[u8]) {
-        let response = peer_protocol::decode::<PeerResponse>(bytes);
+        let response = replica_protocol::decode::<PeerResponse>(bytes);
         match (what, response) {
             (Outbound::Raft(p), _) => self.raft_done(p),
             (Outbound::Forward(asker), Ok(PeerResponse::Forwarded(r))) => {
@@ -227,7 +227,7 @@ impl Replica {
                 answer(&mut self.swarm, asker, ClientResponse::Retry { maybe_applied: true })
             }
             Outbound::Admin(asker) => {
-                let retry = crate::net::peer_protocol::AdminResponse::Retry(
+                let retry = kith_core::im::replica_protocol::AdminResponse::Retry(
                     "the leader did not answer".into(),
                 );
                 answer_admin(&mut self.swarm, asker, retry)

@@ -6,11 +6,9 @@
 
 use kith_core::im::client_protocol::CommandOutcome;
 use kith_core::im::protocol::{Operation, QueryKind, QueryReply, RoomEntry, RoomId};
+use kith_core::im::replica_protocol::{AdminRequest, AdminResponse, ClusterStatus, ReplicaRecord};
 use kith_io_tokio::client::Client;
 use kith_io_tokio::key_file::KeyFile;
-use kith_io_tokio::net::peer_protocol::{
-    AdminRequest, AdminResponse, ClusterStatus, ReplicaRecord,
-};
 use kith_io_tokio::peer_ids::node_id_of;
 use libp2p::{Multiaddr, PeerId};
 use std::path::{Path, PathBuf};

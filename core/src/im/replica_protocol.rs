@@ -1,12 +1,13 @@
 //! Frames between replicas (`/kith/peer/1`) and from operators
 //! (`/kith/admin/1`). Both are request-response exchanges of versioned
-//! postcard frames (docs/PROTOCOL.md, section 6).
+//! postcard frames (docs/PROTOCOL.md, sections 8 and 9). Pure types: the
+//! real node carries them over libp2p, and the fuzzer decodes them.
 
+use crate::ids::{LogIndex, NodeId, Term};
+use crate::im::client_protocol::ClientResponse;
+use crate::im::protocol::SignedCommand;
+use crate::versioned::{self, VersionedError};
 use bytes::Bytes;
-use kith_core::ids::{LogIndex, NodeId, Term};
-use kith_core::im::client_protocol::ClientResponse;
-use kith_core::im::protocol::SignedCommand;
-use kith_core::versioned::{self, VersionedError};
 use serde::{Deserialize, Serialize};
 
 /// The version of both protocols in this file.
@@ -128,5 +129,5 @@ pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
 
 /// Decodes an untrusted frame of either protocol.
 pub fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, VersionedError> {
-    versioned::decode_frame(bytes, PEER_PROTOCOL_VERSION, kith_core::limits::FRAME_BYTES_MAX)
+    versioned::decode_frame(bytes, PEER_PROTOCOL_VERSION, crate::limits::FRAME_BYTES_MAX)
 }
