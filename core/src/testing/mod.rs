@@ -7,6 +7,7 @@
 pub mod checker;
 pub mod cluster;
 pub mod disk;
+pub mod fault_schedule;
 pub mod fuzz;
 pub mod im_model;
 pub mod im_workload;

@@ -188,7 +188,10 @@ fn inject_fault<S: StateMachine + Default>(
     0
 }
 
-fn change_membership<S: StateMachine + Default>(cluster: &mut Cluster<S>, rng: &mut SeededRng) {
+pub(super) fn change_membership<S: StateMachine + Default>(
+    cluster: &mut Cluster<S>,
+    rng: &mut SeededRng,
+) {
     let Some(leader) = cluster.leader() else { return };
     let Some(membership) = cluster.node(leader).map(|n| n.status().membership) else { return };
     let spare = cluster.ids().into_iter().find(|id| !membership.contains(*id));
@@ -209,7 +212,7 @@ fn change_membership<S: StateMachine + Default>(cluster: &mut Cluster<S>, rng: &
 }
 
 /// Heal everything, restart everyone, and require convergence in bounded time.
-fn liveness_phase<S: StateMachine + Default, W: Workload<S>>(
+pub(super) fn liveness_phase<S: StateMachine + Default, W: Workload<S>>(
     cluster: &mut Cluster<S>,
     workload: &mut W,
     down: &[(NodeId, Instant)],
