@@ -108,6 +108,14 @@ pub enum Command {
         #[arg(long, num_args = 1..)]
         of: Vec<String>,
     },
+    /// Tell the room you are typing (notices lapse after 6 s; --stop ends one).
+    Typing {
+        /// The room (or @user).
+        room: String,
+        /// Say you stopped typing.
+        #[arg(long)]
+        stop: bool,
+    },
     /// Interactive chat: live messages, presence, send by typing.
     Chat {
         /// The room to open.

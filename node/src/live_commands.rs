@@ -75,6 +75,19 @@ async fn show(
         LiveFrame::Refused(why) => {
             return Ok(Some(Err(anyhow::anyhow!("subscription refused: {why}"))))
         }
+        LiveFrame::Typing { room, user, active } => {
+            let name = s.name_of(user).await;
+            if cli.json {
+                let label = s.room_label(&room).await;
+                let v = serde_json::json!({
+                    "kind": "typing", "room": label, "user": user.to_string(),
+                    "name": name, "active": active,
+                });
+                println!("{v}");
+            } else if active {
+                println!("-- {name} is typing");
+            }
+        }
         _ => {}
     }
     Ok(None)

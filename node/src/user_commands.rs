@@ -10,6 +10,7 @@ use kith_core::im::presence::{PresenceBody, PresenceStatus, SignedPresence};
 use kith_core::im::protocol::{
     Operation, QueryKind, QueryReply, Receipt, RoomId, Target, Visibility,
 };
+use kith_core::im::typing::{SignedTyping, TypingBody};
 use kith_core::limits;
 use kith_io_tokio::client::now_ms;
 use kith_io_tokio::key_file::KeyFile;
@@ -97,6 +98,10 @@ pub async fn run(cli: &Cli, command: Command) -> Result<()> {
         }
         Command::Inbox => inbox(cli, &mut s).await?,
         Command::Presence { status, of } => presence(cli, &mut s, status, of).await?,
+        Command::Typing { room, stop } => {
+            let room = s.resolve_room(&room).await?;
+            typing(&mut s, room, !stop).await?;
+        }
         _ => unreachable!("dispatched in main"),
     }
     Ok(())
@@ -322,5 +327,16 @@ pub async fn announce(s: &mut Session, status: PresenceStatus) -> Result<()> {
     match s.client.request(ClientRequest::Presence(signed)).await? {
         ClientResponse::PresenceTaken => Ok(()),
         other => bail!("presence was not taken: {other:?}"),
+    }
+}
+
+/// Sends a typing notice for `room`.
+pub async fn typing(s: &mut Session, room: RoomId, active: bool) -> Result<()> {
+    let body = TypingBody { room, active, issued_at_ms: now_ms() };
+    let notice = SignedTyping::sign(s.client.identity(), &body);
+    match s.client.request(ClientRequest::Typing(notice)).await? {
+        ClientResponse::PresenceTaken => Ok(()),
+        ClientResponse::BadRequest(why) => bail!("{why}"),
+        other => bail!("typing notice not taken: {other:?}"),
     }
 }

@@ -167,5 +167,27 @@ async fn garbage_floods_and_strangers_do_not_hurt_a_replica() {
         cluster.replicas[0].child.as_mut().unwrap().try_wait().unwrap().is_none(),
         "still running"
     );
+
+    // The metrics endpoint reports what happened.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let mut conn = tokio::net::TcpStream::connect(&metrics_addr).await.unwrap();
+    conn.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n").await.unwrap();
+    let mut text = String::new();
+    tokio::io::AsyncReadExt::read_to_string(&mut conn, &mut text).await.unwrap();
+    for name in [
+        "kith_applied_index",
+        "kith_commit_latency_seconds_count",
+        "kith_leader_changes_total",
+        "kith_peers_connected",
+        "kith_proposals_pending",
+    ] {
+        assert!(text.contains(name), "metrics lack {name}:\n{text}");
+    }
+    let refused = text
+        .lines()
+        .find_map(|l| l.strip_prefix("kith_raft_frames_refused_total "))
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .expect("the refused-frames counter is reported");
+    assert!(refused >= 20, "refused Raft frames are counted ({refused})");
     cluster.stop(0).await;
 }

@@ -100,16 +100,29 @@ async fn the_readme_session_works_end_to_end() {
     assert_eq!(texts, ["psst"]);
     assert!(json_lines(&ok(&home, &["--json", "--as", "bob", "inbox"]).await).is_empty());
 
-    // Presence.
-    ok(&home, &["--as", "alice", "presence", "online"]).await;
-    let seen =
-        json_lines(&ok(&home, &["--json", "--as", "bob", "presence", "--of", "alice"]).await);
-    assert_eq!(seen[0]["status"], "online");
+    // Presence, announced to one replica and seen through another (it
+    // travels between replicas over gossipsub, never through the log).
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(scratch.0.join("config.json")).unwrap())
+            .unwrap();
+    let nodes: Vec<String> =
+        config["nodes"].as_array().unwrap().iter().map(|n| n.as_str().unwrap().into()).collect();
+    ok(&home, &["--as", "alice", "--node", &nodes[0], "presence", "away"]).await;
+    let mut status = serde_json::Value::Null;
+    for _ in 0..50 {
+        let args = ["--json", "--as", "bob", "--node", &nodes[2], "presence", "--of", "alice"];
+        status = json_lines(&ok(&home, &args).await)[0]["status"].clone();
+        if status == "away" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(status, "away", "presence reached the other replica");
 
     // tail follows live; chat sends what is typed.
     let mut tail = kith()
         .env("KITH_HOME", &home)
-        .args(["--json", "--as", "bob", "tail", "general", "--from", "0"])
+        .args(["--json", "--as", "bob", "--node", &nodes[2], "tail", "general", "--from", "0"])
         .stdout(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
@@ -151,6 +164,30 @@ async fn the_readme_session_works_end_to_end() {
         ["hello, bob", "hi alice", "typed in chat"],
         "backfill, then live, in order"
     );
+
+    // A typing notice sent to one replica reaches a subscriber on another.
+    let typing_seen = async {
+        while let Some(line) = tail_lines.next_line().await.unwrap() {
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+            if v["kind"] == "typing" {
+                return v;
+            }
+        }
+        panic!("tail ended early");
+    };
+    let send_typing = async {
+        for _ in 0..50 {
+            ok(&home, &["--as", "alice", "--node", &nodes[0], "typing", "general"]).await;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    };
+    let typing = tokio::select! {
+        v = typing_seen => v,
+        () = send_typing => panic!("no typing notice reached the other replica"),
+    };
+    assert_eq!((typing["name"].as_str(), typing["active"].as_bool()), (Some("alice"), Some(true)));
+    let (typed, _, err) = run(&home, &["--as", "eve", "typing", "general"]).await;
+    assert!(!typed && err.contains("not a member"), "only members may type: {err}");
     drop(tail);
 
     // Errors are clear and exit non-zero.

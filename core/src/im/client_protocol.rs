@@ -9,6 +9,7 @@ use crate::im::protocol::{
     CommandError, ImError, QueryKind, QueryResult, Receipt, RoomEntry, RoomId, SignedCommand,
 };
 use crate::im::subscriptions::Delivery;
+use crate::im::typing::SignedTyping;
 use crate::limits;
 use crate::versioned::{self, VersionedError};
 use serde::de::DeserializeOwned;
@@ -30,6 +31,8 @@ pub enum ClientRequest {
     Presence(SignedPresence),
     /// Ask for the presence of these users (at most `limits::PRESENCE_QUERY_USERS_MAX`).
     PresenceOf(Vec<UserId>),
+    /// Say the user is (or stopped) typing in a room they belong to.
+    Typing(SignedTyping),
 }
 
 /// One request frame: `version:u16` then this.
@@ -137,6 +140,16 @@ pub enum LiveFrame {
     },
     /// The subscription was refused or ended by the replica.
     Refused(String),
+    /// A member is typing in a followed room (or stopped). Best effort:
+    /// notices may be dropped; each lapses after `typing::TYPING_TTL_MS`.
+    Typing {
+        /// The room.
+        room: RoomId,
+        /// Who.
+        user: UserId,
+        /// Typing (true) or stopped (false).
+        active: bool,
+    },
 }
 
 impl From<Delivery> for LiveFrame {

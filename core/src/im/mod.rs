@@ -8,5 +8,6 @@ pub mod presence;
 pub mod protocol;
 pub mod replica_protocol;
 pub mod subscriptions;
+pub mod typing;
 
 pub use machine::ImMachine;

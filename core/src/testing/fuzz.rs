@@ -41,6 +41,7 @@ pub fn wire_decode(data: &[u8]) {
     replica_round_trip::<AdminRequest>(data);
     replica_round_trip::<AdminResponse>(data);
     replica_round_trip::<SignedPresence>(data);
+    replica_round_trip::<crate::im::typing::SignedTyping>(data);
     replica_round_trip::<Vec<ReplicaRecord>>(data);
     if let Ok(frame) = PeerFrame::decode(data) {
         let again = PeerFrame::decode(&frame.encode()).expect("a re-encoded peer frame decodes");

@@ -27,6 +27,8 @@ pub const LIVE_PROTOCOL: StreamProtocol = StreamProtocol::new("/kith/live/1");
 pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/kith/kad/1");
 /// Gossipsub topic for signed presence announcements.
 pub const PRESENCE_TOPIC: &str = "kith/presence/1";
+/// Gossipsub topic for signed typing notices.
+pub const TYPING_TOPIC: &str = "kith/typing/1";
 /// Identify's protocol version string.
 pub const IDENTIFY_VERSION: &str = "kith/1";
 

@@ -2,7 +2,7 @@
 
 use super::askers::{answer, answer_admin, AdminAsker, Asker};
 use super::{Outbound, Replica};
-use crate::net::behaviour::PRESENCE_TOPIC;
+use crate::net::behaviour::{PRESENCE_TOPIC, TYPING_TOPIC};
 use crate::peer_ids::{node_id_of, user_of};
 use kith_core::im::client_protocol::{ClientRequest, ClientResponse, RequestFrame, UserPresence};
 use kith_core::im::identity::UserId;
@@ -11,6 +11,7 @@ use kith_core::im::protocol::{ImQuery, SignedCommand};
 use kith_core::im::replica_protocol::{
     self, AdminRequest, AdminResponse, ClusterStatus, MemberStatus, PeerRequest,
 };
+use kith_core::im::typing::SignedTyping;
 use kith_core::limits;
 use kith_core::node::{MembershipChange, Role, SubmitError};
 use libp2p::request_response::{Event, Message};
@@ -59,6 +60,10 @@ impl Replica {
                         .collect();
                     ClientResponse::Presence(views)
                 };
+                answer(&mut self.swarm, asker, response);
+            }
+            ClientRequest::Typing(notice) => {
+                let response = self.take_typing(&notice, Some(user));
                 answer(&mut self.swarm, asker, response);
             }
             _ => answer(&mut self.swarm, asker, ClientResponse::BadRequest("unsupported".into())),
@@ -126,9 +131,41 @@ impl Replica {
         }
     }
 
-    pub(super) fn on_presence_gossip(&mut self, data: &[u8]) {
-        if let Ok(announcement) = replica_protocol::decode::<SignedPresence>(data) {
-            let _ = self.take_presence(&announcement, None);
+    /// Takes a typing notice from a client (`user`) or from gossip (None):
+    /// only a current member may type in a room; the notice goes to this
+    /// replica's subscribers of the room and, from a client, to the others.
+    fn take_typing(&mut self, notice: &SignedTyping, user: Option<UserId>) -> ClientResponse {
+        if user.is_some_and(|u| u != notice.user) {
+            return ClientResponse::BadRequest("typing notice signed by another user".into());
+        }
+        let body = match notice.verify() {
+            Ok(body) => body,
+            Err(e) => return ClientResponse::BadRequest(e.to_string()),
+        };
+        if !self.node.state_machine().is_member(&body.room, notice.user) {
+            return ClientResponse::BadRequest(format!("not a member of {}", body.room));
+        }
+        if user.is_some() {
+            let topic = gossipsub::IdentTopic::new(TYPING_TOPIC);
+            let _ = self
+                .swarm
+                .behaviour_mut()
+                .gossipsub
+                .publish(topic, replica_protocol::encode(notice));
+        }
+        self.deliver_typing(&body.room, notice.user, body.active);
+        ClientResponse::PresenceTaken
+    }
+
+    pub(super) fn on_gossip(&mut self, topic: &gossipsub::TopicHash, data: &[u8]) {
+        if *topic == gossipsub::IdentTopic::new(PRESENCE_TOPIC).hash() {
+            if let Ok(announcement) = replica_protocol::decode::<SignedPresence>(data) {
+                let _ = self.take_presence(&announcement, None);
+            }
+        } else if *topic == gossipsub::IdentTopic::new(TYPING_TOPIC).hash() {
+            if let Ok(notice) = replica_protocol::decode::<SignedTyping>(data) {
+                let _ = self.take_typing(&notice, None);
+            }
         }
     }
 

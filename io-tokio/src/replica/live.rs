@@ -12,6 +12,8 @@ use crate::net::codec::{read_frame, write_frame};
 use crate::peer_ids::user_of;
 use futures::StreamExt;
 use kith_core::im::client_protocol::{LiveFrame, SubscribeFrame};
+use kith_core::im::identity::UserId;
+use kith_core::im::protocol::RoomId;
 use kith_core::im::subscriptions::SubscriptionId;
 use kith_core::limits;
 use libp2p::PeerId;
@@ -34,10 +36,17 @@ pub struct LiveRequest {
     refused: oneshot::Sender<String>,
 }
 
+/// One open subscription: who, which rooms, and its queue.
+struct Subscriber {
+    user: UserId,
+    rooms: Vec<RoomId>,
+    queue: mpsc::Sender<LiveFrame>,
+}
+
 /// The open subscriptions.
 #[derive(Default)]
 pub struct LiveSubscribers {
-    queues: BTreeMap<SubscriptionId, mpsc::Sender<LiveFrame>>,
+    subscribers: BTreeMap<SubscriptionId, Subscriber>,
 }
 
 /// Accepts live streams; each that sends a valid subscribe frame becomes a
@@ -118,7 +127,9 @@ impl Replica {
         };
         match self.hub.subscribe(self.node.state_machine(), user, &request.frame.rooms) {
             Ok(id) => {
-                self.live.queues.insert(id, request.queue);
+                let rooms = request.frame.rooms.iter().map(|(r, _)| r.clone()).collect();
+                let subscriber = Subscriber { user, rooms, queue: request.queue };
+                self.live.subscribers.insert(id, subscriber);
             }
             Err(e) => {
                 let _ = request.refused.send(e.to_string());
@@ -131,7 +142,7 @@ impl Replica {
     pub(super) fn pump_live(&mut self) -> bool {
         let mut backlog = false;
         let mut closed = Vec::new();
-        for (id, queue) in &self.live.queues {
+        for (id, Subscriber { queue, .. }) in &self.live.subscribers {
             if queue.is_closed() {
                 closed.push(*id);
                 continue;
@@ -148,13 +159,25 @@ impl Replica {
         }
         for id in closed {
             self.hub.unsubscribe(id);
-            self.live.queues.remove(&id);
+            self.live.subscribers.remove(&id);
         }
         backlog
     }
 
+    /// Passes a typing notice to the subscribers following `room` who may
+    /// still read it. Best effort: a full queue skips the notice.
+    pub(super) fn deliver_typing(&mut self, room: &RoomId, user: UserId, active: bool) {
+        let machine = self.node.state_machine();
+        for s in self.live.subscribers.values() {
+            if s.user != user && s.rooms.contains(room) && machine.can_follow(room, s.user) {
+                let frame = LiveFrame::Typing { room: room.clone(), user, active };
+                let _ = s.queue.try_send(frame);
+            }
+        }
+    }
+
     /// Open live subscriptions.
     pub(super) fn live_count(&self) -> usize {
-        self.live.queues.len()
+        self.live.subscribers.len()
     }
 }

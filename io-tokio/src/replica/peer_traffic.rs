@@ -20,7 +20,7 @@ impl Replica {
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message {
                 message,
                 ..
-            })) => self.on_presence_gossip(&message.data),
+            })) => self.on_gossip(&message.topic, &message.data),
             SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
                 peer_id,
                 info,

@@ -2,7 +2,7 @@
 
 use super::{clock::Clock, live, metrics, MetricsSnapshot, Replica};
 use crate::key_file::{KeyFile, KeyFileError};
-use crate::net::behaviour::{build_swarm, SwarmError, SwarmOptions, PRESENCE_TOPIC};
+use crate::net::behaviour::{build_swarm, SwarmError, SwarmOptions, PRESENCE_TOPIC, TYPING_TOPIC};
 use crate::net::directory::Directory;
 use crate::peer_ids::node_id_of;
 use crate::storage::{DiskWriter, SegmentLog, StorageError, WriteReport};
@@ -140,8 +140,9 @@ pub(super) async fn start(options: &ReplicaOptions) -> Result<Started, ReplicaEr
             .listen_on(addr.clone())
             .map_err(|e| ReplicaError::Listen { addr: addr.clone(), reason: e.to_string() })?;
     }
-    let topic = gossipsub::IdentTopic::new(PRESENCE_TOPIC);
-    let _ = swarm.behaviour_mut().gossipsub.subscribe(&topic);
+    for topic in [PRESENCE_TOPIC, TYPING_TOPIC] {
+        let _ = swarm.behaviour_mut().gossipsub.subscribe(&gossipsub::IdentTopic::new(topic));
+    }
     let mut directory = Directory::load(&options.data_dir.join("peers"));
     directory.insert(peer_id, &[]);
     for (_, peer) in directory.peers().collect::<Vec<_>>() {

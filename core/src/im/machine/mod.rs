@@ -70,6 +70,11 @@ impl ImMachine {
         self.state.rooms.get(room)?.readable_up_to(user)
     }
 
+    /// Whether `user` is a member of `room` now.
+    pub fn is_member(&self, room: &RoomId, user: UserId) -> bool {
+        self.state.rooms.get(room).is_some_and(|r| r.members.contains_key(&user))
+    }
+
     /// Whether `user` will see entries `room` gets from now on (a member, or
     /// anyone not banned from a public room).
     pub fn can_follow(&self, room: &RoomId, user: UserId) -> bool {
