@@ -3,7 +3,7 @@
 //! Each replica is a separate `kith node` process (so the dev cluster is the
 //! real thing, not a simulation); this process starts them, grows the
 //! cluster from one bootstrapped voter with `cluster add`, writes the client
-//! config, and stops them all on Ctrl-C.
+//! config, restarts a replica that dies, and stops them all on Ctrl-C.
 
 use crate::cli::{Cli, DevArgs};
 use crate::replica_commands::{init_dir, shutdown_signal};
@@ -58,10 +58,7 @@ pub async fn run(cli: &Cli, args: DevArgs) -> Result<()> {
         stop_all(&mut replicas).await;
         return Err(e);
     }
-    tokio::select! {
-        () = shutdown_signal() => {}
-        who = first_exit(&mut replicas) => eprintln!("replica {who} exited; stopping the dev cluster"),
-    }
+    supervise(&mut replicas, &first, &operator.peer_id()).await?;
     eprintln!("stopping {} replicas...", replicas.len());
     stop_all(&mut replicas).await;
     eprintln!("stopped; data kept in {} (run `kith dev` again to resume)", dir.display());
@@ -189,13 +186,43 @@ fn print_next_steps(cli: &Cli, home: &Path, replicas: &[DevReplica]) {
     println!("Ctrl-C stops the cluster.");
 }
 
-async fn first_exit(replicas: &mut [DevReplica]) -> String {
+/// Restarts a replica that exits (so `kill -9` on one shows the cluster
+/// riding it out) until Ctrl-C; gives up on one that keeps failing.
+async fn supervise(replicas: &mut [DevReplica], first: &Multiaddr, admin: &PeerId) -> Result<()> {
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    let mut recent_exits: Vec<Vec<tokio::time::Instant>> = vec![Vec::new(); replicas.len()];
     loop {
-        for r in replicas.iter_mut() {
-            if let Some(child) = r.child.as_mut() {
-                if let Ok(Some(status)) = child.try_wait() {
-                    return format!("{} ({status})", r.dir.display());
-                }
+        let (i, status) = tokio::select! {
+            () = &mut shutdown => return Ok(()),
+            exited = first_exit(replicas) => exited,
+        };
+        let now = tokio::time::Instant::now();
+        recent_exits[i].retain(|t| now.duration_since(*t) < Duration::from_secs(60));
+        recent_exits[i].push(now);
+        let log = replicas[i].dir.join("replica.log");
+        if recent_exits[i].len() > 3 {
+            eprintln!(
+                "replica {} exited ({status}) 4 times within a minute; not restarting it (see {})",
+                i + 1,
+                log.display()
+            );
+            continue;
+        }
+        eprintln!("replica {} exited ({status}); restarting it from its disk", i + 1);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        replicas[i].child = Some(spawn_node(&replicas[i], i == 0, first, admin)?);
+    }
+}
+
+/// Waits for a replica process to exit; returns its index and status.
+async fn first_exit(replicas: &mut [DevReplica]) -> (usize, std::process::ExitStatus) {
+    loop {
+        for (i, r) in replicas.iter_mut().enumerate() {
+            let exited = r.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
+            if let Some(status) = exited {
+                r.child = None;
+                return (i, status);
             }
         }
         tokio::time::sleep(Duration::from_millis(200)).await;

@@ -190,6 +190,34 @@ async fn the_readme_session_works_end_to_end() {
     assert!(!typed && err.contains("not a member"), "only members may type: {err}");
     drop(tail);
 
+    // kill -9 a replica of the dev cluster: the others carry on, and
+    // `kith dev` restarts it from its disk.
+    let victim = scratch.0.join("dev/replica-1");
+    let pid = pid_of(&victim).expect("replica-1 is running");
+    std::process::Command::new("kill").args(["-KILL", &pid.to_string()]).status().unwrap();
+    ok(&home, &["--as", "alice", "send", "general", "after the crash"]).await;
+    let mut restarted = None;
+    for _ in 0..50 {
+        restarted = pid_of(&victim).filter(|p| *p != pid);
+        if restarted.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(restarted.is_some(), "kith dev restarted the killed replica");
+    let args = ["--json", "--as", "bob", "--node", &nodes[0], "history", "general", "--limit", "1"];
+    let mut last = Vec::new();
+    for _ in 0..50 {
+        if let (true, out, _) = run(&home, &args).await {
+            last = json_lines(&out);
+            if last.first().is_some_and(|v| v["text"] == "after the crash") {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(last[0]["text"], "after the crash", "the restarted replica serves the latest");
+
     // Errors are clear and exit non-zero.
     let (success, _, err) = run(&home, &["--as", "nobody", "send", "general", "x"]).await;
     assert!(!success && err.contains("kith id new nobody"), "{err}");
@@ -203,4 +231,18 @@ async fn the_readme_session_works_end_to_end() {
     assert!(status.success(), "kith dev exits cleanly: {status}");
     let (up, _, _) = run(&home, &["--as", "alice", "send", "general", "x"]).await;
     assert!(!up, "the replicas are gone");
+}
+
+/// The pid of the `kith node` process whose data directory is `dir`.
+fn pid_of(dir: &std::path::Path) -> Option<u32> {
+    let needle = format!("{}\0", dir.display());
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
+        let cmdline = String::from_utf8_lossy(&cmdline);
+        if cmdline.contains("\0node\0") && cmdline.contains(&needle) {
+            return Some(pid);
+        }
+    }
+    None
 }
