@@ -3,26 +3,15 @@
 
 mod support;
 
-use kith_core::im::protocol::{Operation, RoomId, Target, Visibility};
-use support::{connect, history, ok, user, Cluster};
+use support::{connect, history, send_all, Cluster};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_added_after_compaction_catches_up_by_snapshot() {
     // Snapshot every 20 entries so the log is compacted long before the
     // new replica arrives.
     let mut cluster = Cluster::start("add-replica", 3, &["--snapshot-every", "20"]).await;
-    let keys = cluster.scratch.0.join("users");
-    std::fs::create_dir_all(&keys).unwrap();
-    let room = RoomId::Group("log".into());
-    let mut ann = user(&keys, "ann", cluster.addrs()).await;
-    ok(ann
-        .submit(Operation::CreateRoom { name: "log".into(), visibility: Visibility::Public })
-        .await
-        .unwrap());
-    for i in 0..150 {
-        let op = Operation::Send { to: Target::Room(room.clone()), text: format!("m{i}") };
-        ok(ann.submit(op).await.unwrap());
-    }
+    let (mut ann, room) = cluster.room_with_owner("ann", "log").await;
+    send_all(&mut ann, &room, (0..150).map(|i| format!("m{i}"))).await;
     // Every replica compacted its log past index 100, so entries before it
     // exist only inside snapshots: a new replica can only catch up by one.
     for i in 0..3 {

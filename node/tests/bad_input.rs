@@ -6,14 +6,14 @@ mod support;
 
 use futures::StreamExt;
 use kith_core::im::client_protocol::{ClientRequest, ResponseFrame};
-use kith_core::im::protocol::{Operation, QueryKind, RoomId, Target, Visibility};
+use kith_core::im::protocol::{Operation, QueryKind, Target};
 use kith_core::im::replica_protocol::{self, PeerRequest, PeerResponse};
 use kith_io_tokio::key_file::KeyFile;
 use kith_io_tokio::net::behaviour::{build_swarm, BehaviourEvent, SwarmOptions, CLIENT_PROTOCOL};
 use libp2p::request_response::{Event, Message};
 use libp2p::swarm::SwarmEvent;
 use std::time::Duration;
-use support::{history, ok, user, Cluster};
+use support::{history, ok, Cluster};
 use tokio::io::AsyncWriteExt;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -21,14 +21,8 @@ async fn garbage_floods_and_strangers_do_not_hurt_a_replica() {
     let metrics_port = support::free_port();
     let metrics_addr = format!("127.0.0.1:{metrics_port}");
     let mut cluster = Cluster::start("bad-input", 1, &["--metrics", &metrics_addr]).await;
-    let keys = cluster.scratch.0.join("users");
-    std::fs::create_dir_all(&keys).unwrap();
-    let room = RoomId::Group("safe".into());
-    let mut ann = user(&keys, "ann", cluster.addrs()).await;
-    ok(ann
-        .submit(Operation::CreateRoom { name: "safe".into(), visibility: Visibility::Public })
-        .await
-        .unwrap());
+    let keys = cluster.keys_dir();
+    let (mut ann, room) = cluster.room_with_owner("ann", "safe").await;
     ok(ann
         .submit(Operation::Send { to: Target::Room(room.clone()), text: "before".into() })
         .await

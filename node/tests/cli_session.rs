@@ -32,7 +32,8 @@ fn json_lines(out: &str) -> Vec<serde_json::Value> {
 async fn the_readme_session_works_end_to_end() {
     let scratch = Scratch::new("cli");
     let home = scratch.0.to_str().unwrap().to_string();
-    let base = 20_000 + (std::process::id() % 20_000) as u16;
+    // Below the ephemeral range (32768+), where the other tests draw ports.
+    let base = 20_000 + (std::process::id() % 10_000) as u16;
     let mut dev = kith()
         .env("KITH_HOME", &home)
         .args(["dev", "--replicas", "3", "--base-port", &base.to_string()])

@@ -4,9 +4,8 @@
 
 mod support;
 
-use kith_core::im::protocol::{Operation, RoomId, Target, Visibility};
 use std::path::PathBuf;
-use support::{connect, history, ok, user, Cluster};
+use support::{connect, history, send_all, Cluster};
 
 fn segments(dir: &std::path::Path) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> =
@@ -18,18 +17,8 @@ fn segments(dir: &std::path::Path) -> Vec<PathBuf> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_torn_tail_is_recovered_and_a_corrupt_segment_is_refused() {
     let mut cluster = Cluster::start("disk-damage", 1, &[]).await;
-    let keys = cluster.scratch.0.join("users");
-    std::fs::create_dir_all(&keys).unwrap();
-    let room = RoomId::Group("notes".into());
-    let mut ann = user(&keys, "ann", cluster.addrs()).await;
-    ok(ann
-        .submit(Operation::CreateRoom { name: "notes".into(), visibility: Visibility::Public })
-        .await
-        .unwrap());
-    for i in 0..30 {
-        let op = Operation::Send { to: Target::Room(room.clone()), text: format!("n{i}") };
-        ok(ann.submit(op).await.unwrap());
-    }
+    let (mut ann, room) = cluster.room_with_owner("ann", "notes").await;
+    send_all(&mut ann, &room, (0..30).map(|i| format!("n{i}"))).await;
     drop(ann);
     let mut reader = connect(&cluster.operator, cluster.replicas[0].dial_addr()).await;
     let before = history(&mut reader, &room).await;

@@ -5,7 +5,7 @@
 
 mod support;
 
-use kith_core::im::protocol::{EntryKind, Operation, Receipt, RoomId, Target, Visibility};
+use kith_core::im::protocol::{EntryKind, Operation, Receipt, RoomId, Target};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -17,14 +17,8 @@ const MESSAGES_PER_WRITER: usize = 40;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_messages_survive_a_leader_crash_and_a_full_restart() {
     let mut cluster = Cluster::start("leader-crash", 3, &[]).await;
-    let keys = cluster.scratch.0.join("users");
-    std::fs::create_dir_all(&keys).unwrap();
-    let room = RoomId::Group("general".into());
-    let mut owner = user(&keys, "owner", cluster.addrs()).await;
-    ok(owner
-        .submit(Operation::CreateRoom { name: "general".into(), visibility: Visibility::Public })
-        .await
-        .unwrap());
+    let keys = cluster.keys_dir();
+    let (_owner, room) = cluster.room_with_owner("owner", "general").await;
 
     // Writers, each starting on a different replica and failing over.
     let acked = Arc::new(AtomicUsize::new(0));

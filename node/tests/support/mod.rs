@@ -5,7 +5,9 @@
 #![allow(dead_code)]
 
 use kith_core::im::client_protocol::CommandOutcome;
-use kith_core::im::protocol::{Operation, QueryKind, QueryReply, RoomEntry, RoomId};
+use kith_core::im::protocol::{
+    Operation, QueryKind, QueryReply, RoomEntry, RoomId, Target, Visibility,
+};
 use kith_core::im::replica_protocol::{AdminRequest, AdminResponse, ClusterStatus, ReplicaRecord};
 use kith_io_tokio::client::Client;
 use kith_io_tokio::key_file::KeyFile;
@@ -226,6 +228,31 @@ pub async fn user(dir: &Path, name: &str, addrs: Vec<Multiaddr>) -> Client {
 
 pub fn ok(outcome: CommandOutcome) -> kith_core::im::protocol::Receipt {
     outcome.result.unwrap_or_else(|e| panic!("command failed: {e}"))
+}
+
+impl Cluster {
+    /// Where test users keep their keys.
+    pub fn keys_dir(&self) -> PathBuf {
+        let keys = self.scratch.0.join("users");
+        std::fs::create_dir_all(&keys).unwrap();
+        keys
+    }
+
+    /// Registers `owner` and has them create the public room `name`.
+    pub async fn room_with_owner(&self, owner: &str, name: &str) -> (Client, RoomId) {
+        let mut client = user(&self.keys_dir(), owner, self.addrs()).await;
+        let op = Operation::CreateRoom { name: name.into(), visibility: Visibility::Public };
+        ok(client.submit(op).await.unwrap());
+        (client, RoomId::Group(name.into()))
+    }
+}
+
+/// Sends `texts` to `room`, each acknowledged before the next.
+pub async fn send_all(client: &mut Client, room: &RoomId, texts: impl IntoIterator<Item = String>) {
+    for text in texts {
+        let op = Operation::Send { to: Target::Room(room.clone()), text };
+        ok(client.submit(op).await.unwrap());
+    }
 }
 
 /// The whole history of `room` as `client`'s replica serves it.
