@@ -69,8 +69,13 @@ fn converged(world: &World) -> bool {
     let Some((lead, lead_digest)) = views.iter().find(|(s, _)| s.id == leader) else {
         return false;
     };
-    views.len() == w.replicas.len()
-        && views
+    // Every member of the leader's (settled) configuration is up and has
+    // applied the same state; replicas outside it may lag forever.
+    let m = &lead.membership;
+    let members: Vec<_> = views.iter().filter(|(s, _)| m.contains(s.id)).collect();
+    !m.is_joint()
+        && members.len() == m.voters.len() + m.learners.len()
+        && members
             .iter()
             .all(|(s, d)| s.applied == lead.commit && s.commit == lead.commit && d == lead_digest)
 }

@@ -3,7 +3,7 @@
 
 use crate::world::World;
 use kith_core::ids::NodeId;
-use kith_core::node::Role;
+use kith_core::node::{MembershipChange, Role};
 use kith_core::rng::SeededRng;
 use madsim::net::NetSim;
 use madsim::runtime::{Handle, NodeHandle};
@@ -73,6 +73,7 @@ pub(super) fn inject(
     rng: &mut SeededRng,
     down: &mut Vec<(NodeId, madsim::time::Instant)>,
     clogs: &mut Vec<(Clog, madsim::time::Instant)>,
+    membership: Option<usize>,
 ) -> u64 {
     let ids: Vec<NodeId> = nodes.keys().copied().collect();
     let pick = |rng: &mut SeededRng| ids[rng.range(0, ids.len() as u64) as usize];
@@ -145,9 +146,43 @@ pub(super) fn inject(
                 }
             }
         }
-        _ => {}
+        _ => {
+            if let Some(initial_voters) = membership {
+                change_membership(world, rng, initial_voters);
+            }
+        }
     }
     0
+}
+
+/// An operator's membership change at the leader: add the replica that is
+/// not a member as a learner, promote a learner, or (above the initial
+/// size) remove a random voter, directly or through joint consensus.
+fn change_membership(world: &World, rng: &mut SeededRng, initial_voters: usize) {
+    let Some(lead) = leader(world) else { return };
+    let w = world.lock();
+    let Some(node) = w.replicas[&lead].node.clone() else { return };
+    let ids: Vec<NodeId> = w.replicas.keys().copied().collect();
+    drop(w);
+    let mut node = node.lock().expect("single-threaded");
+    let membership = node.status().membership;
+    let outsider = ids.iter().copied().find(|id| !membership.contains(*id));
+    let change = match (outsider, membership.learners.first()) {
+        (Some(id), _) => MembershipChange::AddLearner(id),
+        (None, Some(&learner)) => MembershipChange::Promote(learner),
+        (None, None) if membership.voters.len() > initial_voters => {
+            let victim = membership.voters[rng.range(0, membership.voters.len() as u64) as usize];
+            if rng.chance(0.5) {
+                MembershipChange::Remove(victim)
+            } else {
+                MembershipChange::Joint { add_voters: vec![], remove: vec![victim] }
+            }
+        }
+        _ => return,
+    };
+    // Refused while another change is pending or leadership moved: an
+    // operator would simply try again later, as the next draw does.
+    let _ = node.change_membership(kith_core::time::Instant::ZERO, &change);
 }
 
 pub(super) fn heal(net: &NetSim, nodes: &BTreeMap<NodeId, NodeHandle>) {

@@ -106,6 +106,8 @@ struct Faults {
     duplicate: f64,
     latency_ms: (u64, u64),
     mean_gap_ms: u64,
+    /// A spare replica exists and membership changes are among the faults.
+    membership: bool,
 }
 
 /// Runs one simulation to its end. A panic anywhere in the simulation
@@ -133,6 +135,11 @@ async fn simulate(config: SimConfig) -> SimReport {
             (lo, lo + rng.range(1, 40))
         },
         mean_gap_ms: rng.range(300, 1000),
+        // Drawn from its own stream so that seeds without membership
+        // changes replay exactly as they did before these existed.
+        membership: config.faults
+            && config.scenario.is_none()
+            && SeededRng::new(config.seed ^ 0x6d65_6d62).chance(0.5),
     };
     let mut report = SimReport {
         parameters: format!(
@@ -145,7 +152,8 @@ async fn simulate(config: SimConfig) -> SimReport {
             faults.latency_ms.1,
             faults.mean_gap_ms,
             config.fault_phase.as_secs()
-        ) + &config.scenario.map_or_else(String::new, |s| format!(" scenario={s:?}")),
+        ) + &config.scenario.map_or_else(String::new, |s| format!(" scenario={s:?}"))
+            + if faults.membership { " membership_changes" } else { "" },
         ..SimReport::default()
     };
     let net = NetSim::current();
@@ -156,7 +164,7 @@ async fn simulate(config: SimConfig) -> SimReport {
     });
     let handle = Handle::current();
     let epoch = madsim::time::Instant::now();
-    let spares = config.scenario.map_or(0, Scenario::spares);
+    let spares = config.scenario.map_or(u64::from(faults.membership), Scenario::spares);
     let mut disk = DiskConfig::default();
     if config.scenario.is_some_and(Scenario::always_tear) {
         disk.tear_on_crash = 1.0;
@@ -278,7 +286,17 @@ async fn random_faults(
         let gap = rng.range(faults.mean_gap_ms / 2, faults.mean_gap_ms * 3 / 2);
         madsim::time::sleep(Duration::from_millis(gap)).await;
         outages.expire(handle, net, nodes);
-        crashes += inject(world, handle, net, nodes, rng, &mut outages.down, &mut outages.clogs);
+        let membership = faults.membership.then_some(world.lock().voters.len());
+        crashes += inject(
+            world,
+            handle,
+            net,
+            nodes,
+            rng,
+            &mut outages.down,
+            &mut outages.clogs,
+            membership,
+        );
     }
     (crashes, outages.end(net, nodes))
 }
