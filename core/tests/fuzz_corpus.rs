@@ -172,16 +172,24 @@ fn write_seed_corpus() {
     // Damaged-log mode: 4 batches, torn near the end, a byte flipped early.
     write("log_recovery", "damaged_flip_early", &[1, 3, 0x7f, 0x05, 1, 2, 3, 0]);
     write("log_recovery", "damaged_tear_only", &[1, 5, 0x50, 0x03, 0, 1, 2, 3, 1, 2]);
+    // raft_inbound and im_apply inputs start with a mode byte: 0 selects
+    // the dense decoding these seeds are written in.
     // Time passes, a write, a forged heartbeat committing far ahead, a
     // forged append, garbage, more time.
-    write("raft_inbound", "forged_commit", &[0, 200, 1, 3, 7, 5, 1, 3, 0x45, 0x10, 0, 0, 0, 200]);
-    write("raft_inbound", "forged_append", &[0, 200, 3, 0, 9, 1, 4, 60, 0, 3, 0, 150]);
+    write(
+        "raft_inbound",
+        "forged_commit",
+        &[0, 0, 200, 1, 3, 7, 5, 1, 3, 0x45, 0x10, 0, 0, 0, 200],
+    );
+    write("raft_inbound", "forged_append", &[0, 0, 200, 3, 0, 9, 1, 4, 60, 0, 3, 0, 150]);
     // Create a private room, invite, join, send, kick, send again, read.
     write(
         "im_apply",
         "private_room_life",
-        &[0, 0, 1, 9, 0, 1, 3, 0, 1, 6, 0, 0, 12, 0, 1, 18, 0, 0, 21, 0, 5],
+        &[0, 0, 0, 1, 9, 0, 1, 3, 0, 1, 6, 0, 0, 12, 0, 1, 18, 0, 0, 21, 0, 5],
     );
-    write("im_apply", "public_room_roles", &[0, 1, 0, 4, 1, 0, 16, 1, 1, 15, 1, 4, 18, 1, 0]);
-    write("raft_inbound", "garbage", &[0, 120, 2, 5, 1, 2, 3, 4, 5, 0, 90]);
+    write("im_apply", "public_room_roles", &[0, 0, 1, 0, 4, 1, 0, 16, 1, 1, 15, 1, 4, 18, 1, 0]);
+    write("raft_inbound", "garbage", &[0, 0, 120, 2, 5, 1, 2, 3, 4, 5, 0, 90]);
+    // Create, checkpoint (snapshot and restore), send, checkpoint, send.
+    write("im_apply", "checkpoint_mid_room", &[0, 0, 0, 0, 24, 0, 0, 18, 0, 0, 24, 0, 0, 18, 0, 0]);
 }

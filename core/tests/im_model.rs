@@ -10,6 +10,7 @@ fn op() -> impl Strategy<Value = Op> {
     let u = 0..USERS;
     let r = 0..ROOMS.len();
     prop_oneof![
+        Just(Op::Checkpoint),
         (u.clone(), r.clone(), any::<bool>()).prop_map(|(u, r, private)| Op::Create {
             u,
             r,

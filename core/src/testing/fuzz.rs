@@ -171,103 +171,44 @@ impl Bytes<'_> {
 
 /// `raft_inbound`: forged (well-typed but arbitrary) and malformed peer
 /// frames, interleaved with time passing and client writes, fed to a
-/// 3-replica harness cluster: no panic, and every Raft invariant the
-/// harness checks holds. Forged frames may slow the cluster down but never
-/// crash a replica.
+/// 3-replica harness cluster: no panic and no replica halts; every Raft
+/// invariant the harness checks is checked on the way. The first byte picks
+/// the decoding: even, the dense form the committed crash inputs use; odd,
+/// `arbitrary` (`Vec<InboundStep>`).
 pub fn raft_inbound(data: &[u8]) {
-    use super::cluster::{Cluster, ClusterConfig};
-    use super::list_machine::{Append, ListMachine};
-    use crate::ids::NodeId;
-    use crate::wire::{
-        PeerBody, PeerFrame, WireEntry, WireEntryPayload, WireMessage, WireMessageKind,
-    };
-    use std::time::Duration;
-    const KINDS: [WireMessageKind; 13] = [
-        WireMessageKind::Append,
-        WireMessageKind::AppendResponse,
-        WireMessageKind::RequestVote,
-        WireMessageKind::RequestVoteResponse,
-        WireMessageKind::RequestPreVote,
-        WireMessageKind::RequestPreVoteResponse,
-        WireMessageKind::Snapshot,
-        WireMessageKind::Heartbeat,
-        WireMessageKind::HeartbeatResponse,
-        WireMessageKind::TransferLeader,
-        WireMessageKind::TimeoutNow,
-        WireMessageKind::ReadIndex,
-        WireMessageKind::ReadIndexResponse,
-    ];
-    let Ok(mut cluster) = Cluster::<ListMachine>::new(ClusterConfig::new(7, 3)) else { return };
-    let mut input = Bytes(data);
-    let mut value = 0;
-    while let Some(op) = input.byte() {
-        let from = NodeId(u64::from(op % 3) + 1);
-        let to = NodeId(u64::from((op / 3) % 3) + 1);
-        let result = match op % 4 {
-            0 => cluster.run_for(Duration::from_millis(u64::from(input.byte().unwrap_or(0)))),
-            1 => {
-                value += 1;
-                if let Some(leader) = cluster.leader() {
-                    let _ = cluster.submit(leader, &Append { list: 0, value });
-                }
-                Ok(())
-            }
-            2 => {
-                let Some(len) = input.byte() else { break };
-                let raw: Vec<u8> = (0..len).map_while(|_| input.byte()).collect();
-                cluster.inject_frame(from, to, raw.into());
-                Ok(())
-            }
-            _ => {
-                let kind = KINDS[usize::from(input.byte().unwrap_or(0)) % KINDS.len()];
-                let mut field = || input.u64().unwrap_or(0);
-                let (term, log_term, index, commit) = (field(), field(), field(), field());
-                let (reject_hint, entries) = (field(), field() % 4);
-                let entries = (0..entries)
-                    .map(|i| WireEntry {
-                        term: log_term,
-                        index: index.saturating_add(1 + i),
-                        payload: WireEntryPayload::Normal(bytes::Bytes::new()),
-                        context: bytes::Bytes::new(),
-                    })
-                    .collect();
-                let m = WireMessage {
-                    kind,
-                    term,
-                    log_term,
-                    index,
-                    entries,
-                    commit,
-                    commit_term: 0,
-                    snapshot: None,
-                    request_snapshot: 0,
-                    reject: reject_hint % 2 == 1,
-                    reject_hint,
-                    context: bytes::Bytes::new(),
-                    priority: 0,
-                };
-                let frame = PeerFrame { from, to, body: PeerBody::Raft(m) };
-                cluster.inject_frame(from, to, frame.encode());
-                Ok(())
-            }
-        };
-        // Forged messages can make honest replicas disagree about who leads
-        // (a forged vote is indistinguishable from a real one); what must
-        // never happen is a crash.
-        if let Err(v) = result {
-            if v.invariant == "no halt" {
-                panic!("{v}");
-            }
+    use super::inbound_schedule::{run_inbound, InboundStep};
+    use arbitrary::{Arbitrary, Unstructured};
+    let Some((&mode, rest)) = data.split_first() else { return };
+    let steps = if mode % 2 == 0 {
+        InboundStep::decode_dense(rest)
+    } else {
+        let Ok(steps) = Vec::<InboundStep>::arbitrary_take_rest(Unstructured::new(rest)) else {
             return;
-        }
+        };
+        steps
+    };
+    if let Err(v) = run_inbound(&steps) {
+        panic!("{v}");
     }
 }
 
-/// `im_apply`: a command sequence (3 bytes per command) against the IM state
-/// machine and its reference model: results and visible histories agree,
-/// and a snapshot restores to an equal digest.
+/// `im_apply`: a command sequence against the IM state machine and its
+/// reference model: results and visible histories agree, and snapshots
+/// taken at the points the input chooses (`Op::Checkpoint`) restore to an
+/// equal digest and carry on. The first byte picks the decoding: even, the
+/// dense 3-bytes-per-command form the model test shares; odd, `arbitrary`
+/// (`Vec<Op>`, fields brought into range).
 pub fn im_apply(data: &[u8]) {
-    super::im_model::check(&super::im_model::Op::decode_all(data));
+    use super::im_model::{check, Op};
+    use arbitrary::{Arbitrary, Unstructured};
+    let Some((&mode, rest)) = data.split_first() else { return };
+    let ops = if mode % 2 == 0 {
+        Op::decode_all(rest)
+    } else {
+        let Ok(ops) = Vec::<Op>::arbitrary_take_rest(Unstructured::new(rest)) else { return };
+        ops.iter().map(Op::normalized).collect()
+    };
+    check(&ops);
 }
 
 /// `cluster_ops`: a fuzzer-chosen schedule (decoded with `arbitrary`) of

@@ -17,17 +17,49 @@ pub const USERS: usize = 3;
 pub const ROOMS: [&str; 2] = ["a", "b"];
 
 /// One command of a model run (user, room and target are indexes).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, arbitrary::Arbitrary)]
 #[allow(missing_docs)]
 pub enum Op {
-    Create { u: usize, r: usize, private: bool },
-    Join { u: usize, r: usize },
-    Leave { u: usize, r: usize },
-    Invite { u: usize, r: usize, t: usize },
-    Kick { u: usize, r: usize, t: usize },
-    SetRole { u: usize, r: usize, t: usize, role: u8 },
-    Send { u: usize, r: usize },
-    MarkRead { u: usize, r: usize, seq: u64 },
+    /// Snapshot the machine and carry on with a copy restored from it.
+    Checkpoint,
+    Create {
+        u: usize,
+        r: usize,
+        private: bool,
+    },
+    Join {
+        u: usize,
+        r: usize,
+    },
+    Leave {
+        u: usize,
+        r: usize,
+    },
+    Invite {
+        u: usize,
+        r: usize,
+        t: usize,
+    },
+    Kick {
+        u: usize,
+        r: usize,
+        t: usize,
+    },
+    SetRole {
+        u: usize,
+        r: usize,
+        t: usize,
+        role: u8,
+    },
+    Send {
+        u: usize,
+        r: usize,
+    },
+    MarkRead {
+        u: usize,
+        r: usize,
+        seq: u64,
+    },
 }
 
 fn role_of(n: u8) -> Role {
@@ -98,11 +130,11 @@ impl Model {
             | Op::Invite { r, .. }
             | Op::Kick { r, .. } => r,
             Op::SetRole { r, .. } | Op::Send { r, .. } | Op::MarkRead { r, .. } => r,
-            Op::Create { .. } => unreachable!(),
+            Op::Create { .. } | Op::Checkpoint => unreachable!("handled before"),
         };
         let room = self.rooms.get_mut(&r).ok_or(ImError::NoSuchRoom)?;
         match *op {
-            Op::Create { .. } => unreachable!(),
+            Op::Create { .. } | Op::Checkpoint => unreachable!("handled before"),
             Op::Join { u, .. } => {
                 if room.members.contains_key(&u) {
                     return Err(ImError::AlreadyMember);
@@ -195,17 +227,37 @@ fn operation(op: &Op, users: &[Identity]) -> (usize, Operation) {
         }
         Op::Send { u, r } => (u, Operation::Send { to: Target::Room(room(r)), text: "hi".into() }),
         Op::MarkRead { u, r, seq } => (u, Operation::MarkRead { room: room(r), seq }),
+        Op::Checkpoint => unreachable!("check() handles checkpoints itself"),
     }
 }
 
 impl Op {
+    /// The op with every field brought into the model's ranges (for ops
+    /// that `arbitrary` built from unconstrained numbers).
+    pub fn normalized(&self) -> Op {
+        let (u_of, r_of) = (|u: usize| u % USERS, |r: usize| r % ROOMS.len());
+        match *self {
+            Op::Checkpoint => Op::Checkpoint,
+            Op::Create { u, r, private } => Op::Create { u: u_of(u), r: r_of(r), private },
+            Op::Join { u, r } => Op::Join { u: u_of(u), r: r_of(r) },
+            Op::Leave { u, r } => Op::Leave { u: u_of(u), r: r_of(r) },
+            Op::Invite { u, r, t } => Op::Invite { u: u_of(u), r: r_of(r), t: u_of(t) },
+            Op::Kick { u, r, t } => Op::Kick { u: u_of(u), r: r_of(r), t: u_of(t) },
+            Op::SetRole { u, r, t, role } => {
+                Op::SetRole { u: u_of(u), r: r_of(r), t: u_of(t), role: role % 3 }
+            }
+            Op::Send { u, r } => Op::Send { u: u_of(u), r: r_of(r) },
+            Op::MarkRead { u, r, seq } => Op::MarkRead { u: u_of(u), r: r_of(r), seq: seq % 12 },
+        }
+    }
+
     /// Decodes a sequence of ops from fuzz input (3 bytes each).
     pub fn decode_all(data: &[u8]) -> Vec<Op> {
         data.chunks_exact(3)
             .map(|c| {
                 let (u, r, x) = (c[0] as usize % USERS, c[1] as usize % ROOMS.len(), c[2]);
                 let t = x as usize % USERS;
-                match c[0] / USERS as u8 % 8 {
+                match c[0] / USERS as u8 % 9 {
                     0 => Op::Create { u, r, private: x % 2 == 1 },
                     1 => Op::Join { u, r },
                     2 => Op::Leave { u, r },
@@ -213,7 +265,8 @@ impl Op {
                     4 => Op::Kick { u, r, t },
                     5 => Op::SetRole { u, r, t, role: x % 3 },
                     6 => Op::Send { u, r },
-                    _ => Op::MarkRead { u, r, seq: u64::from(x % 12) },
+                    7 => Op::MarkRead { u, r, seq: u64::from(x % 12) },
+                    _ => Op::Checkpoint,
                 }
             })
             .collect()
@@ -246,6 +299,13 @@ pub fn check(ops: &[Op]) {
         assert!(registered.is_ok());
     }
     for op in ops {
+        if let Op::Checkpoint = op {
+            let mut copy = ImMachine::default();
+            copy.restore(&machine.snapshot()).expect("own snapshot restores");
+            assert_eq!(copy.digest(), machine.digest(), "snapshot round trip changed the state");
+            machine = copy;
+            continue;
+        }
         let (u, operation) = operation(op, &users);
         let got = apply(&mut machine, &users[u], operation).map(|r| match r {
             Receipt::Appended { seq, .. }

@@ -11,6 +11,7 @@ pub mod fault_schedule;
 pub mod fuzz;
 pub mod im_model;
 pub mod im_workload;
+pub mod inbound_schedule;
 pub mod list_machine;
 pub mod list_workload;
 pub mod network;
