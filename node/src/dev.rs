@@ -232,7 +232,7 @@ async fn first_exit(replicas: &mut [DevReplica]) -> (usize, std::process::ExitSt
 async fn stop_all(replicas: &mut [DevReplica]) {
     for r in replicas.iter_mut() {
         if let Some(pid) = r.child.as_ref().and_then(Child::id) {
-            let _ = std::process::Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
+            signal(pid, nix::sys::signal::Signal::SIGTERM);
         }
     }
     for r in replicas.iter_mut() {
@@ -241,5 +241,12 @@ async fn stop_all(replicas: &mut [DevReplica]) {
                 let _ = child.kill().await;
             }
         }
+    }
+}
+
+/// Sends `sig` to process `pid` (already gone is fine).
+pub fn signal(pid: u32, sig: nix::sys::signal::Signal) {
+    if let Ok(pid) = i32::try_from(pid) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig);
     }
 }

@@ -195,7 +195,7 @@ async fn the_readme_session_works_end_to_end() {
     // `kith dev` restarts it from its disk.
     let victim = scratch.0.join("dev/replica-1");
     let pid = pid_of(&victim).expect("replica-1 is running");
-    std::process::Command::new("kill").args(["-KILL", &pid.to_string()]).status().unwrap();
+    support::signal(pid, nix::sys::signal::Signal::SIGKILL);
     ok(&home, &["--as", "alice", "send", "general", "after the crash"]).await;
     let mut restarted = None;
     for _ in 0..50 {
@@ -226,8 +226,8 @@ async fn the_readme_session_works_end_to_end() {
     assert!(!success && err.contains("no such room"), "{err}");
 
     // Ctrl-C (SIGINT) stops everything cleanly.
-    let pid = dev.id().unwrap().to_string();
-    std::process::Command::new("kill").args(["-INT", &pid]).status().unwrap();
+    let pid = dev.id().unwrap();
+    support::signal(pid, nix::sys::signal::Signal::SIGINT);
     let status = tokio::time::timeout(Duration::from_secs(20), dev.wait()).await.unwrap().unwrap();
     assert!(status.success(), "kith dev exits cleanly: {status}");
     let (up, _, _) = run(&home, &["--as", "alice", "send", "general", "x"]).await;

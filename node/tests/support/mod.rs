@@ -137,8 +137,8 @@ impl Cluster {
     /// SIGTERM and wait for a clean exit.
     pub async fn stop(&mut self, i: usize) {
         if let Some(mut child) = self.replicas[i].child.take() {
-            let pid = child.id().unwrap().to_string();
-            std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+            let pid = child.id().unwrap();
+            signal(pid, nix::sys::signal::Signal::SIGTERM);
             let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
                 .await
                 .expect("replica exits within 10 s of SIGTERM")
@@ -271,4 +271,10 @@ pub async fn history(client: &mut Client, room: &RoomId) -> Vec<RoomEntry> {
             return all;
         }
     }
+}
+
+/// Sends `sig` to process `pid`.
+pub fn signal(pid: u32, sig: nix::sys::signal::Signal) {
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(pid).unwrap());
+    nix::sys::signal::kill(pid, sig).unwrap();
 }
