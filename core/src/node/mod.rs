@@ -360,6 +360,12 @@ impl<S: StateMachine> Node<S> {
         }
     }
 
+    /// Membership as of the applied index (borrowed: cheap enough to ask
+    /// for every inbound frame, unlike [`Self::status`]).
+    pub fn membership(&self) -> &Membership {
+        &self.membership
+    }
+
     /// The term of the entry at `index`, if this node still holds it.
     pub fn entry_term(&self, index: LogIndex) -> Option<Term> {
         self.raw.raft.raft_log.term(index.get()).ok().map(Term)

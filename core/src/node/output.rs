@@ -43,6 +43,11 @@ impl Membership {
         !self.voters_outgoing.is_empty()
     }
 
+    /// Whether no configuration is known yet (a replica waiting to join).
+    pub fn is_empty(&self) -> bool {
+        self.voters.is_empty() && self.learners.is_empty() && self.voters_outgoing.is_empty()
+    }
+
     /// Whether `id` is a voter or learner in either configuration.
     pub fn contains(&self, id: NodeId) -> bool {
         self.voters.contains(&id)

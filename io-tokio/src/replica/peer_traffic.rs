@@ -67,15 +67,15 @@ impl Replica {
 
     /// Whether `peer` is a voter or learner of the current configuration.
     pub(super) fn is_member(&self, peer: &PeerId) -> bool {
-        self.node.status().membership.contains(node_id_of(peer))
+        self.node.membership().contains(node_id_of(peer))
     }
 
     /// Raft traffic is taken from members only; a replica that has not yet
     /// learned any configuration (it is joining) takes it from the replicas
     /// its join target told it about.
     fn may_send_raft(&self, peer: &PeerId) -> bool {
-        let membership = self.node.status().membership;
-        if membership.voters.is_empty() && membership.learners.is_empty() {
+        let membership = self.node.membership();
+        if membership.is_empty() {
             return self.directory.knows(peer) || self.join_peers.contains(peer);
         }
         membership.contains(node_id_of(peer))
@@ -84,16 +84,13 @@ impl Replica {
     /// While this replica has no configuration yet, keeps dialing the join
     /// addresses (the target may have started after us).
     pub(super) fn redial_join_targets(&mut self) {
-        let membership = self.node.status().membership;
-        if !membership.voters.is_empty() || !membership.learners.is_empty() {
+        let connected = self.join_peers.iter().any(|p| self.swarm.is_connected(p));
+        if !self.node.membership().is_empty() || connected {
             return;
         }
         for addr in self.join_targets.clone() {
-            let connected = self.join_peers.iter().any(|p| self.swarm.is_connected(p));
-            if !connected {
-                if let Err(e) = self.swarm.dial(addr.clone()) {
-                    tracing::debug!(%addr, error = %e, "cannot dial the join address");
-                }
+            if let Err(e) = self.swarm.dial(addr.clone()) {
+                tracing::debug!(%addr, error = %e, "cannot dial the join address");
             }
         }
     }
@@ -102,7 +99,7 @@ impl Replica {
         let peers: Vec<PeerId> = self
             .directory
             .peers()
-            .filter(|(id, _)| self.node.status().membership.contains(*id))
+            .filter(|(id, _)| self.node.membership().contains(*id))
             .map(|(_, p)| p)
             .chain(self.join_peers.iter().copied())
             .filter(|p| p != self.swarm.local_peer_id())
@@ -160,7 +157,7 @@ impl Replica {
             PeerRequest::Hello(records) => {
                 // Only members' records are taken from an arbitrary peer;
                 // records are self-certifying, so a member cannot forge one.
-                let membership = self.node.status().membership;
+                let membership = self.node.membership();
                 let members: Vec<_> = records
                     .into_iter()
                     .filter(|r| {
