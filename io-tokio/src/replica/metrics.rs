@@ -9,7 +9,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 /// Counters the run loop keeps.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    pub(super) leader_changes: u64,
     pub(super) raft_frames_shed: u64,
     pub(super) raft_frames_refused: u64,
     commit_latency_sum: Duration,
@@ -45,83 +44,61 @@ impl Replica {
         let m = &self.metrics;
         let core = self.node.metrics();
         let mut text = String::with_capacity(2048);
-        let mut line = |name: &str, kind: &str, help: &str, value: String| {
+        let members = s.membership.voters.len() + s.membership.learners.len();
+        let series: [(&str, &str, &str, u64); 14] = [
+            ("kith_applied_index", "gauge", "Highest log index applied.", s.applied.get()),
+            ("kith_commit_index", "gauge", "Highest log index known committed.", s.commit.get()),
+            ("kith_term", "gauge", "Current Raft term.", s.term.get()),
+            ("kith_is_leader", "gauge", "1 on the leader.", u64::from(s.leader == Some(s.id))),
+            (
+                "kith_leader_changes_total",
+                "counter",
+                "Changes of the leader this replica knows of.",
+                core.leader_changes,
+            ),
+            (
+                "kith_peers_connected",
+                "gauge",
+                "Connected libp2p peers.",
+                self.swarm.connected_peers().count() as u64,
+            ),
+            ("kith_members", "gauge", "Voters and learners.", members as u64),
+            (
+                "kith_proposals_pending",
+                "gauge",
+                "Client commands awaiting commit.",
+                self.proposals.len() as u64,
+            ),
+            (
+                "kith_reads_pending",
+                "gauge",
+                "Reads awaiting their read index.",
+                self.reads.len() as u64,
+            ),
+            ("kith_live_subscriptions", "gauge", "Open live streams.", self.live_count() as u64),
+            (
+                "kith_raft_frames_shed_total",
+                "counter",
+                "Raft frames dropped at the per-peer in-flight limit.",
+                m.raft_frames_shed,
+            ),
+            (
+                "kith_raft_frames_refused_total",
+                "counter",
+                "Raft frames refused from non-members.",
+                m.raft_frames_refused,
+            ),
+            (
+                "kith_frames_malformed_total",
+                "counter",
+                "Peer frames that did not decode.",
+                core.frames_malformed,
+            ),
+            ("kith_snapshots_taken_total", "counter", "Snapshots taken.", core.snapshots_taken),
+        ];
+        for (name, kind, help, value) in series {
             text.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"));
-        };
-        line("kith_applied_index", "gauge", "Highest log index applied.", s.applied.to_string());
-        line(
-            "kith_commit_index",
-            "gauge",
-            "Highest log index known committed.",
-            s.commit.to_string(),
-        );
-        line("kith_term", "gauge", "Current Raft term.", s.term.to_string());
-        line(
-            "kith_is_leader",
-            "gauge",
-            "1 on the leader.",
-            u8::from(s.leader == Some(s.id)).to_string(),
-        );
-        line(
-            "kith_leader_changes_total",
-            "counter",
-            "Role changes seen.",
-            m.leader_changes.to_string(),
-        );
-        line(
-            "kith_peers_connected",
-            "gauge",
-            "Connected libp2p peers.",
-            self.swarm.connected_peers().count().to_string(),
-        );
-        line(
-            "kith_members",
-            "gauge",
-            "Voters and learners.",
-            (s.membership.voters.len() + s.membership.learners.len()).to_string(),
-        );
-        line(
-            "kith_proposals_pending",
-            "gauge",
-            "Client commands awaiting commit.",
-            self.proposals.len().to_string(),
-        );
-        line(
-            "kith_reads_pending",
-            "gauge",
-            "Reads awaiting their read index.",
-            self.reads.len().to_string(),
-        );
-        line(
-            "kith_live_subscriptions",
-            "gauge",
-            "Open live streams.",
-            self.live_count().to_string(),
-        );
-        line(
-            "kith_raft_frames_shed_total",
-            "counter",
-            "Raft frames dropped at the per-peer in-flight limit.",
-            m.raft_frames_shed.to_string(),
-        );
-        line(
-            "kith_raft_frames_refused_total",
-            "counter",
-            "Raft frames refused from non-members.",
-            m.raft_frames_refused.to_string(),
-        );
-        line(
-            "kith_frames_malformed_total",
-            "counter",
-            "Peer frames that did not decode.",
-            core.frames_malformed.to_string(),
-        );
-        line(
-            "kith_snapshots_taken_total",
-            "counter",
-            "Snapshots taken.",
-            core.snapshots_taken.to_string(),
-        );
+        }
         text.push_str(
             "# HELP kith_commit_latency_seconds Submission to applied, on the accepting replica.\n",
         );

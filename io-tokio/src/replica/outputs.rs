@@ -54,7 +54,6 @@ impl Replica {
             }
             Output::RoleChanged { role, term, leader } => {
                 tracing::info!(?role, %term, ?leader, "role changed");
-                self.metrics.leader_changes += 1;
             }
             Output::Halted { reason } => tracing::error!(%reason, "the replica halted"),
             _ => {}
