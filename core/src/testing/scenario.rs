@@ -9,7 +9,7 @@ use super::list_workload::ListWorkload;
 use super::network::NetworkConfig;
 use super::workload::{Workload, WorkloadStats};
 use crate::ids::NodeId;
-use crate::node::MembershipChange;
+use crate::node::{Membership, MembershipChange};
 use crate::rng::SeededRng;
 use crate::state_machine::StateMachine;
 use crate::time::Instant;
@@ -193,12 +193,26 @@ pub(super) fn change_membership<S: StateMachine + Default>(
     rng: &mut SeededRng,
 ) {
     let Some(leader) = cluster.leader() else { return };
-    let Some(membership) = cluster.node(leader).map(|n| n.status().membership) else { return };
-    let spare = cluster.ids().into_iter().find(|id| !membership.contains(*id));
-    let change = match (spare, membership.learners.first()) {
+    let Some(node) = cluster.node(leader) else { return };
+    let Some(change) = churn_change(node.membership(), &cluster.ids(), 3, rng) else { return };
+    let _ = cluster.change_membership(leader, &change);
+}
+
+/// The next membership change an operator churning the cluster makes:
+/// add a replica of `ids` that is not a member as a learner, promote a
+/// learner, or, above `min_voters`, remove a random voter (directly or
+/// through joint consensus). `None` when there is nothing to do.
+pub fn churn_change(
+    membership: &Membership,
+    ids: &[NodeId],
+    min_voters: usize,
+    rng: &mut SeededRng,
+) -> Option<MembershipChange> {
+    let outsider = ids.iter().copied().find(|id| !membership.contains(*id));
+    Some(match (outsider, membership.learners.first()) {
         (Some(id), _) => MembershipChange::AddLearner(id),
         (None, Some(&learner)) => MembershipChange::Promote(learner),
-        (None, None) if membership.voters.len() > 3 => {
+        (None, None) if membership.voters.len() > min_voters => {
             let victim = membership.voters[rng.range(0, membership.voters.len() as u64) as usize];
             if rng.chance(0.5) {
                 MembershipChange::Remove(victim)
@@ -206,9 +220,8 @@ pub(super) fn change_membership<S: StateMachine + Default>(
                 MembershipChange::Joint { add_voters: vec![], remove: vec![victim] }
             }
         }
-        _ => return,
-    };
-    let _ = cluster.change_membership(leader, &change);
+        _ => return None,
+    })
 }
 
 /// Heal everything, restart everyone, and require convergence in bounded time.

@@ -3,8 +3,9 @@
 
 use crate::world::World;
 use kith_core::ids::NodeId;
-use kith_core::node::{MembershipChange, Role};
+use kith_core::node::Role;
 use kith_core::rng::SeededRng;
+use kith_core::testing::scenario::churn_change;
 use madsim::net::NetSim;
 use madsim::runtime::{Handle, NodeHandle};
 use std::collections::BTreeMap;
@@ -155,9 +156,7 @@ pub(super) fn inject(
     0
 }
 
-/// An operator's membership change at the leader: add the replica that is
-/// not a member as a learner, promote a learner, or (above the initial
-/// size) remove a random voter, directly or through joint consensus.
+/// An operator's membership change at the leader (see `churn_change`).
 fn change_membership(world: &World, rng: &mut SeededRng, initial_voters: usize) {
     let Some(lead) = leader(world) else { return };
     let w = world.lock();
@@ -165,21 +164,7 @@ fn change_membership(world: &World, rng: &mut SeededRng, initial_voters: usize) 
     let ids: Vec<NodeId> = w.replicas.keys().copied().collect();
     drop(w);
     let mut node = node.lock().expect("single-threaded");
-    let membership = node.status().membership;
-    let outsider = ids.iter().copied().find(|id| !membership.contains(*id));
-    let change = match (outsider, membership.learners.first()) {
-        (Some(id), _) => MembershipChange::AddLearner(id),
-        (None, Some(&learner)) => MembershipChange::Promote(learner),
-        (None, None) if membership.voters.len() > initial_voters => {
-            let victim = membership.voters[rng.range(0, membership.voters.len() as u64) as usize];
-            if rng.chance(0.5) {
-                MembershipChange::Remove(victim)
-            } else {
-                MembershipChange::Joint { add_voters: vec![], remove: vec![victim] }
-            }
-        }
-        _ => return,
-    };
+    let Some(change) = churn_change(node.membership(), &ids, initial_voters, rng) else { return };
     // Refused while another change is pending or leadership moved: an
     // operator would simply try again later, as the next draw does.
     let _ = node.change_membership(kith_core::time::Instant::ZERO, &change);
