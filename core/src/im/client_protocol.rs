@@ -256,53 +256,25 @@ fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ClientFrameError> {
     Ok(versioned::decode_frame(bytes, CLIENT_PROTOCOL_VERSION, limits::FRAME_BYTES_MAX)?)
 }
 
-impl RequestFrame {
-    /// Encodes, version first.
-    pub fn encode(&self) -> Vec<u8> {
-        encode(self)
-    }
+/// `encode` (version first) and `decode` (of untrusted bytes) for each
+/// client-protocol frame type.
+macro_rules! versioned_frames {
+    ($($frame:ident),+) => {$(
+        impl $frame {
+            /// Encodes, version first.
+            pub fn encode(&self) -> Vec<u8> {
+                encode(self)
+            }
 
-    /// Decodes untrusted bytes.
-    pub fn decode(bytes: &[u8]) -> Result<RequestFrame, ClientFrameError> {
-        decode(bytes)
-    }
+            /// Decodes untrusted bytes.
+            pub fn decode(bytes: &[u8]) -> Result<$frame, ClientFrameError> {
+                decode(bytes)
+            }
+        }
+    )+};
 }
 
-impl SubscribeFrame {
-    /// Encodes, version first.
-    pub fn encode(&self) -> Vec<u8> {
-        encode(self)
-    }
-
-    /// Decodes untrusted bytes.
-    pub fn decode(bytes: &[u8]) -> Result<SubscribeFrame, ClientFrameError> {
-        decode(bytes)
-    }
-}
-
-impl LiveFrame {
-    /// Encodes, version first.
-    pub fn encode(&self) -> Vec<u8> {
-        encode(self)
-    }
-
-    /// Decodes untrusted bytes.
-    pub fn decode(bytes: &[u8]) -> Result<LiveFrame, ClientFrameError> {
-        decode(bytes)
-    }
-}
-
-impl ResponseFrame {
-    /// Encodes, version first.
-    pub fn encode(&self) -> Vec<u8> {
-        encode(self)
-    }
-
-    /// Decodes untrusted bytes.
-    pub fn decode(bytes: &[u8]) -> Result<ResponseFrame, ClientFrameError> {
-        decode(bytes)
-    }
-}
+versioned_frames!(RequestFrame, ResponseFrame, SubscribeFrame, LiveFrame);
 
 #[cfg(test)]
 mod tests {
