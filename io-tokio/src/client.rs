@@ -302,7 +302,7 @@ async fn dial(key: &KeyFile, addr: Multiaddr) -> Result<Dialed, ClientError> {
     .map_err(connect_err)?;
     let control = swarm.behaviour().stream.new_control();
     let (calls, rx) = mpsc::channel(64);
-    tokio::spawn(drive(swarm, replica, rx));
+    tokio::spawn(drive(swarm, replica, addr, rx));
     Ok((replica, calls, control))
 }
 
@@ -314,18 +314,23 @@ pub fn now_ms() -> u64 {
 async fn drive(
     mut swarm: libp2p::Swarm<crate::net::behaviour::Behaviour>,
     replica: PeerId,
+    addr: Multiaddr,
     mut calls: mpsc::Receiver<Call>,
 ) {
+    // The address goes with every request: request-response forgets an
+    // address after a failed dial, and a dropped connection is redialed.
     let mut pending: BTreeMap<OutboundRequestId, Pending> = BTreeMap::new();
     loop {
         tokio::select! {
             call = calls.recv() => match call {
                 Some(Call::Client(frame, tx)) => {
-                    let id = swarm.behaviour_mut().client.send_request(&replica, frame);
+                    let to = vec![addr.clone()];
+                    let id = swarm.behaviour_mut().client.send_request_with_addresses(&replica, frame, to);
                     pending.insert(id, tx);
                 }
                 Some(Call::Admin(frame, tx)) => {
-                    let id = swarm.behaviour_mut().admin.send_request(&replica, frame);
+                    let to = vec![addr.clone()];
+                    let id = swarm.behaviour_mut().admin.send_request_with_addresses(&replica, frame, to);
                     pending.insert(id, tx);
                 }
                 None => return,

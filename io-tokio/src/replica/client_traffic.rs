@@ -91,10 +91,12 @@ impl Replica {
             {
                 match self.directory.peer(leader) {
                     Some(peer) => {
-                        let request = replica_protocol::encode(&PeerRequest::Forward(command));
-                        let id = self.swarm.behaviour_mut().peer.send_request(&peer, request);
                         self.forwards += 1;
-                        self.outbound.insert(id, Outbound::Forward(asker));
+                        self.send_peer(
+                            peer,
+                            &PeerRequest::Forward(command),
+                            Outbound::Forward(asker),
+                        );
                     }
                     None => answer(
                         &mut self.swarm,
@@ -237,9 +239,7 @@ impl Replica {
             {
                 match self.directory.peer(leader) {
                     Some(peer) => {
-                        let frame = replica_protocol::encode(&PeerRequest::Admin(request));
-                        let id = self.swarm.behaviour_mut().peer.send_request(&peer, frame);
-                        self.outbound.insert(id, Outbound::Admin(asker));
+                        self.send_peer(peer, &PeerRequest::Admin(request), Outbound::Admin(asker));
                     }
                     None => answer_admin(
                         &mut self.swarm,

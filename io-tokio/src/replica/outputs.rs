@@ -3,7 +3,7 @@
 use super::askers::{answer, answer_admin};
 use super::{Outbound, Replica, RAFT_IN_FLIGHT_PER_PEER_MAX};
 use kith_core::im::client_protocol::ClientResponse;
-use kith_core::im::replica_protocol::{self, AdminResponse, PeerRequest};
+use kith_core::im::replica_protocol::{AdminResponse, PeerRequest};
 use kith_core::im::ImMachine;
 use kith_core::node::{NodeOutput, Output};
 
@@ -78,8 +78,6 @@ impl Replica {
             return;
         }
         *in_flight += 1;
-        let request = replica_protocol::encode(&PeerRequest::Raft(frame));
-        let id = self.swarm.behaviour_mut().peer.send_request(&peer, request);
-        self.outbound.insert(id, Outbound::Raft(peer));
+        self.send_peer(peer, &PeerRequest::Raft(frame), Outbound::Raft(peer));
     }
 }

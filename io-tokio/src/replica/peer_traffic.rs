@@ -110,9 +110,24 @@ impl Replica {
     }
 
     fn send_hello(&mut self, peer: PeerId) {
-        let request = replica_protocol::encode(&PeerRequest::Hello(self.directory.records()));
-        let id = self.swarm.behaviour_mut().peer.send_request(&peer, request);
-        self.outbound.insert(id, Outbound::Hello);
+        let hello = PeerRequest::Hello(self.directory.records());
+        self.send_peer(peer, &hello, Outbound::Hello);
+    }
+
+    /// Sends a request to another replica, dialing the addresses we know
+    /// for it when not connected. libp2p's request-response forgets an
+    /// address after one failed dial, so a replica that was down when first
+    /// dialed (every replica but the last, after a whole-cluster restart)
+    /// would otherwise never be dialed again.
+    pub(super) fn send_peer(&mut self, peer: PeerId, request: &PeerRequest, what: Outbound) {
+        let mut addrs = self.directory.addrs(node_id_of(&peer)).to_vec();
+        if addrs.is_empty() {
+            let names_peer = |a: &&libp2p::Multiaddr| matches!(a.iter().last(), Some(libp2p::multiaddr::Protocol::P2p(p)) if p == peer);
+            addrs = self.join_targets.iter().filter(names_peer).cloned().collect();
+        }
+        let frame = replica_protocol::encode(request);
+        let id = self.swarm.behaviour_mut().peer.send_request_with_addresses(&peer, frame, addrs);
+        self.outbound.insert(id, what);
     }
 
     fn on_peer_event(&mut self, event: Event<Vec<u8>, Vec<u8>>) {

@@ -115,7 +115,8 @@ impl Cluster {
         cmd.arg("node").arg("--dir").arg(&r.dir).arg("--listen").arg(r.addr.to_string());
         cmd.arg("--admin").arg(self.operator.peer_id().to_string());
         cmd.args(&r.extra_args).args(flags);
-        cmd.env("RUST_LOG", "info");
+        // KITH_TEST_LOG raises the replicas' log level when chasing a failure.
+        cmd.env("RUST_LOG", std::env::var("KITH_TEST_LOG").unwrap_or_else(|_| "info".into()));
         cmd.stdin(Stdio::null()).stdout(log.try_clone().unwrap()).stderr(log).kill_on_drop(true);
         r.child = Some(cmd.spawn().unwrap());
     }
