@@ -86,6 +86,11 @@ pub const INVITES_PER_ROOM_MAX: usize = 1000;
 /// Entries in one history, inbox or listing page.
 pub const PAGE_ENTRIES_MAX: usize = 500;
 
+/// Entries after a read cursor that an unread count looks at: the count
+/// stops there, so asking for unread counts costs bounded reads however far
+/// behind a user is.
+pub const UNREAD_SCAN_ENTRIES_MAX: u64 = 10_000;
+
 /// Rooms one live subscription may follow.
 pub const SUBSCRIPTION_ROOMS_MAX: usize = 256;
 

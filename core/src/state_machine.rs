@@ -56,15 +56,44 @@ pub trait StateMachine {
     /// Answers a read against the current applied state.
     fn query(&self, query: &Self::Query) -> Self::QueryResult;
 
-    /// Serializes the whole state (as of the last applied entry).
-    fn snapshot(&self) -> Bytes;
+    /// The snapshot the local log keeps, as of the last applied entry (log
+    /// index `at`, whose Raft snapshot metadata is `meta`, opaque here). A
+    /// machine that keeps its state in a durable store makes it durable
+    /// through `at` here, with `meta`, and may return a mere reference to it.
+    fn snapshot(&mut self, at: LogIndex, meta: &[u8]) -> Bytes;
 
-    /// Replaces the whole state with a snapshot. Snapshot bytes come from a
-    /// peer or the disk: a malformed one is an error, never a panic.
-    fn restore(&mut self, snapshot: &[u8]) -> Result<(), RestoreError>;
+    /// A snapshot another replica can restore from alone, when the local one
+    /// is not (see [`StateMachine::snapshot`]); `None` when it is.
+    fn transfer_snapshot(&mut self) -> Option<Bytes> {
+        None
+    }
+
+    /// Replaces the whole state with a snapshot taken at log index `at`
+    /// (metadata `meta`). Snapshot bytes come from a peer or the disk: a
+    /// malformed one is an error, never a panic. A durable store may already
+    /// be past `at` (the replica stopped after committing its store and
+    /// before its log recorded the snapshot): the state is then as of the
+    /// store's commit, which [`Restored::ahead`] reports.
+    fn restore(
+        &mut self,
+        at: LogIndex,
+        meta: &[u8],
+        snapshot: &[u8],
+    ) -> Result<Restored, RestoreError>;
+
+    /// Whether [`StateMachine::snapshot`]'s bytes restore on another replica.
+    fn snapshot_is_self_contained(&self) -> bool {
+        true
+    }
 
     /// A digest of the whole state, equal on replicas at equal applied index.
     fn digest(&self) -> Digest;
+
+    /// Why the machine cannot go on (its storage failed), if it cannot. The
+    /// node stops rather than let this replica's state diverge.
+    fn fault(&self) -> Option<&str> {
+        None
+    }
 }
 
 impl From<crate::versioned::VersionedError> for RestoreError {
@@ -79,6 +108,14 @@ impl From<crate::versioned::VersionedError> for RestoreError {
     }
 }
 
+/// Where a restored state stands.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Restored {
+    /// When the state is as of a later index than the snapshot's: that
+    /// index and the snapshot metadata recorded with it.
+    pub ahead: Option<(LogIndex, Vec<u8>)>,
+}
+
 /// Why a snapshot could not be restored.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[non_exhaustive]
@@ -86,6 +123,9 @@ pub enum RestoreError {
     /// The snapshot bytes do not decode.
     #[error("snapshot does not decode: {0}")]
     Malformed(String),
+    /// The state's durable store cannot provide what the snapshot needs.
+    #[error("{0}")]
+    History(String),
     /// The snapshot was written by a newer format.
     #[error("snapshot format version {found} is not supported (this build reads {supported})")]
     Version {

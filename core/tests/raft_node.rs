@@ -176,11 +176,16 @@ impl kith_core::state_machine::StateMachine for BytesMachine {
     type QueryResult = ();
     fn apply(&mut self, _: kith_core::state_machine::ApplyContext, _: Vec<u8>) {}
     fn query(&self, _: &()) {}
-    fn snapshot(&self) -> Bytes {
+    fn snapshot(&mut self, _: kith_core::ids::LogIndex, _: &[u8]) -> Bytes {
         Bytes::new()
     }
-    fn restore(&mut self, _: &[u8]) -> Result<(), kith_core::state_machine::RestoreError> {
-        Ok(())
+    fn restore(
+        &mut self,
+        _: kith_core::ids::LogIndex,
+        _: &[u8],
+        _: &[u8],
+    ) -> Result<kith_core::state_machine::Restored, kith_core::state_machine::RestoreError> {
+        Ok(Default::default())
     }
     fn digest(&self) -> kith_core::state_machine::Digest {
         kith_core::state_machine::Digest::default()

@@ -24,6 +24,11 @@ pub struct LogStore {
     /// serve (a peer added after it was taken is not in its membership
     /// and would refuse it). The node takes a fresh one.
     fresh_snapshot_wanted: Cell<bool>,
+    /// Whether `snapshot` can be sent to a peer. When the state machine's
+    /// local snapshot only refers to its own durable store, peers get
+    /// `outgoing` instead, built on request and dropped once sent.
+    local_not_sendable: bool,
+    outgoing: Option<Snapshot>,
 }
 
 /// Why recovered disk contents cannot seed a store.
@@ -129,6 +134,33 @@ impl LogStore {
         self.hard_state.commit = self.hard_state.commit.max(index);
     }
 
+    /// Moves the store up to a snapshot the state machine's durable store is
+    /// already at, past the recovered log's own snapshot: entries it covers
+    /// are dropped (there may be none left).
+    pub fn skip_to(&mut self, snapshot: Snapshot) {
+        let index = snapshot.get_metadata().index;
+        assert!(index >= self.snapshot_index(), "skipping backwards");
+        let drop = ((index - self.snapshot_index()) as usize).min(self.entries.len());
+        self.entries.drain(..drop);
+        self.snapshot = snapshot;
+        self.hard_state.commit = self.hard_state.commit.max(index);
+    }
+
+    /// Declares that local snapshots cannot be sent to peers.
+    pub fn set_local_not_sendable(&mut self) {
+        self.local_not_sendable = true;
+    }
+
+    /// Offers a self-contained snapshot to peers that need one.
+    pub fn set_outgoing(&mut self, snapshot: Snapshot) {
+        self.outgoing = Some(snapshot);
+    }
+
+    /// Drops the self-contained snapshot once sent (it may be large).
+    pub fn drop_outgoing(&mut self) {
+        self.outgoing = None;
+    }
+
     /// Records that a fresher snapshot is wanted.
     pub fn request_fresh_snapshot(&self) {
         self.fresh_snapshot_wanted.set(true);
@@ -226,15 +258,22 @@ impl raft::Storage for LogStore {
     }
 
     fn snapshot(&self, request_index: u64, to: u64) -> raft::Result<Snapshot> {
-        let cs = self.snapshot.get_metadata().get_conf_state();
-        let knows_peer = [&cs.voters, &cs.learners, &cs.voters_outgoing, &cs.learners_next]
-            .iter()
-            .any(|ids| ids.contains(&to));
-        if self.snapshot_index() < request_index || !knows_peer {
-            self.fresh_snapshot_wanted.set(true);
-            return Err(raft::Error::Store(StorageError::SnapshotTemporarilyUnavailable));
+        let candidate =
+            if self.local_not_sendable { self.outgoing.as_ref() } else { Some(&self.snapshot) };
+        let serves = candidate.filter(|s| {
+            let cs = s.get_metadata().get_conf_state();
+            let knows_peer = [&cs.voters, &cs.learners, &cs.voters_outgoing, &cs.learners_next]
+                .iter()
+                .any(|ids| ids.contains(&to));
+            s.get_metadata().index >= request_index && knows_peer
+        });
+        match serves {
+            Some(s) => Ok(s.clone()),
+            None => {
+                self.fresh_snapshot_wanted.set(true);
+                Err(raft::Error::Store(StorageError::SnapshotTemporarilyUnavailable))
+            }
         }
-        Ok(self.snapshot.clone())
     }
 }
 

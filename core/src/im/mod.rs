@@ -2,6 +2,7 @@
 //! machine, and the ephemeral presence table.
 
 pub mod client_protocol;
+pub mod history;
 pub mod identity;
 pub mod machine;
 pub mod presence;

@@ -24,6 +24,10 @@ impl<S: StateMachine> Node<S> {
                 self.apply_commands(&entry, resolution.ours);
             }
             self.applied = LogIndex(self.applied.get().max(entry.index));
+            if let Some(fault) = self.machine.fault() {
+                let reason = format!("applying entry {}: {fault}", entry.index);
+                return self.halt(reason);
+            }
             let every = self.config.digest_every_entries;
             if every > 0 && entry.index % every == 0 {
                 self.checkpoint = Some((LogIndex(entry.index), self.machine.digest()));
@@ -134,10 +138,41 @@ impl<S: StateMachine> Node<S> {
                 || (wanted && since_snapshot > 0))
         {
             self.take_snapshot();
-        } else if wanted {
+        }
+        if wanted && raft_caught_up && !self.machine.snapshot_is_self_contained() {
+            self.offer_transfer_snapshot();
+        } else if wanted && !raft_caught_up {
             // Ask again on the next cycle.
             self.raw.store().request_fresh_snapshot();
         }
+    }
+
+    /// The snapshot metadata for the applied index.
+    fn applied_snapshot_meta(&self) -> raft::eraftpb::SnapshotMetadata {
+        let index = self.applied.get();
+        let term = self.raw.raft.raft_log.term(index).expect("applied entry is in the log");
+        let mut meta = raft::eraftpb::SnapshotMetadata { index, term, ..Default::default() };
+        let mut cs = self.raw.raft.prs().conf().to_conf_state();
+        for ids in
+            [&mut cs.voters, &mut cs.learners, &mut cs.voters_outgoing, &mut cs.learners_next]
+        {
+            ids.sort_unstable();
+        }
+        meta.set_conf_state(cs);
+        meta
+    }
+
+    /// Builds the self-contained snapshot a peer asked for (the local one
+    /// only refers to this replica's own store) and offers it to raft-rs.
+    fn offer_transfer_snapshot(&mut self) {
+        let Some(data) = self.machine.transfer_snapshot() else { return };
+        if let Some(fault) = self.machine.fault() {
+            return self.halt(format!("building a snapshot for a peer: {fault}"));
+        }
+        let mut snapshot = Snapshot::default();
+        snapshot.set_metadata(self.applied_snapshot_meta());
+        snapshot.data = data;
+        self.raw.mut_store().set_outgoing(snapshot);
     }
 
     /// raft-rs keeps a leader that removed itself leading a group it is no
@@ -167,20 +202,17 @@ impl<S: StateMachine> Node<S> {
     }
 
     fn take_snapshot(&mut self) {
-        let index = self.applied.get();
-        let term = self.raw.raft.raft_log.term(index).expect("applied entry is in the log");
+        let meta = self.applied_snapshot_meta();
+        let wire_meta = crate::wire::WireSnapshotMeta::from_raft(&meta);
         let mut snapshot = Snapshot::default();
-        snapshot.data = self.machine.snapshot();
-        let meta = snapshot.mut_metadata();
-        meta.index = index;
-        meta.term = term;
-        let mut cs = self.raw.raft.prs().conf().to_conf_state();
-        for ids in
-            [&mut cs.voters, &mut cs.learners, &mut cs.voters_outgoing, &mut cs.learners_next]
-        {
-            ids.sort_unstable();
+        // A durable machine commits its store here, before the log below
+        // is compacted: the log then always holds what the store lacks.
+        snapshot.data =
+            self.machine.snapshot(LogIndex(meta.index), &super::encode_meta(&wire_meta));
+        if let Some(fault) = self.machine.fault() {
+            return self.halt(format!("taking a snapshot: {fault}"));
         }
-        meta.set_conf_state(cs);
+        snapshot.set_metadata(meta);
         self.raw.mut_store().compact_to(snapshot);
         self.metrics.snapshots_taken += 1;
         let store = self.raw.store();

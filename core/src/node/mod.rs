@@ -26,9 +26,9 @@ use crate::durable::{Record, RecoveredLog};
 use crate::ids::{LogIndex, NodeId, ProposalId, ReadId, Term};
 use crate::limits;
 use crate::rng::SeededRng;
-use crate::state_machine::{Digest, StateMachine};
+use crate::state_machine::{Digest, RestoreError, StateMachine};
 use crate::time::Instant;
-use crate::wire::{FrameError, PeerBody, PeerFrame, SnapshotAssembler};
+use crate::wire::{FrameError, PeerBody, PeerFrame, SnapshotAssembler, WireSnapshotMeta};
 use bytes::Bytes;
 use persist_pipeline::PersistPipeline;
 use proposals::{Placed, Proposals};
@@ -109,10 +109,14 @@ impl<S: StateMachine> Node<S> {
         cs.voters.sort_unstable();
         cs.voters.dedup();
         let mut node = Self::start(config, LogStore::bootstrap(cs), machine, now)?;
-        let store = node.raw.store();
+        let meta = node.raw.store().wire_snapshot_meta();
+        let data = node.machine.snapshot(LogIndex(meta.index), &encode_meta(&meta));
+        if let Some(fault) = node.machine.fault() {
+            return Err(StartError::Snapshot(RestoreError::History(fault.to_string())));
+        }
         let records = [
-            Record::Snapshot { meta: store.wire_snapshot_meta(), data: node.machine.snapshot() },
-            Record::HardState(store.durable_hard_state()),
+            Record::Snapshot { meta, data },
+            Record::HardState(node.raw.store().durable_hard_state()),
         ];
         node.emit_persist(&records, true, None, Vec::new());
         Ok(node)
@@ -131,19 +135,51 @@ impl<S: StateMachine> Node<S> {
         mut machine: S,
         now: Instant,
     ) -> Result<Self, StartError> {
-        if let Some((_, data)) = &log.snapshot {
-            machine.restore(data)?;
+        let mut store = LogStore::from_recovered(log)?;
+        let mut skipped = false;
+        if let Some((meta, data)) = &log.snapshot {
+            let restored = machine.restore(LogIndex(meta.index), &encode_meta(meta), data)?;
+            if let Some((index, meta)) = restored.ahead {
+                // The machine's store committed a later snapshot than the
+                // log recorded before the replica stopped: resume from it.
+                let meta: WireSnapshotMeta = postcard::from_bytes(&meta)
+                    .ok()
+                    .filter(|m: &WireSnapshotMeta| m.index == index.get())
+                    .ok_or_else(|| {
+                        RestoreError::History("the store's snapshot record is damaged".into())
+                    })?;
+                let data = machine.snapshot(index, &encode_meta(&meta));
+                store.skip_to(meta.to_raft(data));
+                skipped = true;
+            }
         }
-        Self::start(config, LogStore::from_recovered(log)?, machine, now)
+        let mut node = Self::start(config, store, machine, now)?;
+        if skipped {
+            // The log on disk must start again from the adopted snapshot.
+            let store = node.raw.store();
+            let records = [
+                Record::Snapshot {
+                    meta: store.wire_snapshot_meta(),
+                    data: store.snapshot_ref().data.clone(),
+                },
+                Record::HardState(store.durable_hard_state()),
+                Record::Entries(store.wire_entries()),
+            ];
+            node.emit_persist(&records, true, None, Vec::new());
+        }
+        Ok(node)
     }
 
     fn start(
         config: Config,
-        store: LogStore,
+        mut store: LogStore,
         machine: S,
         now: Instant,
     ) -> Result<Self, StartError> {
         config.validate()?;
+        if !machine.snapshot_is_self_contained() {
+            store.set_local_not_sendable();
+        }
         let mut rng = SeededRng::new(config.seed);
         // raft-rs draws each election timeout from its own thread-local
         // generator in [min, max); a range of one value pins it to our
@@ -481,4 +517,10 @@ impl<S: StateMachine> Node<S> {
             });
         }
     }
+}
+
+/// Snapshot metadata as the state machine records it beside a durable
+/// commit (opaque to the machine; decoded again at recovery).
+pub(crate) fn encode_meta(meta: &WireSnapshotMeta) -> Vec<u8> {
+    postcard::to_allocvec(meta).expect("metadata encodes")
 }

@@ -47,13 +47,16 @@ impl<S: StateMachine> Node<S> {
         let mut new_segment = false;
         if !rd.snapshot().is_empty() {
             let snapshot = rd.snapshot().clone();
-            if let Err(reason) = self.install_snapshot(&snapshot) {
-                self.halt(reason);
-                return;
-            }
+            let local = match self.install_snapshot(&snapshot) {
+                Ok(local) => local,
+                Err(reason) => {
+                    self.halt(reason);
+                    return;
+                }
+            };
             records.push(Record::Snapshot {
-                meta: WireSnapshotMeta::from_raft(snapshot.get_metadata()),
-                data: snapshot.data.clone(),
+                meta: WireSnapshotMeta::from_raft(local.get_metadata()),
+                data: local.data,
             });
             new_segment = true;
         }
@@ -157,6 +160,7 @@ impl<S: StateMachine> Node<S> {
         let from = self.config.id;
         if m.get_msg_type() == MessageType::MsgSnapshot {
             let data = m.take_snapshot().take_data();
+            self.raw.mut_store().drop_outgoing();
             self.metrics.snapshots_sent += 1;
             for chunk in SnapshotChunk::split(wire, &data) {
                 let frame = PeerFrame { from, to, body: PeerBody::SnapshotChunk(chunk) };
@@ -171,18 +175,29 @@ impl<S: StateMachine> Node<S> {
         self.outputs.push_back(Output::Send { to, frame: frame.encode() });
     }
 
-    fn install_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), String> {
+    /// Restores a snapshot from the leader; returns the form the local log
+    /// keeps (for a machine with a durable store, a reference to it).
+    fn install_snapshot(&mut self, snapshot: &Snapshot) -> Result<Snapshot, String> {
         let meta = snapshot.get_metadata();
+        let at = LogIndex(meta.index);
+        let encoded = super::encode_meta(&WireSnapshotMeta::from_raft(meta));
         self.machine
-            .restore(&snapshot.data)
+            .restore(at, &encoded, &snapshot.data)
             .map_err(|e| format!("snapshot at index {} from the leader: {e}", meta.index))?;
-        self.raw.mut_store().install_snapshot(snapshot.clone());
+        let mut local = snapshot.clone();
+        if !self.machine.snapshot_is_self_contained() {
+            local.data = self.machine.snapshot(at, &encoded);
+        }
+        if let Some(fault) = self.machine.fault() {
+            return Err(format!("installing a snapshot: {fault}"));
+        }
+        self.raw.mut_store().install_snapshot(local.clone());
         self.applied = LogIndex(meta.index);
         self.membership = super::Membership::from_conf_state(meta.get_conf_state());
         self.metrics.snapshots_installed += 1;
         for (proposal, outcome) in self.proposals.covered_by_snapshot(meta.index) {
             self.outputs.push_back(Output::Dropped { proposal, outcome });
         }
-        Ok(())
+        Ok(local)
     }
 }

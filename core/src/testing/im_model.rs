@@ -8,6 +8,7 @@ use crate::im::identity::Identity;
 use crate::im::protocol::*;
 use crate::im::ImMachine;
 use crate::state_machine::{ApplyContext, StateMachine};
+use crate::testing::sim_history::SimHistory;
 use std::collections::{BTreeMap, BTreeSet};
 use uuid::Uuid;
 
@@ -298,12 +299,14 @@ pub fn check(ops: &[Op]) {
         let registered = apply(&mut machine, u, Operation::Register { name: format!("u{i}") });
         assert!(registered.is_ok());
     }
+    let mut checkpoints = 0u64;
     for op in ops {
         if let Op::Checkpoint = op {
-            let mut copy = ImMachine::default();
-            copy.restore(&machine.snapshot()).expect("own snapshot restores");
-            assert_eq!(copy.digest(), machine.digest(), "snapshot round trip changed the state");
-            machine = copy;
+            // Go on with a restored copy, alternately over a volatile and a
+            // durable history store.
+            checkpoints += 1;
+            let (volatile, durable) = round_trip(&mut machine, LogIndex(checkpoints));
+            machine = if checkpoints.is_multiple_of(2) { volatile } else { durable };
             continue;
         }
         let (u, operation) = operation(op, &users);
@@ -346,7 +349,27 @@ pub fn check(ops: &[Op]) {
         }
     }
 
-    let mut copy = ImMachine::default();
-    copy.restore(&machine.snapshot()).expect("own snapshot restores");
-    assert_eq!(copy.digest(), machine.digest(), "snapshot round trip changed the state");
+    round_trip(&mut machine, LogIndex(checkpoints + 1));
+}
+
+/// Restores `machine`'s self-contained snapshot into a machine over a
+/// volatile store and one over a durable store; the durable one then
+/// snapshots (commits), crashes, and restores from its own local snapshot,
+/// a mere reference to its store. Both must equal the original.
+pub fn round_trip(machine: &mut ImMachine, at: LogIndex) -> (ImMachine, ImMachine) {
+    let embedded = machine.transfer_snapshot().unwrap_or_else(|| machine.snapshot(at, b"m"));
+    let mut volatile = ImMachine::default();
+    volatile.restore(at, b"m", &embedded).expect("own snapshot restores");
+    assert_eq!(volatile.digest(), machine.digest(), "snapshot round trip changed the state");
+    let disk = SimHistory::default();
+    let mut durable = ImMachine::with_history(Box::new(disk.clone()));
+    durable.restore(at, b"m", &embedded).expect("own snapshot restores");
+    let marker = durable.snapshot(at, b"m");
+    assert!(marker.len() < 16, "a durable machine's local snapshot refers to its store");
+    disk.crash();
+    let mut durable = ImMachine::with_history(Box::new(disk));
+    let restored = durable.restore(at, b"m", &marker).expect("restores from its store");
+    assert_eq!(restored.ahead, None);
+    assert_eq!(durable.digest(), machine.digest(), "durable round trip changed the state");
+    (volatile, durable)
 }

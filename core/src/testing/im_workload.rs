@@ -445,7 +445,12 @@ impl Workload<ImMachine> for ImWorkload {
         let machine = cluster.node(leader).expect("leader is live").state_machine();
         let fail = |invariant, detail| Err(Violation { invariant, detail, at: now });
         let mut found: BTreeMap<Uuid, (RoomId, u64)> = BTreeMap::new();
-        for (room, entry) in machine.all_entries() {
+        let entries = machine.all_entries().map_err(|e| Violation {
+            invariant: "history readable",
+            detail: e.to_string(),
+            at: now,
+        })?;
+        for (room, entry) in entries {
             let EntryKind::Message(m) = &entry.kind else { continue };
             let Some(&sender) = self.sent.get(&m.msg_id) else {
                 return fail(

@@ -3,7 +3,7 @@
 //! lost, duplicated and reordered writes all show up in the lists.
 
 use crate::ids::LogIndex;
-use crate::state_machine::{ApplyContext, Digest, RestoreError, StateMachine};
+use crate::state_machine::{ApplyContext, Digest, RestoreError, Restored, StateMachine};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -58,21 +58,27 @@ impl StateMachine for ListMachine {
         self.list(*list).to_vec()
     }
 
-    fn snapshot(&self) -> Bytes {
+    fn snapshot(&mut self, _at: LogIndex, _meta: &[u8]) -> Bytes {
         Bytes::from(crate::versioned::encode(SNAPSHOT_VERSION, &self.lists))
     }
 
-    fn restore(&mut self, snapshot: &[u8]) -> Result<(), RestoreError> {
+    fn restore(
+        &mut self,
+        _at: LogIndex,
+        _meta: &[u8],
+        snapshot: &[u8],
+    ) -> Result<Restored, RestoreError> {
         if snapshot.is_empty() {
             self.lists.clear();
-            return Ok(());
+            return Ok(Restored::default());
         }
         (self.lists, _) = crate::versioned::decode(snapshot, SNAPSHOT_VERSION)?;
-        Ok(())
+        Ok(Restored::default())
     }
 
     fn digest(&self) -> Digest {
-        Digest(*blake3::hash(&self.snapshot()).as_bytes())
+        let bytes = crate::versioned::encode(SNAPSHOT_VERSION, &self.lists);
+        Digest(*blake3::hash(&bytes).as_bytes())
     }
 }
 
@@ -87,9 +93,10 @@ mod tests {
         let at = ApplyContext { index: LogIndex(1), term: Term(1), position: 0, stamp_ms: 0 };
         assert_eq!(m.apply(at, Append { list: 2, value: 9 }), 1);
         let mut r = ListMachine::default();
-        r.restore(&m.snapshot()).unwrap();
+        let at = LogIndex(1);
+        r.restore(at, &[], &m.snapshot(at, &[])).unwrap();
         assert_eq!(r.digest(), m.digest());
-        assert!(r.restore(&[1, 2, 3]).is_err());
-        assert!(matches!(r.restore(&[7]), Err(RestoreError::Version { .. })));
+        assert!(r.restore(at, &[], &[1, 2, 3]).is_err());
+        assert!(matches!(r.restore(at, &[], &[7]), Err(RestoreError::Version { .. })));
     }
 }

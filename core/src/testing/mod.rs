@@ -16,4 +16,5 @@ pub mod list_machine;
 pub mod list_workload;
 pub mod network;
 pub mod scenario;
+pub mod sim_history;
 pub mod workload;

@@ -95,7 +95,12 @@ fn check_final(
         }
     }
     let mut found: BTreeMap<Uuid, (RoomId, u64)> = BTreeMap::new();
-    for (room, entry) in node.state_machine().all_entries() {
+    let entries = node.state_machine().all_entries().map_err(|e| Violation {
+        invariant: "history readable",
+        detail: e.to_string(),
+        at: Instant::ZERO,
+    })?;
+    for (room, entry) in entries {
         let EntryKind::Message(m) = &entry.kind else { continue };
         if !submitted.contains_key(&m.msg_id) {
             return fail("no phantom message", format!("{room} seq {} was never sent", entry.seq));

@@ -63,7 +63,9 @@ impl ImMachine {
                 let cursor = r.read.entry(ctx.author).or_default();
                 *cursor = (*cursor).max(*seq);
             }
-            self.state.messages_by_id.insert((ctx.author, msg_id), (room, *seq));
+            if let Err(e) = self.history.put_message_id(ctx.author, msg_id, &(room, *seq)) {
+                self.fail(e);
+            }
         }
         Ok(receipt)
     }
@@ -77,16 +79,32 @@ impl ImMachine {
         seq: u64,
         change: impl FnOnce(&mut Message, Rights) -> Result<(), ImError>,
     ) -> Result<Receipt, ImError> {
-        let r = self.state.rooms.get_mut(room).ok_or(ImError::NoSuchRoom)?;
+        let r = self.state.rooms.get(room).ok_or(ImError::NoSuchRoom)?;
         let role = r.role_of(ctx.author)?;
         let moderator = !r.is_direct() && role >= Role::Admin;
-        let entry = r.entry_mut(seq).ok_or(ImError::NoSuchMessage)?;
+        if seq == 0 || seq > r.last_seq {
+            return Err(ImError::NoSuchMessage);
+        }
+        let old = match self.history.entry(room, seq) {
+            Ok(Some(old)) => old,
+            Ok(None) => {
+                let missing = format!("entry {seq} of a room is missing");
+                self.fail(crate::im::history::HistoryError::Corrupt(missing.clone()));
+                return Err(ImError::Unavailable(missing));
+            }
+            Err(e) => {
+                let why = e.to_string();
+                self.fail(e);
+                return Err(ImError::Unavailable(why));
+            }
+        };
+        let mut entry = old.clone();
         let author = entry.author == ctx.author;
         let EntryKind::Message(message) = &mut entry.kind else {
             return Err(ImError::NoSuchMessage);
         };
         change(message, Rights { author, moderator })?;
-        let entry = entry.clone();
+        self.store(room, &entry, Some(&old));
         ctx.events.push(ImEvent::Updated { room: room.clone(), entry });
         Ok(Receipt::Updated { room: room.clone(), seq })
     }

@@ -5,29 +5,39 @@ mod messages;
 mod queries;
 mod replay;
 mod rooms;
+mod snapshot;
 mod state;
 
+use crate::ids::LogIndex;
+use crate::im::history::{HistoryError, HistoryStore, MemoryHistory};
 use crate::im::identity::UserId;
 use crate::im::protocol::{
-    CommandBody, ImError, ImEvent, ImQuery, ImResponse, Operation, QueryResult, Receipt, RoomId,
-    SignedCommand,
+    CommandBody, ImError, ImEvent, ImQuery, ImResponse, Operation, QueryResult, Receipt, RoomEntry,
+    RoomId, SignedCommand,
 };
 use crate::limits;
-use crate::state_machine::{ApplyContext, Digest, RestoreError, StateMachine};
+use crate::state_machine::{ApplyContext, Digest, RestoreError, Restored, StateMachine};
 use bytes::Bytes;
 use state::{ImState, UserRecord};
 use uuid::Uuid;
 
-/// Snapshot encoding version.
-const SNAPSHOT_VERSION: u16 = 1;
-
-/// The replicated IM state machine.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// The replicated IM state machine: summaries in memory, entries in a
+/// [`HistoryStore`].
+#[derive(Debug)]
 pub struct ImMachine {
     state: ImState,
+    history: Box<dyn HistoryStore>,
+    /// Set when the history store failed: the node must stop.
+    fault: Option<String>,
     /// Test-only: re-apply retried commands.
     #[cfg(feature = "bug-switches")]
     skip_idempotency: bool,
+}
+
+impl Default for ImMachine {
+    fn default() -> Self {
+        ImMachine::with_history(Box::new(MemoryHistory::default()))
+    }
 }
 
 /// The context one command runs in.
@@ -39,10 +49,38 @@ pub(crate) struct Ctx {
 }
 
 impl ImMachine {
+    /// An empty machine over `history` (restore a snapshot to fill it).
+    pub fn with_history(history: Box<dyn HistoryStore>) -> ImMachine {
+        ImMachine {
+            state: ImState::default(),
+            history,
+            fault: None,
+            #[cfg(feature = "bug-switches")]
+            skip_idempotency: false,
+        }
+    }
+
     /// A machine with test-only rule breakers switched on.
     #[cfg(feature = "bug-switches")]
     pub fn with_bugs(bugs: crate::bugs::BugSwitches) -> ImMachine {
         ImMachine { skip_idempotency: bugs.skip_idempotency, ..ImMachine::default() }
+    }
+
+    /// Records a store failure; the first one is what the node reports.
+    fn fail(&mut self, e: HistoryError) {
+        tracing::error!(error = %e, "the history store failed");
+        self.fault.get_or_insert_with(|| e.to_string());
+    }
+
+    /// Writes `entry`, replacing `old`, and keeps the history sum current.
+    fn store(&mut self, room: &RoomId, entry: &RoomEntry, old: Option<&RoomEntry>) {
+        if let Some(old) = old {
+            self.state.history_sum.remove(room, old);
+        }
+        self.state.history_sum.add(room, entry);
+        if let Err(e) = self.history.put(room, entry) {
+            self.fail(e);
+        }
     }
 
     #[cfg(feature = "bug-switches")]
@@ -85,9 +123,15 @@ impl ImMachine {
         })
     }
 
-    /// Every room entry, rooms in id order (for checkers and exports).
-    pub fn all_entries(&self) -> impl Iterator<Item = (&RoomId, &crate::im::protocol::RoomEntry)> {
-        self.state.rooms.iter().flat_map(|(id, r)| r.entries.iter().map(move |e| (id, e)))
+    /// Every room entry, rooms in id order (for checkers and exports; reads
+    /// the whole history).
+    pub fn all_entries(&self) -> Result<Vec<(RoomId, RoomEntry)>, HistoryError> {
+        let mut all = Vec::new();
+        for (id, r) in &self.state.rooms {
+            let entries = self.history.range(id, 1, r.last_seq, usize::MAX)?;
+            all.extend(entries.into_iter().map(|e| (id.clone(), e)));
+        }
+        Ok(all)
     }
 
     fn execute(&mut self, ctx: &mut Ctx, body: &CommandBody) -> Result<Receipt, ImError> {
@@ -175,10 +219,15 @@ impl StateMachine for ImMachine {
         let duplicate =
             |result| ImResponse { author, command_id, result, duplicate: true, events: vec![] };
         let dedupe = self.checks_idempotency();
-        if let Some(&(ref room, seq)) =
-            self.state.messages_by_id.get(&(author, command_id)).filter(|_| dedupe)
-        {
-            return duplicate(Ok(Receipt::Appended { room: room.clone(), seq }));
+        let placed = match self.history.message_id(author, command_id) {
+            Ok(placed) => placed.filter(|_| dedupe),
+            Err(e) => {
+                self.fail(e);
+                None
+            }
+        };
+        if let Some((room, seq)) = placed {
+            return duplicate(Ok(Receipt::Appended { room, seq }));
         }
         if let Some(outcome) = self.state.recent.outcome(author, command_id).filter(|_| dedupe) {
             return duplicate(outcome.clone());
@@ -200,24 +249,37 @@ impl StateMachine for ImMachine {
     }
 
     fn query(&self, query: &ImQuery) -> QueryResult {
-        queries::answer(&self.state, query)
+        queries::answer(&self.state, self.history.as_ref(), query)
     }
 
-    fn snapshot(&self) -> Bytes {
-        Bytes::from(crate::versioned::encode(SNAPSHOT_VERSION, &self.state))
+    fn snapshot(&mut self, at: LogIndex, meta: &[u8]) -> Bytes {
+        self.local_snapshot(at, meta)
     }
 
-    fn restore(&mut self, snapshot: &[u8]) -> Result<(), RestoreError> {
-        if snapshot.is_empty() {
-            self.state = ImState::default();
-            return Ok(());
-        }
-        (self.state, _) = crate::versioned::decode(snapshot, SNAPSHOT_VERSION)?;
-        Ok(())
+    fn transfer_snapshot(&mut self) -> Option<Bytes> {
+        self.history.is_durable().then(|| self.embedded_snapshot())
+    }
+
+    fn restore(
+        &mut self,
+        at: LogIndex,
+        meta: &[u8],
+        snapshot: &[u8],
+    ) -> Result<Restored, RestoreError> {
+        self.restore_snapshot(at, meta, snapshot)
+    }
+
+    fn snapshot_is_self_contained(&self) -> bool {
+        !self.history.is_durable()
     }
 
     fn digest(&self) -> Digest {
-        Digest(*blake3::hash(&self.snapshot()).as_bytes())
+        let summaries = postcard::to_allocvec(&self.state).expect("the state encodes");
+        Digest(*blake3::hash(&summaries).as_bytes())
+    }
+
+    fn fault(&self) -> Option<&str> {
+        self.fault.as_deref()
     }
 }
 

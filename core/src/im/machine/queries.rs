@@ -3,6 +3,7 @@
 //! member reads up to the entry that removed them.
 
 use super::state::{ImState, Room};
+use crate::im::history::{HistoryError, HistoryStore};
 use crate::im::identity::UserId;
 use crate::im::protocol::{
     EntryKind, ImError, ImQuery, InboxPage, Page, QueryKind, QueryReply, QueryResult, RoomEntry,
@@ -14,29 +15,29 @@ fn page_limit(limit: u32) -> usize {
     (limit as usize).clamp(1, limits::PAGE_ENTRIES_MAX)
 }
 
-pub(super) fn answer(state: &ImState, query: &ImQuery) -> QueryResult {
+fn unavailable(e: HistoryError) -> ImError {
+    ImError::Unavailable(e.to_string())
+}
+
+pub(super) fn answer(state: &ImState, store: &dyn HistoryStore, query: &ImQuery) -> QueryResult {
     let user = query.as_user;
     match &query.kind {
         QueryKind::History { room, after, before, limit } => {
-            history(readable(state, room, user)?, *after, *before, page_limit(*limit))
+            let (_, up_to) = readable(state, room, user)?;
+            history(store, room, up_to, *after, *before, page_limit(*limit)).map_err(unavailable)
         }
         QueryKind::HistoryByTime { room, from_ms, to_ms, after, limit } => {
-            let (r, up_to) = readable(state, room, user)?;
-            let visible = &r.entries[..up_to as usize];
-            let start = visible.partition_point(|e| e.time_ms < *from_ms);
-            let end = visible.partition_point(|e| e.time_ms < *to_ms);
-            let after = after.unwrap_or(0);
-            let span: Vec<&RoomEntry> =
-                visible[start..end.max(start)].iter().filter(|e| e.seq > after).collect();
-            let limit = page_limit(*limit);
-            let entries: Vec<RoomEntry> = span.iter().take(limit).map(|e| (*e).clone()).collect();
-            let next = (span.len() > limit).then(|| entries.last().map(|e| e.seq)).flatten();
-            Ok(QueryReply::Page(Page { entries, next }))
+            let (_, up_to) = readable(state, room, user)?;
+            let span = TimeSpan { from_ms: *from_ms, to_ms: *to_ms, after: after.unwrap_or(0) };
+            by_time(store, room, up_to, span, page_limit(*limit)).map_err(unavailable)
         }
         QueryKind::Inbox { after, limit } => {
-            Ok(QueryReply::Inbox(inbox(state, user, after.as_ref(), page_limit(*limit))))
+            let page = inbox(state, store, user, after.as_ref(), page_limit(*limit));
+            Ok(QueryReply::Inbox(page.map_err(unavailable)?))
         }
-        QueryKind::Unread => Ok(QueryReply::Unread(unread(state, user))),
+        QueryKind::Unread => {
+            Ok(QueryReply::Unread(unread(state, store, user).map_err(unavailable)?))
+        }
         QueryKind::Rooms => Ok(QueryReply::Rooms(
             member_rooms(state, user).map(|(id, r)| summary(id, r, user)).collect(),
         )),
@@ -72,31 +73,84 @@ fn readable<'a>(
     Ok((r, up_to))
 }
 
+/// Entries `after < seq < before` (of those `user` may read), oldest first;
+/// with only `before`, the newest page below it.
 fn history(
-    (room, up_to): (&Room, u64),
+    store: &dyn HistoryStore,
+    room: &RoomId,
+    up_to: u64,
     after: Option<u64>,
     before: Option<u64>,
     limit: usize,
-) -> QueryResult {
-    let low = after.unwrap_or(0);
-    let high = before.unwrap_or(u64::MAX).min(up_to + 1);
-    let span: &[RoomEntry] =
-        if high > low + 1 { &room.entries[low as usize..(high - 1) as usize] } else { &[] };
+) -> Result<QueryReply, HistoryError> {
+    let low = after.unwrap_or(0) + 1;
+    let high = before.unwrap_or(u64::MAX).min(up_to + 1).saturating_sub(1);
+    if high < low {
+        return Ok(QueryReply::Page(Page { entries: Vec::new(), next: None }));
+    }
     let backwards = before.is_some() && after.is_none();
-    let (entries, more) = if backwards {
-        let start = span.len().saturating_sub(limit);
-        (&span[start..], start > 0)
+    let (entries, next) = if backwards {
+        let from = high.saturating_sub(limit as u64 - 1).max(low);
+        let entries = store.range(room, from, high, limit)?;
+        let next = (from > low).then(|| entries.first().map(|e| e.seq)).flatten();
+        (entries, next)
     } else {
-        (&span[..span.len().min(limit)], span.len() > limit)
+        forward_page(store.range(room, low, high, limit + 1)?, limit)
     };
-    let next = if !more {
-        None
-    } else if backwards {
-        entries.first().map(|e| e.seq)
-    } else {
-        entries.last().map(|e| e.seq)
-    };
-    Ok(QueryReply::Page(Page { entries: entries.to_vec(), next }))
+    Ok(QueryReply::Page(Page { entries, next }))
+}
+
+/// Cuts a page read with one entry to spare; the cursor is its last seq
+/// when more follow.
+fn forward_page(mut entries: Vec<RoomEntry>, limit: usize) -> (Vec<RoomEntry>, Option<u64>) {
+    let more = entries.len() > limit;
+    entries.truncate(limit);
+    let next = more.then(|| entries.last().map(|e| e.seq)).flatten();
+    (entries, next)
+}
+
+/// A time range `[from_ms, to_ms)`, resuming after sequence number `after`.
+struct TimeSpan {
+    from_ms: u64,
+    to_ms: u64,
+    after: u64,
+}
+
+fn by_time(
+    store: &dyn HistoryStore,
+    room: &RoomId,
+    up_to: u64,
+    span: TimeSpan,
+    limit: usize,
+) -> Result<QueryReply, HistoryError> {
+    let start = first_at_or_after(store, room, up_to, span.from_ms)?.max(span.after + 1);
+    let end = first_at_or_after(store, room, up_to, span.to_ms)?;
+    if end <= start {
+        return Ok(QueryReply::Page(Page { entries: Vec::new(), next: None }));
+    }
+    let (entries, next) = forward_page(store.range(room, start, end - 1, limit + 1)?, limit);
+    Ok(QueryReply::Page(Page { entries, next }))
+}
+
+/// The first seq in `1..=up_to` stamped at or after `time_ms` (`up_to + 1`
+/// if none): a binary search, since a room's stamps never decrease.
+fn first_at_or_after(
+    store: &dyn HistoryStore,
+    room: &RoomId,
+    up_to: u64,
+    time_ms: u64,
+) -> Result<u64, HistoryError> {
+    let (mut low, mut high) = (1, up_to + 1);
+    while low < high {
+        let mid = low + (high - low) / 2;
+        let stamped = store.entry(room, mid)?.map_or(u64::MAX, |e| e.time_ms);
+        if stamped < time_ms {
+            low = mid + 1;
+        } else {
+            high = mid;
+        }
+    }
+    Ok(low)
 }
 
 fn member_rooms(state: &ImState, user: UserId) -> impl Iterator<Item = (&RoomId, &Room)> {
@@ -108,7 +162,13 @@ fn member_rooms(state: &ImState, user: UserId) -> impl Iterator<Item = (&RoomId,
         .filter_map(move |id| state.rooms.get(id).map(|r| (id, r)))
 }
 
-fn inbox(state: &ImState, user: UserId, after: Option<&(RoomId, u64)>, limit: usize) -> InboxPage {
+fn inbox(
+    state: &ImState,
+    store: &dyn HistoryStore,
+    user: UserId,
+    after: Option<&(RoomId, u64)>,
+    limit: usize,
+) -> Result<InboxPage, HistoryError> {
     let mut items = Vec::new();
     for (id, room) in member_rooms(state, user) {
         if after.is_some_and(|(a, _)| id < a) {
@@ -116,33 +176,55 @@ fn inbox(state: &ImState, user: UserId, after: Option<&(RoomId, u64)>, limit: us
         }
         let cursor = room.read.get(&user).copied().unwrap_or(0);
         let resume = after.filter(|(a, _)| a == id).map_or(0, |(_, s)| *s);
-        let from = cursor.max(resume) as usize;
-        for entry in &room.entries[from.min(room.entries.len())..] {
-            if items.len() == limit {
-                let next = items.last().map(|(r, e): &(RoomId, RoomEntry)| (r.clone(), e.seq));
-                return InboxPage { items, next };
-            }
-            items.push((id.clone(), entry.clone()));
+        let from = cursor.max(resume) + 1;
+        if from > room.last_seq {
+            continue;
+        }
+        let room_left = limit - items.len();
+        let entries = store.range(id, from, room.last_seq, room_left + 1)?;
+        let more = entries.len() > room_left;
+        items.extend(entries.into_iter().take(room_left).map(|e| (id.clone(), e)));
+        if more || (items.len() == limit && has_more_after(state, user, id)) {
+            let next = items.last().map(|(r, e): &(RoomId, RoomEntry)| (r.clone(), e.seq));
+            return Ok(InboxPage { items, next });
         }
     }
-    InboxPage { items, next: None }
+    Ok(InboxPage { items, next: None })
+}
+
+/// Whether a room after `room` has unread entries for `user`.
+fn has_more_after(state: &ImState, user: UserId, room: &RoomId) -> bool {
+    member_rooms(state, user)
+        .filter(|(id, _)| *id > room)
+        .any(|(_, r)| r.read.get(&user).copied().unwrap_or(0) < r.last_seq)
 }
 
 fn is_unread_message(entry: &RoomEntry, user: UserId) -> bool {
     matches!(&entry.kind, EntryKind::Message(m) if !m.deleted) && entry.author != user
 }
 
-fn unread(state: &ImState, user: UserId) -> Vec<(RoomId, u64)> {
-    member_rooms(state, user)
-        .map(|(id, room)| {
-            let cursor = room.read.get(&user).copied().unwrap_or(0) as usize;
-            let count = room.entries[cursor.min(room.entries.len())..]
-                .iter()
-                .filter(|e| is_unread_message(e, user))
-                .count();
-            (id.clone(), count as u64)
-        })
-        .collect()
+/// Unread messages per room, counting at most the
+/// [`limits::UNREAD_SCAN_ENTRIES_MAX`] entries after the cursor.
+fn unread(
+    state: &ImState,
+    store: &dyn HistoryStore,
+    user: UserId,
+) -> Result<Vec<(RoomId, u64)>, HistoryError> {
+    let mut counts = Vec::new();
+    for (id, room) in member_rooms(state, user) {
+        let cursor = room.read.get(&user).copied().unwrap_or(0);
+        let last = room.last_seq.min(cursor.saturating_add(limits::UNREAD_SCAN_ENTRIES_MAX));
+        let mut count = 0;
+        let mut from = cursor + 1;
+        while from <= last {
+            let page = store.range(id, from, last, limits::PAGE_ENTRIES_MAX)?;
+            let Some(end) = page.last().map(|e| e.seq) else { break };
+            count += page.iter().filter(|e| is_unread_message(e, user)).count() as u64;
+            from = end + 1;
+        }
+        counts.push((id.clone(), count));
+    }
+    Ok(counts)
 }
 
 fn summary(id: &RoomId, room: &Room, user: UserId) -> RoomSummary {

@@ -4,7 +4,9 @@
 use super::state::Room;
 use super::{Ctx, ImMachine};
 use crate::im::identity::UserId;
-use crate::im::protocol::{EntryKind, ImError, ImEvent, Receipt, Role, RoomId, Visibility};
+use crate::im::protocol::{
+    EntryKind, ImError, ImEvent, Receipt, Role, RoomEntry, RoomId, Visibility,
+};
 use crate::limits;
 
 impl ImMachine {
@@ -24,8 +26,10 @@ impl ImMachine {
     /// Appends an entry to `room` and reports it to subscribers.
     pub(super) fn append(&mut self, ctx: &mut Ctx, room: &RoomId, kind: EntryKind) -> Receipt {
         let r = self.state.rooms.get_mut(room).expect("caller checked the room exists");
-        let seq = r.append(ctx.now_ms, ctx.author, kind);
-        let entry = r.entry(seq).expect("just appended").clone();
+        r.last_seq += 1;
+        let seq = r.last_seq;
+        let entry = RoomEntry { seq, time_ms: ctx.now_ms, author: ctx.author, kind };
+        self.store(room, &entry, None);
         ctx.events.push(ImEvent::Appended { room: room.clone(), entry });
         Receipt::Appended { room: room.clone(), seq }
     }

@@ -3,10 +3,9 @@
 
 use super::replay::RecentCommands;
 use crate::im::identity::UserId;
-use crate::im::protocol::{EntryKind, ImError, Role, RoomEntry, RoomId, Visibility};
+use crate::im::protocol::{ImError, Role, RoomEntry, RoomId, Visibility};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
-use uuid::Uuid;
 
 /// A registered user.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -14,7 +13,7 @@ pub(crate) struct UserRecord {
     pub(crate) name: String,
 }
 
-/// One room and its whole log.
+/// One room's summary; its entries live in the history store.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Room {
     pub(crate) title: String,
@@ -26,8 +25,8 @@ pub(crate) struct Room {
     pub(crate) banned: BTreeSet<UserId>,
     /// Former members and the last sequence number they may still read.
     pub(crate) departed: BTreeMap<UserId, u64>,
-    /// Entry `seq` lives at index `seq - 1`.
-    pub(crate) entries: Vec<RoomEntry>,
+    /// The highest sequence number; entries `1..=last_seq` are in the store.
+    pub(crate) last_seq: u64,
     pub(crate) read: BTreeMap<UserId, u64>,
 }
 
@@ -41,28 +40,13 @@ impl Room {
             invited: BTreeSet::new(),
             banned: BTreeSet::new(),
             departed: BTreeMap::new(),
-            entries: Vec::new(),
+            last_seq: 0,
             read: BTreeMap::new(),
         }
     }
 
     pub(crate) fn last_seq(&self) -> u64 {
-        self.entries.len() as u64
-    }
-
-    /// Appends an entry and returns its sequence number.
-    pub(crate) fn append(&mut self, time_ms: u64, author: UserId, kind: EntryKind) -> u64 {
-        let seq = self.last_seq() + 1;
-        self.entries.push(RoomEntry { seq, time_ms, author, kind });
-        seq
-    }
-
-    pub(crate) fn entry(&self, seq: u64) -> Option<&RoomEntry> {
-        self.entries.get(usize::try_from(seq.checked_sub(1)?).ok()?)
-    }
-
-    pub(crate) fn entry_mut(&mut self, seq: u64) -> Option<&mut RoomEntry> {
-        self.entries.get_mut(usize::try_from(seq.checked_sub(1)?).ok()?)
+        self.last_seq
     }
 
     pub(crate) fn is_direct(&self) -> bool {
@@ -116,9 +100,10 @@ pub(crate) struct ImState {
     pub(crate) rooms: BTreeMap<RoomId, Room>,
     /// The rooms each user belongs to.
     pub(crate) memberships: BTreeMap<UserId, BTreeSet<RoomId>>,
-    /// Message ids ever sent, for permanent idempotency of sends.
-    pub(crate) messages_by_id: BTreeMap<(UserId, Uuid), (RoomId, u64)>,
     pub(crate) recent: RecentCommands,
+    /// An order-independent sum of every stored entry's hash, kept up to
+    /// date on each write, so the digest covers history without reading it.
+    pub(crate) history_sum: HistorySum,
 }
 
 impl ImState {
@@ -136,6 +121,36 @@ impl ImState {
             if set.is_empty() {
                 self.memberships.remove(&user);
             }
+        }
+    }
+}
+
+/// A multiset hash of (room, entry) pairs: the wrapping sum of their
+/// BLAKE3 hashes, so replacing an entry subtracts the old hash and adds the
+/// new one.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct HistorySum([u64; 4]);
+
+impl HistorySum {
+    fn words(room: &RoomId, entry: &RoomEntry) -> [u64; 4] {
+        let bytes = postcard::to_allocvec(&(room, entry)).expect("entries encode");
+        let hash = blake3::hash(&bytes);
+        let mut words = [0u64; 4];
+        for (w, chunk) in words.iter_mut().zip(hash.as_bytes().chunks_exact(8)) {
+            *w = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
+        }
+        words
+    }
+
+    pub(crate) fn add(&mut self, room: &RoomId, entry: &RoomEntry) {
+        for (s, w) in self.0.iter_mut().zip(Self::words(room, entry)) {
+            *s = s.wrapping_add(w);
+        }
+    }
+
+    pub(crate) fn remove(&mut self, room: &RoomId, entry: &RoomEntry) {
+        for (s, w) in self.0.iter_mut().zip(Self::words(room, entry)) {
+            *s = s.wrapping_sub(w);
         }
     }
 }

@@ -123,6 +123,10 @@ pub enum ImError {
     /// The user is not banned.
     #[error("not banned")]
     NotBanned,
+    /// This replica cannot read its history store (a local disk problem):
+    /// ask another replica.
+    #[error("this replica cannot read its history: {0}")]
+    Unavailable(String),
 }
 
 /// The outcome of one applied command.
