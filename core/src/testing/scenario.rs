@@ -11,7 +11,7 @@ use super::workload::{Workload, WorkloadStats};
 use crate::ids::NodeId;
 use crate::node::{Membership, MembershipChange};
 use crate::rng::SeededRng;
-use crate::state_machine::StateMachine;
+use crate::testing::sim_machine::SimMachine;
 use crate::time::Instant;
 use std::time::Duration;
 
@@ -28,6 +28,9 @@ pub struct ScenarioConfig {
     pub clients: u64,
     /// Whether membership changes are among the faults.
     pub membership_changes: bool,
+    /// Whether replicas keep history on a durable store (see
+    /// [`ClusterConfig::durable_history`]).
+    pub durable_history: bool,
     /// Test-only rule breakers.
     #[cfg(feature = "bug-switches")]
     pub bugs: crate::bugs::BugSwitches,
@@ -42,6 +45,7 @@ impl ScenarioConfig {
             fault_phase: Duration::from_secs(3),
             clients: 3,
             membership_changes: true,
+            durable_history: false,
             #[cfg(feature = "bug-switches")]
             bugs: crate::bugs::BugSwitches::default(),
         }
@@ -79,7 +83,7 @@ pub fn run_scenario(config: &ScenarioConfig) -> Result<ScenarioReport, Violation
 /// Runs one scenario with `workload`; a panic anywhere in the cluster
 /// (raft-rs's own assertions included) is reported as a violation, not a
 /// crash of the run.
-pub fn run_scenario_with<S: StateMachine + Default, W: Workload<S>>(
+pub fn run_scenario_with<S: SimMachine, W: Workload<S>>(
     config: &ScenarioConfig,
     workload: W,
 ) -> Result<ScenarioReport, Violation> {
@@ -89,13 +93,14 @@ pub fn run_scenario_with<S: StateMachine + Default, W: Workload<S>>(
     caught.unwrap_or_else(|panic| Err(Violation::from_panic(panic.as_ref())))
 }
 
-fn run_scenario_inner<S: StateMachine + Default, W: Workload<S>>(
+fn run_scenario_inner<S: SimMachine, W: Workload<S>>(
     config: &ScenarioConfig,
     mut workload: W,
 ) -> Result<ScenarioReport, Violation> {
     let mut faults = SeededRng::new(config.seed ^ 0x9e37_79b9_7f4a_7c15);
     let mut cluster_config = ClusterConfig::new(config.seed, config.voters);
     cluster_config.spares = if config.membership_changes { 1 } else { 0 };
+    cluster_config.durable_history = config.durable_history;
     cluster_config.network = NetworkConfig {
         loss: faults.range(0, 15) as f64 / 100.0,
         duplicate: faults.range(0, 5) as f64 / 100.0,
@@ -136,7 +141,7 @@ fn run_scenario_inner<S: StateMachine + Default, W: Workload<S>>(
     })
 }
 
-fn inject_fault<S: StateMachine + Default>(
+fn inject_fault<S: SimMachine>(
     cluster: &mut Cluster<S>,
     rng: &mut SeededRng,
     down: &mut Vec<(NodeId, Instant)>,
@@ -188,10 +193,7 @@ fn inject_fault<S: StateMachine + Default>(
     0
 }
 
-pub(super) fn change_membership<S: StateMachine + Default>(
-    cluster: &mut Cluster<S>,
-    rng: &mut SeededRng,
-) {
+pub(super) fn change_membership<S: SimMachine>(cluster: &mut Cluster<S>, rng: &mut SeededRng) {
     let Some(leader) = cluster.leader() else { return };
     let Some(node) = cluster.node(leader) else { return };
     let Some(change) = churn_change(node.membership(), &cluster.ids(), 3, rng) else { return };
@@ -225,7 +227,7 @@ pub fn churn_change(
 }
 
 /// Heal everything, restart everyone, and require convergence in bounded time.
-pub(super) fn liveness_phase<S: StateMachine + Default, W: Workload<S>>(
+pub(super) fn liveness_phase<S: SimMachine, W: Workload<S>>(
     cluster: &mut Cluster<S>,
     workload: &mut W,
     down: &[(NodeId, Instant)],
@@ -266,10 +268,7 @@ pub(super) fn liveness_phase<S: StateMachine + Default, W: Workload<S>>(
 
 /// Every member of the leader's configuration has applied the same prefix.
 /// Replicas removed from the group may lag forever; that is expected.
-fn converged<S: StateMachine + Default>(
-    cluster: &Cluster<S>,
-    barrier_applied: impl Fn(&S) -> bool,
-) -> bool {
+fn converged<S: SimMachine>(cluster: &Cluster<S>, barrier_applied: impl Fn(&S) -> bool) -> bool {
     let Some(leader) = cluster.leader().and_then(|id| cluster.node(id)) else { return false };
     let membership = leader.status().membership;
     let statuses: Vec<_> =
@@ -284,7 +283,7 @@ fn converged<S: StateMachine + Default>(
         })
 }
 
-fn describe<S: StateMachine + Default>(cluster: &Cluster<S>) -> String {
+fn describe<S: SimMachine>(cluster: &Cluster<S>) -> String {
     let parts: Vec<String> = cluster
         .ids()
         .iter()

@@ -5,7 +5,7 @@
 use super::checker::Violation;
 use super::cluster::Cluster;
 use crate::ids::NodeId;
-use crate::state_machine::StateMachine;
+use crate::testing::sim_machine::SimMachine;
 
 /// Totals of one workload run.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -19,7 +19,7 @@ pub struct WorkloadStats {
 }
 
 /// Clients and their checks.
-pub trait Workload<S: StateMachine + Default> {
+pub trait Workload<S: SimMachine> {
     /// Lets clients act at the cluster's current time (and consume events).
     fn act(&mut self, cluster: &mut Cluster<S>) -> Result<(), Violation>;
     /// Stops starting new operations (retries of started ones continue).

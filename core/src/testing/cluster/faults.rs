@@ -3,16 +3,19 @@
 use super::Cluster;
 use crate::ids::NodeId;
 use crate::node::Node;
-use crate::state_machine::StateMachine;
 use crate::testing::checker::Violation;
+use crate::testing::sim_machine::SimMachine;
 
-impl<S: StateMachine + Default> Cluster<S> {
+impl<S: SimMachine> Cluster<S> {
     /// kill -9: the node's memory is gone, unsynced writes are lost and the
     /// oldest may be torn.
     pub fn crash(&mut self, id: NodeId) {
         let Some(replica) = self.replicas.get_mut(&id) else { return };
         if replica.node.take().is_some() {
             replica.disk.crash(&mut self.rng);
+            if let Some(history) = &replica.history {
+                history.crash();
+            }
             self.network.drop_to(id);
         }
     }
@@ -30,11 +33,12 @@ impl<S: StateMachine + Default> Cluster<S> {
             detail: format!("node {id}: {e}"),
             at: now,
         })?;
+        let machine = S::boot(replica.history.as_ref());
         let node = if log.snapshot.is_none() && log.entries.is_empty() {
             // Never received anything durable: it rejoins empty.
-            Node::join(config, S::default(), now)
+            Node::join(config, machine, now)
         } else {
-            Node::recover(config, &log, S::default(), now)
+            Node::recover(config, &log, machine, now)
         }
         .map_err(|e| Violation {
             invariant: "restart",

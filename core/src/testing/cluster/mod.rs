@@ -13,6 +13,8 @@ use crate::ids::{ProposalId, ReadId};
 use crate::node::{MembershipChange, Node, NodeOutput, ReadError, Role, SubmitError};
 use crate::rng::SeededRng;
 use crate::state_machine::StateMachine;
+use crate::testing::sim_history::SimHistory;
+use crate::testing::sim_machine::SimMachine;
 use crate::time::Instant;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -34,6 +36,9 @@ pub struct ClusterConfig {
     pub tick_interval: Duration,
     /// Applied entries between snapshots.
     pub snapshot_threshold_entries: u64,
+    /// Whether state machines keep their history on a durable store that
+    /// survives crashes (instead of in memory, rebuilt from the log).
+    pub durable_history: bool,
     /// Test-only rule breakers.
     #[cfg(feature = "bug-switches")]
     pub bugs: crate::bugs::BugSwitches,
@@ -50,6 +55,7 @@ impl ClusterConfig {
             disk: DiskConfig::default(),
             tick_interval: Duration::from_millis(10),
             snapshot_threshold_entries: 64,
+            durable_history: false,
             #[cfg(feature = "bug-switches")]
             bugs: crate::bugs::BugSwitches::default(),
         }
@@ -70,11 +76,12 @@ pub struct Event<S: StateMachine> {
 struct Replica<S: StateMachine> {
     node: Option<Node<S>>,
     disk: SimDisk,
+    history: Option<SimHistory>,
     incarnation: u64,
 }
 
 /// The in-memory cluster.
-pub struct Cluster<S: StateMachine + Default> {
+pub struct Cluster<S: SimMachine> {
     config: ClusterConfig,
     replicas: BTreeMap<NodeId, Replica<S>>,
     /// The emulated network (tests change its faults and partitions).
@@ -87,7 +94,7 @@ pub struct Cluster<S: StateMachine + Default> {
     pending_violation: Option<Violation>,
 }
 
-impl<S: StateMachine + Default> Cluster<S> {
+impl<S: SimMachine> Cluster<S> {
     /// Boots `config.voters` replicas as a new cluster plus `config.spares` empty ones.
     pub fn new(config: ClusterConfig) -> Result<Cluster<S>, Violation> {
         let mut rng = SeededRng::new(config.seed);
@@ -107,14 +114,17 @@ impl<S: StateMachine + Default> Cluster<S> {
         for i in 1..=cluster.config.voters + cluster.config.spares {
             let id = NodeId(i);
             let node_config = cluster.node_config(id);
+            let history = cluster.config.durable_history.then(SimHistory::default);
+            let machine = S::boot(history.as_ref());
             let node = if i <= cluster.config.voters {
-                Node::bootstrap(node_config, &voters, S::default(), Instant::ZERO)
+                Node::bootstrap(node_config, &voters, machine, Instant::ZERO)
             } else {
-                Node::join(node_config, S::default(), Instant::ZERO)
+                Node::join(node_config, machine, Instant::ZERO)
             }
             .map_err(|e| cluster.violation("start", format!("node {id}: {e}")))?;
             let disk = SimDisk::new(cluster.config.disk.clone());
-            cluster.replicas.insert(id, Replica { node: Some(node), disk, incarnation: 1 });
+            let replica = Replica { node: Some(node), disk, history, incarnation: 1 };
+            cluster.replicas.insert(id, replica);
             cluster.drain(id)?;
         }
         Ok(cluster)

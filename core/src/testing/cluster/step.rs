@@ -4,11 +4,11 @@
 use super::{Cluster, Event};
 use crate::ids::NodeId;
 use crate::node::{Input, Output, Role};
-use crate::state_machine::StateMachine;
 use crate::testing::checker::Violation;
+use crate::testing::sim_machine::SimMachine;
 use crate::time::Instant;
 
-impl<S: StateMachine + Default> Cluster<S> {
+impl<S: SimMachine> Cluster<S> {
     /// Runs until `deadline` (simulated), stopping at the first violation.
     pub fn run_until(&mut self, deadline: Instant) -> Result<(), Violation> {
         if let Some(v) = self.pending_violation.take() {
