@@ -44,6 +44,7 @@ async fn a_torn_tail_is_recovered_and_a_corrupt_segment_is_refused() {
     // Corruption before the tail: flip one byte in the middle of the log.
     let target = segments(&dir).pop().unwrap();
     let mut bytes = std::fs::read(&target).unwrap();
+    let intact = bytes.clone();
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0x5a;
     std::fs::write(&target, &bytes).unwrap();
@@ -59,4 +60,32 @@ async fn a_torn_tail_is_recovered_and_a_corrupt_segment_is_refused() {
     assert!(err.contains("corrupt") && err.contains("re-add"), "the error says what to do: {err}");
     // Nothing was rewritten: the damaged file is left for the operator.
     assert_eq!(std::fs::read(&target).unwrap(), bytes);
+
+    // A history database that is not one: refused, named, with the fix.
+    std::fs::write(&target, &intact).unwrap();
+    let db = dir.join("history.redb");
+    let garbage = vec![0x5au8; 8192];
+    std::fs::write(&db, &garbage).unwrap();
+    let out = support::kith()
+        .args(["node", "--dir", dir.to_str().unwrap(), "--listen", "/ip4/127.0.0.1/tcp/0"])
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success(), "a replica must not start on a damaged history database");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("history.redb"), "the error names the file: {err}");
+    assert!(err.contains("rejoin"), "the error says what to do: {err}");
+    assert_eq!(std::fs::read(&db).unwrap(), garbage, "the damaged file is left alone");
+
+    // A lost history database: the log's snapshot refers to history the
+    // replica no longer has.
+    std::fs::remove_file(&db).unwrap();
+    let out = support::kith()
+        .args(["node", "--dir", dir.to_str().unwrap(), "--listen", "/ip4/127.0.0.1/tcp/0"])
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success(), "a replica must not start without its history");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("history store") && err.contains("rejoin"), "{err}");
 }

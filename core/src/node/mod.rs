@@ -98,12 +98,14 @@ impl<S: StateMachine> Node<S> {
     pub fn bootstrap(
         config: Config,
         voters: &[NodeId],
-        machine: S,
+        mut machine: S,
         now: Instant,
     ) -> Result<Self, StartError> {
         if voters.is_empty() || voters.len() > limits::PEERS_MAX || !voters.contains(&config.id) {
             return Err(StartError::Membership { max: limits::PEERS_MAX });
         }
+        // A durable store left over from an earlier life must not leak in.
+        machine.restore(LogIndex(0), &[], &[])?;
         let mut cs =
             ConfState { voters: voters.iter().map(|v| v.get()).collect(), ..Default::default() };
         cs.voters.sort_unstable();
@@ -124,7 +126,8 @@ impl<S: StateMachine> Node<S> {
 
     /// Starts an empty replica that waits to be added to an existing cluster
     /// (it learns everything from the leader, starting with a snapshot).
-    pub fn join(config: Config, machine: S, now: Instant) -> Result<Self, StartError> {
+    pub fn join(config: Config, mut machine: S, now: Instant) -> Result<Self, StartError> {
+        machine.restore(LogIndex(0), &[], &[])?;
         Self::start(config, LogStore::empty(), machine, now)
     }
 

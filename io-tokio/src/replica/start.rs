@@ -5,7 +5,7 @@ use crate::key_file::{KeyFile, KeyFileError};
 use crate::net::behaviour::{build_swarm, SwarmError, SwarmOptions, PRESENCE_TOPIC, TYPING_TOPIC};
 use crate::net::directory::Directory;
 use crate::peer_ids::node_id_of;
-use crate::storage::{DiskWriter, SegmentLog, StorageError, WriteReport};
+use crate::storage::{DiskWriter, HistoryDb, SegmentLog, StorageError, WriteReport};
 use kith_core::config::Config;
 use kith_core::im::presence::PresenceTable;
 use kith_core::im::subscriptions::SubscriptionHub;
@@ -88,6 +88,9 @@ pub enum ReplicaError {
         /// Why.
         reason: String,
     },
+    /// The history database.
+    #[error("{0} (if the file is damaged, move the data directory away and rejoin the replica)")]
+    History(#[from] kith_core::im::history::HistoryError),
     /// The disk is empty and no start mode says what to do.
     #[error(
         "{0} holds no replica state: pass --bootstrap to start a new cluster, or --join ADDR \
@@ -126,11 +129,17 @@ pub(super) async fn start(options: &ReplicaOptions) -> Result<Started, ReplicaEr
     config.tick_interval = options.tick_interval;
     config.snapshot_threshold_entries = options.snapshot_threshold_entries;
     let has_state = recovered.snapshot.is_some() || !recovered.entries.is_empty();
-    let node = match (&options.mode, has_state) {
-        (_, true) => Node::recover(config, &recovered, ImMachine::default(), now),
-        (StartMode::Bootstrap, false) => Node::bootstrap(config, &[id], ImMachine::default(), now),
-        (StartMode::Join(_), false) => Node::join(config, ImMachine::default(), now),
-        (StartMode::Resume, false) => return Err(ReplicaError::Empty(options.data_dir.clone())),
+    if !has_state && matches!(options.mode, StartMode::Resume) {
+        return Err(ReplicaError::Empty(options.data_dir.clone()));
+    }
+    let history = HistoryDb::open(&options.data_dir.join("history.redb"))?;
+    let machine = ImMachine::with_history(Box::new(history));
+    let node = if has_state {
+        Node::recover(config, &recovered, machine, now)
+    } else if matches!(options.mode, StartMode::Bootstrap) {
+        Node::bootstrap(config, &[id], machine, now)
+    } else {
+        Node::join(config, machine, now)
     }
     .map_err(|e| ReplicaError::Halted(e.to_string()))?;
     let (disk, disk_reports) = DiskWriter::start(log);

@@ -7,13 +7,18 @@
 //!   sequence of the core's checksummed batches; the core decides when a new
 //!   segment starts, and every older segment is deleted once the first
 //!   batch of a newer one is durable.
+//! - `history.redb`: room entries and message ids, with the state machine's
+//!   summaries as of its last commit (see [`HistoryDb`]). The log's
+//!   snapshots refer to it instead of copying the history.
 //!
 //! Writes go through one writer thread that group-commits: it appends every
 //! batch waiting, calls `fdatasync` once, and only then reports the batches
 //! durable, so nothing is acknowledged before it is on disk.
 
+mod history_db;
 mod segment_log;
 mod writer;
 
+pub use history_db::HistoryDb;
 pub use segment_log::{SegmentLog, StorageError};
 pub use writer::{DiskWriter, WriteReport};
