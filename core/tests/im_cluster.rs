@@ -28,7 +28,8 @@ fn run_with(voters: u64, seeds: std::ops::Range<u64>, durable_history: bool) {
                 delivered += r.workload.reads;
             }
             Err(v) => panic!(
-                "IM seed {seed} ({voters} voters): {v}\nreproduce with: KITH_SEED={seed} KITH_VOTERS={voters} cargo test -p kith-core --test im_cluster replay -- --nocapture"
+                "IM seed {seed} ({voters} voters): {v}\nreproduce with: KITH_SEED={seed} KITH_VOTERS={voters} KITH_DURABLE_HISTORY={} cargo test -p kith-core --test im_cluster replay -- --nocapture",
+                u8::from(durable_history)
             ),
         }
     }
@@ -59,7 +60,8 @@ fn durable_history_chat_scenarios() {
 fn replay() {
     let seed = env_u64("KITH_SEED", 3);
     let voters = env_u64("KITH_VOTERS", 3);
-    let config = ScenarioConfig::new(seed, voters);
+    let mut config = ScenarioConfig::new(seed, voters);
+    config.durable_history = env_u64("KITH_DURABLE_HISTORY", 0) == 1;
     let report = run_scenario_with::<ImMachine, _>(&config, ImWorkload::new(seed, 4));
     println!("{report:?}");
     assert!(report.is_ok());

@@ -16,8 +16,9 @@ use crate::im::history::{Committed, HistoryError, HistoryStore};
 use crate::im::protocol::{EntryKind, RoomEntry, RoomId};
 use crate::state_machine::{RestoreError, Restored};
 use bytes::Bytes;
+use serde::de::DeserializeOwned;
 use serde::ser::{Error as _, SerializeSeq};
-use serde::{Deserialize, Serialize, Serializer};
+use serde::{Serialize, Serializer};
 
 /// Snapshot encoding version.
 const SNAPSHOT_VERSION: u16 = 2;
@@ -30,11 +31,15 @@ enum SnapshotOut<'a> {
     InStore { index: u64 },
 }
 
-/// The same shapes, owned, for decoding.
-#[derive(Deserialize)]
-enum SnapshotIn {
-    Embedded { state: Box<ImState>, entries: Vec<(RoomId, RoomEntry)> },
-    InStore { index: u64 },
+/// `SnapshotOut`'s variant numbers, as postcard writes them.
+const EMBEDDED: u32 = 0;
+const IN_STORE: u32 = 1;
+
+fn take<'a, T: DeserializeOwned>(
+    bytes: &'a [u8],
+    what: &str,
+) -> Result<(T, &'a [u8]), RestoreError> {
+    postcard::take_from_bytes(bytes).map_err(|e| RestoreError::Malformed(format!("{what}: {e}")))
 }
 
 /// Every entry of every room, read from the store as it is encoded.
@@ -117,16 +122,20 @@ impl ImMachine {
             self.state = ImState::default();
             return Ok(Restored::default());
         }
-        let (snapshot, _) = crate::versioned::decode::<SnapshotIn>(bytes, SNAPSHOT_VERSION)?;
-        match snapshot {
-            SnapshotIn::Embedded { state, entries } => {
-                self.install_embedded(*state, entries)?;
+        // Decoded field by field, so entries go straight into the store and
+        // the history is never in memory twice.
+        let (form, rest) = crate::versioned::decode::<u32>(bytes, SNAPSHOT_VERSION)?;
+        match form {
+            EMBEDDED => {
+                let (state, rest) = take::<ImState>(rest, "summaries")?;
+                self.install_embedded(state, rest)?;
                 if self.history.is_durable() {
                     self.commit(at, meta).map_err(store_err)?;
                 }
                 Ok(Restored::default())
             }
-            SnapshotIn::InStore { index } => {
+            IN_STORE => {
+                let (index, _) = take::<u64>(rest, "index")?;
                 if !self.history.is_durable() {
                     return Err(RestoreError::History(
                         "the snapshot's history is in a store this replica does not have".into(),
@@ -144,32 +153,36 @@ impl ImMachine {
                 let ahead = (c.index > index).then_some((LogIndex(c.index), c.meta));
                 Ok(Restored { ahead })
             }
+            other => Err(RestoreError::Malformed(format!("unknown snapshot form {other}"))),
         }
     }
 
-    fn install_embedded(
-        &mut self,
-        state: ImState,
-        entries: Vec<(RoomId, RoomEntry)>,
-    ) -> Result<(), RestoreError> {
+    /// Writes the entries encoded in `rest` into the cleared store and
+    /// takes `state`, once the entries match its count and hash sum. On an
+    /// error the store is left cleared and the state empty.
+    fn install_embedded(&mut self, state: ImState, rest: &[u8]) -> Result<(), RestoreError> {
         let store_err = |e: HistoryError| RestoreError::History(e.to_string());
-        let mut sum = super::state::HistorySum::default();
-        for (room, entry) in &entries {
-            sum.add(room, entry);
-        }
-        let complete =
-            state.rooms.values().map(|r| r.last_seq).sum::<u64>() == entries.len() as u64;
-        if sum != state.history_sum || !complete {
-            return Err(RestoreError::Malformed("the entries do not match their summary".into()));
-        }
+        self.state = ImState::default();
         self.history.clear().map_err(store_err)?;
-        for (room, entry) in &entries {
-            self.history.put(room, entry).map_err(store_err)?;
+        let (count, mut rest) = take::<u64>(rest, "entry count")?;
+        if count != state.rooms.values().map(|r| r.last_seq).sum::<u64>() {
+            return Err(RestoreError::Malformed("the entry count does not match the rooms".into()));
+        }
+        let mut sum = super::state::HistorySum::default();
+        for _ in 0..count {
+            let ((room, entry), after) = take::<(RoomId, RoomEntry)>(rest, "an entry")?;
+            rest = after;
+            sum.add(&room, &entry);
+            self.history.put(&room, &entry).map_err(store_err)?;
             // Message ids are not sent: every one is its message's.
             if let EntryKind::Message(m) = &entry.kind {
                 let place = (room.clone(), entry.seq);
                 self.history.put_message_id(entry.author, m.msg_id, &place).map_err(store_err)?;
             }
+        }
+        if sum != state.history_sum {
+            self.history.clear().map_err(store_err)?;
+            return Err(RestoreError::Malformed("the entries do not match their summary".into()));
         }
         self.state = state;
         Ok(())

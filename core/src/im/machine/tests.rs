@@ -551,6 +551,32 @@ fn snapshot_restores_an_identical_state() {
     ));
 }
 
+#[test]
+fn a_damaged_snapshot_is_refused_and_leaves_an_empty_state() {
+    let mut fx = Fx::new();
+    let r = fx.public_room("r");
+    for i in 0..20 {
+        fx.send(&ann(), &r, &format!("m{i}")).unwrap();
+    }
+    let at = crate::ids::LogIndex(9);
+    let good = fx.m.snapshot(at, &[]);
+    let empty = ImMachine::default().digest();
+    for cut in (0..good.len()).step_by(7) {
+        let mut copy = ImMachine::default();
+        assert!(copy.restore(at, &[], &good[..cut]).is_err() || cut == 0, "cut at {cut}");
+        assert_eq!(copy.digest(), empty);
+    }
+    // A flipped byte inside an entry's text decodes but fails the hash sum.
+    let mut flipped = good.to_vec();
+    let at_text = flipped.windows(3).position(|w| w == b"m19").unwrap();
+    flipped[at_text + 1] = b'X';
+    let mut copy = ImMachine::default();
+    let refused = copy.restore(at, &[], &flipped);
+    assert!(matches!(refused, Err(crate::state_machine::RestoreError::Malformed(_))));
+    assert_eq!(copy.digest(), empty);
+    assert_eq!(copy.all_entries().unwrap(), vec![]);
+}
+
 #[cfg(feature = "testing")]
 #[test]
 fn a_durable_store_restores_from_its_own_commit() {
