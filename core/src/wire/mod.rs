@@ -82,6 +82,20 @@ impl PeerFrame {
     pub fn decode(bytes: &[u8]) -> Result<PeerFrame, FrameError> {
         Ok(versioned::decode_frame(bytes, PEER_PROTOCOL_VERSION, limits::FRAME_BYTES_MAX)?)
     }
+
+    /// Whether encoded `bytes` carry a snapshot chunk, read from the
+    /// frame's head only: a driver may send bulk data on a path of its own.
+    pub fn is_snapshot_chunk(bytes: &[u8]) -> bool {
+        let head = || -> Result<u32, postcard::Error> {
+            let (version, rest) = postcard::take_from_bytes::<u16>(bytes)?;
+            let (_from, rest) = postcard::take_from_bytes::<NodeId>(rest)?;
+            let (_to, rest) = postcard::take_from_bytes::<NodeId>(rest)?;
+            let (body, _) = postcard::take_from_bytes::<u32>(rest)?;
+            Ok(if version == PEER_PROTOCOL_VERSION { body } else { u32::MAX })
+        };
+        // `PeerBody::SnapshotChunk` is variant 1.
+        head() == Ok(1)
+    }
 }
 
 impl From<VersionedError> for FrameError {

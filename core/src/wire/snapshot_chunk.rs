@@ -154,6 +154,20 @@ mod tests {
     }
 
     #[test]
+    fn chunk_frames_are_told_apart_by_their_head() {
+        let data = Bytes::from(vec![7u8; 1000]);
+        let chunk = SnapshotChunk::split(snapshot_message(), &data).remove(0);
+        let frame = |body| crate::wire::PeerFrame { from: NodeId(u64::MAX), to: NodeId(300), body };
+        let chunk_frame = frame(crate::wire::PeerBody::SnapshotChunk(chunk)).encode();
+        let raft_frame = frame(crate::wire::PeerBody::Raft(snapshot_message())).encode();
+        assert!(crate::wire::PeerFrame::is_snapshot_chunk(&chunk_frame));
+        assert!(!crate::wire::PeerFrame::is_snapshot_chunk(&raft_frame));
+        for cut in 0..8 {
+            assert!(!crate::wire::PeerFrame::is_snapshot_chunk(&chunk_frame[..cut]));
+        }
+    }
+
+    #[test]
     fn reassembles_out_of_order_with_duplicates() {
         let data: Bytes = (0..(limits::SNAPSHOT_CHUNK_BYTES * 2 + 17))
             .map(|i| (i % 251) as u8)

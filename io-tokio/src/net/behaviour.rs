@@ -23,6 +23,8 @@ pub const CLIENT_PROTOCOL: StreamProtocol = StreamProtocol::new("/kith/client/1"
 pub const ADMIN_PROTOCOL: StreamProtocol = StreamProtocol::new("/kith/admin/1");
 /// Live subscriptions: one stream per subscription.
 pub const LIVE_PROTOCOL: StreamProtocol = StreamProtocol::new("/kith/live/1");
+/// Replica to replica: snapshot chunks, one stream per peer.
+pub const SNAPSHOT_PROTOCOL: StreamProtocol = StreamProtocol::new("/kith/snapshot/1");
 /// Kademlia protocol name (a private DHT for kith).
 pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/kith/kad/1");
 /// Gossipsub topic for signed presence announcements.

@@ -11,6 +11,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 pub struct Metrics {
     pub(super) raft_frames_shed: u64,
     pub(super) raft_frames_refused: u64,
+    pub(super) snapshot_chunks_dropped: u64,
     commit_latency_sum: Duration,
     commit_latency_count: u64,
     /// Counts of commits at or under each bucket bound.
@@ -45,7 +46,7 @@ impl Replica {
         let core = self.node.metrics();
         let mut text = String::with_capacity(2048);
         let members = s.membership.voters.len() + s.membership.learners.len();
-        let series: [(&str, &str, &str, u64); 14] = [
+        let series: [(&str, &str, &str, u64); 16] = [
             ("kith_applied_index", "gauge", "Highest log index applied.", s.applied.get()),
             ("kith_commit_index", "gauge", "Highest log index known committed.", s.commit.get()),
             ("kith_term", "gauge", "Current Raft term.", s.term.get()),
@@ -95,6 +96,18 @@ impl Replica {
                 core.frames_malformed,
             ),
             ("kith_snapshots_taken_total", "counter", "Snapshots taken.", core.snapshots_taken),
+            (
+                "kith_snapshots_sent_total",
+                "counter",
+                "Snapshots sent to peers.",
+                core.snapshots_sent,
+            ),
+            (
+                "kith_snapshot_chunks_dropped_total",
+                "counter",
+                "Snapshot chunks dropped at a full per-peer stream queue.",
+                m.snapshot_chunks_dropped,
+            ),
         ];
         for (name, kind, help, value) in series {
             text.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"));

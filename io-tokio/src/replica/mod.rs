@@ -17,6 +17,7 @@ mod live;
 mod metrics;
 mod outputs;
 mod peer_traffic;
+mod snapshot_stream;
 mod start;
 
 pub use metrics::MetricsSnapshot;
@@ -78,6 +79,7 @@ struct Replica {
     raft_in_flight: BTreeMap<PeerId, usize>,
     hub: SubscriptionHub,
     live: live::LiveSubscribers,
+    snapshots: snapshot_stream::SnapshotSenders,
     presence: PresenceTable,
     metrics: metrics::Metrics,
     shared_metrics: Arc<Mutex<MetricsSnapshot>>,
@@ -88,7 +90,8 @@ pub async fn run(
     options: ReplicaOptions,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ReplicaError> {
-    let (mut replica, mut disk_reports, mut live_requests) = start::start(&options).await?;
+    let (mut replica, mut disk_reports, mut live_requests, mut snapshot_chunks) =
+        start::start(&options).await?;
     if let Some(addr) = options.metrics {
         metrics::serve(addr, replica.shared_metrics.clone()).await?;
     }
@@ -109,6 +112,7 @@ pub async fn run(
                 None => return Err(ReplicaError::Halted("the disk writer stopped".into())),
             },
             Some(request) = live_requests.recv() => replica.on_live_request(request),
+            Some((peer, frame)) = snapshot_chunks.recv() => replica.on_snapshot_chunk(peer, frame),
             _ = hello.tick() => {
                 replica.redial_join_targets();
                 replica.send_hellos();

@@ -6,6 +6,7 @@ use kith_core::im::client_protocol::ClientResponse;
 use kith_core::im::replica_protocol::{AdminResponse, PeerRequest};
 use kith_core::im::ImMachine;
 use kith_core::node::{NodeOutput, Output};
+use kith_core::wire::PeerFrame;
 
 impl Replica {
     /// Carries out every output the node has.
@@ -40,6 +41,8 @@ impl Replica {
                     let status = self.cluster_status();
                     answer_admin(&mut self.swarm, asker, AdminResponse::Changed(status));
                 }
+                let members = membership;
+                self.snapshots.retain(|p| members.contains(crate::peer_ids::node_id_of(p)));
                 self.send_hellos();
             }
             Output::ReadReady { read, result, .. } => {
@@ -72,6 +75,12 @@ impl Replica {
             tracing::debug!(%to, "no address known for replica; frame dropped");
             return;
         };
+        if PeerFrame::is_snapshot_chunk(&frame) {
+            if !self.snapshots.send(peer, frame) {
+                self.metrics.snapshot_chunks_dropped += 1;
+            }
+            return;
+        }
         let in_flight = self.raft_in_flight.entry(peer).or_default();
         if *in_flight >= RAFT_IN_FLIGHT_PER_PEER_MAX {
             self.metrics.raft_frames_shed += 1;

@@ -196,6 +196,19 @@ impl Replica {
         }
     }
 
+    /// A snapshot chunk from a `/kith/snapshot/1` stream: taken on the same
+    /// terms as Raft traffic.
+    pub(super) fn on_snapshot_chunk(&mut self, peer: PeerId, frame: bytes::Bytes) {
+        if !self.may_send_raft(&peer) {
+            self.metrics.raft_frames_refused += 1;
+            tracing::warn!(%peer, "refused a snapshot stream from a peer outside the cluster");
+            return;
+        }
+        tracing::debug!(%peer, bytes = frame.len(), "snapshot chunk received");
+        let now = self.now();
+        self.node.handle_input(now, Input::Received { from: node_id_of(&peer), bytes: frame });
+    }
+
     fn respond_peer(&mut self, channel: ResponseChannel<Vec<u8>>, response: &PeerResponse) {
         let frame = replica_protocol::encode(response);
         let _ = self.swarm.behaviour_mut().peer.send_response(channel, frame);

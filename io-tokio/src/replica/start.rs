@@ -1,6 +1,6 @@
 //! Start-up: open the disk, recover or create the node, build the swarm.
 
-use super::{clock::Clock, live, metrics, MetricsSnapshot, Replica};
+use super::{clock::Clock, live, metrics, snapshot_stream, MetricsSnapshot, Replica};
 use crate::key_file::{KeyFile, KeyFileError};
 use crate::net::behaviour::{build_swarm, SwarmError, SwarmOptions, PRESENCE_TOPIC, TYPING_TOPIC};
 use crate::net::directory::Directory;
@@ -110,7 +110,12 @@ pub enum ReplicaError {
     },
 }
 
-type Started = (Replica, mpsc::UnboundedReceiver<WriteReport>, mpsc::Receiver<live::LiveRequest>);
+type Started = (
+    Replica,
+    mpsc::UnboundedReceiver<WriteReport>,
+    mpsc::Receiver<live::LiveRequest>,
+    mpsc::Receiver<(PeerId, bytes::Bytes)>,
+);
 
 /// Opens everything and returns the replica ready to run.
 pub(super) async fn start(options: &ReplicaOptions) -> Result<Started, ReplicaError> {
@@ -180,6 +185,8 @@ pub(super) async fn start(options: &ReplicaOptions) -> Result<Started, ReplicaEr
         })
         .collect();
     let live_requests = live::accept(swarm.behaviour().stream.new_control());
+    let snapshot_chunks = snapshot_stream::accept(swarm.behaviour().stream.new_control());
+    let snapshots = snapshot_stream::SnapshotSenders::new(swarm.behaviour().stream.new_control());
     let status = node.status();
     tracing::info!(
         %peer_id, node_id = %id, applied = %status.applied, term = %status.term,
@@ -202,9 +209,10 @@ pub(super) async fn start(options: &ReplicaOptions) -> Result<Started, ReplicaEr
         raft_in_flight: BTreeMap::new(),
         hub: SubscriptionHub::default(),
         live: live::LiveSubscribers::default(),
+        snapshots,
         presence: PresenceTable::default(),
         metrics: metrics::Metrics::default(),
         shared_metrics: Arc::new(Mutex::new(MetricsSnapshot::default())),
     };
-    Ok((replica, disk_reports, live_requests))
+    Ok((replica, disk_reports, live_requests, snapshot_chunks))
 }

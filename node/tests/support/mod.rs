@@ -32,7 +32,7 @@ impl Scratch {
 
 impl Drop for Scratch {
     fn drop(&mut self) {
-        if !std::thread::panicking() {
+        if !std::thread::panicking() && std::env::var("KITH_TEST_KEEP").is_err() {
             let _ = std::fs::remove_dir_all(&self.0);
         }
     }
