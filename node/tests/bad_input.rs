@@ -9,7 +9,9 @@ use kith_core::im::client_protocol::{ClientRequest, ResponseFrame};
 use kith_core::im::protocol::{Operation, QueryKind, Target};
 use kith_core::im::replica_protocol::{self, PeerRequest, PeerResponse};
 use kith_io_tokio::key_file::KeyFile;
-use kith_io_tokio::net::behaviour::{build_swarm, BehaviourEvent, SwarmOptions, CLIENT_PROTOCOL};
+use kith_io_tokio::net::behaviour::{
+    build_swarm, BehaviourEvent, SwarmOptions, CLIENT_PROTOCOL, SNAPSHOT_PROTOCOL,
+};
 use libp2p::request_response::{Event, Message};
 use libp2p::swarm::SwarmEvent;
 use std::time::Duration;
@@ -136,6 +138,26 @@ async fn garbage_floods_and_strangers_do_not_hurt_a_replica() {
     // An oversized length prefix on a raw stream: refused before allocation.
     let mut control = swarm.behaviour().stream.new_control();
     tokio::spawn(async move { while swarm.next().await.is_some() {} });
+
+    // A stranger's snapshot stream: every chunk it writes is refused and
+    // counted, then an oversized length prefix ends the stream.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let before = metric(&metrics_addr, "kith_raft_frames_refused_total").await;
+    if let Ok(mut stream) = control.open_stream(target, SNAPSHOT_PROTOCOL).await {
+        use futures::AsyncWriteExt as _;
+        for i in 0..10u8 {
+            let _ = stream.write_all(&3u32.to_be_bytes()).await;
+            let _ = stream.write_all(&[1, 0, i]).await;
+        }
+        let _ = stream.flush().await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let _ = stream.write_all(&u32::MAX.to_be_bytes()).await;
+        let _ = stream.close().await;
+    }
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let after = metric(&metrics_addr, "kith_raft_frames_refused_total").await;
+    assert!(after >= before + 10, "snapshot frames from a stranger refused ({before} -> {after})");
+
     if let Ok(mut stream) = control.open_stream(target, CLIENT_PROTOCOL).await {
         use futures::AsyncWriteExt as _;
         let _ = stream.write_all(&u32::MAX.to_be_bytes()).await;
@@ -184,4 +206,17 @@ async fn garbage_floods_and_strangers_do_not_hurt_a_replica() {
         .expect("the refused-frames counter is reported");
     assert!(refused >= 20, "refused Raft frames are counted ({refused})");
     cluster.stop(0).await;
+}
+
+/// One counter from the replica's metrics endpoint.
+async fn metric(addr: &str, name: &str) -> u64 {
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    conn.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n").await.unwrap();
+    let mut text = String::new();
+    tokio::io::AsyncReadExt::read_to_string(&mut conn, &mut text).await.unwrap();
+    let prefix = format!("{name} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{name} is reported:\n{text}"))
 }
