@@ -162,9 +162,8 @@ impl<S: StateMachine> Node<S> {
             let data = m.take_snapshot().take_data();
             self.raw.mut_store().drop_outgoing();
             self.metrics.snapshots_sent += 1;
-            for chunk in SnapshotChunk::split(wire, &data) {
-                let frame = PeerFrame { from, to, body: PeerBody::SnapshotChunk(chunk) };
-                self.outputs.push_back(Output::Send { to, frame: frame.encode() });
+            for frame in SnapshotChunk::into_frames(from, to, wire, data) {
+                self.outputs.push_back(Output::Send { to, frame });
             }
             // Report at once: if chunks are lost the follower rejects the
             // next append and the leader simply sends the snapshot again.

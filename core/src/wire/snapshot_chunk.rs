@@ -1,7 +1,7 @@
 //! Snapshots travel as a series of bounded chunk frames, never as one huge
 //! message, and are reassembled by the receiver with bounded memory.
 
-use super::{FrameError, WireMessage, WireMessageKind};
+use super::{FrameError, PeerBody, PeerFrame, WireMessage, WireMessageKind};
 use crate::ids::NodeId;
 use crate::limits;
 use bytes::{Bytes, BytesMut};
@@ -39,6 +39,32 @@ impl SnapshotChunk {
                 }
             })
             .collect()
+    }
+
+    /// Encodes the frames of a snapshot message from `from` to `to`, last
+    /// chunk first, cutting each chunk off the end of `data` and shrinking
+    /// it as it goes: the data and its frames are never both whole in
+    /// memory (a snapshot can hold a room's entire history). Chunks may
+    /// arrive in any order, so the reverse order costs nothing.
+    pub fn into_frames(from: NodeId, to: NodeId, message: WireMessage, data: Bytes) -> Vec<Bytes> {
+        let total = data.len();
+        // Zero-copy when this is the only reference, as it is when sending.
+        let mut data = Vec::<u8>::from(data);
+        let count = total.div_ceil(limits::SNAPSHOT_CHUNK_BYTES).max(1);
+        let mut frames = Vec::with_capacity(count);
+        for i in (0..count).rev() {
+            let start = i * limits::SNAPSHOT_CHUNK_BYTES;
+            let chunk = SnapshotChunk {
+                message: message.clone(),
+                total_bytes: total as u64,
+                chunk_index: u32::try_from(i).expect("chunk count bounded by snapshot limit"),
+                data: Bytes::copy_from_slice(&data[start..]),
+            };
+            frames.push(PeerFrame { from, to, body: PeerBody::SnapshotChunk(chunk) }.encode());
+            data.truncate(start);
+            data.shrink_to_fit();
+        }
+        frames
     }
 
     fn chunk_count(&self) -> usize {
@@ -151,6 +177,27 @@ mod tests {
             context: Bytes::new(),
             priority: 0,
         }
+    }
+
+    #[test]
+    fn frames_cut_from_the_end_reassemble() {
+        let data: Bytes = (0..(limits::SNAPSHOT_CHUNK_BYTES * 2 + 5))
+            .map(|i| (i % 253) as u8)
+            .collect::<Vec<_>>()
+            .into();
+        let frames =
+            SnapshotChunk::into_frames(NodeId(1), NodeId(2), snapshot_message(), data.clone());
+        assert_eq!(frames.len(), 3);
+        let mut asm = SnapshotAssembler::default();
+        let mut done = None;
+        for f in &frames {
+            let PeerBody::SnapshotChunk(c) = PeerFrame::decode(f).unwrap().body else { panic!() };
+            done = asm.accept(NodeId(1), c).unwrap();
+        }
+        assert_eq!(done, Some((snapshot_message(), data)));
+        let empty =
+            SnapshotChunk::into_frames(NodeId(1), NodeId(2), snapshot_message(), Bytes::new());
+        assert_eq!(empty.len(), 1, "an empty snapshot is one empty chunk");
     }
 
     #[test]
