@@ -288,11 +288,26 @@ async fn dial(key: &KeyFile, addr: Multiaddr) -> Result<Dialed, ClientError> {
         SwarmOptions { request_timeout: Some(Duration::from_secs(10)), ..SwarmOptions::default() };
     let mut swarm = build_swarm(key.keypair(), &options).map_err(|e| connect_err(e.to_string()))?;
     swarm.dial(addr.clone()).map_err(|e| connect_err(e.to_string()))?;
+    // The replica is the peer the address names last: through a relay, the
+    // first connection is to the relay, which may itself be a replica of
+    // another cluster.
+    let named = match addr.iter().last() {
+        Some(libp2p::multiaddr::Protocol::P2p(peer)) => Some(peer),
+        _ => None,
+    };
     let replica = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
             match swarm.select_next_some().await {
-                SwarmEvent::ConnectionEstablished { peer_id, .. } => return Ok(peer_id),
-                SwarmEvent::OutgoingConnectionError { error, .. } => return Err(error.to_string()),
+                SwarmEvent::ConnectionEstablished { peer_id, .. }
+                    if named.is_none_or(|p| p == peer_id) =>
+                {
+                    return Ok(peer_id)
+                }
+                SwarmEvent::OutgoingConnectionError { peer_id, error, .. }
+                    if named.is_none() || peer_id == named =>
+                {
+                    return Err(error.to_string())
+                }
                 _ => {}
             }
         }

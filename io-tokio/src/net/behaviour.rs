@@ -111,6 +111,16 @@ fn relay_config() -> relay::Config {
     }
 }
 
+/// A relay server that serves from the start. By default libp2p only
+/// advertises the relay protocol once AutoNAT has confirmed an external
+/// address, which a small kith deployment (or a private network) may never
+/// do: an operator who asks for a relay gets one.
+fn relay_server(peer_id: libp2p::PeerId) -> relay::Behaviour {
+    let mut relay = relay::Behaviour::new(peer_id, relay_config());
+    relay.set_status(Some(relay::Status::Enable));
+    relay
+}
+
 /// Why the swarm could not be built.
 #[derive(Debug, thiserror::Error)]
 #[error("building the libp2p swarm: {0}")]
@@ -178,10 +188,7 @@ pub fn build_swarm(
                 relay_client,
                 dcutr: dcutr::Behaviour::new(peer_id),
                 autonat: autonat::Behaviour::new(peer_id, autonat::Config::default()),
-                relay_server: options
-                    .relay_server
-                    .then(|| relay::Behaviour::new(peer_id, relay_config()))
-                    .into(),
+                relay_server: options.relay_server.then(|| relay_server(peer_id)).into(),
                 mdns: mdns.into(),
             })
         })

@@ -30,6 +30,13 @@ impl Replica {
                 tracing::info!(%address, "listening");
                 let me = *self.swarm.local_peer_id();
                 self.directory.insert(me, std::slice::from_ref(&address));
+                // A relay hands its addresses out in reservations (and libp2p
+                // refuses a reservation without any): a relay server vouches
+                // for the addresses it listens on.
+                let relayed = address.iter().any(|p| p == libp2p::multiaddr::Protocol::P2pCircuit);
+                if self.swarm.behaviour().relay_server.is_enabled() && !relayed {
+                    self.swarm.add_external_address(address);
+                }
             }
             SwarmEvent::ConnectionEstablished { peer_id, endpoint, .. } => {
                 let dialed = endpoint.get_remote_address();
