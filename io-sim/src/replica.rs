@@ -154,19 +154,19 @@ fn start(
         config.bugs = bugs;
     }
     #[cfg(feature = "bug-switches")]
-    let machine = || ImMachine::with_bugs(config.bugs);
+    let machine = slot.machine(config.bugs);
     #[cfg(not(feature = "bug-switches"))]
-    let machine = ImMachine::default;
+    let machine = slot.machine();
     let recovered = slot.disk.recover();
     let node = match recovered {
         Err(e) => Err(format!("recovery failed: {e}")),
         Ok(log) if log.snapshot.is_some() || !log.entries.is_empty() => {
-            Node::recover(config.clone(), &log, machine(), now).map_err(|e| e.to_string())
+            Node::recover(config.clone(), &log, machine, now).map_err(|e| e.to_string())
         }
         Ok(_) if slot.bootstrap && slot.incarnation == 1 => {
-            Node::bootstrap(config.clone(), &voters, machine(), now).map_err(|e| e.to_string())
+            Node::bootstrap(config.clone(), &voters, machine, now).map_err(|e| e.to_string())
         }
-        Ok(_) => Node::join(config.clone(), machine(), now).map_err(|e| e.to_string()),
+        Ok(_) => Node::join(config.clone(), machine, now).map_err(|e| e.to_string()),
     };
     let node = match node {
         Ok(node) => Arc::new(Mutex::new(node)),

@@ -4,11 +4,13 @@
 
 use bytes::Bytes;
 use kith_core::ids::NodeId;
+use kith_core::im::history::{HistoryStore, MemoryHistory};
 use kith_core::im::ImMachine;
 use kith_core::node::Node;
 use kith_core::rng::SeededRng;
 use kith_core::testing::checker::{RaftChecker, Violation};
 use kith_core::testing::disk::{DiskConfig, SimDisk};
+use kith_core::testing::sim_history::SimHistory;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -58,6 +60,30 @@ pub struct ReplicaSlot {
     pub skew_ppm: i64,
     /// Whether it is in the initial voter set.
     pub bootstrap: bool,
+    /// Its durable history store, when the run keeps history on one (it
+    /// survives kill and restart; what it had not committed does not).
+    pub history: Option<SimHistory>,
+}
+
+impl ReplicaSlot {
+    fn history_store(&self) -> Box<dyn HistoryStore> {
+        match &self.history {
+            Some(disk) => Box::new(disk.clone()),
+            None => Box::new(MemoryHistory::default()),
+        }
+    }
+
+    /// A state machine for the replica's next incarnation.
+    #[cfg(feature = "bug-switches")]
+    pub fn machine(&self, bugs: kith_core::bugs::BugSwitches) -> ImMachine {
+        ImMachine::with_bugs(bugs, self.history_store())
+    }
+
+    /// A state machine for the replica's next incarnation.
+    #[cfg(not(feature = "bug-switches"))]
+    pub fn machine(&self) -> ImMachine {
+        ImMachine::with_history(self.history_store())
+    }
 }
 
 /// The shared world of one simulation.
@@ -111,6 +137,7 @@ impl World {
                     node: None,
                     skew_ppm,
                     bootstrap: i <= voters,
+                    history: None,
                 };
                 (NodeId(i), slot)
             })

@@ -16,12 +16,17 @@ fn swarm_seeds_hold_every_invariant() {
         std::env::var("KITH_MADSIM_SEEDS").ok().and_then(|v| v.parse().ok()).unwrap_or(200);
     let mut acked = 0;
     let (mut membership_seeds, mut reconfigured) = (0, 0);
+    let (mut durable_seeds, mut durable_installs) = (0, 0);
     for seed in 0..seeds {
         let r = run(&config(seed));
         if let Some(v) = &r.violation {
             panic!("seed {seed} ({}): {v}\nreproduce with: cargo run --release -p kith-sim-tests --bin kith-sim -- --seconds 5 --seed {seed}", r.parameters);
         }
         acked += r.acked;
+        if r.parameters.contains("durable_history") {
+            durable_seeds += 1;
+            durable_installs += r.snapshots_installed;
+        }
         if r.parameters.contains("membership_changes") {
             membership_seeds += 1;
             reconfigured += u64::from(r.final_voters != [NodeId(1), NodeId(2), NodeId(3)]);
@@ -33,6 +38,10 @@ fn swarm_seeds_hold_every_invariant() {
     // it started with (measured: 21 of 200 seeds).
     assert!(membership_seeds > seeds / 4, "{membership_seeds} of {seeds} seeds changed membership");
     assert!(reconfigured >= membership_seeds / 10, "only {reconfigured} runs ended reconfigured");
+    // About half keep history on a durable store, and in those far-behind
+    // replicas are caught up by snapshots built on request.
+    assert!(durable_seeds > seeds / 4, "{durable_seeds} of {seeds} seeds kept history durable");
+    assert!(durable_installs > 0, "no snapshot was installed in a durable-history seed");
 }
 
 #[test]

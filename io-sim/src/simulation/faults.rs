@@ -23,6 +23,9 @@ pub(super) fn kill(
     let slot = w.replicas.get_mut(&id).expect("exists");
     slot.node = None;
     slot.disk.crash(&mut w.rng);
+    if let Some(history) = &slot.history {
+        history.crash();
+    }
 }
 
 pub(super) fn leader(world: &World) -> Option<NodeId> {

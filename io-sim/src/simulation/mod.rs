@@ -108,6 +108,9 @@ struct Faults {
     mean_gap_ms: u64,
     /// A spare replica exists and membership changes are among the faults.
     membership: bool,
+    /// Replicas keep history on a durable store that loses uncommitted
+    /// writes when killed, as the real node's database does.
+    durable_history: bool,
 }
 
 /// Runs one simulation to its end. A panic anywhere in the simulation
@@ -140,6 +143,8 @@ async fn simulate(config: SimConfig) -> SimReport {
         membership: config.faults
             && config.scenario.is_none()
             && SeededRng::new(config.seed ^ 0x6d65_6d62).chance(0.5),
+        // Its own stream too, for the same reason.
+        durable_history: SeededRng::new(config.seed ^ 0x6869_7374).chance(0.5),
     };
     let mut report = SimReport {
         parameters: format!(
@@ -153,7 +158,8 @@ async fn simulate(config: SimConfig) -> SimReport {
             faults.mean_gap_ms,
             config.fault_phase.as_secs()
         ) + &config.scenario.map_or_else(String::new, |s| format!(" scenario={s:?}"))
-            + if faults.membership { " membership_changes" } else { "" },
+            + if faults.membership { " membership_changes" } else { "" }
+            + if faults.durable_history { " durable_history" } else { "" },
         ..SimReport::default()
     };
     let net = NetSim::current();
@@ -170,6 +176,11 @@ async fn simulate(config: SimConfig) -> SimReport {
         disk.tear_on_crash = 1.0;
     }
     let world = World::new(config.seed, config.voters, spares, disk);
+    if faults.durable_history {
+        for slot in world.lock().replicas.values_mut() {
+            slot.history = Some(kith_core::testing::sim_history::SimHistory::default());
+        }
+    }
     world.lock().keep_trace = config.keep_trace;
     world.lock().epoch = Some(epoch);
     world.lock().duplicate = faults.duplicate;
