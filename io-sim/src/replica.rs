@@ -316,14 +316,21 @@ impl Driver {
                 }
             }
             Output::Persist { id, new_segment, bytes } => {
-                let mut w = self.world.lock();
-                w.trace(at, self.id, "persist", &bytes);
-                if let Err(v) = w.checker.on_persist(self.id, &bytes) {
-                    w.fail(v);
+                let written = {
+                    let mut w = self.world.lock();
+                    w.trace(at, self.id, "persist", &bytes);
+                    if let Err(v) = w.checker.on_persist(self.id, &bytes) {
+                        w.fail(v);
+                    }
+                    let w = &mut *w;
+                    let slot = w.replicas.get_mut(&self.id).expect("exists");
+                    slot.disk.write(now, &mut w.rng, id, new_segment, bytes)
+                };
+                if let Err(full) = written {
+                    let reason = full.to_string();
+                    let mut node = self.node.lock().expect("single-threaded");
+                    node.handle_input(now, Input::PersistFailed { id, reason });
                 }
-                let w = &mut *w;
-                let slot = w.replicas.get_mut(&self.id).expect("exists");
-                slot.disk.write(now, &mut w.rng, id, new_segment, bytes);
             }
             Output::Applied { index, term, position, proposal, response } => {
                 {
@@ -366,7 +373,15 @@ impl Driver {
                     w.fail(v);
                 }
             }
-            Output::Halted { reason } => fail(&self.world, self.id, "no halt", reason),
+            Output::Halted { reason } => {
+                // Stopping on a failed write is the only right answer to a
+                // full disk (the controller restarts the replica once there
+                // is space again); any other halt is a bug.
+                let full = self.world.lock().replicas[&self.id].disk.full;
+                if !full {
+                    fail(&self.world, self.id, "no halt", reason);
+                }
+            }
             _ => {}
         }
     }

@@ -1,7 +1,8 @@
 //! A simulated disk under the core's durable format, with a crash model:
 //! writes are pending until their completion time; a crash loses every
 //! pending write and may tear the first one (a prefix of its blocks lands).
-//! Recovery runs the core's real [`crate::durable::recover`].
+//! A full disk refuses writes. Recovery runs the core's real
+//! [`crate::durable::recover`].
 
 use crate::durable::{recover, RecoveredLog, RecoveryError};
 use crate::ids::PersistId;
@@ -52,7 +53,16 @@ pub struct SimDisk {
     pending: VecDeque<PendingWrite>,
     /// Writes torn by crashes so far.
     pub tears: u64,
+    /// While set, every write fails (no space left on the device).
+    pub full: bool,
+    /// Writes refused because the disk was full.
+    pub refused: u64,
 }
+
+/// A write the disk refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("no space left on device")]
+pub struct DiskFull;
 
 impl SimDisk {
     /// An empty disk.
@@ -60,7 +70,8 @@ impl SimDisk {
         SimDisk { config, ..SimDisk::default() }
     }
 
-    /// Starts a write that completes (durably, in order) after a latency.
+    /// Starts a write that completes (durably, in order) after a latency;
+    /// a full disk refuses it and nothing of it lands.
     pub fn write(
         &mut self,
         now: Instant,
@@ -68,12 +79,17 @@ impl SimDisk {
         id: PersistId,
         new_segment: bool,
         bytes: Bytes,
-    ) {
+    ) -> Result<(), DiskFull> {
+        if self.full {
+            self.refused += 1;
+            return Err(DiskFull);
+        }
         let min = self.config.latency_min.as_micros() as u64;
         let max = self.config.latency_max.as_micros() as u64;
         let due = Instant::from_micros(now.as_micros() + rng.range(min, max + 1));
         let due = self.pending.back().map_or(due, |last| due.max(last.due));
         self.pending.push_back(PendingWrite { id, new_segment, bytes, due });
+        Ok(())
     }
 
     /// When the next write completes.

@@ -182,22 +182,66 @@ pub(super) fn heal(net: &NetSim, nodes: &BTreeMap<NodeId, NodeHandle>) {
     }
 }
 
-/// Crashed replicas waiting to restart and cuts waiting to lift.
+/// Crashed replicas waiting to restart, cuts waiting to lift, and full
+/// disks waiting for space.
 #[derive(Debug, Default)]
 pub(super) struct Outages {
     pub(super) down: Vec<(NodeId, madsim::time::Instant)>,
     pub(super) clogs: Vec<(Clog, madsim::time::Instant)>,
+    pub(super) full_disks: Vec<(NodeId, madsim::time::Instant)>,
+}
+
+/// Fills replica `id`'s disk until `until`: its writes fail, and a node
+/// must stop rather than acknowledge what it could not persist.
+pub(super) fn fill_disk(
+    world: &World,
+    outages: &mut Outages,
+    id: NodeId,
+    until: madsim::time::Instant,
+) {
+    if outages.full_disks.iter().any(|(d, _)| *d == id) {
+        return;
+    }
+    world.lock().replicas.get_mut(&id).expect("exists").disk.full = true;
+    outages.full_disks.push((id, until));
+}
+
+/// Space is back: an operator restarts the replica if it stopped.
+fn free_disk(
+    world: &World,
+    handle: &Handle,
+    nodes: &BTreeMap<NodeId, NodeHandle>,
+    id: NodeId,
+    down: &mut Vec<(NodeId, madsim::time::Instant)>,
+) {
+    let halted = {
+        let mut w = world.lock();
+        let slot = w.replicas.get_mut(&id).expect("exists");
+        slot.disk.full = false;
+        slot.node.as_ref().is_some_and(|n| n.lock().expect("single-threaded").halted().is_some())
+    };
+    if halted && down.iter().all(|(d, _)| *d != id) {
+        kill(world, handle, nodes, id);
+        down.push((id, madsim::time::Instant::now()));
+    }
 }
 
 impl Outages {
     /// Restarts replicas and lifts cuts whose time has come.
     pub(super) fn expire(
         &mut self,
+        world: &World,
         handle: &Handle,
         net: &NetSim,
         nodes: &BTreeMap<NodeId, NodeHandle>,
     ) {
         let now = madsim::time::Instant::now();
+        let (freed, full): (Vec<_>, Vec<_>) =
+            self.full_disks.drain(..).partition(|(_, at)| *at <= now);
+        self.full_disks = full;
+        for (id, _) in freed {
+            free_disk(world, handle, nodes, id, &mut self.down);
+        }
         let (due, waiting): (Vec<_>, Vec<_>) = self.down.drain(..).partition(|(_, at)| *at <= now);
         self.down = waiting;
         for (id, _) in due {
@@ -211,14 +255,20 @@ impl Outages {
         }
     }
 
-    /// Lifts every cut; returns the replicas still down.
+    /// Lifts every cut and frees every disk; returns the replicas still
+    /// down.
     pub(super) fn end(
-        self,
+        mut self,
+        world: &World,
+        handle: &Handle,
         net: &NetSim,
         nodes: &BTreeMap<NodeId, NodeHandle>,
     ) -> Vec<(NodeId, madsim::time::Instant)> {
         for (clog, _) in self.clogs {
             clog.lift(net, nodes);
+        }
+        for (id, _) in std::mem::take(&mut self.full_disks) {
+            free_disk(world, handle, nodes, id, &mut self.down);
         }
         self.down
     }

@@ -99,6 +99,8 @@ pub struct SimReport {
     pub snapshots_installed: u64,
     /// The leader's voters at the end.
     pub final_voters: Vec<NodeId>,
+    /// Writes refused by full disks, over all replicas.
+    pub writes_refused: u64,
 }
 
 struct Faults {
@@ -111,6 +113,8 @@ struct Faults {
     /// Replicas keep history on a durable store that loses uncommitted
     /// writes when killed, as the real node's database does.
     durable_history: bool,
+    /// Disks fill up now and then (drawn from this stream when set).
+    disk_full: Option<SeededRng>,
 }
 
 /// Runs one simulation to its end. A panic anywhere in the simulation
@@ -145,6 +149,10 @@ async fn simulate(config: SimConfig) -> SimReport {
             && SeededRng::new(config.seed ^ 0x6d65_6d62).chance(0.5),
         // Its own stream too, for the same reason.
         durable_history: SeededRng::new(config.seed ^ 0x6869_7374).chance(0.5),
+        disk_full: {
+            let mut stream = SeededRng::new(config.seed ^ 0x6675_6c6c);
+            (config.faults && config.scenario.is_none() && stream.chance(0.5)).then_some(stream)
+        },
     };
     let mut report = SimReport {
         parameters: format!(
@@ -159,7 +167,8 @@ async fn simulate(config: SimConfig) -> SimReport {
             config.fault_phase.as_secs()
         ) + &config.scenario.map_or_else(String::new, |s| format!(" scenario={s:?}"))
             + if faults.membership { " membership_changes" } else { "" }
-            + if faults.durable_history { " durable_history" } else { "" },
+            + if faults.durable_history { " durable_history" } else { "" }
+            + if faults.disk_full.is_some() { " disk_full" } else { "" },
         ..SimReport::default()
     };
     let net = NetSim::current();
@@ -249,6 +258,7 @@ async fn simulate(config: SimConfig) -> SimReport {
         report.violation = w.violation.clone();
     }
     for slot in w.replicas.values() {
+        report.writes_refused += slot.disk.refused;
         if let Some(node) = &slot.node {
             report.snapshots_installed +=
                 node.lock().expect("single-threaded").metrics().snapshots_installed;
@@ -293,10 +303,19 @@ async fn random_faults(
 ) -> (u64, Vec<(NodeId, madsim::time::Instant)>) {
     let mut outages = Outages::default();
     let mut crashes = 0;
+    let mut disk_full = faults.disk_full.clone();
     while madsim::time::Instant::now() < end && world.lock().violation.is_none() {
         let gap = rng.range(faults.mean_gap_ms / 2, faults.mean_gap_ms * 3 / 2);
         madsim::time::sleep(Duration::from_millis(gap)).await;
-        outages.expire(handle, net, nodes);
+        outages.expire(world, handle, net, nodes);
+        if let Some(stream) = disk_full.as_mut() {
+            if stream.chance(0.15) {
+                let ids: Vec<NodeId> = nodes.keys().copied().collect();
+                let id = ids[stream.range(0, ids.len() as u64) as usize];
+                let outage = Duration::from_millis(stream.range(50, 1500));
+                faults::fill_disk(world, &mut outages, id, madsim::time::Instant::now() + outage);
+            }
+        }
         let membership = faults.membership.then_some(world.lock().voters.len());
         crashes += inject(
             world,
@@ -309,5 +328,5 @@ async fn random_faults(
             membership,
         );
     }
-    (crashes, outages.end(net, nodes))
+    (crashes, outages.end(world, handle, net, nodes))
 }

@@ -148,8 +148,8 @@ pub(super) async fn run_script(
     while madsim::time::Instant::now() < end && world.lock().violation.is_none() {
         madsim::time::sleep(Duration::from_millis(20)).await;
         let now = madsim::time::Instant::now();
-        outages.expire(handle, net, nodes);
-        let Outages { down, clogs } = &mut outages;
+        outages.expire(world, handle, net, nodes);
+        let Outages { down, clogs, .. } = &mut outages;
         while steps.last().is_some_and(|(at, _)| epoch + Duration::from_millis(*at) <= now) {
             let (_, step) = steps.pop().expect("checked");
             let voters: Vec<NodeId> = world.lock().voters.clone();
@@ -215,7 +215,7 @@ pub(super) async fn run_script(
             }
         }
     }
-    (crashes, outages.end(net, nodes))
+    (crashes, outages.end(world, handle, net, nodes))
 }
 
 /// Proposes a membership change at the current leader, retrying across

@@ -84,7 +84,12 @@ impl<S: SimMachine> Cluster<S> {
                 Output::Persist { id: batch, new_segment, bytes } => {
                     self.trace.update(&bytes);
                     self.checker.on_persist(id, &bytes)?;
-                    replica.disk.write(now, &mut self.rng, batch, new_segment, bytes);
+                    if let Err(full) =
+                        replica.disk.write(now, &mut self.rng, batch, new_segment, bytes)
+                    {
+                        let reason = full.to_string();
+                        node.handle_input(now, Input::PersistFailed { id: batch, reason });
+                    }
                 }
                 Output::Halted { reason } => {
                     return Err(Violation {
