@@ -81,7 +81,14 @@ pub async fn run_replica(world: World, id: NodeId, epoch: madsim::time::Instant)
         Ok(ep) => Arc::new(ep),
         Err(e) => return fail(&world, id, "bind", e.to_string()),
     };
-    let Some(mut driver) = start(&world, id, epoch, endpoint.clone()) else { return };
+    // A supervisor restarts a replica whose disk could not be read.
+    let mut driver = loop {
+        match start(&world, id, epoch, endpoint.clone()) {
+            Start::Running(driver) => break driver,
+            Start::Unreadable => madsim::time::sleep(Duration::from_millis(200)).await,
+            Start::Failed => return,
+        }
+    };
     let (tx, mut rx) = mpsc::channel::<Arrival>(1024);
     // madsim's recv is not cancellation safe: receive in dedicated tasks.
     for tag in [TAG_PEER, TAG_CLIENT] {
@@ -123,14 +130,26 @@ fn fail(world: &World, id: NodeId, invariant: &'static str, detail: String) {
     });
 }
 
+/// How a start attempt went.
+enum Start {
+    Running(Driver),
+    /// The disk could not be read this time; try again.
+    Unreadable,
+    /// Recorded as a violation.
+    Failed,
+}
+
 /// Recovers (or bootstraps) the node from its disk.
 fn start(
     world: &World,
     id: NodeId,
     epoch: madsim::time::Instant,
     endpoint: Arc<Endpoint>,
-) -> Option<Driver> {
+) -> Start {
     let mut w = world.lock();
+    if w.replicas.get_mut(&id).expect("replica exists").disk.read_fails() {
+        return Start::Unreadable;
+    }
     let seed = w.seed ^ w.rng.next_u64();
     let voters = w.voters.clone();
     let snapshot_threshold = w.snapshot_threshold_entries;
@@ -173,13 +192,13 @@ fn start(
         Err(detail) => {
             drop(w);
             fail(world, id, "restart", detail);
-            return None;
+            return Start::Failed;
         }
     };
     slot.node = Some(node.clone());
     let incarnation = slot.incarnation;
     drop(w);
-    Some(Driver {
+    Start::Running(Driver {
         id,
         world: world.clone(),
         node,

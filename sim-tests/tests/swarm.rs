@@ -17,16 +17,17 @@ fn swarm_seeds_hold_every_invariant() {
     let mut acked = 0;
     let (mut membership_seeds, mut reconfigured) = (0, 0);
     let (mut durable_seeds, mut durable_installs) = (0, 0);
-    let (mut disk_full_seeds, mut writes_refused) = (0, 0);
+    let (mut disk_fault_seeds, mut writes_refused, mut reads_failed) = (0, 0, 0);
     for seed in 0..seeds {
         let r = run(&config(seed));
         if let Some(v) = &r.violation {
             panic!("seed {seed} ({}): {v}\nreproduce with: cargo run --release -p kith-sim-tests --bin kith-sim -- --seconds 5 --seed {seed}", r.parameters);
         }
         acked += r.acked;
-        if r.parameters.contains("disk_full") {
-            disk_full_seeds += 1;
+        if r.parameters.contains("disk_faults") {
+            disk_fault_seeds += 1;
             writes_refused += r.writes_refused;
+            reads_failed += r.reads_failed;
         }
         if r.parameters.contains("durable_history") {
             durable_seeds += 1;
@@ -47,14 +48,17 @@ fn swarm_seeds_hold_every_invariant() {
     // replicas are caught up by snapshots built on request.
     assert!(durable_seeds > seeds / 4, "{durable_seeds} of {seeds} seeds kept history durable");
     assert!(durable_installs > 0, "no snapshot was installed in a durable-history seed");
-    // Disks fill up in about half the seeds; replicas stop on a refused write
-    // and are restarted once there is space (the no-halt check exempts only
-    // a halt on a full disk).
-    assert!(disk_full_seeds > seeds / 4, "{disk_full_seeds} of {seeds} seeds filled disks");
+    // Disk faults in about half the seeds: replicas stop on a write a full
+    // disk refused and are restarted once there is space (the no-halt check
+    // exempts only a halt on a full disk); restarts that cannot read their
+    // disk are retried.
+    assert!(disk_fault_seeds > seeds / 4, "{disk_fault_seeds} of {seeds} seeds had disk faults");
     assert!(writes_refused > 0, "no write was ever refused by a full disk");
+    assert!(reads_failed > 0, "no restart ever failed to read its disk");
     println!(
         "{seeds} seeds: {durable_seeds} with durable history ({durable_installs} snapshots \
-         installed), {disk_full_seeds} with full disks ({writes_refused} writes refused)"
+         installed), {disk_fault_seeds} with disk faults ({writes_refused} writes refused, \
+         {reads_failed} reads failed)"
     );
 }
 

@@ -57,6 +57,11 @@ pub struct SimDisk {
     pub full: bool,
     /// Writes refused because the disk was full.
     pub refused: u64,
+    /// How many upcoming reads of the whole disk (at recovery) fail with
+    /// an I/O error.
+    pub read_errors: u32,
+    /// Reads that failed so far.
+    pub failed_reads: u64,
 }
 
 /// A write the disk refused.
@@ -136,6 +141,15 @@ impl SimDisk {
             }
         }
         self.pending.clear();
+    }
+
+    /// Whether this read of the disk fails (consuming one pending error): a
+    /// driver then retries later, as a supervisor restarting it would.
+    pub fn read_fails(&mut self) -> bool {
+        let fails = self.read_errors > 0;
+        self.read_errors = self.read_errors.saturating_sub(1);
+        self.failed_reads += u64::from(fails);
+        fails
     }
 
     /// Recovers the log, truncating a torn tail as a driver would.

@@ -101,6 +101,8 @@ pub struct SimReport {
     pub final_voters: Vec<NodeId>,
     /// Writes refused by full disks, over all replicas.
     pub writes_refused: u64,
+    /// Restarts that could not read their disk, over all replicas.
+    pub reads_failed: u64,
 }
 
 struct Faults {
@@ -113,8 +115,9 @@ struct Faults {
     /// Replicas keep history on a durable store that loses uncommitted
     /// writes when killed, as the real node's database does.
     durable_history: bool,
-    /// Disks fill up now and then (drawn from this stream when set).
-    disk_full: Option<SeededRng>,
+    /// Disks fill up and reads fail now and then (drawn from this stream
+    /// when set).
+    disk_faults: Option<SeededRng>,
 }
 
 /// Runs one simulation to its end. A panic anywhere in the simulation
@@ -149,7 +152,7 @@ async fn simulate(config: SimConfig) -> SimReport {
             && SeededRng::new(config.seed ^ 0x6d65_6d62).chance(0.5),
         // Its own stream too, for the same reason.
         durable_history: SeededRng::new(config.seed ^ 0x6869_7374).chance(0.5),
-        disk_full: {
+        disk_faults: {
             let mut stream = SeededRng::new(config.seed ^ 0x6675_6c6c);
             (config.faults && config.scenario.is_none() && stream.chance(0.5)).then_some(stream)
         },
@@ -168,7 +171,7 @@ async fn simulate(config: SimConfig) -> SimReport {
         ) + &config.scenario.map_or_else(String::new, |s| format!(" scenario={s:?}"))
             + if faults.membership { " membership_changes" } else { "" }
             + if faults.durable_history { " durable_history" } else { "" }
-            + if faults.disk_full.is_some() { " disk_full" } else { "" },
+            + if faults.disk_faults.is_some() { " disk_faults" } else { "" },
         ..SimReport::default()
     };
     let net = NetSim::current();
@@ -259,6 +262,7 @@ async fn simulate(config: SimConfig) -> SimReport {
     }
     for slot in w.replicas.values() {
         report.writes_refused += slot.disk.refused;
+        report.reads_failed += slot.disk.failed_reads;
         if let Some(node) = &slot.node {
             report.snapshots_installed +=
                 node.lock().expect("single-threaded").metrics().snapshots_installed;
@@ -303,17 +307,23 @@ async fn random_faults(
 ) -> (u64, Vec<(NodeId, madsim::time::Instant)>) {
     let mut outages = Outages::default();
     let mut crashes = 0;
-    let mut disk_full = faults.disk_full.clone();
+    let mut disk_faults = faults.disk_faults.clone();
     while madsim::time::Instant::now() < end && world.lock().violation.is_none() {
         let gap = rng.range(faults.mean_gap_ms / 2, faults.mean_gap_ms * 3 / 2);
         madsim::time::sleep(Duration::from_millis(gap)).await;
         outages.expire(world, handle, net, nodes);
-        if let Some(stream) = disk_full.as_mut() {
+        if let Some(stream) = disk_faults.as_mut() {
+            let ids: Vec<NodeId> = nodes.keys().copied().collect();
             if stream.chance(0.15) {
-                let ids: Vec<NodeId> = nodes.keys().copied().collect();
                 let id = ids[stream.range(0, ids.len() as u64) as usize];
                 let outage = Duration::from_millis(stream.range(50, 1500));
                 faults::fill_disk(world, &mut outages, id, madsim::time::Instant::now() + outage);
+            }
+            if stream.chance(0.1) {
+                // Its next restarts fail to read the disk.
+                let id = ids[stream.range(0, ids.len() as u64) as usize];
+                let errors = stream.range(1, 4) as u32;
+                world.lock().replicas.get_mut(&id).expect("exists").disk.read_errors += errors;
             }
         }
         let membership = faults.membership.then_some(world.lock().voters.len());
