@@ -13,6 +13,7 @@ mod persist_pipeline;
 mod proposals;
 mod reads;
 mod ready;
+mod start;
 
 pub use error::{ReadError, StartError, SubmitError};
 pub use input::Input;
@@ -22,19 +23,18 @@ pub use output::{DropOutcome, Membership, Output, Role};
 
 use crate::config::Config;
 use crate::consensus::LogStore;
-use crate::durable::{Record, RecoveredLog};
+use crate::durable::Record;
 use crate::ids::{LogIndex, NodeId, ProposalId, ReadId, Term};
 use crate::limits;
-use crate::rng::SeededRng;
-use crate::state_machine::{Digest, RestoreError, StateMachine};
+use crate::state_machine::{Digest, StateMachine};
 use crate::time::Instant;
-use crate::wire::{FrameError, PeerBody, PeerFrame, SnapshotAssembler, WireSnapshotMeta};
+use crate::wire::{FrameError, PeerBody, PeerFrame, SnapshotAssembler};
 use bytes::Bytes;
 use persist_pipeline::PersistPipeline;
 use proposals::{Placed, Proposals};
-use raft::eraftpb::ConfState;
 use raft::RawNode;
 use reads::Reads;
+use start::encode_meta;
 use std::collections::VecDeque;
 
 /// The output type of a node replicating `S`.
@@ -93,149 +93,6 @@ impl<S: StateMachine> std::fmt::Debug for Node<S> {
 }
 
 impl<S: StateMachine> Node<S> {
-    /// Starts a member of a brand-new cluster whose initial voters are
-    /// `voters`. Emits the initial durable batch.
-    pub fn bootstrap(
-        config: Config,
-        voters: &[NodeId],
-        mut machine: S,
-        now: Instant,
-    ) -> Result<Self, StartError> {
-        if voters.is_empty() || voters.len() > limits::PEERS_MAX || !voters.contains(&config.id) {
-            return Err(StartError::Membership { max: limits::PEERS_MAX });
-        }
-        // A durable store left over from an earlier life must not leak in.
-        machine.restore(LogIndex(0), &[], &[])?;
-        let mut cs =
-            ConfState { voters: voters.iter().map(|v| v.get()).collect(), ..Default::default() };
-        cs.voters.sort_unstable();
-        cs.voters.dedup();
-        let mut node = Self::start(config, LogStore::bootstrap(cs), machine, now)?;
-        let meta = node.raw.store().wire_snapshot_meta();
-        let data = node.machine.snapshot(LogIndex(meta.index), &encode_meta(&meta));
-        if let Some(fault) = node.machine.fault() {
-            return Err(StartError::Snapshot(RestoreError::History(fault.to_string())));
-        }
-        let records = [
-            Record::Snapshot { meta, data },
-            Record::HardState(node.raw.store().durable_hard_state()),
-        ];
-        node.emit_persist(&records, true, None, Vec::new());
-        Ok(node)
-    }
-
-    /// Starts an empty replica that waits to be added to an existing cluster
-    /// (it learns everything from the leader, starting with a snapshot).
-    pub fn join(config: Config, mut machine: S, now: Instant) -> Result<Self, StartError> {
-        machine.restore(LogIndex(0), &[], &[])?;
-        Self::start(config, LogStore::empty(), machine, now)
-    }
-
-    /// Restarts a replica from what [`crate::durable::recover`] read off its disk.
-    pub fn recover(
-        config: Config,
-        log: &RecoveredLog,
-        mut machine: S,
-        now: Instant,
-    ) -> Result<Self, StartError> {
-        let mut store = LogStore::from_recovered(log)?;
-        let mut skipped = false;
-        if let Some((meta, data)) = &log.snapshot {
-            let restored = machine.restore(LogIndex(meta.index), &encode_meta(meta), data)?;
-            if let Some((index, meta)) = restored.ahead {
-                // The machine's store committed a later snapshot than the
-                // log recorded before the replica stopped: resume from it.
-                let meta: WireSnapshotMeta = postcard::from_bytes(&meta)
-                    .ok()
-                    .filter(|m: &WireSnapshotMeta| m.index == index.get())
-                    .ok_or_else(|| {
-                        RestoreError::History("the store's snapshot record is damaged".into())
-                    })?;
-                let data = machine.snapshot(index, &encode_meta(&meta));
-                store.skip_to(meta.to_raft(data));
-                skipped = true;
-            }
-        }
-        let mut node = Self::start(config, store, machine, now)?;
-        if skipped {
-            // The log on disk must start again from the adopted snapshot.
-            let store = node.raw.store();
-            let records = [
-                Record::Snapshot {
-                    meta: store.wire_snapshot_meta(),
-                    data: store.snapshot_ref().data.clone(),
-                },
-                Record::HardState(store.durable_hard_state()),
-                Record::Entries(store.wire_entries()),
-            ];
-            node.emit_persist(&records, true, None, Vec::new());
-        }
-        Ok(node)
-    }
-
-    fn start(
-        config: Config,
-        mut store: LogStore,
-        machine: S,
-        now: Instant,
-    ) -> Result<Self, StartError> {
-        config.validate()?;
-        if !machine.snapshot_is_self_contained() {
-            store.set_local_not_sendable();
-        }
-        let mut rng = SeededRng::new(config.seed);
-        // raft-rs draws each election timeout from its own thread-local
-        // generator in [min, max); a range of one value pins it to our
-        // seeded draw.
-        let election = config.election_ticks as u64;
-        let timeout = rng.range(election, 2 * election) as usize;
-        // The state machine is rebuilt from the snapshot, so the snapshot
-        // index is its durable applied index.
-        let applied = store.snapshot_index();
-        let raft_config = raft::Config {
-            id: config.id.get(),
-            election_tick: config.election_ticks,
-            heartbeat_tick: config.heartbeat_ticks,
-            min_election_tick: timeout,
-            max_election_tick: timeout + 1,
-            applied,
-            max_size_per_msg: limits::APPEND_MESSAGE_BYTES_MAX,
-            max_inflight_msgs: limits::APPENDS_IN_FLIGHT_MAX,
-            check_quorum: true,
-            pre_vote: true,
-            max_uncommitted_size: limits::UNCOMMITTED_BYTES_MAX,
-            max_committed_size_per_ready: limits::APPLY_BATCH_BYTES_MAX,
-            batch_append: true,
-            ..raft::Config::default()
-        };
-        let membership =
-            Membership::from_conf_state(store.snapshot_ref().get_metadata().get_conf_state());
-        let logger = slog::Logger::root(slog::Discard, slog::o!());
-        let raw = RawNode::new(&raft_config, store, &logger)
-            .map_err(|e| StartError::Raft(e.to_string()))?;
-        Ok(Node {
-            next_tick_at: now + config.tick_interval,
-            config,
-            raw,
-            machine,
-            now,
-            ticks: 0,
-            applied: LogIndex(applied),
-            outputs: VecDeque::new(),
-            proposals: Proposals::default(),
-            reads: Reads::default(),
-            persist: PersistPipeline::default(),
-            assembler: SnapshotAssembler::default(),
-            role: Role::Follower,
-            leader: None,
-            membership,
-            halted: None,
-            pending_snapshot_reports: Vec::new(),
-            metrics: NodeMetrics::default(),
-            checkpoint: None,
-        })
-    }
-
     /// Feeds one fact from the driver.
     pub fn handle_input(&mut self, now: Instant, input: Input) {
         self.now = self.now.max(now);
@@ -520,10 +377,4 @@ impl<S: StateMachine> Node<S> {
             });
         }
     }
-}
-
-/// Snapshot metadata as the state machine records it beside a durable
-/// commit (opaque to the machine; decoded again at recovery).
-pub(crate) fn encode_meta(meta: &WireSnapshotMeta) -> Vec<u8> {
-    postcard::to_allocvec(meta).expect("metadata encodes")
 }
