@@ -215,6 +215,12 @@ impl<S: StateMachine> Node<S> {
         snapshot.set_metadata(meta);
         self.raw.mut_store().compact_to(snapshot);
         self.metrics.snapshots_taken += 1;
+        self.persist_new_segment();
+    }
+
+    /// Writes the log store as it stands (snapshot, hard state, entries)
+    /// as the first batch of a new segment; older segments then go.
+    pub(super) fn persist_new_segment(&mut self) {
         let store = self.raw.store();
         let records = [
             Record::Snapshot {

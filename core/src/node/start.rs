@@ -82,16 +82,7 @@ impl<S: StateMachine> Node<S> {
         let mut node = Self::start(config, store, machine, now)?;
         if skipped {
             // The log on disk must start again from the adopted snapshot.
-            let store = node.raw.store();
-            let records = [
-                Record::Snapshot {
-                    meta: store.wire_snapshot_meta(),
-                    data: store.snapshot_ref().data.clone(),
-                },
-                Record::HardState(store.durable_hard_state()),
-                Record::Entries(store.wire_entries()),
-            ];
-            node.emit_persist(&records, true, None, Vec::new());
+            node.persist_new_segment();
         }
         Ok(node)
     }
