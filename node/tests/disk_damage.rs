@@ -48,11 +48,7 @@ async fn a_torn_tail_is_recovered_and_a_corrupt_segment_is_refused() {
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0x5a;
     std::fs::write(&target, &bytes).unwrap();
-    let out = support::kith()
-        .args(["node", "--dir", dir.to_str().unwrap(), "--listen", "/ip4/127.0.0.1/tcp/0"])
-        .output()
-        .await
-        .unwrap();
+    let out = start_on(&dir).await;
     assert!(!out.status.success(), "a replica must not start on a corrupt log");
     let err = String::from_utf8_lossy(&out.stderr);
     let name = target.file_name().unwrap().to_str().unwrap();
@@ -66,11 +62,7 @@ async fn a_torn_tail_is_recovered_and_a_corrupt_segment_is_refused() {
     let db = dir.join("history.redb");
     let garbage = vec![0x5au8; 8192];
     std::fs::write(&db, &garbage).unwrap();
-    let out = support::kith()
-        .args(["node", "--dir", dir.to_str().unwrap(), "--listen", "/ip4/127.0.0.1/tcp/0"])
-        .output()
-        .await
-        .unwrap();
+    let out = start_on(&dir).await;
     assert!(!out.status.success(), "a replica must not start on a damaged history database");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("history.redb"), "the error names the file: {err}");
@@ -80,12 +72,17 @@ async fn a_torn_tail_is_recovered_and_a_corrupt_segment_is_refused() {
     // A lost history database: the log's snapshot refers to history the
     // replica no longer has.
     std::fs::remove_file(&db).unwrap();
-    let out = support::kith()
-        .args(["node", "--dir", dir.to_str().unwrap(), "--listen", "/ip4/127.0.0.1/tcp/0"])
-        .output()
-        .await
-        .unwrap();
+    let out = start_on(&dir).await;
     assert!(!out.status.success(), "a replica must not start without its history");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("history store") && err.contains("rejoin"), "{err}");
+}
+
+/// Runs `kith node` on `dir` to its exit.
+async fn start_on(dir: &std::path::Path) -> std::process::Output {
+    support::kith()
+        .args(["node", "--dir", dir.to_str().unwrap(), "--listen", "/ip4/127.0.0.1/tcp/0"])
+        .output()
+        .await
+        .unwrap()
 }
