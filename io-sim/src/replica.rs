@@ -14,6 +14,7 @@ use kith_core::im::ImMachine;
 use kith_core::limits;
 use kith_core::node::{Input, Node, NodeOutput, Output, Role};
 use kith_core::testing::checker::Violation;
+use kith_core::testing::sim_machine::SimMachine;
 use kith_core::time::Instant;
 use madsim::net::Endpoint;
 use std::collections::BTreeMap;
@@ -172,10 +173,9 @@ fn start(
     {
         config.bugs = bugs;
     }
+    let machine = ImMachine::boot(slot.history.as_ref());
     #[cfg(feature = "bug-switches")]
-    let machine = slot.machine(config.bugs);
-    #[cfg(not(feature = "bug-switches"))]
-    let machine = slot.machine();
+    let machine = machine.with_bugs(config.bugs);
     let recovered = slot.disk.recover();
     let node = match recovered {
         Err(e) => Err(format!("recovery failed: {e}")),

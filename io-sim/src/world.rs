@@ -4,7 +4,6 @@
 
 use bytes::Bytes;
 use kith_core::ids::NodeId;
-use kith_core::im::history::{HistoryStore, MemoryHistory};
 use kith_core::im::ImMachine;
 use kith_core::node::Node;
 use kith_core::rng::SeededRng;
@@ -63,27 +62,6 @@ pub struct ReplicaSlot {
     /// Its durable history store, when the run keeps history on one (it
     /// survives kill and restart; what it had not committed does not).
     pub history: Option<SimHistory>,
-}
-
-impl ReplicaSlot {
-    fn history_store(&self) -> Box<dyn HistoryStore> {
-        match &self.history {
-            Some(disk) => Box::new(disk.clone()),
-            None => Box::new(MemoryHistory::default()),
-        }
-    }
-
-    /// A state machine for the replica's next incarnation.
-    #[cfg(feature = "bug-switches")]
-    pub fn machine(&self, bugs: kith_core::bugs::BugSwitches) -> ImMachine {
-        ImMachine::with_bugs(bugs, self.history_store())
-    }
-
-    /// A state machine for the replica's next incarnation.
-    #[cfg(not(feature = "bug-switches"))]
-    pub fn machine(&self) -> ImMachine {
-        ImMachine::with_history(self.history_store())
-    }
 }
 
 /// The shared world of one simulation.

@@ -60,10 +60,10 @@ impl ImMachine {
         }
     }
 
-    /// A machine over `history` with test-only rule breakers switched on.
+    /// This machine with test-only rule breakers switched on.
     #[cfg(feature = "bug-switches")]
-    pub fn with_bugs(bugs: crate::bugs::BugSwitches, history: Box<dyn HistoryStore>) -> ImMachine {
-        ImMachine { skip_idempotency: bugs.skip_idempotency, ..ImMachine::with_history(history) }
+    pub fn with_bugs(self, bugs: crate::bugs::BugSwitches) -> ImMachine {
+        ImMachine { skip_idempotency: bugs.skip_idempotency, ..self }
     }
 
     /// Records a store failure; the first one is what the node reports.
