@@ -15,7 +15,6 @@ struct Disk {
     durable: MemoryHistory,
     committed: Option<Committed>,
     working: MemoryHistory,
-    commits: u64,
 }
 
 /// A handle on one simulated history disk.
@@ -31,11 +30,6 @@ impl SimHistory {
     pub fn crash(&self) {
         let mut d = self.disk();
         d.working = d.durable.clone();
-    }
-
-    /// Commits so far.
-    pub fn commits(&self) -> u64 {
-        self.disk().commits
     }
 }
 
@@ -87,7 +81,6 @@ impl HistoryStore for SimHistory {
         let mut d = self.disk();
         d.durable = d.working.clone();
         d.committed = Some(point.clone());
-        d.commits += 1;
         Ok(())
     }
 

@@ -133,8 +133,9 @@ pub(crate) struct HistorySum([u64; 4]);
 
 impl HistorySum {
     fn words(room: &RoomId, entry: &RoomEntry) -> [u64; 4] {
-        let bytes = postcard::to_allocvec(&(room, entry)).expect("entries encode");
-        let hash = blake3::hash(&bytes);
+        // Encoded straight into the hasher: no buffer per write.
+        let hash = postcard::serialize_with_flavor(&(room, entry), HashSink::default())
+            .expect("entries encode");
         let mut words = [0u64; 4];
         for (w, chunk) in words.iter_mut().zip(hash.as_bytes().chunks_exact(8)) {
             *w = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
@@ -152,5 +153,55 @@ impl HistorySum {
         for (s, w) in self.0.iter_mut().zip(Self::words(room, entry)) {
             *s = s.wrapping_sub(w);
         }
+    }
+}
+
+/// A postcard output that hashes what it is given instead of keeping it.
+#[derive(Default)]
+struct HashSink(blake3::Hasher);
+
+impl postcard::ser_flavors::Flavor for HashSink {
+    type Output = blake3::Hash;
+
+    fn try_push(&mut self, byte: u8) -> postcard::Result<()> {
+        self.0.update(&[byte]);
+        Ok(())
+    }
+
+    fn try_extend(&mut self, bytes: &[u8]) -> postcard::Result<()> {
+        self.0.update(bytes);
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<blake3::Hash> {
+        Ok(self.0.finalize())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::im::protocol::EntryKind;
+
+    #[test]
+    fn the_sum_adds_the_blake3_of_each_encoded_entry() {
+        let room = RoomId::Group("r".into());
+        let entry = RoomEntry {
+            seq: 3,
+            time_ms: 9,
+            author: UserId([4; 32]),
+            kind: EntryKind::Renamed { title: "t".into() },
+        };
+        let hash = blake3::hash(&postcard::to_allocvec(&(&room, &entry)).unwrap());
+        let expected: Vec<u64> = hash
+            .as_bytes()
+            .chunks_exact(8)
+            .map(|c| u64::from_le_bytes(c.try_into().unwrap()))
+            .collect();
+        let mut sum = HistorySum::default();
+        sum.add(&room, &entry);
+        assert_eq!(sum.0.to_vec(), expected);
+        sum.remove(&room, &entry);
+        assert_eq!(sum, HistorySum::default());
     }
 }
