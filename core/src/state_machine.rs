@@ -68,18 +68,15 @@ pub trait StateMachine {
         None
     }
 
-    /// Replaces the whole state with a snapshot taken at log index `at`
-    /// (metadata `meta`). Snapshot bytes come from a peer or the disk: a
-    /// malformed one is an error, never a panic. A durable store may already
-    /// be past `at` (the replica stopped after committing its store and
-    /// before its log recorded the snapshot): the state is then as of the
-    /// store's commit, which [`Restored::ahead`] reports.
-    fn restore(
-        &mut self,
-        at: LogIndex,
-        meta: &[u8],
-        snapshot: &[u8],
-    ) -> Result<Restored, RestoreError>;
+    /// Replaces the whole state with a snapshot (empty bytes: the empty
+    /// state). Snapshot bytes come from a peer or the disk: a malformed one
+    /// is an error, never a panic. A durable store may already be past the
+    /// snapshot that refers to it (the replica stopped after committing its
+    /// store and before its log recorded the snapshot): the state is then as
+    /// of the store's commit, which [`Restored::ahead`] reports. What was
+    /// restored into a durable store is made durable by the next
+    /// [`StateMachine::snapshot`].
+    fn restore(&mut self, snapshot: &[u8]) -> Result<Restored, RestoreError>;
 
     /// Whether [`StateMachine::snapshot`]'s bytes restore on another replica.
     fn snapshot_is_self_contained(&self) -> bool {

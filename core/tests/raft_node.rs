@@ -181,8 +181,6 @@ impl kith_core::state_machine::StateMachine for BytesMachine {
     }
     fn restore(
         &mut self,
-        _: kith_core::ids::LogIndex,
-        _: &[u8],
         _: &[u8],
     ) -> Result<kith_core::state_machine::Restored, kith_core::state_machine::RestoreError> {
         Ok(Default::default())

@@ -181,7 +181,7 @@ impl<S: StateMachine> Node<S> {
         let at = LogIndex(meta.index);
         let encoded = super::encode_meta(&WireSnapshotMeta::from_raft(meta));
         self.machine
-            .restore(at, &encoded, &snapshot.data)
+            .restore(&snapshot.data)
             .map_err(|e| format!("snapshot at index {} from the leader: {e}", meta.index))?;
         let mut local = snapshot.clone();
         if !self.machine.snapshot_is_self_contained() {

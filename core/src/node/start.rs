@@ -28,7 +28,7 @@ impl<S: StateMachine> Node<S> {
             return Err(StartError::Membership { max: limits::PEERS_MAX });
         }
         // A durable store left over from an earlier life must not leak in.
-        machine.restore(LogIndex(0), &[], &[])?;
+        machine.restore(&[])?;
         let mut cs =
             ConfState { voters: voters.iter().map(|v| v.get()).collect(), ..Default::default() };
         cs.voters.sort_unstable();
@@ -50,7 +50,7 @@ impl<S: StateMachine> Node<S> {
     /// Starts an empty replica that waits to be added to an existing cluster
     /// (it learns everything from the leader, starting with a snapshot).
     pub fn join(config: Config, mut machine: S, now: Instant) -> Result<Self, StartError> {
-        machine.restore(LogIndex(0), &[], &[])?;
+        machine.restore(&[])?;
         Self::start(config, LogStore::empty(), machine, now)
     }
 
@@ -63,18 +63,18 @@ impl<S: StateMachine> Node<S> {
     ) -> Result<Self, StartError> {
         let mut store = LogStore::from_recovered(log)?;
         let mut skipped = false;
-        if let Some((meta, data)) = &log.snapshot {
-            let restored = machine.restore(LogIndex(meta.index), &encode_meta(meta), data)?;
-            if let Some((index, meta)) = restored.ahead {
+        if let Some((_, data)) = &log.snapshot {
+            let restored = machine.restore(data)?;
+            if let Some((index, encoded)) = restored.ahead {
                 // The machine's store committed a later snapshot than the
                 // log recorded before the replica stopped: resume from it.
-                let meta: WireSnapshotMeta = postcard::from_bytes(&meta)
+                let meta: WireSnapshotMeta = postcard::from_bytes(&encoded)
                     .ok()
                     .filter(|m: &WireSnapshotMeta| m.index == index.get())
                     .ok_or_else(|| {
                         RestoreError::History("the store's snapshot record is damaged".into())
                     })?;
-                let data = machine.snapshot(index, &encode_meta(&meta));
+                let data = machine.snapshot(index, &encoded);
                 store.skip_to(meta.to_raft(data));
                 skipped = true;
             }

@@ -359,16 +359,16 @@ pub fn check(ops: &[Op]) {
 pub fn round_trip(machine: &mut ImMachine, at: LogIndex) -> (ImMachine, ImMachine) {
     let embedded = machine.transfer_snapshot().unwrap_or_else(|| machine.snapshot(at, b"m"));
     let mut volatile = ImMachine::default();
-    volatile.restore(at, b"m", &embedded).expect("own snapshot restores");
+    volatile.restore(&embedded).expect("own snapshot restores");
     assert_eq!(volatile.digest(), machine.digest(), "snapshot round trip changed the state");
     let disk = SimHistory::default();
     let mut durable = ImMachine::with_history(Box::new(disk.clone()));
-    durable.restore(at, b"m", &embedded).expect("own snapshot restores");
+    durable.restore(&embedded).expect("own snapshot restores");
     let marker = durable.snapshot(at, b"m");
     assert!(marker.len() < 16, "a durable machine's local snapshot refers to its store");
     disk.crash();
     let mut durable = ImMachine::with_history(Box::new(disk));
-    let restored = durable.restore(at, b"m", &marker).expect("restores from its store");
+    let restored = durable.restore(&marker).expect("restores from its store");
     assert_eq!(restored.ahead, None);
     assert_eq!(durable.digest(), machine.digest(), "durable round trip changed the state");
     (volatile, durable)

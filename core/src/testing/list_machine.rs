@@ -62,12 +62,7 @@ impl StateMachine for ListMachine {
         Bytes::from(crate::versioned::encode(SNAPSHOT_VERSION, &self.lists))
     }
 
-    fn restore(
-        &mut self,
-        _at: LogIndex,
-        _meta: &[u8],
-        snapshot: &[u8],
-    ) -> Result<Restored, RestoreError> {
+    fn restore(&mut self, snapshot: &[u8]) -> Result<Restored, RestoreError> {
         if snapshot.is_empty() {
             self.lists.clear();
             return Ok(Restored::default());
@@ -94,9 +89,9 @@ mod tests {
         assert_eq!(m.apply(at, Append { list: 2, value: 9 }), 1);
         let mut r = ListMachine::default();
         let at = LogIndex(1);
-        r.restore(at, &[], &m.snapshot(at, &[])).unwrap();
+        r.restore(&m.snapshot(at, &[])).unwrap();
         assert_eq!(r.digest(), m.digest());
-        assert!(r.restore(at, &[], &[1, 2, 3]).is_err());
-        assert!(matches!(r.restore(at, &[], &[7]), Err(RestoreError::Version { .. })));
+        assert!(r.restore(&[1, 2, 3]).is_err());
+        assert!(matches!(r.restore(&[7]), Err(RestoreError::Version { .. })));
     }
 }

@@ -260,13 +260,8 @@ impl StateMachine for ImMachine {
         self.history.is_durable().then(|| self.embedded_snapshot())
     }
 
-    fn restore(
-        &mut self,
-        at: LogIndex,
-        meta: &[u8],
-        snapshot: &[u8],
-    ) -> Result<Restored, RestoreError> {
-        self.restore_snapshot(at, meta, snapshot)
+    fn restore(&mut self, snapshot: &[u8]) -> Result<Restored, RestoreError> {
+        self.restore_snapshot(snapshot)
     }
 
     fn snapshot_is_self_contained(&self) -> bool {

@@ -110,12 +110,7 @@ impl ImMachine {
     }
 
     /// Restores either form (see [`crate::state_machine::StateMachine::restore`]).
-    pub(super) fn restore_snapshot(
-        &mut self,
-        at: LogIndex,
-        meta: &[u8],
-        bytes: &[u8],
-    ) -> Result<Restored, RestoreError> {
+    pub(super) fn restore_snapshot(&mut self, bytes: &[u8]) -> Result<Restored, RestoreError> {
         let store_err = |e: HistoryError| RestoreError::History(e.to_string());
         if bytes.is_empty() {
             self.history.clear().map_err(store_err)?;
@@ -128,10 +123,9 @@ impl ImMachine {
         match form {
             EMBEDDED => {
                 let (state, rest) = take::<ImState>(rest, "summaries")?;
+                // Not committed here: the node takes its local snapshot
+                // next, which commits (once) what was written.
                 self.install_embedded(state, rest)?;
-                if self.history.is_durable() {
-                    self.commit(at, meta).map_err(store_err)?;
-                }
                 Ok(Restored::default())
             }
             IN_STORE => {

@@ -540,15 +540,12 @@ fn snapshot_restores_an_identical_state() {
     fx.run(&ann(), Operation::Delete { room: r.clone(), seq }).unwrap();
     let at = crate::ids::LogIndex(9);
     let mut copy = ImMachine::default();
-    copy.restore(at, &[], &fx.m.snapshot(at, &[])).unwrap();
+    copy.restore(&fx.m.snapshot(at, &[])).unwrap();
     assert_eq!(copy.digest(), fx.m.digest());
     let all = |m: &ImMachine| m.all_entries().unwrap();
     assert_eq!(all(&copy), all(&fx.m));
-    assert!(copy.restore(at, &[], &[1, 0xff, 0xff]).is_err());
-    assert!(matches!(
-        copy.restore(at, &[], &[5]),
-        Err(crate::state_machine::RestoreError::Version { .. })
-    ));
+    assert!(copy.restore(&[1, 0xff, 0xff]).is_err());
+    assert!(matches!(copy.restore(&[5]), Err(crate::state_machine::RestoreError::Version { .. })));
 }
 
 #[test]
@@ -563,7 +560,7 @@ fn a_damaged_snapshot_is_refused_and_leaves_an_empty_state() {
     let empty = ImMachine::default().digest();
     for cut in (0..good.len()).step_by(7) {
         let mut copy = ImMachine::default();
-        assert!(copy.restore(at, &[], &good[..cut]).is_err() || cut == 0, "cut at {cut}");
+        assert!(copy.restore(&good[..cut]).is_err() || cut == 0, "cut at {cut}");
         assert_eq!(copy.digest(), empty);
     }
     // A flipped byte inside an entry's text decodes but fails the hash sum.
@@ -571,7 +568,7 @@ fn a_damaged_snapshot_is_refused_and_leaves_an_empty_state() {
     let at_text = flipped.windows(3).position(|w| w == b"m19").unwrap();
     flipped[at_text + 1] = b'X';
     let mut copy = ImMachine::default();
-    let refused = copy.restore(at, &[], &flipped);
+    let refused = copy.restore(&flipped);
     assert!(matches!(refused, Err(crate::state_machine::RestoreError::Malformed(_))));
     assert_eq!(copy.digest(), empty);
     assert_eq!(copy.all_entries().unwrap(), vec![]);
@@ -596,8 +593,8 @@ fn a_durable_store_restores_from_its_own_commit() {
     assert_eq!(durable.query(&q), fx.m.query(&q));
     let marker = durable.snapshot(crate::ids::LogIndex(4), b"m");
     let mut empty = ImMachine::with_history(Box::new(SimHistory::default()));
-    let refused = empty.restore(crate::ids::LogIndex(4), b"m", &marker);
+    let refused = empty.restore(&marker);
     assert!(matches!(refused, Err(crate::state_machine::RestoreError::History(_))));
     let mut volatile = ImMachine::default();
-    assert!(volatile.restore(crate::ids::LogIndex(4), b"m", &marker).is_err());
+    assert!(volatile.restore(&marker).is_err());
 }
