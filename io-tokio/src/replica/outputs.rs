@@ -41,8 +41,7 @@ impl Replica {
                     let status = self.cluster_status();
                     answer_admin(&mut self.swarm, asker, AdminResponse::Changed(status));
                 }
-                let members = membership;
-                self.snapshots.retain(|p| members.contains(crate::peer_ids::node_id_of(p)));
+                self.snapshots.retain(|p| membership.contains(crate::peer_ids::node_id_of(p)));
                 self.send_hellos();
             }
             Output::ReadReady { read, result, .. } => {

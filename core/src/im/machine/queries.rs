@@ -233,7 +233,7 @@ fn summary(id: &RoomId, room: &Room, user: UserId) -> RoomSummary {
         title: room.title.clone(),
         topic: room.topic.clone(),
         visibility: room.visibility,
-        last_seq: room.last_seq(),
+        last_seq: room.last_seq,
         read_seq: room.read.get(&user).copied().unwrap_or(0),
         members: room.members.len() as u32,
     }

@@ -162,7 +162,7 @@ impl ImMachine {
 
     fn remove_from_room(&mut self, room: &RoomId, user: UserId) {
         let r = self.state.rooms.get_mut(room).expect("checked");
-        let seq = r.last_seq();
+        let seq = r.last_seq;
         r.remove_member(user, seq);
         self.state.leave_index(user, room);
     }
@@ -213,7 +213,7 @@ impl ImMachine {
         r.banned.insert(user);
         if !is_member {
             // A non-member banned from a public room loses read access here.
-            let seq = r.last_seq();
+            let seq = r.last_seq;
             r.departed.entry(user).and_modify(|s| *s = (*s).min(seq));
         }
         Ok(receipt)

@@ -45,10 +45,6 @@ impl Room {
         }
     }
 
-    pub(crate) fn last_seq(&self) -> u64 {
-        self.last_seq
-    }
-
     pub(crate) fn is_direct(&self) -> bool {
         self.visibility.is_none()
     }
@@ -72,7 +68,7 @@ impl Room {
         if self.members.contains_key(&user)
             || (self.visibility == Some(Visibility::Public) && !self.banned.contains(&user))
         {
-            return Some(self.last_seq());
+            return Some(self.last_seq);
         }
         self.departed.get(&user).copied()
     }
