@@ -53,7 +53,10 @@ async fn a_torn_tail_is_recovered_and_a_corrupt_segment_is_refused() {
     let err = String::from_utf8_lossy(&out.stderr);
     let name = target.file_name().unwrap().to_str().unwrap();
     assert!(err.contains(name), "the error names the file: {err}");
-    assert!(err.contains("corrupt") && err.contains("re-add"), "the error says what to do: {err}");
+    assert!(
+        err.contains("corrupt") && err.contains("cluster remove"),
+        "the error says what to do: {err}"
+    );
     // Nothing was rewritten: the damaged file is left for the operator.
     assert_eq!(std::fs::read(&target).unwrap(), bytes);
 
@@ -66,7 +69,7 @@ async fn a_torn_tail_is_recovered_and_a_corrupt_segment_is_refused() {
     assert!(!out.status.success(), "a replica must not start on a damaged history database");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("history.redb"), "the error names the file: {err}");
-    assert!(err.contains("rejoin"), "the error says what to do: {err}");
+    assert!(err.contains("as a new member"), "the error says what to do: {err}");
     assert_eq!(std::fs::read(&db).unwrap(), garbage, "the damaged file is left alone");
 
     // A lost history database: the log's snapshot refers to history the
@@ -75,7 +78,7 @@ async fn a_torn_tail_is_recovered_and_a_corrupt_segment_is_refused() {
     let out = start_on(&dir).await;
     assert!(!out.status.success(), "a replica must not start without its history");
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("history store") && err.contains("rejoin"), "{err}");
+    assert!(err.contains("history store") && err.contains("as a new member"), "{err}");
 }
 
 /// Runs `kith node` on `dir` to its exit.

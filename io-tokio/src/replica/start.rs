@@ -89,7 +89,10 @@ pub enum ReplicaError {
         reason: String,
     },
     /// The history database.
-    #[error("{0} (if the file is damaged, move the data directory away and rejoin the replica)")]
+    #[error(
+        "{0} (if the file is damaged, replace the replica as a new member: `kith cluster \
+         remove` it, move the data directory away, start empty with --join, `kith cluster add` it)"
+    )]
     History(#[from] kith_core::im::history::HistoryError),
     /// The disk is empty and no start mode says what to do.
     #[error(

@@ -22,8 +22,10 @@ pub enum StorageError {
     /// The log is damaged before its tail.
     #[error(
         "{path} is corrupt at byte {offset} ({detail}): data that was once durable is damaged, \
-         so the replica will not start. Move {dir} aside, start an empty replica with --join, \
-         and re-add it with `kith cluster add` so it copies a healthy replica's state"
+         so the replica will not start. Replace it as a new member: `kith cluster remove` its \
+         peer id (see `kith cluster status`), move {dir} aside, start an empty replica with \
+         --join (a fresh directory is a fresh key), and add it with `kith cluster add` so it \
+         copies a healthy replica's state"
     )]
     Corrupt {
         /// The damaged segment.

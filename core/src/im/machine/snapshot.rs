@@ -139,7 +139,8 @@ impl ImMachine {
                 let Some(c) = committed.filter(|c| c.index >= index) else {
                     return Err(RestoreError::History(format!(
                         "the history store is older than the snapshot at index {index} (it was \
-                         replaced or lost): move the data directory away and rejoin the replica"
+                         replaced or lost): replace the replica as a new member (see README, \
+                         \"Replacing a damaged replica\")"
                     )));
                 };
                 self.state = postcard::from_bytes(&c.summaries)
