@@ -3,12 +3,13 @@
 
 use kith_core::bugs::BugSwitches;
 use kith_core::testing::scenario::{run_scenario, ScenarioConfig};
+use kith_sim_tests::invariants::all;
 
 const SEED_BUDGET: u64 = 1000;
 
 fn caught_within_budget(bugs: BugSwitches, voters: u64) -> (u64, String) {
     for seed in 0..SEED_BUDGET {
-        let mut config = ScenarioConfig::new(seed, voters);
+        let mut config = ScenarioConfig::new(seed, voters, all);
         config.bugs = bugs;
         if let Err(v) = run_scenario(&config) {
             println!("{bugs:?} caught at seed {seed}: {v}");

@@ -33,7 +33,9 @@ fn im_apply_corpus() {
 
 #[test]
 fn cluster_ops_corpus() {
-    replay("cluster_ops", kith_core::testing::fuzz::cluster_ops);
+    replay("cluster_ops", |data| {
+        kith_core::testing::fuzz::cluster_ops(data, kith_sim_tests::invariants::all)
+    });
 }
 
 #[test]

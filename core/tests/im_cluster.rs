@@ -7,6 +7,7 @@
 use kith_core::im::ImMachine;
 use kith_core::testing::im_workload::ImWorkload;
 use kith_core::testing::scenario::{run_scenario_with, ScenarioConfig};
+use kith_sim_tests::invariants::all;
 
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -20,7 +21,7 @@ fn run_with(voters: u64, seeds: std::ops::Range<u64>, durable_history: bool) {
     let mut delivered = 0;
     let mut acked = 0;
     for seed in seeds {
-        let mut config = ScenarioConfig::new(seed, voters);
+        let mut config = ScenarioConfig::new(seed, voters, all);
         config.durable_history = durable_history;
         match run_scenario_with::<ImMachine, _>(&config, ImWorkload::new(seed, 4)) {
             Ok(r) => {
@@ -60,7 +61,7 @@ fn durable_history_chat_scenarios() {
 fn replay() {
     let seed = env_u64("KITH_SEED", 3);
     let voters = env_u64("KITH_VOTERS", 3);
-    let mut config = ScenarioConfig::new(seed, voters);
+    let mut config = ScenarioConfig::new(seed, voters, all);
     config.durable_history = env_u64("KITH_DURABLE_HISTORY", 0) == 1;
     let report = run_scenario_with::<ImMachine, _>(&config, ImWorkload::new(seed, 4));
     println!("{report:?}");

@@ -8,10 +8,11 @@ use kith_core::node::{Input, MembershipChange, Node, Output, Role, SubmitError};
 use kith_core::testing::cluster::{Cluster, ClusterConfig};
 use kith_core::testing::list_machine::{Append, ListMachine};
 use kith_core::time::Instant;
+use kith_sim_tests::invariants::all;
 use std::time::Duration;
 
 fn cluster(voters: u64, spares: u64) -> Cluster<ListMachine> {
-    let mut config = ClusterConfig::new(7, voters);
+    let mut config = ClusterConfig::new(7, voters, all);
     config.spares = spares;
     let mut c = Cluster::new(config).expect("boots");
     c.run_for(Duration::from_secs(2)).expect("no violation");

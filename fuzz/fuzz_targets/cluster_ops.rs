@@ -7,4 +7,6 @@
 
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| kith_core::testing::fuzz::cluster_ops(data));
+fuzz_target!(|data: &[u8]| {
+    kith_core::testing::fuzz::cluster_ops(data, kith_sim_tests::invariants::all)
+});

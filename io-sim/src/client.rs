@@ -14,7 +14,7 @@ use kith_core::im::protocol::{
     SignedCommand, Target, Visibility, IM_PROTOCOL_VERSION,
 };
 use kith_core::rng::SeededRng;
-use kith_core::testing::checker::Violation;
+use kith_core::testing::violation::Violation;
 use kith_core::time::Instant;
 use madsim::net::Endpoint;
 use std::collections::BTreeMap;

@@ -6,6 +6,7 @@
 use crate::world::{replica_addr, replica_at, World, TAG_CLIENT, TAG_PEER};
 use bytes::Bytes;
 use kith_core::config::Config;
+use kith_core::durable::RecoveryError;
 use kith_core::ids::{NodeId, ProposalId, ReadId};
 use kith_core::im::client_protocol::{ClientRequest, ClientResponse, RequestFrame, ResponseFrame};
 use kith_core::im::identity::UserId;
@@ -13,8 +14,8 @@ use kith_core::im::protocol::ImQuery;
 use kith_core::im::ImMachine;
 use kith_core::limits;
 use kith_core::node::{Input, Node, NodeOutput, Output, Role};
-use kith_core::testing::checker::Violation;
 use kith_core::testing::sim_machine::SimMachine;
+use kith_core::testing::violation::Violation;
 use kith_core::time::Instant;
 use madsim::net::Endpoint;
 use std::collections::BTreeMap;
@@ -87,7 +88,7 @@ pub async fn run_replica(world: World, id: NodeId, epoch: madsim::time::Instant)
         match start(&world, id, epoch, endpoint.clone()) {
             Start::Running(driver) => break driver,
             Start::Unreadable => madsim::time::sleep(Duration::from_millis(200)).await,
-            Start::Failed => return,
+            Start::Failed | Start::Stopped => return,
         }
     };
     let (tx, mut rx) = mpsc::channel::<Arrival>(1024);
@@ -138,6 +139,9 @@ enum Start {
     Unreadable,
     /// Recorded as a violation.
     Failed,
+    /// The replica must not run: its disk is beyond repair (an operator
+    /// replaces it, see `simulation::rebuild`) or it was replaced.
+    Stopped,
 }
 
 /// Recovers (or bootstraps) the node from its disk.
@@ -148,7 +152,11 @@ fn start(
     endpoint: Arc<Endpoint>,
 ) -> Start {
     let mut w = world.lock();
-    if w.replicas.get_mut(&id).expect("replica exists").disk.read_fails() {
+    let slot = w.replicas.get_mut(&id).expect("replica exists");
+    if slot.retired || slot.beyond_repair {
+        return Start::Stopped;
+    }
+    if slot.disk.read_fails() {
         return Start::Unreadable;
     }
     let seed = w.seed ^ w.rng.next_u64();
@@ -178,6 +186,12 @@ fn start(
     let machine = machine.with_bugs(config.bugs);
     let recovered = slot.disk.recover();
     let node = match recovered {
+        // Rot at rest is found, never trusted: the replica stays down.
+        // Damage the simulation did not inject is a bug.
+        Err(RecoveryError::Corrupt { .. }) if slot.disk.corruptions > 0 => {
+            slot.beyond_repair = true;
+            return Start::Stopped;
+        }
         Err(e) => Err(format!("recovery failed: {e}")),
         Ok(log) if log.snapshot.is_some() || !log.entries.is_empty() => {
             Node::recover(config.clone(), &log, machine, now).map_err(|e| e.to_string())
@@ -309,7 +323,7 @@ impl Driver {
         }
         let mut w = self.world.lock();
         let node = self.node.lock().expect("single-threaded");
-        if let Err(v) = w.checker.on_status(&node, self.incarnation) {
+        if let Err(v) = w.checker.on_status(&*node, self.incarnation) {
             w.fail(v);
         }
     }
@@ -388,7 +402,7 @@ impl Driver {
             Output::RoleChanged { role: Role::Leader, term, .. } => {
                 let mut w = self.world.lock();
                 let node = self.node.lock().expect("single-threaded");
-                if let Err(v) = w.checker.on_leader(&node, term) {
+                if let Err(v) = w.checker.on_leader(&*node, term) {
                     w.fail(v);
                 }
             }

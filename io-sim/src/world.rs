@@ -7,9 +7,10 @@ use kith_core::ids::NodeId;
 use kith_core::im::ImMachine;
 use kith_core::node::Node;
 use kith_core::rng::SeededRng;
-use kith_core::testing::checker::{RaftChecker, Violation};
 use kith_core::testing::disk::{DiskConfig, SimDisk};
+use kith_core::testing::invariant::Invariants;
 use kith_core::testing::sim_history::SimHistory;
+use kith_core::testing::violation::Violation;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -62,6 +63,25 @@ pub struct ReplicaSlot {
     /// Its durable history store, when the run keeps history on one (it
     /// survives kill and restart; what it had not committed does not).
     pub history: Option<SimHistory>,
+    /// Its disk rotted and recovery refused it: it must not run again.
+    pub beyond_repair: bool,
+    /// Replaced by a new, empty replica; its process never starts again.
+    pub retired: bool,
+}
+
+impl ReplicaSlot {
+    fn new(rng: &mut SeededRng, disk: DiskConfig, bootstrap: bool) -> ReplicaSlot {
+        ReplicaSlot {
+            disk: SimDisk::new(disk),
+            incarnation: 0,
+            node: None,
+            skew_ppm: rng.range(0, 2001) as i64 - 1000,
+            bootstrap,
+            history: None,
+            beyond_repair: false,
+            retired: false,
+        }
+    }
 }
 
 /// The shared world of one simulation.
@@ -75,8 +95,8 @@ pub struct SimWorld {
     pub voters: Vec<NodeId>,
     /// Drives disk latencies and crash tears.
     pub rng: SeededRng,
-    /// Raft invariants, fed by every replica.
-    pub checker: RaftChecker,
+    /// The invariant checkers, fed by every replica.
+    pub checker: Invariants,
     /// The first violation seen.
     pub violation: Option<Violation>,
     /// Digest of everything every replica did.
@@ -104,28 +124,23 @@ pub struct World(Arc<Mutex<SimWorld>>);
 
 impl World {
     /// A world of `voters` bootstrap replicas and `spares` empty ones.
-    pub fn new(seed: u64, voters: u64, spares: u64, disk: DiskConfig) -> World {
+    pub fn new(
+        seed: u64,
+        voters: u64,
+        spares: u64,
+        disk: DiskConfig,
+        checker: Invariants,
+    ) -> World {
         let mut rng = SeededRng::new(seed ^ 0x5eed_d15c);
         let replicas = (1..=voters + spares)
-            .map(|i| {
-                let skew_ppm = rng.range(0, 2001) as i64 - 1000;
-                let slot = ReplicaSlot {
-                    disk: SimDisk::new(disk.clone()),
-                    incarnation: 0,
-                    node: None,
-                    skew_ppm,
-                    bootstrap: i <= voters,
-                    history: None,
-                };
-                (NodeId(i), slot)
-            })
+            .map(|i| (NodeId(i), ReplicaSlot::new(&mut rng, disk.clone(), i <= voters)))
             .collect();
         World(Arc::new(Mutex::new(SimWorld {
             seed,
             replicas,
             voters: (1..=voters).map(NodeId).collect(),
             rng,
-            checker: RaftChecker::default(),
+            checker,
             violation: None,
             trace: blake3::Hasher::new(),
             keep_trace: false,
@@ -156,6 +171,22 @@ impl SimWorld {
         if self.violation.is_none() {
             self.violation = Some(v);
         }
+    }
+
+    /// A new machine with an empty disk, standing in for `old`: the next
+    /// free id (its address follows from it), a history store if `old` had
+    /// one.
+    pub fn replace(&mut self, old: NodeId) -> NodeId {
+        let id = NodeId(self.replicas.keys().next_back().map_or(1, |last| last.get() + 1));
+        assert!(id.get() < 255, "replica addresses are 10.0.0.1-254");
+        let old = &self.replicas[&old];
+        let (disk, durable) = (old.disk.config.clone(), old.history.is_some());
+        let mut slot = ReplicaSlot::new(&mut self.rng, disk, false);
+        if durable {
+            slot.history = Some(SimHistory::default());
+        }
+        self.replicas.insert(id, slot);
+        id
     }
 
     /// Adds an event to the trace.

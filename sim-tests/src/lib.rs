@@ -1,3 +1,6 @@
-//! kith's simulation suites and the `kith-sim` seed runner.
+//! kith's simulation suites, the invariants every simulation checks, and
+//! the `kith-sim` seed runner.
 
+pub mod invariants;
+#[cfg(feature = "madsim")]
 pub mod runner;

@@ -1,9 +1,9 @@
 //! Runs seeded simulations and reports each as one line.
 
 use kith_core::im::ImMachine;
-use kith_core::testing::checker::Violation;
 use kith_core::testing::im_workload::ImWorkload;
 use kith_core::testing::scenario::{run_scenario, run_scenario_with, ScenarioConfig};
+use kith_core::testing::violation::Violation;
 use kith_io_sim::simulation::{run, SimConfig};
 use std::time::{Duration, Instant};
 
@@ -93,7 +93,7 @@ pub fn run_seed(seed: u64, spec: &RunSpec) -> SeedOutcome {
     let started = Instant::now();
     match spec.engine {
         Engine::Madsim => {
-            let mut config = SimConfig::new(seed);
+            let mut config = SimConfig::new(seed, crate::invariants::all);
             config.voters = spec.voters;
             config.fault_phase = spec.fault_phase;
             config.keep_trace = spec.trace;
@@ -113,7 +113,7 @@ pub fn run_seed(seed: u64, spec: &RunSpec) -> SeedOutcome {
             }
         }
         Engine::Harness => {
-            let config = ScenarioConfig::new(seed, spec.voters);
+            let config = ScenarioConfig::new(seed, spec.voters, crate::invariants::all);
             let result = match spec.workload {
                 WorkloadKind::Chat => {
                     run_scenario_with::<ImMachine, _>(&config, ImWorkload::new(seed, 4))

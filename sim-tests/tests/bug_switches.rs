@@ -10,7 +10,7 @@ const SEED_BUDGET: u64 = 1000;
 
 fn caught(bugs: BugSwitches) -> String {
     for seed in 0..SEED_BUDGET {
-        let mut c = SimConfig::new(seed);
+        let mut c = SimConfig::new(seed, kith_sim_tests::invariants::all);
         c.fault_phase = Duration::from_secs(5);
         c.bugs = bugs;
         if let Some(v) = run(&c).violation {

@@ -13,7 +13,7 @@ const SEEDS: &[(u64, &str)] = &[(
 #[test]
 fn once_failing_seeds_pass() {
     for (seed, found) in SEEDS {
-        let report = run(&SimConfig::new(*seed));
+        let report = run(&SimConfig::new(*seed, kith_sim_tests::invariants::all));
         assert!(report.violation.is_none(), "seed {seed} ({found}): {:?}", report.violation);
     }
 }

@@ -5,7 +5,7 @@ use kith_io_sim::simulation::{run, Scenario, SimConfig, SimReport};
 use std::time::Duration;
 
 fn run_scenario(scenario: Scenario, seed: u64) -> SimReport {
-    let mut c = SimConfig::new(seed);
+    let mut c = SimConfig::new(seed, kith_sim_tests::invariants::all);
     c.scenario = Some(scenario);
     c.fault_phase = Duration::from_secs(8);
     let r = run(&c);

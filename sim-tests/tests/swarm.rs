@@ -5,7 +5,7 @@ use kith_io_sim::simulation::{run, SimConfig};
 use std::time::Duration;
 
 fn config(seed: u64) -> SimConfig {
-    let mut c = SimConfig::new(seed);
+    let mut c = SimConfig::new(seed, kith_sim_tests::invariants::all);
     c.fault_phase = Duration::from_secs(5);
     c
 }
@@ -18,6 +18,7 @@ fn swarm_seeds_hold_every_invariant() {
     let (mut membership_seeds, mut reconfigured) = (0, 0);
     let (mut durable_seeds, mut durable_installs) = (0, 0);
     let (mut disk_fault_seeds, mut writes_refused, mut reads_failed) = (0, 0, 0);
+    let (mut corruptions, mut replaced) = (0, 0);
     for seed in 0..seeds {
         let r = run(&config(seed));
         if let Some(v) = &r.violation {
@@ -28,6 +29,8 @@ fn swarm_seeds_hold_every_invariant() {
             disk_fault_seeds += 1;
             writes_refused += r.writes_refused;
             reads_failed += r.reads_failed;
+            corruptions += r.corruptions;
+            replaced += r.replaced;
         }
         if r.parameters.contains("durable_history") {
             durable_seeds += 1;
@@ -55,10 +58,14 @@ fn swarm_seeds_hold_every_invariant() {
     assert!(disk_fault_seeds > seeds / 4, "{disk_fault_seeds} of {seeds} seeds had disk faults");
     assert!(writes_refused > 0, "no write was ever refused by a full disk");
     assert!(reads_failed > 0, "no restart ever failed to read its disk");
+    // Bits rot at rest on stopped replicas; each is found at restart and
+    // its replica replaced by a new, empty member.
+    assert!(corruptions > 0, "no bit ever rotted at rest");
+    assert!(replaced > 0, "no replica found beyond repair was ever replaced");
     println!(
         "{seeds} seeds: {durable_seeds} with durable history ({durable_installs} snapshots \
          installed), {disk_fault_seeds} with disk faults ({writes_refused} writes refused, \
-         {reads_failed} reads failed)"
+         {reads_failed} reads failed, {corruptions} bits rotted, {replaced} replicas replaced)"
     );
 }
 

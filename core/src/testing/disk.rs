@@ -1,10 +1,10 @@
 //! A simulated disk under the core's durable format, with a crash model:
 //! writes are pending until their completion time; a crash loses every
 //! pending write and may tear the first one (a prefix of its blocks lands).
-//! A full disk refuses writes. Recovery runs the core's real
-//! [`crate::durable::recover`].
+//! A full disk refuses writes; reads can fail; a bit can rot at rest.
+//! Recovery runs the core's real [`crate::durable::recover`].
 
-use crate::durable::{recover, RecoveredLog, RecoveryError};
+use crate::durable::{decode_batch_at, recover, RecoveredLog, RecoveryError};
 use crate::ids::PersistId;
 use crate::rng::SeededRng;
 use crate::time::Instant;
@@ -62,6 +62,8 @@ pub struct SimDisk {
     pub read_errors: u32,
     /// Reads that failed so far.
     pub failed_reads: u64,
+    /// Bits flipped at rest so far.
+    pub corruptions: u64,
 }
 
 /// A write the disk refused.
@@ -152,6 +154,40 @@ impl SimDisk {
         fails
     }
 
+    /// Flips one bit of data that was durable (corruption at rest);
+    /// returns false when there is nothing to corrupt.
+    ///
+    /// The newest batch is spared: a damaged last batch is, to this format,
+    /// exactly what a torn write looks like, and recovery cuts it off as one.
+    /// Rot there would silently drop entries the replica acknowledged; that
+    /// case needs redundant headers (protocol-aware recovery) and is outside
+    /// this model (docs/SIMULATION.md, "Fault model").
+    pub fn corrupt_at_rest(&mut self, rng: &mut SeededRng) -> bool {
+        let Some(last) = self.segments.last() else { return false };
+        let mut offset = 0;
+        let mut newest = 0;
+        while let Ok((_, len)) = decode_batch_at(last, offset) {
+            newest = offset;
+            offset += len;
+        }
+        let older: usize = self.segments[..self.segments.len() - 1].iter().map(Vec::len).sum();
+        let exposed = older + newest;
+        if exposed == 0 {
+            return false;
+        }
+        let mut at = rng.range(0, exposed as u64) as usize;
+        let bit = 1u8 << rng.range(0, 8);
+        for segment in &mut self.segments {
+            if at < segment.len() {
+                segment[at] ^= bit;
+                break;
+            }
+            at -= segment.len();
+        }
+        self.corruptions += 1;
+        true
+    }
+
     /// Recovers the log, truncating a torn tail as a driver would.
     pub fn recover(&mut self) -> Result<RecoveredLog, RecoveryError> {
         let views: Vec<&[u8]> = self.segments.iter().map(Vec::as_slice).collect();
@@ -160,5 +196,36 @@ impl SimDisk {
             last.truncate(log.last_segment_valid_bytes);
         }
         Ok(log)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::durable::{encode_batch, DurableHardState, Record};
+
+    fn landed(batches: usize) -> SimDisk {
+        let mut disk = SimDisk::new(DiskConfig::default());
+        let mut rng = SeededRng::new(1);
+        for i in 0..batches {
+            let hs = DurableHardState { term: i as u64 + 1, vote: 0, commit: 0 };
+            let bytes = Bytes::from(encode_batch(&[Record::HardState(hs)]));
+            disk.write(Instant::ZERO, &mut rng, PersistId(i as u64), false, bytes).unwrap();
+        }
+        disk.complete_due(Instant::from_micros(1_000_000));
+        disk
+    }
+
+    #[test]
+    fn rot_at_rest_is_found_by_recovery_and_spares_the_newest_batch() {
+        assert!(!landed(1).corrupt_at_rest(&mut SeededRng::new(7)), "only the newest batch");
+        for seed in 0..200 {
+            let mut disk = landed(3);
+            assert!(disk.corrupt_at_rest(&mut SeededRng::new(seed)));
+            assert!(
+                matches!(disk.recover(), Err(RecoveryError::Corrupt { .. })),
+                "seed {seed}: rot must never pass for a torn tail"
+            );
+        }
     }
 }

@@ -6,12 +6,13 @@
 //! checked after every step; at the end the network heals, every replica
 //! restarts, and the cluster must converge with a linearizable history.
 
-use super::checker::Violation;
 use super::cluster::{Cluster, ClusterConfig};
+use super::invariant::Invariants;
 use super::list_machine::ListMachine;
 use super::list_workload::ListWorkload;
 use super::network::NetworkConfig;
 use super::scenario::{change_membership, liveness_phase};
+use super::violation::Violation;
 use super::workload::{Workload, WorkloadStats};
 use crate::ids::NodeId;
 use crate::rng::SeededRng;
@@ -56,14 +57,21 @@ pub struct FaultSchedule {
 
 /// Runs `schedule` and returns what the clients got done; any broken
 /// invariant, or a panic inside the cluster, is the error.
-pub fn run_fault_schedule(schedule: &FaultSchedule) -> Result<WorkloadStats, Violation> {
-    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(schedule)));
+pub fn run_fault_schedule(
+    schedule: &FaultSchedule,
+    invariants: fn() -> Invariants,
+) -> Result<WorkloadStats, Violation> {
+    let caught =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(schedule, invariants)));
     caught.unwrap_or_else(|panic| Err(Violation::from_panic(panic.as_ref())))
 }
 
-fn run(schedule: &FaultSchedule) -> Result<WorkloadStats, Violation> {
+fn run(
+    schedule: &FaultSchedule,
+    invariants: fn() -> Invariants,
+) -> Result<WorkloadStats, Violation> {
     let voters = if schedule.five_voters { 5 } else { 3 };
-    let mut config = ClusterConfig::new(11, voters);
+    let mut config = ClusterConfig::new(11, voters, invariants);
     config.spares = 1;
     config.network = NetworkConfig {
         loss: f64::from(schedule.loss_percent % 21) / 100.0,
@@ -106,32 +114,4 @@ fn run(schedule: &FaultSchedule) -> Result<WorkloadStats, Violation> {
         ids.iter().filter(|id| !cluster.is_live(**id)).map(|id| (*id, Instant::ZERO)).collect();
     liveness_phase(&mut cluster, &mut workload, &down)?;
     Ok(workload.stats())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_schedule_of_crashes_and_partitions_converges() {
-        let schedule = FaultSchedule {
-            five_voters: false,
-            loss_percent: 5,
-            steps: vec![
-                FaultStep::Run(100),
-                FaultStep::Crash(0),
-                FaultStep::Run(50),
-                FaultStep::Isolate(1),
-                FaultStep::Run(50),
-                FaultStep::Restart(0),
-                FaultStep::Heal,
-                FaultStep::ChangeMembership(3),
-                FaultStep::Run(100),
-                FaultStep::Transfer(2),
-                FaultStep::Run(100),
-            ],
-        };
-        let stats = run_fault_schedule(&schedule).unwrap();
-        assert!(stats.acked > 50 && stats.reads > 0, "clients worked throughout: {stats:?}");
-    }
 }

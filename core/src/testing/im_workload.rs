@@ -8,17 +8,19 @@
 //!
 //! Checked online: deliveries come in order without gaps or duplicates,
 //! across reconnects; a kicked member receives nothing after the kick.
-//! Checked at the end: every acknowledged message is in the log exactly
-//! once, at its acknowledged position, by its author; no message nobody
-//! sent; each client's messages in the order it sent them.
+//! At the end the converged state and every client's sends go to the
+//! invariants (`Observation::Settled`): every acknowledged message stored
+//! exactly once, at its acknowledged position, by its author; no message
+//! nobody sent; each client's messages in the order it sent them.
 
-use super::checker::Violation;
 use super::cluster::{Cluster, Event};
+use super::invariant::{ClientSends, StoredMessage};
+use super::violation::Violation;
 use super::workload::{Workload, WorkloadStats};
 use crate::ids::{NodeId, ProposalId};
 use crate::im::identity::Identity;
 use crate::im::protocol::{
-    CommandBody, EntryKind, ImError, Operation, Receipt, RoomId, SignedCommand, Target, Visibility,
+    CommandBody, ImError, Operation, Receipt, RoomId, SignedCommand, Target, Visibility,
     IM_PROTOCOL_VERSION,
 };
 use crate::im::subscriptions::{Delivery, SubscriptionHub, SubscriptionId};
@@ -438,57 +440,28 @@ impl Workload<ImMachine> for ImWorkload {
 
     fn check_final(
         &mut self,
-        cluster: &Cluster<ImMachine>,
+        cluster: &mut Cluster<ImMachine>,
         leader: NodeId,
     ) -> Result<(), Violation> {
-        let now = cluster.now();
         let machine = cluster.node(leader).expect("leader is live").state_machine();
-        let fail = |invariant, detail| Err(Violation { invariant, detail, at: now });
-        let mut found: BTreeMap<Uuid, (RoomId, u64)> = BTreeMap::new();
-        let entries = machine.all_entries().map_err(|e| Violation {
+        let stored = StoredMessage::all_in(machine).map_err(|e| Violation {
             invariant: "history readable",
             detail: e.to_string(),
-            at: now,
+            at: cluster.now(),
         })?;
-        for (room, entry) in entries {
-            let EntryKind::Message(m) = &entry.kind else { continue };
-            let Some(&sender) = self.sent.get(&m.msg_id) else {
-                return fail(
-                    "no phantom message",
-                    format!("{room} seq {} was never sent", entry.seq),
-                );
-            };
-            if self.clients[sender].identity.user() != entry.author {
-                return fail(
-                    "no phantom message",
-                    format!("{room} seq {} has the wrong author", entry.seq),
-                );
-            }
-            if found.insert(m.msg_id, (room.clone(), entry.seq)).is_some() {
-                return fail("no duplicate", format!("message {} stored twice", m.msg_id));
-            }
+        let mut clients: Vec<ClientSends> = self
+            .clients
+            .iter()
+            .map(|c| ClientSends {
+                user: Some(c.identity.user()),
+                submitted: Vec::new(),
+                acked: c.sends.clone(),
+            })
+            .collect();
+        for (&id, &sender) in &self.sent {
+            clients[sender].submitted.push(id);
         }
-        for (i, c) in self.clients.iter().enumerate() {
-            let mut last: BTreeMap<&RoomId, u64> = BTreeMap::new();
-            for (id, room, seq) in &c.sends {
-                if found.get(id) != Some(&(room.clone(), *seq)) {
-                    return fail(
-                        "no acknowledged message lost",
-                        format!(
-                            "client {i}: {id} acked at {room} seq {seq}, stored at {:?}",
-                            found.get(id)
-                        ),
-                    );
-                }
-                if last.insert(room, *seq).is_some_and(|prev| prev >= *seq) {
-                    return fail(
-                        "client order",
-                        format!("client {i}: {room} seq {seq} after a later send"),
-                    );
-                }
-            }
-        }
-        Ok(())
+        cluster.settle(&stored, &clients)
     }
 
     fn stats(&self) -> WorkloadStats {

@@ -4,9 +4,9 @@
 //! order, and linearizable reads that see every write acknowledged before
 //! they began.
 
-use super::checker::Violation;
 use super::cluster::{Cluster, Event};
 use super::list_machine::{Append, ListMachine};
+use super::violation::Violation;
 use super::workload::{Workload, WorkloadStats};
 use crate::ids::{NodeId, ProposalId, ReadId};
 use crate::node::{DropOutcome, Output, ReadError, SubmitError};
@@ -349,7 +349,7 @@ impl Workload<ListMachine> for ListWorkload {
 
     fn check_final(
         &mut self,
-        cluster: &Cluster<ListMachine>,
+        cluster: &mut Cluster<ListMachine>,
         leader: NodeId,
     ) -> Result<(), Violation> {
         let mut lists =

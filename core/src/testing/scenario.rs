@@ -2,11 +2,12 @@
 //! whose faults are drawn from the seed, then a liveness phase in which the
 //! network heals, every replica restarts, and the cluster must converge.
 
-use super::checker::Violation;
 use super::cluster::{Cluster, ClusterConfig};
+use super::invariant::Invariants;
 use super::list_machine::ListMachine;
 use super::list_workload::ListWorkload;
 use super::network::NetworkConfig;
+use super::violation::Violation;
 use super::workload::{Workload, WorkloadStats};
 use crate::ids::NodeId;
 use crate::node::{Membership, MembershipChange};
@@ -31,17 +32,20 @@ pub struct ScenarioConfig {
     /// Whether replicas keep history on a durable store (see
     /// [`ClusterConfig::durable_history`]).
     pub durable_history: bool,
+    /// Builds the invariant checkers (see [`ClusterConfig::invariants`]).
+    pub invariants: fn() -> Invariants,
     /// Test-only rule breakers.
     #[cfg(feature = "bug-switches")]
     pub bugs: crate::bugs::BugSwitches,
 }
 
 impl ScenarioConfig {
-    /// Defaults for `seed` with `voters` replicas.
-    pub fn new(seed: u64, voters: u64) -> ScenarioConfig {
+    /// Defaults for `seed` with `voters` replicas, checked by `invariants`.
+    pub fn new(seed: u64, voters: u64, invariants: fn() -> Invariants) -> ScenarioConfig {
         ScenarioConfig {
             seed,
             voters,
+            invariants,
             fault_phase: Duration::from_secs(3),
             clients: 3,
             membership_changes: true,
@@ -98,7 +102,7 @@ fn run_scenario_inner<S: SimMachine, W: Workload<S>>(
     mut workload: W,
 ) -> Result<ScenarioReport, Violation> {
     let mut faults = SeededRng::new(config.seed ^ 0x9e37_79b9_7f4a_7c15);
-    let mut cluster_config = ClusterConfig::new(config.seed, config.voters);
+    let mut cluster_config = ClusterConfig::new(config.seed, config.voters, config.invariants);
     cluster_config.spares = if config.membership_changes { 1 } else { 0 };
     cluster_config.durable_history = config.durable_history;
     cluster_config.network = NetworkConfig {

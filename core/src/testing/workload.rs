@@ -2,8 +2,8 @@
 //! the end. The scenario driver is generic over it, so the Raft half (list
 //! appends) and the IM state machine run under the same faults.
 
-use super::checker::Violation;
 use super::cluster::Cluster;
+use super::violation::Violation;
 use crate::ids::NodeId;
 use crate::testing::sim_machine::SimMachine;
 
@@ -31,7 +31,7 @@ pub trait Workload<S: SimMachine> {
     /// Whether a barrier write is applied in `machine`.
     fn barrier_applied(&self, machine: &S) -> bool;
     /// Checks the converged final state (`leader`'s, equal on every member).
-    fn check_final(&mut self, cluster: &Cluster<S>, leader: NodeId) -> Result<(), Violation>;
+    fn check_final(&mut self, cluster: &mut Cluster<S>, leader: NodeId) -> Result<(), Violation>;
     /// Totals so far.
     fn stats(&self) -> WorkloadStats;
 }

@@ -1,37 +1,36 @@
 //! The liveness phase and the final checks.
 
 use super::faults::{heal, leader};
-use super::SimReport;
-use crate::client::ClientHistory;
+use super::{Controlled, SimReport};
+use crate::client::{client_secret, ClientHistory};
 use crate::world::World;
 use kith_core::ids::NodeId;
-use kith_core::im::protocol::{EntryKind, RoomId};
-use kith_core::testing::checker::Violation;
+use kith_core::im::identity::Identity;
+use kith_core::testing::invariant::{ClientSends, StoredMessage};
+use kith_core::testing::violation::Violation;
 use kith_core::time::Instant;
 use madsim::net::NetSim;
-use madsim::runtime::{Handle, NodeHandle};
+use madsim::runtime::Handle;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use uuid::Uuid;
 
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn liveness(
     world: &World,
     handle: &Handle,
     net: &NetSim,
-    nodes: &BTreeMap<NodeId, NodeHandle>,
+    cluster: &mut Controlled<'_>,
     down: &[(NodeId, madsim::time::Instant)],
     active: &AtomicBool,
     histories: &BTreeMap<usize, Arc<Mutex<ClientHistory>>>,
     report: &mut SimReport,
-    epoch: madsim::time::Instant,
 ) {
-    heal(net, nodes);
+    heal(net, cluster.nodes);
     net.update_config(|c| c.packet_loss_rate = 0.0);
     for (id, _) in down {
-        handle.restart(nodes[id].id());
+        handle.restart(cluster.nodes[id].id());
     }
     active.store(false, Ordering::Relaxed);
     let deadline = madsim::time::Instant::now() + Duration::from_secs(30);
@@ -40,13 +39,15 @@ pub(super) async fn liveness(
         if world.lock().violation.is_some() {
             return;
         }
+        // A replica found beyond repair when it restarted is replaced.
+        cluster.rebuilds.drive(world, handle, cluster.nodes, cluster.epoch);
         let idle = histories.values().all(|h| h.lock().expect("single-threaded").idle);
         if idle && converged(world) {
             report.violation = check_final(world, histories).err();
             return;
         }
     }
-    let at = Instant::from_micros(epoch.elapsed().as_micros() as u64);
+    let at = Instant::from_micros(cluster.epoch.elapsed().as_micros() as u64);
     report.violation = Some(Violation {
         invariant: "liveness",
         detail: format!("no convergence 30 s after healing (leader {:?})", leader(world)),
@@ -80,52 +81,30 @@ fn converged(world: &World) -> bool {
             .all(|(s, d)| s.applied == lead.commit && s.commit == lead.commit && d == lead_digest)
 }
 
+/// Hands the converged state and every client's sends to the invariants.
 fn check_final(
     world: &World,
     histories: &BTreeMap<usize, Arc<Mutex<ClientHistory>>>,
 ) -> Result<(), Violation> {
     let leader = leader(world).expect("converged");
-    let w = world.lock();
-    let node = w.replicas[&leader].node.as_ref().expect("live").lock().expect("single-threaded");
-    let fail = |invariant, detail| Err(Violation { invariant, detail, at: Instant::ZERO });
-    let mut submitted: BTreeMap<Uuid, usize> = BTreeMap::new();
-    for (i, h) in histories {
-        for id in &h.lock().expect("single-threaded").submitted {
-            submitted.insert(*id, *i);
-        }
-    }
-    let mut found: BTreeMap<Uuid, (RoomId, u64)> = BTreeMap::new();
-    let entries = node.state_machine().all_entries().map_err(|e| Violation {
-        invariant: "history readable",
-        detail: e.to_string(),
-        at: Instant::ZERO,
-    })?;
-    for (room, entry) in entries {
-        let EntryKind::Message(m) = &entry.kind else { continue };
-        if !submitted.contains_key(&m.msg_id) {
-            return fail("no phantom message", format!("{room} seq {} was never sent", entry.seq));
-        }
-        if found.insert(m.msg_id, (room.clone(), entry.seq)).is_some() {
-            return fail("no duplicate", format!("message {} stored twice", m.msg_id));
-        }
-    }
-    for (i, h) in histories {
-        let h = h.lock().expect("single-threaded");
-        let mut last: BTreeMap<&RoomId, u64> = BTreeMap::new();
-        for (id, room, seq) in &h.acked {
-            if found.get(id) != Some(&(room.clone(), *seq)) {
-                return fail(
-                    "no acknowledged message lost",
-                    format!("client {i}: {id} acked at {room} seq {seq}"),
-                );
+    let mut w = world.lock();
+    let node = w.replicas[&leader].node.clone().expect("live");
+    let stored = StoredMessage::all_in(node.lock().expect("single-threaded").state_machine())
+        .map_err(|e| Violation {
+            invariant: "history readable",
+            detail: e.to_string(),
+            at: Instant::ZERO,
+        })?;
+    let clients: Vec<ClientSends> = histories
+        .iter()
+        .map(|(&i, h)| {
+            let h = h.lock().expect("single-threaded");
+            ClientSends {
+                user: Some(Identity::from_secret(client_secret(w.seed, i)).user()),
+                submitted: h.submitted.clone(),
+                acked: h.acked.clone(),
             }
-            if last.insert(room, *seq).is_some_and(|prev| prev >= *seq) {
-                return fail(
-                    "client order",
-                    format!("client {i}: {room} seq {seq} after a later send"),
-                );
-            }
-        }
-    }
-    Ok(())
+        })
+        .collect();
+    w.checker.on_settled(&stored, &clients)
 }

@@ -6,21 +6,23 @@
 
 mod checks;
 mod faults;
+mod rebuild;
 mod scenario;
 
 use crate::client::{client_secret, run_client, ClientCtx, ClientHistory};
 use crate::history::{EventType, HistoryEvent};
-use crate::replica::run_replica;
-use crate::world::{client_ip, replica_ip, World};
+use crate::world::{client_ip, World};
 use checks::liveness;
 use faults::{inject, Outages};
 use kith_core::ids::NodeId;
 use kith_core::im::identity::Identity;
 use kith_core::rng::SeededRng;
-use kith_core::testing::checker::Violation;
 use kith_core::testing::disk::DiskConfig;
+use kith_core::testing::invariant::Invariants;
+use kith_core::testing::violation::Violation;
 use madsim::net::NetSim;
 use madsim::runtime::{Handle, NodeHandle, Runtime};
+use rebuild::Rebuilds;
 pub use scenario::Scenario;
 use std::collections::BTreeMap;
 use std::sync::atomic::AtomicBool;
@@ -48,14 +50,18 @@ pub struct SimConfig {
     pub scenario: Option<Scenario>,
     /// Each client's pause between operations (ms range); sets the load.
     pub client_pause_ms: (u64, u64),
+    /// Builds the invariant checkers every replica step is fed to
+    /// (`kith_sim_tests::invariants::all`).
+    pub invariants: fn() -> Invariants,
     /// Test-only rule breakers.
     #[cfg(feature = "bug-switches")]
     pub bugs: kith_core::bugs::BugSwitches,
 }
 
 impl SimConfig {
-    /// Defaults: 3 voters, 4 clients, 10 simulated seconds of faults.
-    pub fn new(seed: u64) -> SimConfig {
+    /// Defaults: 3 voters, 4 clients, 10 simulated seconds of faults,
+    /// checked by `invariants`.
+    pub fn new(seed: u64, invariants: fn() -> Invariants) -> SimConfig {
         SimConfig {
             seed,
             voters: 3,
@@ -66,6 +72,7 @@ impl SimConfig {
             keep_history: false,
             scenario: None,
             client_pause_ms: (1, 30),
+            invariants,
             #[cfg(feature = "bug-switches")]
             bugs: kith_core::bugs::BugSwitches::default(),
         }
@@ -103,6 +110,10 @@ pub struct SimReport {
     pub writes_refused: u64,
     /// Restarts that could not read their disk, over all replicas.
     pub reads_failed: u64,
+    /// Bits rotted at rest on stopped replicas' disks.
+    pub corruptions: u64,
+    /// Replicas found beyond repair and replaced by new, empty members.
+    pub replaced: u64,
 }
 
 struct Faults {
@@ -187,7 +198,7 @@ async fn simulate(config: SimConfig) -> SimReport {
     if config.scenario.is_some_and(Scenario::always_tear) {
         disk.tear_on_crash = 1.0;
     }
-    let world = World::new(config.seed, config.voters, spares, disk);
+    let world = World::new(config.seed, config.voters, spares, disk, (config.invariants)());
     if faults.durable_history {
         for slot in world.lock().replicas.values_mut() {
             slot.history = Some(kith_core::testing::sim_history::SimHistory::default());
@@ -203,17 +214,8 @@ async fn simulate(config: SimConfig) -> SimReport {
         world.lock().bugs = config.bugs;
     }
     let ids: Vec<NodeId> = (1..=config.voters + spares).map(NodeId).collect();
-    let mut nodes: BTreeMap<NodeId, NodeHandle> = BTreeMap::new();
-    for &id in &ids {
-        let w = world.clone();
-        let node = handle
-            .create_node()
-            .name(format!("replica-{id}"))
-            .ip(replica_ip(id))
-            .init(move || run_replica(w.clone(), id, epoch))
-            .build();
-        nodes.insert(id, node);
-    }
+    let mut nodes: BTreeMap<NodeId, NodeHandle> =
+        ids.iter().map(|&id| (id, rebuild::spawn_replica(&handle, &world, id, epoch))).collect();
     let active = Arc::new(AtomicBool::new(true));
     let mut histories: BTreeMap<usize, Arc<Mutex<ClientHistory>>> = BTreeMap::new();
     for i in 0..config.clients {
@@ -239,12 +241,14 @@ async fn simulate(config: SimConfig) -> SimReport {
             .build();
     }
     let end = epoch + config.fault_phase;
+    let mut rebuilds = Rebuilds::default();
     let (crashes, down) = match config.scenario {
         Some(scenario) => {
             scenario::run_script(scenario, &world, &handle, &net, &nodes, epoch, end).await
         }
         None if config.faults => {
-            random_faults(&world, &handle, &net, &nodes, &mut rng, &faults, end).await
+            let mut cluster = Controlled { nodes: &mut nodes, rebuilds: &mut rebuilds, epoch };
+            random_faults(&world, &handle, &net, &mut cluster, &mut rng, &faults, end).await
         }
         None => {
             madsim::time::sleep_until(end).await;
@@ -252,7 +256,9 @@ async fn simulate(config: SimConfig) -> SimReport {
         }
     };
     report.crashes = crashes;
-    liveness(&world, &handle, &net, &nodes, &down, &active, &histories, &mut report, epoch).await;
+    let mut cluster = Controlled { nodes: &mut nodes, rebuilds: &mut rebuilds, epoch };
+    liveness(&world, &handle, &net, &mut cluster, &down, &active, &histories, &mut report).await;
+    report.replaced = rebuilds.completed;
     let mut w = world.lock();
     report.trace_digest = *w.trace.finalize().as_bytes();
     report.trace = std::mem::take(&mut w.trace_lines);
@@ -263,6 +269,7 @@ async fn simulate(config: SimConfig) -> SimReport {
     for slot in w.replicas.values() {
         report.writes_refused += slot.disk.refused;
         report.reads_failed += slot.disk.failed_reads;
+        report.corruptions += slot.disk.corruptions;
         if let Some(node) = &slot.node {
             report.snapshots_installed +=
                 node.lock().expect("single-threaded").metrics().snapshots_installed;
@@ -300,7 +307,7 @@ async fn random_faults(
     world: &World,
     handle: &Handle,
     net: &NetSim,
-    nodes: &BTreeMap<NodeId, NodeHandle>,
+    cluster: &mut Controlled<'_>,
     rng: &mut SeededRng,
     faults: &Faults,
     end: madsim::time::Instant,
@@ -311,8 +318,15 @@ async fn random_faults(
     while madsim::time::Instant::now() < end && world.lock().violation.is_none() {
         let gap = rng.range(faults.mean_gap_ms / 2, faults.mean_gap_ms * 3 / 2);
         madsim::time::sleep(Duration::from_millis(gap)).await;
+        cluster.rebuilds.drive(world, handle, cluster.nodes, cluster.epoch);
+        let nodes = &*cluster.nodes;
         outages.expire(world, handle, net, nodes);
         if let Some(stream) = disk_faults.as_mut() {
+            // A bit rots on a stopped replica's disk, found when it starts.
+            if !outages.down.is_empty() && stream.chance(0.3) {
+                let (id, _) = outages.down[stream.range(0, outages.down.len() as u64) as usize];
+                cluster.rebuilds.rot(world, id, stream);
+            }
             let ids: Vec<NodeId> = nodes.keys().copied().collect();
             if stream.chance(0.15) {
                 let id = ids[stream.range(0, ids.len() as u64) as usize];
@@ -326,7 +340,9 @@ async fn random_faults(
                 world.lock().replicas.get_mut(&id).expect("exists").disk.read_errors += errors;
             }
         }
-        let membership = faults.membership.then_some(world.lock().voters.len());
+        // An operator does not reshape the cluster while replacing a machine.
+        let membership =
+            (faults.membership && !cluster.rebuilds.busy()).then_some(world.lock().voters.len());
         crashes += inject(
             world,
             handle,
@@ -338,5 +354,13 @@ async fn random_faults(
             membership,
         );
     }
-    (crashes, outages.end(world, handle, net, nodes))
+    (crashes, outages.end(world, handle, net, cluster.nodes))
+}
+
+/// The replica processes the controller drives, and the replacement of
+/// those whose disks are beyond repair.
+struct Controlled<'a> {
+    nodes: &'a mut BTreeMap<NodeId, NodeHandle>,
+    rebuilds: &'a mut Rebuilds,
+    epoch: madsim::time::Instant,
 }

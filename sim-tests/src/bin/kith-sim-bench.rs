@@ -21,7 +21,7 @@ fn measure(
     let mut simulated = 0.0;
     let mut completed = 0;
     for seed in 0..seeds {
-        let mut c = SimConfig::new(seed);
+        let mut c = SimConfig::new(seed, kith_sim_tests::invariants::all);
         c.fault_phase = Duration::from_secs(seconds);
         c.faults = faults;
         c.client_pause_ms = pause_ms;

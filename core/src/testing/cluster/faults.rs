@@ -3,8 +3,8 @@
 use super::Cluster;
 use crate::ids::NodeId;
 use crate::node::Node;
-use crate::testing::checker::Violation;
 use crate::testing::sim_machine::SimMachine;
+use crate::testing::violation::Violation;
 
 impl<S: SimMachine> Cluster<S> {
     /// kill -9: the node's memory is gone, unsynced writes are lost and the

@@ -4,9 +4,10 @@
 mod faults;
 mod step;
 
-use super::checker::{RaftChecker, Violation};
 use super::disk::{DiskConfig, SimDisk};
+use super::invariant::{ClientSends, Invariants, StoredMessage};
 use super::network::{Network, NetworkConfig};
+use super::violation::Violation;
 use crate::config::Config;
 use crate::ids::NodeId;
 use crate::ids::{ProposalId, ReadId};
@@ -39,17 +40,21 @@ pub struct ClusterConfig {
     /// Whether state machines keep their history on a durable store that
     /// survives crashes (instead of in memory, rebuilt from the log).
     pub durable_history: bool,
+    /// Builds the invariant checkers the cluster feeds every step
+    /// (`kith_sim_tests::invariants::all` for the full set).
+    pub invariants: fn() -> Invariants,
     /// Test-only rule breakers.
     #[cfg(feature = "bug-switches")]
     pub bugs: crate::bugs::BugSwitches,
 }
 
 impl ClusterConfig {
-    /// A fault-free cluster of `voters` replicas.
-    pub fn new(seed: u64, voters: u64) -> ClusterConfig {
+    /// A fault-free cluster of `voters` replicas, checked by `invariants`.
+    pub fn new(seed: u64, voters: u64, invariants: fn() -> Invariants) -> ClusterConfig {
         ClusterConfig {
             seed,
             voters,
+            invariants,
             spares: 0,
             network: NetworkConfig::default(),
             disk: DiskConfig::default(),
@@ -88,7 +93,7 @@ pub struct Cluster<S: SimMachine> {
     pub network: Network,
     rng: SeededRng,
     now: Instant,
-    checker: RaftChecker,
+    checker: Invariants,
     trace: blake3::Hasher,
     events: Vec<Event<S>>,
     pending_violation: Option<Violation>,
@@ -104,7 +109,7 @@ impl<S: SimMachine> Cluster<S> {
             network,
             rng,
             now: Instant::ZERO,
-            checker: RaftChecker::default(),
+            checker: (config.invariants)(),
             trace: blake3::Hasher::new(),
             events: Vec::new(),
             pending_violation: None,
@@ -158,6 +163,16 @@ impl<S: SimMachine> Cluster<S> {
     /// The live replica `id`.
     pub fn node(&self, id: NodeId) -> Option<&Node<S>> {
         self.replicas.get(&id).and_then(|r| r.node.as_ref())
+    }
+
+    /// Reports the converged chat state to the invariants.
+    pub fn settle(
+        &mut self,
+        stored: &[StoredMessage],
+        clients: &[ClientSends],
+    ) -> Result<(), Violation> {
+        self.checker.set_now(self.now);
+        self.checker.on_settled(stored, clients)
     }
 
     /// The incarnation of replica `id`.

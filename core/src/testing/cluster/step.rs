@@ -4,8 +4,8 @@
 use super::{Cluster, Event};
 use crate::ids::NodeId;
 use crate::node::{Input, Output, Role};
-use crate::testing::checker::Violation;
 use crate::testing::sim_machine::SimMachine;
+use crate::testing::violation::Violation;
 use crate::time::Instant;
 
 impl<S: SimMachine> Cluster<S> {
@@ -104,12 +104,12 @@ impl<S: SimMachine> Cluster<S> {
                         self.checker.on_applied(id, incarnation, *index, *term, *position)?;
                     }
                     if let Output::RoleChanged { role: Role::Leader, term, .. } = &output {
-                        self.checker.on_leader(node, *term)?;
+                        self.checker.on_leader(&*node, *term)?;
                     }
                     self.events.push(Event { node: id, incarnation, output });
                 }
             }
         }
-        self.checker.on_status(node, incarnation)
+        self.checker.on_status(&*node, incarnation)
     }
 }

@@ -1,0 +1,247 @@
+//! What an invariant checker sees, and the set of checkers a simulator runs.
+//!
+//! Both simulators (the in-memory harness here and the madsim driver in
+//! `kith-io-sim`) report every replica step as an [`Observation`] to an
+//! [`Invariants`] set. The checkers themselves live in `kith-sim-tests`
+//! (`sim-tests/src/invariants/`, one file per invariant), and are handed to
+//! a simulator when it is built, so the core only defines what can be
+//! observed.
+
+use super::violation::Violation;
+use crate::durable::{decode_batch_at, Record};
+use crate::ids::{LogIndex, NodeId, Term};
+use crate::im::history::HistoryError;
+use crate::im::identity::UserId;
+use crate::im::protocol::{EntryKind, RoomId};
+use crate::im::ImMachine;
+use crate::node::{Node, NodeStatus};
+use crate::state_machine::{Digest, StateMachine};
+use crate::time::Instant;
+use crate::wire::PeerFrame;
+use std::fmt;
+use uuid::Uuid;
+
+/// What a checker may read of a replica.
+pub trait ReplicaView {
+    /// The replica's id.
+    fn id(&self) -> NodeId;
+    /// Role, term, commit, applied, membership.
+    fn status(&self) -> NodeStatus;
+    /// The term of the entry at `index`, if the replica's log holds it.
+    fn entry_term(&self, index: LogIndex) -> Option<Term>;
+    /// The state digest at the replica's applied index (may be costly).
+    fn digest(&self) -> Digest;
+    /// A digest the replica took itself at a fixed index, if one is due.
+    fn digest_checkpoint(&self) -> Option<(LogIndex, Digest)>;
+}
+
+impl<S: StateMachine> ReplicaView for Node<S> {
+    fn id(&self) -> NodeId {
+        Node::id(self)
+    }
+    fn status(&self) -> NodeStatus {
+        Node::status(self)
+    }
+    fn entry_term(&self, index: LogIndex) -> Option<Term> {
+        Node::entry_term(self, index)
+    }
+    fn digest(&self) -> Digest {
+        Node::digest(self)
+    }
+    fn digest_checkpoint(&self) -> Option<(LogIndex, Digest)> {
+        Node::digest_checkpoint(self)
+    }
+}
+
+/// One fact about one replica, reported as it happens.
+#[non_exhaustive]
+pub enum Observation<'a> {
+    /// `from` sent `frame` to `to`.
+    Sent {
+        /// The sender.
+        from: NodeId,
+        /// The addressee.
+        to: NodeId,
+        /// The decoded frame.
+        frame: &'a PeerFrame,
+    },
+    /// `node` asked its disk to persist `records` (one batch).
+    Persisting {
+        /// The replica.
+        node: NodeId,
+        /// The batch's records.
+        records: &'a [Record],
+    },
+    /// `node` (in its `incarnation`-th run) applied the command at
+    /// `index`/`position`.
+    Applied {
+        /// The replica.
+        node: NodeId,
+        /// Bumped by every restart.
+        incarnation: u64,
+        /// Log index.
+        index: LogIndex,
+        /// The entry's term.
+        term: Term,
+        /// Position of the command within a batched entry.
+        position: u32,
+    },
+    /// `node` became leader of `term`.
+    BecameLeader {
+        /// The new leader.
+        node: &'a dyn ReplicaView,
+        /// Its term.
+        term: Term,
+    },
+    /// `node` finished a step (its outputs were carried out).
+    Stepped {
+        /// The replica.
+        node: &'a dyn ReplicaView,
+        /// Bumped by every restart.
+        incarnation: u64,
+    },
+    /// The healed cluster converged: every message the leader stores, and
+    /// what each chat client sent and had acknowledged.
+    Settled {
+        /// Messages in the converged state.
+        stored: &'a [StoredMessage],
+        /// One record per client.
+        clients: &'a [ClientSends],
+    },
+}
+
+/// A message in the converged chat state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredMessage {
+    /// Its room.
+    pub room: RoomId,
+    /// Its position there.
+    pub seq: u64,
+    /// The client-chosen id.
+    pub msg_id: Uuid,
+    /// Who the state machine says sent it.
+    pub author: UserId,
+}
+
+impl StoredMessage {
+    /// Every message `machine` stores, room by room in order.
+    pub fn all_in(machine: &ImMachine) -> Result<Vec<StoredMessage>, HistoryError> {
+        Ok(machine
+            .all_entries()?
+            .into_iter()
+            .filter_map(|(room, entry)| match &entry.kind {
+                EntryKind::Message(m) => Some(StoredMessage {
+                    room,
+                    seq: entry.seq,
+                    msg_id: m.msg_id,
+                    author: entry.author,
+                }),
+                _ => None,
+            })
+            .collect())
+    }
+}
+
+/// What one chat client sent.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClientSends {
+    /// Its user.
+    pub user: Option<UserId>,
+    /// Every message id it ever submitted (acknowledged or not).
+    pub submitted: Vec<Uuid>,
+    /// Its acknowledged sends, in the order it sent them: id, room, seq.
+    pub acked: Vec<(Uuid, RoomId, u64)>,
+}
+
+/// One invariant: accumulates what it needs from observations and says
+/// what is wrong the moment it sees it.
+pub trait Invariant: fmt::Debug + Send {
+    /// Its name, as violations report it ("election safety").
+    fn name(&self) -> &'static str;
+    /// Checks one observation.
+    fn observe(&mut self, observation: &Observation<'_>) -> Result<(), String>;
+}
+
+/// The checkers one simulation runs, fed every observation in order.
+#[derive(Debug, Default)]
+pub struct Invariants {
+    checks: Vec<Box<dyn Invariant>>,
+    now: Instant,
+}
+
+impl Invariants {
+    /// A set of checkers.
+    pub fn new(checks: Vec<Box<dyn Invariant>>) -> Invariants {
+        Invariants { checks, now: Instant::ZERO }
+    }
+
+    /// The names of the checkers, in the order they run.
+    pub fn names(&self) -> Vec<&'static str> {
+        self.checks.iter().map(|c| c.name()).collect()
+    }
+
+    /// Sets the time stamped on violations.
+    pub fn set_now(&mut self, now: Instant) {
+        self.now = now;
+    }
+
+    fn violation(&self, invariant: &'static str, detail: String) -> Violation {
+        Violation { invariant, detail, at: self.now }
+    }
+
+    fn observe(&mut self, observation: &Observation<'_>) -> Result<(), Violation> {
+        for check in &mut self.checks {
+            if let Err(detail) = check.observe(observation) {
+                return Err(Violation { invariant: check.name(), detail, at: self.now });
+            }
+        }
+        Ok(())
+    }
+
+    /// `node` sent `frame` to `to`; a frame that does not decode is itself
+    /// a violation (a replica never sends one).
+    pub fn on_send(&mut self, node: NodeId, to: NodeId, frame: &[u8]) -> Result<(), Violation> {
+        let frame = PeerFrame::decode(frame).map_err(|e| {
+            self.violation("wire format", format!("node {node} sent a bad frame: {e}"))
+        })?;
+        self.observe(&Observation::Sent { from: node, to, frame: &frame })
+    }
+
+    /// `node` emitted a persist batch.
+    pub fn on_persist(&mut self, node: NodeId, bytes: &[u8]) -> Result<(), Violation> {
+        let (records, _) = decode_batch_at(bytes, 0)
+            .map_err(|e| self.violation("durable format", format!("node {node}: {e}")))?;
+        self.observe(&Observation::Persisting { node, records: &records })
+    }
+
+    /// `node` (in `incarnation`) applied the command at `index`/`position`.
+    pub fn on_applied(
+        &mut self,
+        node: NodeId,
+        incarnation: u64,
+        index: LogIndex,
+        term: Term,
+        position: u32,
+    ) -> Result<(), Violation> {
+        self.observe(&Observation::Applied { node, incarnation, index, term, position })
+    }
+
+    /// `node` became leader of `term`.
+    pub fn on_leader(&mut self, node: &dyn ReplicaView, term: Term) -> Result<(), Violation> {
+        self.observe(&Observation::BecameLeader { node, term })
+    }
+
+    /// `node` finished a step.
+    pub fn on_status(&mut self, node: &dyn ReplicaView, incarnation: u64) -> Result<(), Violation> {
+        self.observe(&Observation::Stepped { node, incarnation })
+    }
+
+    /// The healed cluster converged on `stored`.
+    pub fn on_settled(
+        &mut self,
+        stored: &[StoredMessage],
+        clients: &[ClientSends],
+    ) -> Result<(), Violation> {
+        self.observe(&Observation::Settled { stored, clients })
+    }
+}

@@ -1,0 +1,66 @@
+//! The invariants every simulation checks, one file each. A simulator feeds
+//! every replica step (and, at the end, the converged chat state) to all of
+//! them; the first that objects stops the run with a violation naming it.
+//!
+//! | invariant | file | sees |
+//! | --- | --- | --- |
+//! | election safety | `election_safety.rs` | every new leader |
+//! | vote safety | `vote_safety.rs` | every vote sent |
+//! | log matching | `log_matching.rs` | every batch persisted |
+//! | leader completeness | `leader_completeness.rs` | new leaders, applied entries |
+//! | state machine safety | `state_machine_safety.rs` | applied entries, digests |
+//! | monotonic commit and apply | `monotonic_progress.rs` | every step |
+//! | no command applied twice | `applied_once.rs` | applied entries |
+//! | no phantom message | `no_phantom.rs` | the settled state |
+//! | no duplicate | `no_duplicate.rs` | the settled state |
+//! | no acknowledged message lost | `no_ack_lost.rs` | the settled state |
+//! | client order | `client_order.rs` | the settled state |
+//!
+//! Checked elsewhere, because they need the client's own view as it
+//! happens: linearizable reads, read-your-writes and monotonic reads (the
+//! madsim client, `kith_io_sim::client`; the harness workloads), gap-free
+//! delivery and removed members receiving nothing (the harness chat
+//! workload and cluster), no halt and liveness (the drivers).
+
+mod applied_once;
+mod client_order;
+mod election_safety;
+mod leader_completeness;
+mod log_matching;
+mod monotonic_progress;
+mod no_ack_lost;
+mod no_duplicate;
+mod no_phantom;
+mod state_machine_safety;
+mod vote_safety;
+
+pub use applied_once::AppliedOnce;
+pub use client_order::ClientOrder;
+pub use election_safety::ElectionSafety;
+pub use leader_completeness::LeaderCompleteness;
+pub use log_matching::LogMatching;
+pub use monotonic_progress::MonotonicProgress;
+pub use no_ack_lost::NoAckLost;
+pub use no_duplicate::NoDuplicate;
+pub use no_phantom::NoPhantom;
+pub use state_machine_safety::StateMachineSafety;
+pub use vote_safety::VoteSafety;
+
+use kith_core::testing::invariant::Invariants;
+
+/// Every invariant, for a simulator to check.
+pub fn all() -> Invariants {
+    Invariants::new(vec![
+        Box::new(ElectionSafety::default()),
+        Box::new(VoteSafety::default()),
+        Box::new(LogMatching::default()),
+        Box::new(LeaderCompleteness::default()),
+        Box::new(StateMachineSafety::default()),
+        Box::new(MonotonicProgress::default()),
+        Box::new(AppliedOnce::default()),
+        Box::new(NoPhantom),
+        Box::new(NoDuplicate),
+        Box::new(NoAckLost),
+        Box::new(ClientOrder),
+    ])
+}
