@@ -19,12 +19,19 @@ fn swarm_seeds_hold_every_invariant() {
     let (mut durable_seeds, mut durable_installs) = (0, 0);
     let (mut disk_fault_seeds, mut writes_refused, mut reads_failed) = (0, 0, 0);
     let (mut corruptions, mut replaced) = (0, 0);
+    let (mut swizzle_seeds, mut swizzles, mut lossiest) = (0, 0, 0.0f64);
     for seed in 0..seeds {
         let r = run(&config(seed));
         if let Some(v) = &r.violation {
             panic!("seed {seed} ({}): {v}\nreproduce with: cargo run --release -p kith-sim-tests --bin kith-sim -- --seconds 5 --seed {seed}", r.parameters);
         }
         acked += r.acked;
+        let loss = r.parameters.split("loss=").nth(1).and_then(|v| v[..4].parse::<f64>().ok());
+        lossiest = lossiest.max(loss.expect("the parameters name the loss"));
+        if r.parameters.contains("swizzle_clog") {
+            swizzle_seeds += 1;
+            swizzles += r.swizzles;
+        }
         if r.parameters.contains("disk_faults") {
             disk_fault_seeds += 1;
             writes_refused += r.writes_refused;
@@ -62,10 +69,15 @@ fn swarm_seeds_hold_every_invariant() {
     // its replica replaced by a new, empty member.
     assert!(corruptions > 0, "no bit ever rotted at rest");
     assert!(replaced > 0, "no replica found beyond repair was ever replaced");
+    // Swizzle-clogs in about half the seeds; a quarter lose 20-30 %.
+    assert!(swizzle_seeds > seeds / 4, "{swizzle_seeds} of {seeds} seeds drew swizzle-clogs");
+    assert!(swizzles > 0, "no swizzle-clog was carried out");
+    assert!(lossiest >= 0.25, "the lossiest seed lost only {lossiest}");
     println!(
         "{seeds} seeds: {durable_seeds} with durable history ({durable_installs} snapshots \
          installed), {disk_fault_seeds} with disk faults ({writes_refused} writes refused, \
-         {reads_failed} reads failed, {corruptions} bits rotted, {replaced} replicas replaced)"
+         {reads_failed} reads failed, {corruptions} bits rotted, {replaced} replicas replaced), \
+         {swizzle_seeds} with swizzle-clogs ({swizzles} carried out), loss up to {lossiest}"
     );
 }
 

@@ -174,6 +174,41 @@ fn change_membership(world: &World, rng: &mut SeededRng, initial_voters: usize) 
     let _ = node.change_membership(kith_core::time::Instant::ZERO, &change);
 }
 
+/// The longest a swizzle-clog lasts.
+pub(super) const SWIZZLE_MAX: Duration = Duration::from_millis(4000);
+
+/// FoundationDB's swizzle-clog: clog a random subset of the replicas one by
+/// one, hold, then unclog them in a different random order. Partitions
+/// shift shape step by step, which finds bugs a clean cut does not.
+pub(super) async fn swizzle_clog(
+    net: &NetSim,
+    nodes: &BTreeMap<NodeId, NodeHandle>,
+    rng: &mut SeededRng,
+) {
+    let mut order: Vec<NodeId> = nodes.keys().copied().collect();
+    shuffle(&mut order, rng);
+    // At most five, so it ends within SWIZZLE_MAX (5 x 300 ms, twice, plus
+    // a hold under 1 s).
+    order.truncate((rng.range(1, order.len() as u64 + 1) as usize).min(5));
+    let step = Duration::from_millis(rng.range(50, 300));
+    for id in &order {
+        net.clog_node(nodes[id].id());
+        madsim::time::sleep(step).await;
+    }
+    madsim::time::sleep(Duration::from_millis(rng.range(100, 1000))).await;
+    shuffle(&mut order, rng);
+    for id in &order {
+        net.unclog_node(nodes[id].id());
+        madsim::time::sleep(step).await;
+    }
+}
+
+fn shuffle(ids: &mut [NodeId], rng: &mut SeededRng) {
+    for i in (1..ids.len()).rev() {
+        ids.swap(i, rng.range(0, i as u64 + 1) as usize);
+    }
+}
+
 pub(super) fn heal(net: &NetSim, nodes: &BTreeMap<NodeId, NodeHandle>) {
     for a in nodes.values() {
         net.unclog_node(a.id());
