@@ -79,8 +79,6 @@ pub struct ClientCtx {
     pub index: usize,
     /// Its identity.
     pub identity: Identity,
-    /// All replicas it may talk to.
-    pub replicas: Vec<NodeId>,
     /// Its history.
     pub history: Arc<Mutex<ClientHistory>>,
     /// Cleared to stop starting new operations.
@@ -100,7 +98,32 @@ struct Conn {
     endpoint: Arc<Endpoint>,
     responses: mpsc::Receiver<ResponseFrame>,
     next_request: u64,
-    target: usize,
+    target: NodeId,
+}
+
+impl ClientCtx {
+    /// The replicas it may talk to: every one not replaced, as an operator
+    /// keeps the client's list current.
+    fn replicas(&self) -> Vec<NodeId> {
+        let w = self.world.lock();
+        w.replicas.iter().filter(|(_, s)| !s.retired).map(|(id, _)| *id).collect()
+    }
+}
+
+impl Conn {
+    /// Moves to the next replica in the list (wrapping around).
+    fn fail_over(&mut self, ctx: &ClientCtx) {
+        let replicas = ctx.replicas();
+        let next = replicas.iter().find(|r| **r > self.target).or(replicas.first());
+        self.target = next.copied().unwrap_or(self.target);
+    }
+
+    /// Follows a leader hint to a replica on the list.
+    fn follow(&mut self, ctx: &ClientCtx, leader: NodeId) {
+        if ctx.replicas().contains(&leader) {
+            self.target = leader;
+        }
+    }
 }
 
 /// Runs one client until the simulation ends.
@@ -122,8 +145,9 @@ pub async fn run_client(ctx: ClientCtx) {
             }
         }
     });
-    let mut conn =
-        Conn { endpoint, responses: rx, next_request: 0, target: ctx.index % ctx.replicas.len() };
+    let replicas = ctx.replicas();
+    let target = replicas[ctx.index % replicas.len()];
+    let mut conn = Conn { endpoint, responses: rx, next_request: 0, target };
     let mut rng = SeededRng::new(ctx.seed);
     let mut script = vec![Operation::Register { name: format!("user{}", ctx.index) }];
     script.push(if ctx.index == 0 {
@@ -232,7 +256,7 @@ async fn submit(
                 return outcome.result;
             }
             Some(ClientResponse::NotLeader { leader_hint: Some(l) }) => {
-                conn.target = ctx.replicas.iter().position(|r| *r == l).unwrap_or(conn.target);
+                conn.follow(ctx, l);
             }
             Some(ClientResponse::Refused(e)) => {
                 let detail = format!("client {} command refused at ingress: {e}", ctx.index);
@@ -244,7 +268,7 @@ async fn submit(
                 return Err(ImError::Malformed);
             }
             _ => {
-                conn.target = (conn.target + 1) % ctx.replicas.len();
+                conn.fail_over(ctx);
                 madsim::time::sleep(Duration::from_millis(rng.range(5, 50))).await;
             }
         }
@@ -261,7 +285,7 @@ async fn request(
     let request_id = conn.next_request;
     let mut datagram = ctx.identity.user().0.to_vec();
     datagram.extend(RequestFrame { request_id, request }.encode());
-    let to = replica_addr(ctx.replicas[conn.target]);
+    let to = replica_addr(conn.target);
     let _ = conn.endpoint.send_to(to, TAG_CLIENT, &datagram).await;
     let deadline = madsim::time::Instant::now() + REQUEST_TIMEOUT;
     loop {
@@ -310,10 +334,10 @@ async fn read_lobby(ctx: &ClientCtx, conn: &mut Conn, rng: &mut SeededRng) -> Op
             }
             Some(ClientResponse::Answer(_)) => break,
             Some(ClientResponse::NotLeader { leader_hint: Some(l) }) => {
-                conn.target = ctx.replicas.iter().position(|r| *r == l).unwrap_or(conn.target);
+                conn.follow(ctx, l);
             }
             _ => {
-                conn.target = (conn.target + 1) % ctx.replicas.len();
+                conn.fail_over(ctx);
                 madsim::time::sleep(Duration::from_millis(rng.range(5, 50))).await;
             }
         }

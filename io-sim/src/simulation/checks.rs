@@ -50,9 +50,35 @@ pub(super) async fn liveness(
     let at = Instant::from_micros(cluster.epoch.elapsed().as_micros() as u64);
     report.violation = Some(Violation {
         invariant: "liveness",
-        detail: format!("no convergence 30 s after healing (leader {:?})", leader(world)),
+        detail: format!(
+            "no convergence 30 s after healing (leader {:?}); {}",
+            leader(world),
+            replica_views(world)
+        ),
         at,
     });
+}
+
+/// Each replica's role, indexes and configuration, or why it is not running.
+fn replica_views(world: &World) -> String {
+    let w = world.lock();
+    let views: Vec<String> = w
+        .replicas
+        .iter()
+        .map(|(id, slot)| match &slot.node {
+            Some(node) => {
+                let s = node.lock().expect("single-threaded").status();
+                format!(
+                    "n{id} {:?} term {} commit {} applied {} voters {:?} learners {:?}",
+                    s.role, s.term, s.commit, s.applied, s.membership.voters, s.membership.learners
+                )
+            }
+            None if slot.retired => format!("n{id} replaced"),
+            None if slot.beyond_repair => format!("n{id} beyond repair"),
+            None => format!("n{id} down"),
+        })
+        .collect();
+    views.join("; ")
 }
 
 fn converged(world: &World) -> bool {

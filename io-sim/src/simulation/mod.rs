@@ -246,7 +246,6 @@ async fn simulate(config: SimConfig) -> SimReport {
             world: world.clone(),
             index: i,
             identity: Identity::from_secret(client_secret(config.seed, i)),
-            replicas: ids.clone(),
             history,
             active: active.clone(),
             seed: config.seed ^ ((i as u64 + 1) * 0x9e37_79b9),
