@@ -50,6 +50,9 @@ pub struct SimConfig {
     pub scenario: Option<Scenario>,
     /// Each client's pause between operations (ms range); sets the load.
     pub client_pause_ms: (u64, u64),
+    /// Keep history on a durable store (as the real node does) or in memory;
+    /// `None` draws it per seed.
+    pub durable_history: Option<bool>,
     /// Builds the invariant checkers every replica step is fed to
     /// (`kith_sim_tests::invariants::all`).
     pub invariants: fn() -> Invariants,
@@ -72,6 +75,7 @@ impl SimConfig {
             keep_history: false,
             scenario: None,
             client_pause_ms: (1, 30),
+            durable_history: None,
             invariants,
             #[cfg(feature = "bug-switches")]
             bugs: kith_core::bugs::BugSwitches::default(),
@@ -178,7 +182,9 @@ async fn simulate(config: SimConfig) -> SimReport {
             && config.scenario.is_none()
             && SeededRng::new(config.seed ^ 0x6d65_6d62).chance(0.5),
         // Its own stream too, for the same reason.
-        durable_history: SeededRng::new(config.seed ^ 0x6869_7374).chance(0.5),
+        durable_history: config
+            .durable_history
+            .unwrap_or_else(|| SeededRng::new(config.seed ^ 0x6869_7374).chance(0.5)),
         disk_faults: {
             let mut stream = SeededRng::new(config.seed ^ 0x6675_6c6c);
             (config.faults && config.scenario.is_none() && stream.chance(0.5)).then_some(stream)
