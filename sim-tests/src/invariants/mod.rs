@@ -34,6 +34,9 @@ mod no_phantom;
 mod state_machine_safety;
 mod vote_safety;
 
+#[cfg(test)]
+mod tests;
+
 pub use applied_once::AppliedOnce;
 pub use client_order::ClientOrder;
 pub use election_safety::ElectionSafety;

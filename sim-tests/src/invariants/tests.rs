@@ -1,0 +1,235 @@
+//! Each invariant objects to a history that breaks it and accepts one that
+//! does not: the checkers can fail, one by one.
+
+use super::*;
+use bytes::Bytes;
+use kith_core::durable::Record;
+use kith_core::ids::{LogIndex, NodeId, Term};
+use kith_core::im::identity::UserId;
+use kith_core::im::protocol::RoomId;
+use kith_core::node::{Membership, NodeStatus, Role};
+use kith_core::state_machine::Digest;
+use kith_core::testing::invariant::{
+    ClientSends, Invariant, Observation, ReplicaView, StoredMessage,
+};
+use kith_core::wire::{
+    PeerBody, PeerFrame, WireEntry, WireEntryPayload, WireMessage, WireMessageKind,
+};
+use uuid::Uuid;
+
+/// A replica as a checker sees it, with every field set by the test.
+struct Fake {
+    id: u64,
+    commit: u64,
+    applied: u64,
+    log: Vec<(u64, u64)>,
+    digest: u8,
+}
+
+impl Fake {
+    fn new(id: u64) -> Fake {
+        Fake { id, commit: 0, applied: 0, log: Vec::new(), digest: 0 }
+    }
+}
+
+impl ReplicaView for Fake {
+    fn id(&self) -> NodeId {
+        NodeId(self.id)
+    }
+    fn status(&self) -> NodeStatus {
+        NodeStatus {
+            id: NodeId(self.id),
+            role: Role::Follower,
+            term: Term(1),
+            leader: None,
+            commit: LogIndex(self.commit),
+            applied: LogIndex(self.applied),
+            last_index: LogIndex(self.log.len() as u64),
+            snapshot_index: LogIndex(0),
+            membership: Membership::default(),
+        }
+    }
+    fn entry_term(&self, index: LogIndex) -> Option<Term> {
+        self.log.iter().find(|(i, _)| *i == index.get()).map(|(_, t)| Term(*t))
+    }
+    fn digest(&self) -> Digest {
+        Digest([self.digest; 32])
+    }
+    fn digest_checkpoint(&self) -> Option<(LogIndex, Digest)> {
+        None
+    }
+}
+
+fn leader(node: &Fake, term: u64) -> Observation<'_> {
+    Observation::BecameLeader { node, term: Term(term) }
+}
+
+fn applied(node: u64, incarnation: u64, index: u64, term: u64) -> Observation<'static> {
+    Observation::Applied {
+        node: NodeId(node),
+        incarnation,
+        index: LogIndex(index),
+        term: Term(term),
+        position: 0,
+    }
+}
+
+fn first_objection(check: &mut dyn Invariant, observations: &[Observation<'_>]) -> Option<String> {
+    observations.iter().find_map(|o| check.observe(o).err())
+}
+
+#[test]
+fn election_safety() {
+    let (a, b) = (Fake::new(1), Fake::new(2));
+    let fine = [leader(&a, 1), leader(&b, 2), leader(&a, 1)];
+    assert_eq!(first_objection(&mut ElectionSafety::default(), &fine), None);
+    let broken = [leader(&a, 3), leader(&b, 3)];
+    assert!(first_objection(&mut ElectionSafety::default(), &broken).is_some());
+}
+
+fn vote(from: u64, to: u64, term: u64, reject: bool) -> PeerFrame {
+    let m = WireMessage {
+        kind: WireMessageKind::RequestVoteResponse,
+        term,
+        log_term: 0,
+        index: 0,
+        entries: Vec::new(),
+        commit: 0,
+        commit_term: 0,
+        snapshot: None,
+        request_snapshot: 0,
+        reject,
+        reject_hint: 0,
+        context: Bytes::new(),
+        priority: 0,
+    };
+    PeerFrame { from: NodeId(from), to: NodeId(to), body: PeerBody::Raft(m) }
+}
+
+fn sent(frame: &PeerFrame) -> Observation<'_> {
+    Observation::Sent { from: frame.from, to: frame.to, frame }
+}
+
+#[test]
+fn vote_safety() {
+    let frames = [vote(1, 2, 5, false), vote(1, 3, 5, true), vote(1, 3, 6, false)];
+    let fine: Vec<_> = frames.iter().map(sent).collect();
+    assert_eq!(first_objection(&mut VoteSafety::default(), &fine), None);
+    let twice = [vote(1, 2, 5, false), vote(1, 3, 5, false)];
+    let broken: Vec<_> = twice.iter().map(sent).collect();
+    assert!(first_objection(&mut VoteSafety::default(), &broken).is_some());
+}
+
+fn batch(index: u64, term: u64, data: &'static [u8]) -> Vec<Record> {
+    let payload = WireEntryPayload::Normal(Bytes::from_static(data));
+    vec![Record::Entries(vec![WireEntry { term, index, payload, context: Bytes::new() }])]
+}
+
+fn persisting(node: u64, records: &[Record]) -> Observation<'_> {
+    Observation::Persisting { node: NodeId(node), records }
+}
+
+#[test]
+fn log_matching() {
+    let (x, x_again, y) = (batch(4, 2, b"x"), batch(4, 2, b"x"), batch(4, 2, b"y"));
+    let fine = [persisting(1, &x), persisting(2, &x_again)];
+    assert_eq!(first_objection(&mut LogMatching::default(), &fine), None);
+    let broken = [persisting(1, &x), persisting(2, &y)];
+    assert!(first_objection(&mut LogMatching::default(), &broken).is_some());
+}
+
+#[test]
+fn leader_completeness() {
+    let mut holder = Fake::new(2);
+    holder.log = vec![(1, 1), (2, 1)];
+    let fine = [applied(1, 1, 1, 1), applied(1, 1, 2, 1), leader(&holder, 2)];
+    assert_eq!(first_objection(&mut LeaderCompleteness::default(), &fine), None);
+    let mut lacking = Fake::new(3);
+    lacking.log = vec![(1, 1)];
+    let broken = [applied(1, 1, 1, 1), applied(1, 1, 2, 1), leader(&lacking, 2)];
+    assert!(first_objection(&mut LeaderCompleteness::default(), &broken).is_some());
+}
+
+#[test]
+fn state_machine_safety() {
+    let stepped = |node: &Fake| -> Option<String> {
+        let o = Observation::Stepped { node, incarnation: 1 };
+        StateMachineSafety::default().observe(&o).err()
+    };
+    assert_eq!(stepped(&Fake::new(1)), None);
+    let mut check = StateMachineSafety::default();
+    let (mut a, mut b) = (Fake::new(1), Fake::new(2));
+    a.applied = 7;
+    b.applied = 7;
+    b.digest = 9;
+    assert!(check.observe(&Observation::Stepped { node: &a, incarnation: 1 }).is_ok());
+    assert!(check.observe(&Observation::Stepped { node: &b, incarnation: 1 }).is_err());
+    let terms = [applied(1, 1, 3, 2), applied(2, 1, 3, 4)];
+    assert!(first_objection(&mut StateMachineSafety::default(), &terms).is_some());
+}
+
+#[test]
+fn monotonic_progress() {
+    let mut check = MonotonicProgress::default();
+    let mut a = Fake::new(1);
+    a.commit = 5;
+    assert!(check.observe(&Observation::Stepped { node: &a, incarnation: 1 }).is_ok());
+    a.commit = 3;
+    // A restart may begin lower; the same run may not.
+    assert!(check.observe(&Observation::Stepped { node: &a, incarnation: 2 }).is_ok());
+    a.commit = 2;
+    assert!(check.observe(&Observation::Stepped { node: &a, incarnation: 2 }).is_err());
+}
+
+#[test]
+fn applied_once() {
+    let fine = [applied(1, 1, 3, 1), applied(1, 1, 4, 1), applied(1, 2, 3, 1)];
+    assert_eq!(first_objection(&mut AppliedOnce::default(), &fine), None);
+    let broken = [applied(1, 1, 3, 1), applied(1, 1, 3, 1)];
+    assert!(first_objection(&mut AppliedOnce::default(), &broken).is_some());
+}
+
+fn message(room: &RoomId, seq: u64, id: Uuid, author: UserId) -> StoredMessage {
+    StoredMessage { room: room.clone(), seq, msg_id: id, author }
+}
+
+/// Checks `stored` against one client (user 7) that submitted `ids` and
+/// had `acked` acknowledged.
+fn settled(
+    check: &mut dyn Invariant,
+    stored: &[StoredMessage],
+    ids: &[Uuid],
+    acked: &[(Uuid, RoomId, u64)],
+) -> Option<String> {
+    let client =
+        ClientSends { user: Some(UserId([7; 32])), submitted: ids.to_vec(), acked: acked.to_vec() };
+    check.observe(&Observation::Settled { stored, clients: &[client] }).err()
+}
+
+#[test]
+fn settled_state_invariants() {
+    let room = RoomId::Group("#lobby".into());
+    let (me, other) = (UserId([7; 32]), UserId([8; 32]));
+    let (a, b) = (Uuid::from_u128(1), Uuid::from_u128(2));
+    let good = [message(&room, 1, a, me), message(&room, 2, b, me)];
+    let acks = [(a, room.clone(), 1), (b, room.clone(), 2)];
+    for check in
+        [&mut NoPhantom as &mut dyn Invariant, &mut NoDuplicate, &mut NoAckLost, &mut ClientOrder]
+    {
+        assert_eq!(settled(check, &good, &[a, b], &acks), None, "{}", check.name());
+    }
+    // Never sent, or sent under another name.
+    assert!(settled(&mut NoPhantom, &good, &[a], &[]).is_some());
+    let forged = [message(&room, 1, a, other)];
+    assert!(settled(&mut NoPhantom, &forged, &[a], &[]).is_some());
+    // Stored twice.
+    let twice = [message(&room, 1, a, me), message(&room, 2, a, me)];
+    assert!(settled(&mut NoDuplicate, &twice, &[a], &[]).is_some());
+    // Acknowledged but missing, or stored elsewhere than acknowledged.
+    assert!(settled(&mut NoAckLost, &good[..1], &[a, b], &acks).is_some());
+    let moved = [(a, room.clone(), 2)];
+    assert!(settled(&mut NoAckLost, &good, &[a, b], &moved).is_some());
+    // Sent A then B, but B sits before A.
+    let reversed = [(a, room.clone(), 2), (b, room.clone(), 1)];
+    assert!(settled(&mut ClientOrder, &good, &[a, b], &reversed).is_some());
+}
