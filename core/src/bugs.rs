@@ -13,4 +13,7 @@ pub struct BugSwitches {
     /// Apply a retried IM command again instead of returning its first
     /// outcome (duplicate messages).
     pub skip_idempotency: bool,
+    /// Keep talking to replicas removed from the configuration (votes,
+    /// acknowledgements, entries) instead of cutting them off.
+    pub talk_to_removed: bool,
 }

@@ -336,7 +336,7 @@ impl Driver {
                 let twice = {
                     let mut w = self.world.lock();
                     w.trace(at, self.id, "send", &frame);
-                    if let Err(v) = w.checker.on_send(self.id, to, &frame) {
+                    if let Err(v) = w.checker.on_send(self.id, self.incarnation, to, &frame) {
                         w.fail(v);
                     }
                     let p = w.duplicate;
@@ -397,6 +397,12 @@ impl Driver {
             Output::ReadFailed { read } => {
                 if let Some(asker) = self.reads.remove(&read) {
                     self.respond_later(asker, ClientResponse::Retry { maybe_applied: false });
+                }
+            }
+            Output::MembershipChanged { membership, .. } => {
+                let mut w = self.world.lock();
+                if let Err(v) = w.checker.on_membership(self.id, self.incarnation, &membership) {
+                    w.fail(v);
                 }
             }
             Output::RoleChanged { role: Role::Leader, term, .. } => {

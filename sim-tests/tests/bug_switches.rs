@@ -35,3 +35,9 @@ fn stale_local_reads_are_caught() {
 fn skipping_the_idempotency_check_is_caught() {
     caught(BugSwitches { skip_idempotency: true, ..BugSwitches::default() });
 }
+
+#[test]
+fn talking_to_removed_members_is_caught() {
+    let invariant = caught(BugSwitches { talk_to_removed: true, ..BugSwitches::default() });
+    assert_eq!(invariant, "removed members cut off");
+}

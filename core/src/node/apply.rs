@@ -95,7 +95,7 @@ impl<S: StateMachine> Node<S> {
         let cc = decode_local_conf_change(&entry.data);
         match self.raw.apply_conf_change(&cc) {
             Ok(cs) => {
-                self.membership = Membership::from_conf_state(&cs);
+                self.set_membership(Membership::from_conf_state(&cs));
                 self.step_down_if_removed();
             }
             Err(e) => {

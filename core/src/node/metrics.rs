@@ -13,6 +13,9 @@ pub struct NodeMetrics {
     pub frames_invalid: u64,
     /// Frames raft-rs refused to step.
     pub frames_refused: u64,
+    /// Outgoing frames dropped because their addressee was removed from
+    /// the configuration.
+    pub frames_to_removed: u64,
     /// Persist batches emitted.
     pub persists: u64,
     /// Commands applied.

@@ -35,7 +35,7 @@ use proposals::{Placed, Proposals};
 use raft::RawNode;
 use reads::Reads;
 use start::encode_meta;
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 
 /// The output type of a node replicating `S`.
 pub type NodeOutput<S> = Output<<S as StateMachine>::Response, <S as StateMachine>::QueryResult>;
@@ -80,6 +80,11 @@ pub struct Node<S: StateMachine> {
     role: Role,
     leader: Option<NodeId>,
     membership: Membership,
+    /// Replicas this node has seen leave its configuration (since it
+    /// started) and not come back: it sends them nothing, so a removed
+    /// replica that still believes itself a member gets no entries, votes
+    /// or acknowledgements from the replicas that removed it.
+    removed: BTreeSet<NodeId>,
     halted: Option<String>,
     pending_snapshot_reports: Vec<u64>,
     metrics: NodeMetrics,
@@ -309,6 +314,17 @@ impl<S: StateMachine> Node<S> {
             return Err(SubmitError::NotLeader { leader_hint: None });
         }
         Ok(())
+    }
+
+    /// Applies a new configuration, remembering who left it.
+    fn set_membership(&mut self, new: Membership) {
+        let old = std::mem::replace(&mut self.membership, new);
+        let members = |m: &Membership| -> BTreeSet<NodeId> {
+            m.voters.iter().chain(&m.learners).chain(&m.voters_outgoing).copied().collect()
+        };
+        let now = members(&self.membership);
+        self.removed.extend(members(&old).difference(&now));
+        self.removed.retain(|id| !now.contains(id));
     }
 
     fn receive(&mut self, from: NodeId, bytes: &[u8]) {

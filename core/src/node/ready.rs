@@ -154,6 +154,17 @@ impl<S: StateMachine> Node<S> {
 
     fn send_raft(&mut self, mut m: Message) {
         let to = NodeId(m.to);
+        #[cfg(feature = "bug-switches")]
+        let cut_off = self.removed.contains(&to) && !self.config.bugs.talk_to_removed;
+        #[cfg(not(feature = "bug-switches"))]
+        let cut_off = self.removed.contains(&to);
+        if cut_off {
+            // Decided before the removal was applied, or an answer to a
+            // removed replica that still campaigns: dropped, as the
+            // network might have.
+            self.metrics.frames_to_removed += 1;
+            return;
+        }
         let Some(wire) = WireMessage::from_raft(&m) else {
             return;
         };
@@ -192,7 +203,16 @@ impl<S: StateMachine> Node<S> {
         }
         self.raw.mut_store().install_snapshot(local.clone());
         self.applied = LogIndex(meta.index);
-        self.membership = super::Membership::from_conf_state(meta.get_conf_state());
+        let membership = super::Membership::from_conf_state(meta.get_conf_state());
+        if membership != self.membership {
+            self.set_membership(membership.clone());
+            // Drivers (and checkers) learn of it as of any applied change.
+            self.outputs.push_back(Output::MembershipChanged {
+                index: at,
+                proposal: None,
+                membership,
+            });
+        }
         self.metrics.snapshots_installed += 1;
         for (proposal, outcome) in self.proposals.covered_by_snapshot(meta.index) {
             self.outputs.push_back(Output::Dropped { proposal, outcome });

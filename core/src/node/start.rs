@@ -13,7 +13,7 @@ use crate::time::Instant;
 use crate::wire::{SnapshotAssembler, WireSnapshotMeta};
 use raft::eraftpb::ConfState;
 use raft::RawNode;
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 
 impl<S: StateMachine> Node<S> {
     /// Starts a member of a brand-new cluster whose initial voters are
@@ -143,6 +143,7 @@ impl<S: StateMachine> Node<S> {
             role: Role::Follower,
             leader: None,
             membership,
+            removed: BTreeSet::new(),
             halted: None,
             pending_snapshot_reports: Vec::new(),
             metrics: NodeMetrics::default(),

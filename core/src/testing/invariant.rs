@@ -14,7 +14,7 @@ use crate::im::history::HistoryError;
 use crate::im::identity::UserId;
 use crate::im::protocol::{EntryKind, RoomId};
 use crate::im::ImMachine;
-use crate::node::{Node, NodeStatus};
+use crate::node::{Membership, Node, NodeStatus};
 use crate::state_machine::{Digest, StateMachine};
 use crate::time::Instant;
 use crate::wire::PeerFrame;
@@ -56,10 +56,12 @@ impl<S: StateMachine> ReplicaView for Node<S> {
 /// One fact about one replica, reported as it happens.
 #[non_exhaustive]
 pub enum Observation<'a> {
-    /// `from` sent `frame` to `to`.
+    /// `from` (in its `incarnation`-th run) sent `frame` to `to`.
     Sent {
         /// The sender.
         from: NodeId,
+        /// Bumped by every restart of the sender.
+        incarnation: u64,
         /// The addressee.
         to: NodeId,
         /// The decoded frame.
@@ -85,6 +87,16 @@ pub enum Observation<'a> {
         term: Term,
         /// Position of the command within a batched entry.
         position: u32,
+    },
+    /// `node` (in its `incarnation`-th run) adopted a new configuration,
+    /// by applying a change or installing a snapshot.
+    MembershipChanged {
+        /// The replica.
+        node: NodeId,
+        /// Bumped by every restart.
+        incarnation: u64,
+        /// The configuration from now on.
+        membership: &'a Membership,
     },
     /// `node` became leader of `term`.
     BecameLeader {
@@ -200,11 +212,17 @@ impl Invariants {
 
     /// `node` sent `frame` to `to`; a frame that does not decode is itself
     /// a violation (a replica never sends one).
-    pub fn on_send(&mut self, node: NodeId, to: NodeId, frame: &[u8]) -> Result<(), Violation> {
+    pub fn on_send(
+        &mut self,
+        node: NodeId,
+        incarnation: u64,
+        to: NodeId,
+        frame: &[u8],
+    ) -> Result<(), Violation> {
         let frame = PeerFrame::decode(frame).map_err(|e| {
             self.violation("wire format", format!("node {node} sent a bad frame: {e}"))
         })?;
-        self.observe(&Observation::Sent { from: node, to, frame: &frame })
+        self.observe(&Observation::Sent { from: node, incarnation, to, frame: &frame })
     }
 
     /// `node` emitted a persist batch.
@@ -224,6 +242,16 @@ impl Invariants {
         position: u32,
     ) -> Result<(), Violation> {
         self.observe(&Observation::Applied { node, incarnation, index, term, position })
+    }
+
+    /// `node` (in `incarnation`) adopted `membership`.
+    pub fn on_membership(
+        &mut self,
+        node: NodeId,
+        incarnation: u64,
+        membership: &Membership,
+    ) -> Result<(), Violation> {
+        self.observe(&Observation::MembershipChanged { node, incarnation, membership })
     }
 
     /// `node` became leader of `term`.

@@ -11,6 +11,7 @@
 //! | state machine safety | `state_machine_safety.rs` | applied entries, digests |
 //! | monotonic commit and apply | `monotonic_progress.rs` | every step |
 //! | no command applied twice | `applied_once.rs` | applied entries |
+//! | removed members cut off | `removed_members.rs` | configurations, frames sent |
 //! | no phantom message | `no_phantom.rs` | the settled state |
 //! | no duplicate | `no_duplicate.rs` | the settled state |
 //! | no acknowledged message lost | `no_ack_lost.rs` | the settled state |
@@ -19,8 +20,8 @@
 //! Checked elsewhere, because they need the client's own view as it
 //! happens: linearizable reads, read-your-writes and monotonic reads (the
 //! madsim client, `kith_io_sim::client`; the harness workloads), gap-free
-//! delivery and removed members receiving nothing (the harness chat
-//! workload and cluster), no halt and liveness (the drivers).
+//! delivery and kicked room members receiving nothing (the harness chat
+//! workload), no halt and liveness (the drivers).
 
 mod applied_once;
 mod client_order;
@@ -31,6 +32,7 @@ mod monotonic_progress;
 mod no_ack_lost;
 mod no_duplicate;
 mod no_phantom;
+mod removed_members;
 mod state_machine_safety;
 mod vote_safety;
 
@@ -46,6 +48,7 @@ pub use monotonic_progress::MonotonicProgress;
 pub use no_ack_lost::NoAckLost;
 pub use no_duplicate::NoDuplicate;
 pub use no_phantom::NoPhantom;
+pub use removed_members::RemovedMembers;
 pub use state_machine_safety::StateMachineSafety;
 pub use vote_safety::VoteSafety;
 
@@ -61,6 +64,7 @@ pub fn all() -> Invariants {
         Box::new(StateMachineSafety::default()),
         Box::new(MonotonicProgress::default()),
         Box::new(AppliedOnce::default()),
+        Box::new(RemovedMembers::default()),
         Box::new(NoPhantom),
         Box::new(NoDuplicate),
         Box::new(NoAckLost),

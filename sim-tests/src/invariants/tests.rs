@@ -107,7 +107,7 @@ fn vote(from: u64, to: u64, term: u64, reject: bool) -> PeerFrame {
 }
 
 fn sent(frame: &PeerFrame) -> Observation<'_> {
-    Observation::Sent { from: frame.from, to: frame.to, frame }
+    Observation::Sent { from: frame.from, incarnation: 1, to: frame.to, frame }
 }
 
 #[test]

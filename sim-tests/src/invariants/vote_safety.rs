@@ -19,7 +19,7 @@ impl Invariant for VoteSafety {
     }
 
     fn observe(&mut self, observation: &Observation<'_>) -> Result<(), String> {
-        let Observation::Sent { from, to, frame } = observation else { return Ok(()) };
+        let Observation::Sent { from, to, frame, .. } = observation else { return Ok(()) };
         let PeerBody::Raft(m) = &frame.body else { return Ok(()) };
         if m.kind != WireMessageKind::RequestVoteResponse || m.reject {
             return Ok(());

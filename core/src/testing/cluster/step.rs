@@ -78,7 +78,7 @@ impl<S: SimMachine> Cluster<S> {
             match output {
                 Output::Send { to, frame } => {
                     self.trace.update(&frame);
-                    self.checker.on_send(id, to, &frame)?;
+                    self.checker.on_send(id, incarnation, to, &frame)?;
                     self.network.send(now, id, to, frame);
                 }
                 Output::Persist { id: batch, new_segment, bytes } => {
@@ -102,6 +102,9 @@ impl<S: SimMachine> Cluster<S> {
                     if let Output::Applied { index, term, position, .. } = &output {
                         self.trace.update(&index.get().to_le_bytes());
                         self.checker.on_applied(id, incarnation, *index, *term, *position)?;
+                    }
+                    if let Output::MembershipChanged { membership, .. } = &output {
+                        self.checker.on_membership(id, incarnation, membership)?;
                     }
                     if let Output::RoleChanged { role: Role::Leader, term, .. } = &output {
                         self.checker.on_leader(&*node, *term)?;

@@ -1,0 +1,83 @@
+//! Removed members are cut off: once a replica has adopted a configuration
+//! without X (having had X in one earlier in the same run), it sends X
+//! nothing until X is added back: no entries, snapshots or heartbeats, and
+//! neither its vote nor an acknowledgement of X's entries. A removed replica
+//! does not know it was removed until it hears so and may campaign or keep
+//! leading; the others must give it nothing to act on.
+
+use kith_core::ids::NodeId;
+use kith_core::node::Membership;
+use kith_core::testing::invariant::{Invariant, Observation};
+use kith_core::wire::PeerBody;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// What one run of one replica has seen.
+#[derive(Debug, Default)]
+struct Seen {
+    incarnation: u64,
+    members: BTreeSet<NodeId>,
+    removed: BTreeSet<NodeId>,
+}
+
+impl Seen {
+    fn adopt(&mut self, m: &Membership) {
+        let now: BTreeSet<NodeId> =
+            m.voters.iter().chain(&m.learners).chain(&m.voters_outgoing).copied().collect();
+        self.removed.extend(self.members.difference(&now));
+        self.removed.retain(|id| !now.contains(id));
+        self.members = now;
+    }
+}
+
+/// Each replica's members and removed members in its current run, in the
+/// order its outputs report them.
+#[derive(Debug, Default)]
+pub struct RemovedMembers {
+    replicas: BTreeMap<NodeId, Seen>,
+}
+
+impl RemovedMembers {
+    fn run_of(&mut self, node: NodeId, incarnation: u64) -> &mut Seen {
+        let seen = self.replicas.entry(node).or_default();
+        if seen.incarnation != incarnation {
+            *seen = Seen { incarnation, ..Seen::default() };
+        }
+        seen
+    }
+}
+
+impl Invariant for RemovedMembers {
+    fn name(&self) -> &'static str {
+        "removed members cut off"
+    }
+
+    fn observe(&mut self, observation: &Observation<'_>) -> Result<(), String> {
+        match observation {
+            Observation::MembershipChanged { node, incarnation, membership } => {
+                self.run_of(*node, *incarnation).adopt(membership);
+                Ok(())
+            }
+            // The configuration a run starts with (from its disk) comes
+            // with no change event.
+            Observation::Stepped { node, incarnation } => {
+                let seen = self.run_of(node.id(), *incarnation);
+                if seen.members.is_empty() {
+                    seen.adopt(&node.status().membership);
+                }
+                Ok(())
+            }
+            Observation::Sent { from, incarnation, to, frame } => {
+                let seen = self.replicas.get(from).filter(|s| s.incarnation == *incarnation);
+                if !seen.is_some_and(|s| s.removed.contains(to)) {
+                    return Ok(());
+                }
+                let what = match &frame.body {
+                    PeerBody::Raft(m) => format!("{:?} (term {})", m.kind, m.term),
+                    PeerBody::SnapshotChunk(_) => "a snapshot chunk".to_string(),
+                };
+                Err(format!("node {from} sent {what} to {to}, which it had removed"))
+            }
+            _ => Ok(()),
+        }
+    }
+}
