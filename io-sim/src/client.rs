@@ -105,8 +105,7 @@ impl ClientCtx {
     /// The replicas it may talk to: every one not replaced, as an operator
     /// keeps the client's list current.
     fn replicas(&self) -> Vec<NodeId> {
-        let w = self.world.lock();
-        w.replicas.iter().filter(|(_, s)| !s.retired).map(|(id, _)| *id).collect()
+        self.world.lock().serving()
     }
 }
 

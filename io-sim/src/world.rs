@@ -173,6 +173,11 @@ impl SimWorld {
         }
     }
 
+    /// Every replica not replaced: the operator's current list.
+    pub fn serving(&self) -> Vec<NodeId> {
+        self.replicas.iter().filter(|(_, s)| !s.retired).map(|(id, _)| *id).collect()
+    }
+
     /// A new machine with an empty disk, standing in for `old`: the next
     /// free id (its address follows from it), a history store if `old` had
     /// one.

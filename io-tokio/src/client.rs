@@ -291,10 +291,7 @@ async fn dial(key: &KeyFile, addr: Multiaddr) -> Result<Dialed, ClientError> {
     // The replica is the peer the address names last: through a relay, the
     // first connection is to the relay, which may itself be a replica of
     // another cluster.
-    let named = match addr.iter().last() {
-        Some(libp2p::multiaddr::Protocol::P2p(peer)) => Some(peer),
-        _ => None,
-    };
+    let named = crate::peer_ids::named_peer(&addr);
     let replica = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
             match swarm.select_next_some().await {

@@ -26,6 +26,14 @@ pub fn user_of(peer: &PeerId) -> Option<UserId> {
     UserId::from_peer_id(&peer.to_base58()).ok()
 }
 
+/// The peer an address names last (`.../p2p/<PEER_ID>`), if it names one.
+pub fn named_peer(addr: &libp2p::Multiaddr) -> Option<PeerId> {
+    match addr.iter().last() {
+        Some(libp2p::multiaddr::Protocol::P2p(peer)) => Some(peer),
+        _ => None,
+    }
+}
+
 /// The PeerId of a user.
 pub fn peer_of(user: UserId) -> PeerId {
     PeerId::from_bytes(&user.peer_id_bytes()).expect("ed25519 peer ids are valid multihashes")

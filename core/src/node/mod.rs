@@ -319,12 +319,8 @@ impl<S: StateMachine> Node<S> {
     /// Applies a new configuration, remembering who left it.
     fn set_membership(&mut self, new: Membership) {
         let old = std::mem::replace(&mut self.membership, new);
-        let members = |m: &Membership| -> BTreeSet<NodeId> {
-            m.voters.iter().chain(&m.learners).chain(&m.voters_outgoing).copied().collect()
-        };
-        let now = members(&self.membership);
-        self.removed.extend(members(&old).difference(&now));
-        self.removed.retain(|id| !now.contains(id));
+        self.removed.extend(old.members().filter(|id| !self.membership.contains(*id)));
+        self.removed.retain(|id| !self.membership.contains(*id));
     }
 
     fn receive(&mut self, from: NodeId, bytes: &[u8]) {

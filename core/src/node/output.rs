@@ -48,6 +48,11 @@ impl Membership {
         self.voters.is_empty() && self.learners.is_empty() && self.voters_outgoing.is_empty()
     }
 
+    /// Every voter and learner, of either configuration.
+    pub fn members(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.voters.iter().chain(&self.learners).chain(&self.voters_outgoing).copied()
+    }
+
     /// Whether `id` is a voter or learner in either configuration.
     pub fn contains(&self, id: NodeId) -> bool {
         self.voters.contains(&id)

@@ -117,6 +117,16 @@ impl<S: StateMachine> Node<S> {
         false
     }
 
+    #[cfg(feature = "bug-switches")]
+    fn talk_to_removed(&self) -> bool {
+        self.config.bugs.talk_to_removed
+    }
+
+    #[cfg(not(feature = "bug-switches"))]
+    fn talk_to_removed(&self) -> bool {
+        false
+    }
+
     /// Sends whatever durable batches released and tells raft-rs.
     pub(super) fn release_persisted(&mut self) {
         let released = self.persist.release();
@@ -154,11 +164,7 @@ impl<S: StateMachine> Node<S> {
 
     fn send_raft(&mut self, mut m: Message) {
         let to = NodeId(m.to);
-        #[cfg(feature = "bug-switches")]
-        let cut_off = self.removed.contains(&to) && !self.config.bugs.talk_to_removed;
-        #[cfg(not(feature = "bug-switches"))]
-        let cut_off = self.removed.contains(&to);
-        if cut_off {
+        if self.removed.contains(&to) && !self.talk_to_removed() {
             // Decided before the removal was applied, or an answer to a
             // removed replica that still campaigns: dropped, as the
             // network might have.
@@ -190,12 +196,12 @@ impl<S: StateMachine> Node<S> {
     fn install_snapshot(&mut self, snapshot: &Snapshot) -> Result<Snapshot, String> {
         let meta = snapshot.get_metadata();
         let at = LogIndex(meta.index);
-        let encoded = super::encode_meta(&WireSnapshotMeta::from_raft(meta));
         self.machine
             .restore(&snapshot.data)
             .map_err(|e| format!("snapshot at index {} from the leader: {e}", meta.index))?;
         let mut local = snapshot.clone();
         if !self.machine.snapshot_is_self_contained() {
+            let encoded = super::encode_meta(&WireSnapshotMeta::from_raft(meta));
             local.data = self.machine.snapshot(at, &encoded);
         }
         if let Some(fault) = self.machine.fault() {

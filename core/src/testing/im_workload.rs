@@ -453,7 +453,7 @@ impl Workload<ImMachine> for ImWorkload {
             .clients
             .iter()
             .map(|c| ClientSends {
-                user: Some(c.identity.user()),
+                user: c.identity.user(),
                 submitted: Vec::new(),
                 acked: c.sends.clone(),
             })

@@ -155,10 +155,10 @@ impl StoredMessage {
 }
 
 /// What one chat client sent.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClientSends {
     /// Its user.
-    pub user: Option<UserId>,
+    pub user: UserId,
     /// Every message id it ever submitted (acknowledged or not).
     pub submitted: Vec<Uuid>,
     /// Its acknowledged sends, in the order it sent them: id, room, seq.

@@ -86,15 +86,10 @@ impl PeerFrame {
     /// Whether encoded `bytes` carry a snapshot chunk, read from the
     /// frame's head only: a driver may send bulk data on a path of its own.
     pub fn is_snapshot_chunk(bytes: &[u8]) -> bool {
-        let head = || -> Result<u32, postcard::Error> {
-            let (version, rest) = postcard::take_from_bytes::<u16>(bytes)?;
-            let (_from, rest) = postcard::take_from_bytes::<NodeId>(rest)?;
-            let (_to, rest) = postcard::take_from_bytes::<NodeId>(rest)?;
-            let (body, _) = postcard::take_from_bytes::<u32>(rest)?;
-            Ok(if version == PEER_PROTOCOL_VERSION { body } else { u32::MAX })
-        };
+        // The head is `from`, `to`, then the body's variant index;
         // `PeerBody::SnapshotChunk` is variant 1.
-        head() == Ok(1)
+        versioned::decode::<(NodeId, NodeId, u32)>(bytes, PEER_PROTOCOL_VERSION)
+            .is_ok_and(|((_, _, body), _)| body == 1)
     }
 }
 

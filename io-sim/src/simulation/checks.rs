@@ -126,7 +126,7 @@ fn check_final(
         .map(|(&i, h)| {
             let h = h.lock().expect("single-threaded");
             ClientSends {
-                user: Some(Identity::from_secret(client_secret(w.seed, i)).user()),
+                user: Identity::from_secret(client_secret(w.seed, i)).user(),
                 submitted: h.submitted.clone(),
                 acked: h.acked.clone(),
             }

@@ -164,8 +164,7 @@ fn change_membership(world: &World, rng: &mut SeededRng, initial_voters: usize) 
     let Some(lead) = leader(world) else { return };
     let w = world.lock();
     let Some(node) = w.replicas[&lead].node.clone() else { return };
-    let ids: Vec<NodeId> =
-        w.replicas.iter().filter(|(_, s)| !s.retired).map(|(id, _)| *id).collect();
+    let ids = w.serving();
     drop(w);
     let mut node = node.lock().expect("single-threaded");
     let Some(change) = churn_change(node.membership(), &ids, initial_voters, rng) else { return };

@@ -371,7 +371,6 @@ async fn random_faults(
                 world.lock().replicas.get_mut(&id).expect("exists").disk.read_errors += errors;
             }
         }
-        // An operator does not reshape the cluster while replacing a machine.
         if let Some(stream) = swizzle.as_mut() {
             let room = madsim::time::Instant::now() + faults::SWIZZLE_MAX < end;
             if stream.chance(0.2) && room {
@@ -379,6 +378,7 @@ async fn random_faults(
                 faults::swizzle_clog(net, nodes, stream).await;
             }
         }
+        // An operator does not reshape the cluster while replacing a machine.
         let membership =
             (faults.membership && !cluster.rebuilds.busy()).then_some(world.lock().voters.len());
         crashes += inject(

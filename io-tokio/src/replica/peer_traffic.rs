@@ -129,7 +129,7 @@ impl Replica {
     pub(super) fn send_peer(&mut self, peer: PeerId, request: &PeerRequest, what: Outbound) {
         let mut addrs = self.directory.addrs(node_id_of(&peer)).to_vec();
         if addrs.is_empty() {
-            let names_peer = |a: &&libp2p::Multiaddr| matches!(a.iter().last(), Some(libp2p::multiaddr::Protocol::P2p(p)) if p == peer);
+            let names_peer = |a: &&libp2p::Multiaddr| crate::peer_ids::named_peer(a) == Some(peer);
             addrs = self.join_targets.iter().filter(names_peer).cloned().collect();
         }
         let frame = replica_protocol::encode(request);

@@ -180,13 +180,8 @@ pub(super) async fn start(options: &ReplicaOptions) -> Result<Started, ReplicaEr
     }
     // A join address that names its PeerId makes that peer trusted from
     // the start, whichever side connects first.
-    let join_peers: BTreeSet<PeerId> = join_targets
-        .iter()
-        .filter_map(|a| match a.iter().last() {
-            Some(libp2p::multiaddr::Protocol::P2p(peer)) => Some(peer),
-            _ => None,
-        })
-        .collect();
+    let join_peers: BTreeSet<PeerId> =
+        join_targets.iter().filter_map(crate::peer_ids::named_peer).collect();
     let live_requests = live::accept(swarm.behaviour().stream.new_control());
     let snapshot_chunks = snapshot_stream::accept(swarm.behaviour().stream.new_control());
     let snapshots = snapshot_stream::SnapshotSenders::new(swarm.behaviour().stream.new_control());

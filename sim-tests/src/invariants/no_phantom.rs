@@ -21,7 +21,7 @@ impl Invariant for NoPhantom {
         for m in *stored {
             match senders.get(&m.msg_id) {
                 None => return Err(format!("{} seq {} was never sent", m.room, m.seq)),
-                Some(Some(user)) if *user != m.author => {
+                Some(user) if *user != m.author => {
                     return Err(format!("{} seq {} has the wrong author", m.room, m.seq))
                 }
                 Some(_) => {}

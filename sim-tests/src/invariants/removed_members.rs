@@ -21,8 +21,7 @@ struct Seen {
 
 impl Seen {
     fn adopt(&mut self, m: &Membership) {
-        let now: BTreeSet<NodeId> =
-            m.voters.iter().chain(&m.learners).chain(&m.voters_outgoing).copied().collect();
+        let now: BTreeSet<NodeId> = m.members().collect();
         self.removed.extend(self.members.difference(&now));
         self.removed.retain(|id| !now.contains(id));
         self.members = now;

@@ -202,7 +202,7 @@ fn settled(
     acked: &[(Uuid, RoomId, u64)],
 ) -> Option<String> {
     let client =
-        ClientSends { user: Some(UserId([7; 32])), submitted: ids.to_vec(), acked: acked.to_vec() };
+        ClientSends { user: UserId([7; 32]), submitted: ids.to_vec(), acked: acked.to_vec() };
     check.observe(&Observation::Settled { stored, clients: &[client] }).err()
 }
 
