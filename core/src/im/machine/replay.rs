@@ -3,6 +3,7 @@
 //! its first outcome again instead of running twice. Memory is bounded by
 //! the window and a per-user cap.
 
+use super::multiset_hash::MultisetHash;
 use crate::im::identity::UserId;
 use crate::im::protocol::{ImError, Receipt};
 use crate::limits;
@@ -11,10 +12,46 @@ use std::collections::{BTreeMap, BTreeSet};
 use uuid::Uuid;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "RecentCommandsWire")]
 pub(crate) struct RecentCommands {
     outcomes: BTreeMap<(UserId, Uuid), Result<Receipt, ImError>>,
     by_time: BTreeSet<(u64, UserId, Uuid)>,
     per_user: BTreeMap<UserId, usize>,
+    /// The multiset hash of every remembered command, so the state digest
+    /// covers the window (thousands of outcomes) without encoding it. Not
+    /// in snapshots: decoding rebuilds it from what it covers.
+    #[serde(skip)]
+    sum: MultisetHash,
+}
+
+/// What a snapshot holds of the window: the fields above but the sum.
+#[derive(Deserialize)]
+struct RecentCommandsWire {
+    outcomes: BTreeMap<(UserId, Uuid), Result<Receipt, ImError>>,
+    by_time: BTreeSet<(u64, UserId, Uuid)>,
+    per_user: BTreeMap<UserId, usize>,
+}
+
+impl From<RecentCommandsWire> for RecentCommands {
+    fn from(w: RecentCommandsWire) -> RecentCommands {
+        let mut sum = MultisetHash::default();
+        for &(issued, user, id) in &w.by_time {
+            if let Some(outcome) = w.outcomes.get(&(user, id)) {
+                sum.add(&member(issued, user, id, outcome));
+            }
+        }
+        RecentCommands { outcomes: w.outcomes, by_time: w.by_time, per_user: w.per_user, sum }
+    }
+}
+
+/// What the sum covers of one command.
+fn member(
+    issued_at_ms: u64,
+    user: UserId,
+    id: Uuid,
+    outcome: &Result<Receipt, ImError>,
+) -> (u64, UserId, Uuid, &Result<Receipt, ImError>) {
+    (issued_at_ms, user, id, outcome)
 }
 
 impl RecentCommands {
@@ -26,7 +63,9 @@ impl RecentCommands {
                 break;
             }
             self.by_time.pop_first();
-            self.outcomes.remove(&(user, id));
+            if let Some(outcome) = self.outcomes.remove(&(user, id)) {
+                self.sum.remove(&member(issued, user, id, &outcome));
+            }
             if let Some(n) = self.per_user.get_mut(&user) {
                 *n -= 1;
                 if *n == 0 {
@@ -53,10 +92,18 @@ impl RecentCommands {
         issued_at_ms: u64,
         outcome: Result<Receipt, ImError>,
     ) {
-        if self.outcomes.insert((user, id), outcome).is_none() {
-            self.by_time.insert((issued_at_ms, user, id));
-            *self.per_user.entry(user).or_default() += 1;
+        if self.outcomes.contains_key(&(user, id)) {
+            return;
         }
+        self.sum.add(&member(issued_at_ms, user, id, &outcome));
+        self.outcomes.insert((user, id), outcome);
+        self.by_time.insert((issued_at_ms, user, id));
+        *self.per_user.entry(user).or_default() += 1;
+    }
+
+    /// The multiset hash of the window's contents.
+    pub(crate) fn sum(&self) -> MultisetHash {
+        self.sum
     }
 }
 
@@ -64,4 +111,40 @@ impl RecentCommands {
 pub(crate) fn in_window(issued_at_ms: u64, now_ms: u64) -> bool {
     issued_at_ms >= now_ms.saturating_sub(limits::COMMAND_AGE_MAX_MS)
         && issued_at_ms <= now_ms.saturating_add(limits::COMMAND_CLOCK_SKEW_MAX_MS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::im::protocol::RoomId;
+
+    fn appended(seq: u64) -> Result<Receipt, ImError> {
+        Ok(Receipt::Appended { room: RoomId::Group("r".into()), seq })
+    }
+
+    #[test]
+    fn the_sum_tracks_the_window_and_survives_a_snapshot() {
+        let (ann, bob) = (UserId([1; 32]), UserId([2; 32]));
+        let mut recent = RecentCommands::default();
+        recent.remember(ann, Uuid::from_u128(1), 1_000, appended(1));
+        let one = recent.sum();
+        recent.remember(bob, Uuid::from_u128(2), 2_000, Err(ImError::NotMember));
+        recent.remember(ann, Uuid::from_u128(1), 2_500, appended(9));
+        assert_ne!(recent.sum(), one);
+        assert_eq!(recent.outcome(ann, Uuid::from_u128(1)), Some(&appended(1)));
+
+        let bytes = postcard::to_allocvec(&recent).unwrap();
+        let decoded: RecentCommands = postcard::from_bytes(&bytes).unwrap();
+        assert_eq!(decoded, recent, "decoding rebuilds the sum");
+
+        // Ann's command leaves the window first; the sum is then bob's alone.
+        recent.expire(limits::COMMAND_AGE_MAX_MS + 1_500);
+        assert_eq!(recent.outcome(ann, Uuid::from_u128(1)), None);
+        let mut bob_only = RecentCommands::default();
+        bob_only.remember(bob, Uuid::from_u128(2), 2_000, Err(ImError::NotMember));
+        assert_eq!(recent.sum(), bob_only.sum());
+        assert_ne!(bob_only.sum(), MultisetHash::default());
+        recent.expire(limits::COMMAND_AGE_MAX_MS + 2_500);
+        assert_eq!(recent.sum(), MultisetHash::default());
+    }
 }

@@ -163,11 +163,11 @@ impl ImMachine {
         if count != state.rooms.values().map(|r| r.last_seq).sum::<u64>() {
             return Err(RestoreError::Malformed("the entry count does not match the rooms".into()));
         }
-        let mut sum = super::state::HistorySum::default();
+        let mut sum = super::multiset_hash::MultisetHash::default();
         for _ in 0..count {
             let ((room, entry), after) = take::<(RoomId, RoomEntry)>(rest, "an entry")?;
             rest = after;
-            sum.add(&room, &entry);
+            sum.add(&(&room, &entry));
             self.history.put(&room, &entry).map_err(store_err)?;
             // Message ids are not sent: every one is its message's.
             if let EntryKind::Message(m) = &entry.kind {

@@ -1,9 +1,10 @@
 //! The replicated IM state and its rooms. Every collection is a BTreeMap or
 //! BTreeSet, so iteration (and the snapshot bytes) are deterministic.
 
+use super::multiset_hash::MultisetHash;
 use super::replay::RecentCommands;
 use crate::im::identity::UserId;
-use crate::im::protocol::{ImError, Role, RoomEntry, RoomId, Visibility};
+use crate::im::protocol::{ImError, Role, RoomId, Visibility};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -97,12 +98,38 @@ pub(crate) struct ImState {
     /// The rooms each user belongs to.
     pub(crate) memberships: BTreeMap<UserId, BTreeSet<RoomId>>,
     pub(crate) recent: RecentCommands,
-    /// An order-independent sum of every stored entry's hash, kept up to
-    /// date on each write, so the digest covers history without reading it.
-    pub(crate) history_sum: HistorySum,
+    /// An order-independent sum of every stored (room, entry) pair's hash,
+    /// kept up to date on each write, so the digest covers history without
+    /// reading it.
+    pub(crate) history_sum: MultisetHash,
+}
+
+/// What the state digest covers: every field, with the large collections
+/// (the replay window, the history) by their running multiset hashes.
+#[derive(Serialize)]
+pub(crate) struct StateSummary<'a> {
+    clock_ms: u64,
+    users: &'a BTreeMap<UserId, UserRecord>,
+    names: &'a BTreeMap<String, UserId>,
+    rooms: &'a BTreeMap<RoomId, Room>,
+    memberships: &'a BTreeMap<UserId, BTreeSet<RoomId>>,
+    recent: MultisetHash,
+    history: MultisetHash,
 }
 
 impl ImState {
+    pub(crate) fn summary(&self) -> StateSummary<'_> {
+        StateSummary {
+            clock_ms: self.clock_ms,
+            users: &self.users,
+            names: &self.names,
+            rooms: &self.rooms,
+            memberships: &self.memberships,
+            recent: self.recent.sum(),
+            history: self.history_sum,
+        }
+    }
+
     pub(crate) fn rooms_of(&self, user: UserId) -> usize {
         self.memberships.get(&user).map_or(0, BTreeSet::len)
     }
@@ -118,86 +145,5 @@ impl ImState {
                 self.memberships.remove(&user);
             }
         }
-    }
-}
-
-/// A multiset hash of (room, entry) pairs: the wrapping sum of their
-/// BLAKE3 hashes, so replacing an entry subtracts the old hash and adds the
-/// new one.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct HistorySum([u64; 4]);
-
-impl HistorySum {
-    fn words(room: &RoomId, entry: &RoomEntry) -> [u64; 4] {
-        // Encoded straight into the hasher: no buffer per write.
-        let hash = postcard::serialize_with_flavor(&(room, entry), HashSink::default())
-            .expect("entries encode");
-        let mut words = [0u64; 4];
-        for (w, chunk) in words.iter_mut().zip(hash.as_bytes().chunks_exact(8)) {
-            *w = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
-        }
-        words
-    }
-
-    pub(crate) fn add(&mut self, room: &RoomId, entry: &RoomEntry) {
-        for (s, w) in self.0.iter_mut().zip(Self::words(room, entry)) {
-            *s = s.wrapping_add(w);
-        }
-    }
-
-    pub(crate) fn remove(&mut self, room: &RoomId, entry: &RoomEntry) {
-        for (s, w) in self.0.iter_mut().zip(Self::words(room, entry)) {
-            *s = s.wrapping_sub(w);
-        }
-    }
-}
-
-/// A postcard output that hashes what it is given instead of keeping it.
-#[derive(Default)]
-struct HashSink(blake3::Hasher);
-
-impl postcard::ser_flavors::Flavor for HashSink {
-    type Output = blake3::Hash;
-
-    fn try_push(&mut self, byte: u8) -> postcard::Result<()> {
-        self.0.update(&[byte]);
-        Ok(())
-    }
-
-    fn try_extend(&mut self, bytes: &[u8]) -> postcard::Result<()> {
-        self.0.update(bytes);
-        Ok(())
-    }
-
-    fn finalize(self) -> postcard::Result<blake3::Hash> {
-        Ok(self.0.finalize())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::im::protocol::EntryKind;
-
-    #[test]
-    fn the_sum_adds_the_blake3_of_each_encoded_entry() {
-        let room = RoomId::Group("r".into());
-        let entry = RoomEntry {
-            seq: 3,
-            time_ms: 9,
-            author: UserId([4; 32]),
-            kind: EntryKind::Renamed { title: "t".into() },
-        };
-        let hash = blake3::hash(&postcard::to_allocvec(&(&room, &entry)).unwrap());
-        let expected: Vec<u64> = hash
-            .as_bytes()
-            .chunks_exact(8)
-            .map(|c| u64::from_le_bytes(c.try_into().unwrap()))
-            .collect();
-        let mut sum = HistorySum::default();
-        sum.add(&room, &entry);
-        assert_eq!(sum.0.to_vec(), expected);
-        sum.remove(&room, &entry);
-        assert_eq!(sum, HistorySum::default());
     }
 }
