@@ -3,6 +3,10 @@
 //! and the store is exactly as of its last commit, as the durability
 //! contract promises of a real store. Clones share one disk, so a replica's
 //! next incarnation finds what the last one committed.
+//!
+//! The durable copy is brought up to date by replaying the writes since the
+//! last commit, not by copying the working one: commits come every few
+//! hundred entries and a copy would cost the whole history each time.
 
 use crate::im::history::{Committed, HistoryError, HistoryStore, MemoryHistory, MessagePlace};
 use crate::im::identity::UserId;
@@ -15,6 +19,30 @@ struct Disk {
     durable: MemoryHistory,
     committed: Option<Committed>,
     working: MemoryHistory,
+    /// The writes in `working` that `durable` lacks, oldest first.
+    pending: Vec<Write>,
+}
+
+#[derive(Debug)]
+enum Write {
+    Put(RoomId, RoomEntry),
+    MessageId(UserId, Uuid, MessagePlace),
+    Clear,
+}
+
+impl Disk {
+    fn settle(&mut self) -> Result<(), HistoryError> {
+        for write in std::mem::take(&mut self.pending) {
+            match write {
+                Write::Put(room, entry) => self.durable.put(&room, &entry)?,
+                Write::MessageId(author, id, place) => {
+                    self.durable.put_message_id(author, id, &place)?
+                }
+                Write::Clear => self.durable.clear()?,
+            }
+        }
+        Ok(())
+    }
 }
 
 /// A handle on one simulated history disk.
@@ -30,12 +58,16 @@ impl SimHistory {
     pub fn crash(&self) {
         let mut d = self.disk();
         d.working = d.durable.clone();
+        d.pending.clear();
     }
 }
 
 impl HistoryStore for SimHistory {
     fn put(&mut self, room: &RoomId, entry: &RoomEntry) -> Result<(), HistoryError> {
-        self.disk().working.put(room, entry)
+        let mut d = self.disk();
+        d.working.put(room, entry)?;
+        d.pending.push(Write::Put(room.clone(), entry.clone()));
+        Ok(())
     }
 
     fn entry(&self, room: &RoomId, seq: u64) -> Result<Option<RoomEntry>, HistoryError> {
@@ -58,7 +90,10 @@ impl HistoryStore for SimHistory {
         msg_id: Uuid,
         place: &MessagePlace,
     ) -> Result<(), HistoryError> {
-        self.disk().working.put_message_id(author, msg_id, place)
+        let mut d = self.disk();
+        d.working.put_message_id(author, msg_id, place)?;
+        d.pending.push(Write::MessageId(author, msg_id, place.clone()));
+        Ok(())
     }
 
     fn message_id(
@@ -70,7 +105,12 @@ impl HistoryStore for SimHistory {
     }
 
     fn clear(&mut self) -> Result<(), HistoryError> {
-        self.disk().working.clear()
+        let mut d = self.disk();
+        d.working.clear()?;
+        // Nothing written before a clear matters to the durable copy.
+        d.pending.clear();
+        d.pending.push(Write::Clear);
+        Ok(())
     }
 
     fn is_durable(&self) -> bool {
@@ -79,12 +119,60 @@ impl HistoryStore for SimHistory {
 
     fn commit(&mut self, point: &Committed) -> Result<(), HistoryError> {
         let mut d = self.disk();
-        d.durable = d.working.clone();
+        d.settle()?;
         d.committed = Some(point.clone());
         Ok(())
     }
 
     fn committed(&self) -> Result<Option<Committed>, HistoryError> {
         Ok(self.disk().committed.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::im::protocol::EntryKind;
+
+    fn entry(seq: u64) -> RoomEntry {
+        RoomEntry {
+            seq,
+            time_ms: seq,
+            author: UserId([1; 32]),
+            kind: EntryKind::Renamed { title: format!("t{seq}") },
+        }
+    }
+
+    fn point(index: u64) -> Committed {
+        Committed { index, summaries: Vec::new(), meta: Vec::new() }
+    }
+
+    #[test]
+    fn a_crash_keeps_exactly_what_was_committed() {
+        let room = RoomId::Group("r".into());
+        let mut disk = SimHistory::default();
+        disk.put(&room, &entry(1)).unwrap();
+        disk.put_message_id(UserId([1; 32]), Uuid::from_u128(7), &(room.clone(), 1)).unwrap();
+        disk.commit(&point(1)).unwrap();
+        disk.put(&room, &entry(2)).unwrap();
+        disk.crash();
+        assert_eq!(disk.range(&room, 1, 10, 10).unwrap(), vec![entry(1)]);
+        assert_eq!(
+            disk.message_id(UserId([1; 32]), Uuid::from_u128(7)).unwrap(),
+            Some((room.clone(), 1))
+        );
+        assert_eq!(disk.committed().unwrap(), Some(point(1)));
+
+        // A clear is a write like any other: lost unless committed.
+        disk.clear().unwrap();
+        disk.put(&room, &entry(5)).unwrap();
+        disk.crash();
+        assert_eq!(disk.range(&room, 1, 10, 10).unwrap(), vec![entry(1)]);
+        disk.clear().unwrap();
+        disk.put(&room, &entry(5)).unwrap();
+        disk.commit(&point(5)).unwrap();
+        disk.crash();
+        assert_eq!(disk.range(&room, 1, 10, 10).unwrap(), vec![entry(5)]);
+        assert_eq!(disk.message_id(UserId([1; 32]), Uuid::from_u128(7)).unwrap(), None);
     }
 }
