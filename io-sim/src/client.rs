@@ -5,6 +5,7 @@
 //! checks, and checks read-your-writes and monotonic reads as it goes.
 
 use crate::history::{EventType, HistoryEvent, Mop};
+use crate::lobby::{lobby, lobby_name, LobbySeat, LOBBY_READ_LIMIT};
 use crate::world::{client_ip, replica_addr, World, TAG_CLIENT};
 use kith_core::ids::NodeId;
 use kith_core::im::client_protocol::{ClientRequest, ClientResponse, RequestFrame, ResponseFrame};
@@ -17,7 +18,7 @@ use kith_core::rng::SeededRng;
 use kith_core::testing::violation::Violation;
 use kith_core::time::Instant;
 use madsim::net::Endpoint;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -29,11 +30,6 @@ use uuid::Uuid;
 pub const CLIENT_PORT: u16 = 9000;
 /// How long a client waits for one answer.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_millis(800);
-
-/// The shared lobby every client joins.
-pub fn lobby() -> RoomId {
-    RoomId::Group("lobby".into())
-}
 
 /// What one client did, for the final checks.
 #[derive(Debug, Default)]
@@ -148,18 +144,22 @@ pub async fn run_client(ctx: ClientCtx) {
     let target = replicas[ctx.index % replicas.len()];
     let mut conn = Conn { endpoint, responses: rx, next_request: 0, target };
     let mut rng = SeededRng::new(ctx.seed);
+    let mut seat = LobbySeat::new(ctx.index == 0);
     let mut script = vec![Operation::Register { name: format!("user{}", ctx.index) }];
     script.push(if ctx.index == 0 {
-        Operation::CreateRoom { name: "lobby".into(), visibility: Visibility::Public }
+        Operation::CreateRoom { name: lobby_name(0), visibility: Visibility::Public }
     } else {
-        Operation::Join { room: lobby() }
+        Operation::Join { room: seat.room() }
     });
     script.reverse();
-    let mut last_read_len = 0;
     loop {
+        if script.is_empty() {
+            let moves = seat.catch_up(&ctx.world.lock().lobby);
+            script.extend(moves.into_iter().rev());
+        }
         let op = match script.pop() {
             Some(op) => op,
-            None if ctx.active.load(Ordering::Relaxed) => random_op(&ctx, &mut rng),
+            None if ctx.active.load(Ordering::Relaxed) => random_op(&ctx, &mut rng, &seat),
             None => {
                 ctx.history.lock().expect("single-threaded").idle = true;
                 madsim::time::sleep(Duration::from_millis(50)).await;
@@ -170,27 +170,33 @@ pub async fn run_client(ctx: ClientCtx) {
         let result = submit(&ctx, &mut conn, &mut rng, op.clone()).await;
         // Not in the lobby yet (it may not even exist yet): join first.
         let joinable = matches!(op, Operation::Join { .. } | Operation::Send { .. });
-        if joinable && matches!(result, Err(ImError::NoSuchRoom | ImError::NotMember)) {
+        let outside = matches!(result, Err(ImError::NoSuchRoom | ImError::NotMember));
+        if joinable && outside && ctx.active.load(Ordering::Relaxed) {
             madsim::time::sleep(Duration::from_millis(100)).await;
-            script.push(Operation::Join { room: lobby() });
+            script.push(Operation::Join { room: seat.room() });
+        }
+        if let Ok(Receipt::Appended { room, seq }) = &result {
+            let opens = seat.after_ack(&mut ctx.world.lock().lobby, room, *seq);
+            script.extend(opens.into_iter().rev());
         }
         if rng.chance(0.1) {
-            if let Some(read) = read_lobby(&ctx, &mut conn, &mut rng).await {
-                check_reads(&ctx, &read, &mut last_read_len);
+            let generation = seat.generation();
+            if let Some(read) = read_lobby(&ctx, &mut conn, &mut rng, generation).await {
+                check_reads(&ctx, generation, &read, &mut seat);
             }
         }
         madsim::time::sleep(Duration::from_millis(rng.range(ctx.pause_ms.0, ctx.pause_ms.1))).await;
     }
 }
 
-fn random_op(ctx: &ClientCtx, rng: &mut SeededRng) -> Operation {
+fn random_op(ctx: &ClientCtx, rng: &mut SeededRng, seat: &LobbySeat) -> Operation {
     let text = format!("hello {}", rng.next_u64() % 10_000);
     if rng.chance(0.2) && ctx.clients > 1 {
         let other = (ctx.index + 1 + rng.range(0, ctx.clients as u64 - 1) as usize) % ctx.clients;
         let peer = Identity::from_secret(client_secret(ctx.seed_base(), other)).user();
         Operation::Send { to: Target::User(peer), text }
     } else {
-        Operation::Send { to: Target::Room(lobby()), text }
+        Operation::Send { to: Target::Room(seat.room()), text }
     }
 }
 
@@ -296,9 +302,16 @@ async fn request(
     }
 }
 
-/// Reads the whole lobby list linearizably, recording it in the history.
-async fn read_lobby(ctx: &ClientCtx, conn: &mut Conn, rng: &mut SeededRng) -> Option<Vec<u64>> {
-    let key = lobby().to_string();
+/// Reads the whole of lobby `generation` linearizably, recording it in the
+/// history.
+async fn read_lobby(
+    ctx: &ClientCtx,
+    conn: &mut Conn,
+    rng: &mut SeededRng,
+    generation: u64,
+) -> Option<Vec<u64>> {
+    let room = lobby(generation);
+    let key = room.to_string();
     let invoke = vec![Mop::Read { key: key.clone(), value: None }];
     ctx.history.lock().expect("single-threaded").record(
         ctx.index,
@@ -306,7 +319,7 @@ async fn read_lobby(ctx: &ClientCtx, conn: &mut Conn, rng: &mut SeededRng) -> Op
         invoke.clone(),
         ctx.epoch,
     );
-    let query = QueryKind::History { room: lobby(), after: None, before: None, limit: 500 };
+    let query = QueryKind::History { room, after: None, before: None, limit: LOBBY_READ_LIMIT };
     for _ in 0..5 {
         match request(ctx, conn, ClientRequest::Query(query.clone())).await {
             Some(ClientResponse::Answer(Ok(QueryReply::Page(page)))) if page.next.is_none() => {
@@ -351,39 +364,39 @@ async fn read_lobby(ctx: &ClientCtx, conn: &mut Conn, rng: &mut SeededRng) -> Op
     None
 }
 
-/// Read-your-writes and monotonic reads for this client's session.
-fn check_reads(ctx: &ClientCtx, read: &[u64], last_len: &mut usize) {
+/// Read-your-writes and monotonic reads for this client's session, on a
+/// whole read of lobby `generation`.
+fn check_reads(ctx: &ClientCtx, generation: u64, read: &[u64], seat: &mut LobbySeat) {
     let mut h = ctx.history.lock().expect("single-threaded");
     h.reads += 1;
+    let room = lobby(generation);
+    let seen: BTreeSet<u64> = read.iter().copied().collect();
     let w = ctx.world.lock();
     let missing = h
         .acked
         .iter()
-        .filter(|(_, r, _)| *r == lobby())
+        .filter(|(_, r, _)| *r == room)
         .filter_map(|(id, _, _)| w.values.get(id))
-        .find(|v| !read.contains(v))
+        .find(|v| !seen.contains(v))
         .copied();
     drop(w);
+    drop(h);
+    let shrunk = seat.saw_read(generation, read.len());
     let problem = if let Some(v) = missing {
         Some((
             "read your writes",
-            format!("client {} read the lobby without its acknowledged write {v}", ctx.index),
-        ))
-    } else if read.len() < *last_len {
-        Some((
-            "monotonic reads",
-            format!(
-                "client {} read {} lobby messages after reading {}",
-                ctx.index,
-                read.len(),
-                last_len
-            ),
+            format!("client {} read {room} without its acknowledged write {v}", ctx.index),
         ))
     } else {
-        None
+        shrunk.map(|before| {
+            let detail = format!(
+                "client {} read {} messages of {room} after reading {before}",
+                ctx.index,
+                read.len(),
+            );
+            ("monotonic reads", detail)
+        })
     };
-    *last_len = (*last_len).max(read.len());
-    drop(h);
     if let Some((invariant, detail)) = problem {
         ctx.world.lock().fail(Violation { invariant, detail, at: Instant::ZERO });
     }

@@ -8,6 +8,7 @@
 
 pub mod client;
 pub mod history;
+pub mod lobby;
 pub mod replica;
 pub mod simulation;
 pub mod world;

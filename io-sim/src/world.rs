@@ -113,6 +113,8 @@ pub struct SimWorld {
     pub epoch: Option<madsim::time::Instant>,
     /// Every message id sent, and the integer it stands for in histories.
     pub values: BTreeMap<uuid::Uuid, u64>,
+    /// Which lobby the clients write to.
+    pub lobby: crate::lobby::LobbySchedule,
     /// Test-only rule breakers every replica runs with.
     #[cfg(feature = "bug-switches")]
     pub bugs: kith_core::bugs::BugSwitches,
@@ -149,6 +151,7 @@ impl World {
             snapshot_threshold_entries: 128,
             epoch: None,
             values: BTreeMap::new(),
+            lobby: crate::lobby::LobbySchedule::default(),
             #[cfg(feature = "bug-switches")]
             bugs: kith_core::bugs::BugSwitches::default(),
         })))
