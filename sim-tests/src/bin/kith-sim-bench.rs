@@ -24,6 +24,7 @@ fn measure(
     let started = Instant::now();
     let mut simulated = 0.0;
     let mut completed = 0;
+    let mut reads = 0;
     for seed in 0..seeds {
         let mut c = SimConfig::new(seed, kith_sim_tests::invariants::all);
         c.fault_phase = Duration::from_secs(seconds);
@@ -40,13 +41,15 @@ fn measure(
         }
         simulated += r.simulated.as_secs_f64();
         completed += r.completed;
+        reads += r.reads;
     }
     let wall = started.elapsed().as_secs_f64();
     let speed = simulated / wall;
     let per_minute = seeds as f64 * 60.0 / wall;
     println!(
-        "{label:<44} seeds {seeds:>4}  simulated {simulated:>7.0}s  wall {wall:>6.2}s  speed {speed:>6.0}x  {per_minute:>7.0} seeds/min  {:>5.0} ops/sim-s",
-        completed as f64 / simulated.max(1e-9)
+        "{label:<44} seeds {seeds:>4}  simulated {simulated:>7.0}s  wall {wall:>6.2}s  speed {speed:>6.0}x  {per_minute:>7.0} seeds/min  {:>5.0} ops/sim-s  {:>5.1} reads checked/sim-s",
+        completed as f64 / simulated.max(1e-9),
+        reads as f64 / simulated.max(1e-9),
     );
     (speed, per_minute)
 }
