@@ -154,10 +154,27 @@ impl ImMachine {
 
     /// Writes the entries encoded in `rest` into the cleared store and
     /// takes `state`, once the entries match its count and hash sum. On an
-    /// error the store is left cleared and the state empty.
+    /// error the store is left cleared and the state empty: a half-written
+    /// history must not be mistaken for a restored one.
     fn install_embedded(&mut self, state: ImState, rest: &[u8]) -> Result<(), RestoreError> {
-        let store_err = |e: HistoryError| RestoreError::History(e.to_string());
         self.state = ImState::default();
+        match self.write_embedded(&state, rest) {
+            Ok(()) => {
+                self.state = state;
+                Ok(())
+            }
+            Err(e) => {
+                // A store that cannot even be cleared is the worse news.
+                self.history.clear().map_err(|c| RestoreError::History(c.to_string()))?;
+                Err(e)
+            }
+        }
+    }
+
+    /// Clears the store and writes the entries encoded in `rest` into it,
+    /// checking them against `state`'s count and hash sum.
+    fn write_embedded(&mut self, state: &ImState, rest: &[u8]) -> Result<(), RestoreError> {
+        let store_err = |e: HistoryError| RestoreError::History(e.to_string());
         self.history.clear().map_err(store_err)?;
         let (count, mut rest) = take::<u64>(rest, "entry count")?;
         if count != state.rooms.values().map(|r| r.last_seq).sum::<u64>() {
@@ -176,10 +193,8 @@ impl ImMachine {
             }
         }
         if sum != state.history_sum {
-            self.history.clear().map_err(store_err)?;
             return Err(RestoreError::Malformed("the entries do not match their summary".into()));
         }
-        self.state = state;
         Ok(())
     }
 }

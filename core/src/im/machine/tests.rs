@@ -562,6 +562,8 @@ fn a_damaged_snapshot_is_refused_and_leaves_an_empty_state() {
         let mut copy = ImMachine::default();
         assert!(copy.restore(&good[..cut]).is_err() || cut == 0, "cut at {cut}");
         assert_eq!(copy.digest(), empty);
+        // Nor is half of the history left in the store.
+        assert_eq!(copy.history.range(&r, 1, u64::MAX, usize::MAX).unwrap(), vec![], "cut {cut}");
     }
     // A flipped byte inside an entry's text decodes but fails the hash sum.
     let mut flipped = good.to_vec();
