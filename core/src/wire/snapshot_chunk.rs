@@ -25,18 +25,12 @@ pub struct SnapshotChunk {
 impl SnapshotChunk {
     /// Splits snapshot data into chunks that each fit a frame.
     pub fn split(message: WireMessage, data: &Bytes) -> Vec<SnapshotChunk> {
-        let total_bytes = data.len() as u64;
-        let count = data.len().div_ceil(limits::SNAPSHOT_CHUNK_BYTES).max(1);
-        (0..count)
+        let total = data.len();
+        (0..chunks_for(total))
             .map(|i| {
                 let start = i * limits::SNAPSHOT_CHUNK_BYTES;
-                let end = (start + limits::SNAPSHOT_CHUNK_BYTES).min(data.len());
-                SnapshotChunk {
-                    message: message.clone(),
-                    total_bytes,
-                    chunk_index: u32::try_from(i).expect("chunk count bounded by snapshot limit"),
-                    data: data.slice(start..end),
-                }
+                let end = (start + limits::SNAPSHOT_CHUNK_BYTES).min(total);
+                SnapshotChunk::piece(&message, total, i, data.slice(start..end))
             })
             .collect()
     }
@@ -50,16 +44,12 @@ impl SnapshotChunk {
         let total = data.len();
         // Zero-copy when this is the only reference, as it is when sending.
         let mut data = Vec::<u8>::from(data);
-        let count = total.div_ceil(limits::SNAPSHOT_CHUNK_BYTES).max(1);
+        let count = chunks_for(total);
         let mut frames = Vec::with_capacity(count);
         for i in (0..count).rev() {
             let start = i * limits::SNAPSHOT_CHUNK_BYTES;
-            let chunk = SnapshotChunk {
-                message: message.clone(),
-                total_bytes: total as u64,
-                chunk_index: u32::try_from(i).expect("chunk count bounded by snapshot limit"),
-                data: Bytes::copy_from_slice(&data[start..]),
-            };
+            let piece = Bytes::copy_from_slice(&data[start..]);
+            let chunk = SnapshotChunk::piece(&message, total, i, piece);
             frames.push(PeerFrame { from, to, body: PeerBody::SnapshotChunk(chunk) }.encode());
             data.truncate(start);
             data.shrink_to_fit();
@@ -67,12 +57,24 @@ impl SnapshotChunk {
         frames
     }
 
-    fn chunk_count(&self) -> usize {
-        usize::try_from(self.total_bytes)
-            .unwrap_or(usize::MAX)
-            .div_ceil(limits::SNAPSHOT_CHUNK_BYTES)
-            .max(1)
+    /// Chunk `i` of a `total`-byte snapshot message.
+    fn piece(message: &WireMessage, total: usize, i: usize, data: Bytes) -> SnapshotChunk {
+        SnapshotChunk {
+            message: message.clone(),
+            total_bytes: total as u64,
+            chunk_index: u32::try_from(i).expect("chunk count bounded by snapshot limit"),
+            data,
+        }
     }
+
+    fn chunk_count(&self) -> usize {
+        chunks_for(usize::try_from(self.total_bytes).unwrap_or(usize::MAX))
+    }
+}
+
+/// Chunks a snapshot of `total` bytes travels in (one, even when empty).
+fn chunks_for(total: usize) -> usize {
+    total.div_ceil(limits::SNAPSHOT_CHUNK_BYTES).max(1)
 }
 
 /// Reassembles snapshot chunks, keeping at most one snapshot per sender.
