@@ -164,17 +164,13 @@ impl Replica {
             Ok(r) => r,
             Err(e) => return self.refuse_peer(peer, channel, format!("malformed frame: {e}")),
         };
-        let now = self.now();
         match request {
-            PeerRequest::Raft(frame) if self.may_send_raft(&peer) => {
-                let from = node_id_of(&peer);
-                self.node.handle_input(now, Input::Received { from, bytes: frame });
-                self.respond_peer(channel, &PeerResponse::Ack);
-            }
-            PeerRequest::Raft(_) => {
-                self.metrics.raft_frames_refused += 1;
-                tracing::warn!(%peer, "refused Raft traffic from a peer outside the cluster");
-                self.refuse_peer(peer, channel, "not a member of this cluster".into());
+            PeerRequest::Raft(frame) => {
+                if self.take_raft_frame(peer, frame, "Raft traffic") {
+                    self.respond_peer(channel, &PeerResponse::Ack);
+                } else {
+                    self.refuse_peer(peer, channel, "not a member of this cluster".into());
+                }
             }
             PeerRequest::Hello(records) => {
                 // Only members' records are taken from an arbitrary peer;
@@ -206,14 +202,21 @@ impl Replica {
     /// A snapshot chunk from a `/kith/snapshot/1` stream: taken on the same
     /// terms as Raft traffic.
     pub(super) fn on_snapshot_chunk(&mut self, peer: PeerId, frame: bytes::Bytes) {
+        tracing::debug!(%peer, bytes = frame.len(), "snapshot chunk received");
+        self.take_raft_frame(peer, frame, "a snapshot stream");
+    }
+
+    /// Hands a Raft frame (`what` says how it came) to the node if `peer`
+    /// may send one; counts and logs a refusal otherwise.
+    fn take_raft_frame(&mut self, peer: PeerId, frame: bytes::Bytes, what: &str) -> bool {
         if !self.may_send_raft(&peer) {
             self.metrics.raft_frames_refused += 1;
-            tracing::warn!(%peer, "refused a snapshot stream from a peer outside the cluster");
-            return;
+            tracing::warn!(%peer, "refused {what} from a peer outside the cluster");
+            return false;
         }
-        tracing::debug!(%peer, bytes = frame.len(), "snapshot chunk received");
         let now = self.now();
         self.node.handle_input(now, Input::Received { from: node_id_of(&peer), bytes: frame });
+        true
     }
 
     fn respond_peer(&mut self, channel: ResponseChannel<Vec<u8>>, response: &PeerResponse) {
