@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use uuid::Uuid;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(from = "RecentCommandsWire")]
+#[serde(try_from = "RecentCommandsWire")]
 pub(crate) struct RecentCommands {
     outcomes: BTreeMap<(UserId, Uuid), Result<Receipt, ImError>>,
     by_time: BTreeSet<(u64, UserId, Uuid)>,
@@ -32,15 +32,30 @@ struct RecentCommandsWire {
     per_user: BTreeMap<UserId, usize>,
 }
 
-impl From<RecentCommandsWire> for RecentCommands {
-    fn from(w: RecentCommandsWire) -> RecentCommands {
+impl TryFrom<RecentCommandsWire> for RecentCommands {
+    type Error = &'static str;
+
+    /// Rebuilds the sum, and refuses a window whose three views disagree
+    /// (expiry would otherwise trip over it long after the decode).
+    fn try_from(w: RecentCommandsWire) -> Result<RecentCommands, &'static str> {
         let mut sum = MultisetHash::default();
+        let mut per_user = BTreeMap::<UserId, usize>::new();
+        let mut timed = BTreeSet::new();
         for &(issued, user, id) in &w.by_time {
-            if let Some(outcome) = w.outcomes.get(&(user, id)) {
-                sum.add(&member(issued, user, id, outcome));
+            let outcome = w.outcomes.get(&(user, id)).ok_or("a command without its outcome")?;
+            if !timed.insert((user, id)) {
+                return Err("a command remembered twice");
             }
+            sum.add(&member(issued, user, id, outcome));
+            *per_user.entry(user).or_default() += 1;
         }
-        RecentCommands { outcomes: w.outcomes, by_time: w.by_time, per_user: w.per_user, sum }
+        if timed.len() != w.outcomes.len() {
+            return Err("an outcome without its command");
+        }
+        if per_user != w.per_user {
+            return Err("per-user counts that do not match the commands");
+        }
+        Ok(RecentCommands { outcomes: w.outcomes, by_time: w.by_time, per_user, sum })
     }
 }
 
@@ -136,6 +151,18 @@ mod tests {
         let bytes = postcard::to_allocvec(&recent).unwrap();
         let decoded: RecentCommands = postcard::from_bytes(&bytes).unwrap();
         assert_eq!(decoded, recent, "decoding rebuilds the sum");
+        let mut miscounted = recent.clone();
+        miscounted.per_user.insert(ann, 5);
+        let bytes = postcard::to_allocvec(&miscounted).unwrap();
+        assert!(postcard::from_bytes::<RecentCommands>(&bytes).is_err());
+        let mut untimed = recent.clone();
+        untimed.by_time.pop_first();
+        let bytes = postcard::to_allocvec(&untimed).unwrap();
+        assert!(postcard::from_bytes::<RecentCommands>(&bytes).is_err());
+        let mut twice = recent.clone();
+        twice.by_time.insert((7, ann, Uuid::from_u128(1)));
+        let bytes = postcard::to_allocvec(&twice).unwrap();
+        assert!(postcard::from_bytes::<RecentCommands>(&bytes).is_err());
 
         // Ann's command leaves the window first; the sum is then bob's alone.
         recent.expire(limits::COMMAND_AGE_MAX_MS + 1_500);
