@@ -137,6 +137,23 @@ struct Faults {
     disk_faults: Option<SeededRng>,
     /// Swizzle-clogs happen now and then (drawn from this stream when set).
     swizzle: Option<SeededRng>,
+    /// Applied entries between snapshots on every replica.
+    snapshot_threshold_entries: u64,
+}
+
+/// Most seeds snapshot every 128 entries, to exercise compaction and
+/// catch-up by snapshot often; some every 64; some every 1,024 and some at
+/// the node's default, so restarts also replay long logs and laggards
+/// catch up from the log as they mostly do in production.
+fn draw_snapshot_threshold(seed: u64) -> u64 {
+    // Its own stream, like the other late additions.
+    let mut stream = SeededRng::new(seed ^ 0x736e_6170);
+    match stream.range(0, 20) {
+        0..=3 => 64,
+        4..=11 => 128,
+        12..=16 => 1_024,
+        _ => kith_core::config::Config::new(NodeId(1), seed).snapshot_threshold_entries,
+    }
 }
 
 /// Runs one simulation to its end. A panic anywhere in the simulation
@@ -193,6 +210,10 @@ async fn simulate(config: SimConfig) -> SimReport {
             let mut stream = SeededRng::new(config.seed ^ 0x7377_697a);
             (config.faults && config.scenario.is_none() && stream.chance(0.5)).then_some(stream)
         },
+        snapshot_threshold_entries: config.scenario.map_or_else(
+            || draw_snapshot_threshold(config.seed),
+            Scenario::snapshot_threshold_entries,
+        ),
     };
     let mut report = SimReport {
         parameters: format!(
@@ -205,7 +226,7 @@ async fn simulate(config: SimConfig) -> SimReport {
             faults.latency_ms.1,
             faults.mean_gap_ms,
             config.fault_phase.as_secs()
-        ) + &config.scenario.map_or_else(String::new, |s| format!(" scenario={s:?}"))
+        ) + &format!(" snapshot_every={}", faults.snapshot_threshold_entries) + &config.scenario.map_or_else(String::new, |s| format!(" scenario={s:?}"))
             + if faults.membership { " membership_changes" } else { "" }
             + if faults.durable_history { " durable_history" } else { "" }
             + if faults.disk_faults.is_some() { " disk_faults" } else { "" }
@@ -234,8 +255,7 @@ async fn simulate(config: SimConfig) -> SimReport {
     world.lock().keep_trace = config.keep_trace;
     world.lock().epoch = Some(epoch);
     world.lock().duplicate = faults.duplicate;
-    world.lock().snapshot_threshold_entries =
-        config.scenario.map_or(128, Scenario::snapshot_threshold_entries);
+    world.lock().snapshot_threshold_entries = faults.snapshot_threshold_entries;
     #[cfg(feature = "bug-switches")]
     {
         world.lock().bugs = config.bugs;
