@@ -5,6 +5,7 @@
 //! the final checks.
 
 mod checks;
+mod draw;
 mod faults;
 mod rebuild;
 mod scenario;
@@ -13,6 +14,7 @@ use crate::client::{client_secret, run_client, ClientCtx, ClientHistory};
 use crate::history::{EventType, HistoryEvent};
 use crate::world::{client_ip, World};
 use checks::liveness;
+use draw::Draw;
 use faults::{inject, Outages};
 use kith_core::ids::NodeId;
 use kith_core::im::identity::Identity;
@@ -122,40 +124,6 @@ pub struct SimReport {
     pub swizzles: u64,
 }
 
-struct Faults {
-    loss: f64,
-    duplicate: f64,
-    latency_ms: (u64, u64),
-    mean_gap_ms: u64,
-    /// A spare replica exists and membership changes are among the faults.
-    membership: bool,
-    /// Replicas keep history on a durable store that loses uncommitted
-    /// writes when killed, as the real node's database does.
-    durable_history: bool,
-    /// Disks fill up and reads fail now and then (drawn from this stream
-    /// when set).
-    disk_faults: Option<SeededRng>,
-    /// Swizzle-clogs happen now and then (drawn from this stream when set).
-    swizzle: Option<SeededRng>,
-    /// Applied entries between snapshots on every replica.
-    snapshot_threshold_entries: u64,
-}
-
-/// Most seeds snapshot every 128 entries, to exercise compaction and
-/// catch-up by snapshot often; some every 64; some every 1,024 and some at
-/// the node's default, so restarts also replay long logs and laggards
-/// catch up from the log as they mostly do in production.
-fn draw_snapshot_threshold(seed: u64) -> u64 {
-    // Its own stream, like the other late additions.
-    let mut stream = SeededRng::new(seed ^ 0x736e_6170);
-    match stream.range(0, 20) {
-        0..=3 => 64,
-        4..=11 => 128,
-        12..=16 => 1_024,
-        _ => kith_core::config::Config::new(NodeId(1), seed).snapshot_threshold_entries,
-    }
-}
-
 /// Runs one simulation to its end. A panic anywhere in the simulation
 /// (raft-rs's own assertions included) is reported as a violation.
 pub fn run(config: &SimConfig) -> SimReport {
@@ -173,98 +141,82 @@ pub fn run(config: &SimConfig) -> SimReport {
 
 async fn simulate(config: SimConfig) -> SimReport {
     let mut rng = SeededRng::new(config.seed ^ 0xfa17_5eed);
-    let faults = Faults {
-        loss: {
-            let base = rng.range(0, 20);
-            // A quarter of the seeds lose 20-30 %, drawn from a stream of
-            // their own so that the other seeds replay as before.
-            let mut lossy = SeededRng::new(config.seed ^ 0x6c6f_7373);
-            let lossier = config.scenario.is_none() && lossy.chance(0.25);
-            let percent = if lossier { lossy.range(20, 31) } else { base };
-            if config.faults {
-                percent as f64 / 100.0
-            } else {
-                0.0
-            }
-        },
-        duplicate: if config.faults { rng.range(0, 6) as f64 / 100.0 } else { 0.0 },
-        latency_ms: {
-            let lo = rng.range(1, 5);
-            (lo, lo + rng.range(1, 40))
-        },
-        mean_gap_ms: rng.range(300, 1000),
-        // Drawn from its own stream so that seeds without membership
-        // changes replay exactly as they did before these existed.
-        membership: config.faults
-            && config.scenario.is_none()
-            && SeededRng::new(config.seed ^ 0x6d65_6d62).chance(0.5),
-        // Its own stream too, for the same reason.
-        durable_history: config
-            .durable_history
-            .unwrap_or_else(|| SeededRng::new(config.seed ^ 0x6869_7374).chance(0.5)),
-        disk_faults: {
-            let mut stream = SeededRng::new(config.seed ^ 0x6675_6c6c);
-            (config.faults && config.scenario.is_none() && stream.chance(0.5)).then_some(stream)
-        },
-        swizzle: {
-            let mut stream = SeededRng::new(config.seed ^ 0x7377_697a);
-            (config.faults && config.scenario.is_none() && stream.chance(0.5)).then_some(stream)
-        },
-        snapshot_threshold_entries: config.scenario.map_or_else(
-            || draw_snapshot_threshold(config.seed),
-            Scenario::snapshot_threshold_entries,
-        ),
-    };
-    let mut report = SimReport {
-        parameters: format!(
-            "voters={} clients={} loss={:.2} duplicate={:.2} latency={}..{}ms fault_gap~{}ms fault_phase={}s",
-            config.voters,
-            config.clients,
-            faults.loss,
-            faults.duplicate,
-            faults.latency_ms.0,
-            faults.latency_ms.1,
-            faults.mean_gap_ms,
-            config.fault_phase.as_secs()
-        ) + &format!(" snapshot_every={}", faults.snapshot_threshold_entries) + &config.scenario.map_or_else(String::new, |s| format!(" scenario={s:?}"))
-            + if faults.membership { " membership_changes" } else { "" }
-            + if faults.durable_history { " durable_history" } else { "" }
-            + if faults.disk_faults.is_some() { " disk_faults" } else { "" }
-            + if faults.swizzle.is_some() { " swizzle_clog" } else { "" },
-        ..SimReport::default()
-    };
+    let drawn = Draw::new(&config, &mut rng);
+    let mut report = SimReport { parameters: drawn.describe(&config), ..SimReport::default() };
     let net = NetSim::current();
-    net.update_config(|c| {
-        c.packet_loss_rate = faults.loss;
-        c.send_latency =
-            Duration::from_millis(faults.latency_ms.0)..Duration::from_millis(faults.latency_ms.1);
-    });
+    drawn.configure(&net);
     let handle = Handle::current();
     let epoch = madsim::time::Instant::now();
-    let spares = config.scenario.map_or(u64::from(faults.membership), Scenario::spares);
+    let (world, spares) = build_world(&config, &drawn, epoch);
+    let ids: Vec<NodeId> = (1..=config.voters + spares).map(NodeId).collect();
+    let mut nodes: BTreeMap<NodeId, NodeHandle> =
+        ids.iter().map(|&id| (id, rebuild::spawn_replica(&handle, &world, id, epoch))).collect();
+    let active = Arc::new(AtomicBool::new(true));
+    let histories = spawn_clients(&config, &world, &handle, epoch, &active);
+    let end = epoch + config.fault_phase;
+    let mut rebuilds = Rebuilds::default();
+    let (crashes, down) = match config.scenario {
+        Some(scenario) => {
+            scenario::run_script(scenario, &world, &handle, &net, &nodes, epoch, end).await
+        }
+        None if config.faults => {
+            let mut cluster =
+                Controlled { nodes: &mut nodes, rebuilds: &mut rebuilds, epoch, swizzles: 0 };
+            let outcome =
+                random_faults(&world, &handle, &net, &mut cluster, &mut rng, &drawn, end).await;
+            report.swizzles = cluster.swizzles;
+            outcome
+        }
+        None => {
+            madsim::time::sleep_until(end).await;
+            (0, Vec::new())
+        }
+    };
+    report.crashes = crashes;
+    let mut cluster = Controlled { nodes: &mut nodes, rebuilds: &mut rebuilds, epoch, swizzles: 0 };
+    liveness(&world, &handle, &net, &mut cluster, &down, &active, &histories, &mut report).await;
+    report.replaced = rebuilds.completed;
+    finish(&mut report, &world, &histories, &config, epoch);
+    report
+}
+
+/// The world a run starts from: `config.voters` replicas and the spares
+/// the run needs, with their disks and stores as drawn.
+fn build_world(config: &SimConfig, drawn: &Draw, epoch: madsim::time::Instant) -> (World, u64) {
+    let spares = config.scenario.map_or(u64::from(drawn.membership), Scenario::spares);
     let mut disk = DiskConfig::default();
     if config.scenario.is_some_and(Scenario::always_tear) {
         disk.tear_on_crash = 1.0;
     }
     let world = World::new(config.seed, config.voters, spares, disk, (config.invariants)());
-    if faults.durable_history {
-        for slot in world.lock().replicas.values_mut() {
-            slot.history = Some(kith_core::testing::sim_history::SimHistory::default());
+    {
+        let mut w = world.lock();
+        if drawn.durable_history {
+            for slot in w.replicas.values_mut() {
+                slot.history = Some(kith_core::testing::sim_history::SimHistory::default());
+            }
+        }
+        w.keep_trace = config.keep_trace;
+        w.epoch = Some(epoch);
+        w.duplicate = drawn.duplicate;
+        w.snapshot_threshold_entries = drawn.snapshot_threshold_entries;
+        #[cfg(feature = "bug-switches")]
+        {
+            w.bugs = config.bugs;
         }
     }
-    world.lock().keep_trace = config.keep_trace;
-    world.lock().epoch = Some(epoch);
-    world.lock().duplicate = faults.duplicate;
-    world.lock().snapshot_threshold_entries = faults.snapshot_threshold_entries;
-    #[cfg(feature = "bug-switches")]
-    {
-        world.lock().bugs = config.bugs;
-    }
-    let ids: Vec<NodeId> = (1..=config.voters + spares).map(NodeId).collect();
-    let mut nodes: BTreeMap<NodeId, NodeHandle> =
-        ids.iter().map(|&id| (id, rebuild::spawn_replica(&handle, &world, id, epoch))).collect();
-    let active = Arc::new(AtomicBool::new(true));
-    let mut histories: BTreeMap<usize, Arc<Mutex<ClientHistory>>> = BTreeMap::new();
+    (world, spares)
+}
+
+/// Starts `config.clients` chat clients, each a madsim node of its own.
+fn spawn_clients(
+    config: &SimConfig,
+    world: &World,
+    handle: &Handle,
+    epoch: madsim::time::Instant,
+    active: &Arc<AtomicBool>,
+) -> BTreeMap<usize, Arc<Mutex<ClientHistory>>> {
+    let mut histories = BTreeMap::new();
     for i in 0..config.clients {
         let history = Arc::new(Mutex::new(ClientHistory::default()));
         histories.insert(i, history.clone());
@@ -286,29 +238,18 @@ async fn simulate(config: SimConfig) -> SimReport {
             .init(move || run_client(ctx.clone()))
             .build();
     }
-    let end = epoch + config.fault_phase;
-    let mut rebuilds = Rebuilds::default();
-    let (crashes, down) = match config.scenario {
-        Some(scenario) => {
-            scenario::run_script(scenario, &world, &handle, &net, &nodes, epoch, end).await
-        }
-        None if config.faults => {
-            let mut cluster =
-                Controlled { nodes: &mut nodes, rebuilds: &mut rebuilds, epoch, swizzles: 0 };
-            let outcome =
-                random_faults(&world, &handle, &net, &mut cluster, &mut rng, &faults, end).await;
-            report.swizzles = cluster.swizzles;
-            outcome
-        }
-        None => {
-            madsim::time::sleep_until(end).await;
-            (0, Vec::new())
-        }
-    };
-    report.crashes = crashes;
-    let mut cluster = Controlled { nodes: &mut nodes, rebuilds: &mut rebuilds, epoch, swizzles: 0 };
-    liveness(&world, &handle, &net, &mut cluster, &down, &active, &histories, &mut report).await;
-    report.replaced = rebuilds.completed;
+    histories
+}
+
+/// Fills in what the run left: the trace, the disks' and replicas'
+/// counters, the final configuration and the client histories.
+fn finish(
+    report: &mut SimReport,
+    world: &World,
+    histories: &BTreeMap<usize, Arc<Mutex<ClientHistory>>>,
+    config: &SimConfig,
+    epoch: madsim::time::Instant,
+) {
     let mut w = world.lock();
     report.trace_digest = *w.trace.finalize().as_bytes();
     report.trace = std::mem::take(&mut w.trace_lines);
@@ -326,14 +267,14 @@ async fn simulate(config: SimConfig) -> SimReport {
         }
     }
     drop(w);
-    if let Some(id) = faults::leader(&world) {
+    if let Some(id) = faults::leader(world) {
         let node = world.lock().replicas[&id].node.clone();
         if let Some(node) = node {
             report.final_voters = node.lock().expect("single-threaded").status().membership.voters;
         }
     }
     let mut events = Vec::new();
-    for (i, h) in &histories {
+    for (i, h) in histories {
         let mut h = h.lock().expect("single-threaded");
         report.acked += h.acked.len() as u64;
         report.completed += h.completed;
@@ -348,7 +289,6 @@ async fn simulate(config: SimConfig) -> SimReport {
         events.sort_by_key(|e| e.time_nanos);
         report.history = events.iter().enumerate().map(|(i, e)| e.to_json(i)).collect();
     }
-    report
 }
 
 /// Random faults drawn from the seed until `end`; returns the crashes and
@@ -359,7 +299,7 @@ async fn random_faults(
     net: &NetSim,
     cluster: &mut Controlled<'_>,
     rng: &mut SeededRng,
-    faults: &Faults,
+    faults: &Draw,
     end: madsim::time::Instant,
 ) -> (u64, Vec<(NodeId, madsim::time::Instant)>) {
     let mut outages = Outages::default();
