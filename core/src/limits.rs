@@ -109,6 +109,10 @@ pub const COMMAND_CLOCK_SKEW_MAX_MS: u64 = 2 * 60 * 1000;
 /// Commands remembered per user within the replay window.
 pub const RECENT_COMMANDS_PER_USER_MAX: usize = 10_000;
 
+/// Signed commands a node remembers having verified, so that a client's
+/// retries of the same bytes are not verified again (FIFO; 32 bytes each).
+pub const VERIFIED_COMMANDS_MAX: usize = 4096;
+
 /// Registered users.
 pub const USERS_MAX: usize = 1_000_000;
 

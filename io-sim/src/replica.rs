@@ -11,6 +11,7 @@ use kith_core::ids::{NodeId, ProposalId, ReadId};
 use kith_core::im::client_protocol::{ClientRequest, ClientResponse, RequestFrame, ResponseFrame};
 use kith_core::im::identity::UserId;
 use kith_core::im::protocol::ImQuery;
+use kith_core::im::verified_commands::VerifiedCommands;
 use kith_core::im::ImMachine;
 use kith_core::limits;
 use kith_core::node::{Input, Node, NodeOutput, Output, Role};
@@ -50,6 +51,8 @@ struct Driver {
     clock: Clock,
     proposals: BTreeMap<ProposalId, Asker>,
     reads: BTreeMap<ReadId, Asker>,
+    /// Commands whose signatures this incarnation checked.
+    verified: VerifiedCommands,
 }
 
 /// This replica's view of time: simulated time scaled by its skew.
@@ -221,6 +224,7 @@ fn start(
         clock,
         proposals: BTreeMap::new(),
         reads: BTreeMap::new(),
+        verified: VerifiedCommands::default(),
     })
 }
 
@@ -280,7 +284,7 @@ impl Driver {
         let now = self.clock.now();
         let mut node = self.node.lock().expect("single-threaded");
         let response = match frame.request {
-            ClientRequest::Submit(command) => match command.verify(Some(user)) {
+            ClientRequest::Submit(command) => match self.verified.verify(&command, Some(user)) {
                 Err(e) => Some(ClientResponse::Refused(e)),
                 Ok(_) => match node.submit(now, &command) {
                     Ok(proposal) => {

@@ -10,5 +10,6 @@ pub mod protocol;
 pub mod replica_protocol;
 pub mod subscriptions;
 pub mod typing;
+pub mod verified_commands;
 
 pub use machine::ImMachine;

@@ -73,7 +73,7 @@ impl Replica {
     /// Verifies and proposes a command, or forwards it to the leader.
     /// `user` is the connection's user (None when a replica forwarded it).
     pub(super) fn submit(&mut self, command: SignedCommand, asker: Asker, user: Option<UserId>) {
-        let body = match command.verify(user) {
+        let body = match self.verified.verify(&command, user) {
             Ok(body) => body,
             Err(e) => return answer(&mut self.swarm, asker, ClientResponse::Refused(e)),
         };

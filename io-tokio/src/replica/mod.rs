@@ -76,6 +76,8 @@ struct Replica {
     outbound: BTreeMap<OutboundRequestId, Outbound>,
     /// Client commands forwarded to the leader and not yet answered.
     forwards: usize,
+    /// Commands whose signatures this replica checked (clients retry).
+    verified: kith_core::im::verified_commands::VerifiedCommands,
     raft_in_flight: BTreeMap<PeerId, usize>,
     hub: SubscriptionHub,
     live: live::LiveSubscribers,

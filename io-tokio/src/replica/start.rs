@@ -204,6 +204,7 @@ pub(super) async fn start(options: &ReplicaOptions) -> Result<Started, ReplicaEr
         admin_proposals: BTreeMap::new(),
         outbound: BTreeMap::new(),
         forwards: 0,
+        verified: Default::default(),
         raft_in_flight: BTreeMap::new(),
         hub: SubscriptionHub::default(),
         live: live::LiveSubscribers::default(),

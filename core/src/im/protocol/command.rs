@@ -203,14 +203,30 @@ impl SignedCommand {
     /// node that receives the command, before proposing it; `connection` is
     /// the user the transport authenticated, if any.
     pub fn verify(&self, connection: Option<UserId>) -> Result<CommandBody, CommandError> {
-        if let Some(conn) = connection.filter(|c| *c != self.author) {
-            return Err(CommandError::AuthorMismatch {
-                author: self.author.to_string(),
-                connection: conn.to_string(),
-            });
-        }
+        self.check_author(connection)?;
         self.author.verify(&self.body, &self.signature).map_err(CommandError::Identity)?;
         self.decode_body()
+    }
+
+    /// Refuses a command whose author is not the connection's user.
+    pub(crate) fn check_author(&self, connection: Option<UserId>) -> Result<(), CommandError> {
+        match connection.filter(|c| *c != self.author) {
+            Some(conn) => Err(CommandError::AuthorMismatch {
+                author: self.author.to_string(),
+                connection: conn.to_string(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// A hash of exactly these signed bytes (author, signature, body).
+    pub fn fingerprint(&self) -> [u8; 32] {
+        let mut h = blake3::Hasher::new();
+        h.update(&self.author.0);
+        h.update(&(self.signature.len() as u64).to_le_bytes());
+        h.update(&self.signature);
+        h.update(&self.body);
+        *h.finalize().as_bytes()
     }
 
     /// Decodes the body without checking the signature (for replicas
