@@ -68,6 +68,43 @@ impl Clog {
     }
 }
 
+/// How long a killed replica stays down: an instant restart (a crash
+/// inside an election), an ordinary outage, or a long one that forces
+/// snapshot catch-up.
+fn outage_ms(rng: &mut SeededRng) -> u64 {
+    match rng.range(0, 10) {
+        0..=2 => rng.range(1, 50),
+        3..=8 => rng.range(50, 800),
+        _ => rng.range(2000, 4000),
+    }
+}
+
+/// A network cut among `ids`: one replica isolated, one link cut one way,
+/// or a random two-way partition.
+fn network_cut(ids: &[NodeId], rng: &mut SeededRng) -> Vec<Clog> {
+    let pick = |rng: &mut SeededRng| ids[rng.range(0, ids.len() as u64) as usize];
+    match rng.range(0, 3) {
+        0 => vec![Clog::Node(pick(rng))],
+        1 => {
+            let (a, b) = (pick(rng), pick(rng));
+            if a == b {
+                vec![]
+            } else {
+                vec![Clog::Link(a, b)]
+            }
+        }
+        _ => {
+            let side: BTreeMap<NodeId, bool> =
+                ids.iter().map(|id| (*id, rng.chance(0.5))).collect();
+            ids.iter()
+                .flat_map(|a| ids.iter().map(move |b| (*a, *b)))
+                .filter(|(a, b)| side[a] != side[b])
+                .map(|(a, b)| Clog::Link(a, b))
+                .collect()
+        }
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 pub(super) fn inject(
     world: &World,
@@ -88,41 +125,12 @@ pub(super) fn inject(
             let paused = clogs.iter().any(|(c, _)| matches!(c, Clog::Pause(p) if *p == id));
             if down.iter().all(|(d, _)| *d != id) && !paused {
                 kill(world, handle, nodes, id);
-                // Instant restarts (a crash inside an election), ordinary
-                // outages, and long ones that force snapshot catch-up.
-                let outage = match rng.range(0, 10) {
-                    0..=2 => rng.range(1, 50),
-                    3..=8 => rng.range(50, 800),
-                    _ => rng.range(2000, 4000),
-                };
-                down.push((id, now + Duration::from_millis(outage)));
+                down.push((id, now + Duration::from_millis(outage_ms(rng))));
                 return 1;
             }
         }
         3..=6 => {
-            let cuts = match rng.range(0, 3) {
-                // Isolate one replica.
-                0 => vec![Clog::Node(pick(rng))],
-                // A one-way cut.
-                1 => {
-                    let (a, b) = (pick(rng), pick(rng));
-                    if a == b {
-                        vec![]
-                    } else {
-                        vec![Clog::Link(a, b)]
-                    }
-                }
-                // A random two-way partition.
-                _ => {
-                    let side: BTreeMap<NodeId, bool> =
-                        ids.iter().map(|id| (*id, rng.chance(0.5))).collect();
-                    ids.iter()
-                        .flat_map(|a| ids.iter().map(move |b| (*a, *b)))
-                        .filter(|(a, b)| side[a] != side[b])
-                        .map(|(a, b)| Clog::Link(a, b))
-                        .collect()
-                }
-            };
+            let cuts = network_cut(&ids, rng);
             let lifts_at = now + Duration::from_millis(rng.range(100, 1200));
             for cut in cuts {
                 cut.apply(net, nodes);
