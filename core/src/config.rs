@@ -32,6 +32,20 @@ pub struct Config {
     pub bugs: crate::bugs::BugSwitches,
 }
 
+/// Whether the test-only switch `$switch` is on in `$holder.bugs`: always
+/// false without the `bug-switches` feature, so release builds carry no
+/// trace of it. One way to ask, wherever a rule can be broken on purpose.
+macro_rules! bug_on {
+    ($holder:expr, $switch:ident) => {{
+        #[cfg(feature = "bug-switches")]
+        let on = $holder.bugs.$switch;
+        #[cfg(not(feature = "bug-switches"))]
+        let on = false;
+        on
+    }};
+}
+pub(crate) use bug_on;
+
 impl Config {
     /// A configuration with default timing for replica `id`.
     pub fn new(id: NodeId, seed: u64) -> Config {

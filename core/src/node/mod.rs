@@ -21,7 +21,7 @@ pub use membership::MembershipChange;
 pub use metrics::NodeMetrics;
 pub use output::{DropOutcome, Membership, Output, Role};
 
-use crate::config::Config;
+use crate::config::{bug_on, Config};
 use crate::consensus::LogStore;
 use crate::durable::Record;
 use crate::ids::{LogIndex, NodeId, ProposalId, ReadId, Term};
@@ -217,8 +217,7 @@ impl<S: StateMachine> Node<S> {
             return Err(ReadError::QueueFull);
         }
         let id = self.reads.start(query, self.ticks + self.config.read_timeout_ticks);
-        #[cfg(feature = "bug-switches")]
-        if self.config.bugs.serve_reads_locally {
+        if bug_on!(self.config, serve_reads_locally) {
             self.reads.confirmed(&reads::encode_ctx(id), self.applied.get());
             self.drive();
             return Ok(id);

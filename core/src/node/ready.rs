@@ -9,6 +9,7 @@
 //! leader's own copy and commit further.
 
 use super::{Node, Output, Role};
+use crate::config::bug_on;
 use crate::durable::Record;
 use crate::ids::{LogIndex, NodeId, Term};
 use crate::limits;
@@ -88,7 +89,7 @@ impl<S: StateMachine> Node<S> {
             self.raw.on_persist_ready(number);
             self.report_applied();
         }
-        if self.ack_before_persist() {
+        if bug_on!(self.config, ack_before_persist) {
             for m in persisted_messages.drain(..) {
                 self.send_raft(m);
             }
@@ -105,26 +106,6 @@ impl<S: StateMachine> Node<S> {
         if reportable > log.applied {
             self.raw.advance_apply_to(reportable);
         }
-    }
-
-    #[cfg(feature = "bug-switches")]
-    fn ack_before_persist(&self) -> bool {
-        self.config.bugs.ack_before_persist
-    }
-
-    #[cfg(not(feature = "bug-switches"))]
-    fn ack_before_persist(&self) -> bool {
-        false
-    }
-
-    #[cfg(feature = "bug-switches")]
-    fn talk_to_removed(&self) -> bool {
-        self.config.bugs.talk_to_removed
-    }
-
-    #[cfg(not(feature = "bug-switches"))]
-    fn talk_to_removed(&self) -> bool {
-        false
     }
 
     /// Sends whatever durable batches released and tells raft-rs.
@@ -164,7 +145,7 @@ impl<S: StateMachine> Node<S> {
 
     fn send_raft(&mut self, mut m: Message) {
         let to = NodeId(m.to);
-        if self.removed.contains(&to) && !self.talk_to_removed() {
+        if self.removed.contains(&to) && !bug_on!(self.config, talk_to_removed) {
             // Decided before the removal was applied, or an answer to a
             // removed replica that still campaigns: dropped, as the
             // network might have.

@@ -9,6 +9,7 @@ mod rooms;
 mod snapshot;
 mod state;
 
+use crate::config::bug_on;
 use crate::ids::LogIndex;
 use crate::im::history::{HistoryError, HistoryStore, MemoryHistory};
 use crate::im::identity::UserId;
@@ -30,9 +31,9 @@ pub struct ImMachine {
     history: Box<dyn HistoryStore>,
     /// Set when the history store failed: the node must stop.
     fault: Option<String>,
-    /// Test-only: re-apply retried commands.
+    /// Test-only rule breakers (re-apply retried commands).
     #[cfg(feature = "bug-switches")]
-    skip_idempotency: bool,
+    bugs: crate::bugs::BugSwitches,
 }
 
 impl Default for ImMachine {
@@ -57,14 +58,14 @@ impl ImMachine {
             history,
             fault: None,
             #[cfg(feature = "bug-switches")]
-            skip_idempotency: false,
+            bugs: crate::bugs::BugSwitches::default(),
         }
     }
 
     /// This machine with test-only rule breakers switched on.
     #[cfg(feature = "bug-switches")]
     pub fn with_bugs(self, bugs: crate::bugs::BugSwitches) -> ImMachine {
-        ImMachine { skip_idempotency: bugs.skip_idempotency, ..self }
+        ImMachine { bugs, ..self }
     }
 
     /// Records a store failure; the first one is what the node reports.
@@ -82,16 +83,6 @@ impl ImMachine {
         if let Err(e) = self.history.put(room, entry) {
             self.fail(e);
         }
-    }
-
-    #[cfg(feature = "bug-switches")]
-    fn checks_idempotency(&self) -> bool {
-        !self.skip_idempotency
-    }
-
-    #[cfg(not(feature = "bug-switches"))]
-    fn checks_idempotency(&self) -> bool {
-        true
     }
 
     /// The replicated clock (ms).
@@ -219,7 +210,7 @@ impl StateMachine for ImMachine {
         let command_id = body.command_id;
         let duplicate =
             |result| ImResponse { author, command_id, result, duplicate: true, events: vec![] };
-        let dedupe = self.checks_idempotency();
+        let dedupe = !bug_on!(self, skip_idempotency);
         let placed = match self.history.message_id(author, command_id) {
             Ok(placed) => placed.filter(|_| dedupe),
             Err(e) => {
