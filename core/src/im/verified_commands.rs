@@ -44,16 +44,6 @@ impl VerifiedCommands {
         self.order.push_back(fingerprint);
         debug_assert_eq!(self.known.len(), self.order.len());
     }
-
-    /// Commands remembered.
-    pub fn len(&self) -> usize {
-        self.order.len()
-    }
-
-    /// Whether none is remembered.
-    pub fn is_empty(&self) -> bool {
-        self.order.is_empty()
-    }
 }
 
 #[cfg(test)]
@@ -80,7 +70,7 @@ mod tests {
         let good = command(&ann, 1);
         let body = verified.verify(&good, Some(ann.user())).unwrap();
         assert_eq!(verified.verify(&good, Some(ann.user())), Ok(body));
-        assert_eq!(verified.len(), 1);
+        assert_eq!(verified.order.len(), 1);
         // The same bytes from another connection are still refused.
         let stolen = verified.verify(&good, Some(bob.user()));
         assert!(matches!(stolen, Err(CommandError::AuthorMismatch { .. })));
@@ -93,7 +83,7 @@ mod tests {
         let mut swapped = command(&ann, 3);
         swapped.signature = good.signature.clone();
         assert!(verified.verify(&swapped, None).is_err());
-        assert_eq!(verified.len(), 1, "failures are not remembered");
+        assert_eq!(verified.order.len(), 1, "failures are not remembered");
     }
 
     #[test]
@@ -105,7 +95,7 @@ mod tests {
         for c in &commands {
             verified.verify(c, None).unwrap();
         }
-        assert_eq!(verified.len(), limits::VERIFIED_COMMANDS_MAX);
+        assert_eq!(verified.order.len(), limits::VERIFIED_COMMANDS_MAX);
         assert!(!verified.known.contains(&commands[0].fingerprint()));
         assert!(verified.known.contains(&commands[1].fingerprint()));
     }

@@ -2,7 +2,7 @@
 
 use super::faults::{heal, leader};
 use super::{Controlled, SimReport};
-use crate::client::{client_secret, ClientHistory};
+use crate::client::{client_secret, Histories};
 use crate::world::World;
 use kith_core::ids::NodeId;
 use kith_core::im::identity::Identity;
@@ -11,9 +11,7 @@ use kith_core::testing::violation::Violation;
 use kith_core::time::Instant;
 use madsim::net::NetSim;
 use madsim::runtime::Handle;
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 #[allow(clippy::too_many_arguments)]
@@ -24,7 +22,7 @@ pub(super) async fn liveness(
     cluster: &mut Controlled<'_>,
     down: &[(NodeId, madsim::time::Instant)],
     active: &AtomicBool,
-    histories: &BTreeMap<usize, Arc<Mutex<ClientHistory>>>,
+    histories: &Histories,
     report: &mut SimReport,
 ) {
     heal(net, cluster.nodes);
@@ -108,10 +106,7 @@ fn converged(world: &World) -> bool {
 }
 
 /// Hands the converged state and every client's sends to the invariants.
-fn check_final(
-    world: &World,
-    histories: &BTreeMap<usize, Arc<Mutex<ClientHistory>>>,
-) -> Result<(), Violation> {
+fn check_final(world: &World, histories: &Histories) -> Result<(), Violation> {
     let leader = leader(world).expect("converged");
     let mut w = world.lock();
     let node = w.replicas[&leader].node.clone().expect("live");

@@ -10,7 +10,7 @@ mod faults;
 mod rebuild;
 mod scenario;
 
-use crate::client::{client_secret, run_client, ClientCtx, ClientHistory};
+use crate::client::{client_secret, run_client, ClientCtx, ClientHistory, Histories};
 use crate::history::{EventType, HistoryEvent};
 use crate::world::{client_ip, World};
 use checks::liveness;
@@ -148,9 +148,10 @@ async fn simulate(config: SimConfig) -> SimReport {
     let handle = Handle::current();
     let epoch = madsim::time::Instant::now();
     let (world, spares) = build_world(&config, &drawn, epoch);
-    let ids: Vec<NodeId> = (1..=config.voters + spares).map(NodeId).collect();
-    let mut nodes: BTreeMap<NodeId, NodeHandle> =
-        ids.iter().map(|&id| (id, rebuild::spawn_replica(&handle, &world, id, epoch))).collect();
+    let mut nodes: BTreeMap<NodeId, NodeHandle> = (1..=config.voters + spares)
+        .map(NodeId)
+        .map(|id| (id, rebuild::spawn_replica(&handle, &world, id, epoch)))
+        .collect();
     let active = Arc::new(AtomicBool::new(true));
     let histories = spawn_clients(&config, &world, &handle, epoch, &active);
     let end = epoch + config.fault_phase;
@@ -215,7 +216,7 @@ fn spawn_clients(
     handle: &Handle,
     epoch: madsim::time::Instant,
     active: &Arc<AtomicBool>,
-) -> BTreeMap<usize, Arc<Mutex<ClientHistory>>> {
+) -> Histories {
     let mut histories = BTreeMap::new();
     for i in 0..config.clients {
         let history = Arc::new(Mutex::new(ClientHistory::default()));
@@ -246,7 +247,7 @@ fn spawn_clients(
 fn finish(
     report: &mut SimReport,
     world: &World,
-    histories: &BTreeMap<usize, Arc<Mutex<ClientHistory>>>,
+    histories: &Histories,
     config: &SimConfig,
     epoch: madsim::time::Instant,
 ) {

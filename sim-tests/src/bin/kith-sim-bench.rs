@@ -14,6 +14,8 @@
 //!
 //! Each row also reports wall microseconds per completed operation: what
 //! the target leaves is 10 (1000x at 100 operations per second).
+//!
+//! `kith-sim-bench ROW` runs only row ROW (0-3), e.g. under a profiler.
 
 use kith_io_sim::simulation::{run, SimConfig};
 use std::time::{Duration, Instant};
