@@ -51,6 +51,20 @@ pub fn decode<T: DeserializeOwned>(
     postcard::take_from_bytes(rest).map_err(malformed)
 }
 
+/// Decodes a value written in any version of `supported`, for formats whose
+/// newer versions only add enum variants (older bytes decode unchanged);
+/// an unsupported version is reported against the newest.
+pub fn decode_any_of<T: DeserializeOwned>(
+    bytes: &[u8],
+    supported: std::ops::RangeInclusive<u16>,
+) -> Result<(T, &[u8]), VersionedError> {
+    let found = postcard::take_from_bytes::<u16>(bytes)
+        .map_err(|e| VersionedError::Malformed(e.to_string()))?
+        .0;
+    let version = if supported.contains(&found) { found } else { *supported.end() };
+    decode(bytes, version)
+}
+
 /// Decodes one whole frame from untrusted bytes: at most `max_len` bytes,
 /// version `supported`, nothing after the value.
 pub fn decode_frame<T: DeserializeOwned>(
@@ -82,5 +96,18 @@ mod tests {
             Err(VersionedError::Version { found: 3, supported: 4 })
         );
         assert!(matches!(decode::<u64>(&[], 3), Err(VersionedError::Malformed(_))));
+    }
+
+    #[test]
+    fn reads_every_version_of_a_range_and_names_the_newest_otherwise() {
+        for version in 1..=2 {
+            let bytes = encode(version, &7u64);
+            assert_eq!(decode_any_of::<u64>(&bytes, 1..=2).unwrap().0, 7);
+        }
+        assert_eq!(
+            decode_any_of::<u64>(&encode(3, &7u64), 1..=2),
+            Err(VersionedError::Version { found: 3, supported: 2 })
+        );
+        assert!(matches!(decode_any_of::<u64>(&[], 1..=2), Err(VersionedError::Malformed(_))));
     }
 }

@@ -18,6 +18,7 @@ fn model(batches: &[Vec<Record>]) -> (Option<u64>, Vec<(u64, u64)>, DurableHardS
                 snap = Some(meta.index);
                 entries.clear();
             }
+            Record::Removed(_) => {}
             Record::Entries(es) => {
                 let first = es[0].index;
                 entries.retain(|(i, _)| *i < first);

@@ -8,6 +8,7 @@ use kith_core::node::{Input, MembershipChange, Node, Output, Role, SubmitError};
 use kith_core::testing::cluster::{Cluster, ClusterConfig};
 use kith_core::testing::list_machine::{Append, ListMachine};
 use kith_core::time::Instant;
+use kith_core::wire::{PeerBody, PeerFrame, WireMessage, WireMessageKind};
 use kith_sim_tests::invariants::all;
 use std::time::Duration;
 
@@ -113,6 +114,62 @@ fn membership_changes_add_promote_remove_and_leave_joint() {
     let voters: Vec<u64> =
         c.node(new_leader).unwrap().status().membership.voters.iter().map(|v| v.get()).collect();
     assert!(applied_everywhere(&c, &voters, 1));
+}
+
+/// A replica restarted after its snapshot absorbed a removal still sends
+/// the removed replica nothing: not even the reply raft-rs gives a stale
+/// leader's heartbeat (which would tell a removed replica it is alive).
+#[test]
+fn a_restarted_replica_still_refuses_a_member_removed_before_its_snapshot() {
+    let mut c = cluster(4, 0);
+    let leader = c.leader().unwrap();
+    let others: Vec<NodeId> = c.ids().into_iter().filter(|id| *id != leader).collect();
+    let (gone, restarted) = (others[0], others[1]);
+    c.crash(gone);
+    c.change_membership(leader, &MembershipChange::Remove(gone)).expect("accepted");
+    c.run_for(Duration::from_secs(1)).unwrap();
+    let removal_index = c.node(restarted).unwrap().status().applied;
+    for v in 0..300 {
+        append(&mut c, v);
+        c.run_for(Duration::from_millis(2)).unwrap();
+    }
+    c.run_for(Duration::from_millis(500)).unwrap();
+    let compacted = c.node(restarted).unwrap().status().snapshot_index;
+    assert!(compacted > removal_index, "the removal is inside the snapshot");
+    c.crash(restarted);
+    c.restart(restarted).unwrap();
+    c.run_for(Duration::from_millis(500)).unwrap();
+    c.take_events();
+    let stale_heartbeat = PeerFrame {
+        from: gone,
+        to: restarted,
+        body: PeerBody::Raft(WireMessage {
+            kind: WireMessageKind::Heartbeat,
+            term: 1,
+            log_term: 0,
+            index: 0,
+            entries: Vec::new(),
+            commit: 0,
+            commit_term: 0,
+            snapshot: None,
+            request_snapshot: 0,
+            reject: false,
+            reject_hint: 0,
+            context: Bytes::new(),
+            priority: 0,
+        }),
+    };
+    c.inject_frame(gone, restarted, stale_heartbeat.encode());
+    c.run_for(Duration::from_millis(100)).unwrap();
+    let answers = c
+        .take_events()
+        .into_iter()
+        .filter(|e| {
+            e.node == restarted && matches!(e.output, Output::Send { to, .. } if to == gone)
+        })
+        .count();
+    assert_eq!(answers, 0, "the restarted replica answered the removed one");
+    assert!(c.node(restarted).unwrap().metrics().frames_to_removed > 0, "its answer was dropped");
 }
 
 #[test]

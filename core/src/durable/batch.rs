@@ -2,7 +2,7 @@
 //! all little-endian u32, CRC-32C. The header has its own checksum so a torn
 //! or corrupt length is never trusted.
 
-use super::record::{Record, DURABLE_FORMAT_VERSION};
+use super::record::{Record, DURABLE_FORMAT_OLDEST_READ, DURABLE_FORMAT_VERSION};
 use crate::limits;
 use crate::versioned::VersionedError;
 
@@ -43,7 +43,11 @@ pub enum BatchError {
 
 /// Encodes records as one batch.
 pub fn encode_batch(records: &[Record]) -> Vec<u8> {
-    let payload = crate::versioned::encode(DURABLE_FORMAT_VERSION, &records);
+    frame(crate::versioned::encode(DURABLE_FORMAT_VERSION, &records))
+}
+
+/// Puts the batch header in front of a payload.
+fn frame(payload: Vec<u8>) -> Vec<u8> {
     let len = u32::try_from(payload.len()).expect("batches are bounded far below 4 GiB");
     let mut out = Vec::with_capacity(BATCH_HEADER_BYTES + payload.len());
     out.extend_from_slice(&BATCH_MAGIC.to_le_bytes());
@@ -80,7 +84,8 @@ pub fn decode_batch_at(bytes: &[u8], offset: usize) -> Result<(Vec<Record>, usiz
     if crc32c::crc32c(payload) != read_u32(rest, 8) {
         return Err(BatchError::BadPayload);
     }
-    let (records, _): (Vec<Record>, _) = crate::versioned::decode(payload, DURABLE_FORMAT_VERSION)
+    let readable = DURABLE_FORMAT_OLDEST_READ..=DURABLE_FORMAT_VERSION;
+    let (records, _): (Vec<Record>, _) = crate::versioned::decode_any_of(payload, readable)
         .map_err(|e| match e {
             VersionedError::Version { found, supported } => {
                 BatchError::Version { found, supported }
@@ -106,5 +111,20 @@ mod tests {
             bad[bit / 8] ^= 1 << (bit % 8);
             assert!(decode_batch_at(&bad, 0).is_err(), "bit {bit} flip went unnoticed");
         }
+    }
+
+    #[test]
+    fn version_one_batches_still_decode_and_later_ones_are_named() {
+        let records = vec![Record::HardState(DurableHardState { term: 3, vote: 1, commit: 2 })];
+        let old = frame(crate::versioned::encode(1, &records));
+        assert_eq!(decode_batch_at(&old, 0), Ok((records.clone(), old.len())));
+        let newer = frame(crate::versioned::encode(DURABLE_FORMAT_VERSION + 1, &records));
+        assert_eq!(
+            decode_batch_at(&newer, 0),
+            Err(BatchError::Version {
+                found: DURABLE_FORMAT_VERSION + 1,
+                supported: DURABLE_FORMAT_VERSION
+            })
+        );
     }
 }

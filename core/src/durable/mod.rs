@@ -15,5 +15,5 @@ mod record;
 mod recovery;
 
 pub use batch::{decode_batch_at, encode_batch, BatchError, BATCH_HEADER_BYTES, BATCH_MAGIC};
-pub use record::{DurableHardState, Record, DURABLE_FORMAT_VERSION};
+pub use record::{DurableHardState, Record, DURABLE_FORMAT_OLDEST_READ, DURABLE_FORMAT_VERSION};
 pub use recovery::{recover, RecoveredLog, RecoveryError};

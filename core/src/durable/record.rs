@@ -4,8 +4,12 @@ use crate::wire::{WireEntry, WireSnapshotMeta};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-/// Version of the record encoding inside a batch.
-pub const DURABLE_FORMAT_VERSION: u16 = 1;
+/// Version of the record encoding inside a batch (the one written).
+pub const DURABLE_FORMAT_VERSION: u16 = 2;
+
+/// The oldest version still read: version 1 is version 2 without
+/// [`Record::Removed`], so its batches decode as they are.
+pub const DURABLE_FORMAT_OLDEST_READ: u16 = 1;
 
 /// Raft's hard state: the vote and term that must survive a crash.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,4 +38,10 @@ pub enum Record {
         /// The state machine's bytes.
         data: Bytes,
     },
+    /// The replicas this one has seen leave its configuration and not come
+    /// back, as of the snapshot before it in the same batch (entries after
+    /// the snapshot are applied again at restart and add later removals).
+    /// Without it a restarted replica would answer a removed one that still
+    /// believes itself a member.
+    Removed(Vec<u64>),
 }

@@ -22,6 +22,9 @@ pub struct RecoveredLog {
     pub hard_state: DurableHardState,
     /// Entries after the snapshot, contiguous.
     pub entries: Vec<WireEntry>,
+    /// The replicas it had seen removed, as of the snapshot (the latest
+    /// [`Record::Removed`]; empty on disks written before it existed).
+    pub removed: Vec<u64>,
     /// Valid length of the last segment; the driver truncates it to this.
     pub last_segment_valid_bytes: usize,
     /// Bytes of torn tail that were cut off (0 when the disk was clean).
@@ -105,6 +108,7 @@ fn intact_batch_after(bytes: &[u8], offset: usize) -> bool {
 fn apply(log: &mut RecoveredLog, record: Record) -> Result<(), &'static str> {
     match record {
         Record::HardState(hs) => log.hard_state = hs,
+        Record::Removed(ids) => log.removed = ids,
         Record::Snapshot { meta, data } => {
             log.entries.clear();
             log.snapshot = Some((meta, data));
@@ -219,5 +223,16 @@ mod tests {
         let gap = encode_batch(&[Record::Entries(vec![entry(9, 2)])]);
         disk.extend(gap);
         assert!(matches!(recover(&[&disk]), Err(RecoveryError::Inconsistent { .. })));
+    }
+
+    #[test]
+    fn the_latest_removed_record_wins() {
+        let mut disk = encode_batch(&[Record::Removed(vec![4])]);
+        assert_eq!(recover(&[&disk]).unwrap().removed, [4]);
+        disk.extend(encode_batch(&[
+            Record::Removed(vec![4, 7]),
+            Record::Entries(vec![entry(1, 1)]),
+        ]));
+        assert_eq!(recover(&[&disk]).unwrap().removed, [4, 7]);
     }
 }

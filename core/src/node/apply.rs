@@ -227,6 +227,7 @@ impl<S: StateMachine> Node<S> {
                 meta: store.wire_snapshot_meta(),
                 data: store.snapshot_ref().data.clone(),
             },
+            Record::Removed(self.removed.iter().map(|id| id.get()).collect()),
             Record::HardState(store.durable_hard_state()),
             Record::Entries(store.wire_entries()),
         ];

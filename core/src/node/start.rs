@@ -80,6 +80,8 @@ impl<S: StateMachine> Node<S> {
             }
         }
         let mut node = Self::start(config, store, machine, now)?;
+        let removed = log.removed.iter().map(|id| NodeId(*id));
+        node.removed = removed.filter(|id| !node.membership.contains(*id)).collect();
         if skipped {
             // The log on disk must start again from the adopted snapshot.
             node.persist_new_segment();
