@@ -120,6 +120,34 @@ fn vote_safety() {
     assert!(first_objection(&mut VoteSafety::default(), &broken).is_some());
 }
 
+fn members(voters: &[u64]) -> Membership {
+    Membership { voters: voters.iter().map(|v| NodeId(*v)).collect(), ..Membership::default() }
+}
+
+fn adopted(node: u64, incarnation: u64, membership: &Membership) -> Observation<'_> {
+    Observation::MembershipChanged { node: NodeId(node), incarnation, membership }
+}
+
+#[test]
+fn removed_members() {
+    let (all, without_3) = (members(&[1, 2, 3]), members(&[1, 2]));
+    let (to_3, to_2) = (vote(1, 3, 5, false), vote(1, 2, 5, false));
+    // Node 1 drops 3 from its configuration, then keeps talking to 2 only.
+    let fine = [adopted(1, 1, &all), sent(&to_3), adopted(1, 1, &without_3), sent(&to_2)];
+    assert_eq!(first_objection(&mut RemovedMembers::default(), &fine), None);
+    // Added back: talking to it again is fine.
+    let back = [adopted(1, 1, &all), adopted(1, 1, &without_3), adopted(1, 1, &all), sent(&to_3)];
+    assert_eq!(first_objection(&mut RemovedMembers::default(), &back), None);
+    // A vote for the replica it removed.
+    let broken = [adopted(1, 1, &all), adopted(1, 1, &without_3), sent(&to_3)];
+    let objection = first_objection(&mut RemovedMembers::default(), &broken);
+    assert!(objection.is_some_and(|o| o.contains("which it had removed")));
+    // Another node never had 3 and never removed it: nothing to object to.
+    let other = vote(2, 3, 5, false);
+    let unrelated = [adopted(2, 1, &without_3), sent(&other)];
+    assert_eq!(first_objection(&mut RemovedMembers::default(), &unrelated), None);
+}
+
 fn batch(index: u64, term: u64, data: &'static [u8]) -> Vec<Record> {
     let payload = WireEntryPayload::Normal(Bytes::from_static(data));
     vec![Record::Entries(vec![WireEntry { term, index, payload, context: Bytes::new() }])]
