@@ -15,9 +15,20 @@
 //! Each row also reports wall microseconds per completed operation: what
 //! the target leaves is 10 (1000x at 100 operations per second).
 //!
+//! Before the rows, the floor that signatures alone put under every
+//! operation: one ed25519 signature by the client and one verification at
+//! the replica that takes it in (the fewest any operation gets), timed on
+//! a command like the simulated clients send, and the speed that floor
+//! alone allows at 100 operations per second.
+//!
 //! `kith-sim-bench ROW` runs only row ROW (0-3), e.g. under a profiler.
 
+use kith_core::im::identity::Identity;
+use kith_core::im::protocol::{
+    CommandBody, Operation, RoomId, SignedCommand, Target, IM_PROTOCOL_VERSION,
+};
 use kith_io_sim::simulation::{run, SimConfig};
+use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 /// Seconds simulated per seed (the fault phase; healing comes on top).
@@ -80,6 +91,40 @@ fn measure(row: &Row) -> Measured {
     Measured { speed }
 }
 
+/// Times signing and verifying `COMMANDS` distinct commands; returns the
+/// wall microseconds one operation spends on its signature at least.
+fn signature_floor_us() -> f64 {
+    const COMMANDS: u64 = 4_000;
+    let alice = Identity::from_secret([7; 32]);
+    let bodies: Vec<CommandBody> = (0..COMMANDS)
+        .map(|n| CommandBody {
+            version: IM_PROTOCOL_VERSION,
+            command_id: uuid::Uuid::from_u64_pair(n, n),
+            issued_at_ms: n * 10,
+            op: Operation::Send {
+                to: Target::Room(RoomId::Group("lobby".into())),
+                text: format!("hello {}", n % 10_000),
+            },
+        })
+        .collect();
+    let started = Instant::now();
+    let signed: Vec<SignedCommand> =
+        bodies.iter().map(|b| SignedCommand::sign(&alice, black_box(b))).collect();
+    let sign_us = started.elapsed().as_secs_f64() * 1e6 / COMMANDS as f64;
+    let started = Instant::now();
+    for command in &signed {
+        assert!(black_box(command).verify(None).is_ok(), "a fresh signature verifies");
+    }
+    let verify_us = started.elapsed().as_secs_f64() * 1e6 / COMMANDS as f64;
+    let per_op_us = sign_us + verify_us;
+    println!(
+        "{:<40} sign {sign_us:.1} us + verify {verify_us:.1} us per operation: at 100 ops/s at most {:.0}x",
+        "signature floor",
+        1e6 / (100.0 * per_op_us),
+    );
+    per_op_us
+}
+
 fn main() {
     let rows = [
         Row { label: "faults, 10 clients", seeds: 20, faults: true, clients: 10 },
@@ -91,11 +136,13 @@ fn main() {
         measure(&rows[only.min(rows.len() - 1)]);
         return;
     }
+    let floor_us = signature_floor_us();
     let speeds: Vec<f64> = rows.iter().map(|r| measure(r).speed).collect();
     println!(
-        "target: >= 1000x with faults at 100 ops/s: {} ({:.0}x with 100 clients; {:.0}x with no load at all)",
+        "target: >= 1000x with faults at 100 ops/s: {} ({:.0}x with 100 clients; {:.0}x with no load at all; signatures alone allow {:.0}x)",
         if speeds[1] >= 1000.0 { "met" } else { "NOT met" },
         speeds[1],
         speeds[3],
+        1e6 / (100.0 * floor_us),
     );
 }
