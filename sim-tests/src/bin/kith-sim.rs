@@ -1,16 +1,21 @@
 //! `kith-sim`: run seeded cluster simulations and replay failing seeds.
 //!
 //! `kith-sim --seed 42` runs one seed; `kith-sim --seeds 500 --from 1000`
-//! runs many with a progress display and a summary. Every run prints the
+//! runs many with a progress display and a summary, one seed per core at a
+//! time (`--jobs`; each seed is still one deterministic, single-threaded
+//! simulation, so a seed's outcome does not depend on it). Every run prints the
 //! fault parameters drawn from its seed and ends with one line (seed,
 //! ok/FAIL, trace digest, simulated and wall seconds, speed); a failure
 //! exits non-zero and prints the command that reproduces it.
 
 use clap::{Parser, ValueEnum};
 use kith_io_sim::simulation::Scenario;
+use kith_sim_tests::runner::SeedOutcome;
 use kith_sim_tests::runner::{run_seed, Engine, RunSpec, WorkloadKind};
 use std::io::Write;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -45,6 +50,10 @@ struct Args {
     /// First seed of a `--seeds` run.
     #[arg(long, default_value_t = 0)]
     from: u64,
+    /// Seeds simulated side by side in a `--seeds` run (default: one per
+    /// core).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=256))]
+    jobs: Option<u64>,
     /// Voting replicas per cluster.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=7))]
     voters: u64,
@@ -126,11 +135,62 @@ fn main() -> ExitCode {
         (None, Some(n)) => (args.from, n),
         (None, None) => (args.from, 1),
     };
+    let jobs = match args.jobs {
+        Some(jobs) => jobs as usize,
+        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+    };
     let started = Instant::now();
+    let (sender, outcomes) = mpsc::channel();
+    let next = AtomicU64::new(0);
+    let workers = jobs.min(usize::try_from(count).unwrap_or(usize::MAX)).max(1);
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            let sender = sender.clone();
+            let (spec, next) = (&spec, &next);
+            let worker = std::thread::Builder::new().stack_size(SIMULATION_STACK_BYTES);
+            worker
+                .spawn_scoped(scope, move || simulate(spec, from, count, next, &sender))
+                .expect("a worker thread starts");
+        }
+        drop(sender);
+        report(&args, count, from, outcomes, started)
+    })
+}
+
+/// Stack for each seed's thread: as much as the main thread has.
+const SIMULATION_STACK_BYTES: usize = 8 << 20;
+
+/// Runs seeds `from + k` for each `k` taken from `next`, until `count`.
+fn simulate(
+    spec: &RunSpec,
+    from: u64,
+    count: u64,
+    next: &AtomicU64,
+    outcomes: &mpsc::Sender<SeedOutcome>,
+) {
+    loop {
+        let k = next.fetch_add(1, Ordering::Relaxed);
+        if k >= count {
+            return;
+        }
+        if outcomes.send(run_seed(from.saturating_add(k), spec)).is_err() {
+            return; // the report stopped (stdout closed)
+        }
+    }
+}
+
+/// Prints each outcome as it arrives, then the summary.
+fn report(
+    args: &Args,
+    count: u64,
+    from: u64,
+    outcomes: mpsc::Receiver<SeedOutcome>,
+    started: Instant,
+) -> ExitCode {
     let mut failures = Vec::new();
     let mut simulated = 0.0;
-    for (i, seed) in (from..from.saturating_add(count)).enumerate() {
-        let outcome = run_seed(seed, &spec);
+    for (i, outcome) in outcomes.into_iter().enumerate() {
+        let seed = outcome.seed;
         simulated += outcome.simulated.as_secs_f64();
         if count == 1 || outcome.violation.is_some() {
             say!("seed {seed}: {}", outcome.parameters);
@@ -148,7 +208,7 @@ fn main() -> ExitCode {
         if let Some(v) = &outcome.violation {
             say!("{}", outcome.line());
             say!("  {v}");
-            say!("  reproduce with: {}", reproduce(&args, seed));
+            say!("  reproduce with: {}", reproduce(args, seed));
             failures.push(seed);
         } else if count == 1 {
             say!("{}", outcome.line());
@@ -165,9 +225,10 @@ fn main() -> ExitCode {
     }
     if count > 1 {
         eprintln!();
+        failures.sort_unstable();
         let wall = started.elapsed().as_secs_f64().max(1e-9);
         say!(
-            "{count} seeds from {from}: {} ok, {} FAIL; simulated {simulated:.0}s in {wall:.1}s ({:.0}x, {:.0} seeds/min)",
+            "{count} seeds from {from}: {} ok, {} FAIL; simulated {simulated:.0}s in {wall:.1}s ({:.0}x over all seeds run side by side, {:.0} seeds/min)",
             count - failures.len() as u64,
             failures.len(),
             simulated / wall,
