@@ -63,8 +63,6 @@ fn write_seed_corpus() {
         std::fs::write(dir.join(name), bytes).unwrap();
     };
     let message = |kind| WireMessage {
-        kind,
-        term: 2,
         log_term: 1,
         index: 3,
         entries: vec![WireEntry {
@@ -75,12 +73,7 @@ fn write_seed_corpus() {
         }],
         commit: 3,
         commit_term: 1,
-        snapshot: None,
-        request_snapshot: 0,
-        reject: false,
-        reject_hint: 0,
-        context: Bytes::new(),
-        priority: 0,
+        ..WireMessage::new(kind, 2)
     };
     let frame = PeerFrame {
         from: NodeId(1),

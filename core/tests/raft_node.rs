@@ -143,21 +143,7 @@ fn a_restarted_replica_still_refuses_a_member_removed_before_its_snapshot() {
     let stale_heartbeat = PeerFrame {
         from: gone,
         to: restarted,
-        body: PeerBody::Raft(WireMessage {
-            kind: WireMessageKind::Heartbeat,
-            term: 1,
-            log_term: 0,
-            index: 0,
-            entries: Vec::new(),
-            commit: 0,
-            commit_term: 0,
-            snapshot: None,
-            request_snapshot: 0,
-            reject: false,
-            reject_hint: 0,
-            context: Bytes::new(),
-            priority: 0,
-        }),
+        body: PeerBody::Raft(WireMessage::new(WireMessageKind::Heartbeat, 1)),
     };
     c.inject_frame(gone, restarted, stale_heartbeat.encode());
     c.run_for(Duration::from_millis(100)).unwrap();

@@ -114,19 +114,8 @@ mod tests {
             from: NodeId(1),
             to: NodeId(2),
             body: PeerBody::Raft(WireMessage {
-                kind: WireMessageKind::Heartbeat,
-                term: 3,
-                log_term: 0,
-                index: 0,
-                entries: vec![],
                 commit: 7,
-                commit_term: 0,
-                snapshot: None,
-                request_snapshot: 0,
-                reject: false,
-                reject_hint: 0,
-                context: Bytes::new(),
-                priority: 0,
+                ..WireMessage::new(WireMessageKind::Heartbeat, 3)
             }),
         }
     }

@@ -293,6 +293,26 @@ pub(crate) fn decode_local_conf_change(data: &[u8]) -> ConfChangeV2 {
 }
 
 impl WireMessage {
+    /// A message of `kind` at `term` with every other field empty (zero,
+    /// none, false), to fill in with struct update syntax.
+    pub fn new(kind: WireMessageKind, term: u64) -> WireMessage {
+        WireMessage {
+            kind,
+            term,
+            log_term: 0,
+            index: 0,
+            entries: Vec::new(),
+            commit: 0,
+            commit_term: 0,
+            snapshot: None,
+            request_snapshot: 0,
+            reject: false,
+            reject_hint: 0,
+            context: Bytes::new(),
+            priority: 0,
+        }
+    }
+
     /// Mirror an outgoing raft-rs message. Returns `None` for local-only kinds.
     /// The snapshot's data is left out; see the module docs.
     pub fn from_raft(m: &Message) -> Option<WireMessage> {

@@ -165,19 +165,8 @@ mod tests {
 
     fn snapshot_message() -> WireMessage {
         WireMessage {
-            kind: WireMessageKind::Snapshot,
-            term: 2,
-            log_term: 0,
-            index: 0,
-            entries: vec![],
-            commit: 0,
-            commit_term: 0,
             snapshot: Some(WireSnapshotMeta { index: 10, term: 2, ..Default::default() }),
-            request_snapshot: 0,
-            reject: false,
-            reject_hint: 0,
-            context: Bytes::new(),
-            priority: 0,
+            ..WireMessage::new(WireMessageKind::Snapshot, 2)
         }
     }
 

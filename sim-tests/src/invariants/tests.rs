@@ -88,21 +88,7 @@ fn election_safety() {
 }
 
 fn vote(from: u64, to: u64, term: u64, reject: bool) -> PeerFrame {
-    let m = WireMessage {
-        kind: WireMessageKind::RequestVoteResponse,
-        term,
-        log_term: 0,
-        index: 0,
-        entries: Vec::new(),
-        commit: 0,
-        commit_term: 0,
-        snapshot: None,
-        request_snapshot: 0,
-        reject,
-        reject_hint: 0,
-        context: Bytes::new(),
-        priority: 0,
-    };
+    let m = WireMessage { reject, ..WireMessage::new(WireMessageKind::RequestVoteResponse, term) };
     PeerFrame { from: NodeId(from), to: NodeId(to), body: PeerBody::Raft(m) }
 }
 
