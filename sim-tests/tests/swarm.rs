@@ -4,9 +4,12 @@ use kith_core::ids::NodeId;
 use kith_io_sim::simulation::{run, SimConfig};
 use std::time::Duration;
 
+/// Simulated seconds of faults per seed (healing comes on top).
+const SECONDS: u64 = 30;
+
 fn config(seed: u64) -> SimConfig {
     let mut c = SimConfig::new(seed, kith_sim_tests::invariants::all);
-    c.fault_phase = Duration::from_secs(5);
+    c.fault_phase = Duration::from_secs(SECONDS);
     c
 }
 
@@ -23,7 +26,7 @@ fn swarm_seeds_hold_every_invariant() {
     for seed in 0..seeds {
         let r = run(&config(seed));
         if let Some(v) = &r.violation {
-            panic!("seed {seed} ({}): {v}\nreproduce with: cargo run --release -p kith-sim-tests --bin kith-sim -- --seconds 5 --seed {seed}", r.parameters);
+            panic!("seed {seed} ({}): {v}\nreproduce with: cargo run --release -p kith-sim-tests --bin kith-sim -- --seconds {SECONDS} --seed {seed}", r.parameters);
         }
         acked += r.acked;
         let loss = r.parameters.split("loss=").nth(1).and_then(|v| v[..4].parse::<f64>().ok());
@@ -51,7 +54,8 @@ fn swarm_seeds_hold_every_invariant() {
     assert!(acked > seeds * 5, "clients made almost no progress: {acked} acks over {seeds} seeds");
     // About half the seeds draw membership changes (one fault draw in ten
     // is a change); in some of them the cluster ends with other voters than
-    // it started with (measured: 21 of 200 seeds).
+    // it started with (measured: 73 of the 96 such seeds in 200, at 30 s;
+    // 21 when seeds were 5 s long).
     assert!(membership_seeds > seeds / 4, "{membership_seeds} of {seeds} seeds changed membership");
     assert!(reconfigured >= membership_seeds / 10, "only {reconfigured} runs ended reconfigured");
     // About half keep history on a durable store, and in those far-behind
@@ -74,7 +78,8 @@ fn swarm_seeds_hold_every_invariant() {
     assert!(swizzles > 0, "no swizzle-clog was carried out");
     assert!(lossiest >= 0.25, "the lossiest seed lost only {lossiest}");
     println!(
-        "{seeds} seeds: {durable_seeds} with durable history ({durable_installs} snapshots \
+        "{seeds} seeds: {membership_seeds} with membership changes ({reconfigured} ended \
+         reconfigured), {durable_seeds} with durable history ({durable_installs} snapshots \
          installed), {disk_fault_seeds} with disk faults ({writes_refused} writes refused, \
          {reads_failed} reads failed, {corruptions} bits rotted, {replaced} replicas replaced), \
          {swizzle_seeds} with swizzle-clogs ({swizzles} carried out), loss up to {lossiest}"
