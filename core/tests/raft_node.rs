@@ -158,6 +158,40 @@ fn a_restarted_replica_still_refuses_a_member_removed_before_its_snapshot() {
     assert!(c.node(restarted).unwrap().metrics().frames_to_removed > 0, "its answer was dropped");
 }
 
+/// Found by the madsim swarm (seed 9228, 5 voters): a replica that had
+/// applied X's removal refused to answer X even once X was added back and
+/// led, so it never caught up to learn of the return.
+#[test]
+fn a_replica_that_removed_a_member_follows_it_once_it_is_back_and_leads() {
+    let mut c = cluster(4, 0);
+    let leader = c.leader().unwrap();
+    let others: Vec<NodeId> = c.ids().into_iter().filter(|id| *id != leader).collect();
+    let (back, lagging) = (others[0], others[1]);
+    c.change_membership(leader, &MembershipChange::Remove(back)).expect("accepted");
+    for v in 0..100 {
+        append(&mut c, v);
+        c.run_for(Duration::from_millis(2)).unwrap();
+    }
+    c.run_for(Duration::from_millis(500)).unwrap();
+    assert!(!c.node(lagging).unwrap().status().membership.contains(back));
+    c.crash(lagging);
+    for change in [MembershipChange::AddLearner(back), MembershipChange::Promote(back)] {
+        let leader = c.leader().expect("a leader");
+        c.change_membership(leader, &change).expect("accepted");
+        c.run_for(Duration::from_secs(1)).unwrap();
+    }
+    let leader = c.leader().expect("a leader");
+    c.transfer_leadership(leader, back);
+    c.run_for(Duration::from_secs(1)).unwrap();
+    assert_eq!(c.leader(), Some(back), "the returned member leads");
+    c.restart(lagging).unwrap();
+    append(&mut c, 100);
+    c.run_for(Duration::from_secs(3)).unwrap();
+    let node = c.node(lagging).unwrap();
+    assert!(node.status().membership.contains(back), "it learned of the return");
+    assert_eq!(node.state_machine().list(0).len(), 101);
+}
+
 /// Three replicas wired by hand: which links carry frames and which
 /// replicas' disks finish their writes is up to the test.
 struct Wired {

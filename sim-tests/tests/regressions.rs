@@ -24,6 +24,25 @@ fn seed_1302_passes() {
     assert!(report.violation.is_none(), "seed 1302: {:?}", report.violation);
 }
 
+/// Seed 9228 with 5 voters (60 s) found that a replica which had applied
+/// X's removal refused to answer X even after X was added back and led,
+/// so it never caught up (fixed in node/ready.rs: a removed replica that
+/// leads the term is answered). Kept beside its direct test,
+/// `a_replica_that_removed_a_member_follows_it_once_it_is_back_and_leads`
+/// in core/tests/raft_node.rs; seed 9285 then found the checker objecting
+/// to a read forwarded to such a leader (its unit test in
+/// sim-tests/src/invariants/tests.rs).
+#[test]
+fn seeds_9228_and_9285_pass_with_five_voters() {
+    for seed in [9228, 9285] {
+        let mut config = SimConfig::new(seed, kith_sim_tests::invariants::all);
+        config.fault_phase = Duration::from_secs(60);
+        config.voters = 5;
+        let report = run(&config);
+        assert!(report.violation.is_none(), "seed {seed}: {:?}", report.violation);
+    }
+}
+
 /// Seed 32 (60 s) found that once every original replica was found beyond
 /// repair and replaced, the clients, which only knew the originals, could
 /// never finish (fixed in io-sim/src/client.rs: clients follow the

@@ -145,10 +145,17 @@ impl<S: StateMachine> Node<S> {
 
     fn send_raft(&mut self, mut m: Message) {
         let to = NodeId(m.to);
-        if self.removed.contains(&to) && !bug_on!(self.config, talk_to_removed) {
+        if self.removed.contains(&to)
+            && self.leader != Some(to)
+            && !bug_on!(self.config, talk_to_removed)
+        {
             // Decided before the removal was applied, or an answer to a
             // removed replica that still campaigns: dropped, as the
-            // network might have.
+            // network might have. Not so to a leader this replica follows:
+            // it won an election after the removal, so a majority chose it
+            // (typically it was added back, and this replica has not yet
+            // applied that); refusing it would leave this replica behind
+            // for good, never learning of the return.
             self.metrics.frames_to_removed += 1;
             return;
         }

@@ -20,6 +20,7 @@ use uuid::Uuid;
 /// A replica as a checker sees it, with every field set by the test.
 struct Fake {
     id: u64,
+    leader: Option<u64>,
     commit: u64,
     applied: u64,
     log: Vec<(u64, u64)>,
@@ -28,7 +29,7 @@ struct Fake {
 
 impl Fake {
     fn new(id: u64) -> Fake {
-        Fake { id, commit: 0, applied: 0, log: Vec::new(), digest: 0 }
+        Fake { id, leader: None, commit: 0, applied: 0, log: Vec::new(), digest: 0 }
     }
 }
 
@@ -41,7 +42,7 @@ impl ReplicaView for Fake {
             id: NodeId(self.id),
             role: Role::Follower,
             term: Term(1),
-            leader: None,
+            leader: self.leader.map(NodeId),
             commit: LogIndex(self.commit),
             applied: LogIndex(self.applied),
             last_index: LogIndex(self.log.len() as u64),
@@ -128,6 +129,28 @@ fn removed_members() {
     let broken = [adopted(1, 1, &all), adopted(1, 1, &without_3), sent(&to_3)];
     let objection = first_objection(&mut RemovedMembers::default(), &broken);
     assert!(objection.is_some_and(|o| o.contains("which it had removed")));
+    // Unless 3 won an election since (it was added back, say): a replica
+    // may answer the leader of a term, but not in a term 3 did not win.
+    let (fake_3, answer) = (Fake::new(3), vote(1, 3, 7, false));
+    let elected =
+        [adopted(1, 1, &all), adopted(1, 1, &without_3), leader(&fake_3, 7), sent(&answer)];
+    assert_eq!(first_objection(&mut RemovedMembers::default(), &elected), None);
+    let other_term =
+        [adopted(1, 1, &all), adopted(1, 1, &without_3), leader(&fake_3, 6), sent(&answer)];
+    assert!(first_objection(&mut RemovedMembers::default(), &other_term).is_some());
+    // A forwarded read carries no term: fine to the leader it follows.
+    let read = PeerFrame {
+        from: NodeId(1),
+        to: NodeId(3),
+        body: PeerBody::Raft(WireMessage::new(WireMessageKind::ReadIndex, 0)),
+    };
+    let (following_3, following_none) = (Fake { leader: Some(3), ..Fake::new(1) }, Fake::new(1));
+    let stepped = |node| Observation::Stepped { node, incarnation: 1 };
+    for (node, fine) in [(&following_3, true), (&following_none, false)] {
+        let run = [adopted(1, 1, &all), adopted(1, 1, &without_3), stepped(node), sent(&read)];
+        let objection = first_objection(&mut RemovedMembers::default(), &run);
+        assert_eq!(objection.is_none(), fine, "{objection:?}");
+    }
     // Another node never had 3 and never removed it: nothing to object to.
     let other = vote(2, 3, 5, false);
     let unrelated = [adopted(2, 1, &without_3), sent(&other)];
