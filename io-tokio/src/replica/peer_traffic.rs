@@ -77,15 +77,19 @@ impl Replica {
         self.node.membership().contains(node_id_of(peer))
     }
 
-    /// Raft traffic is taken from members only; a replica that has not yet
-    /// learned any configuration (it is joining) takes it from the replicas
-    /// its join target told it about.
+    /// Raft traffic is taken from members, and from the replicas members
+    /// told this one about (its directory): a replica that has not applied
+    /// an addition yet must still follow the added replica if it leads,
+    /// or it never catches up to learn of the addition. A replica that has
+    /// not learned any configuration (it is joining) also takes it from
+    /// its join targets. Strangers are refused; a removed replica known to
+    /// the directory gets past this gate, and the node gives it nothing
+    /// to act on (`Node::removed`), as the simulator checks.
     fn may_send_raft(&self, peer: &PeerId) -> bool {
         let membership = self.node.membership();
-        if membership.is_empty() {
-            return self.directory.knows(peer) || self.join_peers.contains(peer);
-        }
         membership.contains(node_id_of(peer))
+            || self.directory.knows(peer)
+            || (membership.is_empty() && self.join_peers.contains(peer))
     }
 
     /// While this replica has no configuration yet, keeps dialing the join
