@@ -34,9 +34,21 @@ impl<S: SimMachine> Cluster<S> {
             at: now,
         })?;
         let machine = S::boot(replica.history.as_ref());
+        let initial_voters: Vec<NodeId> = (1..=self.config.voters).map(NodeId).collect();
         let node = if log.snapshot.is_none() && log.entries.is_empty() {
-            // Never received anything durable: it rejoins empty.
-            Node::join(config, machine, now)
+            // Nothing it wrote ever became durable, so it never promised
+            // anything (votes and acknowledgements wait for the disk, and
+            // the bootstrap record came first). An initial voter starts
+            // over as it was started, as `kith dev` restarts its first
+            // replica with --bootstrap; anyone else rejoins empty. Without
+            // this, voters that all crashed before their bootstrap record
+            // landed left a cluster that could never elect (found by the
+            // cluster_ops fuzz target).
+            if initial_voters.contains(&id) {
+                Node::bootstrap(config, &initial_voters, machine, now)
+            } else {
+                Node::join(config, machine, now)
+            }
         } else {
             Node::recover(config, &log, machine, now)
         }
