@@ -199,7 +199,11 @@ fn start(
         Ok(log) if log.snapshot.is_some() || !log.entries.is_empty() => {
             Node::recover(config.clone(), &log, machine, now).map_err(|e| e.to_string())
         }
-        Ok(_) if slot.bootstrap && slot.incarnation == 1 => {
+        // Nothing durable, so nothing promised: an initial voter starts
+        // over as it was started (as `kith dev` passes --bootstrap again),
+        // or voters that all crashed before their bootstrap record landed
+        // could never elect anyone.
+        Ok(_) if slot.bootstrap => {
             Node::bootstrap(config.clone(), &voters, machine, now).map_err(|e| e.to_string())
         }
         Ok(_) => Node::join(config.clone(), machine, now).map_err(|e| e.to_string()),
