@@ -113,10 +113,16 @@ impl Conn {
         self.target = next.copied().unwrap_or(self.target);
     }
 
-    /// Follows a leader hint to a replica on the list.
+    /// Follows a leader hint to a replica on the list; a hint to one that
+    /// is not (a replica that was replaced, named by one that was removed
+    /// and never heard of it) is no better than none: try the next one.
+    /// Staying put had every client ask a removed replica forever (madsim
+    /// seed 61048 with 5 voters).
     fn follow(&mut self, ctx: &ClientCtx, leader: NodeId) {
         if ctx.replicas().contains(&leader) {
             self.target = leader;
+        } else {
+            self.fail_over(ctx);
         }
     }
 }
