@@ -199,8 +199,16 @@ impl Client {
             match self.request(request.clone()).await {
                 Ok(response) => {
                     tracing::debug!(?response, "answer");
+                    // A replica that knows no leader it can reach may be
+                    // cut off, or removed and still running: ask another.
+                    let no_leader = matches!(response, ClientResponse::NotLeader { .. });
                     if let Some(result) = done(response) {
                         return result;
+                    }
+                    if no_leader {
+                        if let Err(e) = self.fail_over().await {
+                            tracing::debug!(error = %e, "no other replica answered");
+                        }
                     }
                 }
                 Err(ClientError::Transport(e)) => {

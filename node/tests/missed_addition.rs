@@ -57,4 +57,9 @@ async fn a_replica_that_missed_an_addition_follows_the_added_leader() {
         .collect();
     assert_eq!(texts.len(), 10, "replica 2 serves every message: {texts:?}");
     assert!(texts[5..].iter().all(|t| t.starts_with("while 2 was down")));
+
+    // Ann's client started on replica 0, now removed (and still running):
+    // it finds the replicas that serve.
+    send_all(&mut ann, &room, ["after the removals".to_string()]).await;
+    assert_eq!(history(&mut reader, &room).await.len(), 12, "created + 11 messages");
 }
