@@ -27,6 +27,10 @@ use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, oneshot};
 
+/// "Not applied yet" answers in a row from one replica before the client
+/// tries another.
+const MISSES_BEFORE_FAIL_OVER: u32 = 3;
+
 /// Why a client call failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -195,17 +199,21 @@ impl Client {
     ) -> Result<T, ClientError> {
         let deadline = tokio::time::Instant::now() + self.patience;
         let mut backoff = Duration::from_millis(25);
+        let mut misses = 0;
         loop {
             match self.request(request.clone()).await {
                 Ok(response) => {
                     tracing::debug!(?response, "answer");
-                    // A replica that knows no leader it can reach may be
-                    // cut off, or removed and still running: ask another.
                     let no_leader = matches!(response, ClientResponse::NotLeader { .. });
                     if let Some(result) = done(response) {
                         return result;
                     }
-                    if no_leader {
+                    // A replica that knows no leader, or keeps saying "not
+                    // yet", may be cut off, or removed and still running
+                    // (its forwards are refused): ask another.
+                    misses += 1;
+                    if no_leader || misses >= MISSES_BEFORE_FAIL_OVER {
+                        misses = 0;
                         if let Err(e) = self.fail_over().await {
                             tracing::debug!(error = %e, "no other replica answered");
                         }
