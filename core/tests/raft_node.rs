@@ -25,6 +25,16 @@ fn append(c: &mut Cluster<ListMachine>, value: u64) {
     c.submit(leader, &Append { list: 0, value }).expect("accepted");
 }
 
+/// Appends each value 2 ms apart, then lets the cluster settle (long
+/// enough runs compact every log).
+fn append_paced(c: &mut Cluster<ListMachine>, values: std::ops::Range<u64>) {
+    for v in values {
+        append(c, v);
+        c.run_for(Duration::from_millis(2)).unwrap();
+    }
+    c.run_for(Duration::from_millis(500)).unwrap();
+}
+
 fn applied_everywhere(c: &Cluster<ListMachine>, ids: &[u64], expected: usize) -> bool {
     ids.iter()
         .all(|&id| c.node(NodeId(id)).is_some_and(|n| n.state_machine().list(0).len() == expected))
@@ -69,11 +79,7 @@ fn far_behind_replica_catches_up_from_a_snapshot() {
     let leader = c.leader().unwrap();
     let lagging = c.ids().into_iter().find(|id| *id != leader).unwrap();
     c.crash(lagging);
-    for v in 0..300 {
-        append(&mut c, v);
-        c.run_for(Duration::from_millis(2)).unwrap();
-    }
-    c.run_for(Duration::from_millis(500)).unwrap();
+    append_paced(&mut c, 0..300);
     assert!(c.node(leader).unwrap().status().snapshot_index.get() > 64, "leader compacted");
     c.restart(lagging).unwrap();
     c.run_for(Duration::from_secs(2)).unwrap();
@@ -129,11 +135,7 @@ fn a_restarted_replica_still_refuses_a_member_removed_before_its_snapshot() {
     c.change_membership(leader, &MembershipChange::Remove(gone)).expect("accepted");
     c.run_for(Duration::from_secs(1)).unwrap();
     let removal_index = c.node(restarted).unwrap().status().applied;
-    for v in 0..300 {
-        append(&mut c, v);
-        c.run_for(Duration::from_millis(2)).unwrap();
-    }
-    c.run_for(Duration::from_millis(500)).unwrap();
+    append_paced(&mut c, 0..300);
     let compacted = c.node(restarted).unwrap().status().snapshot_index;
     assert!(compacted > removal_index, "the removal is inside the snapshot");
     c.crash(restarted);
@@ -168,11 +170,7 @@ fn a_replica_that_removed_a_member_follows_it_once_it_is_back_and_leads() {
     let others: Vec<NodeId> = c.ids().into_iter().filter(|id| *id != leader).collect();
     let (back, lagging) = (others[0], others[1]);
     c.change_membership(leader, &MembershipChange::Remove(back)).expect("accepted");
-    for v in 0..100 {
-        append(&mut c, v);
-        c.run_for(Duration::from_millis(2)).unwrap();
-    }
-    c.run_for(Duration::from_millis(500)).unwrap();
+    append_paced(&mut c, 0..100);
     assert!(!c.node(lagging).unwrap().status().membership.contains(back));
     c.crash(lagging);
     for change in [MembershipChange::AddLearner(back), MembershipChange::Promote(back)] {

@@ -7,8 +7,16 @@
 //! written, and otherwise as a seed that is asserted to still meet the
 //! condition that exposed the bug.
 
-use kith_io_sim::simulation::{run, SimConfig};
+use kith_io_sim::simulation::{run, SimConfig, SimReport};
 use std::time::Duration;
+
+/// Runs `seed` with every checker, `seconds` of faults and `voters` voters.
+fn run_seed(seed: u64, seconds: u64, voters: u64) -> SimReport {
+    let mut config = SimConfig::new(seed, kith_sim_tests::invariants::all);
+    config.fault_phase = Duration::from_secs(seconds);
+    config.voters = voters;
+    run(&config)
+}
 
 /// Seed 1302 (10 s) found that a follower installing a snapshot campaigned
 /// before raft-rs counted the snapshot persisted, read entries after its
@@ -18,9 +26,7 @@ use std::time::Duration;
 /// in core/tests/raft_node.rs, and the seed still runs.
 #[test]
 fn seed_1302_passes() {
-    let mut config = SimConfig::new(1302, kith_sim_tests::invariants::all);
-    config.fault_phase = Duration::from_secs(10);
-    let report = run(&config);
+    let report = run_seed(1302, 10, 3);
     assert!(report.violation.is_none(), "seed 1302: {:?}", report.violation);
 }
 
@@ -41,10 +47,7 @@ fn seed_1302_passes() {
 #[test]
 fn seeds_9228_9285_and_61048_pass_with_five_voters() {
     for seed in [9228, 9285, 61048] {
-        let mut config = SimConfig::new(seed, kith_sim_tests::invariants::all);
-        config.fault_phase = Duration::from_secs(60);
-        config.voters = 5;
-        let report = run(&config);
+        let report = run_seed(seed, 60, 5);
         assert!(report.violation.is_none(), "seed {seed}: {:?}", report.violation);
     }
 }
@@ -57,9 +60,7 @@ fn seeds_9228_9285_and_61048_pass_with_five_voters() {
 /// were started with.
 #[test]
 fn clients_finish_after_every_original_replica_is_replaced() {
-    let mut config = SimConfig::new(346, kith_sim_tests::invariants::all);
-    config.fault_phase = Duration::from_secs(60);
-    let report = run(&config);
+    let report = run_seed(346, 60, 3);
     assert!(report.violation.is_none(), "seed 346: {:?}", report.violation);
     assert!(
         report.final_voters.iter().all(|v| v.get() > 3),
