@@ -58,3 +58,21 @@ impl LogIndex {
         LogIndex(self.0 + 1)
     }
 }
+
+impl NodeId {
+    /// The Raft id of the replica whose libp2p PeerId has these bytes.
+    ///
+    /// Deriving the id (rather than assigning one) makes the replica
+    /// directory self-certifying: a record "node N is peer P" is checked by
+    /// hashing P, so a peer cannot claim another replica's id.
+    pub fn of_peer(peer_bytes: &[u8]) -> NodeId {
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(b"kith node id");
+        hasher.update(peer_bytes);
+        let hash = hasher.finalize();
+        let mut raw = [0u8; 8];
+        raw.copy_from_slice(&hash.as_bytes()[..8]);
+        // Keep ids readable (below 2^53, exact in JSON) and non-zero.
+        NodeId((u64::from_le_bytes(raw) & ((1 << 53) - 1)).max(1))
+    }
+}

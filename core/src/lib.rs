@@ -57,7 +57,9 @@ pub mod ids;
 pub mod im;
 pub mod limits;
 pub mod node;
+pub mod replica;
 pub mod rng;
+pub mod session;
 pub mod state_machine;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -133,3 +133,19 @@ pub const LOG_INDEX_MAX: u64 = 1 << 60;
 
 /// Users one presence query may ask about.
 pub const PRESENCE_QUERY_USERS_MAX: usize = 256;
+
+/// Clock disagreement allowed between a typing notice's signer and a
+/// replica. A notice older than its life plus this is refused as lapsed, so
+/// a captured notice cannot be replayed later.
+pub const TYPING_CLOCK_SKEW_MAX_MS: u64 = 30_000;
+
+/// Typists (user and room) whose newest notice a replica remembers to refuse replays.
+pub const TYPISTS_MAX: usize = 100_000;
+
+/// Client commands a replica has forwarded to the leader and not yet seen
+/// answered; beyond this, clients are told to back off.
+pub const FORWARDS_PENDING_MAX: usize = 1024;
+
+/// Typing notices queued per live subscriber; the oldest is dropped first
+/// (notices are best effort, and a newer one supersedes it).
+pub const SUBSCRIBER_TYPING_QUEUE_MAX: usize = 16;

@@ -1,25 +1,26 @@
-//! One replica process under madsim: the run loop documented in
-//! `kith_core`, over a madsim endpoint, the world's simulated disk and a
-//! drifting clock. All decisions stay in the core; this file only moves
-//! bytes, keeps time and reports completions.
+//! One replica process under madsim: the replica service's run loop
+//! (`kith_core::replica`) over a madsim endpoint, the world's simulated
+//! disk and a drifting clock. Every decision is the service's; this file
+//! moves datagrams, keeps time, reports completions, and feeds the
+//! checkers what it carries out.
 
-use crate::world::{replica_addr, replica_at, World, TAG_CLIENT, TAG_PEER};
+use crate::world::{replica_addr, replica_at, World, TAG_CLIENT, TAG_PEER, TAG_PEER_RPC};
 use bytes::Bytes;
 use kith_core::config::Config;
 use kith_core::durable::RecoveryError;
-use kith_core::ids::{NodeId, ProposalId, ReadId};
-use kith_core::im::client_protocol::{ClientRequest, ClientResponse, RequestFrame, ResponseFrame};
+use kith_core::ids::NodeId;
 use kith_core::im::identity::UserId;
-use kith_core::im::protocol::ImQuery;
-use kith_core::im::verified_commands::VerifiedCommands;
 use kith_core::im::ImMachine;
 use kith_core::limits;
-use kith_core::node::{Input, Node, NodeOutput, Output, Role};
+use kith_core::node::{Node, OnEmptyDisk, Role};
+use kith_core::replica::{
+    AskerId, OutboundId, ReplicaService, ServiceConfig, ServiceInput, ServiceOutput,
+};
 use kith_core::testing::sim_machine::SimMachine;
 use kith_core::testing::violation::Violation;
-use kith_core::time::Instant;
+use kith_core::time::{DriverClock, Instant};
 use madsim::net::Endpoint;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -27,55 +28,66 @@ use tokio::sync::mpsc;
 
 /// Raft tick length inside the simulation.
 pub const TICK: Duration = Duration::from_millis(10);
+/// How long a request to another replica may go unanswered (a datagram or
+/// its answer may be lost) before the service hears it failed.
+const PEER_REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+/// Askers the driver remembers at once; the oldest is forgotten beyond it
+/// (its client retries, as after a lost datagram).
+const ASKERS_MAX: usize = 65_536;
+
+/// A replica-to-replica request or answer, framed for a datagram: kind,
+/// correlation id, then the replica-protocol frame.
+const RPC_REQUEST: u8 = 0;
+const RPC_ANSWER: u8 = 1;
+/// A request's correlation id carries the incarnation that sent it above
+/// this bit (seed 315 found a restarted replica taking the answer to its
+/// previous life's request 1 as the answer to its new request 1).
+const INCARNATION_SHIFT: u32 = 40;
 
 /// Something that arrived on the endpoint.
 enum Arrival {
-    Peer(NodeId, Bytes),
+    Raft(NodeId, Bytes),
+    PeerRpc(NodeId, Bytes),
     Client(SocketAddr, Bytes),
 }
 
-/// Where to answer a client.
+/// Where an answer goes.
 #[derive(Clone, Copy)]
-struct Asker {
-    addr: SocketAddr,
-    request_id: u64,
+enum Reply {
+    Client(SocketAddr),
+    Replica(NodeId, u64),
 }
 
-/// The driver's bookkeeping between the node and its clients.
+/// The driver's bookkeeping between the service and the network.
 struct Driver {
     id: NodeId,
     world: World,
-    node: Arc<Mutex<Node<ImMachine>>>,
+    service: Arc<Mutex<ReplicaService>>,
     incarnation: u64,
     endpoint: Arc<Endpoint>,
     clock: Clock,
-    proposals: BTreeMap<ProposalId, Asker>,
-    reads: BTreeMap<ReadId, Asker>,
-    /// Commands whose signatures this incarnation checked.
-    verified: VerifiedCommands,
+    askers: BTreeMap<AskerId, Reply>,
+    next_asker: u64,
+    outbound: BTreeMap<OutboundId, madsim::time::Instant>,
+    /// Replicas this incarnation told the service about.
+    vouched: BTreeSet<NodeId>,
 }
 
-/// This replica's view of time: simulated time scaled by its skew.
+/// This replica's view of time: simulated time through its skewed clock.
 #[derive(Clone, Copy)]
 struct Clock {
     origin: madsim::time::Instant,
-    /// Where this incarnation's clock starts (simulated time since the world began).
-    base_micros: u64,
-    skew_ppm: i64,
+    map: DriverClock,
 }
 
 impl Clock {
     fn now(&self) -> Instant {
-        let elapsed = self.origin.elapsed().as_micros() as i64;
-        let skewed = elapsed + elapsed * self.skew_ppm / 1_000_000;
-        Instant::from_micros(self.base_micros + skewed.max(0) as u64)
+        self.map.at(self.origin.elapsed())
     }
 
     /// The simulated instant at which this clock reads `at`.
     fn deadline(&self, at: Instant) -> madsim::time::Instant {
-        let local = at.as_micros().saturating_sub(self.base_micros) as i64;
-        let real = local * 1_000_000 / (1_000_000 + self.skew_ppm);
-        self.origin + Duration::from_micros(real.max(0) as u64)
+        self.origin + self.map.elapsed_at(at)
     }
 }
 
@@ -96,15 +108,16 @@ pub async fn run_replica(world: World, id: NodeId, epoch: madsim::time::Instant)
     };
     let (tx, mut rx) = mpsc::channel::<Arrival>(1024);
     // madsim's recv is not cancellation safe: receive in dedicated tasks.
-    for tag in [TAG_PEER, TAG_CLIENT] {
+    for tag in [TAG_PEER, TAG_PEER_RPC, TAG_CLIENT] {
         let (ep, tx) = (endpoint.clone(), tx.clone());
         madsim::task::spawn(async move {
             let mut buf = vec![0u8; limits::FRAME_BYTES_MAX + 64];
             while let Ok((len, from)) = ep.recv_from(tag, &mut buf).await {
                 let bytes = Bytes::copy_from_slice(&buf[..len]);
                 let arrival = match (tag, replica_at(from)) {
-                    (TAG_PEER, Some(peer)) => Arrival::Peer(peer, bytes),
-                    (TAG_PEER, None) => continue,
+                    (TAG_PEER, Some(peer)) => Arrival::Raft(peer, bytes),
+                    (TAG_PEER_RPC, Some(peer)) => Arrival::PeerRpc(peer, bytes),
+                    (TAG_PEER | TAG_PEER_RPC, None) => continue,
                     _ => Arrival::Client(from, bytes),
                 };
                 if tx.send(arrival).await.is_err() {
@@ -147,7 +160,7 @@ enum Start {
     Stopped,
 }
 
-/// Recovers (or bootstraps) the node from its disk.
+/// Recovers (or bootstraps, or joins) the service from its disk.
 fn start(
     world: &World,
     id: NodeId,
@@ -169,10 +182,10 @@ fn start(
     let bugs = w.bugs;
     let slot = w.replicas.get_mut(&id).expect("replica exists");
     slot.incarnation += 1;
+    let base_micros = epoch.elapsed().as_micros() as u64;
     let clock = Clock {
         origin: madsim::time::Instant::now(),
-        base_micros: epoch.elapsed().as_micros() as u64,
-        skew_ppm: slot.skew_ppm,
+        map: DriverClock::new(base_micros, slot.skew_ppm),
     };
     let now = clock.now();
     let mut config = Config::new(id, seed);
@@ -187,8 +200,8 @@ fn start(
     let machine = ImMachine::boot(slot.history.as_ref());
     #[cfg(feature = "bug-switches")]
     let machine = machine.with_bugs(config.bugs);
-    let recovered = slot.disk.recover();
-    let node = match recovered {
+    let on_empty = if slot.bootstrap { OnEmptyDisk::Bootstrap(&voters) } else { OnEmptyDisk::Join };
+    let node = match slot.disk.recover() {
         // Rot at rest is found, never trusted: the replica stays down.
         // Damage the simulation did not inject is a bug.
         Err(RecoveryError::Corrupt { .. }) if slot.disk.corruptions > 0 => {
@@ -196,167 +209,175 @@ fn start(
             return Start::Stopped;
         }
         Err(e) => Err(format!("recovery failed: {e}")),
-        Ok(log) if log.snapshot.is_some() || !log.entries.is_empty() => {
-            Node::recover(config.clone(), &log, machine, now).map_err(|e| e.to_string())
-        }
-        // Nothing durable, so nothing promised: an initial voter starts
-        // over as it was started (as `kith dev` passes --bootstrap again),
-        // or voters that all crashed before their bootstrap record landed
-        // could never elect anyone.
-        Ok(_) if slot.bootstrap => {
-            Node::bootstrap(config.clone(), &voters, machine, now).map_err(|e| e.to_string())
-        }
-        Ok(_) => Node::join(config.clone(), machine, now).map_err(|e| e.to_string()),
+        Ok(log) => Node::resume(config, &log, machine, now, on_empty).map_err(|e| e.to_string()),
     };
-    let node = match node {
-        Ok(node) => Arc::new(Mutex::new(node)),
+    let service = match node {
+        Ok(node) => ReplicaService::new(node, ServiceConfig::default(), now),
         Err(detail) => {
             drop(w);
             fail(world, id, "restart", detail);
             return Start::Failed;
         }
     };
-    slot.node = Some(node.clone());
+    let service = Arc::new(Mutex::new(service));
+    slot.service = Some(service.clone());
     let incarnation = slot.incarnation;
     drop(w);
     Start::Running(Driver {
         id,
         world: world.clone(),
-        node,
+        service,
         incarnation,
         endpoint,
         clock,
-        proposals: BTreeMap::new(),
-        reads: BTreeMap::new(),
-        verified: VerifiedCommands::default(),
+        askers: BTreeMap::new(),
+        next_asker: 0,
+        outbound: BTreeMap::new(),
+        vouched: BTreeSet::new(),
     })
 }
 
 impl Driver {
+    fn service(&self) -> std::sync::MutexGuard<'_, ReplicaService> {
+        self.service.lock().expect("single-threaded")
+    }
+
     fn next_wake(&self) -> madsim::time::Instant {
-        let node_timer = self.node.lock().expect("single-threaded").poll_timeout();
+        let timer = self.service().poll_timeout();
         let disk = self.world.lock().replicas[&self.id].disk.next_completion();
-        let at = [node_timer, disk].into_iter().flatten().min();
-        at.map_or_else(
+        let at = [timer, disk].into_iter().flatten().min();
+        let wake = at.map_or_else(
             || madsim::time::Instant::now() + Duration::from_secs(3600),
             |t| self.clock.deadline(t),
-        )
+        );
+        self.outbound.values().copied().chain([wake]).min().unwrap_or(wake)
     }
 
     fn wake(&mut self) {
         let now = self.clock.now();
         let durable =
             self.world.lock().replicas.get_mut(&self.id).expect("exists").disk.complete_due(now);
-        let mut node = self.node.lock().expect("single-threaded");
+        let real_now = madsim::time::Instant::now();
+        let expired: Vec<OutboundId> =
+            self.outbound.iter().filter(|(_, at)| **at <= real_now).map(|(id, _)| *id).collect();
+        let mut service = self.service.lock().expect("single-threaded");
         if let Some(up_to) = durable {
-            node.handle_input(now, Input::Persisted { up_to });
+            service.handle_input(now, ServiceInput::Persisted { up_to });
         }
-        if node.poll_timeout().is_some_and(|t| t <= now) {
-            node.handle_timeout(now);
+        for request in expired {
+            self.outbound.remove(&request);
+            service.handle_input(now, ServiceInput::PeerRequestFailed { request, sent: true });
+        }
+        if service.poll_timeout().is_some_and(|t| t <= now) {
+            service.handle_timeout(now);
         }
     }
 
     fn arrive(&mut self, arrival: Arrival) {
         let now = self.clock.now();
-        match arrival {
-            Arrival::Peer(from, bytes) => {
-                self.node
-                    .lock()
-                    .expect("single-threaded")
-                    .handle_input(now, Input::Received { from, bytes });
-            }
-            Arrival::Client(addr, bytes) => self.client_request(addr, &bytes),
+        if let Arrival::Raft(from, _) | Arrival::PeerRpc(from, _) = &arrival {
+            self.vouch(now, *from);
         }
+        let input = match arrival {
+            Arrival::Raft(from, frame) => ServiceInput::RaftFrameReceived { from, frame },
+            Arrival::PeerRpc(from, bytes) => match self.peer_rpc(from, bytes) {
+                Some(input) => input,
+                None => return,
+            },
+            // The sim's transport "authenticates" a client by prefixing its user id.
+            Arrival::Client(addr, bytes) => {
+                let Some((user, _)) = bytes.split_first_chunk::<32>() else { return };
+                let user = Some(UserId(*user));
+                let frame = bytes.slice(32..);
+                let asker = self.asker(Reply::Client(addr));
+                ServiceInput::ClientRequested { asker, user, frame }
+            }
+        };
+        self.service().handle_input(now, input);
     }
 
-    /// The sim's transport "authenticates" a client by prefixing its user id.
-    fn client_request(&mut self, addr: SocketAddr, bytes: &[u8]) {
-        let Some((user, frame)) = bytes.split_first_chunk::<32>().map(|(u, f)| (UserId(*u), f))
-        else {
+    /// The simulation's directory is the operator's list of replicas (the
+    /// real node learns its own from members): a replica on it is vouched
+    /// for, as a member's directory would, the first time it is heard from.
+    fn vouch(&mut self, now: Instant, from: NodeId) {
+        if self.vouched.contains(&from) || !self.world.lock().serving().contains(&from) {
             return;
-        };
-        let frame = match RequestFrame::decode(frame) {
-            Ok(f) => f,
-            Err(e) => {
-                return self.respond_later(
-                    Asker { addr, request_id: 0 },
-                    ClientResponse::BadRequest(e.to_string()),
-                )
+        }
+        self.vouched.insert(from);
+        let name = format!("n{from}");
+        self.service().handle_input(now, ServiceInput::ReplicaVouched { id: from, name });
+    }
+
+    /// Unframes a replica-to-replica datagram.
+    fn peer_rpc(&mut self, from: NodeId, bytes: Bytes) -> Option<ServiceInput> {
+        let (&kind, rest) = bytes.split_first()?;
+        let (correlation, _) = rest.split_first_chunk::<8>()?;
+        let correlation = u64::from_le_bytes(*correlation);
+        let frame = bytes.slice(9..);
+        match kind {
+            RPC_REQUEST => {
+                let asker = self.asker(Reply::Replica(from, correlation));
+                Some(ServiceInput::PeerRequested { asker, from, frame })
             }
-        };
-        let asker = Asker { addr, request_id: frame.request_id };
-        let now = self.clock.now();
-        let mut node = self.node.lock().expect("single-threaded");
-        let response = match frame.request {
-            ClientRequest::Submit(command) => match self.verified.verify(&command, Some(user)) {
-                Err(e) => Some(ClientResponse::Refused(e)),
-                Ok(_) => match node.submit(now, &command) {
-                    Ok(proposal) => {
-                        self.proposals.insert(proposal, asker);
-                        None
-                    }
-                    Err(e) => Some(e.into()),
-                },
-            },
-            ClientRequest::Query(kind) => match node.read(now, ImQuery { as_user: user, kind }) {
-                Ok(read) => {
-                    self.reads.insert(read, asker);
-                    None
+            RPC_ANSWER => {
+                // An answer to an earlier incarnation's request (datagrams
+                // outlive processes) must not pass for this one's.
+                if correlation >> INCARNATION_SHIFT != self.incarnation {
+                    return None;
                 }
-                Err(e) => Some(e.into()),
-            },
-            ClientRequest::Presence(_) => Some(ClientResponse::PresenceTaken),
-            _ => Some(ClientResponse::BadRequest("unsupported request".into())),
-        };
-        drop(node);
-        if let Some(r) = response {
-            self.respond_later(asker, r);
+                let request = OutboundId(correlation & ((1 << INCARNATION_SHIFT) - 1));
+                self.outbound.remove(&request)?;
+                Some(ServiceInput::PeerAnswered { request, frame })
+            }
+            _ => None,
         }
     }
 
-    fn respond_later(&self, asker: Asker, response: ClientResponse) {
-        let frame = ResponseFrame { request_id: asker.request_id, response }.encode();
-        let ep = self.endpoint.clone();
-        madsim::task::spawn(async move {
-            let _ = ep.send_to(asker.addr, TAG_CLIENT, &frame).await;
-        });
+    fn asker(&mut self, reply: Reply) -> AskerId {
+        self.next_asker += 1;
+        if self.askers.len() >= ASKERS_MAX {
+            self.askers.pop_first();
+        }
+        let id = AskerId(self.next_asker);
+        self.askers.insert(id, reply);
+        id
     }
 
-    /// Carries out every output of the node, checking invariants as it goes.
+    /// Carries out every output of the service, checking invariants as it goes.
     async fn flush(&mut self) {
         loop {
-            let output = self.node.lock().expect("single-threaded").poll_output();
+            let output = self.service().poll_output();
             let Some(output) = output else { break };
             self.carry_out(output).await;
         }
         let mut w = self.world.lock();
-        let node = self.node.lock().expect("single-threaded");
-        if let Err(v) = w.checker.on_status(&*node, self.incarnation) {
+        let service = self.service();
+        if let Err(v) = w.checker.on_status(service.node(), self.incarnation) {
             w.fail(v);
         }
     }
 
-    async fn carry_out(&mut self, output: NodeOutput<ImMachine>) {
+    async fn carry_out(&mut self, output: ServiceOutput) {
         let now = self.clock.now();
         let at = madsim::time::Instant::now().duration_since(self.clock.origin).as_micros() as u64;
         match output {
-            Output::Send { to, frame } => {
-                let twice = {
-                    let mut w = self.world.lock();
-                    w.trace(at, self.id, "send", &frame);
-                    if let Err(v) = w.checker.on_send(self.id, self.incarnation, to, &frame) {
-                        w.fail(v);
-                    }
-                    let p = w.duplicate;
-                    w.rng.chance(p)
-                };
-                let _ = self.endpoint.send_to(replica_addr(to), TAG_PEER, &frame).await;
-                if twice {
-                    // madsim's network never duplicates; the driver does.
-                    let _ = self.endpoint.send_to(replica_addr(to), TAG_PEER, &frame).await;
+            ServiceOutput::Respond { asker, frame } => match self.askers.remove(&asker) {
+                Some(Reply::Client(addr)) => self.send_later(addr, TAG_CLIENT, frame),
+                Some(Reply::Replica(to, correlation)) => {
+                    let datagram = rpc(RPC_ANSWER, correlation, &frame);
+                    self.send_later(replica_addr(to), TAG_PEER_RPC, datagram)
                 }
+                None => {}
+            },
+            ServiceOutput::SendPeerRequest { to, request, frame } => {
+                let deadline = madsim::time::Instant::now() + PEER_REQUEST_TIMEOUT;
+                self.outbound.insert(request, deadline);
+                let correlation = (self.incarnation << INCARNATION_SHIFT) | request.0;
+                let datagram = rpc(RPC_REQUEST, correlation, &frame);
+                self.send_later(replica_addr(to), TAG_PEER_RPC, datagram);
             }
-            Output::Persist { id, new_segment, bytes } => {
+            ServiceOutput::SendRaft { to, frame } => self.send_raft(at, to, frame).await,
+            ServiceOutput::Persist { id, new_segment, bytes } => {
                 let written = {
                     let mut w = self.world.lock();
                     w.trace(at, self.id, "persist", &bytes);
@@ -369,58 +390,33 @@ impl Driver {
                 };
                 if let Err(full) = written {
                     let reason = full.to_string();
-                    let mut node = self.node.lock().expect("single-threaded");
-                    node.handle_input(now, Input::PersistFailed { id, reason });
+                    self.service().handle_input(now, ServiceInput::PersistFailed { id, reason });
                 }
             }
-            Output::Applied { index, term, position, proposal, response } => {
+            ServiceOutput::Applied { index, term, position, .. } => {
+                let mut w = self.world.lock();
+                let index_bytes = Bytes::copy_from_slice(&index.get().to_le_bytes());
+                w.trace(at, self.id, "applied", &index_bytes);
+                if let Err(v) =
+                    w.checker.on_applied(self.id, self.incarnation, index, term, position)
                 {
-                    let mut w = self.world.lock();
-                    w.trace(
-                        at,
-                        self.id,
-                        "applied",
-                        &Bytes::copy_from_slice(&index.get().to_le_bytes()),
-                    );
-                    if let Err(v) =
-                        w.checker.on_applied(self.id, self.incarnation, index, term, position)
-                    {
-                        w.fail(v);
-                    }
-                }
-                if let Some(asker) = proposal.and_then(|p| self.proposals.remove(&p)) {
-                    self.respond_later(asker, response.into());
+                    w.fail(v);
                 }
             }
-            Output::Dropped { proposal, outcome } => {
-                if let Some(asker) = self.proposals.remove(&proposal) {
-                    self.respond_later(asker, ClientResponse::dropped(outcome));
-                }
-            }
-            Output::ReadReady { read, result, .. } => {
-                if let Some(asker) = self.reads.remove(&read) {
-                    self.respond_later(asker, ClientResponse::Answer(result));
-                }
-            }
-            Output::ReadFailed { read } => {
-                if let Some(asker) = self.reads.remove(&read) {
-                    self.respond_later(asker, ClientResponse::Retry { maybe_applied: false });
-                }
-            }
-            Output::MembershipChanged { membership, .. } => {
+            ServiceOutput::MembershipChanged { membership, .. } => {
                 let mut w = self.world.lock();
                 if let Err(v) = w.checker.on_membership(self.id, self.incarnation, &membership) {
                     w.fail(v);
                 }
             }
-            Output::RoleChanged { role: Role::Leader, term, .. } => {
+            ServiceOutput::RoleChanged { role: Role::Leader, term, .. } => {
                 let mut w = self.world.lock();
-                let node = self.node.lock().expect("single-threaded");
-                if let Err(v) = w.checker.on_leader(&*node, term) {
+                let service = self.service();
+                if let Err(v) = w.checker.on_leader(service.node(), term) {
                     w.fail(v);
                 }
             }
-            Output::Halted { reason } => {
+            ServiceOutput::Halted { reason } => {
                 // Stopping on a failed write is the only right answer to a
                 // full disk (the controller restarts the replica once there
                 // is space again); any other halt is a bug.
@@ -432,4 +428,37 @@ impl Driver {
             _ => {}
         }
     }
+
+    async fn send_raft(&self, at: u64, to: NodeId, frame: Bytes) {
+        let twice = {
+            let mut w = self.world.lock();
+            w.trace(at, self.id, "send", &frame);
+            if let Err(v) = w.checker.on_send(self.id, self.incarnation, to, &frame) {
+                w.fail(v);
+            }
+            let p = w.duplicate;
+            w.rng.chance(p)
+        };
+        let _ = self.endpoint.send_to(replica_addr(to), TAG_PEER, &frame).await;
+        if twice {
+            // madsim's network never duplicates; the driver does.
+            let _ = self.endpoint.send_to(replica_addr(to), TAG_PEER, &frame).await;
+        }
+    }
+
+    /// Sends without waiting, so answering never blocks the loop.
+    fn send_later(&self, to: SocketAddr, tag: u64, datagram: Vec<u8>) {
+        let ep = self.endpoint.clone();
+        madsim::task::spawn(async move {
+            let _ = ep.send_to(to, tag, &datagram).await;
+        });
+    }
+}
+
+fn rpc(kind: u8, correlation: u64, frame: &[u8]) -> Vec<u8> {
+    let mut datagram = Vec::with_capacity(9 + frame.len());
+    datagram.push(kind);
+    datagram.extend_from_slice(&correlation.to_le_bytes());
+    datagram.extend_from_slice(frame);
+    datagram
 }

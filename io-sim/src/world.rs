@@ -4,8 +4,7 @@
 
 use bytes::Bytes;
 use kith_core::ids::NodeId;
-use kith_core::im::ImMachine;
-use kith_core::node::Node;
+use kith_core::replica::ReplicaService;
 use kith_core::rng::SeededRng;
 use kith_core::testing::disk::{DiskConfig, SimDisk};
 use kith_core::testing::invariant::Invariants;
@@ -21,6 +20,9 @@ pub const REPLICA_PORT: u16 = 7000;
 pub const TAG_PEER: u64 = 1;
 /// Message tag for client requests and responses.
 pub const TAG_CLIENT: u64 = 2;
+/// Message tag for replica-to-replica requests and their answers
+/// (forwarded commands and admin requests).
+pub const TAG_PEER_RPC: u64 = 3;
 
 /// The simulated address of replica `id`.
 pub fn replica_ip(id: NodeId) -> IpAddr {
@@ -54,8 +56,8 @@ pub struct ReplicaSlot {
     pub disk: SimDisk,
     /// Bumped by every start.
     pub incarnation: u64,
-    /// The running node, while its process lives.
-    pub node: Option<Arc<Mutex<Node<ImMachine>>>>,
+    /// The running replica service, while its process lives.
+    pub service: Option<Arc<Mutex<ReplicaService>>>,
     /// Clock skew of this replica, in parts per million.
     pub skew_ppm: i64,
     /// Whether it is in the initial voter set.
@@ -74,7 +76,7 @@ impl ReplicaSlot {
         ReplicaSlot {
             disk: SimDisk::new(disk),
             incarnation: 0,
-            node: None,
+            service: None,
             skew_ppm: rng.range(0, 2001) as i64 - 1000,
             bootstrap,
             history: None,

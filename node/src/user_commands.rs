@@ -335,7 +335,8 @@ pub async fn typing(s: &mut Session, room: RoomId, active: bool) -> Result<()> {
     let body = TypingBody { room, active, issued_at_ms: now_ms() };
     let notice = SignedTyping::sign(s.client.identity(), &body);
     match s.client.request(ClientRequest::Typing(notice)).await? {
-        ClientResponse::PresenceTaken => Ok(()),
+        // Replicas before protocol 1's TypingTaken answered PresenceTaken.
+        ClientResponse::TypingTaken | ClientResponse::PresenceTaken => Ok(()),
         ClientResponse::BadRequest(why) => bail!("{why}"),
         other => bail!("typing notice not taken: {other:?}"),
     }

@@ -85,6 +85,8 @@ pub enum ClientResponse {
     BadRequest(String),
     /// The presence of the users asked about, in the order asked.
     Presence(Vec<UserPresence>),
+    /// A typing notice was taken (or was a repeat of one already taken).
+    TypingTaken,
 }
 
 /// One user's presence as a replica sees it.

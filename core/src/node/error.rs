@@ -76,4 +76,8 @@ pub enum StartError {
         /// The limit.
         max: usize,
     },
+    /// The disk holds nothing durable and the replica was told not to
+    /// start empty.
+    #[error("the disk holds no replica state")]
+    NothingOnDisk,
 }

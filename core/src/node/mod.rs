@@ -20,6 +20,7 @@ pub use input::Input;
 pub use membership::MembershipChange;
 pub use metrics::NodeMetrics;
 pub use output::{DropOutcome, Membership, Output, Role};
+pub use start::OnEmptyDisk;
 
 use crate::config::{bug_on, Config};
 use crate::consensus::LogStore;

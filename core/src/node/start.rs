@@ -15,6 +15,17 @@ use raft::eraftpb::ConfState;
 use raft::RawNode;
 use std::collections::{BTreeSet, VecDeque};
 
+/// What a replica does when its disk holds nothing durable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnEmptyDisk<'a> {
+    /// Refuse to start: the operator must say whether to bootstrap or join.
+    Refuse,
+    /// Start (again) as an initial voter of a new cluster of these voters.
+    Bootstrap(&'a [NodeId]),
+    /// Wait to be added to an existing cluster.
+    Join,
+}
+
 impl<S: StateMachine> Node<S> {
     /// Starts a member of a brand-new cluster whose initial voters are
     /// `voters`. Emits the initial durable batch.
@@ -52,6 +63,34 @@ impl<S: StateMachine> Node<S> {
     pub fn join(config: Config, mut machine: S, now: Instant) -> Result<Self, StartError> {
         machine.restore(&[])?;
         Self::start(config, LogStore::empty(), machine, now)
+    }
+
+    /// Starts a replica from what [`crate::durable::recover`] read off its
+    /// disk: resumes it when anything durable is there; otherwise does what
+    /// `on_empty` says. Every driver starts replicas here, so the rule is
+    /// written once.
+    ///
+    /// An empty disk promised nothing: votes and acknowledgements wait for
+    /// the disk, and a bootstrap record is the first thing written. So an
+    /// initial voter whose bootstrap record never landed may bootstrap
+    /// again, and must (voters that all crashed before it landed would
+    /// otherwise leave a cluster that can never elect: found by the
+    /// `cluster_ops` fuzz target, and again by the simulator).
+    pub fn resume(
+        config: Config,
+        log: &RecoveredLog,
+        machine: S,
+        now: Instant,
+        on_empty: OnEmptyDisk<'_>,
+    ) -> Result<Self, StartError> {
+        if log.snapshot.is_some() || !log.entries.is_empty() {
+            return Self::recover(config, log, machine, now);
+        }
+        match on_empty {
+            OnEmptyDisk::Refuse => Err(StartError::NothingOnDisk),
+            OnEmptyDisk::Bootstrap(voters) => Self::bootstrap(config, voters, machine, now),
+            OnEmptyDisk::Join => Self::join(config, machine, now),
+        }
     }
 
     /// Restarts a replica from what [`crate::durable::recover`] read off its disk.

@@ -63,9 +63,9 @@ fn replica_views(world: &World) -> String {
     let views: Vec<String> = w
         .replicas
         .iter()
-        .map(|(id, slot)| match &slot.node {
+        .map(|(id, slot)| match &slot.service {
             Some(node) => {
-                let s = node.lock().expect("single-threaded").status();
+                let s = node.lock().expect("single-threaded").node().status();
                 format!(
                     "n{id} {:?} term {} commit {} applied {} voters {:?} learners {:?}",
                     s.role, s.term, s.commit, s.applied, s.membership.voters, s.membership.learners
@@ -85,10 +85,10 @@ fn converged(world: &World) -> bool {
     let views: Vec<_> = w
         .replicas
         .values()
-        .filter_map(|s| s.node.as_ref())
+        .filter_map(|s| s.service.as_ref())
         .map(|n| {
             let n = n.lock().expect("single-threaded");
-            (n.status(), n.digest())
+            (n.node().status(), n.node().digest())
         })
         .collect();
     let Some((lead, lead_digest)) = views.iter().find(|(s, _)| s.id == leader) else {
@@ -109,13 +109,14 @@ fn converged(world: &World) -> bool {
 fn check_final(world: &World, histories: &Histories) -> Result<(), Violation> {
     let leader = leader(world).expect("converged");
     let mut w = world.lock();
-    let node = w.replicas[&leader].node.clone().expect("live");
-    let stored = StoredMessage::all_in(node.lock().expect("single-threaded").state_machine())
-        .map_err(|e| Violation {
-            invariant: "history readable",
-            detail: e.to_string(),
-            at: Instant::ZERO,
-        })?;
+    let node = w.replicas[&leader].service.clone().expect("live");
+    let stored =
+        StoredMessage::all_in(node.lock().expect("single-threaded").node().state_machine())
+            .map_err(|e| Violation {
+                invariant: "history readable",
+                detail: e.to_string(),
+                at: Instant::ZERO,
+            })?;
     let clients: Vec<ClientSends> = histories
         .iter()
         .map(|(&i, h)| {

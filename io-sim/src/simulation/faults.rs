@@ -21,7 +21,7 @@ pub(super) fn kill(
     let mut w = world.lock();
     let w = &mut *w;
     let slot = w.replicas.get_mut(&id).expect("exists");
-    slot.node = None;
+    slot.service = None;
     slot.disk.crash(&mut w.rng);
     if let Some(history) = &slot.history {
         history.crash();
@@ -33,7 +33,7 @@ pub(super) fn leader(world: &World) -> Option<NodeId> {
     w.replicas
         .iter()
         .filter_map(|(id, s)| {
-            s.node.as_ref().map(|n| (*id, n.lock().expect("single-threaded").status()))
+            s.service.as_ref().map(|n| (*id, n.lock().expect("single-threaded").node().status()))
         })
         .filter(|(_, s)| s.role == Role::Leader)
         .max_by_key(|(_, s)| s.term)
@@ -151,10 +151,9 @@ pub(super) fn inject(
             // An operator moves leadership (e.g. before maintenance).
             if let Some(lead) = leader(world) {
                 let to = pick(rng);
-                let node = world.lock().replicas[&lead].node.clone();
+                let node = world.lock().replicas[&lead].service.clone();
                 if let (Some(node), true) = (node, to != lead) {
-                    let now = kith_core::time::Instant::ZERO;
-                    node.lock().expect("single-threaded").transfer_leadership(now, to);
+                    node.lock().expect("single-threaded").transfer_leadership(to);
                 }
             }
         }
@@ -171,14 +170,16 @@ pub(super) fn inject(
 fn change_membership(world: &World, rng: &mut SeededRng, initial_voters: usize) {
     let Some(lead) = leader(world) else { return };
     let w = world.lock();
-    let Some(node) = w.replicas[&lead].node.clone() else { return };
+    let Some(node) = w.replicas[&lead].service.clone() else { return };
     let ids = w.serving();
     drop(w);
     let mut node = node.lock().expect("single-threaded");
-    let Some(change) = churn_change(node.membership(), &ids, initial_voters, rng) else { return };
+    let Some(change) = churn_change(node.node().membership(), &ids, initial_voters, rng) else {
+        return;
+    };
     // Refused while another change is pending or leadership moved: an
     // operator would simply try again later, as the next draw does.
-    let _ = node.change_membership(kith_core::time::Instant::ZERO, &change);
+    let _ = node.change_membership(&change);
 }
 
 /// The longest a swizzle-clog lasts.
@@ -261,7 +262,9 @@ fn free_disk(
         let mut w = world.lock();
         let slot = w.replicas.get_mut(&id).expect("exists");
         slot.disk.full = false;
-        slot.node.as_ref().is_some_and(|n| n.lock().expect("single-threaded").halted().is_some())
+        slot.service
+            .as_ref()
+            .is_some_and(|n| n.lock().expect("single-threaded").node().halted().is_some())
     };
     if halted && down.iter().all(|(d, _)| *d != id) {
         kill(world, handle, nodes, id);

@@ -262,16 +262,17 @@ fn finish(
         report.writes_refused += slot.disk.refused;
         report.reads_failed += slot.disk.failed_reads;
         report.corruptions += slot.disk.corruptions;
-        if let Some(node) = &slot.node {
+        if let Some(node) = &slot.service {
             report.snapshots_installed +=
-                node.lock().expect("single-threaded").metrics().snapshots_installed;
+                node.lock().expect("single-threaded").node().metrics().snapshots_installed;
         }
     }
     drop(w);
     if let Some(id) = faults::leader(world) {
-        let node = world.lock().replicas[&id].node.clone();
+        let node = world.lock().replicas[&id].service.clone();
         if let Some(node) = node {
-            report.final_voters = node.lock().expect("single-threaded").status().membership.voters;
+            report.final_voters =
+                node.lock().expect("single-threaded").node().status().membership.voters;
         }
     }
     let mut events = Vec::new();

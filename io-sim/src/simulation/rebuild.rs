@@ -89,9 +89,9 @@ impl Rebuilds {
             self.active = Some(Rebuild { old, new: None });
         }
         let Some(lead) = leader(world) else { return };
-        let Some(node) = world.lock().replicas[&lead].node.clone() else { return };
+        let Some(node) = world.lock().replicas[&lead].service.clone() else { return };
         let rebuild = self.active.as_mut().expect("set above");
-        let membership = node.lock().expect("single-threaded").membership().clone();
+        let membership = node.lock().expect("single-threaded").node().membership().clone();
         if membership.is_joint() {
             return;
         }
@@ -115,8 +115,7 @@ impl Rebuilds {
         };
         // Refused while another change is pending or leadership moved; the
         // next turn asks again.
-        let now = kith_core::time::Instant::ZERO;
-        let _ = node.lock().expect("single-threaded").change_membership(now, &change);
+        let _ = node.lock().expect("single-threaded").change_membership(&change);
     }
 }
 
@@ -128,9 +127,9 @@ fn atlas_allows(world: &World, id: NodeId) -> bool {
         return false;
     }
     let Some(lead) = leader(world) else { return false };
-    let Some(node) = world.lock().replicas[&lead].node.clone() else { return false };
+    let Some(node) = world.lock().replicas[&lead].service.clone() else { return false };
     let node = node.lock().expect("single-threaded");
-    let m = node.membership();
+    let m = node.node().membership();
     if m.is_joint() {
         return false;
     }

@@ -5,7 +5,6 @@ use super::faults::{kill, leader, Clog, Outages};
 use crate::world::World;
 use kith_core::ids::NodeId;
 use kith_core::node::MembershipChange;
-use kith_core::time::Instant;
 use madsim::net::NetSim;
 use madsim::runtime::{Handle, NodeHandle};
 use std::collections::BTreeMap;
@@ -210,7 +209,7 @@ pub(super) async fn run_script(
                     } else {
                         MembershipChange::Promote(spare)
                     };
-                    propose_membership(world, epoch, change).await;
+                    propose_membership(world, change).await;
                 }
             }
         }
@@ -220,12 +219,11 @@ pub(super) async fn run_script(
 
 /// Proposes a membership change at the current leader, retrying across
 /// leader changes for a while (an operator's `kith cluster add`).
-async fn propose_membership(world: &World, epoch: madsim::time::Instant, change: MembershipChange) {
+async fn propose_membership(world: &World, change: MembershipChange) {
     for _ in 0..50 {
-        let node = leader(world).and_then(|id| world.lock().replicas[&id].node.clone());
+        let node = leader(world).and_then(|id| world.lock().replicas[&id].service.clone());
         if let Some(node) = node {
-            let now = Instant::from_micros(epoch.elapsed().as_micros() as u64);
-            if node.lock().expect("single-threaded").change_membership(now, &change).is_ok() {
+            if node.lock().expect("single-threaded").change_membership(&change).is_ok() {
                 return;
             }
         }

@@ -1,58 +1,65 @@
-//! Who is waiting for an answer, and how to give it to them.
+//! Who is waiting for an answer: the service names each request with an
+//! opaque `AskerId`; this maps the id to the libp2p channel it came on.
 
+use super::live::PendingStream;
 use crate::net::behaviour::Behaviour;
-use kith_core::im::client_protocol::{ClientResponse, ResponseFrame};
-use kith_core::im::replica_protocol::{self, AdminResponse, PeerResponse};
+use kith_core::replica::AskerId;
 use libp2p::request_response::ResponseChannel;
 use libp2p::Swarm;
+use std::collections::BTreeMap;
 
-/// Someone awaiting a [`ClientResponse`].
+/// Where an answer goes.
 #[derive(Debug)]
-pub enum Asker {
+pub enum Channel {
     /// A client on `/kith/client/1`.
-    Client {
-        /// Where the answer goes.
-        channel: ResponseChannel<Vec<u8>>,
-        /// The client's request id, echoed.
-        request_id: u64,
-    },
-    /// A replica that forwarded its client's command to us.
-    Replica(ResponseChannel<Vec<u8>>),
-}
-
-/// Someone awaiting an [`AdminResponse`].
-#[derive(Debug)]
-pub enum AdminAsker {
+    Client(ResponseChannel<Vec<u8>>),
+    /// A replica on `/kith/peer/1`.
+    Peer(ResponseChannel<Vec<u8>>),
     /// An operator on `/kith/admin/1`.
-    Operator(ResponseChannel<Vec<u8>>),
-    /// A replica that forwarded its operator's request.
-    Replica(ResponseChannel<Vec<u8>>),
+    Admin(ResponseChannel<Vec<u8>>),
+    /// A live stream waiting to hear whether its subscription opened.
+    Live(PendingStream),
 }
 
-/// Answers `asker`. A closed channel (the asker went away) is not an
-/// error: the command's effect, if any, is in the log either way.
-pub fn answer(swarm: &mut Swarm<Behaviour>, asker: Asker, response: ClientResponse) {
-    let _ = match asker {
-        Asker::Client { channel, request_id } => {
-            let frame = ResponseFrame { request_id, response }.encode();
-            swarm.behaviour_mut().client.send_response(channel, frame)
-        }
-        Asker::Replica(channel) => {
-            let frame = replica_protocol::encode(&PeerResponse::Forwarded(response));
-            swarm.behaviour_mut().peer.send_response(channel, frame)
-        }
-    };
+/// The channels awaiting answers.
+#[derive(Debug, Default)]
+pub struct Askers {
+    next: u64,
+    waiting: BTreeMap<AskerId, Channel>,
 }
 
-/// Answers an operator.
-pub fn answer_admin(swarm: &mut Swarm<Behaviour>, asker: AdminAsker, response: AdminResponse) {
-    let _ = match asker {
-        AdminAsker::Operator(channel) => {
-            swarm.behaviour_mut().admin.send_response(channel, replica_protocol::encode(&response))
+impl Askers {
+    /// Names a channel for the service.
+    pub fn name(&mut self, channel: Channel) -> AskerId {
+        self.next += 1;
+        let id = AskerId(self.next);
+        self.waiting.insert(id, channel);
+        id
+    }
+
+    /// The channel named `id`, now answered.
+    pub fn take(&mut self, id: AskerId) -> Option<Channel> {
+        self.waiting.remove(&id)
+    }
+
+    /// Channels still waiting.
+    pub fn len(&self) -> usize {
+        self.waiting.len()
+    }
+}
+
+/// Sends `frame` on a request-response channel. A closed channel (the asker
+/// went away) is not an error: the command's effect, if any, is in the log
+/// either way.
+pub fn answer(swarm: &mut Swarm<Behaviour>, channel: Channel, frame: Vec<u8>) {
+    let behaviour = swarm.behaviour_mut();
+    let _ = match channel {
+        Channel::Client(c) => behaviour.client.send_response(c, frame),
+        Channel::Peer(c) => behaviour.peer.send_response(c, frame),
+        Channel::Admin(c) => behaviour.admin.send_response(c, frame),
+        Channel::Live(stream) => {
+            stream.refuse(frame);
+            Ok(())
         }
-        AdminAsker::Replica(channel) => swarm
-            .behaviour_mut()
-            .peer
-            .send_response(channel, replica_protocol::encode(&PeerResponse::Admin(response))),
     };
 }

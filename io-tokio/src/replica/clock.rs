@@ -2,16 +2,17 @@
 //!
 //! The origin is the UNIX epoch, so the leader's stamps on entries are wall
 //! time, but the clock only moves forward: it is the wall clock read once at
-//! start-up plus the monotonic time elapsed since.
+//! start-up plus the monotonic time elapsed since (the mapping is the
+//! core's `DriverClock`, shared with the simulator).
 
-use kith_core::time::Instant;
+use kith_core::time::{DriverClock, Instant};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// Monotonic time since the UNIX epoch.
+/// The replica's clock.
 #[derive(Clone, Copy, Debug)]
 pub struct Clock {
     started: tokio::time::Instant,
-    base_micros: u64,
+    map: DriverClock,
 }
 
 impl Clock {
@@ -19,17 +20,16 @@ impl Clock {
     pub fn start() -> Clock {
         let base_micros =
             SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64);
-        Clock { started: tokio::time::Instant::now(), base_micros }
+        Clock { started: tokio::time::Instant::now(), map: DriverClock::new(base_micros, 0) }
     }
 
     /// Now.
     pub fn now(&self) -> Instant {
-        Instant::from_micros(self.base_micros + self.started.elapsed().as_micros() as u64)
+        self.map.at(self.started.elapsed())
     }
 
-    /// The tokio instant at which this clock reads `at`.
+    /// The tokio instant at which the clock reads `at`.
     pub fn deadline(&self, at: Instant) -> tokio::time::Instant {
-        let offset = at.as_micros().saturating_sub(self.base_micros);
-        self.started + std::time::Duration::from_micros(offset)
+        self.started + self.map.elapsed_at(at)
     }
 }

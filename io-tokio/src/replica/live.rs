@@ -1,21 +1,21 @@
 //! Live subscriptions over `/kith/live/1` streams.
 //!
-//! Each stream gets a task that reads the client's [`SubscribeFrame`] and
-//! then writes [`LiveFrame`]s from a small bounded queue. The run loop owns
-//! the core's subscription hub and only moves a delivery into a queue that
-//! has room, so a slow subscriber stalls its own cursor (the hub refills
-//! from the log later) instead of growing memory.
+//! Each stream gets a task that reads the client's subscribe frame and
+//! then writes [`LiveFrame`]s from a small bounded queue. The service owns
+//! the subscriptions; the run loop only moves a frame from `poll_live` into
+//! a queue that has room, so a slow subscriber stalls its own cursor (the
+//! hub refills from the log later) instead of growing memory.
 
+use super::askers::Channel;
 use super::Replica;
 use crate::net::behaviour::LIVE_PROTOCOL;
 use crate::net::codec::{read_frame, write_frame};
 use crate::peer_ids::user_of;
 use futures::StreamExt;
-use kith_core::im::client_protocol::{LiveFrame, SubscribeFrame};
-use kith_core::im::identity::UserId;
-use kith_core::im::protocol::RoomId;
+use kith_core::im::client_protocol::LiveFrame;
 use kith_core::im::subscriptions::SubscriptionId;
 use kith_core::limits;
+use kith_core::replica::ServiceInput;
 use libp2p::PeerId;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -28,25 +28,38 @@ const PENDING_SUBSCRIPTIONS_MAX: usize = 64;
 /// How long a client has to send its subscribe frame.
 const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A new stream asking to subscribe.
+/// A new stream asking to subscribe: its subscribe frame, as bytes.
 pub struct LiveRequest {
     peer: PeerId,
-    frame: SubscribeFrame,
-    queue: mpsc::Sender<LiveFrame>,
-    refused: oneshot::Sender<String>,
+    frame: Vec<u8>,
+    stream: PendingStream,
 }
 
-/// One open subscription: who, which rooms, and its queue.
-struct Subscriber {
-    user: UserId,
-    rooms: Vec<RoomId>,
+/// A stream's queue and the way to refuse it, until the service decides.
+#[derive(Debug)]
+pub struct PendingStream {
     queue: mpsc::Sender<LiveFrame>,
+    refused: oneshot::Sender<Vec<u8>>,
 }
 
-/// The open subscriptions.
+impl PendingStream {
+    /// Writes `frame` (an encoded refusal) and closes the stream.
+    pub fn refuse(self, frame: Vec<u8>) {
+        let _ = self.refused.send(frame);
+    }
+}
+
+/// The open subscriptions' queues.
 #[derive(Default)]
 pub struct LiveSubscribers {
-    subscribers: BTreeMap<SubscriptionId, Subscriber>,
+    queues: BTreeMap<SubscriptionId, mpsc::Sender<LiveFrame>>,
+}
+
+impl LiveSubscribers {
+    /// Pairs an opened subscription with its stream's queue.
+    pub fn open(&mut self, id: SubscriptionId, stream: PendingStream) {
+        self.queues.insert(id, stream.queue);
+    }
 }
 
 /// Accepts live streams; each that sends a valid subscribe frame becomes a
@@ -77,11 +90,7 @@ async fn serve_stream(
         tokio::time::timeout(SUBSCRIBE_TIMEOUT, read_frame(&mut stream, limits::FRAME_BYTES_MAX))
             .await;
     let frame =
-        match first.map_err(|_| "timed out".to_string()).and_then(|r| r.map_err(|e| e.to_string()))
-        {
-            Ok(bytes) => SubscribeFrame::decode(&bytes).map_err(|e| e.to_string()),
-            Err(e) => Err(e),
-        };
+        first.map_err(|_| "timed out".to_string()).and_then(|r| r.map_err(|e| e.to_string()));
     let frame = match frame {
         Ok(f) => f,
         Err(why) => {
@@ -91,7 +100,9 @@ async fn serve_stream(
     };
     let (queue, mut frames) = mpsc::channel(LIVE_QUEUE_FRAMES);
     let (refused, refusal) = oneshot::channel();
-    if requests.try_send(LiveRequest { peer, frame, queue, refused }).is_err() {
+    let stream_parts = PendingStream { queue, refused };
+    if requests.try_send(LiveRequest { peer, frame: frame.to_vec(), stream: stream_parts }).is_err()
+    {
         let busy = LiveFrame::Refused("replica busy; try again".into());
         let _ = write_frame(&mut stream, &busy.encode()).await;
         return;
@@ -100,10 +111,14 @@ async fn serve_stream(
     loop {
         let next = match refusal.as_mut() {
             Some(r) => tokio::select! {
-                why = r => {
+                refused = r => {
                     refusal = None;
-                    match why {
-                        Ok(why) => Some(LiveFrame::Refused(why)),
+                    match refused {
+                        // The service's refusal, encoded: write it and close.
+                        Ok(bytes) => {
+                            let _ = write_frame(&mut stream, &bytes).await;
+                            return;
+                        }
                         Err(_) => continue,
                     }
                 }
@@ -112,8 +127,7 @@ async fn serve_stream(
             None => frames.recv().await,
         };
         let Some(frame) = next else { return };
-        let end = matches!(frame, LiveFrame::Refused(_));
-        if write_frame(&mut stream, &frame.encode()).await.is_err() || end {
+        if write_frame(&mut stream, &frame.encode()).await.is_err() {
             return;
         }
     }
@@ -121,63 +135,35 @@ async fn serve_stream(
 
 impl Replica {
     pub(super) fn on_live_request(&mut self, request: LiveRequest) {
-        let Some(user) = user_of(&request.peer) else {
-            let _ = request.refused.send("clients must connect with an ed25519 key".into());
-            return;
-        };
-        match self.hub.subscribe(self.node.state_machine(), user, &request.frame.rooms) {
-            Ok(id) => {
-                let rooms = request.frame.rooms.iter().map(|(r, _)| r.clone()).collect();
-                let subscriber = Subscriber { user, rooms, queue: request.queue };
-                self.live.subscribers.insert(id, subscriber);
-            }
-            Err(e) => {
-                let _ = request.refused.send(e.to_string());
-            }
-        }
+        let user = user_of(&request.peer);
+        let asker = self.askers.name(Channel::Live(request.stream));
+        self.input(ServiceInput::SubscribeRequested { asker, user, frame: request.frame.into() });
     }
 
-    /// Moves deliveries into subscribers' queues while they have room.
-    /// Returns whether some subscriber still has deliveries waiting.
+    /// Moves frames into subscribers' queues while they have room.
+    /// Returns whether some subscriber's queue is full.
     pub(super) fn pump_live(&mut self) -> bool {
         let mut backlog = false;
         let mut closed = Vec::new();
-        for (id, Subscriber { queue, .. }) in &self.live.subscribers {
+        for (id, queue) in &self.live.queues {
             if queue.is_closed() {
                 closed.push(*id);
                 continue;
             }
             while queue.capacity() > 0 {
-                match self.hub.poll(self.node.state_machine(), *id) {
-                    Some(delivery) => {
-                        let _ = queue.try_send(delivery.into());
+                match self.service.poll_live(*id) {
+                    Some(frame) => {
+                        let _ = queue.try_send(frame);
                     }
                     None => break,
                 }
             }
             backlog |= queue.capacity() == 0;
         }
-        for id in closed {
-            self.hub.unsubscribe(id);
-            self.live.subscribers.remove(&id);
+        for subscription in closed {
+            self.live.queues.remove(&subscription);
+            self.input(ServiceInput::SubscriberLeft { subscription });
         }
         backlog
-    }
-
-    /// Passes a typing notice to the subscribers following `room` who may
-    /// still read it. Best effort: a full queue skips the notice.
-    pub(super) fn deliver_typing(&mut self, room: &RoomId, user: UserId, active: bool) {
-        let machine = self.node.state_machine();
-        for s in self.live.subscribers.values() {
-            if s.user != user && s.rooms.contains(room) && machine.can_follow(room, s.user) {
-                let frame = LiveFrame::Typing { room: room.clone(), user, active };
-                let _ = s.queue.try_send(frame);
-            }
-        }
-    }
-
-    /// Open live subscriptions.
-    pub(super) fn live_count(&self) -> usize {
-        self.live.subscribers.len()
     }
 }

@@ -10,7 +10,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 #[derive(Debug, Default)]
 pub struct Metrics {
     pub(super) raft_frames_shed: u64,
-    pub(super) raft_frames_refused: u64,
     pub(super) snapshot_chunks_dropped: u64,
     commit_latency_sum: Duration,
     commit_latency_count: u64,
@@ -41,9 +40,10 @@ pub struct MetricsSnapshot {
 
 impl Replica {
     pub(super) fn publish_metrics(&mut self) {
-        let s = self.node.status();
+        let s = self.service.node().status();
         let m = &self.metrics;
-        let core = self.node.metrics();
+        let core = self.service.node().metrics();
+        let refused = self.service.metrics().raft_frames_refused;
         let mut text = String::with_capacity(2048);
         let members = s.membership.voters.len() + s.membership.learners.len();
         let series: [(&str, &str, &str, u64); 16] = [
@@ -67,16 +67,21 @@ impl Replica {
             (
                 "kith_proposals_pending",
                 "gauge",
-                "Client commands awaiting commit.",
-                self.proposals.len() as u64,
+                "Client requests awaiting an answer (commands, reads, forwards).",
+                self.askers.len() as u64,
             ),
             (
-                "kith_reads_pending",
+                "kith_forwards_pending",
                 "gauge",
-                "Reads awaiting their read index.",
-                self.reads.len() as u64,
+                "Client commands forwarded to the leader and not yet answered.",
+                self.service.forwards_pending() as u64,
             ),
-            ("kith_live_subscriptions", "gauge", "Open live streams.", self.live_count() as u64),
+            (
+                "kith_live_subscriptions",
+                "gauge",
+                "Open live streams.",
+                self.service.live_count() as u64,
+            ),
             (
                 "kith_raft_frames_shed_total",
                 "counter",
@@ -87,7 +92,7 @@ impl Replica {
                 "kith_raft_frames_refused_total",
                 "counter",
                 "Raft frames refused from non-members.",
-                m.raft_frames_refused,
+                refused,
             ),
             (
                 "kith_frames_malformed_total",

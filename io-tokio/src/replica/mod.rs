@@ -1,14 +1,17 @@
-//! One replica: the run loop documented in `kith_core` over a libp2p swarm
-//! and real files. Everything that decides lives in the core; this module
-//! moves bytes between the swarm, the disk and the node, keeps time, and
-//! remembers who is waiting for which answer.
+//! One replica: the replica service's run loop (`kith_core::replica`) over
+//! a libp2p swarm and real files. Every decision is the service's; this
+//! module moves bytes between the swarm, the disk and the service, keeps
+//! time, keeps the address book, and maps the service's askers to libp2p
+//! channels.
 //!
 //! The loop, once per event:
-//! 1. carry out every `poll_output()` of the node (send, persist, answer);
-//! 2. hand live subscribers what the hub has for them, as far as their
-//!    bounded queues allow;
+//! 1. carry out every `poll_output()` of the service (answer, send,
+//!    persist, publish);
+//! 2. fill each live stream's bounded queue from `poll_live` while it has
+//!    room;
 //! 3. wait for the first of: a swarm event, a disk report, a new live
-//!    subscription, the node's `poll_timeout()`, shutdown.
+//!    stream, a snapshot chunk, the service's `poll_timeout()`, shutdown;
+//!    report it to the service as a fact.
 
 mod askers;
 mod client_traffic;
@@ -25,15 +28,12 @@ pub use start::{ReplicaError, ReplicaOptions, StartMode};
 
 use crate::net::behaviour::Behaviour;
 use crate::net::directory::Directory;
+use crate::peer_ids::node_id_of;
 use crate::storage::{DiskWriter, WriteReport};
-use askers::{AdminAsker, Asker};
+use askers::Askers;
 use clock::Clock;
 use futures::StreamExt;
-use kith_core::ids::{ProposalId, ReadId};
-use kith_core::im::presence::PresenceTable;
-use kith_core::im::subscriptions::SubscriptionHub;
-use kith_core::im::ImMachine;
-use kith_core::node::{Input, Node};
+use kith_core::replica::{OutboundId, ReplicaService, ServiceInput};
 use libp2p::request_response::OutboundRequestId;
 use libp2p::{Multiaddr, PeerId, Swarm};
 use std::collections::{BTreeMap, BTreeSet};
@@ -44,9 +44,6 @@ use std::time::Duration;
 /// Outstanding Raft requests per peer; beyond this, frames are dropped
 /// (Raft retransmits) so a slow peer cannot grow our memory.
 const RAFT_IN_FLIGHT_PER_PEER_MAX: usize = 256;
-/// Client requests this replica forwards to the leader at once; beyond
-/// this, clients are told to back off.
-const FORWARDS_MAX: usize = 1024;
 /// How often replicas exchange their directories.
 const HELLO_INTERVAL: Duration = Duration::from_secs(2);
 
@@ -54,35 +51,25 @@ const HELLO_INTERVAL: Duration = Duration::from_secs(2);
 #[derive(Debug)]
 enum Outbound {
     Raft(PeerId),
-    Forward(Asker),
-    Admin(AdminAsker),
+    Service(OutboundId),
     Hello,
 }
 
 /// The state of a running replica.
 struct Replica {
-    node: Node<ImMachine>,
+    service: ReplicaService,
     swarm: Swarm<Behaviour>,
     disk: DiskWriter,
     directory: Directory,
-    /// Peers we dialed to join; trusted for their directory.
+    /// Addresses we dial to join; whoever answers there is a join target.
     join_targets: Vec<Multiaddr>,
     join_peers: BTreeSet<PeerId>,
-    admins: BTreeSet<PeerId>,
     clock: Clock,
-    proposals: BTreeMap<ProposalId, (Asker, kith_core::time::Instant)>,
-    reads: BTreeMap<ReadId, Asker>,
-    admin_proposals: BTreeMap<ProposalId, AdminAsker>,
+    askers: Askers,
     outbound: BTreeMap<OutboundRequestId, Outbound>,
-    /// Client commands forwarded to the leader and not yet answered.
-    forwards: usize,
-    /// Commands whose signatures this replica checked (clients retry).
-    verified: kith_core::im::verified_commands::VerifiedCommands,
     raft_in_flight: BTreeMap<PeerId, usize>,
-    hub: SubscriptionHub,
     live: live::LiveSubscribers,
     snapshots: snapshot_stream::SnapshotSenders,
-    presence: PresenceTable,
     metrics: metrics::Metrics,
     shared_metrics: Arc<Mutex<MetricsSnapshot>>,
 }
@@ -103,7 +90,7 @@ pub async fn run(
     loop {
         replica.flush_outputs();
         let live_backlog = replica.pump_live();
-        if let Some(reason) = replica.node.halted() {
+        if let Some(reason) = replica.service.node().halted() {
             return Err(ReplicaError::Halted(reason.to_string()));
         }
         let wake = replica.next_wake(live_backlog);
@@ -136,11 +123,14 @@ impl Replica {
         self.clock.now()
     }
 
+    /// Reports one fact to the service.
+    fn input(&mut self, input: ServiceInput) {
+        let now = self.now();
+        self.service.handle_input(now, input);
+    }
+
     fn next_wake(&self, live_backlog: bool) -> tokio::time::Instant {
-        let node = self.node.poll_timeout();
-        let presence = self.presence.poll_timeout();
-        let at = [node, presence].into_iter().flatten().min();
-        let mut wake = at.map_or_else(
+        let mut wake = self.service.poll_timeout().map_or_else(
             || tokio::time::Instant::now() + Duration::from_secs(1),
             |t| self.clock.deadline(t),
         );
@@ -152,19 +142,27 @@ impl Replica {
 
     fn on_timer(&mut self) {
         let now = self.now();
-        if self.node.poll_timeout().is_some_and(|t| t <= now) {
-            self.node.handle_timeout(now);
+        if self.service.poll_timeout().is_some_and(|t| t <= now) {
+            self.service.handle_timeout(now);
         }
-        self.presence.expire(now);
     }
 
     fn on_disk(&mut self, report: WriteReport) {
-        let now = self.now();
         match report {
-            WriteReport::Durable(up_to) => self.node.handle_input(now, Input::Persisted { up_to }),
+            WriteReport::Durable(up_to) => self.input(ServiceInput::Persisted { up_to }),
             WriteReport::Failed { id, reason } => {
-                self.node.handle_input(now, Input::PersistFailed { id, reason })
+                self.input(ServiceInput::PersistFailed { id, reason })
             }
+        }
+    }
+
+    /// Tells the service every replica the directory holds: members (or
+    /// an operator) vouched for each.
+    fn vouch_directory(&mut self) {
+        let known: Vec<(PeerId, _)> = self.directory.peers().map(|(id, p)| (p, id)).collect();
+        for (peer, id) in known {
+            debug_assert_eq!(node_id_of(&peer), id);
+            self.input(ServiceInput::ReplicaVouched { id, name: peer.to_string() });
         }
     }
 }

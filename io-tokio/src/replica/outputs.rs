@@ -1,63 +1,75 @@
-//! Carrying out the node's outputs.
+//! Carrying out the service's commands.
 
-use super::askers::{answer, answer_admin};
+use super::askers::{answer, Channel};
 use super::{Outbound, Replica, RAFT_IN_FLIGHT_PER_PEER_MAX};
-use kith_core::im::client_protocol::ClientResponse;
-use kith_core::im::replica_protocol::{AdminResponse, PeerRequest};
-use kith_core::im::ImMachine;
-use kith_core::node::{NodeOutput, Output};
+use crate::peer_ids::node_id_of;
+use kith_core::im::replica_protocol::{self, PeerResponse};
+use kith_core::replica::{OutboundId, ServiceInput, ServiceOutput};
 use kith_core::wire::PeerFrame;
 
 impl Replica {
-    /// Carries out every output the node has.
+    /// Carries out every command the service has.
     pub(super) fn flush_outputs(&mut self) {
-        while let Some(output) = self.node.poll_output() {
+        while let Some(output) = self.service.poll_output() {
             self.carry_out(output);
         }
     }
 
-    fn carry_out(&mut self, output: NodeOutput<ImMachine>) {
+    fn carry_out(&mut self, output: ServiceOutput) {
         match output {
-            Output::Send { to, frame } => self.send_raft(to, frame),
-            Output::Persist { id, new_segment, bytes } => self.persist(id, new_segment, bytes),
-            Output::Applied { proposal, response, .. } => {
-                self.hub.on_events(self.node.state_machine(), &response.events);
-                if let Some((asker, since)) = proposal.and_then(|p| self.proposals.remove(&p)) {
-                    self.metrics.observe_commit(self.now().saturating_since(since));
-                    answer(&mut self.swarm, asker, response.into());
+            ServiceOutput::Respond { asker, frame } => {
+                if let Some(channel) = self.askers.take(asker) {
+                    answer(&mut self.swarm, channel, frame);
                 }
             }
-            Output::Dropped { proposal, outcome } => {
-                if let Some((asker, _)) = self.proposals.remove(&proposal) {
-                    answer(&mut self.swarm, asker, ClientResponse::dropped(outcome));
-                } else if let Some(asker) = self.admin_proposals.remove(&proposal) {
-                    let retry = AdminResponse::Retry("the change was not committed".into());
-                    answer_admin(&mut self.swarm, asker, retry);
+            ServiceOutput::SendRaft { to, frame } => self.send_raft(to, frame),
+            ServiceOutput::SendPeerRequest { to, request, frame } => {
+                self.send_service_request(to, request, frame)
+            }
+            ServiceOutput::Publish { topic, data } => self.publish(topic, data),
+            ServiceOutput::Persist { id, new_segment, bytes } => {
+                self.persist(id, new_segment, bytes)
+            }
+            ServiceOutput::Subscribed { asker, subscription } => {
+                if let Some(Channel::Live(stream)) = self.askers.take(asker) {
+                    self.live.open(subscription, stream);
                 }
             }
-            Output::MembershipChanged { proposal, membership, index } => {
+            ServiceOutput::LiveRefused { asker, frame } => {
+                if let Some(channel) = self.askers.take(asker) {
+                    answer(&mut self.swarm, channel, frame);
+                }
+            }
+            ServiceOutput::HelloReceived { asker, records } => {
+                if self.directory.merge(&records) {
+                    self.directory.save();
+                    self.add_directory_addresses();
+                    self.vouch_directory();
+                }
+                let ours = replica_protocol::encode(&PeerResponse::Hello(self.directory.records()));
+                if let Some(channel) = self.askers.take(asker) {
+                    answer(&mut self.swarm, channel, ours);
+                }
+            }
+            ServiceOutput::ReplicaAdded { record } => {
+                if self.directory.merge(std::slice::from_ref(&record)) {
+                    self.directory.save();
+                }
+                self.add_directory_addresses();
+                self.vouch_directory();
+            }
+            ServiceOutput::Applied { waited: Some(waited), .. } => {
+                self.metrics.observe_commit(waited);
+            }
+            ServiceOutput::MembershipChanged { index, membership } => {
                 tracing::info!(%index, ?membership, "membership changed");
-                if let Some(asker) = proposal.and_then(|p| self.admin_proposals.remove(&p)) {
-                    let status = self.cluster_status();
-                    answer_admin(&mut self.swarm, asker, AdminResponse::Changed(status));
-                }
-                self.snapshots.retain(|p| membership.contains(crate::peer_ids::node_id_of(p)));
+                self.snapshots.retain(|p| membership.contains(node_id_of(p)));
                 self.send_hellos();
             }
-            Output::ReadReady { read, result, .. } => {
-                if let Some(asker) = self.reads.remove(&read) {
-                    answer(&mut self.swarm, asker, ClientResponse::Answer(result));
-                }
-            }
-            Output::ReadFailed { read } => {
-                if let Some(asker) = self.reads.remove(&read) {
-                    answer(&mut self.swarm, asker, ClientResponse::Retry { maybe_applied: false });
-                }
-            }
-            Output::RoleChanged { role, term, leader } => {
+            ServiceOutput::RoleChanged { role, term, leader } => {
                 tracing::info!(?role, %term, ?leader, "role changed");
             }
-            Output::Halted { reason } => tracing::error!(%reason, "the replica halted"),
+            ServiceOutput::Halted { reason } => tracing::error!(%reason, "the replica halted"),
             _ => {}
         }
     }
@@ -66,6 +78,21 @@ impl Replica {
         // A stopped writer has already reported the failure that stops the node.
         if !self.disk.write(id, new_segment, bytes) {
             tracing::error!("the disk writer has stopped");
+        }
+    }
+
+    fn send_service_request(
+        &mut self,
+        to: kith_core::ids::NodeId,
+        request: OutboundId,
+        frame: Vec<u8>,
+    ) {
+        match self.directory.peer(to) {
+            Some(peer) => self.send_peer(peer, frame, Outbound::Service(request)),
+            None => {
+                tracing::debug!(%to, "no address known for replica; request not sent");
+                self.input(ServiceInput::PeerRequestFailed { request, sent: false });
+            }
         }
     }
 
@@ -86,6 +113,8 @@ impl Replica {
             return;
         }
         *in_flight += 1;
-        self.send_peer(peer, &PeerRequest::Raft(frame), Outbound::Raft(peer));
+        let request =
+            replica_protocol::encode(&kith_core::im::replica_protocol::PeerRequest::Raft(frame));
+        self.send_peer(peer, request, Outbound::Raft(peer));
     }
 }

@@ -1,16 +1,17 @@
 //! Start-up: open the disk, recover or create the node, build the swarm.
 
-use super::{clock::Clock, live, metrics, snapshot_stream, MetricsSnapshot, Replica};
+use super::{
+    askers::Askers, clock::Clock, live, metrics, snapshot_stream, MetricsSnapshot, Replica,
+};
 use crate::key_file::{KeyFile, KeyFileError};
-use crate::net::behaviour::{build_swarm, SwarmError, SwarmOptions, PRESENCE_TOPIC, TYPING_TOPIC};
+use crate::net::behaviour::{build_swarm, SwarmError, SwarmOptions};
 use crate::net::directory::Directory;
-use crate::peer_ids::node_id_of;
+use crate::peer_ids::{node_id_of, user_of};
 use crate::storage::{DiskWriter, HistoryDb, SegmentLog, StorageError, WriteReport};
 use kith_core::config::Config;
-use kith_core::im::presence::PresenceTable;
-use kith_core::im::subscriptions::SubscriptionHub;
 use kith_core::im::ImMachine;
-use kith_core::node::Node;
+use kith_core::node::{Node, OnEmptyDisk, StartError};
+use kith_core::replica::{GossipTopic, ReplicaService, ServiceConfig};
 use libp2p::{gossipsub, Multiaddr, PeerId};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -132,24 +133,23 @@ pub(super) async fn start(options: &ReplicaOptions) -> Result<Started, ReplicaEr
     let clock = Clock::start();
     let now = clock.now();
     // The seed only spreads election timeouts; the PeerId-derived id is
-    // distinct per replica, and the clock varies it across restarts.
-    let mut config = Config::new(id, id.get() ^ now.as_micros());
+    // distinct per replica, and the clock varies it across restarts. It is
+    // logged so an incident can be replayed in the harness.
+    let seed = id.get() ^ now.as_micros();
+    let mut config = Config::new(id, seed);
     config.tick_interval = options.tick_interval;
     config.snapshot_threshold_entries = options.snapshot_threshold_entries;
-    let has_state = recovered.snapshot.is_some() || !recovered.entries.is_empty();
-    if !has_state && matches!(options.mode, StartMode::Resume) {
-        return Err(ReplicaError::Empty(options.data_dir.clone()));
-    }
     let history = HistoryDb::open(&options.data_dir.join("history.redb"))?;
     let machine = ImMachine::with_history(Box::new(history));
-    let node = if has_state {
-        Node::recover(config, &recovered, machine, now)
-    } else if matches!(options.mode, StartMode::Bootstrap) {
-        Node::bootstrap(config, &[id], machine, now)
-    } else {
-        Node::join(config, machine, now)
-    }
-    .map_err(|e| ReplicaError::Halted(e.to_string()))?;
+    let on_empty = match options.mode {
+        StartMode::Resume => OnEmptyDisk::Refuse,
+        StartMode::Bootstrap => OnEmptyDisk::Bootstrap(std::slice::from_ref(&id)),
+        StartMode::Join(_) => OnEmptyDisk::Join,
+    };
+    let node = Node::resume(config, &recovered, machine, now, on_empty).map_err(|e| match e {
+        StartError::NothingOnDisk => ReplicaError::Empty(options.data_dir.clone()),
+        e => ReplicaError::Halted(e.to_string()),
+    })?;
     let (disk, disk_reports) = DiskWriter::start(log);
     let mut swarm = build_swarm(key.keypair(), &options.swarm)?;
     for addr in &options.listen {
@@ -157,8 +157,9 @@ pub(super) async fn start(options: &ReplicaOptions) -> Result<Started, ReplicaEr
             .listen_on(addr.clone())
             .map_err(|e| ReplicaError::Listen { addr: addr.clone(), reason: e.to_string() })?;
     }
-    for topic in [PRESENCE_TOPIC, TYPING_TOPIC] {
-        let _ = swarm.behaviour_mut().gossipsub.subscribe(&gossipsub::IdentTopic::new(topic));
+    for topic in GossipTopic::ALL {
+        let _ =
+            swarm.behaviour_mut().gossipsub.subscribe(&gossipsub::IdentTopic::new(topic.name()));
     }
     let mut directory = Directory::load(&options.data_dir.join("peers"));
     directory.insert(peer_id, &[]);
@@ -187,31 +188,39 @@ pub(super) async fn start(options: &ReplicaOptions) -> Result<Started, ReplicaEr
     let snapshots = snapshot_stream::SnapshotSenders::new(swarm.behaviour().stream.new_control());
     let status = node.status();
     tracing::info!(
-        %peer_id, node_id = %id, applied = %status.applied, term = %status.term,
+        %peer_id, node_id = %id, applied = %status.applied, term = %status.term, seed,
         "replica started"
     );
-    let replica = Replica {
-        node,
+    let admins = options
+        .admins
+        .iter()
+        .filter_map(|peer| {
+            let user = user_of(peer);
+            if user.is_none() {
+                tracing::warn!(%peer, "ignoring an admin whose key is not ed25519");
+            }
+            user
+        })
+        .collect();
+    let config =
+        ServiceConfig { admins, join_targets: join_peers.iter().map(node_id_of).collect() };
+    let service = ReplicaService::new(node, config, now);
+    let mut replica = Replica {
+        service,
         swarm,
         disk,
         directory,
         join_targets,
         join_peers,
-        admins: options.admins.iter().copied().collect(),
         clock,
-        proposals: BTreeMap::new(),
-        reads: BTreeMap::new(),
-        admin_proposals: BTreeMap::new(),
+        askers: Askers::default(),
         outbound: BTreeMap::new(),
-        forwards: 0,
-        verified: Default::default(),
         raft_in_flight: BTreeMap::new(),
-        hub: SubscriptionHub::default(),
         live: live::LiveSubscribers::default(),
         snapshots,
-        presence: PresenceTable::default(),
         metrics: metrics::Metrics::default(),
         shared_metrics: Arc::new(Mutex::new(MetricsSnapshot::default())),
     };
+    replica.vouch_directory();
     Ok((replica, disk_reports, live_requests, snapshot_chunks))
 }

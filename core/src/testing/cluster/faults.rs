@@ -2,7 +2,7 @@
 
 use super::Cluster;
 use crate::ids::NodeId;
-use crate::node::Node;
+use crate::node::{Node, OnEmptyDisk};
 use crate::testing::sim_machine::SimMachine;
 use crate::testing::violation::Violation;
 
@@ -35,24 +35,14 @@ impl<S: SimMachine> Cluster<S> {
         })?;
         let machine = S::boot(replica.history.as_ref());
         let initial_voters: Vec<NodeId> = (1..=self.config.voters).map(NodeId).collect();
-        let node = if log.snapshot.is_none() && log.entries.is_empty() {
-            // Nothing it wrote ever became durable, so it never promised
-            // anything (votes and acknowledgements wait for the disk, and
-            // the bootstrap record came first). An initial voter starts
-            // over as it was started, as `kith dev` restarts its first
-            // replica with --bootstrap; anyone else rejoins empty. Without
-            // this, voters that all crashed before their bootstrap record
-            // landed left a cluster that could never elect (found by the
-            // cluster_ops fuzz target).
-            if initial_voters.contains(&id) {
-                Node::bootstrap(config, &initial_voters, machine, now)
-            } else {
-                Node::join(config, machine, now)
-            }
+        // An initial voter starts over as it was started, as `kith dev`
+        // restarts its first replica with --bootstrap; anyone else rejoins.
+        let on_empty = if initial_voters.contains(&id) {
+            OnEmptyDisk::Bootstrap(&initial_voters)
         } else {
-            Node::recover(config, &log, machine, now)
-        }
-        .map_err(|e| Violation {
+            OnEmptyDisk::Join
+        };
+        let node = Node::resume(config, &log, machine, now, on_empty).map_err(|e| Violation {
             invariant: "restart",
             detail: format!("node {id}: {e}"),
             at: now,

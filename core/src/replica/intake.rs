@@ -1,0 +1,87 @@
+//! Requests from clients: decode, check the author against the connection,
+//! verify (or recall) the signature, then submit, read, forward or answer.
+
+use super::asker::{Asker, AskerId, AskerKind, OutboundId};
+use super::output::ServiceOutput;
+use super::ReplicaService;
+use crate::im::client_protocol::{ClientRequest, ClientResponse, RequestFrame};
+use crate::im::identity::UserId;
+use crate::im::protocol::{ImQuery, SignedCommand};
+use crate::im::replica_protocol::{self, PeerRequest};
+use crate::limits;
+use crate::node::SubmitError;
+
+impl ReplicaService {
+    pub(super) fn on_client_request(&mut self, id: AskerId, user: Option<UserId>, frame: &[u8]) {
+        let frame = match RequestFrame::decode(frame) {
+            Ok(f) => f,
+            Err(e) => {
+                let asker = Asker { id, kind: AskerKind::Client { request_id: 0 } };
+                return self.answer(asker, ClientResponse::BadRequest(e.to_string()));
+            }
+        };
+        let asker = Asker { id, kind: AskerKind::Client { request_id: frame.request_id } };
+        let Some(user) = user else {
+            let why = "clients must connect with an ed25519 key".to_string();
+            return self.answer(asker, ClientResponse::BadRequest(why));
+        };
+        let response = match frame.request {
+            ClientRequest::Submit(command) => return self.submit(command, asker, Some(user)),
+            ClientRequest::Query(kind) => {
+                match self.node.read(self.now, ImQuery { as_user: user, kind }) {
+                    Ok(read) => {
+                        self.reads.insert(read, asker);
+                        return;
+                    }
+                    Err(e) => e.into(),
+                }
+            }
+            ClientRequest::Presence(announcement) => self.take_presence(&announcement, Some(user)),
+            ClientRequest::PresenceOf(users) => self.presence_of(&users),
+            ClientRequest::Typing(notice) => self.take_typing(&notice, Some(user)),
+        };
+        self.answer(asker, response);
+    }
+
+    /// Verifies and proposes a command, or forwards it to the leader.
+    /// `user` is the connection's user (None when a replica forwarded it:
+    /// that replica checked the author against its connection).
+    pub(super) fn submit(&mut self, command: SignedCommand, asker: Asker, user: Option<UserId>) {
+        if let Err(e) = self.verified.verify(&command, user) {
+            return self.answer(asker, ClientResponse::Refused(e));
+        }
+        match self.node.submit(self.now, &command) {
+            Ok(proposal) => {
+                self.proposals.insert(proposal, (asker, self.now));
+            }
+            Err(SubmitError::NotLeader { leader_hint: Some(leader) }) if asker.is_direct() => {
+                self.forward(leader, command, asker)
+            }
+            Err(e) => self.answer(asker, e.into()),
+        }
+    }
+
+    /// Hands a client's command to the leader, one hop only: a forwarded
+    /// command that finds no leader at the receiver goes back as
+    /// `NotLeader`, and the client decides where to go next.
+    fn forward(&mut self, leader: crate::ids::NodeId, command: SignedCommand, asker: Asker) {
+        if self.forwards.len() >= limits::FORWARDS_PENDING_MAX {
+            return self.answer(asker, ClientResponse::Busy);
+        }
+        let request = self.next_outbound();
+        self.forwards.insert(request);
+        self.outbound.insert(request, super::peers::Pending::Forward(asker));
+        let frame = replica_protocol::encode(&PeerRequest::Forward(command));
+        self.outputs.push_back(ServiceOutput::SendPeerRequest { to: leader, request, frame });
+    }
+
+    pub(super) fn next_outbound(&mut self) -> OutboundId {
+        self.next_outbound += 1;
+        OutboundId(self.next_outbound)
+    }
+
+    pub(super) fn answer(&mut self, asker: Asker, response: ClientResponse) {
+        let frame = asker.client_answer(response);
+        self.outputs.push_back(ServiceOutput::Respond { asker: asker.id, frame });
+    }
+}

@@ -1,0 +1,105 @@
+//! Live subscriptions: the core's subscription hub (room entries, gap-free
+//! from each subscriber's cursor) plus best-effort typing notices, behind
+//! one pull interface so a driver only moves frames into queues that have
+//! room.
+
+use super::asker::AskerId;
+use super::output::ServiceOutput;
+use super::ReplicaService;
+use crate::im::client_protocol::{LiveFrame, SubscribeFrame};
+use crate::im::identity::UserId;
+use crate::im::protocol::RoomId;
+use crate::im::subscriptions::{SubscriptionHub, SubscriptionId};
+use crate::im::ImMachine;
+use crate::limits;
+use std::collections::{BTreeMap, VecDeque};
+
+/// One open subscription, as far as typing notices go.
+#[derive(Debug)]
+struct Follower {
+    user: UserId,
+    rooms: Vec<RoomId>,
+    typing: VecDeque<LiveFrame>,
+}
+
+/// The open subscriptions.
+#[derive(Debug, Default)]
+pub(super) struct Live {
+    pub hub: SubscriptionHub,
+    followers: BTreeMap<SubscriptionId, Follower>,
+}
+
+impl Live {
+    /// Queues a typing notice for the subscribers following `room` who may
+    /// still read it (not its typist). A full queue drops its oldest notice.
+    pub fn offer_typing(
+        &mut self,
+        machine: &ImMachine,
+        room: &RoomId,
+        typist: UserId,
+        frame: &LiveFrame,
+    ) {
+        for f in self.followers.values_mut() {
+            if f.user != typist && f.rooms.contains(room) && machine.can_follow(room, f.user) {
+                if f.typing.len() == limits::SUBSCRIBER_TYPING_QUEUE_MAX {
+                    f.typing.pop_front();
+                }
+                f.typing.push_back(frame.clone());
+            }
+        }
+    }
+
+    /// Open subscriptions.
+    pub fn count(&self) -> usize {
+        self.followers.len()
+    }
+}
+
+impl ReplicaService {
+    pub(super) fn subscribe(&mut self, asker: AskerId, user: Option<UserId>, frame: &[u8]) {
+        let opened = match (user, SubscribeFrame::decode(frame)) {
+            (None, _) => Err("clients must connect with an ed25519 key".to_string()),
+            (Some(_), Err(e)) => Err(e.to_string()),
+            (Some(user), Ok(frame)) => self
+                .live
+                .hub
+                .subscribe(self.node.state_machine(), user, &frame.rooms)
+                .map(|id| (id, user, frame))
+                .map_err(|e| e.to_string()),
+        };
+        match opened {
+            Ok((subscription, user, frame)) => {
+                let rooms = frame.rooms.into_iter().map(|(r, _)| r).collect();
+                let follower = Follower { user, rooms, typing: VecDeque::new() };
+                self.live.followers.insert(subscription, follower);
+                self.outputs.push_back(ServiceOutput::Subscribed { asker, subscription });
+            }
+            Err(why) => {
+                let frame = LiveFrame::Refused(why).encode();
+                self.outputs.push_back(ServiceOutput::LiveRefused { asker, frame });
+            }
+        }
+    }
+
+    pub(super) fn unsubscribe(&mut self, subscription: SubscriptionId) {
+        self.live.hub.unsubscribe(subscription);
+        self.live.followers.remove(&subscription);
+    }
+
+    /// The next frame for a subscription: typing notices first (they are
+    /// only worth anything now), then room entries and updates from the
+    /// hub. Call while the subscriber's queue has room; None means nothing
+    /// is waiting (or the subscription is unknown).
+    pub fn poll_live(&mut self, subscription: SubscriptionId) -> Option<LiveFrame> {
+        let follower = self.live.followers.get_mut(&subscription)?;
+        if let Some(frame) = follower.typing.pop_front() {
+            return Some(frame);
+        }
+        self.live.hub.poll(self.node.state_machine(), subscription).map(LiveFrame::from)
+    }
+
+    /// Open live subscriptions.
+    pub fn live_count(&self) -> usize {
+        self.live.count()
+    }
+}

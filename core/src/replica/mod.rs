@@ -1,0 +1,302 @@
+//! The replica service: everything a replica decides around its Raft node,
+//! as one sans-I/O state machine that every driver runs.
+//!
+//! It owns the [`Node`] replicating the [`ImMachine`], the memory of
+//! verified commands, the presence table and typing guard, the live
+//! subscriptions, who may send Raft traffic, admin requests and
+//! membership changes, and forwarding a follower's client commands to the
+//! leader. Drivers (`kith-io-tokio` over libp2p and files, `kith-io-sim`
+//! under madsim) only move bytes, keep time and report completions, so a
+//! seed exercises exactly the rules production follows.
+//!
+//! # The run loop a driver writes
+//!
+//! ```text
+//! loop {
+//!     // 1. Carry out every command, in order.
+//!     while let Some(output) = service.poll_output() {
+//!         match output {
+//!             Respond { asker, frame }          => answer the asker with frame,
+//!             SendRaft { to, frame }            => send to the replica (best effort),
+//!             SendPeerRequest { to, request, frame } => send; later report
+//!                                                  PeerAnswered or PeerRequestFailed,
+//!             Publish { topic, data }           => gossip to the other replicas,
+//!             Persist { id, new_segment, bytes } => append, fsync, report Persisted,
+//!             Subscribed { asker, subscription } => pair the stream with it,
+//!             LiveRefused { asker, frame }      => write frame, close the stream,
+//!             Halted { .. }                     => stop,
+//!             _                                 => metrics, logs, checkers,
+//!         }
+//!     }
+//!     // 2. Fill each live stream's queue while it has room.
+//!     for each open subscription s: while queue(s) has room { service.poll_live(s) }
+//!     // 3. Wait for the next fact or service.poll_timeout(), and report it.
+//!     match next_event() {
+//!         fact  => service.handle_input(now, fact),
+//!         timer => service.handle_timeout(now),
+//!     }
+//! }
+//! ```
+//!
+//! `now` never moves backward: a driver that reports an earlier time than
+//! before has a bug, and the service stops it loudly.
+
+mod admin;
+mod asker;
+mod gossip;
+mod input;
+mod intake;
+mod live;
+mod output;
+mod peers;
+
+pub use asker::{AskerId, OutboundId};
+pub use gossip::GossipTopic;
+pub use input::ServiceInput;
+pub use output::ServiceOutput;
+
+use crate::ids::{NodeId, ProposalId, ReadId};
+use crate::im::client_protocol::ClientResponse;
+use crate::im::identity::UserId;
+use crate::im::presence::PresenceTable;
+use crate::im::replica_protocol::AdminResponse;
+use crate::im::typing::TypingGuard;
+use crate::im::verified_commands::VerifiedCommands;
+use crate::im::ImMachine;
+use crate::node::{Input, Node, NodeOutput, Output};
+use crate::time::Instant;
+use asker::Asker;
+use peers::{Admission, Pending};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+/// Who administers a replica and how it joins.
+#[derive(Clone, Debug, Default)]
+pub struct ServiceConfig {
+    /// Users (operator keys) allowed to change membership.
+    pub admins: Vec<UserId>,
+    /// Replicas this one was told to join through (trusted for Raft
+    /// traffic and their directory until it has a configuration).
+    pub join_targets: Vec<NodeId>,
+}
+
+/// Counters about what the service refused.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ServiceMetrics {
+    /// Raft frames refused from replicas outside the cluster.
+    pub raft_frames_refused: u64,
+    /// Gossip messages that did not decode, verify or apply.
+    pub gossip_refused: u64,
+}
+
+/// One replica, sans I/O. See the module docs for the run loop.
+pub struct ReplicaService {
+    node: Node<ImMachine>,
+    now: Instant,
+    admins: BTreeSet<UserId>,
+    verified: VerifiedCommands,
+    presence: PresenceTable,
+    typing: TypingGuard,
+    live: live::Live,
+    admission: Admission,
+    /// Replicas' names for status answers, and which are connected.
+    names: BTreeMap<NodeId, String>,
+    connected: BTreeSet<NodeId>,
+    proposals: BTreeMap<ProposalId, (Asker, Instant)>,
+    reads: BTreeMap<ReadId, Asker>,
+    admin_proposals: BTreeMap<ProposalId, Asker>,
+    outbound: BTreeMap<OutboundId, Pending>,
+    forwards: BTreeSet<OutboundId>,
+    next_outbound: u64,
+    outputs: VecDeque<ServiceOutput>,
+    metrics: ServiceMetrics,
+}
+
+impl std::fmt::Debug for ReplicaService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReplicaService").field("node", &self.node).finish_non_exhaustive()
+    }
+}
+
+impl ReplicaService {
+    /// Wraps a started node (see [`Node::resume`]).
+    pub fn new(node: Node<ImMachine>, config: ServiceConfig, now: Instant) -> ReplicaService {
+        let admission = Admission {
+            vouched: BTreeSet::new(),
+            join_targets: config.join_targets.into_iter().collect(),
+        };
+        ReplicaService {
+            node,
+            now,
+            admins: config.admins.into_iter().collect(),
+            verified: VerifiedCommands::default(),
+            presence: PresenceTable::default(),
+            typing: TypingGuard::default(),
+            live: live::Live::default(),
+            admission,
+            names: BTreeMap::new(),
+            connected: BTreeSet::new(),
+            proposals: BTreeMap::new(),
+            reads: BTreeMap::new(),
+            admin_proposals: BTreeMap::new(),
+            outbound: BTreeMap::new(),
+            forwards: BTreeSet::new(),
+            next_outbound: 0,
+            outputs: VecDeque::new(),
+            metrics: ServiceMetrics::default(),
+        }
+    }
+
+    /// Feeds one fact from the driver.
+    pub fn handle_input(&mut self, now: Instant, input: ServiceInput) {
+        self.advance(now);
+        match input {
+            ServiceInput::ClientRequested { asker, user, frame } => {
+                self.on_client_request(asker, user, &frame)
+            }
+            ServiceInput::SubscribeRequested { asker, user, frame } => {
+                self.subscribe(asker, user, &frame)
+            }
+            ServiceInput::SubscriberLeft { subscription } => self.unsubscribe(subscription),
+            ServiceInput::PeerRequested { asker, from, frame } => {
+                self.on_peer_request(asker, from, &frame)
+            }
+            ServiceInput::RaftFrameReceived { from, frame } => {
+                self.take_raft_frame(from, frame);
+            }
+            ServiceInput::PeerAnswered { request, frame } => self.on_peer_answer(request, &frame),
+            ServiceInput::PeerRequestFailed { request, sent } => {
+                self.on_peer_failure(request, sent)
+            }
+            ServiceInput::AdminRequested { asker, operator, frame } => {
+                self.on_admin_request(asker, operator, &frame)
+            }
+            ServiceInput::GossipReceived { topic, data } => {
+                if !self.on_gossip(topic, &data) {
+                    self.metrics.gossip_refused += 1;
+                }
+            }
+            ServiceInput::Persisted { up_to } => {
+                self.node.handle_input(now, Input::Persisted { up_to })
+            }
+            ServiceInput::PersistFailed { id, reason } => {
+                self.node.handle_input(now, Input::PersistFailed { id, reason })
+            }
+            ServiceInput::JoinTargetReached { id } => {
+                self.admission.join_targets.insert(id);
+            }
+            ServiceInput::PeerConnected { peer } => {
+                self.connected.insert(peer);
+            }
+            ServiceInput::PeerDisconnected { peer } => {
+                self.connected.remove(&peer);
+                if self.node.membership().contains(peer) {
+                    self.node.handle_input(now, Input::PeerUnreachable { peer });
+                }
+            }
+            ServiceInput::ReplicaVouched { id, name } => {
+                self.admission.vouched.insert(id);
+                self.names.insert(id, name);
+            }
+        }
+    }
+
+    /// Advances time to `now`; call when [`Self::poll_timeout`] is due.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.advance(now);
+        if self.node.poll_timeout().is_some_and(|t| t <= now) {
+            self.node.handle_timeout(now);
+        }
+        self.presence.expire(now);
+    }
+
+    /// The next command for the driver, if any.
+    pub fn poll_output(&mut self) -> Option<ServiceOutput> {
+        loop {
+            if let Some(output) = self.outputs.pop_front() {
+                return Some(output);
+            }
+            let output = self.node.poll_output()?;
+            self.carry_out(output);
+        }
+    }
+
+    /// When [`Self::handle_timeout`] should next be called.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        [self.node.poll_timeout(), self.presence.poll_timeout()].into_iter().flatten().min()
+    }
+
+    /// The Raft node (read-only: status, metrics, checkers).
+    pub fn node(&self) -> &Node<ImMachine> {
+        &self.node
+    }
+
+    /// Counters about what the service refused.
+    pub fn metrics(&self) -> &ServiceMetrics {
+        &self.metrics
+    }
+
+    /// Client commands forwarded to the leader and not yet answered.
+    pub fn forwards_pending(&self) -> usize {
+        self.forwards.len()
+    }
+
+    fn advance(&mut self, now: Instant) {
+        assert!(now >= self.now, "time moved backward: {now:?} after {:?}", self.now);
+        self.now = now;
+    }
+
+    /// Turns one node output into the service's commands and answers.
+    fn carry_out(&mut self, output: NodeOutput<ImMachine>) {
+        let out = match output {
+            Output::Send { to, frame } => ServiceOutput::SendRaft { to, frame },
+            Output::Persist { id, new_segment, bytes } => {
+                ServiceOutput::Persist { id, new_segment, bytes }
+            }
+            Output::Applied { index, term, position, proposal, response } => {
+                self.live.hub.on_events(self.node.state_machine(), &response.events);
+                let asked = proposal.and_then(|p| self.proposals.remove(&p));
+                let waited = asked.map(|(_, since)| self.now.saturating_since(since));
+                if let Some((asker, _)) = asked {
+                    self.answer(asker, response.into());
+                }
+                ServiceOutput::Applied { index, term, position, waited }
+            }
+            Output::Dropped { proposal, outcome } => {
+                if let Some((asker, _)) = self.proposals.remove(&proposal) {
+                    self.answer(asker, ClientResponse::dropped(outcome));
+                } else if let Some(asker) = self.admin_proposals.remove(&proposal) {
+                    let retry = AdminResponse::Retry("the change was not committed".into());
+                    self.answer_admin(asker, retry);
+                }
+                return;
+            }
+            Output::MembershipChanged { proposal, membership, index } => {
+                if let Some(asker) = proposal.and_then(|p| self.admin_proposals.remove(&p)) {
+                    let status = self.cluster_status();
+                    self.answer_admin(asker, AdminResponse::Changed(status));
+                }
+                ServiceOutput::MembershipChanged { index, membership }
+            }
+            Output::ReadReady { read, result, .. } => {
+                if let Some(asker) = self.reads.remove(&read) {
+                    self.answer(asker, ClientResponse::Answer(result));
+                }
+                return;
+            }
+            Output::ReadFailed { read } => {
+                if let Some(asker) = self.reads.remove(&read) {
+                    self.answer(asker, ClientResponse::Retry { maybe_applied: false });
+                }
+                return;
+            }
+            Output::RoleChanged { role, term, leader } => {
+                ServiceOutput::RoleChanged { role, term, leader }
+            }
+            Output::Halted { reason } => ServiceOutput::Halted { reason },
+        };
+        self.outputs.push_back(out);
+    }
+}
+
+#[cfg(test)]
+mod tests;

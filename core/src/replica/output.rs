@@ -1,0 +1,120 @@
+//! Commands the replica service gives its driver.
+
+use super::asker::{AskerId, OutboundId};
+use super::gossip::GossipTopic;
+use crate::ids::{LogIndex, NodeId, PersistId, Term};
+use crate::im::replica_protocol::ReplicaRecord;
+use crate::im::subscriptions::SubscriptionId;
+use crate::node::{Membership, Role};
+use bytes::Bytes;
+use std::time::Duration;
+
+/// What the driver must do (or may observe), in order.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum ServiceOutput {
+    /// Send `frame` as the answer to `asker` (already encoded in the
+    /// protocol the asker used). An asker that went away is no error.
+    Respond {
+        /// Who.
+        asker: AskerId,
+        /// The encoded answer.
+        frame: Vec<u8>,
+    },
+    /// Send a Raft frame (message or snapshot chunk) to a replica; best
+    /// effort, Raft retransmits.
+    SendRaft {
+        /// The replica.
+        to: NodeId,
+        /// The frame.
+        frame: Bytes,
+    },
+    /// Send a replica-protocol request and report its answer as
+    /// `ServiceInput::PeerAnswered` or `PeerRequestFailed`.
+    SendPeerRequest {
+        /// The replica.
+        to: NodeId,
+        /// The name to report the answer under.
+        request: OutboundId,
+        /// The encoded request.
+        frame: Vec<u8>,
+    },
+    /// Publish on a gossip topic to the other replicas (best effort).
+    Publish {
+        /// The topic.
+        topic: GossipTopic,
+        /// The message.
+        data: Vec<u8>,
+    },
+    /// Append `bytes`, fsync, then report `Persisted` (see `node::Output::Persist`).
+    Persist {
+        /// The batch id.
+        id: PersistId,
+        /// Start a new segment first.
+        new_segment: bool,
+        /// The batch.
+        bytes: Bytes,
+    },
+    /// A live stream's subscription is open: poll it with
+    /// `ReplicaService::poll_live`.
+    Subscribed {
+        /// The stream.
+        asker: AskerId,
+        /// Its subscription.
+        subscription: SubscriptionId,
+    },
+    /// A live stream was refused: write `frame` (a `LiveFrame::Refused`) and close it.
+    LiveRefused {
+        /// The stream.
+        asker: AskerId,
+        /// The encoded refusal.
+        frame: Vec<u8>,
+    },
+    /// A member sent its directory: take these records (the members' among
+    /// them) into the address book, and answer `asker` with a
+    /// `PeerResponse::Hello` of this replica's own directory.
+    HelloReceived {
+        /// Where the answer goes.
+        asker: AskerId,
+        /// The records to take.
+        records: Vec<ReplicaRecord>,
+    },
+    /// An operator added this replica: remember where to reach it.
+    ReplicaAdded {
+        /// Its record.
+        record: ReplicaRecord,
+    },
+    /// An entry was applied (for metrics and checkers). `waited` is how long
+    /// the command waited from submission, when this replica proposed it.
+    Applied {
+        /// Its index.
+        index: LogIndex,
+        /// Its term.
+        term: Term,
+        /// The command's position within the entry.
+        position: u32,
+        /// Time from submission to apply, for commands proposed here.
+        waited: Option<Duration>,
+    },
+    /// The configuration changed.
+    MembershipChanged {
+        /// The entry that changed it.
+        index: LogIndex,
+        /// The new configuration.
+        membership: Membership,
+    },
+    /// This replica's role changed.
+    RoleChanged {
+        /// The new role.
+        role: Role,
+        /// In this term.
+        term: Term,
+        /// The leader it knows of.
+        leader: Option<NodeId>,
+    },
+    /// The node stopped for good (a failed write); the driver exits.
+    Halted {
+        /// Why.
+        reason: String,
+    },
+}

@@ -1,0 +1,330 @@
+//! The client session: one user's device talking to a cluster, sans I/O.
+//!
+//! A command is signed once and resent unchanged (same command id) until a
+//! replica gives its outcome, so a leader change, a lost answer or a
+//! crashed replica never turns into a lost or doubled message: the state
+//! machine applies a command id at most once. Where to send next is decided
+//! here, once, for every driver (the real client in `kith-io-tokio`, the
+//! simulated clients in `kith-io-sim`):
+//!
+//! - a final answer (anything but `NotLeader`, `Retry` or `Busy`) ends the call;
+//! - `NotLeader` with a hint the client can follow (a replica on its list)
+//!   goes there; a hint it cannot follow (a replica it does not know, such
+//!   as one that was replaced) or no hint at all moves to the next replica:
+//!   staying put had every simulated client ask a removed replica forever
+//!   (madsim seed 61048, 5 voters);
+//! - `Retry` or `Busy` stays, until [`SessionConfig::misses_before_fail_over`]
+//!   such answers in a row: a replica that keeps saying "not yet" may be cut
+//!   off, or removed and still running with its forwards refused;
+//! - no answer in time, or a failed connection, moves to the next replica.
+//!
+//! Every retry waits a backoff (doubling, with jitter from the session's
+//! seeded RNG, so a crowd of clients does not retry in step).
+//!
+//! # The run loop a driver writes
+//!
+//! ```text
+//! session.begin(now, request);
+//! loop {
+//!     while let Some(output) = session.poll_output() {
+//!         match output {
+//!             Send { target, request_id, frame } => connect to targets[target] if needed
+//!                 and send frame; later report Answered { frame } or
+//!                 Failed { request_id } (a dial that fails is Failed at once),
+//!             Finished(response) => return response,
+//!             GaveUp { patience } => return a timeout error,
+//!         }
+//!     }
+//!     wait for the answer or session.poll_timeout(); report it:
+//!     session.handle_input(now, ..) or session.handle_timeout(now)
+//! }
+//! ```
+
+#[cfg(test)]
+mod tests;
+
+use crate::ids::NodeId;
+use crate::im::client_protocol::{ClientRequest, ClientResponse, RequestFrame, ResponseFrame};
+use crate::im::identity::Identity;
+use crate::im::protocol::{CommandBody, Operation, SignedCommand, IM_PROTOCOL_VERSION};
+use crate::rng::SeededRng;
+use crate::time::Instant;
+use bytes::Bytes;
+use std::collections::VecDeque;
+use std::time::Duration;
+
+/// How patient a session is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SessionConfig {
+    /// How long one attempt waits for its answer.
+    pub attempt_timeout: Duration,
+    /// How long a call keeps trying; None: until it has a final answer.
+    pub patience: Option<Duration>,
+    /// The first backoff between attempts.
+    pub backoff_min: Duration,
+    /// The longest backoff between attempts.
+    pub backoff_max: Duration,
+    /// "Not yet" answers in a row from one replica before trying another.
+    pub misses_before_fail_over: u32,
+}
+
+impl Default for SessionConfig {
+    fn default() -> SessionConfig {
+        SessionConfig {
+            attempt_timeout: Duration::from_secs(10),
+            patience: Some(Duration::from_secs(30)),
+            backoff_min: Duration::from_millis(25),
+            backoff_max: Duration::from_secs(1),
+            misses_before_fail_over: 3,
+        }
+    }
+}
+
+/// A fact the driver reports.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum SessionInput {
+    /// An answer arrived (untrusted bytes, as received; the frame says
+    /// which request it answers, and one for an earlier attempt is ignored).
+    Answered {
+        /// The response frame.
+        frame: Bytes,
+    },
+    /// The attempt failed: the connection broke or could not be made.
+    Failed {
+        /// The attempt.
+        request_id: u64,
+    },
+}
+
+/// A command for the driver.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SessionOutput {
+    /// Send `frame` to the replica at `target` in the driver's list
+    /// (connecting first if it is not the one connected).
+    Send {
+        /// Index in the list of replicas.
+        target: usize,
+        /// The attempt's request id (inside the frame too).
+        request_id: u64,
+        /// The encoded request frame.
+        frame: Vec<u8>,
+    },
+    /// The call is over with this final answer.
+    Finished(ClientResponse),
+    /// No final answer within the session's patience.
+    GaveUp {
+        /// How long it tried.
+        patience: Duration,
+    },
+}
+
+/// What the call in progress is doing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// Waiting for the answer to attempt `request_id` until `until`.
+    Waiting { request_id: u64, until: Instant },
+    /// Waiting out a backoff before the next attempt.
+    Backoff { until: Instant },
+}
+
+#[derive(Clone, Debug)]
+struct Call {
+    request: ClientRequest,
+    started: Instant,
+    deadline: Option<Instant>,
+    phase: Phase,
+    backoff: Duration,
+    misses: u32,
+}
+
+/// One client's session with a cluster. See the module docs.
+#[derive(Debug)]
+pub struct ClientSession {
+    targets: Vec<Option<NodeId>>,
+    current: usize,
+    rng: SeededRng,
+    config: SessionConfig,
+    next_request_id: u64,
+    call: Option<Call>,
+    outputs: VecDeque<SessionOutput>,
+}
+
+impl ClientSession {
+    /// A session over `targets` (the driver's list of replicas, each with
+    /// its Raft id where the driver knows it, so leader hints can be
+    /// followed), starting at `first`. `seed` drives command ids and jitter.
+    pub fn new(
+        targets: Vec<Option<NodeId>>,
+        first: usize,
+        seed: u64,
+        config: SessionConfig,
+    ) -> Self {
+        assert!(!targets.is_empty(), "a session needs at least one replica");
+        ClientSession {
+            current: first % targets.len(),
+            targets,
+            rng: SeededRng::new(seed),
+            config,
+            next_request_id: 0,
+            call: None,
+            outputs: VecDeque::new(),
+        }
+    }
+
+    /// Signs `op` with a fresh command id, stamped `now_ms` (the client's
+    /// wall clock: the state machine refuses commands far from its own).
+    pub fn sign(&mut self, identity: &Identity, now_ms: u64, op: Operation) -> SignedCommand {
+        let command_id = uuid::Uuid::from_u64_pair(self.rng.next_u64(), self.rng.next_u64());
+        let body =
+            CommandBody { version: IM_PROTOCOL_VERSION, command_id, issued_at_ms: now_ms, op };
+        SignedCommand::sign(identity, &body)
+    }
+
+    /// Starts a call: `request` is sent, and resent unchanged, until a final
+    /// answer or the session's patience runs out. A call already in
+    /// progress is a driver bug.
+    pub fn begin(&mut self, now: Instant, request: ClientRequest) {
+        self.begin_within(now, request, self.config.patience);
+    }
+
+    /// [`Self::begin`] with its own patience (None: until a final answer).
+    pub fn begin_within(
+        &mut self,
+        now: Instant,
+        request: ClientRequest,
+        patience: Option<Duration>,
+    ) {
+        assert!(self.call.is_none(), "a session runs one call at a time");
+        let deadline = patience.map(|p| now + p);
+        let phase = Phase::Backoff { until: now };
+        let backoff = self.config.backoff_min;
+        self.call = Some(Call { request, started: now, deadline, phase, backoff, misses: 0 });
+        self.attempt(now);
+    }
+
+    /// Reports a fact about the attempt in progress.
+    pub fn handle_input(&mut self, now: Instant, input: SessionInput) {
+        let Some(Phase::Waiting { request_id: waiting, .. }) = self.call.as_ref().map(|c| c.phase)
+        else {
+            return;
+        };
+        match input {
+            SessionInput::Answered { frame } => match ResponseFrame::decode(&frame) {
+                // A replica answers a request it could not decode as request 0.
+                Ok(f) if f.request_id == waiting || f.request_id == 0 => {
+                    self.on_answer(now, f.response)
+                }
+                Ok(_) => {}
+                Err(_) => self.retry(now, Move::Next),
+            },
+            SessionInput::Failed { request_id } if request_id == waiting => {
+                self.retry(now, Move::Next)
+            }
+            _ => {}
+        }
+    }
+
+    /// Advances time; call when [`Self::poll_timeout`] is due.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let Some(call) = self.call.as_ref() else { return };
+        match call.phase {
+            Phase::Waiting { until, .. } if until <= now => self.retry(now, Move::Next),
+            Phase::Backoff { until } if until <= now => self.attempt(now),
+            _ => {}
+        }
+    }
+
+    /// The next command for the driver.
+    pub fn poll_output(&mut self) -> Option<SessionOutput> {
+        self.outputs.pop_front()
+    }
+
+    /// When [`Self::handle_timeout`] should next be called.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.call.as_ref().map(|c| match c.phase {
+            Phase::Waiting { until, .. } | Phase::Backoff { until } => until,
+        })
+    }
+
+    /// The replica (index in the list) the session talks to now.
+    pub fn target(&self) -> usize {
+        self.current
+    }
+
+    /// Replaces the list of replicas (an operator changed it); the session
+    /// stays with its current replica if it is still on the list.
+    pub fn set_targets(&mut self, targets: Vec<Option<NodeId>>, current: usize) {
+        assert!(!targets.is_empty(), "a session needs at least one replica");
+        self.current = current % targets.len();
+        self.targets = targets;
+    }
+
+    fn on_answer(&mut self, now: Instant, response: ClientResponse) {
+        let to = match response {
+            ClientResponse::NotLeader { leader_hint: Some(leader) } => {
+                self.targets.iter().position(|t| *t == Some(leader)).map_or(Move::Next, Move::To)
+            }
+            ClientResponse::NotLeader { leader_hint: None } => Move::Next,
+            ClientResponse::Retry { .. } | ClientResponse::Busy => {
+                let Some(call) = self.call.as_mut() else { return };
+                call.misses += 1;
+                if call.misses >= self.config.misses_before_fail_over {
+                    Move::Next
+                } else {
+                    Move::Stay
+                }
+            }
+            done => {
+                self.call = None;
+                self.outputs.push_back(SessionOutput::Finished(done));
+                return;
+            }
+        };
+        self.retry(now, to);
+    }
+
+    /// Schedules the next attempt after a backoff, at the replica `to` says.
+    fn retry(&mut self, now: Instant, to: Move) {
+        let jitter = self.rng.next_u64();
+        let Some(call) = self.call.as_mut() else { return };
+        match to {
+            Move::Stay => {}
+            Move::To(i) => (self.current, call.misses) = (i, 0),
+            Move::Next => {
+                (self.current, call.misses) = ((self.current + 1) % self.targets.len(), 0)
+            }
+        }
+        // Wait between half the backoff and all of it.
+        let micros = u64::try_from(call.backoff.as_micros()).unwrap_or(u64::MAX).max(2);
+        let wait = Duration::from_micros(micros / 2 + jitter % (micros / 2));
+        call.backoff = (call.backoff * 2).min(self.config.backoff_max);
+        let until = now + wait;
+        if let Some(deadline) = call.deadline.filter(|d| until > *d) {
+            let patience = deadline.saturating_since(call.started);
+            self.call = None;
+            self.outputs.push_back(SessionOutput::GaveUp { patience });
+            return;
+        }
+        call.phase = Phase::Backoff { until };
+    }
+
+    fn attempt(&mut self, now: Instant) {
+        let Some(call) = self.call.as_mut() else { return };
+        self.next_request_id += 1;
+        let request_id = self.next_request_id;
+        let until = now + self.config.attempt_timeout;
+        call.phase = Phase::Waiting { request_id, until };
+        let frame = RequestFrame { request_id, request: call.request.clone() }.encode();
+        self.outputs.push_back(SessionOutput::Send { target: self.current, request_id, frame });
+    }
+}
+
+/// Where the next attempt goes.
+#[derive(Clone, Copy, Debug)]
+enum Move {
+    Stay,
+    To(usize),
+    Next,
+}
