@@ -1,20 +1,21 @@
-//! A chat client process under madsim: it signs commands, sends them to the
-//! replica it believes leads, and retries with the same command id on every
-//! doubt (timeout, dropped, not leader), following leader hints and moving
-//! to other replicas. It records what was acknowledged for the final
-//! checks, and checks read-your-writes and monotonic reads as it goes.
+//! A chat client process under madsim: the core's client session decides
+//! where each request goes and when it is resent (the same rules the real
+//! client follows); this file moves its datagrams and keeps its time. It
+//! records what was acknowledged for the final checks, and checks
+//! read-your-writes and monotonic reads as it goes.
 
 use crate::history::{EventType, HistoryEvent, Mop};
 use crate::lobby::{lobby, lobby_name, LobbySeat, LOBBY_READ_LIMIT};
 use crate::world::{client_ip, replica_addr, World, TAG_CLIENT};
 use kith_core::ids::NodeId;
-use kith_core::im::client_protocol::{ClientRequest, ClientResponse, RequestFrame, ResponseFrame};
+use kith_core::im::client_protocol::{ClientRequest, ClientResponse};
 use kith_core::im::identity::Identity;
 use kith_core::im::protocol::{
     CommandBody, EntryKind, ImError, Operation, QueryKind, QueryReply, Receipt, RoomId,
     SignedCommand, Target, Visibility, IM_PROTOCOL_VERSION,
 };
 use kith_core::rng::SeededRng;
+use kith_core::session::{ClientSession, SessionConfig, SessionInput, SessionOutput};
 use kith_core::testing::violation::Violation;
 use kith_core::time::Instant;
 use madsim::net::Endpoint;
@@ -30,6 +31,8 @@ use uuid::Uuid;
 pub const CLIENT_PORT: u16 = 9000;
 /// How long a client waits for one answer.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_millis(800);
+/// How long a checked read keeps trying before it is recorded as failed.
+const READ_PATIENCE: Duration = Duration::from_secs(3);
 
 /// What one client did, for the final checks.
 #[derive(Debug, Default)]
@@ -92,9 +95,10 @@ pub struct ClientCtx {
 
 struct Conn {
     endpoint: Arc<Endpoint>,
-    responses: mpsc::Receiver<ResponseFrame>,
-    next_request: u64,
-    target: NodeId,
+    responses: mpsc::Receiver<bytes::Bytes>,
+    session: ClientSession,
+    /// The replicas the session's targets are, in its order.
+    targets: Vec<NodeId>,
 }
 
 impl ClientCtx {
@@ -103,27 +107,10 @@ impl ClientCtx {
     fn replicas(&self) -> Vec<NodeId> {
         self.world.lock().serving()
     }
-}
 
-impl Conn {
-    /// Moves to the next replica in the list (wrapping around).
-    fn fail_over(&mut self, ctx: &ClientCtx) {
-        let replicas = ctx.replicas();
-        let next = replicas.iter().find(|r| **r > self.target).or(replicas.first());
-        self.target = next.copied().unwrap_or(self.target);
-    }
-
-    /// Follows a leader hint to a replica on the list; a hint to one that
-    /// is not (a replica that was replaced, named by one that was removed
-    /// and never heard of it) is no better than none: try the next one.
-    /// Staying put had every client ask a removed replica forever (madsim
-    /// seed 61048 with 5 voters).
-    fn follow(&mut self, ctx: &ClientCtx, leader: NodeId) {
-        if ctx.replicas().contains(&leader) {
-            self.target = leader;
-        } else {
-            self.fail_over(ctx);
-        }
+    /// Now, on the clock the replicas' stamps count from.
+    fn now(&self) -> Instant {
+        Instant::from_micros(self.epoch.elapsed().as_micros() as u64)
     }
 }
 
@@ -139,16 +126,17 @@ pub async fn run_client(ctx: ClientCtx) {
     madsim::task::spawn(async move {
         let mut buf = vec![0u8; kith_core::limits::FRAME_BYTES_MAX + 64];
         while let Ok((len, _)) = ep.recv_from(TAG_CLIENT, &mut buf).await {
-            if let Ok(frame) = ResponseFrame::decode(&buf[..len]) {
-                if tx.send(frame).await.is_err() {
-                    return;
-                }
+            if tx.send(bytes::Bytes::copy_from_slice(&buf[..len])).await.is_err() {
+                return;
             }
         }
     });
-    let replicas = ctx.replicas();
-    let target = replicas[ctx.index % replicas.len()];
-    let mut conn = Conn { endpoint, responses: rx, next_request: 0, target };
+    let targets = ctx.replicas();
+    let config =
+        SessionConfig { attempt_timeout: REQUEST_TIMEOUT, patience: None, ..Default::default() };
+    let known = targets.iter().map(|id| Some(*id)).collect();
+    let session = ClientSession::new(known, ctx.index, ctx.seed ^ 0x5e55_1011, config);
+    let mut conn = Conn { endpoint, responses: rx, session, targets };
     let mut rng = SeededRng::new(ctx.seed);
     let mut seat = LobbySeat::new(ctx.index == 0);
     let mut script = vec![Operation::Register { name: format!("user{}", ctx.index) }];
@@ -252,59 +240,82 @@ async fn submit(
     };
     let is_send = append.is_some();
     let command = SignedCommand::sign(&ctx.identity, &body);
-    loop {
-        match request(ctx, conn, ClientRequest::Submit(command.clone())).await {
-            Some(ClientResponse::Applied(outcome)) => {
-                let mut h = ctx.history.lock().expect("single-threaded");
-                h.completed += 1;
-                if let (true, Ok(Receipt::Appended { room, seq })) = (is_send, &outcome.result) {
-                    h.acked.push((body.command_id, room.clone(), *seq));
-                }
-                if let Some(mops) = append {
-                    let kind = if outcome.result.is_ok() { EventType::Ok } else { EventType::Fail };
-                    h.record(ctx.index, kind, mops, ctx.epoch);
-                }
-                return outcome.result;
+    let response = call(ctx, conn, ClientRequest::Submit(command), None).await;
+    match response {
+        Some(ClientResponse::Applied(outcome)) => {
+            let mut h = ctx.history.lock().expect("single-threaded");
+            h.completed += 1;
+            if let (true, Ok(Receipt::Appended { room, seq })) = (is_send, &outcome.result) {
+                h.acked.push((body.command_id, room.clone(), *seq));
             }
-            Some(ClientResponse::NotLeader { leader_hint: Some(l) }) => {
-                conn.follow(ctx, l);
+            if let Some(mops) = append {
+                let kind = if outcome.result.is_ok() { EventType::Ok } else { EventType::Fail };
+                h.record(ctx.index, kind, mops, ctx.epoch);
             }
-            Some(ClientResponse::Refused(e)) => {
-                let detail = format!("client {} command refused at ingress: {e}", ctx.index);
-                ctx.world.lock().fail(Violation {
-                    invariant: "honest commands admitted",
-                    detail,
-                    at: Instant::ZERO,
-                });
-                return Err(ImError::Malformed);
-            }
-            _ => {
-                conn.fail_over(ctx);
-                madsim::time::sleep(Duration::from_millis(rng.range(5, 50))).await;
-            }
+            outcome.result
+        }
+        other => {
+            let detail = format!("client {} command not admitted: {other:?}", ctx.index);
+            ctx.world.lock().fail(Violation {
+                invariant: "honest commands admitted",
+                detail,
+                at: Instant::ZERO,
+            });
+            Err(ImError::Malformed)
         }
     }
 }
 
-/// One request/response exchange with the current target, or `None` on timeout.
-async fn request(
+/// One call through the session: the request is resent, wherever the
+/// session says, until a final answer (None: `patience` ran out).
+async fn call(
     ctx: &ClientCtx,
     conn: &mut Conn,
     request: ClientRequest,
+    patience: Option<Duration>,
 ) -> Option<ClientResponse> {
-    conn.next_request += 1;
-    let request_id = conn.next_request;
-    let mut datagram = ctx.identity.user().0.to_vec();
-    datagram.extend(RequestFrame { request_id, request }.encode());
-    let to = replica_addr(conn.target);
-    let _ = conn.endpoint.send_to(to, TAG_CLIENT, &datagram).await;
-    let deadline = madsim::time::Instant::now() + REQUEST_TIMEOUT;
+    refresh_targets(ctx, conn);
+    conn.session.begin_within(ctx.now(), request, patience);
     loop {
-        let left = deadline.saturating_duration_since(madsim::time::Instant::now());
-        let frame = madsim::time::timeout(left, conn.responses.recv()).await.ok()??;
-        if frame.request_id == request_id {
-            return Some(frame.response);
+        while let Some(output) = conn.session.poll_output() {
+            match output {
+                SessionOutput::Send { target, frame, .. } => {
+                    let mut datagram = ctx.identity.user().0.to_vec();
+                    datagram.extend(frame);
+                    let to = replica_addr(conn.targets[target]);
+                    let _ = conn.endpoint.send_to(to, TAG_CLIENT, &datagram).await;
+                }
+                SessionOutput::Finished(response) => return Some(response),
+                _ => return None,
+            }
         }
+        let wake = conn.session.poll_timeout().map_or(Duration::from_secs(1), |at| {
+            Duration::from_micros(at.as_micros().saturating_sub(ctx.now().as_micros()))
+        });
+        let arrived = madsim::time::timeout(wake, conn.responses.recv()).await;
+        // Before the session picks its next replica: a call can outlast
+        // every replica it started with (seed 569: all were replaced while
+        // one client retried, and it asked the replaced ones forever).
+        refresh_targets(ctx, conn);
+        match arrived {
+            Ok(Some(frame)) => {
+                conn.session.handle_input(ctx.now(), SessionInput::Answered { frame })
+            }
+            Ok(None) => return None,
+            Err(_) => conn.session.handle_timeout(ctx.now()),
+        }
+    }
+}
+
+/// Gives the session the operator's current list of replicas, staying with
+/// the one it talks to if that one is still on it.
+fn refresh_targets(ctx: &ClientCtx, conn: &mut Conn) {
+    let targets = ctx.replicas();
+    if targets != conn.targets {
+        let current = conn.targets.get(conn.session.target()).copied();
+        let at = current.and_then(|c| targets.iter().position(|t| *t == c)).unwrap_or(0);
+        conn.session.set_targets(targets.iter().map(|id| Some(*id)).collect(), at);
+        conn.targets = targets;
     }
 }
 
@@ -326,38 +337,28 @@ async fn read_lobby(
         ctx.epoch,
     );
     let query = QueryKind::History { room, after: None, before: None, limit: LOBBY_READ_LIMIT };
-    for _ in 0..5 {
-        match request(ctx, conn, ClientRequest::Query(query.clone())).await {
-            Some(ClientResponse::Answer(Ok(QueryReply::Page(page)))) if page.next.is_none() => {
-                let w = ctx.world.lock();
-                let values: Vec<u64> = page
-                    .entries
-                    .iter()
-                    .filter_map(|e| match &e.kind {
-                        EntryKind::Message(m) => {
-                            Some(w.values.get(&m.msg_id).copied().unwrap_or(0))
-                        }
-                        _ => None,
-                    })
-                    .collect();
-                drop(w);
-                let mops = vec![Mop::Read { key, value: Some(values.clone()) }];
-                ctx.history.lock().expect("single-threaded").record(
-                    ctx.index,
-                    EventType::Ok,
-                    mops,
-                    ctx.epoch,
-                );
-                return Some(values);
-            }
-            Some(ClientResponse::Answer(_)) => break,
-            Some(ClientResponse::NotLeader { leader_hint: Some(l) }) => {
-                conn.follow(ctx, l);
-            }
-            _ => {
-                conn.fail_over(ctx);
-                madsim::time::sleep(Duration::from_millis(rng.range(5, 50))).await;
-            }
+    let _ = rng;
+    let answer = call(ctx, conn, ClientRequest::Query(query), Some(READ_PATIENCE)).await;
+    if let Some(ClientResponse::Answer(Ok(QueryReply::Page(page)))) = answer {
+        if page.next.is_none() {
+            let w = ctx.world.lock();
+            let values: Vec<u64> = page
+                .entries
+                .iter()
+                .filter_map(|e| match &e.kind {
+                    EntryKind::Message(m) => Some(w.values.get(&m.msg_id).copied().unwrap_or(0)),
+                    _ => None,
+                })
+                .collect();
+            drop(w);
+            let mops = vec![Mop::Read { key, value: Some(values.clone()) }];
+            ctx.history.lock().expect("single-threaded").record(
+                ctx.index,
+                EventType::Ok,
+                mops,
+                ctx.epoch,
+            );
+            return Some(values);
         }
     }
     // A read that got no answer had no effect.
