@@ -1,10 +1,11 @@
 //! The client side: what the `kith` command uses to talk to one replica.
 //!
 //! A [`Client`] dials one replica and keeps its swarm running in a task.
-//! Commands are signed once and resent unchanged (same command id) until
-//! a replica answers with their outcome, so a leader change or a lost
-//! answer never turns into a lost or doubled message: the state machine
-//! deduplicates by command id.
+//! The core's client session (`kith_core::session`) decides where each
+//! request goes and when it is resent (the same rules the simulated clients
+//! follow); this file dials, moves frames and keeps time. Commands are
+//! signed once and resent unchanged, so a leader change or a lost answer
+//! never turns into a lost or doubled message.
 
 use crate::key_file::KeyFile;
 use crate::net::behaviour::{build_swarm, BehaviourEvent, SwarmOptions, LIVE_PROTOCOL};
@@ -15,21 +16,17 @@ use kith_core::im::client_protocol::{
     SubscribeFrame,
 };
 use kith_core::im::identity::Identity;
-use kith_core::im::protocol::{
-    CommandBody, Operation, QueryKind, QueryResult, RoomId, SignedCommand, IM_PROTOCOL_VERSION,
-};
+use kith_core::im::protocol::{Operation, QueryKind, QueryResult, RoomId, SignedCommand};
 use kith_core::im::replica_protocol::{self, AdminRequest, AdminResponse};
 use kith_core::limits;
+use kith_core::session::{ClientSession, SessionConfig, SessionInput, SessionOutput};
+use kith_core::time::{DriverClock, Instant};
 use libp2p::request_response::{Event, Message, OutboundRequestId};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, PeerId};
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, oneshot};
-
-/// "Not applied yet" answers in a row from one replica before the client
-/// tries another.
-const MISSES_BEFORE_FAIL_OVER: u32 = 3;
 
 /// Why a client call failed.
 #[derive(Debug, thiserror::Error)]
@@ -75,6 +72,9 @@ pub struct Client {
     calls: mpsc::Sender<Call>,
     control: libp2p_stream::Control,
     next_request_id: u64,
+    session: ClientSession,
+    /// The session's clock: time since the client started.
+    started: tokio::time::Instant,
     /// How long a call keeps retrying.
     pub patience: Duration,
 }
@@ -93,6 +93,17 @@ impl Client {
         for (i, addr) in addrs.iter().enumerate() {
             match dial(key, addr.clone()).await {
                 Ok((replica, calls, control)) => {
+                    // A replica's Raft id follows from the PeerId its address
+                    // names, so leader hints can be followed to it.
+                    let targets = addrs
+                        .iter()
+                        .map(|a| {
+                            crate::peer_ids::named_peer(a).map(|p| crate::peer_ids::node_id_of(&p))
+                        })
+                        .collect();
+                    // Command ids must be unique across runs: seed from the OS.
+                    let seed = uuid::Uuid::new_v4().as_u64_pair().0;
+                    let session = ClientSession::new(targets, i, seed, SessionConfig::default());
                     return Ok(Client {
                         key: key.clone(),
                         identity: key.identity(),
@@ -102,8 +113,10 @@ impl Client {
                         calls,
                         control,
                         next_request_id: 1,
+                        session,
+                        started: tokio::time::Instant::now(),
                         patience: Duration::from_secs(30),
-                    })
+                    });
                 }
                 Err(e) => last = Some(e),
             }
@@ -129,6 +142,21 @@ impl Client {
         Err(last.expect("at least one address"))
     }
 
+    /// Connects to the replica at `target` in the list, unless connected.
+    async fn connect_to(&mut self, target: usize) -> Result<(), ClientError> {
+        if target == self.current {
+            return Ok(());
+        }
+        let (replica, calls, control) = dial(&self.key, self.addrs[target].clone()).await?;
+        tracing::info!(addr = %self.addrs[target], "connected to another replica");
+        (self.current, self.replica, self.calls, self.control) = (target, replica, calls, control);
+        Ok(())
+    }
+
+    fn now(&self) -> Instant {
+        DriverClock::new(0, 0).at(self.started.elapsed())
+    }
+
     /// The replica's PeerId.
     pub fn replica(&self) -> PeerId {
         self.replica
@@ -152,14 +180,8 @@ impl Client {
     }
 
     /// Signs `op` with a fresh command id.
-    pub fn sign(&self, op: Operation) -> SignedCommand {
-        let body = CommandBody {
-            version: IM_PROTOCOL_VERSION,
-            command_id: uuid::Uuid::new_v4(),
-            issued_at_ms: now_ms(),
-            op,
-        };
-        SignedCommand::sign(&self.identity, &body)
+    pub fn sign(&mut self, op: Operation) -> SignedCommand {
+        self.session.sign(&self.identity, now_ms(), op)
     }
 
     /// Signs `op` once and submits it until its outcome is known.
@@ -192,47 +214,85 @@ impl Client {
         .await
     }
 
+    /// Runs one call through the session: the request is resent, wherever
+    /// the session says, until a final answer, which `done` turns into the
+    /// result (None: an answer that makes no sense for this request).
     async fn retrying<T>(
         &mut self,
         request: ClientRequest,
         done: impl Fn(ClientResponse) -> Option<Result<T, ClientError>>,
     ) -> Result<T, ClientError> {
-        let deadline = tokio::time::Instant::now() + self.patience;
-        let mut backoff = Duration::from_millis(25);
-        let mut misses = 0;
+        let now = self.now();
+        self.session.begin_within(now, request, Some(self.patience));
+        let mut in_flight: Option<(u64, oneshot::Receiver<Result<Vec<u8>, String>>)> = None;
         loop {
-            match self.request(request.clone()).await {
-                Ok(response) => {
-                    tracing::debug!(?response, "answer");
-                    let no_leader = matches!(response, ClientResponse::NotLeader { .. });
-                    if let Some(result) = done(response) {
-                        return result;
-                    }
-                    // A replica that knows no leader, or keeps saying "not
-                    // yet", may be cut off, or removed and still running
-                    // (its forwards are refused): ask another.
-                    misses += 1;
-                    if no_leader || misses >= MISSES_BEFORE_FAIL_OVER {
-                        misses = 0;
-                        if let Err(e) = self.fail_over().await {
-                            tracing::debug!(error = %e, "no other replica answered");
+            while let Some(output) = self.session.poll_output() {
+                match output {
+                    SessionOutput::Send { target, request_id, frame } => {
+                        in_flight = None;
+                        let sent = match self.connect_to(target).await {
+                            Ok(()) => self.send_frame(frame).await,
+                            Err(e) => Err(e.to_string()),
+                        };
+                        match sent {
+                            Ok(rx) => in_flight = Some((request_id, rx)),
+                            Err(e) => {
+                                tracing::debug!(error = %e, "request not sent; trying another replica");
+                                let now = self.now();
+                                self.session.handle_input(now, SessionInput::Failed { request_id });
+                            }
                         }
                     }
-                }
-                Err(ClientError::Transport(e)) => {
-                    tracing::debug!(error = %e, "request failed; trying another replica");
-                    if let Err(e) = self.fail_over().await {
-                        tracing::debug!(error = %e, "no other replica answered");
+                    SessionOutput::Finished(response) => {
+                        tracing::debug!(?response, "answer");
+                        let what = format!("unexpected answer: {response:?}");
+                        return done(response).unwrap_or(Err(ClientError::Protocol(what)));
                     }
+                    SessionOutput::GaveUp { patience } => {
+                        return Err(ClientError::Timeout(patience))
+                    }
+                    _ => {}
                 }
-                Err(e) => return Err(e),
             }
-            if tokio::time::Instant::now() + backoff > deadline {
-                return Err(ClientError::Timeout(self.patience));
+            let wake = self.session.poll_timeout().map_or(Duration::from_secs(1), |at| {
+                DriverClock::new(0, 0).elapsed_at(at).saturating_sub(self.started.elapsed())
+            });
+            let answer = match in_flight.as_mut() {
+                Some((_, rx)) => tokio::time::timeout(wake, rx).await.ok(),
+                None => {
+                    tokio::time::sleep(wake).await;
+                    None
+                }
+            };
+            let now = self.now();
+            match (answer, in_flight.take()) {
+                (Some(Ok(Ok(frame))), _) => {
+                    self.session.handle_input(now, SessionInput::Answered { frame: frame.into() })
+                }
+                (Some(_), Some((request_id, _))) => {
+                    self.session.handle_input(now, SessionInput::Failed { request_id })
+                }
+                (None, still) => {
+                    in_flight = still;
+                    self.session.handle_timeout(now)
+                }
+                (Some(_), None) => self.session.handle_timeout(now),
             }
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(1));
         }
+    }
+
+    /// Hands one client frame to the connection task; the receiver gets
+    /// the answer's bytes, or why there will be none.
+    async fn send_frame(
+        &mut self,
+        frame: Vec<u8>,
+    ) -> Result<oneshot::Receiver<Result<Vec<u8>, String>>, String> {
+        let (tx, rx) = oneshot::channel();
+        self.calls
+            .send(Call::Client(frame, tx))
+            .await
+            .map_err(|_| "connection closed".to_string())?;
+        Ok(rx)
     }
 
     /// An operator request on `/kith/admin/1`, retried while the cluster
