@@ -9,9 +9,14 @@ use std::time::Duration;
 const SEED_BUDGET: u64 = 1000;
 
 fn caught(bugs: BugSwitches) -> String {
+    caught_within(bugs, Duration::from_secs(5))
+}
+
+/// Like [`caught`], with `fault_phase` of faults per seed.
+fn caught_within(bugs: BugSwitches, fault_phase: Duration) -> String {
     for seed in 0..SEED_BUDGET {
         let mut c = SimConfig::new(seed, kith_sim_tests::invariants::all);
-        c.fault_phase = Duration::from_secs(5);
+        c.fault_phase = fault_phase;
         c.bugs = bugs;
         if let Some(v) = run(&c).violation {
             println!("{bugs:?} caught at seed {seed}: {v}");
@@ -38,6 +43,10 @@ fn skipping_the_idempotency_check_is_caught() {
 
 #[test]
 fn talking_to_removed_members_is_caught() {
-    let invariant = caught(BugSwitches { talk_to_removed: true, ..BugSwitches::default() });
+    // A removed replica that missed its removal must be asked something
+    // (a read forwarded from its client) after the removal: rarer than 5 s
+    // of faults allow since followers forward commands (the replica service).
+    let bugs = BugSwitches { talk_to_removed: true, ..BugSwitches::default() };
+    let invariant = caught_within(bugs, Duration::from_secs(10));
     assert_eq!(invariant, "removed members cut off");
 }
