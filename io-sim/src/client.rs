@@ -10,10 +10,12 @@ use crate::world::{client_ip, replica_addr, World, TAG_CLIENT};
 use kith_core::ids::NodeId;
 use kith_core::im::client_protocol::{ClientRequest, ClientResponse};
 use kith_core::im::identity::Identity;
+use kith_core::im::presence::{PresenceBody, PresenceStatus, SignedPresence};
 use kith_core::im::protocol::{
     CommandBody, EntryKind, ImError, Operation, QueryKind, QueryReply, Receipt, RoomId,
     SignedCommand, Target, Visibility, IM_PROTOCOL_VERSION,
 };
+use kith_core::im::typing::{SignedTyping, TypingBody};
 use kith_core::rng::SeededRng;
 use kith_core::session::{ClientSession, SessionConfig, SessionInput, SessionOutput};
 use kith_core::testing::violation::Violation;
@@ -179,6 +181,9 @@ pub async fn run_client(ctx: ClientCtx) {
                 check_reads(&ctx, generation, &read, &mut seat);
             }
         }
+        if rng.chance(0.05) {
+            ephemeral(&ctx, &mut conn, &mut rng, &seat).await;
+        }
         madsim::time::sleep(Duration::from_millis(rng.range(ctx.pause_ms.0, ctx.pause_ms.1))).await;
     }
 }
@@ -316,6 +321,48 @@ fn refresh_targets(ctx: &ClientCtx, conn: &mut Conn) {
         let at = current.and_then(|c| targets.iter().position(|t| *t == c)).unwrap_or(0);
         conn.session.set_targets(targets.iter().map(|id| Some(*id)).collect(), at);
         conn.targets = targets;
+    }
+}
+
+/// Presence and typing, through the same service paths production takes:
+/// announce a status (renewed well before it lapses), look up another
+/// client's, or say this client is typing in its lobby. Each has one right
+/// answer for an honest client; anything else is a violation.
+async fn ephemeral(ctx: &ClientCtx, conn: &mut Conn, rng: &mut SeededRng, seat: &LobbySeat) {
+    let issued_at_ms = ctx.now().as_micros() / 1000;
+    let (request, expected): (ClientRequest, fn(&ClientResponse) -> bool) = match rng.range(0, 3) {
+        0 => {
+            let status = [PresenceStatus::Online, PresenceStatus::Away][rng.range(0, 2) as usize];
+            let body = PresenceBody { status, issued_at_ms, ttl_ms: 60_000 };
+            let announcement = SignedPresence::sign(&ctx.identity, &body);
+            (ClientRequest::Presence(announcement), |r| matches!(r, ClientResponse::PresenceTaken))
+        }
+        1 => {
+            let other = rng.range(0, ctx.clients as u64) as usize;
+            let user = Identity::from_secret(client_secret(ctx.seed_base(), other)).user();
+            (
+                ClientRequest::PresenceOf(vec![user]),
+                |r| matches!(r, ClientResponse::Presence(v) if v.len() == 1),
+            )
+        }
+        _ => {
+            let body = TypingBody { room: seat.room(), active: rng.chance(0.8), issued_at_ms };
+            let notice = SignedTyping::sign(&ctx.identity, &body);
+            // Not a member yet (the lobby rotated): refused, rightly.
+            (ClientRequest::Typing(notice), |r| {
+                matches!(r, ClientResponse::TypingTaken)
+                    || matches!(r, ClientResponse::BadRequest(why) if why.contains("not a member"))
+            })
+        }
+    };
+    let answer = call(ctx, conn, request, Some(READ_PATIENCE)).await;
+    if let Some(answer) = answer.filter(|a| !expected(a)) {
+        let detail = format!("client {}: unexpected answer {answer:?}", ctx.index);
+        ctx.world.lock().fail(Violation {
+            invariant: "ephemeral requests answered",
+            detail,
+            at: Instant::ZERO,
+        });
     }
 }
 

@@ -4,7 +4,9 @@
 //! moves datagrams, keeps time, reports completions, and feeds the
 //! checkers what it carries out.
 
-use crate::world::{replica_addr, replica_at, World, TAG_CLIENT, TAG_PEER, TAG_PEER_RPC};
+use crate::world::{
+    replica_addr, replica_at, World, TAG_CLIENT, TAG_GOSSIP, TAG_PEER, TAG_PEER_RPC,
+};
 use bytes::Bytes;
 use kith_core::config::Config;
 use kith_core::durable::RecoveryError;
@@ -14,7 +16,7 @@ use kith_core::im::ImMachine;
 use kith_core::limits;
 use kith_core::node::{Node, OnEmptyDisk, Role};
 use kith_core::replica::{
-    AskerId, OutboundId, ReplicaService, ServiceConfig, ServiceInput, ServiceOutput,
+    AskerId, GossipTopic, OutboundId, ReplicaService, ServiceConfig, ServiceInput, ServiceOutput,
 };
 use kith_core::testing::sim_machine::SimMachine;
 use kith_core::testing::violation::Violation;
@@ -48,6 +50,7 @@ const INCARNATION_SHIFT: u32 = 40;
 enum Arrival {
     Raft(NodeId, Bytes),
     PeerRpc(NodeId, Bytes),
+    Gossip(Bytes),
     Client(SocketAddr, Bytes),
 }
 
@@ -108,7 +111,7 @@ pub async fn run_replica(world: World, id: NodeId, epoch: madsim::time::Instant)
     };
     let (tx, mut rx) = mpsc::channel::<Arrival>(1024);
     // madsim's recv is not cancellation safe: receive in dedicated tasks.
-    for tag in [TAG_PEER, TAG_PEER_RPC, TAG_CLIENT] {
+    for tag in [TAG_PEER, TAG_PEER_RPC, TAG_GOSSIP, TAG_CLIENT] {
         let (ep, tx) = (endpoint.clone(), tx.clone());
         madsim::task::spawn(async move {
             let mut buf = vec![0u8; limits::FRAME_BYTES_MAX + 64];
@@ -117,7 +120,8 @@ pub async fn run_replica(world: World, id: NodeId, epoch: madsim::time::Instant)
                 let arrival = match (tag, replica_at(from)) {
                     (TAG_PEER, Some(peer)) => Arrival::Raft(peer, bytes),
                     (TAG_PEER_RPC, Some(peer)) => Arrival::PeerRpc(peer, bytes),
-                    (TAG_PEER | TAG_PEER_RPC, None) => continue,
+                    (TAG_GOSSIP, Some(_)) => Arrival::Gossip(bytes),
+                    (TAG_PEER | TAG_PEER_RPC | TAG_GOSSIP, None) => continue,
                     _ => Arrival::Client(from, bytes),
                 };
                 if tx.send(arrival).await.is_err() {
@@ -284,6 +288,14 @@ impl Driver {
                 Some(input) => input,
                 None => return,
             },
+            // Gossip datagrams: a topic byte, then the message.
+            Arrival::Gossip(bytes) => {
+                let Some(topic) = bytes.first().and_then(|t| GossipTopic::ALL.get(usize::from(*t)))
+                else {
+                    return;
+                };
+                ServiceInput::GossipReceived { topic: *topic, data: bytes.slice(1..) }
+            }
             // The sim's transport "authenticates" a client by prefixing its user id.
             Arrival::Client(addr, bytes) => {
                 let Some((user, _)) = bytes.split_first_chunk::<32>() else { return };
@@ -370,6 +382,7 @@ impl Driver {
                 None => {}
             },
             ServiceOutput::SendPeerRequest { to, request, frame } => {
+                self.world.lock().forwards += 1;
                 let deadline = madsim::time::Instant::now() + PEER_REQUEST_TIMEOUT;
                 self.outbound.insert(request, deadline);
                 let correlation = (self.incarnation << INCARNATION_SHIFT) | request.0;
@@ -377,6 +390,7 @@ impl Driver {
                 self.send_later(replica_addr(to), TAG_PEER_RPC, datagram);
             }
             ServiceOutput::SendRaft { to, frame } => self.send_raft(at, to, frame).await,
+            ServiceOutput::Publish { topic, data } => self.publish(topic, &data),
             ServiceOutput::Persist { id, new_segment, bytes } => {
                 let written = {
                     let mut w = self.world.lock();
@@ -443,6 +457,24 @@ impl Driver {
         if twice {
             // madsim's network never duplicates; the driver does.
             let _ = self.endpoint.send_to(replica_addr(to), TAG_PEER, &frame).await;
+        }
+    }
+
+    /// Gossip, as flooding to every other replica on the operator's list:
+    /// best effort, like gossipsub (a lost datagram is not resent; clients
+    /// renew presence before it lapses).
+    fn publish(&self, topic: GossipTopic, data: &[u8]) {
+        let index = GossipTopic::ALL.iter().position(|t| *t == topic).expect("a known topic");
+        let mut datagram = Vec::with_capacity(1 + data.len());
+        datagram.push(index as u8);
+        datagram.extend_from_slice(data);
+        let others: Vec<NodeId> = {
+            let mut w = self.world.lock();
+            w.gossip += 1;
+            w.serving().into_iter().filter(|id| *id != self.id).collect()
+        };
+        for to in others {
+            self.send_later(replica_addr(to), TAG_GOSSIP, datagram.clone());
         }
     }
 

@@ -23,6 +23,8 @@ pub const TAG_CLIENT: u64 = 2;
 /// Message tag for replica-to-replica requests and their answers
 /// (forwarded commands and admin requests).
 pub const TAG_PEER_RPC: u64 = 3;
+/// Message tag for gossip between replicas (presence, typing).
+pub const TAG_GOSSIP: u64 = 4;
 
 /// The simulated address of replica `id`.
 pub fn replica_ip(id: NodeId) -> IpAddr {
@@ -115,6 +117,10 @@ pub struct SimWorld {
     pub epoch: Option<madsim::time::Instant>,
     /// Every message id sent, and the integer it stands for in histories.
     pub values: BTreeMap<uuid::Uuid, u64>,
+    /// Client commands replicas forwarded to their leader (all runs).
+    pub forwards: u64,
+    /// Gossip messages replicas published (all runs).
+    pub gossip: u64,
     /// Which lobby the clients write to.
     pub lobby: crate::lobby::LobbySchedule,
     /// Test-only rule breakers every replica runs with.
@@ -153,6 +159,8 @@ impl World {
             snapshot_threshold_entries: 128,
             epoch: None,
             values: BTreeMap::new(),
+            forwards: 0,
+            gossip: 0,
             lobby: crate::lobby::LobbySchedule::default(),
             #[cfg(feature = "bug-switches")]
             bugs: kith_core::bugs::BugSwitches::default(),

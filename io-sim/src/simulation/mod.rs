@@ -120,6 +120,10 @@ pub struct SimReport {
     pub corruptions: u64,
     /// Replicas found beyond repair and replaced by new, empty members.
     pub replaced: u64,
+    /// Client commands replicas forwarded to their leader.
+    pub forwards: u64,
+    /// Gossip messages (presence, typing) replicas published.
+    pub gossip: u64,
     /// Swizzle-clogs carried out.
     pub swizzles: u64,
 }
@@ -177,6 +181,10 @@ async fn simulate(config: SimConfig) -> SimReport {
     let mut cluster = Controlled { nodes: &mut nodes, rebuilds: &mut rebuilds, epoch, swizzles: 0 };
     liveness(&world, &handle, &net, &mut cluster, &down, &active, &histories, &mut report).await;
     report.replaced = rebuilds.completed;
+    {
+        let w = world.lock();
+        (report.forwards, report.gossip) = (w.forwards, w.gossip);
+    }
     finish(&mut report, &world, &histories, &config, epoch);
     report
 }
