@@ -76,7 +76,7 @@ pub enum Command {
     },
     /// A room's history, oldest first.
     History {
-        /// The room (or @user for a direct room).
+        /// The room (or @user for a direct room, @a+b for the direct room of a and b).
         room: String,
         /// At most this many entries.
         #[arg(long, default_value_t = 50)]

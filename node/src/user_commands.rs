@@ -82,8 +82,11 @@ pub async fn run(cli: &Cli, command: Command) -> Result<()> {
         Command::Send { room, text } => {
             let room = s.resolve_room(&room).await?;
             let to = match room {
-                RoomId::Direct(a, b) => Target::User(if a == s.me { b } else { a }),
-                group => Target::Room(group),
+                RoomId::Direct(a, b) if a == s.me || b == s.me => {
+                    Target::User(if a == s.me { b } else { a })
+                }
+                // Someone else's pair (`@a+b`): the replica refuses it.
+                other => Target::Room(other),
             };
             let receipt = s.submit(Operation::Send { to, text }).await?;
             report(cli, &mut s, &receipt).await;
