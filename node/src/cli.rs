@@ -76,9 +76,10 @@ pub enum Command {
     },
     /// A room's history, oldest first.
     History {
-        /// The room (or @user for a direct room).
+        /// The room (or @user for a direct room, @a+b for the direct room of a and b).
         room: String,
-        /// At most this many entries.
+        /// At most this many entries: the newest, or with --since the
+        /// oldest from that time (fetched in pages, so any number).
         #[arg(long, default_value_t = 50)]
         limit: u32,
         /// Only entries before this sequence number.

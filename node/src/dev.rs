@@ -4,6 +4,11 @@
 //! real thing, not a simulation); this process starts them, grows the
 //! cluster from one bootstrapped voter with `cluster add`, writes the client
 //! config, restarts a replica that dies, and stops them all on Ctrl-C.
+//!
+//! Replicas run the executable `kith dev` was started from, resolved once
+//! at start: on Linux `current_exe()` names `<path> (deleted)` once that
+//! file is replaced (as `cargo build` does while a cluster runs), and a
+//! restart through it would fail. The path itself then holds the new build.
 
 use crate::cli::{Cli, DevArgs};
 use crate::replica_commands::{init_dir, shutdown_signal};
@@ -25,11 +30,19 @@ struct DevReplica {
     child: Option<Child>,
 }
 
+/// How to start a replica process: the same for every start.
+struct Launch {
+    exe: PathBuf,
+    first: Multiaddr,
+    admin: PeerId,
+}
+
 /// Runs the dev cluster until Ctrl-C.
 pub async fn run(cli: &Cli, args: DevArgs) -> Result<()> {
     if !(1..=7).contains(&args.replicas) {
         bail!("--replicas must be between 1 and 7");
     }
+    let exe = executable(std::env::current_exe().context("finding the kith executable")?);
     let home = settings::home(cli.home.as_deref());
     let dir = args.dir.clone().unwrap_or_else(|| home.join("dev"));
     let operator = operator_key(&home)?;
@@ -49,20 +62,34 @@ pub async fn run(cli: &Cli, args: DevArgs) -> Result<()> {
             format!("/ip4/127.0.0.1/tcp/{port}").parse().expect("valid multiaddr");
         replicas.push(DevReplica { dir: rdir, peer: key.peer_id(), addr, child: None });
     }
-    let first = with_peer(&replicas[0].addr, replicas[0].peer);
+    let launch = Launch {
+        exe,
+        first: with_peer(&replicas[0].addr, replicas[0].peer),
+        admin: operator.peer_id(),
+    };
     for (i, r) in replicas.iter_mut().enumerate() {
-        r.child = Some(spawn_node(r, i == 0, &first, &operator.peer_id())?);
+        r.child = Some(spawn_node(r, i == 0, &launch)?);
     }
     let result = form_cluster(cli, &home, &operator, &replicas).await;
     if let Err(e) = result {
         stop_all(&mut replicas).await;
         return Err(e);
     }
-    supervise(&mut replicas, &first, &operator.peer_id()).await?;
+    supervise(&mut replicas, &launch).await;
     eprintln!("stopping {} replicas...", replicas.len());
     stop_all(&mut replicas).await;
     eprintln!("stopped; data kept in {} (run `kith dev` again to resume)", dir.display());
     Ok(())
+}
+
+/// The executable to start replicas from, given `current_exe()` at start.
+/// Linux marks a file replaced before that call with ` (deleted)`; the path
+/// without it is where the new build is.
+fn executable(current: PathBuf) -> PathBuf {
+    match current.to_str().and_then(|p| p.strip_suffix(" (deleted)")) {
+        Some(path) => PathBuf::from(path),
+        None => current,
+    }
 }
 
 fn with_peer(addr: &Multiaddr, peer: PeerId) -> Multiaddr {
@@ -78,30 +105,24 @@ fn operator_key(home: &Path) -> Result<KeyFile> {
     }
 }
 
-fn spawn_node(
-    r: &DevReplica,
-    first: bool,
-    first_addr: &Multiaddr,
-    admin: &PeerId,
-) -> Result<Child> {
+fn spawn_node(r: &DevReplica, first: bool, launch: &Launch) -> Result<Child> {
     let log_path = r.dir.join("replica.log");
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(&log_path)
         .with_context(|| format!("opening {}", log_path.display()))?;
-    let exe = std::env::current_exe().context("finding the kith executable")?;
-    let mut cmd = Command::new(exe);
+    let mut cmd = Command::new(&launch.exe);
     cmd.arg("node").arg("--dir").arg(&r.dir).arg("--listen").arg(r.addr.to_string());
-    cmd.arg("--admin").arg(admin.to_string());
+    cmd.arg("--admin").arg(launch.admin.to_string());
     // Both flags only matter on an empty disk; a resumed replica ignores them.
     if first {
         cmd.arg("--bootstrap");
     } else {
-        cmd.arg("--join").arg(first_addr.to_string());
+        cmd.arg("--join").arg(launch.first.to_string());
     }
     cmd.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log).kill_on_drop(true);
-    cmd.spawn().context("starting a replica process")
+    cmd.spawn().with_context(|| format!("starting {}", launch.exe.display()))
 }
 
 async fn form_cluster(
@@ -186,46 +207,86 @@ fn print_next_steps(cli: &Cli, home: &Path, replicas: &[DevReplica]) {
     println!("Ctrl-C stops the cluster.");
 }
 
-/// Restarts a replica that exits (so `kill -9` on one shows the cluster
-/// riding it out) until Ctrl-C; gives up on one that keeps failing.
-async fn supervise(replicas: &mut [DevReplica], first: &Multiaddr, admin: &PeerId) -> Result<()> {
-    let shutdown = shutdown_signal();
-    tokio::pin!(shutdown);
-    let mut recent_exits: Vec<Vec<tokio::time::Instant>> = vec![Vec::new(); replicas.len()];
-    loop {
-        let (i, status) = tokio::select! {
-            () = &mut shutdown => return Ok(()),
-            exited = first_exit(replicas) => exited,
-        };
-        let now = tokio::time::Instant::now();
-        recent_exits[i].retain(|t| now.duration_since(*t) < Duration::from_secs(60));
-        recent_exits[i].push(now);
-        let log = replicas[i].dir.join("replica.log");
-        if recent_exits[i].len() > 3 {
-            eprintln!(
-                "replica {} exited ({status}) 4 times within a minute; not restarting it (see {})",
-                i + 1,
-                log.display()
-            );
-            continue;
-        }
-        eprintln!("replica {} exited ({status}); restarting it from its disk", i + 1);
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        replicas[i].child = Some(spawn_node(&replicas[i], i == 0, first, admin)?);
-    }
+/// A run this long counts as healthy: the next failure backs off from the
+/// start again.
+const STABLE_RUN: Duration = Duration::from_secs(60);
+/// The first restart's delay; it doubles with each failure in a row.
+const BACKOFF_FIRST: Duration = Duration::from_millis(500);
+/// The longest wait between restarts.
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+/// After a replica failed (exited after `ran_for`, or could not be started
+/// at all: `None`), following `failures` failures in a row: the new count
+/// and how long to wait before starting it again. Never gives up, so a
+/// replica comes back once whatever stopped it is fixed (a rebuild, a
+/// freed port), and never waits longer than [`BACKOFF_MAX`].
+fn after_failure(failures: u32, ran_for: Option<Duration>) -> (u32, Duration) {
+    let failures = match ran_for {
+        Some(ran) if ran >= STABLE_RUN => 1,
+        _ => failures.saturating_add(1),
+    };
+    let doublings = failures.saturating_sub(1).min(16);
+    (failures, BACKOFF_FIRST.saturating_mul(1 << doublings).min(BACKOFF_MAX))
 }
 
-/// Waits for a replica process to exit; returns its index and status.
-async fn first_exit(replicas: &mut [DevReplica]) -> (usize, std::process::ExitStatus) {
+/// Where one replica stands in the supervisor.
+enum Watch {
+    Running { since: tokio::time::Instant },
+    Waiting { until: tokio::time::Instant },
+}
+
+/// Restarts a replica that exits (so `kill -9` on one shows the cluster
+/// riding it out) until Ctrl-C. One replica that cannot be restarted never
+/// touches the others: it is retried with back-off and each failure is
+/// reported on stderr.
+async fn supervise(replicas: &mut [DevReplica], launch: &Launch) {
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    let start = tokio::time::Instant::now();
+    let mut watch: Vec<Watch> = replicas.iter().map(|_| Watch::Running { since: start }).collect();
+    let mut failures = vec![0u32; replicas.len()];
     loop {
+        tokio::select! {
+            () = &mut shutdown => return,
+            () = tokio::time::sleep(Duration::from_millis(200)) => {}
+        }
+        let now = tokio::time::Instant::now();
         for (i, r) in replicas.iter_mut().enumerate() {
-            let exited = r.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
-            if let Some(status) = exited {
-                r.child = None;
-                return (i, status);
+            let log = r.dir.join("replica.log");
+            match watch[i] {
+                Watch::Running { since } => {
+                    let exited = r.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
+                    let Some(status) = exited else { continue };
+                    r.child = None;
+                    let (n, wait) = after_failure(failures[i], Some(now.duration_since(since)));
+                    failures[i] = n;
+                    eprintln!(
+                        "replica {} exited ({status}); restarting it from its disk in {:.1} s (log: {})",
+                        i + 1,
+                        wait.as_secs_f64(),
+                        log.display()
+                    );
+                    watch[i] = Watch::Waiting { until: now + wait };
+                }
+                Watch::Waiting { until } if now >= until => match spawn_node(r, i == 0, launch) {
+                    Ok(child) => {
+                        r.child = Some(child);
+                        watch[i] = Watch::Running { since: now };
+                    }
+                    Err(e) => {
+                        let (n, wait) = after_failure(failures[i], None);
+                        failures[i] = n;
+                        eprintln!(
+                            "replica {} could not be restarted: {e:#}; trying again in {:.1} s",
+                            i + 1,
+                            wait.as_secs_f64()
+                        );
+                        watch[i] = Watch::Waiting { until: now + wait };
+                    }
+                },
+                Watch::Waiting { .. } => {}
             }
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
@@ -248,5 +309,36 @@ async fn stop_all(replicas: &mut [DevReplica]) {
 pub fn signal(pid: u32, sig: nix::sys::signal::Signal) {
     if let Ok(pid) = i32::try_from(pid) {
         let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restarts_back_off_doubling_to_a_bound_and_never_give_up() {
+        let quick = Some(Duration::from_secs(1));
+        let mut failures = 0;
+        let mut waits = Vec::new();
+        for _ in 0..10 {
+            let (n, wait) = after_failure(failures, quick);
+            failures = n;
+            waits.push(wait.as_millis());
+        }
+        let expected = [500, 1000, 2000, 4000, 8000, 16_000, 30_000, 30_000, 30_000, 30_000];
+        assert_eq!(waits, expected);
+        // A start that fails outright backs off the same way.
+        assert_eq!(after_failure(2, None), (3, Duration::from_secs(2)));
+        assert_eq!(after_failure(u32::MAX, None).1, BACKOFF_MAX);
+        // A replica that ran for a while before dying starts over.
+        assert_eq!(after_failure(9, Some(STABLE_RUN)), (1, BACKOFF_FIRST));
+    }
+
+    #[test]
+    fn the_executable_is_the_path_even_once_replaced() {
+        let p = |s: &str| PathBuf::from(s);
+        assert_eq!(executable(p("/t/kith (deleted)")), p("/t/kith"));
+        assert_eq!(executable(p("/t/kith")), p("/t/kith"));
     }
 }

@@ -63,10 +63,21 @@ impl Session {
         }
     }
 
-    /// A room: `#name` or `name` for a group, `@user` for the direct room with them.
+    /// A room: `#name` or `name` for a group, `@user` for the direct room
+    /// with them, `@a+b` for the direct room of users `a` and `b`.
+    ///
+    /// The `@a+b` form names a direct room the caller may not belong to, so
+    /// that "who can read it" is a question the replica answers (it refuses
+    /// everyone but the two) rather than one the CLI cannot even ask. `+`
+    /// appears in neither registered names nor PeerIds, so it is unambiguous.
     pub async fn resolve_room(&mut self, text: &str) -> Result<RoomId> {
-        if let Some(user) = text.strip_prefix('@') {
-            let other = self.resolve_user(user).await?;
+        if let Some(users) = text.strip_prefix('@') {
+            if let Some((a, b)) = users.split_once('+') {
+                let a = self.resolve_user(a).await?;
+                let b = self.resolve_user(b).await?;
+                return Ok(RoomId::direct(a, b));
+            }
+            let other = self.resolve_user(users).await?;
             return Ok(RoomId::direct(self.me, other));
         }
         let name = text.trim_start_matches('#');
@@ -96,9 +107,13 @@ impl Session {
     pub async fn room_label(&mut self, room: &RoomId) -> String {
         match room {
             RoomId::Group(name) => format!("#{name}"),
-            RoomId::Direct(a, b) => {
+            RoomId::Direct(a, b) if *a == self.me || *b == self.me => {
                 let other = if *a == self.me { *b } else { *a };
                 format!("@{}", self.name_of(other).await)
+            }
+            // Someone else's pair, in the form `resolve_room` reads back.
+            RoomId::Direct(a, b) => {
+                format!("@{}+{}", self.name_of(*a).await, self.name_of(*b).await)
             }
         }
     }

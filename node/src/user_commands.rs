@@ -8,7 +8,7 @@ use anyhow::{bail, Context, Result};
 use kith_core::im::client_protocol::{ClientRequest, ClientResponse};
 use kith_core::im::presence::{PresenceBody, PresenceStatus, SignedPresence};
 use kith_core::im::protocol::{
-    Operation, QueryKind, QueryReply, Receipt, RoomId, Target, Visibility,
+    Operation, Page, QueryKind, QueryReply, Receipt, RoomEntry, RoomId, Target, Visibility,
 };
 use kith_core::im::typing::{SignedTyping, TypingBody};
 use kith_core::limits;
@@ -82,8 +82,11 @@ pub async fn run(cli: &Cli, command: Command) -> Result<()> {
         Command::Send { room, text } => {
             let room = s.resolve_room(&room).await?;
             let to = match room {
-                RoomId::Direct(a, b) => Target::User(if a == s.me { b } else { a }),
-                group => Target::Room(group),
+                RoomId::Direct(a, b) if a == s.me || b == s.me => {
+                    Target::User(if a == s.me { b } else { a })
+                }
+                // Someone else's pair (`@a+b`): the replica refuses it.
+                other => Target::Room(other),
             };
             let receipt = s.submit(Operation::Send { to, text }).await?;
             report(cli, &mut s, &receipt).await;
@@ -214,36 +217,107 @@ async fn history(
     since: Option<String>,
 ) -> Result<()> {
     let room = s.resolve_room(room).await?;
-    let limit = limit.clamp(1, limits::PAGE_ENTRIES_MAX as u32);
-    let entries = match since {
-        Some(since) => {
-            let from_ms = parse_since(&since, now_ms())?;
-            let to_ms = before.map_or(u64::MAX, |_| u64::MAX);
-            let kind =
-                QueryKind::HistoryByTime { room: room.clone(), from_ms, to_ms, after: None, limit };
-            match s.query(kind).await? {
-                QueryReply::Page(p) => {
-                    p.entries.into_iter().filter(|e| before.is_none_or(|b| e.seq < b)).collect()
-                }
-                _ => bail!("unexpected answer to a history query"),
-            }
-        }
-        None => {
-            // The newest `limit` entries (before `before`, when given).
-            let before = Some(before.unwrap_or(u64::MAX));
-            match s
-                .query(QueryKind::History { room: room.clone(), after: None, before, limit })
-                .await?
-            {
-                QueryReply::Page(p) => p.entries,
-                _ => bail!("unexpected answer to a history query"),
-            }
-        }
+    let since_ms = since.map(|since| parse_since(&since, now_ms())).transpose()?;
+    let ask = HistoryAsk {
+        limit: limit.max(1) as usize,
+        before,
+        since_ms,
+        page: limits::PAGE_ENTRIES_MAX as u32,
     };
+    let entries = collect_history(s, &room, &ask).await?;
     for entry in &entries {
         render::print_entry(s, cli.json, &room, entry).await;
     }
     Ok(())
+}
+
+/// Where history pages come from: the replica, or a state machine in tests.
+trait Pages {
+    async fn page(&mut self, kind: QueryKind) -> Result<Page>;
+}
+
+impl Pages for Session {
+    async fn page(&mut self, kind: QueryKind) -> Result<Page> {
+        match self.query(kind).await? {
+            QueryReply::Page(page) => Ok(page),
+            _ => bail!("unexpected answer to a history query"),
+        }
+    }
+}
+
+/// What `kith history` asks for.
+struct HistoryAsk {
+    /// At most this many entries in all, whatever the replica's page size.
+    limit: usize,
+    /// Only entries with a smaller sequence number.
+    before: Option<u64>,
+    /// Only entries stamped at or after this time (ms since the epoch).
+    since_ms: Option<u64>,
+    /// Entries per query (the replica caps it at its own page limit).
+    page: u32,
+}
+
+/// The entries `ask` names, oldest first: with `since_ms`, the oldest
+/// `limit` entries from that time (and before `before`); without it, the
+/// newest `limit` entries (before `before`). The replica bounds every page;
+/// this follows its cursors until `limit` entries or the end.
+async fn collect_history(
+    src: &mut impl Pages,
+    room: &RoomId,
+    ask: &HistoryAsk,
+) -> Result<Vec<RoomEntry>> {
+    let mut entries = Vec::new();
+    let page_size = |got: usize| (ask.limit - got).min(ask.page as usize) as u32;
+    let before = ask.before.unwrap_or(u64::MAX);
+    let Some(from_ms) = ask.since_ms else {
+        // Backwards from `before`: each page is the newest below the cursor.
+        let mut cursor = before;
+        while entries.len() < ask.limit {
+            let limit = page_size(entries.len());
+            let kind =
+                QueryKind::History { room: room.clone(), after: None, before: Some(cursor), limit };
+            let page = src.page(kind).await?;
+            let mut older = page.entries;
+            older.append(&mut entries);
+            entries = older;
+            match page.next {
+                Some(next) if next < cursor => cursor = next,
+                _ => break,
+            }
+        }
+        return Ok(entries);
+    };
+    // Time and sequence do not mix in one query, but stamps never decrease
+    // along a room's log: the first entry at or after `from_ms` turns the
+    // time into a sequence number, and sequence pages do the rest, bounded
+    // by `before` on the replica.
+    let first = QueryKind::HistoryByTime {
+        room: room.clone(),
+        from_ms,
+        to_ms: u64::MAX,
+        after: None,
+        limit: 1,
+    };
+    let Some(start) = src.page(first).await?.entries.first().map(|e| e.seq) else {
+        return Ok(entries);
+    };
+    let mut after = start - 1;
+    while entries.len() < ask.limit {
+        let limit = page_size(entries.len());
+        let kind = QueryKind::History {
+            room: room.clone(),
+            after: Some(after),
+            before: Some(before),
+            limit,
+        };
+        let page = src.page(kind).await?;
+        entries.extend(page.entries);
+        match page.next {
+            Some(next) if next > after => after = next,
+            _ => break,
+        }
+    }
+    Ok(entries)
 }
 
 async fn inbox(cli: &Cli, s: &mut Session) -> Result<()> {
@@ -339,5 +413,111 @@ pub async fn typing(s: &mut Session, room: RoomId, active: bool) -> Result<()> {
         ClientResponse::TypingTaken | ClientResponse::PresenceTaken => Ok(()),
         ClientResponse::BadRequest(why) => bail!("{why}"),
         other => bail!("typing notice not taken: {other:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kith_core::ids::{LogIndex, Term};
+    use kith_core::im::identity::Identity;
+    use kith_core::im::machine::ImMachine;
+    use kith_core::im::protocol::{CommandBody, ImQuery, SignedCommand, IM_PROTOCOL_VERSION};
+    use kith_core::state_machine::{ApplyContext, StateMachine};
+
+    /// A replica in miniature: the real state machine answers the queries.
+    struct Replica {
+        m: ImMachine,
+        who: Identity,
+        n: u64,
+        asked: usize,
+    }
+
+    impl Replica {
+        /// Room "r" whose entry `seq` is stamped `seq * 1000` ms: a
+        /// `Created` entry, then `messages` messages.
+        fn with_messages(messages: u64) -> Replica {
+            let who = Identity::from_secret([7; 32]);
+            let mut r = Replica { m: ImMachine::default(), who, n: 0, asked: 0 };
+            r.run(Operation::Register { name: "ann".into() }, 1000);
+            r.run(Operation::CreateRoom { name: "r".into(), visibility: Visibility::Public }, 1000);
+            for seq in 2..=messages + 1 {
+                let to = Target::Room(room());
+                r.run(Operation::Send { to, text: format!("m{seq}") }, seq * 1000);
+            }
+            r
+        }
+
+        fn run(&mut self, op: Operation, stamp_ms: u64) {
+            self.n += 1;
+            let body = CommandBody {
+                version: IM_PROTOCOL_VERSION,
+                command_id: uuid::Uuid::from_u128(self.n.into()),
+                issued_at_ms: stamp_ms,
+                op,
+            };
+            let at = ApplyContext { index: LogIndex(self.n), term: Term(1), position: 0, stamp_ms };
+            let response = self.m.apply(at, SignedCommand::sign(&self.who, &body));
+            assert!(response.result.is_ok(), "{:?}", response.result);
+        }
+    }
+
+    impl Pages for Replica {
+        async fn page(&mut self, kind: QueryKind) -> Result<Page> {
+            self.asked += 1;
+            match self.m.query(&ImQuery { as_user: self.who.user(), kind }) {
+                Ok(QueryReply::Page(page)) => Ok(page),
+                other => bail!("not a page: {other:?}"),
+            }
+        }
+    }
+
+    fn room() -> RoomId {
+        RoomId::Group("r".into())
+    }
+
+    fn seqs(
+        replica: &mut Replica,
+        limit: usize,
+        before: Option<u64>,
+        since_ms: Option<u64>,
+        page: u32,
+    ) -> Vec<u64> {
+        let ask = HistoryAsk { limit, before, since_ms, page };
+        let entries = futures::executor::block_on(collect_history(replica, &room(), &ask));
+        entries.unwrap().iter().map(|e| e.seq).collect()
+    }
+
+    #[test]
+    fn since_and_before_compose_across_pages() {
+        let mut r = Replica::with_messages(20);
+        // Entries stamped from 4 s on, below seq 9, two per page.
+        assert_eq!(seqs(&mut r, 100, Some(9), Some(4000), 2), vec![4, 5, 6, 7, 8]);
+        // The oldest `limit` of them.
+        assert_eq!(seqs(&mut r, 3, Some(9), Some(4000), 2), vec![4, 5, 6]);
+        assert_eq!(seqs(&mut r, 100, None, Some(19_000), 2), vec![19, 20, 21]);
+        assert!(seqs(&mut r, 100, Some(4), Some(4000), 2).is_empty());
+        assert!(seqs(&mut r, 100, None, Some(99_000), 2).is_empty());
+        // Without --since: the newest `limit` below `before`, oldest first.
+        assert_eq!(seqs(&mut r, 5, Some(9), None, 2), vec![4, 5, 6, 7, 8]);
+        assert_eq!(seqs(&mut r, 3, None, None, 2), vec![19, 20, 21]);
+        assert_eq!(seqs(&mut r, 100, Some(3), None, 2), vec![1, 2]);
+    }
+
+    #[test]
+    fn more_than_the_replicas_page_is_returned_when_asked() {
+        // The replica caps every page at PAGE_ENTRIES_MAX; `--limit` above
+        // it once returned just one page.
+        let total = limits::PAGE_ENTRIES_MAX as u64 + 100;
+        let mut r = Replica::with_messages(total);
+        let page = limits::PAGE_ENTRIES_MAX as u32;
+        let since = seqs(&mut r, limits::PAGE_ENTRIES_MAX + 50, Some(total), Some(2000), page);
+        assert_eq!(since, (2..total).take(limits::PAGE_ENTRIES_MAX + 50).collect::<Vec<_>>());
+        r.asked = 0;
+        let newest = seqs(&mut r, limits::PAGE_ENTRIES_MAX + 50, None, None, page);
+        assert_eq!(newest.len(), limits::PAGE_ENTRIES_MAX + 50);
+        assert_eq!(newest.last(), Some(&(total + 1)));
+        assert!(newest.windows(2).all(|w| w[1] == w[0] + 1), "no gaps, no repeats");
+        assert_eq!(r.asked, 2, "in bounded pages");
     }
 }

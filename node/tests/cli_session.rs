@@ -85,10 +85,22 @@ async fn the_readme_session_works_end_to_end() {
     ok(&home, &["--as", "alice", "dm", "bob", "psst"]).await;
     let dm = json_lines(&ok(&home, &["--json", "--as", "bob", "history", "@alice"]).await);
     assert!(dm.iter().any(|v| v["text"] == "psst" && v["author_name"] == "alice"));
+    // `@alice+bob` names that very room for anyone: bob reads the message
+    // through it, so eve's refusal below is about the real room, not about
+    // a room that does not exist.
+    let pair = json_lines(&ok(&home, &["--json", "--as", "bob", "history", "@alice+bob"]).await);
+    assert!(pair.iter().any(|v| v["text"] == "psst"), "@alice+bob is their direct room");
     ok(&home, &["id", "new", "eve"]).await;
     ok(&home, &["--as", "eve", "register"]).await;
-    let (peeked, _, err) = run(&home, &["--as", "eve", "history", "@alice"]).await;
-    assert!(!peeked || !err.is_empty(), "eve cannot read alice and bob's direct room");
+    let (peeked, out, err) = run(&home, &["--as", "eve", "history", "@alice+bob"]).await;
+    assert!(!peeked, "eve cannot read alice and bob's direct room, yet got:\n{out}");
+    assert!(
+        err.contains("not a member"),
+        "refused as a non-member, not for another reason:\n{err}"
+    );
+    assert!(!out.contains("psst"), "nothing of the room reaches eve");
+    let (sent, _, err) = run(&home, &["--as", "eve", "send", "@alice+bob", "hi"]).await;
+    assert!(!sent && err.contains("not a member"), "nor may eve write to it: {err}");
 
     // Inbox: bob's own reply read #general up to it, so only the direct
     // message is unread; afterwards nothing is.

@@ -152,6 +152,16 @@ pub enum LiveFrame {
         /// Typing (true) or stopped (false).
         active: bool,
     },
+    /// A user's read cursor in a followed room moved (or, just after
+    /// subscribing, where it is). Never names an entry not yet sent.
+    Read {
+        /// The room.
+        room: RoomId,
+        /// Whose cursor.
+        user: UserId,
+        /// They have read up to and including this entry.
+        seq: u64,
+    },
 }
 
 impl From<Delivery> for LiveFrame {
@@ -160,6 +170,7 @@ impl From<Delivery> for LiveFrame {
             Delivery::Entry { room, entry } => LiveFrame::Entry { room, entry },
             Delivery::Updated { room, entry } => LiveFrame::Updated { room, entry },
             Delivery::Ended { room, last_seq } => LiveFrame::Ended { room, last_seq },
+            Delivery::Read { room, user, seq } => LiveFrame::Read { room, user, seq },
         }
     }
 }

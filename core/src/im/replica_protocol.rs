@@ -10,8 +10,9 @@ use crate::versioned::{self, VersionedError};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-/// The version of both protocols in this file.
-pub const PEER_PROTOCOL_VERSION: u16 = 1;
+/// The version of both protocols in this file. It is the Raft frames'
+/// version too: one constant, so the two cannot drift apart.
+pub use crate::wire::PEER_PROTOCOL_VERSION;
 
 /// A replica's entry in the directory: its PeerId and where to dial it.
 /// The Raft id is derived from the PeerId, so records cannot lie about ids.

@@ -21,7 +21,8 @@ use crate::versioned::{self, VersionedError};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-/// The peer protocol version this build speaks.
+/// The peer protocol version this build speaks: Raft frames here, and the
+/// peer and admin protocols in `im::replica_protocol`, which reuse it.
 pub const PEER_PROTOCOL_VERSION: u16 = 1;
 
 /// One frame between replicas.

@@ -61,7 +61,12 @@ impl ImMachine {
             // messages never count as unread.
             if let Some(r) = self.state.rooms.get_mut(&room) {
                 let cursor = r.read.entry(ctx.author).or_default();
-                *cursor = (*cursor).max(*seq);
+                if *cursor < *seq {
+                    *cursor = *seq;
+                    // Live subscribers see every read position move.
+                    let read = ImEvent::Read { room: room.clone(), user: ctx.author, seq: *seq };
+                    ctx.events.push(read);
+                }
             }
             if let Err(e) = self.history.put_message_id(ctx.author, msg_id, &(room, *seq)) {
                 self.fail(e);

@@ -100,6 +100,14 @@ impl ImMachine {
         self.state.rooms.get(room)?.readable_up_to(user)
     }
 
+    /// Every user's read cursor in `room` (empty for no such room).
+    pub fn read_positions(&self, room: &RoomId) -> Vec<(UserId, u64)> {
+        self.state
+            .rooms
+            .get(room)
+            .map_or_else(Vec::new, |r| r.read.iter().map(|(user, seq)| (*user, *seq)).collect())
+    }
+
     /// Whether `user` is a member of `room` now.
     pub fn is_member(&self, room: &RoomId, user: UserId) -> bool {
         self.state.rooms.get(room).is_some_and(|r| r.members.contains_key(&user))

@@ -161,7 +161,8 @@ pub enum ImEvent {
         /// The entry as it is now.
         entry: RoomEntry,
     },
-    /// A read cursor moved (sent to the reader's own sessions).
+    /// A read cursor moved (by `MarkRead`, or by the reader's own message);
+    /// live subscribers of the room receive it as `Delivery::Read`.
     Read {
         /// The room.
         room: RoomId,
