@@ -149,3 +149,29 @@ pub const FORWARDS_PENDING_MAX: usize = 1024;
 /// Typing notices queued per live subscriber; the oldest is dropped first
 /// (notices are best effort, and a newer one supersedes it).
 pub const SUBSCRIBER_TYPING_QUEUE_MAX: usize = 16;
+
+/// Encoded bytes of room entries in one page of history (a page stops
+/// early, with its cursor, when the next entry would pass this), so that
+/// any page fits one client frame however long its messages are.
+pub const PAGE_BYTES_MAX: usize = 512 * 1024;
+
+// How the limits must relate; a change that breaks one fails the build.
+// An entry's overhead around its command (ids, author, stamps, edits and
+// reactions) is far under this.
+const ENTRY_OVERHEAD_BYTES_MAX: usize = 8 * 1024;
+const _: () = assert!(MESSAGE_BYTES_MAX + ENTRY_OVERHEAD_BYTES_MAX <= COMMAND_BYTES_MAX);
+const _: () = assert!(COMMAND_BYTES_MAX <= ENTRY_BYTES_MAX);
+const _: () = assert!(ENTRY_BYTES_MAX as u64 <= APPEND_MESSAGE_BYTES_MAX);
+// One entry always fits a page, and a page (with its frame around it) a frame.
+const _: () = assert!(COMMAND_BYTES_MAX + ENTRY_OVERHEAD_BYTES_MAX <= PAGE_BYTES_MAX);
+const _: () = assert!(PAGE_BYTES_MAX + 64 * 1024 <= FRAME_BYTES_MAX);
+// A snapshot chunk and its frame header fit a frame.
+const _: () = assert!(SNAPSHOT_CHUNK_BYTES + 4 * 1024 <= FRAME_BYTES_MAX);
+const _: () = assert!(SNAPSHOT_CHUNK_BYTES <= SNAPSHOT_BYTES_MAX);
+const _: () = assert!(SNAPSHOT_BYTES_MAX < DURABLE_BATCH_BYTES_MAX);
+const _: () = assert!(PROPOSAL_QUEUE_MAX <= PROPOSALS_IN_FLIGHT_MAX);
+const _: () = assert!(ENTRY_COMMANDS_MAX <= PROPOSAL_QUEUE_MAX);
+const _: () = assert!(SUBSCRIBER_TYPING_QUEUE_MAX <= SUBSCRIBER_QUEUE_MAX);
+const _: () = assert!(PAGE_ENTRIES_MAX <= SUBSCRIBER_QUEUE_MAX);
+// A presence lookup's answer (a few dozen bytes a user) fits a frame.
+const _: () = assert!(PRESENCE_QUERY_USERS_MAX * 128 <= FRAME_BYTES_MAX);

@@ -55,6 +55,8 @@ pub enum ClientError {
 }
 
 type Pending = oneshot::Sender<Result<Vec<u8>, String>>;
+/// Where one attempt's answer (or why there is none) arrives.
+type Answer = oneshot::Receiver<Result<Vec<u8>, String>>;
 
 enum Call {
     Client(Vec<u8>, Pending),
@@ -224,7 +226,7 @@ impl Client {
     ) -> Result<T, ClientError> {
         let now = self.now();
         self.session.begin_within(now, request, Some(self.patience));
-        let mut in_flight: Option<(u64, oneshot::Receiver<Result<Vec<u8>, String>>)> = None;
+        let mut in_flight: Option<(u64, Answer)> = None;
         loop {
             while let Some(output) = self.session.poll_output() {
                 match output {
@@ -283,10 +285,7 @@ impl Client {
 
     /// Hands one client frame to the connection task; the receiver gets
     /// the answer's bytes, or why there will be none.
-    async fn send_frame(
-        &mut self,
-        frame: Vec<u8>,
-    ) -> Result<oneshot::Receiver<Result<Vec<u8>, String>>, String> {
+    async fn send_frame(&mut self, frame: Vec<u8>) -> Result<Answer, String> {
         let (tx, rx) = oneshot::channel();
         self.calls
             .send(Call::Client(frame, tx))

@@ -24,6 +24,14 @@ impl<S: StateMachine> Node<S> {
                 self.apply_commands(&entry, resolution.ours);
             }
             self.applied = LogIndex(self.applied.get().max(entry.index));
+            // Raft hands out only committed entries; applying past the
+            // commit index would be acting on what a majority may undo.
+            assert!(
+                self.applied.get() <= self.raw.raft.raft_log.committed,
+                "applied {} beyond commit {}",
+                self.applied,
+                self.raw.raft.raft_log.committed
+            );
             if let Some(fault) = self.machine.fault() {
                 let reason = format!("applying entry {}: {fault}", entry.index);
                 return self.halt(reason);

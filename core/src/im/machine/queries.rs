@@ -91,8 +91,13 @@ fn history(
     let backwards = before.is_some() && after.is_none();
     let (entries, next) = if backwards {
         let from = high.saturating_sub(limit as u64 - 1).max(low);
-        let entries = store.range(room, from, high, limit)?;
-        let next = (from > low).then(|| entries.first().map(|e| e.seq)).flatten();
+        let mut entries = store.range(room, from, high, limit)?;
+        // The newest entries that fit one frame; the cursor moves up to them.
+        let fit = entries_that_fit(entries.iter().rev());
+        let cut = entries.len() - fit;
+        entries.drain(..cut);
+        let more = from > low || cut > 0;
+        let next = more.then(|| entries.first().map(|e| e.seq)).flatten();
         (entries, next)
     } else {
         forward_page(store.range(room, low, high, limit + 1)?, limit)
@@ -103,10 +108,32 @@ fn history(
 /// Cuts a page read with one entry to spare; the cursor is its last seq
 /// when more follow.
 fn forward_page(mut entries: Vec<RoomEntry>, limit: usize) -> (Vec<RoomEntry>, Option<u64>) {
-    let more = entries.len() > limit;
-    entries.truncate(limit);
+    let keep = limit.min(entries_that_fit(entries.iter()));
+    let more = entries.len() > keep;
+    entries.truncate(keep);
     let next = more.then(|| entries.last().map(|e| e.seq)).flatten();
     (entries, next)
+}
+
+/// How many of `entries`, in the order given, fit in
+/// [`limits::PAGE_BYTES_MAX`] encoded (at least one: every entry fits on
+/// its own). Without this, 500 long messages made a page of 8 MiB, which
+/// no client frame can carry, and such a room could not be read at all.
+fn entries_that_fit<'a>(entries: impl Iterator<Item = &'a RoomEntry>) -> usize {
+    let mut bytes = 0;
+    let mut count = 0;
+    for entry in entries {
+        bytes += postcard::serialize_with_flavor::<RoomEntry, _, usize>(
+            entry,
+            postcard::ser_flavors::Size::default(),
+        )
+        .unwrap_or(usize::MAX / 2);
+        if count > 0 && bytes > limits::PAGE_BYTES_MAX {
+            break;
+        }
+        count += 1;
+    }
+    count
 }
 
 /// A time range `[from_ms, to_ms)`, resuming after sequence number `after`.
@@ -184,6 +211,12 @@ fn inbox(
         let entries = store.range(id, from, room.last_seq, room_left + 1)?;
         let more = entries.len() > room_left;
         items.extend(entries.into_iter().take(room_left).map(|e| (id.clone(), e)));
+        let fit = entries_that_fit(items.iter().map(|(_, e)| e));
+        if fit < items.len() {
+            items.truncate(fit);
+            let next = items.last().map(|(r, e): &(RoomId, RoomEntry)| (r.clone(), e.seq));
+            return Ok(InboxPage { items, next });
+        }
         if more || (items.len() == limit && has_more_after(state, user, id)) {
             let next = items.last().map(|(r, e): &(RoomId, RoomEntry)| (r.clone(), e.seq));
             return Ok(InboxPage { items, next });

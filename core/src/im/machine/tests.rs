@@ -500,6 +500,47 @@ fn history_pages_by_sequence_and_time() {
 }
 
 #[test]
+fn pages_of_long_messages_fit_one_client_frame_and_page_on() {
+    let mut fx = Fx::new();
+    let r = fx.public_room("r");
+    let long = "x".repeat(crate::limits::MESSAGE_BYTES_MAX);
+    for _ in 0..60 {
+        fx.send(&ann(), &r, &long).unwrap();
+    }
+    let fits = |p: &crate::im::protocol::Page| {
+        let reply: QueryResult = Ok(QueryReply::Page(p.clone()));
+        let frame = crate::im::client_protocol::ResponseFrame {
+            request_id: 1,
+            response: crate::im::client_protocol::ClientResponse::Answer(reply),
+        };
+        frame.encode().len() <= crate::limits::FRAME_BYTES_MAX
+    };
+    // Backward from the newest, then forward from the start: every page
+    // fits a frame, and together they cover entries 1..=61 once.
+    let mut backward = Vec::new();
+    let mut before = Some(u64::MAX);
+    while let Some(b) = before {
+        let p = fx.page(&bob(), &r, None, Some(b), 500);
+        assert!(fits(&p) && !p.entries.is_empty());
+        backward.splice(0..0, p.entries.iter().map(|e| e.seq));
+        before = p.next;
+    }
+    assert_eq!(backward, (1..=61).collect::<Vec<_>>());
+    let mut forward = Vec::new();
+    let mut after = None;
+    loop {
+        let p = fx.page(&bob(), &r, after, None, 500);
+        assert!(fits(&p));
+        forward.extend(p.entries.iter().map(|e| e.seq));
+        after = p.next;
+        if after.is_none() {
+            break;
+        }
+    }
+    assert_eq!(forward, (1..=61).collect::<Vec<_>>());
+}
+
+#[test]
 fn inbox_pages_cover_everything_unread_exactly_once() {
     let mut fx = Fx::new();
     let a = fx.public_room("a");
