@@ -16,4 +16,7 @@ pub struct BugSwitches {
     /// Keep talking to replicas removed from the configuration (votes,
     /// acknowledgements, entries) instead of cutting them off.
     pub talk_to_removed: bool,
+    /// Leave out of live deliveries every entry whose sequence number is a
+    /// multiple of 16 (the subscriber's cursor moves past it all the same).
+    pub skip_live_entry: bool,
 }

@@ -101,6 +101,8 @@ struct Conn {
     session: ClientSession,
     /// The replicas the session's targets are, in its order.
     targets: Vec<NodeId>,
+    /// Talks to its targets only (the final reads ask each replica in turn).
+    pinned: bool,
 }
 
 impl ClientCtx {
@@ -116,6 +118,18 @@ impl ClientCtx {
     }
 }
 
+/// The session's timing for simulated clients: the same rules as the real
+/// client, with a shorter wait per attempt and a lower backoff cap, since a
+/// simulated run lasts seconds, not hours.
+fn session_config() -> SessionConfig {
+    SessionConfig {
+        attempt_timeout: REQUEST_TIMEOUT,
+        patience: None,
+        backoff_max: Duration::from_millis(250),
+        ..SessionConfig::default()
+    }
+}
+
 /// Runs one client until the simulation ends.
 pub async fn run_client(ctx: ClientCtx) {
     let Ok(endpoint) = Endpoint::bind(SocketAddr::new(client_ip(ctx.index), CLIENT_PORT)).await
@@ -123,6 +137,7 @@ pub async fn run_client(ctx: ClientCtx) {
         return;
     };
     let endpoint = Arc::new(endpoint);
+    madsim::task::spawn(crate::follower::follow_live(ctx.clone(), endpoint.clone()));
     let (tx, rx) = mpsc::channel(64);
     let ep = endpoint.clone();
     madsim::task::spawn(async move {
@@ -134,11 +149,9 @@ pub async fn run_client(ctx: ClientCtx) {
         }
     });
     let targets = ctx.replicas();
-    let config =
-        SessionConfig { attempt_timeout: REQUEST_TIMEOUT, patience: None, ..Default::default() };
     let known = targets.iter().map(|id| Some(*id)).collect();
-    let session = ClientSession::new(known, ctx.index, ctx.seed ^ 0x5e55_1011, config);
-    let mut conn = Conn { endpoint, responses: rx, session, targets };
+    let session = ClientSession::new(known, ctx.index, ctx.seed ^ 0x5e55_1011, session_config());
+    let mut conn = Conn { endpoint, responses: rx, session, targets, pinned: false };
     let mut rng = SeededRng::new(ctx.seed);
     let mut seat = LobbySeat::new(ctx.index == 0);
     let mut script = vec![Operation::Register { name: format!("user{}", ctx.index) }];
@@ -181,7 +194,7 @@ pub async fn run_client(ctx: ClientCtx) {
                 check_reads(&ctx, generation, &read, &mut seat);
             }
         }
-        if rng.chance(0.05) {
+        if rng.chance(0.1) {
             ephemeral(&ctx, &mut conn, &mut rng, &seat).await;
         }
         madsim::time::sleep(Duration::from_millis(rng.range(ctx.pause_ms.0, ctx.pause_ms.1))).await;
@@ -315,6 +328,9 @@ async fn call(
 /// Gives the session the operator's current list of replicas, staying with
 /// the one it talks to if that one is still on it.
 fn refresh_targets(ctx: &ClientCtx, conn: &mut Conn) {
+    if conn.pinned {
+        return;
+    }
     let targets = ctx.replicas();
     if targets != conn.targets {
         let current = conn.targets.get(conn.session.target()).copied();
@@ -374,7 +390,20 @@ async fn read_lobby(
     rng: &mut SeededRng,
     generation: u64,
 ) -> Option<Vec<u64>> {
-    let room = lobby(generation);
+    let _ = rng;
+    read_room(ctx, conn, lobby(generation), false).await
+}
+
+/// Reads the whole of `room` linearizably, recording it in the history as
+/// a read of the room's list. A read that needs more than one page is
+/// recorded only when `paged` (after the run, when nothing else writes:
+/// pages read one after another are not one atomic read otherwise).
+async fn read_room(
+    ctx: &ClientCtx,
+    conn: &mut Conn,
+    room: RoomId,
+    paged: bool,
+) -> Option<Vec<u64>> {
     let key = room.to_string();
     let invoke = vec![Mop::Read { key: key.clone(), value: None }];
     ctx.history.lock().expect("single-threaded").record(
@@ -383,29 +412,32 @@ async fn read_lobby(
         invoke.clone(),
         ctx.epoch,
     );
-    let query = QueryKind::History { room, after: None, before: None, limit: LOBBY_READ_LIMIT };
-    let _ = rng;
-    let answer = call(ctx, conn, ClientRequest::Query(query), Some(READ_PATIENCE)).await;
-    if let Some(ClientResponse::Answer(Ok(QueryReply::Page(page)))) = answer {
-        if page.next.is_none() {
-            let w = ctx.world.lock();
-            let values: Vec<u64> = page
-                .entries
-                .iter()
-                .filter_map(|e| match &e.kind {
-                    EntryKind::Message(m) => Some(w.values.get(&m.msg_id).copied().unwrap_or(0)),
-                    _ => None,
-                })
-                .collect();
-            drop(w);
-            let mops = vec![Mop::Read { key, value: Some(values.clone()) }];
-            ctx.history.lock().expect("single-threaded").record(
-                ctx.index,
-                EventType::Ok,
-                mops,
-                ctx.epoch,
-            );
-            return Some(values);
+    let mut values = Vec::new();
+    let mut after = None;
+    loop {
+        let query =
+            QueryKind::History { room: room.clone(), after, before: None, limit: LOBBY_READ_LIMIT };
+        let answer = call(ctx, conn, ClientRequest::Query(query), Some(READ_PATIENCE)).await;
+        let Some(ClientResponse::Answer(Ok(QueryReply::Page(page)))) = answer else { break };
+        let w = ctx.world.lock();
+        values.extend(page.entries.iter().filter_map(|e| match &e.kind {
+            EntryKind::Message(m) => Some(w.values.get(&m.msg_id).copied().unwrap_or(0)),
+            _ => None,
+        }));
+        drop(w);
+        match page.next {
+            None => {
+                let mops = vec![Mop::Read { key, value: Some(values.clone()) }];
+                ctx.history.lock().expect("single-threaded").record(
+                    ctx.index,
+                    EventType::Ok,
+                    mops,
+                    ctx.epoch,
+                );
+                return Some(values);
+            }
+            Some(next) if paged => after = Some(next),
+            Some(_) => break,
         }
     }
     // A read that got no answer had no effect.
@@ -416,6 +448,62 @@ async fn read_lobby(
         ctx.epoch,
     );
     None
+}
+
+/// Jepsen's final reads: after the run, every room the clients could have
+/// written (each lobby generation, each pair's direct room) is read in full
+/// through each of `replicas` in turn, as one more process, so that an
+/// outside checker can verify every acknowledged append from the exported
+/// history alone. Direct rooms are read as one of their two members (the
+/// simulated transport authenticates by the prefixed user id). Sets `done`
+/// at the end.
+pub async fn run_final_reads(
+    ctx: ClientCtx,
+    replicas: Vec<NodeId>,
+    generations: u64,
+    done: Arc<AtomicBool>,
+) {
+    let Ok(endpoint) = Endpoint::bind(SocketAddr::new(client_ip(ctx.index), CLIENT_PORT)).await
+    else {
+        return;
+    };
+    let endpoint = Arc::new(endpoint);
+    let (tx, mut responses) = mpsc::channel(64);
+    let ep = endpoint.clone();
+    madsim::task::spawn(async move {
+        let mut buf = vec![0u8; kith_core::limits::FRAME_BYTES_MAX + 64];
+        while let Ok((len, _)) = ep.recv_from(TAG_CLIENT, &mut buf).await {
+            if tx.send(bytes::Bytes::copy_from_slice(&buf[..len])).await.is_err() {
+                return;
+            }
+        }
+    });
+    let seed_base = ctx.seed_base();
+    let member = |i: usize| Identity::from_secret(client_secret(seed_base, i));
+    let mut rooms: Vec<(RoomId, Identity)> =
+        (0..=generations).map(|g| (lobby(g), member(0))).collect();
+    for a in 0..ctx.clients {
+        for b in a + 1..ctx.clients {
+            rooms.push((RoomId::direct(member(a).user(), member(b).user()), member(a)));
+        }
+    }
+    for replica in replicas {
+        let seed = ctx.seed ^ replica.get();
+        let session = ClientSession::new(vec![Some(replica)], 0, seed, session_config());
+        let mut conn = Conn {
+            endpoint: endpoint.clone(),
+            responses,
+            session,
+            targets: vec![replica],
+            pinned: true,
+        };
+        for (room, identity) in &rooms {
+            let reader = ClientCtx { identity: identity.clone(), ..ctx.clone() };
+            read_room(&reader, &mut conn, room.clone(), true).await;
+        }
+        responses = conn.responses;
+    }
+    done.store(true, Ordering::Relaxed);
 }
 
 /// Read-your-writes and monotonic reads for this client's session, on a

@@ -1,5 +1,6 @@
 //! kith's deterministic-simulation driver: madsim processes for replicas
-//! and clients around `kith_core::node::Node`, each replica on madsim's
+//! (the core's replica service) and clients (the core's client session),
+//! each replica on madsim's
 //! network, a simulated disk with a crash model, and a drifting clock. One
 //! seed reproduces a run exactly.
 //!
@@ -7,7 +8,9 @@
 //! the build script refuses to build without it.
 
 pub mod client;
+pub mod follower;
 pub mod history;
+pub mod live_stream;
 pub mod lobby;
 pub mod replica;
 pub mod simulation;

@@ -4,8 +4,9 @@
 //! moves datagrams, keeps time, reports completions, and feeds the
 //! checkers what it carries out.
 
+use crate::live_stream::{self, Stream, Streams};
 use crate::world::{
-    replica_addr, replica_at, World, TAG_CLIENT, TAG_GOSSIP, TAG_PEER, TAG_PEER_RPC,
+    replica_addr, replica_at, World, TAG_CLIENT, TAG_GOSSIP, TAG_LIVE, TAG_PEER, TAG_PEER_RPC,
 };
 use bytes::Bytes;
 use kith_core::config::Config;
@@ -52,6 +53,7 @@ enum Arrival {
     PeerRpc(NodeId, Bytes),
     Gossip(Bytes),
     Client(SocketAddr, Bytes),
+    Live(SocketAddr, Bytes),
 }
 
 /// Where an answer goes.
@@ -74,6 +76,9 @@ struct Driver {
     outbound: BTreeMap<OutboundId, madsim::time::Instant>,
     /// Replicas this incarnation told the service about.
     vouched: BTreeSet<NodeId>,
+    /// Live streams open, and those waiting for the service's answer.
+    streams: Streams,
+    opening: BTreeMap<AskerId, (SocketAddr, u64)>,
 }
 
 /// This replica's view of time: simulated time through its skewed clock.
@@ -111,7 +116,7 @@ pub async fn run_replica(world: World, id: NodeId, epoch: madsim::time::Instant)
     };
     let (tx, mut rx) = mpsc::channel::<Arrival>(1024);
     // madsim's recv is not cancellation safe: receive in dedicated tasks.
-    for tag in [TAG_PEER, TAG_PEER_RPC, TAG_GOSSIP, TAG_CLIENT] {
+    for tag in [TAG_PEER, TAG_PEER_RPC, TAG_GOSSIP, TAG_CLIENT, TAG_LIVE] {
         let (ep, tx) = (endpoint.clone(), tx.clone());
         madsim::task::spawn(async move {
             let mut buf = vec![0u8; limits::FRAME_BYTES_MAX + 64];
@@ -122,6 +127,7 @@ pub async fn run_replica(world: World, id: NodeId, epoch: madsim::time::Instant)
                     (TAG_PEER_RPC, Some(peer)) => Arrival::PeerRpc(peer, bytes),
                     (TAG_GOSSIP, Some(_)) => Arrival::Gossip(bytes),
                     (TAG_PEER | TAG_PEER_RPC | TAG_GOSSIP, None) => continue,
+                    (TAG_LIVE, _) => Arrival::Live(from, bytes),
                     _ => Arrival::Client(from, bytes),
                 };
                 if tx.send(arrival).await.is_err() {
@@ -238,6 +244,8 @@ fn start(
         next_asker: 0,
         outbound: BTreeMap::new(),
         vouched: BTreeSet::new(),
+        streams: Streams::new(),
+        opening: BTreeMap::new(),
     })
 }
 
@@ -254,7 +262,8 @@ impl Driver {
             || madsim::time::Instant::now() + Duration::from_secs(3600),
             |t| self.clock.deadline(t),
         );
-        self.outbound.values().copied().chain([wake]).min().unwrap_or(wake)
+        let silent = self.streams.values().map(|s| s.heard + live_stream::SILENCE_MAX);
+        self.outbound.values().copied().chain(silent).chain([wake]).min().unwrap_or(wake)
     }
 
     fn wake(&mut self) {
@@ -264,7 +273,19 @@ impl Driver {
         let real_now = madsim::time::Instant::now();
         let expired: Vec<OutboundId> =
             self.outbound.iter().filter(|(_, at)| **at <= real_now).map(|(id, _)| *id).collect();
+        let silent: Vec<(SocketAddr, u64)> = self
+            .streams
+            .iter()
+            .filter(|(_, s)| s.heard + live_stream::SILENCE_MAX <= real_now)
+            .map(|(k, _)| *k)
+            .collect();
         let mut service = self.service.lock().expect("single-threaded");
+        for key in silent {
+            if let Some(stream) = self.streams.remove(&key) {
+                let subscription = stream.subscription;
+                service.handle_input(now, ServiceInput::SubscriberLeft { subscription });
+            }
+        }
         if let Some(up_to) = durable {
             service.handle_input(now, ServiceInput::Persisted { up_to });
         }
@@ -296,6 +317,10 @@ impl Driver {
                 };
                 ServiceInput::GossipReceived { topic: *topic, data: bytes.slice(1..) }
             }
+            Arrival::Live(addr, bytes) => match self.live_datagram(addr, &bytes) {
+                Some(input) => input,
+                None => return,
+            },
             // The sim's transport "authenticates" a client by prefixing its user id.
             Arrival::Client(addr, bytes) => {
                 let Some((user, _)) = bytes.split_first_chunk::<32>() else { return };
@@ -318,6 +343,60 @@ impl Driver {
         self.vouched.insert(from);
         let name = format!("n{from}");
         self.service().handle_input(now, ServiceInput::ReplicaVouched { id: from, name });
+    }
+
+    /// A live-stream datagram from a client: a new stream becomes a fact
+    /// for the service; an acknowledgement moves the stream's window.
+    fn live_datagram(&mut self, addr: SocketAddr, bytes: &Bytes) -> Option<ServiceInput> {
+        let (kind, key, payload) = live_stream::split(bytes)?;
+        match kind {
+            live_stream::SUBSCRIBE if !self.streams.contains_key(&(addr, key)) => {
+                let (user, _) = payload.split_first_chunk::<32>()?;
+                let user = Some(UserId(*user));
+                let frame = payload.slice(32..);
+                self.next_asker += 1;
+                let asker = AskerId(self.next_asker);
+                self.opening.insert(asker, (addr, key));
+                Some(ServiceInput::SubscribeRequested { asker, user, frame })
+            }
+            live_stream::ACK => {
+                let (acked, _) = live_stream::number(&payload)?;
+                let answer = match self.streams.get_mut(&(addr, key)) {
+                    Some(stream) => {
+                        stream.acked = stream.acked.max(acked.min(stream.next - 1));
+                        stream.heard = madsim::time::Instant::now();
+                        live_stream::datagram(
+                            live_stream::HEARTBEAT,
+                            key,
+                            &[&stream.next.to_le_bytes()],
+                        )
+                    }
+                    None => live_stream::datagram(live_stream::UNKNOWN, key, &[]),
+                };
+                self.send_later(addr, TAG_LIVE, answer);
+                None
+            }
+            _ => None,
+        }
+    }
+
+    /// Sends each open stream what the service has for it, as far as its
+    /// window allows.
+    fn pump_live(&mut self) {
+        let mut service = self.service.lock().expect("single-threaded");
+        for ((addr, key), stream) in &mut self.streams {
+            while stream.has_room() {
+                let Some(frame) = service.poll_live(stream.subscription) else { break };
+                let number = stream.next.to_le_bytes();
+                let datagram =
+                    live_stream::datagram(live_stream::FRAME, *key, &[&number, &frame.encode()]);
+                let (ep, to) = (self.endpoint.clone(), *addr);
+                madsim::task::spawn(async move {
+                    let _ = ep.send_to(to, TAG_LIVE, &datagram).await;
+                });
+                stream.next += 1;
+            }
+        }
     }
 
     /// Unframes a replica-to-replica datagram.
@@ -362,6 +441,7 @@ impl Driver {
             let Some(output) = output else { break };
             self.carry_out(output).await;
         }
+        self.pump_live();
         let mut w = self.world.lock();
         let service = self.service();
         if let Err(v) = w.checker.on_status(service.node(), self.incarnation) {
@@ -391,6 +471,19 @@ impl Driver {
             }
             ServiceOutput::SendRaft { to, frame } => self.send_raft(at, to, frame).await,
             ServiceOutput::Publish { topic, data } => self.publish(topic, &data),
+            ServiceOutput::Subscribed { asker, subscription } => {
+                if let Some(key) = self.opening.remove(&asker) {
+                    let heard = madsim::time::Instant::now();
+                    self.streams.insert(key, Stream { subscription, next: 1, acked: 0, heard });
+                }
+            }
+            ServiceOutput::LiveRefused { asker, frame } => {
+                if let Some((addr, key)) = self.opening.remove(&asker) {
+                    let one = 1u64.to_le_bytes();
+                    let datagram = live_stream::datagram(live_stream::FRAME, key, &[&one, &frame]);
+                    self.send_later(addr, TAG_LIVE, datagram);
+                }
+            }
             ServiceOutput::Persist { id, new_segment, bytes } => {
                 let written = {
                     let mut w = self.world.lock();

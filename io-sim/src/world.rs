@@ -25,6 +25,8 @@ pub const TAG_CLIENT: u64 = 2;
 pub const TAG_PEER_RPC: u64 = 3;
 /// Message tag for gossip between replicas (presence, typing).
 pub const TAG_GOSSIP: u64 = 4;
+/// Message tag for live subscriptions (`live_stream`).
+pub const TAG_LIVE: u64 = 5;
 
 /// The simulated address of replica `id`.
 pub fn replica_ip(id: NodeId) -> IpAddr {
@@ -121,6 +123,8 @@ pub struct SimWorld {
     pub forwards: u64,
     /// Gossip messages replicas published (all runs).
     pub gossip: u64,
+    /// Room entries live subscribers received (all runs).
+    pub delivered: u64,
     /// Which lobby the clients write to.
     pub lobby: crate::lobby::LobbySchedule,
     /// Test-only rule breakers every replica runs with.
@@ -161,6 +165,7 @@ impl World {
             values: BTreeMap::new(),
             forwards: 0,
             gossip: 0,
+            delivered: 0,
             lobby: crate::lobby::LobbySchedule::default(),
             #[cfg(feature = "bug-switches")]
             bugs: kith_core::bugs::BugSwitches::default(),

@@ -50,3 +50,9 @@ fn talking_to_removed_members_is_caught() {
     let invariant = caught_within(bugs, Duration::from_secs(10));
     assert_eq!(invariant, "removed members cut off");
 }
+
+#[test]
+fn skipping_live_entries_is_caught() {
+    let invariant = caught(BugSwitches { skip_live_entry: true, ..BugSwitches::default() });
+    assert_eq!(invariant, "live delivery gap-free and true");
+}

@@ -88,10 +88,13 @@ fn seed_315_passes() {
 /// Seed 569 (60 s) found a simulated client whose one call outlasted every
 /// replica it started with: all were replaced while it retried, and the
 /// session kept asking the replaced ones (fixed in io-sim/src/client.rs:
-/// the session gets the operator's current list before each next attempt).
-/// Seen failing without the fix (liveness).
+/// the session gets the operator's current list before each next attempt;
+/// the session's side is `the_list_can_change_during_a_call` in
+/// core/src/session/tests.rs). Later changes moved the schedules on: seed
+/// 898 failed the same way without the fix, then it too drifted (600 seeds
+/// with the fix taken out found no case at the last check). It still runs.
 #[test]
-fn seed_569_passes() {
-    let report = run_seed(569, 60, 3);
-    assert!(report.violation.is_none(), "seed 569: {:?}", report.violation);
+fn seed_898_passes() {
+    let report = run_seed(898, 60, 3);
+    assert!(report.violation.is_none(), "seed 898: {:?}", report.violation);
 }

@@ -280,6 +280,9 @@ impl SubscriptionHub {
             };
             for entry in page.entries {
                 follow.cursor = entry.seq;
+                if crate::config::bug_on!(machine, skip_live_entry) && entry.seq % 16 == 0 {
+                    continue;
+                }
                 queue.push_back(Delivery::Entry { room: room.clone(), entry });
             }
             let due: Vec<UserId> = follow

@@ -157,3 +157,17 @@ fn signed_commands_get_distinct_ids_from_the_seed() {
     );
     assert_eq!(one, b.sign(&who, 5, op()), "the same seed signs the same ids");
 }
+
+#[test]
+fn the_list_can_change_during_a_call() {
+    let mut s = session(None);
+    s.begin(T0, ClientRequest::PresenceOf(vec![]));
+    let (_, id, _) = sent(&mut s);
+    // Every replica the call started with was replaced meanwhile.
+    s.set_targets(vec![Some(NodeId(7)), Some(NodeId(8))], 0);
+    s.handle_input(T0, SessionInput::Failed { request_id: id });
+    let (target, id, _) = next_send(&mut s);
+    assert_eq!(target, 1, "the next attempt goes to the new list");
+    answer(&mut s, T0, id, ClientResponse::NotLeader { leader_hint: Some(NodeId(7)) });
+    assert_eq!(next_send(&mut s).0, 0, "hints are followed within the new list");
+}

@@ -112,6 +112,28 @@ pub enum Observation<'a> {
         /// Bumped by every restart.
         incarnation: u64,
     },
+    /// Live subscriber `subscriber` opened a stream following `room` from
+    /// `cursor` (every later delivery of the room continues from there).
+    Followed {
+        /// The subscriber (a client index).
+        subscriber: usize,
+        /// The room.
+        room: &'a RoomId,
+        /// Deliver entries after this sequence number.
+        cursor: u64,
+    },
+    /// Live subscriber `subscriber` received entry `seq` of `room` (a
+    /// message with `msg_id`, or another kind of entry).
+    Delivered {
+        /// The subscriber (a client index).
+        subscriber: usize,
+        /// The room.
+        room: &'a RoomId,
+        /// The entry's sequence number.
+        seq: u64,
+        /// The message id, for a message.
+        msg_id: Option<Uuid>,
+    },
     /// The healed cluster converged: every message the leader stores, and
     /// what each chat client sent and had acknowledged.
     Settled {
@@ -262,6 +284,27 @@ impl Invariants {
     /// `node` finished a step.
     pub fn on_status(&mut self, node: &dyn ReplicaView, incarnation: u64) -> Result<(), Violation> {
         self.observe(&Observation::Stepped { node, incarnation })
+    }
+
+    /// A live subscriber started following `room` from `cursor`.
+    pub fn on_followed(
+        &mut self,
+        subscriber: usize,
+        room: &RoomId,
+        cursor: u64,
+    ) -> Result<(), Violation> {
+        self.observe(&Observation::Followed { subscriber, room, cursor })
+    }
+
+    /// A live subscriber received entry `seq` of `room`.
+    pub fn on_delivered(
+        &mut self,
+        subscriber: usize,
+        room: &RoomId,
+        seq: u64,
+        msg_id: Option<Uuid>,
+    ) -> Result<(), Violation> {
+        self.observe(&Observation::Delivered { subscriber, room, seq, msg_id })
     }
 
     /// The healed cluster converged on `stored`.

@@ -27,7 +27,7 @@ use madsim::runtime::{Handle, NodeHandle, Runtime};
 use rebuild::Rebuilds;
 pub use scenario::Scenario;
 use std::collections::BTreeMap;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -124,6 +124,8 @@ pub struct SimReport {
     pub forwards: u64,
     /// Gossip messages (presence, typing) replicas published.
     pub gossip: u64,
+    /// Room entries live subscribers received.
+    pub delivered: u64,
     /// Swizzle-clogs carried out.
     pub swizzles: u64,
 }
@@ -157,7 +159,7 @@ async fn simulate(config: SimConfig) -> SimReport {
         .map(|id| (id, rebuild::spawn_replica(&handle, &world, id, epoch)))
         .collect();
     let active = Arc::new(AtomicBool::new(true));
-    let histories = spawn_clients(&config, &world, &handle, epoch, &active);
+    let mut histories = spawn_clients(&config, &world, &handle, epoch, &active);
     let end = epoch + config.fault_phase;
     let mut rebuilds = Rebuilds::default();
     let (crashes, down) = match config.scenario {
@@ -180,10 +182,13 @@ async fn simulate(config: SimConfig) -> SimReport {
     report.crashes = crashes;
     let mut cluster = Controlled { nodes: &mut nodes, rebuilds: &mut rebuilds, epoch, swizzles: 0 };
     liveness(&world, &handle, &net, &mut cluster, &down, &active, &histories, &mut report).await;
+    if config.keep_history && report.violation.is_none() {
+        final_reads(&config, &world, &handle, epoch, &active, &mut histories).await;
+    }
     report.replaced = rebuilds.completed;
     {
         let w = world.lock();
-        (report.forwards, report.gossip) = (w.forwards, w.gossip);
+        (report.forwards, report.gossip, report.delivered) = (w.forwards, w.gossip, w.delivered);
     }
     finish(&mut report, &world, &histories, &config, epoch);
     report
@@ -248,6 +253,52 @@ fn spawn_clients(
             .build();
     }
     histories
+}
+
+/// Jepsen's final reads, once the cluster has converged: a reader process
+/// (one more client) reads every room through each running replica, so the
+/// exported history verifies every acknowledged append on its own.
+async fn final_reads(
+    config: &SimConfig,
+    world: &World,
+    handle: &Handle,
+    epoch: madsim::time::Instant,
+    active: &Arc<AtomicBool>,
+    histories: &mut Histories,
+) {
+    let index = config.clients;
+    let history = Arc::new(Mutex::new(ClientHistory::default()));
+    histories.insert(index, history.clone());
+    let (replicas, generations) = {
+        let w = world.lock();
+        let running = w.replicas.iter().filter(|(_, s)| s.service.is_some() && !s.retired);
+        (running.map(|(id, _)| *id).collect::<Vec<_>>(), w.lobby.current())
+    };
+    let ctx = ClientCtx {
+        world: world.clone(),
+        index,
+        identity: Identity::from_secret(client_secret(config.seed, 0)),
+        history,
+        active: active.clone(),
+        seed: config.seed ^ 0xf1a1_4ead,
+        clients: config.clients,
+        epoch,
+        pause_ms: config.client_pause_ms,
+    };
+    let done = Arc::new(AtomicBool::new(false));
+    let finished = done.clone();
+    handle
+        .create_node()
+        .name("final-reader")
+        .ip(client_ip(index))
+        .init(move || {
+            crate::client::run_final_reads(ctx.clone(), replicas.clone(), generations, done.clone())
+        })
+        .build();
+    let deadline = madsim::time::Instant::now() + Duration::from_secs(120);
+    while !finished.load(Ordering::Relaxed) && madsim::time::Instant::now() < deadline {
+        madsim::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Fills in what the run left: the trace, the disks' and replicas'

@@ -16,17 +16,19 @@
 //! | no duplicate | `no_duplicate.rs` | the settled state |
 //! | no acknowledged message lost | `no_ack_lost.rs` | the settled state |
 //! | client order | `client_order.rs` | the settled state |
+//! | live delivery gap-free and true | `live_delivery.rs` | live deliveries, the settled state |
 //!
 //! Checked elsewhere, because they need the client's own view as it
 //! happens: linearizable reads, read-your-writes and monotonic reads (the
-//! madsim client, `kith_io_sim::client`; the harness workloads), gap-free
-//! delivery and kicked room members receiving nothing (the harness chat
-//! workload), no halt and liveness (the drivers).
+//! madsim client, `kith_io_sim::client`; the harness workloads), kicked
+//! room members receiving nothing (the harness chat workload), no halt and
+//! liveness (the drivers).
 
 mod applied_once;
 mod client_order;
 mod election_safety;
 mod leader_completeness;
+mod live_delivery;
 mod log_matching;
 mod monotonic_progress;
 mod no_ack_lost;
@@ -43,6 +45,7 @@ pub use applied_once::AppliedOnce;
 pub use client_order::ClientOrder;
 pub use election_safety::ElectionSafety;
 pub use leader_completeness::LeaderCompleteness;
+pub use live_delivery::LiveDelivery;
 pub use log_matching::LogMatching;
 pub use monotonic_progress::MonotonicProgress;
 pub use no_ack_lost::NoAckLost;
@@ -69,5 +72,6 @@ pub fn all() -> Invariants {
         Box::new(NoDuplicate),
         Box::new(NoAckLost),
         Box::new(ClientOrder),
+        Box::new(LiveDelivery::default()),
     ])
 }

@@ -33,7 +33,7 @@ pub struct ImMachine {
     fault: Option<String>,
     /// Test-only rule breakers (re-apply retried commands).
     #[cfg(feature = "bug-switches")]
-    bugs: crate::bugs::BugSwitches,
+    pub(crate) bugs: crate::bugs::BugSwitches,
 }
 
 impl Default for ImMachine {

@@ -1,0 +1,210 @@
+//! A client's live subscription under madsim: it follows every lobby room
+//! from its cursors through one replica (another than the one it sends to,
+//! so deliveries cross replicas), reassembles the stream's numbered frames,
+//! and opens a new stream from its cursors whenever the old one breaks (a
+//! gap not filled in time, a replica that forgot it or went silent), moving
+//! to the next replica when one stays silent or refuses. Every delivery and
+//! every resumption goes to the checkers (`live delivery`).
+
+use crate::client::ClientCtx;
+use crate::live_stream::{self, datagram, split};
+use crate::lobby::lobby;
+use crate::world::{replica_addr, TAG_LIVE};
+use bytes::Bytes;
+use kith_core::im::client_protocol::{LiveFrame, SubscribeFrame};
+use kith_core::im::protocol::{EntryKind, RoomId};
+use madsim::net::Endpoint;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// How often the follower acknowledges (and so keeps the stream alive).
+const TICK: Duration = Duration::from_millis(500);
+/// Frames acknowledged at once.
+const ACK_EVERY_FRAMES: u64 = 8;
+
+/// The follower's rooms and where it is in each.
+#[derive(Debug, Default)]
+struct Cursors {
+    rooms: BTreeMap<RoomId, u64>,
+    ended: BTreeSet<RoomId>,
+}
+
+/// Follows the lobby until the simulation ends.
+pub async fn follow_live(ctx: ClientCtx, endpoint: Arc<Endpoint>) {
+    let (tx, mut frames) = mpsc::channel::<Bytes>(256);
+    let ep = endpoint.clone();
+    madsim::task::spawn(async move {
+        let mut buf = vec![0u8; kith_core::limits::FRAME_BYTES_MAX + 64];
+        while let Ok((len, _)) = ep.recv_from(TAG_LIVE, &mut buf).await {
+            if tx.send(Bytes::copy_from_slice(&buf[..len])).await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut cursors = Cursors::default();
+    let mut replica = ctx.index + 1;
+    let mut key = (ctx.index as u64) << 32;
+    loop {
+        let generations = ctx.world.lock().lobby.current();
+        for g in 0..=generations {
+            cursors.rooms.entry(lobby(g)).or_insert(0);
+        }
+        let replicas = ctx.world.lock().serving();
+        let to = replicas[replica % replicas.len()];
+        key += 1;
+        if !subscribe(&ctx, &endpoint, to, key, &cursors).await {
+            return;
+        }
+        match run_stream(&ctx, &endpoint, to, key, &mut frames, &mut cursors, generations).await {
+            Broke::Resubscribe => {}
+            Broke::MoveOn => {
+                replica += 1;
+                madsim::time::sleep(Duration::from_millis(200)).await;
+            }
+            Broke::Stop => return,
+        }
+    }
+}
+
+/// Opens stream `key` at replica `to`; false if a checker objected.
+async fn subscribe(
+    ctx: &ClientCtx,
+    endpoint: &Endpoint,
+    to: kith_core::ids::NodeId,
+    key: u64,
+    cursors: &Cursors,
+) -> bool {
+    let rooms: Vec<(RoomId, u64)> = cursors
+        .rooms
+        .iter()
+        .filter(|(r, _)| !cursors.ended.contains(*r))
+        .map(|(r, c)| (r.clone(), *c))
+        .take(kith_core::limits::SUBSCRIPTION_ROOMS_MAX)
+        .collect();
+    {
+        let mut w = ctx.world.lock();
+        for (room, cursor) in &rooms {
+            if let Err(v) = w.checker.on_followed(ctx.index, room, *cursor) {
+                w.fail(v);
+                return false;
+            }
+        }
+    }
+    let frame = SubscribeFrame { rooms }.encode();
+    let user = ctx.identity.user().0;
+    let bytes = datagram(live_stream::SUBSCRIBE, key, &[&user, &frame]);
+    let _ = endpoint.send_to(replica_addr(to), TAG_LIVE, &bytes).await;
+    true
+}
+
+/// Why a stream ended.
+enum Broke {
+    /// Open a new stream at the same replica.
+    Resubscribe,
+    /// Try the next replica.
+    MoveOn,
+    /// A checker objected.
+    Stop,
+}
+
+/// Reads stream `key` until it breaks.
+async fn run_stream(
+    ctx: &ClientCtx,
+    endpoint: &Endpoint,
+    to: kith_core::ids::NodeId,
+    key: u64,
+    frames: &mut mpsc::Receiver<Bytes>,
+    cursors: &mut Cursors,
+    generations: u64,
+) -> Broke {
+    let mut expected = 1u64;
+    let mut early: BTreeMap<u64, Bytes> = BTreeMap::new();
+    let mut heard = madsim::time::Instant::now();
+    let mut acked = 0u64;
+    loop {
+        let got = madsim::time::timeout(TICK, frames.recv()).await;
+        let ticked = got.is_err();
+        let now = madsim::time::Instant::now();
+        match got {
+            Ok(Some(bytes)) => {
+                let Some((kind, k, payload)) = split(&bytes) else { continue };
+                if k != key {
+                    continue;
+                }
+                heard = now;
+                match kind {
+                    live_stream::UNKNOWN => return Broke::Resubscribe,
+                    live_stream::FRAME => {
+                        let Some((n, frame)) = live_stream::number(&payload) else { continue };
+                        if n >= expected {
+                            early.insert(n, frame);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            Ok(None) => return Broke::Stop,
+            Err(_) => {
+                // A gap one tick old is a lost frame: the stream is broken.
+                if !early.is_empty() {
+                    return Broke::Resubscribe;
+                }
+                if now.duration_since(heard) > live_stream::SILENCE_MAX {
+                    return Broke::MoveOn;
+                }
+            }
+        }
+        while let Some(frame) = early.remove(&expected) {
+            match take_frame(ctx, &frame, cursors) {
+                Taken::Go => expected += 1,
+                Taken::Refused => return Broke::MoveOn,
+                Taken::Violation => return Broke::Stop,
+            }
+        }
+        // New lobby rooms are followed on a new stream.
+        if ctx.world.lock().lobby.current() > generations {
+            return Broke::Resubscribe;
+        }
+        if expected > acked + ACK_EVERY_FRAMES || ticked {
+            acked = expected - 1;
+            let bytes = datagram(live_stream::ACK, key, &[&acked.to_le_bytes()]);
+            let _ = endpoint.send_to(replica_addr(to), TAG_LIVE, &bytes).await;
+        }
+    }
+}
+
+/// What one frame meant.
+enum Taken {
+    Go,
+    Refused,
+    Violation,
+}
+
+fn take_frame(ctx: &ClientCtx, bytes: &[u8], cursors: &mut Cursors) -> Taken {
+    let Ok(frame) = LiveFrame::decode(bytes) else { return Taken::Refused };
+    match frame {
+        LiveFrame::Entry { room, entry } => {
+            let msg_id = match &entry.kind {
+                EntryKind::Message(m) => Some(m.msg_id),
+                _ => None,
+            };
+            let mut w = ctx.world.lock();
+            if let Err(v) = w.checker.on_delivered(ctx.index, &room, entry.seq, msg_id) {
+                w.fail(v);
+                return Taken::Violation;
+            }
+            w.delivered += 1;
+            cursors.rooms.insert(room, entry.seq);
+            Taken::Go
+        }
+        LiveFrame::Ended { room, .. } => {
+            cursors.ended.insert(room);
+            Taken::Go
+        }
+        // A room not created yet, or a replica that cannot serve: try again elsewhere.
+        LiveFrame::Refused(_) => Taken::Refused,
+        _ => Taken::Go,
+    }
+}
