@@ -185,6 +185,16 @@ fn leader_completeness() {
     lacking.log = vec![(1, 1)];
     let broken = [applied(1, 1, 1, 1), applied(1, 1, 2, 1), leader(&lacking, 2)];
     assert!(first_objection(&mut LeaderCompleteness::default(), &broken).is_some());
+    // A leader of term 6 elected late, after term 7 committed entry 2 it
+    // never had: Raft allows it (madsim seed 934); a leader of term 8 may not.
+    let mut seven = Fake::new(1);
+    seven.log = vec![(1, 1), (2, 7)];
+    let mut late = Fake::new(3);
+    late.log = vec![(1, 1)];
+    let stale = [applied(1, 1, 1, 1), leader(&seven, 7), applied(1, 1, 2, 7), leader(&late, 6)];
+    assert_eq!(first_objection(&mut LeaderCompleteness::default(), &stale), None);
+    let newer = [applied(1, 1, 1, 1), leader(&seven, 7), applied(1, 1, 2, 7), leader(&late, 8)];
+    assert!(first_objection(&mut LeaderCompleteness::default(), &newer).is_some());
 }
 
 #[test]
