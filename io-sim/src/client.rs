@@ -138,16 +138,7 @@ pub async fn run_client(ctx: ClientCtx) {
     };
     let endpoint = Arc::new(endpoint);
     madsim::task::spawn(crate::follower::follow_live(ctx.clone(), endpoint.clone()));
-    let (tx, rx) = mpsc::channel(64);
-    let ep = endpoint.clone();
-    madsim::task::spawn(async move {
-        let mut buf = vec![0u8; kith_core::limits::FRAME_BYTES_MAX + 64];
-        while let Ok((len, _)) = ep.recv_from(TAG_CLIENT, &mut buf).await {
-            if tx.send(bytes::Bytes::copy_from_slice(&buf[..len])).await.is_err() {
-                return;
-            }
-        }
-    });
+    let rx = crate::world::receive(endpoint.clone(), TAG_CLIENT);
     let targets = ctx.replicas();
     let known = targets.iter().map(|id| Some(*id)).collect();
     let session = ClientSession::new(known, ctx.index, ctx.seed ^ 0x5e55_1011, session_config());
@@ -468,16 +459,7 @@ pub async fn run_final_reads(
         return;
     };
     let endpoint = Arc::new(endpoint);
-    let (tx, mut responses) = mpsc::channel(64);
-    let ep = endpoint.clone();
-    madsim::task::spawn(async move {
-        let mut buf = vec![0u8; kith_core::limits::FRAME_BYTES_MAX + 64];
-        while let Ok((len, _)) = ep.recv_from(TAG_CLIENT, &mut buf).await {
-            if tx.send(bytes::Bytes::copy_from_slice(&buf[..len])).await.is_err() {
-                return;
-            }
-        }
-    });
+    let mut responses = crate::world::receive(endpoint.clone(), TAG_CLIENT);
     let seed_base = ctx.seed_base();
     let member = |i: usize| Identity::from_secret(client_secret(seed_base, i));
     let mut rooms: Vec<(RoomId, Identity)> =

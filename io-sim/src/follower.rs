@@ -33,16 +33,7 @@ struct Cursors {
 
 /// Follows the lobby until the simulation ends.
 pub async fn follow_live(ctx: ClientCtx, endpoint: Arc<Endpoint>) {
-    let (tx, mut frames) = mpsc::channel::<Bytes>(256);
-    let ep = endpoint.clone();
-    madsim::task::spawn(async move {
-        let mut buf = vec![0u8; kith_core::limits::FRAME_BYTES_MAX + 64];
-        while let Ok((len, _)) = ep.recv_from(TAG_LIVE, &mut buf).await {
-            if tx.send(Bytes::copy_from_slice(&buf[..len])).await.is_err() {
-                return;
-            }
-        }
-    });
+    let mut frames = crate::world::receive(endpoint.clone(), TAG_LIVE);
     let mut cursors = Cursors::default();
     let mut replica = ctx.index + 1;
     let mut key = (ctx.index as u64) << 32;

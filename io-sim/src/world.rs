@@ -28,6 +28,25 @@ pub const TAG_GOSSIP: u64 = 4;
 /// Message tag for live subscriptions (`live_stream`).
 pub const TAG_LIVE: u64 = 5;
 
+/// Receives every datagram with `tag` at `endpoint` into a channel, in a
+/// task of its own: madsim's `recv_from` is not cancellation safe, so a
+/// loop must not `select!` on it directly.
+pub fn receive(
+    endpoint: Arc<madsim::net::Endpoint>,
+    tag: u64,
+) -> tokio::sync::mpsc::Receiver<Bytes> {
+    let (tx, rx) = tokio::sync::mpsc::channel(256);
+    madsim::task::spawn(async move {
+        let mut buf = vec![0u8; kith_core::limits::FRAME_BYTES_MAX + 64];
+        while let Ok((len, _)) = endpoint.recv_from(tag, &mut buf).await {
+            if tx.send(Bytes::copy_from_slice(&buf[..len])).await.is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
 /// The simulated address of replica `id`.
 pub fn replica_ip(id: NodeId) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(10, 0, 0, id.get() as u8))

@@ -42,16 +42,7 @@ async fn the_readme_session_works_end_to_end() {
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    let mut lines = BufReader::new(dev.stdout.take().unwrap()).lines();
-    let ready = tokio::time::timeout(Duration::from_secs(60), async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if line.contains("Ctrl-C stops the cluster") {
-                return;
-            }
-        }
-        panic!("kith dev exited before it was ready");
-    });
-    ready.await.expect("kith dev is ready within 60 s");
+    support::until_dev_ready(dev.stdout.take().unwrap()).await;
 
     ok(&home, &["id", "new", "alice"]).await;
     ok(&home, &["id", "new", "bob"]).await;

@@ -40,16 +40,7 @@ async fn a_replica_killed_after_a_rebuild_comes_back_and_the_others_stay_up() {
             text.push('\n');
         }
     });
-    let mut lines = BufReader::new(dev.stdout.take().unwrap()).lines();
-    let ready = tokio::time::timeout(Duration::from_secs(60), async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if line.contains("Ctrl-C stops the cluster") {
-                return;
-            }
-        }
-        panic!("kith dev exited before it was ready");
-    });
-    ready.await.expect("kith dev is ready within 60 s");
+    support::until_dev_ready(dev.stdout.take().unwrap()).await;
     let dirs: Vec<_> = (1..=3).map(|i| home.join(format!("dev/replica-{i}"))).collect();
     let pids: Vec<u32> =
         dirs.iter().map(|d| pid_of(d).expect("every replica is running")).collect();

@@ -58,10 +58,8 @@ impl Replica {
     }
 
     fn on_identified(&mut self, peer: PeerId, info: identify::Info) {
-        if info.protocol_version.starts_with("kith/") && info.protocol_version != IDENTIFY_VERSION {
+        if speaks_another_kith(&info.protocol_version) {
             // Frames of another version would only be refused one by one.
-            // Clients of other stacks (docs/clients) announce their own
-            // identify strings and are judged by their frames.
             tracing::warn!(
                 %peer, theirs = %info.protocol_version, ours = IDENTIFY_VERSION,
                 "disconnecting a peer that speaks another kith protocol version"
@@ -222,6 +220,13 @@ impl Replica {
     }
 }
 
+/// Whether a peer's identify version names another kith protocol. Clients
+/// of other stacks (docs/clients) announce their own identify strings and
+/// are judged by their frames instead.
+fn speaks_another_kith(version: &str) -> bool {
+    version.starts_with("kith/") && version != IDENTIFY_VERSION
+}
+
 /// Whether two addresses name the same transport endpoint (ignoring a
 /// trailing `/p2p/...`).
 fn same_transport_addr(a: &libp2p::Multiaddr, b: &libp2p::Multiaddr) -> bool {
@@ -231,4 +236,19 @@ fn same_transport_addr(a: &libp2p::Multiaddr, b: &libp2p::Multiaddr) -> bool {
             .collect::<libp2p::Multiaddr>()
     };
     strip(a) == strip(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_other_kith_versions_are_refused() {
+        assert!(!speaks_another_kith(IDENTIFY_VERSION));
+        assert!(speaks_another_kith("kith/2"));
+        assert!(speaks_another_kith("kith/0"));
+        // py-libp2p's and js-libp2p's defaults: judged by their frames.
+        assert!(!speaks_another_kith("ipfs/0.1.0"));
+        assert!(!speaks_another_kith(""));
+    }
 }

@@ -18,6 +18,22 @@ use std::process::Stdio;
 use std::time::Duration;
 use tokio::process::{Child, Command};
 
+/// Waits until `kith dev` (its stdout) says the cluster is ready; panics
+/// if it exits first or takes over 60 s.
+pub async fn until_dev_ready(stdout: tokio::process::ChildStdout) {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let mut lines = BufReader::new(stdout).lines();
+    let ready = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(line) = lines.next_line().await.expect("kith dev's output reads") {
+            if line.contains("Ctrl-C stops the cluster") {
+                return;
+            }
+        }
+        panic!("kith dev exited before it was ready");
+    });
+    ready.await.expect("kith dev is ready within 60 s");
+}
+
 /// A scratch directory removed at drop.
 pub struct Scratch(pub PathBuf);
 
