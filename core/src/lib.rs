@@ -1,7 +1,16 @@
 //! kith's sans-I/O core.
 //!
-//! Everything that decides lives here: the Raft driver (over raft-rs), the
-//! replicated state machines, the wire and durable formats. The core never
+//! Everything that decides lives here, one layer a folder:
+//!
+//! - [`raft`]: the Raft driver over raft-rs ([`raft::Node`]);
+//! - [`im`]: the replicated IM state machine and its protocol;
+//! - [`replica`]: the replica service around the node (intake, forwarding,
+//!   presence, typing, subscriptions, admission, admin), what every driver runs;
+//! - [`session`]: the client session (where a request goes next, and when);
+//! - [`wire`] and [`durable`]: the wire formats and the durable format;
+//! - [`limits`]: a bound on everything, related by compile-time assertions.
+//!
+//! The core never
 //! reads a clock, opens a socket, spawns a thread or draws from a global
 //! random source. Drivers (`kith-io-tokio`, `kith-io-sim`, the in-memory
 //! harness in [`testing`]) feed it facts and carry out its commands.
@@ -9,7 +18,7 @@
 //! # The run loop a driver writes
 //!
 //! ```no_run
-//! # use kith_core::{node::{Node, Input, Output}, state_machine::StateMachine, time::Instant};
+//! # use kith_core::{raft::{Node, Input, Output}, state_machine::StateMachine, time::Instant};
 //! # fn now() -> Instant { Instant::ZERO }
 //! # enum Event { Frame(kith_core::ids::NodeId, bytes::Bytes), Durable(kith_core::ids::PersistId), Timer }
 //! # fn next_event(_deadline: Option<Instant>) -> Event { Event::Timer }
@@ -41,9 +50,9 @@
 //! }
 //! ```
 //!
-//! Client submissions go through [`node::Node::submit`] (typed result now,
+//! Client submissions go through [`raft::Node::submit`] (typed result now,
 //! `Output::Applied` or `Output::Dropped` later); reads through
-//! [`node::Node::read`]; membership through [`node::Node::change_membership`].
+//! [`raft::Node::read`]; membership through [`raft::Node::change_membership`].
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 #![warn(missing_docs)]
@@ -51,12 +60,11 @@
 #[cfg(feature = "bug-switches")]
 pub mod bugs;
 pub mod config;
-pub mod consensus;
 pub mod durable;
 pub mod ids;
 pub mod im;
 pub mod limits;
-pub mod node;
+pub mod raft;
 pub mod replica;
 pub mod rng;
 pub mod session;

@@ -51,10 +51,10 @@ fn write_seed_corpus() {
     use bytes::Bytes;
     use kith_core::durable::{encode_batch, DurableHardState, Record};
     use kith_core::ids::NodeId;
-    use kith_core::im::client_protocol::{
+    use kith_core::im::protocol::{QueryKind, RoomId};
+    use kith_core::wire::client_protocol::{
         ClientRequest, ClientResponse, RequestFrame, ResponseFrame,
     };
-    use kith_core::im::protocol::{QueryKind, RoomId};
     use kith_core::wire::*;
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus");
     let write = |target: &str, name: &str, bytes: &[u8]| {
@@ -105,10 +105,10 @@ fn write_seed_corpus() {
     };
     write("wire_decode", "client_response", &resp.encode());
     {
-        use kith_core::im::client_protocol::{LiveFrame, SubscribeFrame};
         use kith_core::im::identity::Identity;
         use kith_core::im::presence::{PresenceBody, PresenceStatus, SignedPresence};
-        use kith_core::im::replica_protocol::{
+        use kith_core::wire::client_protocol::{LiveFrame, SubscribeFrame};
+        use kith_core::wire::replica_protocol::{
             encode, AdminRequest, PeerRequest, PeerResponse, ReplicaRecord,
         };
         let sub = SubscribeFrame { rooms: vec![(RoomId::Group("lobby".into()), 7)] };

@@ -4,7 +4,7 @@ use bytes::Bytes;
 use kith_core::config::Config;
 use kith_core::ids::NodeId;
 use kith_core::limits;
-use kith_core::node::{Input, MembershipChange, Node, Output, Role, SubmitError};
+use kith_core::raft::{Input, MembershipChange, Node, Output, Role, SubmitError};
 use kith_core::testing::cluster::{Cluster, ClusterConfig};
 use kith_core::testing::list_machine::{Append, ListMachine};
 use kith_core::time::Instant;

@@ -8,7 +8,6 @@ use crate::history::{EventType, HistoryEvent, Mop};
 use crate::lobby::{lobby, lobby_name, LobbySeat, LOBBY_READ_LIMIT};
 use crate::world::{client_ip, replica_addr, World, TAG_CLIENT};
 use kith_core::ids::NodeId;
-use kith_core::im::client_protocol::{ClientRequest, ClientResponse};
 use kith_core::im::identity::Identity;
 use kith_core::im::presence::{PresenceBody, PresenceStatus, SignedPresence};
 use kith_core::im::protocol::{
@@ -20,6 +19,7 @@ use kith_core::rng::SeededRng;
 use kith_core::session::{ClientSession, SessionConfig, SessionInput, SessionOutput};
 use kith_core::testing::violation::Violation;
 use kith_core::time::Instant;
+use kith_core::wire::client_protocol::{ClientRequest, ClientResponse};
 use madsim::net::Endpoint;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;

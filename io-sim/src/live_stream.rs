@@ -15,7 +15,7 @@
 //! (`key`: no such stream here, subscribe again).
 
 use bytes::Bytes;
-use kith_core::im::subscriptions::SubscriptionId;
+use kith_core::replica::subscriptions::SubscriptionId;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 

@@ -15,7 +15,7 @@ use kith_core::ids::NodeId;
 use kith_core::im::identity::UserId;
 use kith_core::im::ImMachine;
 use kith_core::limits;
-use kith_core::node::{Node, OnEmptyDisk, Role};
+use kith_core::raft::{Node, OnEmptyDisk, Role};
 use kith_core::replica::{
     AskerId, GossipTopic, OutboundId, ReplicaService, ServiceConfig, ServiceInput, ServiceOutput,
 };

@@ -11,16 +11,16 @@ use crate::key_file::KeyFile;
 use crate::net::behaviour::{build_swarm, BehaviourEvent, SwarmOptions, LIVE_PROTOCOL};
 use crate::net::codec::{read_frame, write_frame};
 use futures::StreamExt;
-use kith_core::im::client_protocol::{
-    ClientRequest, ClientResponse, CommandOutcome, LiveFrame, RequestFrame, ResponseFrame,
-    SubscribeFrame,
-};
 use kith_core::im::identity::Identity;
 use kith_core::im::protocol::{Operation, QueryKind, QueryResult, RoomId, SignedCommand};
-use kith_core::im::replica_protocol::{self, AdminRequest, AdminResponse};
 use kith_core::limits;
 use kith_core::session::{ClientSession, SessionConfig, SessionInput, SessionOutput};
 use kith_core::time::{DriverClock, Instant};
+use kith_core::wire::client_protocol::{
+    ClientRequest, ClientResponse, CommandOutcome, LiveFrame, RequestFrame, ResponseFrame,
+    SubscribeFrame,
+};
+use kith_core::wire::replica_protocol::{self, AdminRequest, AdminResponse};
 use libp2p::request_response::{Event, Message, OutboundRequestId};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, PeerId};

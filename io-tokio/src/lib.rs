@@ -1,5 +1,5 @@
 //! kith's real-world driver: tokio, libp2p and files on disk around
-//! `kith_core::node::Node`.
+//! `kith_core::raft::Node`.
 //!
 //! - [`replica`]: the run loop of one replica (the loop documented in
 //!   `kith_core`), over a libp2p swarm and a [`storage::SegmentLog`].

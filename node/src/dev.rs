@@ -14,7 +14,7 @@ use crate::cli::{Cli, DevArgs};
 use crate::replica_commands::{init_dir, shutdown_signal};
 use crate::settings::{self, ClientConfig};
 use anyhow::{bail, Context, Result};
-use kith_core::im::replica_protocol::{AdminRequest, AdminResponse, ReplicaRecord};
+use kith_core::wire::replica_protocol::{AdminRequest, AdminResponse, ReplicaRecord};
 use kith_io_tokio::client::Client;
 use kith_io_tokio::key_file::KeyFile;
 use libp2p::{Multiaddr, PeerId};
@@ -166,7 +166,7 @@ async fn connect_retrying(key: &KeyFile, addr: Multiaddr) -> Result<Client> {
 
 async fn wait_for_leader(
     client: &mut Client,
-) -> Result<kith_core::im::replica_protocol::ClusterStatus> {
+) -> Result<kith_core::wire::replica_protocol::ClusterStatus> {
     for _ in 0..100 {
         if let Ok(AdminResponse::Status(s)) = client.admin(AdminRequest::Status).await {
             if s.leader.is_some() {

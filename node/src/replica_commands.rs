@@ -4,7 +4,9 @@ use crate::cli::{Cli, ClusterCommand, InitArgs, NodeArgs};
 use crate::session::connect_as;
 use crate::settings;
 use anyhow::{bail, Context, Result};
-use kith_core::im::replica_protocol::{AdminRequest, AdminResponse, ClusterStatus, ReplicaRecord};
+use kith_core::wire::replica_protocol::{
+    AdminRequest, AdminResponse, ClusterStatus, ReplicaRecord,
+};
 use kith_io_tokio::key_file::KeyFile;
 use kith_io_tokio::net::behaviour::SwarmOptions;
 use kith_io_tokio::peer_ids::node_id_of;

@@ -3,9 +3,9 @@
 use crate::cli::Cli;
 use crate::settings;
 use anyhow::{anyhow, bail, Context, Result};
-use kith_core::im::client_protocol::CommandOutcome;
 use kith_core::im::identity::UserId;
 use kith_core::im::protocol::{Operation, QueryKind, QueryReply, Receipt, RoomId};
+use kith_core::wire::client_protocol::CommandOutcome;
 use kith_io_tokio::client::Client;
 use kith_io_tokio::key_file::KeyFile;
 use std::collections::BTreeMap;

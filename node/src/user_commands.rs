@@ -5,13 +5,13 @@ use crate::render;
 use crate::session::{parse_since, Session};
 use crate::settings;
 use anyhow::{bail, Context, Result};
-use kith_core::im::client_protocol::{ClientRequest, ClientResponse};
 use kith_core::im::presence::{PresenceBody, PresenceStatus, SignedPresence};
 use kith_core::im::protocol::{
     Operation, Page, QueryKind, QueryReply, Receipt, RoomEntry, RoomId, Target, Visibility,
 };
 use kith_core::im::typing::{SignedTyping, TypingBody};
 use kith_core::limits;
+use kith_core::wire::client_protocol::{ClientRequest, ClientResponse};
 use kith_io_tokio::client::now_ms;
 use kith_io_tokio::key_file::KeyFile;
 use serde_json::json;

@@ -5,9 +5,9 @@
 mod support;
 
 use futures::StreamExt;
-use kith_core::im::client_protocol::{ClientRequest, ResponseFrame};
 use kith_core::im::protocol::{Operation, QueryKind, Target};
-use kith_core::im::replica_protocol::{self, PeerRequest, PeerResponse};
+use kith_core::wire::client_protocol::{ClientRequest, ResponseFrame};
+use kith_core::wire::replica_protocol::{self, PeerRequest, PeerResponse};
 use kith_io_tokio::key_file::KeyFile;
 use kith_io_tokio::net::behaviour::{
     build_swarm, BehaviourEvent, SwarmOptions, CLIENT_PROTOCOL, SNAPSHOT_PROTOCOL,
@@ -70,7 +70,7 @@ async fn garbage_floods_and_strangers_do_not_hurt_a_replica() {
             swarm.behaviour_mut().client.send_request(&target, f.clone());
             expected += 2;
         }
-        let req = kith_core::im::client_protocol::RequestFrame {
+        let req = kith_core::wire::client_protocol::RequestFrame {
             request_id: 1,
             request: ClientRequest::Query(QueryKind::Rooms),
         };
@@ -102,7 +102,7 @@ async fn garbage_floods_and_strangers_do_not_hurt_a_replica() {
                     assert!(
                         matches!(
                             frame.response,
-                            kith_core::im::client_protocol::ClientResponse::BadRequest(_)
+                            kith_core::wire::client_protocol::ClientResponse::BadRequest(_)
                         ),
                         "garbage gets BadRequest, got {:?}",
                         frame.response

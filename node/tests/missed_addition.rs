@@ -6,7 +6,7 @@
 
 mod support;
 
-use kith_core::im::replica_protocol::{AdminRequest, AdminResponse};
+use kith_core::wire::replica_protocol::{AdminRequest, AdminResponse};
 use kith_io_tokio::peer_ids::node_id_of;
 use std::time::Duration;
 use support::{connect, history, send_all, Cluster};

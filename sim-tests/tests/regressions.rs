@@ -21,7 +21,7 @@ fn run_seed(seed: u64, seconds: u64, voters: u64) -> SimReport {
 /// Seed 1302 (10 s) found that a follower installing a snapshot campaigned
 /// before raft-rs counted the snapshot persisted, read entries after its
 /// old applied index that the snapshot had replaced, and raft-rs panicked
-/// (fixed in node/ready.rs). Its schedule has drifted; the bug is kept as
+/// (fixed in core/src/raft/ready.rs). Its schedule has drifted; the bug is kept as
 /// `campaigning_while_an_installed_snapshot_is_still_being_written_is_safe`
 /// in core/tests/raft_node.rs, and the seed still runs.
 #[test]
@@ -32,7 +32,7 @@ fn seed_1302_passes() {
 
 /// Seed 9228 with 5 voters (60 s) found that a replica which had applied
 /// X's removal refused to answer X even after X was added back and led,
-/// so it never caught up (fixed in node/ready.rs: a removed replica that
+/// so it never caught up (fixed in core/src/raft/ready.rs: a removed replica that
 /// leads the term is answered). Kept beside its direct test,
 /// `a_replica_that_removed_a_member_follows_it_once_it_is_back_and_leads`
 /// in core/tests/raft_node.rs; seed 9285 then found the checker objecting

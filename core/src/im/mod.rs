@@ -1,15 +1,14 @@
-//! Instant messaging: identities, the protocol, the replicated IM state
-//! machine, and the ephemeral presence table.
+//! Instant messaging, the replicated state machine: identities, the IM
+//! protocol (signed commands, queries, and the signed presence and typing
+//! notices), the IM state machine and its history store. What a replica
+//! keeps beside the log (presence table, subscriptions, verified commands)
+//! is the replica service's (`crate::replica`).
 
-pub mod client_protocol;
 pub mod history;
 pub mod identity;
 pub mod machine;
 pub mod presence;
 pub mod protocol;
-pub mod replica_protocol;
-pub mod subscriptions;
 pub mod typing;
-pub mod verified_commands;
 
 pub use machine::ImMachine;

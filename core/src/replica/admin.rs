@@ -7,10 +7,10 @@ use super::peers::Pending;
 use super::ReplicaService;
 use crate::ids::NodeId;
 use crate::im::identity::UserId;
-use crate::im::replica_protocol::{
+use crate::raft::{MembershipChange, Role, SubmitError};
+use crate::wire::replica_protocol::{
     self, AdminRequest, AdminResponse, ClusterStatus, MemberStatus, PeerRequest,
 };
-use crate::node::{MembershipChange, Role, SubmitError};
 
 impl ReplicaService {
     pub(super) fn on_admin_request(&mut self, id: AskerId, operator: Option<UserId>, frame: &[u8]) {

@@ -5,8 +5,8 @@
 //! looks inside). The service remembers what the asker expects and answers
 //! with encoded bytes, so the driver only moves them.
 
-use crate::im::client_protocol::{ClientResponse, ResponseFrame};
-use crate::im::replica_protocol::{self, AdminResponse, PeerResponse};
+use crate::wire::client_protocol::{ClientResponse, ResponseFrame};
+use crate::wire::replica_protocol::{self, AdminResponse, PeerResponse};
 
 /// The driver's name for one request awaiting an answer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -7,42 +7,15 @@
 //! (gossip forwards it already).
 
 use super::output::ServiceOutput;
+use super::topic::GossipTopic;
 use super::ReplicaService;
-use crate::im::client_protocol::{ClientResponse, LiveFrame, UserPresence};
 use crate::im::identity::UserId;
 use crate::im::presence::{PresenceError, SignedPresence};
-use crate::im::replica_protocol;
 use crate::im::typing::{SignedTyping, TypingError};
 use crate::limits;
+use crate::wire::client_protocol::{ClientResponse, LiveFrame, UserPresence};
+use crate::wire::replica_protocol;
 use bytes::Bytes;
-
-/// The gossip topics replicas share.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-#[non_exhaustive]
-pub enum GossipTopic {
-    /// Signed presence announcements.
-    Presence,
-    /// Signed typing notices.
-    Typing,
-}
-
-impl GossipTopic {
-    /// Every topic, for drivers subscribing at start.
-    pub const ALL: [GossipTopic; 2] = [GossipTopic::Presence, GossipTopic::Typing];
-
-    /// The topic's name on the wire (docs/PROTOCOL.md).
-    pub fn name(self) -> &'static str {
-        match self {
-            GossipTopic::Presence => "kith/presence/1",
-            GossipTopic::Typing => "kith/typing/1",
-        }
-    }
-
-    /// The topic with this name, if it is one of ours.
-    pub fn named(name: &str) -> Option<GossipTopic> {
-        GossipTopic::ALL.into_iter().find(|t| t.name() == name)
-    }
-}
 
 impl ReplicaService {
     /// Takes a presence announcement from a client (`user`) or from gossip (None).

@@ -1,10 +1,10 @@
 //! Facts a driver reports to the replica service.
 
 use super::asker::{AskerId, OutboundId};
-use super::gossip::GossipTopic;
+use super::topic::GossipTopic;
 use crate::ids::{NodeId, PersistId};
 use crate::im::identity::UserId;
-use crate::im::subscriptions::SubscriptionId;
+use crate::replica::subscriptions::SubscriptionId;
 use bytes::Bytes;
 
 /// Something that happened, as the driver saw it. Every frame is untrusted

@@ -4,12 +4,12 @@
 use super::asker::{Asker, AskerId, AskerKind, OutboundId};
 use super::output::ServiceOutput;
 use super::ReplicaService;
-use crate::im::client_protocol::{ClientRequest, ClientResponse, RequestFrame};
 use crate::im::identity::UserId;
 use crate::im::protocol::{ImQuery, SignedCommand};
-use crate::im::replica_protocol::{self, PeerRequest};
 use crate::limits;
-use crate::node::SubmitError;
+use crate::raft::SubmitError;
+use crate::wire::client_protocol::{ClientRequest, ClientResponse, RequestFrame};
+use crate::wire::replica_protocol::{self, PeerRequest};
 
 impl ReplicaService {
     pub(super) fn on_client_request(&mut self, id: AskerId, user: Option<UserId>, frame: &[u8]) {

@@ -6,12 +6,12 @@
 use super::asker::AskerId;
 use super::output::ServiceOutput;
 use super::ReplicaService;
-use crate::im::client_protocol::{LiveFrame, SubscribeFrame};
 use crate::im::identity::UserId;
 use crate::im::protocol::RoomId;
-use crate::im::subscriptions::{SubscriptionHub, SubscriptionId};
 use crate::im::ImMachine;
 use crate::limits;
+use crate::replica::subscriptions::{SubscriptionHub, SubscriptionId};
+use crate::wire::client_protocol::{LiveFrame, SubscribeFrame};
 use std::collections::{BTreeMap, VecDeque};
 
 /// One open subscription, as far as typing notices go.

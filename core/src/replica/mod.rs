@@ -42,6 +42,7 @@
 //! before has a bug, and the service stops it loudly.
 
 mod admin;
+mod answers;
 mod asker;
 mod gossip;
 mod input;
@@ -49,22 +50,27 @@ mod intake;
 mod live;
 mod output;
 mod peers;
+pub mod presence;
+pub mod subscriptions;
+mod topic;
+pub mod typing;
+pub mod verified_commands;
 
 pub use asker::{AskerId, OutboundId};
-pub use gossip::GossipTopic;
 pub use input::ServiceInput;
 pub use output::ServiceOutput;
+pub use topic::GossipTopic;
 
 use crate::ids::{NodeId, ProposalId, ReadId};
-use crate::im::client_protocol::ClientResponse;
 use crate::im::identity::UserId;
-use crate::im::presence::PresenceTable;
-use crate::im::replica_protocol::AdminResponse;
-use crate::im::typing::TypingGuard;
-use crate::im::verified_commands::VerifiedCommands;
 use crate::im::ImMachine;
-use crate::node::{Input, Node, NodeOutput, Output};
+use crate::raft::{Input, Node, NodeOutput, Output};
+use crate::replica::presence::PresenceTable;
+use crate::replica::typing::TypingGuard;
+use crate::replica::verified_commands::VerifiedCommands;
 use crate::time::Instant;
+use crate::wire::client_protocol::ClientResponse;
+use crate::wire::replica_protocol::AdminResponse;
 use asker::Asker;
 use peers::{Admission, Pending};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};

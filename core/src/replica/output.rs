@@ -1,11 +1,11 @@
 //! Commands the replica service gives its driver.
 
 use super::asker::{AskerId, OutboundId};
-use super::gossip::GossipTopic;
+use super::topic::GossipTopic;
 use crate::ids::{LogIndex, NodeId, PersistId, Term};
-use crate::im::replica_protocol::ReplicaRecord;
-use crate::im::subscriptions::SubscriptionId;
-use crate::node::{Membership, Role};
+use crate::raft::{Membership, Role};
+use crate::replica::subscriptions::SubscriptionId;
+use crate::wire::replica_protocol::ReplicaRecord;
 use bytes::Bytes;
 use std::time::Duration;
 

@@ -5,9 +5,11 @@ use super::asker::{Asker, AskerId, AskerKind, OutboundId};
 use super::output::ServiceOutput;
 use super::ReplicaService;
 use crate::ids::NodeId;
-use crate::im::client_protocol::ClientResponse;
-use crate::im::replica_protocol::{self, AdminResponse, PeerRequest, PeerResponse, ReplicaRecord};
-use crate::node::Input;
+use crate::raft::Input;
+use crate::wire::client_protocol::ClientResponse;
+use crate::wire::replica_protocol::{
+    self, AdminResponse, PeerRequest, PeerResponse, ReplicaRecord,
+};
 use bytes::Bytes;
 use std::collections::BTreeSet;
 

@@ -3,13 +3,13 @@
 
 use super::*;
 use crate::config::Config;
-use crate::im::client_protocol::{ClientRequest, RequestFrame, ResponseFrame};
 use crate::im::identity::Identity;
 use crate::im::presence::{PresenceBody, PresenceStatus, SignedPresence};
 use crate::im::protocol::{CommandBody, Operation, SignedCommand, IM_PROTOCOL_VERSION};
-use crate::im::replica_protocol::{self, AdminRequest, PeerRequest, PeerResponse, ReplicaRecord};
 use crate::im::typing::{SignedTyping, TypingBody, TYPING_TTL_MS};
-use crate::node::{OnEmptyDisk, Role};
+use crate::raft::{OnEmptyDisk, Role};
+use crate::wire::client_protocol::{ClientRequest, RequestFrame, ResponseFrame};
+use crate::wire::replica_protocol::{self, AdminRequest, PeerRequest, PeerResponse, ReplicaRecord};
 use bytes::Bytes;
 use std::time::Duration;
 

@@ -44,11 +44,11 @@
 mod tests;
 
 use crate::ids::NodeId;
-use crate::im::client_protocol::{ClientRequest, ClientResponse, RequestFrame, ResponseFrame};
 use crate::im::identity::Identity;
 use crate::im::protocol::{CommandBody, Operation, SignedCommand, IM_PROTOCOL_VERSION};
 use crate::rng::SeededRng;
 use crate::time::Instant;
+use crate::wire::client_protocol::{ClientRequest, ClientResponse, RequestFrame, ResponseFrame};
 use bytes::Bytes;
 use std::collections::VecDeque;
 use std::time::Duration;

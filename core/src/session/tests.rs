@@ -1,7 +1,7 @@
 //! The session's rules, one answer at a time.
 
 use super::*;
-use crate::im::client_protocol::CommandOutcome;
+use crate::wire::client_protocol::CommandOutcome;
 
 const T0: Instant = Instant::from_millis(1_000);
 

@@ -4,7 +4,7 @@
 
 use super::invariant::Invariants;
 use crate::durable::recover;
-use crate::im::client_protocol::{RequestFrame, ResponseFrame};
+use crate::wire::client_protocol::{RequestFrame, ResponseFrame};
 use crate::wire::PeerFrame;
 
 /// Decodes `data` with a versioned replica-protocol decoder; what decodes
@@ -13,7 +13,7 @@ fn replica_round_trip<T>(data: &[u8])
 where
     T: serde::Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug,
 {
-    use crate::im::replica_protocol::{decode, encode};
+    use crate::wire::replica_protocol::{decode, encode};
     if let Ok(value) = decode::<T>(data) {
         let again: T = decode(&encode(&value)).expect("a re-encoded frame decodes");
         assert_eq!(again, value);
@@ -26,9 +26,9 @@ where
 /// encode/decode round trip unchanged. Sizes are bounded by the decoders'
 /// frame limit, checked before decoding.
 pub fn wire_decode(data: &[u8]) {
-    use crate::im::client_protocol::{LiveFrame, SubscribeFrame};
     use crate::im::presence::SignedPresence;
-    use crate::im::replica_protocol::{
+    use crate::wire::client_protocol::{LiveFrame, SubscribeFrame};
+    use crate::wire::replica_protocol::{
         AdminRequest, AdminResponse, PeerRequest, PeerResponse, ReplicaRecord,
     };
     if let Ok(frame) = SubscribeFrame::decode(data) {

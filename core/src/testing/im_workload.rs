@@ -23,9 +23,9 @@ use crate::im::protocol::{
     CommandBody, ImError, Operation, Receipt, RoomId, SignedCommand, Target, Visibility,
     IM_PROTOCOL_VERSION,
 };
-use crate::im::subscriptions::{Delivery, SubscriptionHub, SubscriptionId};
 use crate::im::ImMachine;
-use crate::node::{Output, SubmitError};
+use crate::raft::{Output, SubmitError};
+use crate::replica::subscriptions::{Delivery, SubscriptionHub, SubscriptionId};
 use crate::rng::SeededRng;
 use crate::time::Instant;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};

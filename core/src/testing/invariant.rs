@@ -14,7 +14,7 @@ use crate::im::history::HistoryError;
 use crate::im::identity::UserId;
 use crate::im::protocol::{EntryKind, RoomId};
 use crate::im::ImMachine;
-use crate::node::{Membership, Node, NodeStatus};
+use crate::raft::{Membership, Node, NodeStatus};
 use crate::state_machine::{Digest, StateMachine};
 use crate::time::Instant;
 use crate::wire::PeerFrame;

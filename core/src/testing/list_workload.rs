@@ -9,7 +9,7 @@ use super::list_machine::{Append, ListMachine};
 use super::violation::Violation;
 use super::workload::{Workload, WorkloadStats};
 use crate::ids::{NodeId, ProposalId, ReadId};
-use crate::node::{DropOutcome, Output, ReadError, SubmitError};
+use crate::raft::{DropOutcome, Output, ReadError, SubmitError};
 use crate::time::Instant;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;

@@ -10,7 +10,7 @@ use super::network::NetworkConfig;
 use super::violation::Violation;
 use super::workload::{Workload, WorkloadStats};
 use crate::ids::NodeId;
-use crate::node::{Membership, MembershipChange};
+use crate::raft::{Membership, MembershipChange};
 use crate::rng::SeededRng;
 use crate::testing::sim_machine::SimMachine;
 use crate::time::Instant;

@@ -1,11 +1,16 @@
-//! The replica-to-replica wire format.
+//! The wire formats: Raft frames between replicas (this module), the client
+//! protocol (`client_protocol`), and the replica and admin protocols
+//! (`replica_protocol`). Pure types and codecs; docs/PROTOCOL.md specifies
+//! each byte by byte.
 //!
-//! Every frame is `postcard(version: u16)` followed by `postcard(PeerFrame)`.
+//! Every Raft frame is `postcard(version: u16)` followed by `postcard(PeerFrame)`.
 //! The version is read first so that a peer speaking another version gets a
 //! clear refusal naming both versions instead of a confusing decode error.
 //! docs/PROTOCOL.md specifies the layout byte by byte.
 
+pub mod client_protocol;
 mod raft_message;
+pub mod replica_protocol;
 mod snapshot_chunk;
 
 pub(crate) use raft_message::decode_local_conf_change;
@@ -22,7 +27,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 /// The peer protocol version this build speaks: Raft frames here, and the
-/// peer and admin protocols in `im::replica_protocol`, which reuse it.
+/// peer and admin protocols in `wire::replica_protocol`, which reuse it.
 pub const PEER_PROTOCOL_VERSION: u16 = 1;
 
 /// One frame between replicas.

@@ -3,7 +3,7 @@
 
 use crate::world::World;
 use kith_core::ids::NodeId;
-use kith_core::node::Role;
+use kith_core::raft::Role;
 use kith_core::rng::SeededRng;
 use kith_core::testing::scenario::churn_change;
 use madsim::net::NetSim;

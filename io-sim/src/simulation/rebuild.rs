@@ -19,7 +19,7 @@ use super::faults::leader;
 use crate::replica::run_replica;
 use crate::world::{replica_ip, World};
 use kith_core::ids::NodeId;
-use kith_core::node::MembershipChange;
+use kith_core::raft::MembershipChange;
 use kith_core::rng::SeededRng;
 use madsim::runtime::{Handle, NodeHandle};
 use std::collections::BTreeMap;

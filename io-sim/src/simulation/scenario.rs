@@ -4,7 +4,7 @@
 use super::faults::{kill, leader, Clog, Outages};
 use crate::world::World;
 use kith_core::ids::NodeId;
-use kith_core::node::MembershipChange;
+use kith_core::raft::MembershipChange;
 use madsim::net::NetSim;
 use madsim::runtime::{Handle, NodeHandle};
 use std::collections::BTreeMap;

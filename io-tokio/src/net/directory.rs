@@ -6,8 +6,8 @@
 
 use crate::peer_ids::node_id_of;
 use kith_core::ids::NodeId;
-use kith_core::im::replica_protocol::ReplicaRecord;
 use kith_core::limits;
+use kith_core::wire::replica_protocol::ReplicaRecord;
 use libp2p::{Multiaddr, PeerId};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -30,7 +30,7 @@ impl Directory {
     pub fn load(path: &Path) -> Directory {
         let mut dir = Directory { path: path.to_path_buf(), replicas: BTreeMap::new() };
         if let Ok(bytes) = std::fs::read(path) {
-            match kith_core::im::replica_protocol::decode::<Vec<ReplicaRecord>>(&bytes) {
+            match kith_core::wire::replica_protocol::decode::<Vec<ReplicaRecord>>(&bytes) {
                 Ok(records) => {
                     dir.merge(&records);
                 }
@@ -107,7 +107,7 @@ impl Directory {
 
     /// Writes the directory (atomically: temporary file, then rename).
     pub fn save(&self) {
-        let bytes = kith_core::im::replica_protocol::encode(&self.records());
+        let bytes = kith_core::wire::replica_protocol::encode(&self.records());
         let tmp = self.path.with_extension("tmp");
         let result = std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, &self.path));
         if let Err(e) = result {

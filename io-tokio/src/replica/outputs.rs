@@ -3,8 +3,8 @@
 use super::askers::{answer, Channel};
 use super::{Outbound, Replica, RAFT_IN_FLIGHT_PER_PEER_MAX};
 use crate::peer_ids::node_id_of;
-use kith_core::im::replica_protocol::{self, PeerResponse};
 use kith_core::replica::{OutboundId, ServiceInput, ServiceOutput};
+use kith_core::wire::replica_protocol::{self, PeerResponse};
 use kith_core::wire::PeerFrame;
 
 impl Replica {
@@ -114,7 +114,7 @@ impl Replica {
         }
         *in_flight += 1;
         let request =
-            replica_protocol::encode(&kith_core::im::replica_protocol::PeerRequest::Raft(frame));
+            replica_protocol::encode(&kith_core::wire::replica_protocol::PeerRequest::Raft(frame));
         self.send_peer(peer, request, Outbound::Raft(peer));
     }
 }

@@ -10,7 +10,7 @@ use crate::peer_ids::{node_id_of, user_of};
 use crate::storage::{DiskWriter, HistoryDb, SegmentLog, StorageError, WriteReport};
 use kith_core::config::Config;
 use kith_core::im::ImMachine;
-use kith_core::node::{Node, OnEmptyDisk, StartError};
+use kith_core::raft::{Node, OnEmptyDisk, StartError};
 use kith_core::replica::{GossipTopic, ReplicaService, ServiceConfig};
 use libp2p::{gossipsub, Multiaddr, PeerId};
 use std::collections::{BTreeMap, BTreeSet};

@@ -4,11 +4,13 @@
 
 #![allow(dead_code)]
 
-use kith_core::im::client_protocol::CommandOutcome;
 use kith_core::im::protocol::{
     Operation, QueryKind, QueryReply, RoomEntry, RoomId, Target, Visibility,
 };
-use kith_core::im::replica_protocol::{AdminRequest, AdminResponse, ClusterStatus, ReplicaRecord};
+use kith_core::wire::client_protocol::CommandOutcome;
+use kith_core::wire::replica_protocol::{
+    AdminRequest, AdminResponse, ClusterStatus, ReplicaRecord,
+};
 use kith_io_tokio::client::Client;
 use kith_io_tokio::key_file::KeyFile;
 use kith_io_tokio::peer_ids::node_id_of;

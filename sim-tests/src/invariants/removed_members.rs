@@ -12,7 +12,7 @@
 //! (madsim seed 9228 with 5 voters: a liveness failure).
 
 use kith_core::ids::NodeId;
-use kith_core::node::Membership;
+use kith_core::raft::Membership;
 use kith_core::testing::invariant::{Invariant, Observation};
 use kith_core::wire::PeerBody;
 use std::collections::{BTreeMap, BTreeSet};

@@ -7,7 +7,7 @@ use kith_core::durable::Record;
 use kith_core::ids::{LogIndex, NodeId, Term};
 use kith_core::im::identity::UserId;
 use kith_core::im::protocol::RoomId;
-use kith_core::node::{Membership, NodeStatus, Role};
+use kith_core::raft::{Membership, NodeStatus, Role};
 use kith_core::state_machine::Digest;
 use kith_core::testing::invariant::{
     ClientSends, Invariant, Observation, ReplicaView, StoredMessage,

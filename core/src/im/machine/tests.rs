@@ -509,9 +509,9 @@ fn pages_of_long_messages_fit_one_client_frame_and_page_on() {
     }
     let fits = |p: &crate::im::protocol::Page| {
         let reply: QueryResult = Ok(QueryReply::Page(p.clone()));
-        let frame = crate::im::client_protocol::ResponseFrame {
+        let frame = crate::wire::client_protocol::ResponseFrame {
             request_id: 1,
-            response: crate::im::client_protocol::ClientResponse::Answer(reply),
+            response: crate::wire::client_protocol::ClientResponse::Answer(reply),
         };
         frame.encode().len() <= crate::limits::FRAME_BYTES_MAX
     };

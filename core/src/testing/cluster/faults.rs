@@ -2,7 +2,7 @@
 
 use super::Cluster;
 use crate::ids::NodeId;
-use crate::node::{Node, OnEmptyDisk};
+use crate::raft::{Node, OnEmptyDisk};
 use crate::testing::sim_machine::SimMachine;
 use crate::testing::violation::Violation;
 

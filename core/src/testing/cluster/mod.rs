@@ -11,7 +11,7 @@ use super::violation::Violation;
 use crate::config::Config;
 use crate::ids::NodeId;
 use crate::ids::{ProposalId, ReadId};
-use crate::node::{MembershipChange, Node, NodeOutput, ReadError, Role, SubmitError};
+use crate::raft::{MembershipChange, Node, NodeOutput, ReadError, Role, SubmitError};
 use crate::rng::SeededRng;
 use crate::state_machine::StateMachine;
 use crate::testing::sim_history::SimHistory;
@@ -241,7 +241,7 @@ impl<S: SimMachine> Cluster<S> {
     pub fn inject_frame(&mut self, from: NodeId, to: NodeId, bytes: bytes::Bytes) {
         let now = self.now;
         if let Some(node) = self.live_mut(to) {
-            node.handle_input(now, crate::node::Input::Received { from, bytes });
+            node.handle_input(now, crate::raft::Input::Received { from, bytes });
             self.drain_or_record(to);
         }
     }

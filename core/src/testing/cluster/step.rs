@@ -3,7 +3,7 @@
 
 use super::{Cluster, Event};
 use crate::ids::NodeId;
-use crate::node::{Input, Output, Role};
+use crate::raft::{Input, Output, Role};
 use crate::testing::sim_machine::SimMachine;
 use crate::testing::violation::Violation;
 use crate::time::Instant;

@@ -1,11 +1,13 @@
-//! The node: raft-rs's `RawNode` and a [`StateMachine`] behind one sans-I/O
-//! contract. See the crate docs for the run loop a driver writes.
+//! The Raft driver: raft-rs's `RawNode` and a [`StateMachine`] behind one
+//! sans-I/O contract ([`Node`]), and raft-rs's storage seen through kith's
+//! log ([`LogStore`]). See the crate docs for the run loop a driver writes.
 
 mod apply;
 mod command_batch;
 mod error;
 mod inbound;
 mod input;
+mod log_store;
 mod membership;
 mod metrics;
 mod output;
@@ -17,13 +19,13 @@ mod start;
 
 pub use error::{ReadError, StartError, SubmitError};
 pub use input::Input;
+pub use log_store::{LogStore, LogStoreError, BOOTSTRAP_INDEX};
 pub use membership::MembershipChange;
 pub use metrics::NodeMetrics;
 pub use output::{DropOutcome, Membership, Output, Role};
 pub use start::OnEmptyDisk;
 
 use crate::config::{bug_on, Config};
-use crate::consensus::LogStore;
 use crate::durable::Record;
 use crate::ids::{LogIndex, NodeId, ProposalId, ReadId, Term};
 use crate::limits;

@@ -31,6 +31,7 @@ use crate::im::protocol::{
 };
 use crate::limits;
 use crate::state_machine::StateMachine;
+use crate::wire::client_protocol::LiveFrame;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 /// How many entries up to a new subscription's cursor are checked for
@@ -304,6 +305,17 @@ impl SubscriptionHub {
             {
                 end(follow, queue);
             }
+        }
+    }
+}
+
+impl From<Delivery> for LiveFrame {
+    fn from(d: Delivery) -> LiveFrame {
+        match d {
+            Delivery::Entry { room, entry } => LiveFrame::Entry { room, entry },
+            Delivery::Updated { room, entry } => LiveFrame::Updated { room, entry },
+            Delivery::Ended { room, last_seq } => LiveFrame::Ended { room, last_seq },
+            Delivery::Read { room, user, seq } => LiveFrame::Read { room, user, seq },
         }
     }
 }

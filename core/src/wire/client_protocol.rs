@@ -4,11 +4,10 @@
 
 use crate::ids::NodeId;
 use crate::im::identity::UserId;
-use crate::im::presence::{PresenceStatus, PresenceView, SignedPresence};
+use crate::im::presence::{PresenceStatus, SignedPresence};
 use crate::im::protocol::{
     CommandError, ImError, QueryKind, QueryResult, Receipt, RoomEntry, RoomId, SignedCommand,
 };
-use crate::im::subscriptions::Delivery;
 use crate::im::typing::SignedTyping;
 use crate::limits;
 use crate::versioned::{self, VersionedError};
@@ -100,13 +99,6 @@ pub struct UserPresence {
     pub last_seen_ms: Option<u64>,
 }
 
-impl UserPresence {
-    /// The wire form of a presence table's view.
-    pub fn new(user: UserId, view: PresenceView) -> UserPresence {
-        UserPresence { user, status: view.status, last_seen_ms: view.last_seen_ms }
-    }
-}
-
 /// The first frame on a live-subscription stream: `version:u16` then this.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SubscribeFrame {
@@ -164,54 +156,12 @@ pub enum LiveFrame {
     },
 }
 
-impl From<Delivery> for LiveFrame {
-    fn from(d: Delivery) -> LiveFrame {
-        match d {
-            Delivery::Entry { room, entry } => LiveFrame::Entry { room, entry },
-            Delivery::Updated { room, entry } => LiveFrame::Updated { room, entry },
-            Delivery::Ended { room, last_seq } => LiveFrame::Ended { room, last_seq },
-            Delivery::Read { room, user, seq } => LiveFrame::Read { room, user, seq },
-        }
-    }
-}
-
 impl From<crate::im::protocol::ImResponse> for ClientResponse {
     /// The answer to the accepting client when its command was applied.
     fn from(r: crate::im::protocol::ImResponse) -> ClientResponse {
         let outcome =
             CommandOutcome { command_id: r.command_id, result: r.result, duplicate: r.duplicate };
         ClientResponse::Applied(outcome)
-    }
-}
-
-impl From<crate::node::SubmitError> for ClientResponse {
-    /// The answer when the node refused a submission.
-    fn from(e: crate::node::SubmitError) -> ClientResponse {
-        match e {
-            crate::node::SubmitError::NotLeader { leader_hint } => {
-                ClientResponse::NotLeader { leader_hint }
-            }
-            _ => ClientResponse::Busy,
-        }
-    }
-}
-
-impl From<crate::node::ReadError> for ClientResponse {
-    /// The answer when the node refused a read.
-    fn from(e: crate::node::ReadError) -> ClientResponse {
-        match e {
-            crate::node::ReadError::NotLeader { leader_hint } => {
-                ClientResponse::NotLeader { leader_hint }
-            }
-            _ => ClientResponse::Busy,
-        }
-    }
-}
-
-impl ClientResponse {
-    /// The answer when an accepted command will not be reported applied.
-    pub fn dropped(outcome: crate::node::DropOutcome) -> ClientResponse {
-        ClientResponse::Retry { maybe_applied: outcome == crate::node::DropOutcome::Unknown }
     }
 }
 

@@ -1,9 +1,9 @@
 //! Starting a node: a new cluster's first members, an empty joiner, and
 //! a replica restarting from its disk (and its state machine's store).
 
+use super::LogStore;
 use super::{Membership, Node, NodeMetrics, PersistPipeline, Proposals, Reads, Role, StartError};
 use crate::config::Config;
-use crate::consensus::LogStore;
 use crate::durable::{Record, RecoveredLog};
 use crate::ids::{LogIndex, NodeId};
 use crate::limits;

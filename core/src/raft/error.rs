@@ -63,7 +63,7 @@ pub enum StartError {
     Config(#[from] ConfigError),
     /// The recovered log could not seed the Raft store.
     #[error(transparent)]
-    LogStore(#[from] crate::consensus::LogStoreError),
+    LogStore(#[from] crate::raft::LogStoreError),
     /// The recovered snapshot could not be restored.
     #[error("recovered snapshot cannot be restored: {0}")]
     Snapshot(#[from] RestoreError),

@@ -4,9 +4,9 @@
 //! real node carries them over libp2p, and the fuzzer decodes them.
 
 use crate::ids::{LogIndex, NodeId, Term};
-use crate::im::client_protocol::ClientResponse;
 use crate::im::protocol::SignedCommand;
 use crate::versioned::{self, VersionedError};
+use crate::wire::client_protocol::ClientResponse;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
