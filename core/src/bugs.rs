@@ -19,4 +19,7 @@ pub struct BugSwitches {
     /// Leave out of live deliveries every entry whose sequence number is a
     /// multiple of 16 (the subscriber's cursor moves past it all the same).
     pub skip_live_entry: bool,
+    /// Take a client's presence announcement without passing it on to the
+    /// other replicas.
+    pub skip_presence_gossip: bool,
 }

@@ -55,6 +55,9 @@ pub struct ClientHistory {
     pub open: Option<Vec<Mop>>,
     /// Messages sent so far (for unique values).
     pub sent: u64,
+    /// The presence announcement renewed after the heal, once taken: the
+    /// time stamped on it, and when it was taken.
+    pub presence_renewed: Option<(u64, madsim::time::Instant)>,
 }
 
 impl ClientHistory {
@@ -161,6 +164,11 @@ pub async fn run_client(ctx: ClientCtx) {
             Some(op) => op,
             None if ctx.active.load(Ordering::Relaxed) => random_op(&ctx, &mut rng, &seat),
             None => {
+                let renewed = ctx.history.lock().expect("single-threaded").presence_renewed;
+                if renewed.is_none() {
+                    renew_presence(&ctx, &mut conn).await;
+                    continue;
+                }
                 ctx.history.lock().expect("single-threaded").idle = true;
                 madsim::time::sleep(Duration::from_millis(50)).await;
                 continue;
@@ -328,6 +336,22 @@ fn refresh_targets(ctx: &ClientCtx, conn: &mut Conn) {
         let at = current.and_then(|c| targets.iter().position(|t| *t == c)).unwrap_or(0);
         conn.session.set_targets(targets.iter().map(|id| Some(*id)).collect(), at);
         conn.targets = targets;
+    }
+}
+
+/// After the heal, a client announces its presence once more (as a real
+/// client renews it), so that every replica can be checked to show it
+/// (`presence converges`). It waits a moment after it is taken, for the
+/// gossip to land, before it calls itself idle.
+async fn renew_presence(ctx: &ClientCtx, conn: &mut Conn) {
+    let issued_at_ms = ctx.now().as_micros() / 1000;
+    let body = PresenceBody { status: PresenceStatus::Online, issued_at_ms, ttl_ms: 120_000 };
+    let announcement = SignedPresence::sign(&ctx.identity, &body);
+    let answer = call(ctx, conn, ClientRequest::Presence(announcement), Some(READ_PATIENCE)).await;
+    if matches!(answer, Some(ClientResponse::PresenceTaken)) {
+        let taken = madsim::time::Instant::now();
+        madsim::time::sleep(Duration::from_millis(300)).await;
+        ctx.history.lock().expect("single-threaded").presence_renewed = Some((issued_at_ms, taken));
     }
 }
 

@@ -222,7 +222,15 @@ fn start(
         Ok(log) => Node::resume(config, &log, machine, now, on_empty).map_err(|e| e.to_string()),
     };
     let service = match node {
-        Ok(node) => ReplicaService::new(node, ServiceConfig::default(), now),
+        Ok(node) => {
+            #[allow(unused_mut)]
+            let mut service_config = ServiceConfig::default();
+            #[cfg(feature = "bug-switches")]
+            {
+                service_config.bugs = bugs;
+            }
+            ReplicaService::new(node, service_config, now)
+        }
         Err(detail) => {
             drop(w);
             fail(world, id, "restart", detail);
@@ -231,6 +239,7 @@ fn start(
     };
     let service = Arc::new(Mutex::new(service));
     slot.service = Some(service.clone());
+    slot.started = Some(madsim::time::Instant::now());
     let incarnation = slot.incarnation;
     drop(w);
     Start::Running(Driver {

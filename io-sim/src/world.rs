@@ -79,6 +79,8 @@ pub struct ReplicaSlot {
     pub disk: SimDisk,
     /// Bumped by every start.
     pub incarnation: u64,
+    /// When its current incarnation started.
+    pub started: Option<madsim::time::Instant>,
     /// The running replica service, while its process lives.
     pub service: Option<Arc<Mutex<ReplicaService>>>,
     /// Clock skew of this replica, in parts per million.
@@ -99,6 +101,7 @@ impl ReplicaSlot {
         ReplicaSlot {
             disk: SimDisk::new(disk),
             incarnation: 0,
+            started: None,
             service: None,
             skew_ppm: rng.range(0, 2001) as i64 - 1000,
             bootstrap,

@@ -56,3 +56,9 @@ fn skipping_live_entries_is_caught() {
     let invariant = caught(BugSwitches { skip_live_entry: true, ..BugSwitches::default() });
     assert_eq!(invariant, "live delivery gap-free and true");
 }
+
+#[test]
+fn presence_kept_to_one_replica_is_caught() {
+    let invariant = caught(BugSwitches { skip_presence_gossip: true, ..BugSwitches::default() });
+    assert_eq!(invariant, "presence converges");
+}

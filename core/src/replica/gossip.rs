@@ -29,7 +29,7 @@ impl ReplicaService {
         }
         match self.presence.announce(self.now, announcement) {
             Ok(_) => {
-                if user.is_some() {
+                if user.is_some() && !crate::config::bug_on!(self, skip_presence_gossip) {
                     self.publish(GossipTopic::Presence, replica_protocol::encode(announcement));
                 }
                 ClientResponse::PresenceTaken

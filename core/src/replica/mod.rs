@@ -77,12 +77,16 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 /// Who administers a replica and how it joins.
 #[derive(Clone, Debug, Default)]
+#[non_exhaustive]
 pub struct ServiceConfig {
     /// Users (operator keys) allowed to change membership.
     pub admins: Vec<UserId>,
     /// Replicas this one was told to join through (trusted for Raft
     /// traffic and their directory until it has a configuration).
     pub join_targets: Vec<NodeId>,
+    /// Test-only rule breakers.
+    #[cfg(feature = "bug-switches")]
+    pub bugs: crate::bugs::BugSwitches,
 }
 
 /// Counters about what the service refused.
@@ -115,6 +119,8 @@ pub struct ReplicaService {
     next_outbound: u64,
     outputs: VecDeque<ServiceOutput>,
     metrics: ServiceMetrics,
+    #[cfg(feature = "bug-switches")]
+    bugs: crate::bugs::BugSwitches,
 }
 
 impl std::fmt::Debug for ReplicaService {
@@ -128,12 +134,12 @@ impl ReplicaService {
     pub fn new(node: Node<ImMachine>, config: ServiceConfig, now: Instant) -> ReplicaService {
         let admission = Admission {
             vouched: BTreeSet::new(),
-            join_targets: config.join_targets.into_iter().collect(),
+            join_targets: config.join_targets.iter().copied().collect(),
         };
         ReplicaService {
             node,
             now,
-            admins: config.admins.into_iter().collect(),
+            admins: config.admins.iter().copied().collect(),
             verified: VerifiedCommands::default(),
             presence: PresenceTable::default(),
             typing: TypingGuard::default(),
@@ -149,6 +155,8 @@ impl ReplicaService {
             next_outbound: 0,
             outputs: VecDeque::new(),
             metrics: ServiceMetrics::default(),
+            #[cfg(feature = "bug-switches")]
+            bugs: config.bugs,
         }
     }
 
@@ -234,6 +242,11 @@ impl ReplicaService {
     /// The Raft node (read-only: status, metrics, checkers).
     pub fn node(&self) -> &Node<ImMachine> {
         &self.node
+    }
+
+    /// A user's presence as this replica's table shows it.
+    pub fn presence(&self, user: UserId) -> presence::PresenceView {
+        self.presence.view(self.now, user)
     }
 
     /// Counters about what the service refused.

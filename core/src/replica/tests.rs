@@ -44,7 +44,7 @@ impl Pair {
                     OnEmptyDisk::Bootstrap(&[A, B]),
                 )
                 .expect("starts");
-                let config = ServiceConfig { admins: admins.clone(), join_targets: Vec::new() };
+                let config = ServiceConfig { admins: admins.clone(), ..ServiceConfig::default() };
                 (id, ReplicaService::new(node, config, now))
             })
             .collect();

@@ -134,6 +134,14 @@ pub enum Observation<'a> {
         /// The message id, for a message.
         msg_id: Option<Uuid>,
     },
+    /// After the heal every client announced its presence once more; what
+    /// each running replica (started before those announcements) shows.
+    PresenceSettled {
+        /// Each client's user and the time stamped on its last announcement.
+        announced: &'a [(UserId, u64)],
+        /// (replica, user, the announcement time it shows, if any).
+        seen: &'a [(NodeId, UserId, Option<u64>)],
+    },
     /// The healed cluster converged: every message the leader stores, and
     /// what each chat client sent and had acknowledged.
     Settled {
@@ -305,6 +313,15 @@ impl Invariants {
         msg_id: Option<Uuid>,
     ) -> Result<(), Violation> {
         self.observe(&Observation::Delivered { subscriber, room, seq, msg_id })
+    }
+
+    /// After the heal, what each replica shows of each client's presence.
+    pub fn on_presence_settled(
+        &mut self,
+        announced: &[(UserId, u64)],
+        seen: &[(NodeId, UserId, Option<u64>)],
+    ) -> Result<(), Violation> {
+        self.observe(&Observation::PresenceSettled { announced, seen })
     }
 
     /// The healed cluster converged on `stored`.

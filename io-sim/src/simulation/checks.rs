@@ -128,5 +128,36 @@ fn check_final(world: &World, histories: &Histories) -> Result<(), Violation> {
             }
         })
         .collect();
-    w.checker.on_settled(&stored, &clients)
+    w.checker.on_settled(&stored, &clients)?;
+    settle_presence(&mut w, histories)
+}
+
+/// What every replica shows of each client's presence, renewed after the
+/// heal: replicas that started after a renewal was passed on are left out
+/// (the table is not durable, and gossip is not replayed to a newcomer;
+/// seed 114 had a replacement start 13 ms before a client heard back).
+fn settle_presence(w: &mut crate::world::SimWorld, histories: &Histories) -> Result<(), Violation> {
+    let renewed: Vec<(kith_core::im::identity::UserId, u64, madsim::time::Instant)> = histories
+        .iter()
+        .filter_map(|(&i, h)| {
+            let (issued_at_ms, taken) = h.lock().expect("single-threaded").presence_renewed?;
+            Some((Identity::from_secret(client_secret(w.seed, i)).user(), issued_at_ms, taken))
+        })
+        .collect();
+    let Some(first) = renewed.iter().map(|(_, _, taken)| *taken).min() else { return Ok(()) };
+    let announced: Vec<_> = renewed.iter().map(|(user, ms, _)| (*user, *ms)).collect();
+    let mut seen = Vec::new();
+    for (id, slot) in &w.replicas {
+        let (Some(service), Some(started)) = (&slot.service, slot.started) else { continue };
+        // The replica that took an announcement passed it on before its
+        // client heard back: a network latency earlier, at most.
+        if slot.retired || started + Duration::from_millis(100) > first {
+            continue;
+        }
+        let service = service.lock().expect("single-threaded");
+        for (user, _) in &announced {
+            seen.push((*id, *user, service.presence(*user).last_seen_ms));
+        }
+    }
+    w.checker.on_presence_settled(&announced, &seen)
 }

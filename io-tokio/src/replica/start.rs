@@ -202,8 +202,9 @@ pub(super) async fn start(options: &ReplicaOptions) -> Result<Started, ReplicaEr
             user
         })
         .collect();
-    let config =
-        ServiceConfig { admins, join_targets: join_peers.iter().map(node_id_of).collect() };
+    let mut config = ServiceConfig::default();
+    config.admins = admins;
+    config.join_targets = join_peers.iter().map(node_id_of).collect();
     let service = ReplicaService::new(node, config, now);
     let mut replica = Replica {
         service,

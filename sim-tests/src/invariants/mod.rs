@@ -17,6 +17,7 @@
 //! | no acknowledged message lost | `no_ack_lost.rs` | the settled state |
 //! | client order | `client_order.rs` | the settled state |
 //! | live delivery gap-free and true | `live_delivery.rs` | live deliveries, the settled state |
+//! | presence converges | `presence_converges.rs` | every replica's presence views after the heal |
 //!
 //! Checked elsewhere, because they need the client's own view as it
 //! happens: linearizable reads, read-your-writes and monotonic reads (the
@@ -34,6 +35,7 @@ mod monotonic_progress;
 mod no_ack_lost;
 mod no_duplicate;
 mod no_phantom;
+mod presence_converges;
 mod removed_members;
 mod state_machine_safety;
 mod vote_safety;
@@ -51,6 +53,7 @@ pub use monotonic_progress::MonotonicProgress;
 pub use no_ack_lost::NoAckLost;
 pub use no_duplicate::NoDuplicate;
 pub use no_phantom::NoPhantom;
+pub use presence_converges::PresenceConverges;
 pub use removed_members::RemovedMembers;
 pub use state_machine_safety::StateMachineSafety;
 pub use vote_safety::VoteSafety;
@@ -73,5 +76,6 @@ pub fn all() -> Invariants {
         Box::new(NoAckLost),
         Box::new(ClientOrder),
         Box::new(LiveDelivery::default()),
+        Box::new(PresenceConverges),
     ])
 }

@@ -280,3 +280,41 @@ fn settled_state_invariants() {
     let reversed = [(a, room.clone(), 2), (b, room.clone(), 1)];
     assert!(settled(&mut ClientOrder, &good, &[a, b], &reversed).is_some());
 }
+
+#[test]
+fn live_delivery() {
+    let room = RoomId::Group("r".into());
+    let (a, b) = (Uuid::from_u128(1), Uuid::from_u128(2));
+    let followed = |cursor| Observation::Followed { subscriber: 0, room: &room, cursor };
+    let got = |seq, msg_id| Observation::Delivered { subscriber: 0, room: &room, seq, msg_id };
+    let stored = [
+        StoredMessage { room: room.clone(), seq: 2, msg_id: a, author: UserId([1; 32]) },
+        StoredMessage { room: room.clone(), seq: 3, msg_id: b, author: UserId([1; 32]) },
+    ];
+    let settled = Observation::Settled { stored: &stored, clients: &[] };
+    // Resumed from its cursor after a reconnect, every entry once, all true.
+    let fine = [followed(0), got(1, None), got(2, Some(a)), followed(2), got(3, Some(b)), settled];
+    assert_eq!(first_objection(&mut LiveDelivery::default(), &fine), None);
+    let gap = [followed(0), got(1, None), got(3, Some(b))];
+    assert!(first_objection(&mut LiveDelivery::default(), &gap).is_some());
+    let twice = [followed(0), got(1, None), followed(0)];
+    assert!(first_objection(&mut LiveDelivery::default(), &twice).is_some());
+    let settled = Observation::Settled { stored: &stored, clients: &[] };
+    let untrue = [followed(0), got(1, None), got(2, Some(b)), settled];
+    assert!(first_objection(&mut LiveDelivery::default(), &untrue).is_some());
+}
+
+#[test]
+fn presence_converges() {
+    let (ann, bob) = (UserId([1; 32]), UserId([2; 32]));
+    let announced = [(ann, 10), (bob, 20)];
+    let agreed =
+        [(NodeId(1), ann, Some(10)), (NodeId(2), ann, Some(10)), (NodeId(2), bob, Some(20))];
+    let fine = [Observation::PresenceSettled { announced: &announced, seen: &agreed }];
+    assert_eq!(first_objection(&mut PresenceConverges, &fine), None);
+    for wrong in [None, Some(9)] {
+        let seen = [(NodeId(1), ann, Some(10)), (NodeId(3), ann, wrong)];
+        let broken = [Observation::PresenceSettled { announced: &announced, seen: &seen }];
+        assert!(first_objection(&mut PresenceConverges, &broken).is_some());
+    }
+}
