@@ -14,12 +14,11 @@ use futures::StreamExt;
 use kith_core::im::identity::Identity;
 use kith_core::im::protocol::{Operation, QueryKind, QueryResult, RoomId, SignedCommand};
 use kith_core::limits;
-use kith_core::session::{ClientSession, SessionConfig, SessionInput, SessionOutput};
-use kith_core::time::{DriverClock, Instant};
-use kith_core::wire::client_protocol::{
-    ClientRequest, ClientResponse, CommandOutcome, LiveFrame, RequestFrame, ResponseFrame,
-    SubscribeFrame,
+use kith_core::session::{
+    CallError, ClientSession, Reply, SessionConfig, SessionInput, SessionOutput,
 };
+use kith_core::time::{DriverClock, Instant};
+use kith_core::wire::client_protocol::{ClientRequest, CommandOutcome, LiveFrame, SubscribeFrame};
 use kith_core::wire::replica_protocol::{self, AdminRequest, AdminResponse};
 use libp2p::request_response::{Event, Message, OutboundRequestId};
 use libp2p::swarm::SwarmEvent;
@@ -54,6 +53,15 @@ pub enum ClientError {
     Transport(String),
 }
 
+impl From<CallError> for ClientError {
+    fn from(e: CallError) -> ClientError {
+        match e {
+            CallError::Refused(e) => ClientError::Refused(e.to_string()),
+            other => ClientError::Protocol(other.to_string()),
+        }
+    }
+}
+
 type Pending = oneshot::Sender<Result<Vec<u8>, String>>;
 /// Where one attempt's answer (or why there is none) arrives.
 type Answer = oneshot::Receiver<Result<Vec<u8>, String>>;
@@ -73,7 +81,6 @@ pub struct Client {
     replica: PeerId,
     calls: mpsc::Sender<Call>,
     control: libp2p_stream::Control,
-    next_request_id: u64,
     session: ClientSession,
     /// The session's clock: time since the client started.
     started: tokio::time::Instant,
@@ -114,7 +121,6 @@ impl Client {
                         replica,
                         calls,
                         control,
-                        next_request_id: 1,
                         session,
                         started: tokio::time::Instant::now(),
                         patience: Duration::from_secs(30),
@@ -164,23 +170,6 @@ impl Client {
         self.replica
     }
 
-    /// Sends one request and waits for its answer (no retry).
-    pub async fn request(&mut self, request: ClientRequest) -> Result<ClientResponse, ClientError> {
-        let request_id = self.next_request_id;
-        self.next_request_id += 1;
-        let frame = RequestFrame { request_id, request }.encode();
-        let (tx, rx) = oneshot::channel();
-        let closed = || ClientError::Transport("connection closed".into());
-        self.calls.send(Call::Client(frame, tx)).await.map_err(|_| closed())?;
-        let bytes = rx.await.map_err(|_| closed())?.map_err(ClientError::Transport)?;
-        let frame =
-            ResponseFrame::decode(&bytes).map_err(|e| ClientError::Protocol(e.to_string()))?;
-        if frame.request_id != request_id && frame.request_id != 0 {
-            return Err(ClientError::Protocol("answer to another request".into()));
-        }
-        Ok(frame.response)
-    }
-
     /// Signs `op` with a fresh command id.
     pub fn sign(&mut self, op: Operation) -> SignedCommand {
         self.session.sign(&self.identity, now_ms(), op)
@@ -197,33 +186,28 @@ impl Client {
         &mut self,
         command: &SignedCommand,
     ) -> Result<CommandOutcome, ClientError> {
-        self.retrying(ClientRequest::Submit(command.clone()), |r| match r {
-            ClientResponse::Applied(outcome) => Some(Ok(outcome)),
-            ClientResponse::Refused(e) => Some(Err(ClientError::Refused(e.to_string()))),
-            ClientResponse::BadRequest(e) => Some(Err(ClientError::Protocol(e))),
-            _ => None,
-        })
-        .await
+        match self.call(ClientRequest::Submit(command.clone())).await? {
+            Reply::Applied(outcome) => Ok(outcome),
+            other => {
+                Err(ClientError::Protocol(format!("an answer for another request: {other:?}")))
+            }
+        }
     }
 
     /// A linearizable query, retried across leader changes.
     pub async fn query(&mut self, kind: QueryKind) -> Result<QueryResult, ClientError> {
-        self.retrying(ClientRequest::Query(kind), |r| match r {
-            ClientResponse::Answer(result) => Some(Ok(result)),
-            ClientResponse::BadRequest(e) => Some(Err(ClientError::Protocol(e))),
-            _ => None,
-        })
-        .await
+        match self.call(ClientRequest::Query(kind)).await? {
+            Reply::Answer(result) => Ok(result),
+            other => {
+                Err(ClientError::Protocol(format!("an answer for another request: {other:?}")))
+            }
+        }
     }
 
     /// Runs one call through the session: the request is resent, wherever
-    /// the session says, until a final answer, which `done` turns into the
-    /// result (None: an answer that makes no sense for this request).
-    async fn retrying<T>(
-        &mut self,
-        request: ClientRequest,
-        done: impl Fn(ClientResponse) -> Option<Result<T, ClientError>>,
-    ) -> Result<T, ClientError> {
+    /// the session says, until a final answer, read by the session for the
+    /// request it answers.
+    pub async fn call(&mut self, request: ClientRequest) -> Result<Reply, ClientError> {
         let now = self.now();
         self.session.begin_within(now, request, Some(self.patience));
         let mut in_flight: Option<(u64, Answer)> = None;
@@ -245,10 +229,9 @@ impl Client {
                             }
                         }
                     }
-                    SessionOutput::Finished(response) => {
-                        tracing::debug!(?response, "answer");
-                        let what = format!("unexpected answer: {response:?}");
-                        return done(response).unwrap_or(Err(ClientError::Protocol(what)));
+                    SessionOutput::Finished(reply) => {
+                        tracing::debug!(?reply, "answer");
+                        return reply.map_err(ClientError::from);
                     }
                     SessionOutput::GaveUp { patience } => {
                         return Err(ClientError::Timeout(patience))

@@ -8,7 +8,8 @@ use anyhow::{bail, Result};
 use kith_core::im::identity::UserId;
 use kith_core::im::presence::PresenceStatus;
 use kith_core::im::protocol::{Operation, QueryKind, QueryReply, RoomId, Target};
-use kith_core::wire::client_protocol::{ClientRequest, ClientResponse, LiveFrame};
+use kith_core::session::Reply;
+use kith_core::wire::client_protocol::{ClientRequest, LiveFrame};
 use std::collections::BTreeMap;
 use std::time::Duration;
 use tokio::io::AsyncBufReadExt;
@@ -168,9 +169,7 @@ async fn who(
         return Ok(());
     };
     let users: Vec<UserId> = info.members.iter().map(|(u, _)| *u).collect();
-    if let ClientResponse::Presence(list) =
-        s.client.request(ClientRequest::PresenceOf(users)).await?
-    {
+    if let Reply::Presence(list) = s.client.call(ClientRequest::PresenceOf(users)).await? {
         for p in list {
             if all || seen.get(&p.user) != Some(&p.status) {
                 let name = s.name_of(p.user).await;

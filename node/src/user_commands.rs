@@ -11,8 +11,9 @@ use kith_core::im::protocol::{
 };
 use kith_core::im::typing::{SignedTyping, TypingBody};
 use kith_core::limits;
-use kith_core::wire::client_protocol::{ClientRequest, ClientResponse};
-use kith_io_tokio::client::now_ms;
+use kith_core::session::Reply;
+use kith_core::wire::client_protocol::ClientRequest;
+use kith_io_tokio::client::{now_ms, ClientError};
 use kith_io_tokio::key_file::KeyFile;
 use serde_json::json;
 
@@ -374,8 +375,8 @@ async fn presence(
     if users.is_empty() {
         return Ok(());
     }
-    match s.client.request(ClientRequest::PresenceOf(users)).await? {
-        ClientResponse::Presence(list) => {
+    match s.client.call(ClientRequest::PresenceOf(users)).await? {
+        Reply::Presence(list) => {
             for p in list {
                 let name = s.name_of(p.user).await;
                 let status = format!("{:?}", p.status).to_lowercase();
@@ -398,21 +399,19 @@ async fn presence(
 pub async fn announce(s: &mut Session, status: PresenceStatus) -> Result<()> {
     let body = PresenceBody { status, issued_at_ms: now_ms(), ttl_ms: 120_000 };
     let signed = SignedPresence::sign(s.client.identity(), &body);
-    match s.client.request(ClientRequest::Presence(signed)).await? {
-        ClientResponse::PresenceTaken => Ok(()),
-        other => bail!("presence was not taken: {other:?}"),
-    }
+    s.client.call(ClientRequest::Presence(signed)).await?;
+    Ok(())
 }
 
 /// Sends a typing notice for `room`.
 pub async fn typing(s: &mut Session, room: RoomId, active: bool) -> Result<()> {
     let body = TypingBody { room, active, issued_at_ms: now_ms() };
     let notice = SignedTyping::sign(s.client.identity(), &body);
-    match s.client.request(ClientRequest::Typing(notice)).await? {
-        // Replicas before protocol 1's TypingTaken answered PresenceTaken.
-        ClientResponse::TypingTaken | ClientResponse::PresenceTaken => Ok(()),
-        ClientResponse::BadRequest(why) => bail!("{why}"),
-        other => bail!("typing notice not taken: {other:?}"),
+    match s.client.call(ClientRequest::Typing(notice)).await {
+        Ok(_) => Ok(()),
+        // The replica's refusal (say, not a member), as it put it.
+        Err(ClientError::Protocol(why)) => bail!("{why}"),
+        Err(e) => Err(e.into()),
     }
 }
 

@@ -31,7 +31,7 @@
 //!             Send { target, request_id, frame } => connect to targets[target] if needed
 //!                 and send frame; later report Answered { frame } or
 //!                 Failed { request_id } (a dial that fails is Failed at once),
-//!             Finished(response) => return response,
+//!             Finished(reply) => return reply, // Ok(Reply) or Err(CallError)
 //!             GaveUp { patience } => return a timeout error,
 //!         }
 //!     }
@@ -40,8 +40,11 @@
 //! }
 //! ```
 
+mod reply;
 #[cfg(test)]
 mod tests;
+
+pub use reply::{reply_to, CallError, Reply};
 
 use crate::ids::NodeId;
 use crate::im::identity::Identity;
@@ -111,8 +114,8 @@ pub enum SessionOutput {
         /// The encoded request frame.
         frame: Vec<u8>,
     },
-    /// The call is over with this final answer.
-    Finished(ClientResponse),
+    /// The call is over: its final answer, read for the request it answers.
+    Finished(Result<Reply, CallError>),
     /// No final answer within the session's patience.
     GaveUp {
         /// How long it tried.
@@ -277,8 +280,9 @@ impl ClientSession {
                 }
             }
             done => {
-                self.call = None;
-                self.outputs.push_back(SessionOutput::Finished(done));
+                let Some(call) = self.call.take() else { return };
+                let reply = reply_to(&call.request, done);
+                self.outputs.push_back(SessionOutput::Finished(reply));
                 return;
             }
         };
