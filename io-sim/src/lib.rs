@@ -8,6 +8,7 @@
 //! the build script refuses to build without it.
 
 pub mod client;
+pub mod datagram;
 pub mod follower;
 pub mod history;
 pub mod live_stream;

@@ -14,7 +14,7 @@
 //! `HEARTBEAT` (`key, next number`: the answer to an `ACK`), `UNKNOWN`
 //! (`key`: no such stream here, subscribe again).
 
-use bytes::Bytes;
+pub use crate::datagram::{datagram, number, split};
 use kith_core::replica::subscriptions::SubscriptionId;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -34,29 +34,6 @@ pub const UNKNOWN: u8 = 0x12;
 pub const WINDOW_FRAMES: u64 = 32;
 /// A stream not heard from for this long is closed.
 pub const SILENCE_MAX: std::time::Duration = std::time::Duration::from_secs(3);
-
-/// One datagram, split: kind, stream key, the rest.
-pub fn split(bytes: &Bytes) -> Option<(u8, u64, Bytes)> {
-    let (&kind, rest) = bytes.split_first()?;
-    let (key, _) = rest.split_first_chunk::<8>()?;
-    Some((kind, u64::from_le_bytes(*key), bytes.slice(9..)))
-}
-
-/// One datagram, built.
-pub fn datagram(kind: u8, key: u64, parts: &[&[u8]]) -> Vec<u8> {
-    let mut out = vec![kind];
-    out.extend_from_slice(&key.to_le_bytes());
-    for part in parts {
-        out.extend_from_slice(part);
-    }
-    out
-}
-
-/// A number at the head of a payload, and what follows it.
-pub fn number(payload: &Bytes) -> Option<(u64, Bytes)> {
-    let (n, _) = payload.split_first_chunk::<8>()?;
-    Some((u64::from_le_bytes(*n), payload.slice(8..)))
-}
 
 /// One open stream, on the replica's side.
 #[derive(Debug)]

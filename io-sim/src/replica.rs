@@ -410,10 +410,7 @@ impl Driver {
 
     /// Unframes a replica-to-replica datagram.
     fn peer_rpc(&mut self, from: NodeId, bytes: Bytes) -> Option<ServiceInput> {
-        let (&kind, rest) = bytes.split_first()?;
-        let (correlation, _) = rest.split_first_chunk::<8>()?;
-        let correlation = u64::from_le_bytes(*correlation);
-        let frame = bytes.slice(9..);
+        let (kind, correlation, frame) = crate::datagram::split(&bytes)?;
         match kind {
             RPC_REQUEST => {
                 let asker = self.asker(Reply::Replica(from, correlation));
@@ -465,7 +462,7 @@ impl Driver {
             ServiceOutput::Respond { asker, frame } => match self.askers.remove(&asker) {
                 Some(Reply::Client(addr)) => self.send_later(addr, TAG_CLIENT, frame),
                 Some(Reply::Replica(to, correlation)) => {
-                    let datagram = rpc(RPC_ANSWER, correlation, &frame);
+                    let datagram = crate::datagram::datagram(RPC_ANSWER, correlation, &[&frame]);
                     self.send_later(replica_addr(to), TAG_PEER_RPC, datagram)
                 }
                 None => {}
@@ -475,7 +472,7 @@ impl Driver {
                 let deadline = madsim::time::Instant::now() + PEER_REQUEST_TIMEOUT;
                 self.outbound.insert(request, deadline);
                 let correlation = (self.incarnation << INCARNATION_SHIFT) | request.0;
-                let datagram = rpc(RPC_REQUEST, correlation, &frame);
+                let datagram = crate::datagram::datagram(RPC_REQUEST, correlation, &[&frame]);
                 self.send_later(replica_addr(to), TAG_PEER_RPC, datagram);
             }
             ServiceOutput::SendRaft { to, frame } => self.send_raft(at, to, frame).await,
@@ -587,12 +584,4 @@ impl Driver {
             let _ = ep.send_to(to, tag, &datagram).await;
         });
     }
-}
-
-fn rpc(kind: u8, correlation: u64, frame: &[u8]) -> Vec<u8> {
-    let mut datagram = Vec::with_capacity(9 + frame.len());
-    datagram.push(kind);
-    datagram.extend_from_slice(&correlation.to_le_bytes());
-    datagram.extend_from_slice(frame);
-    datagram
 }

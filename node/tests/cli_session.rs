@@ -6,7 +6,7 @@ mod support;
 
 use std::process::Stdio;
 use std::time::Duration;
-use support::{kith, Scratch};
+use support::{kith, pid_of, Scratch};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 async fn run(home: &str, args: &[&str]) -> (bool, String, String) {
@@ -235,18 +235,4 @@ async fn the_readme_session_works_end_to_end() {
     assert!(status.success(), "kith dev exits cleanly: {status}");
     let (up, _, _) = run(&home, &["--as", "alice", "send", "general", "x"]).await;
     assert!(!up, "the replicas are gone");
-}
-
-/// The pid of the `kith node` process whose data directory is `dir`.
-fn pid_of(dir: &std::path::Path) -> Option<u32> {
-    let needle = format!("{}\0", dir.display());
-    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
-        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
-        let cmdline = String::from_utf8_lossy(&cmdline);
-        if cmdline.contains("\0node\0") && cmdline.contains(&needle) {
-            return Some(pid);
-        }
-    }
-    None
 }

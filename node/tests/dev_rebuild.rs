@@ -6,11 +6,10 @@
 
 mod support;
 
-use std::path::Path;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use support::Scratch;
+use support::{pid_of, Scratch};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -82,18 +81,4 @@ async fn a_replica_killed_after_a_rebuild_comes_back_and_the_others_stay_up() {
     support::signal(dev.id().unwrap(), nix::sys::signal::Signal::SIGINT);
     let status = tokio::time::timeout(Duration::from_secs(20), dev.wait()).await.unwrap().unwrap();
     assert!(status.success(), "kith dev exits cleanly: {status}");
-}
-
-/// The pid of the `kith node` process whose data directory is `dir`.
-fn pid_of(dir: &Path) -> Option<u32> {
-    let needle = format!("{}\0", dir.display());
-    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
-        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
-        let cmdline = String::from_utf8_lossy(&cmdline);
-        if cmdline.contains("\0node\0") && cmdline.contains(&needle) {
-            return Some(pid);
-        }
-    }
-    None
 }

@@ -65,11 +65,10 @@ impl ReplicaService {
     /// command that finds no leader at the receiver goes back as
     /// `NotLeader`, and the client decides where to go next.
     fn forward(&mut self, leader: crate::ids::NodeId, command: SignedCommand, asker: Asker) {
-        if self.forwards.len() >= limits::FORWARDS_PENDING_MAX {
+        if self.forwards_pending() >= limits::FORWARDS_PENDING_MAX {
             return self.answer(asker, ClientResponse::Busy);
         }
         let request = self.next_outbound();
-        self.forwards.insert(request);
         self.outbound.insert(request, super::peers::Pending::Forward(asker));
         let frame = replica_protocol::encode(&PeerRequest::Forward(command));
         self.outputs.push_back(ServiceOutput::SendPeerRequest { to: leader, request, frame });

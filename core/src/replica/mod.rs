@@ -115,7 +115,6 @@ pub struct ReplicaService {
     reads: BTreeMap<ReadId, Asker>,
     admin_proposals: BTreeMap<ProposalId, Asker>,
     outbound: BTreeMap<OutboundId, Pending>,
-    forwards: BTreeSet<OutboundId>,
     next_outbound: u64,
     outputs: VecDeque<ServiceOutput>,
     metrics: ServiceMetrics,
@@ -151,7 +150,6 @@ impl ReplicaService {
             reads: BTreeMap::new(),
             admin_proposals: BTreeMap::new(),
             outbound: BTreeMap::new(),
-            forwards: BTreeSet::new(),
             next_outbound: 0,
             outputs: VecDeque::new(),
             metrics: ServiceMetrics::default(),
@@ -256,7 +254,7 @@ impl ReplicaService {
 
     /// Client commands forwarded to the leader and not yet answered.
     pub fn forwards_pending(&self) -> usize {
-        self.forwards.len()
+        self.outbound.values().filter(|p| matches!(p, Pending::Forward(_))).count()
     }
 
     fn advance(&mut self, now: Instant) {

@@ -117,28 +117,26 @@ impl ReplicaService {
         let Some(pending) = self.outbound.remove(&request) else { return };
         match (pending, replica_protocol::decode::<PeerResponse>(frame)) {
             (Pending::Forward(asker), Ok(PeerResponse::Forwarded(response))) => {
-                self.forwards.remove(&request);
                 self.answer(asker, response)
             }
             (Pending::Admin(asker), Ok(PeerResponse::Admin(response))) => {
                 self.answer_admin(asker, response)
             }
-            (pending, _) => self.fail_outbound(request, pending, true),
+            (pending, _) => self.fail_outbound(pending, true),
         }
     }
 
     pub(super) fn on_peer_failure(&mut self, request: OutboundId, sent: bool) {
         if let Some(pending) = self.outbound.remove(&request) {
-            self.fail_outbound(request, pending, sent);
+            self.fail_outbound(pending, sent);
         }
     }
 
-    fn fail_outbound(&mut self, request: OutboundId, pending: Pending, sent: bool) {
+    fn fail_outbound(&mut self, pending: Pending, sent: bool) {
         match pending {
             // The leader may have applied it: the client retries with the
             // same command id, which is idempotent.
             Pending::Forward(asker) => {
-                self.forwards.remove(&request);
                 self.answer(asker, ClientResponse::Retry { maybe_applied: sent })
             }
             Pending::Admin(asker) => {

@@ -36,6 +36,20 @@ pub async fn until_dev_ready(stdout: tokio::process::ChildStdout) {
     ready.await.expect("kith dev is ready within 60 s");
 }
 
+/// The pid of the `kith node` process whose data directory is `dir`.
+pub fn pid_of(dir: &Path) -> Option<u32> {
+    let needle = format!("{}\0", dir.display());
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
+        let cmdline = String::from_utf8_lossy(&cmdline);
+        if cmdline.contains("\0node\0") && cmdline.contains(&needle) {
+            return Some(pid);
+        }
+    }
+    None
+}
+
 /// A scratch directory removed at drop.
 pub struct Scratch(pub PathBuf);
 
