@@ -5,21 +5,10 @@
 //! crashed replica never turns into a lost or doubled message: the state
 //! machine applies a command id at most once. Where to send next is decided
 //! here, once, for every driver (the real client in `kith-io-tokio`, the
-//! simulated clients in `kith-io-sim`):
-//!
-//! - a final answer (anything but `NotLeader`, `Retry` or `Busy`) ends the call;
-//! - `NotLeader` with a hint the client can follow (a replica on its list)
-//!   goes there; a hint it cannot follow (a replica it does not know, such
-//!   as one that was replaced) or no hint at all moves to the next replica:
-//!   staying put had every simulated client ask a removed replica forever
-//!   (madsim seed 61048, 5 voters);
-//! - `Retry` or `Busy` stays, until [`SessionConfig::misses_before_fail_over`]
-//!   such answers in a row: a replica that keeps saying "not yet" may be cut
-//!   off, or removed and still running with its forwards refused;
-//! - no answer in time, or a failed connection, moves to the next replica.
-//!
-//! Every retry waits a backoff (doubling, with jitter from the session's
-//! seeded RNG, so a crowd of clients does not retry in step).
+//! simulated clients in `kith-io-sim`, the harness's chat clients): a final
+//! answer (anything but `NotLeader`, `Retry` or `Busy`) ends the call;
+//! every other answer, a timeout or a broken connection is a [`Setback`]
+//! the [`Route`] turns into the next replica and a backoff.
 //!
 //! # The run loop a driver writes
 //!
@@ -41,10 +30,12 @@
 //! ```
 
 mod reply;
+mod route;
 #[cfg(test)]
 mod tests;
 
 pub use reply::{reply_to, CallError, Reply};
+pub use route::{Route, Setback};
 
 use crate::ids::NodeId;
 use crate::im::identity::Identity;
@@ -138,15 +129,12 @@ struct Call {
     started: Instant,
     deadline: Option<Instant>,
     phase: Phase,
-    backoff: Duration,
-    misses: u32,
 }
 
 /// One client's session with a cluster. See the module docs.
 #[derive(Debug)]
 pub struct ClientSession {
-    targets: Vec<Option<NodeId>>,
-    current: usize,
+    route: Route,
     rng: SeededRng,
     config: SessionConfig,
     next_request_id: u64,
@@ -164,10 +152,8 @@ impl ClientSession {
         seed: u64,
         config: SessionConfig,
     ) -> Self {
-        assert!(!targets.is_empty(), "a session needs at least one replica");
         ClientSession {
-            current: first % targets.len(),
-            targets,
+            route: Route::new(targets, first, config),
             rng: SeededRng::new(seed),
             config,
             next_request_id: 0,
@@ -202,8 +188,8 @@ impl ClientSession {
         assert!(self.call.is_none(), "a session runs one call at a time");
         let deadline = patience.map(|p| now + p);
         let phase = Phase::Backoff { until: now };
-        let backoff = self.config.backoff_min;
-        self.call = Some(Call { request, started: now, deadline, phase, backoff, misses: 0 });
+        self.route.restart();
+        self.call = Some(Call { request, started: now, deadline, phase });
         self.attempt(now);
     }
 
@@ -220,10 +206,10 @@ impl ClientSession {
                     self.on_answer(now, f.response)
                 }
                 Ok(_) => {}
-                Err(_) => self.retry(now, Move::Next),
+                Err(_) => self.retry(now, Setback::Failed),
             },
             SessionInput::Failed { request_id } if request_id == waiting => {
-                self.retry(now, Move::Next)
+                self.retry(now, Setback::Failed)
             }
             _ => {}
         }
@@ -233,7 +219,7 @@ impl ClientSession {
     pub fn handle_timeout(&mut self, now: Instant) {
         let Some(call) = self.call.as_ref() else { return };
         match call.phase {
-            Phase::Waiting { until, .. } if until <= now => self.retry(now, Move::Next),
+            Phase::Waiting { until, .. } if until <= now => self.retry(now, Setback::Failed),
             Phase::Backoff { until } if until <= now => self.attempt(now),
             _ => {}
         }
@@ -253,32 +239,19 @@ impl ClientSession {
 
     /// The replica (index in the list) the session talks to now.
     pub fn target(&self) -> usize {
-        self.current
+        self.route.target()
     }
 
     /// Replaces the list of replicas (an operator changed it); the session
     /// stays with its current replica if it is still on the list.
     pub fn set_targets(&mut self, targets: Vec<Option<NodeId>>, current: usize) {
-        assert!(!targets.is_empty(), "a session needs at least one replica");
-        self.current = current % targets.len();
-        self.targets = targets;
+        self.route.set_targets(targets, current);
     }
 
     fn on_answer(&mut self, now: Instant, response: ClientResponse) {
-        let to = match response {
-            ClientResponse::NotLeader { leader_hint: Some(leader) } => {
-                self.targets.iter().position(|t| *t == Some(leader)).map_or(Move::Next, Move::To)
-            }
-            ClientResponse::NotLeader { leader_hint: None } => Move::Next,
-            ClientResponse::Retry { .. } | ClientResponse::Busy => {
-                let Some(call) = self.call.as_mut() else { return };
-                call.misses += 1;
-                if call.misses >= self.config.misses_before_fail_over {
-                    Move::Next
-                } else {
-                    Move::Stay
-                }
-            }
+        let setback = match response {
+            ClientResponse::NotLeader { leader_hint } => Setback::NotLeader(leader_hint),
+            ClientResponse::Retry { .. } | ClientResponse::Busy => Setback::NotYet,
             done => {
                 let Some(call) = self.call.take() else { return };
                 let reply = reply_to(&call.request, done);
@@ -286,25 +259,13 @@ impl ClientSession {
                 return;
             }
         };
-        self.retry(now, to);
+        self.retry(now, setback);
     }
 
-    /// Schedules the next attempt after a backoff, at the replica `to` says.
-    fn retry(&mut self, now: Instant, to: Move) {
-        let jitter = self.rng.next_u64();
+    /// Schedules the next attempt after the route's backoff, where it says.
+    fn retry(&mut self, now: Instant, setback: Setback) {
         let Some(call) = self.call.as_mut() else { return };
-        match to {
-            Move::Stay => {}
-            Move::To(i) => (self.current, call.misses) = (i, 0),
-            Move::Next => {
-                (self.current, call.misses) = ((self.current + 1) % self.targets.len(), 0)
-            }
-        }
-        // Wait between half the backoff and all of it.
-        let micros = u64::try_from(call.backoff.as_micros()).unwrap_or(u64::MAX).max(2);
-        let wait = Duration::from_micros(micros / 2 + jitter % (micros / 2));
-        call.backoff = (call.backoff * 2).min(self.config.backoff_max);
-        let until = now + wait;
+        let until = now + self.route.after(setback, &mut self.rng);
         if let Some(deadline) = call.deadline.filter(|d| until > *d) {
             let patience = deadline.saturating_since(call.started);
             self.call = None;
@@ -321,14 +282,7 @@ impl ClientSession {
         let until = now + self.config.attempt_timeout;
         call.phase = Phase::Waiting { request_id, until };
         let frame = RequestFrame { request_id, request: call.request.clone() }.encode();
-        self.outputs.push_back(SessionOutput::Send { target: self.current, request_id, frame });
+        let target = self.route.target();
+        self.outputs.push_back(SessionOutput::Send { target, request_id, frame });
     }
-}
-
-/// Where the next attempt goes.
-#[derive(Clone, Copy, Debug)]
-enum Move {
-    Stay,
-    To(usize),
-    Next,
 }

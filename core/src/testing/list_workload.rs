@@ -10,6 +10,7 @@ use super::violation::Violation;
 use super::workload::{Workload, WorkloadStats};
 use crate::ids::{NodeId, ProposalId, ReadId};
 use crate::raft::{DropOutcome, Output, ReadError, SubmitError};
+use crate::session::{Route, SessionConfig, Setback};
 use crate::time::Instant;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -67,6 +68,8 @@ fn waiting_on(clients: &mut [Client], at: (NodeId, u64), what: Awaited) -> Optio
 struct Client {
     id: u64,
     seq: u64,
+    /// Where to send next: the clients' one fail-over rule (`session::Route`).
+    route: Option<Route>,
     target: NodeId,
     next_action: Instant,
     /// A value whose earlier attempt definitely did not commit.
@@ -74,6 +77,17 @@ struct Client {
     current: Option<u64>,
     state: State,
     acked: Vec<u64>,
+}
+
+/// The clients' patience: they run on the cluster's 5 ms steps.
+fn route_config() -> SessionConfig {
+    SessionConfig {
+        attempt_timeout: OP_TIMEOUT,
+        patience: None,
+        backoff_min: Duration::from_millis(5),
+        backoff_max: Duration::from_millis(200),
+        ..SessionConfig::default()
+    }
 }
 
 /// The list-append workload.
@@ -100,6 +114,7 @@ impl ListWorkload {
                 .map(|id| Client {
                     id,
                     seq: 0,
+                    route: None,
                     target: NodeId(1),
                     next_action: Instant::ZERO,
                     retry: None,
@@ -146,7 +161,7 @@ impl ListWorkload {
                 self.indeterminate.insert(v);
             }
             c.state = State::Idle;
-            self.redirect(i, cluster, None);
+            self.redirect(i, cluster, Setback::Failed);
         }
     }
 
@@ -173,8 +188,11 @@ impl ListWorkload {
                         must_see,
                     };
                 }
-                Err(ReadError::NotLeader { leader_hint }) => self.redirect(i, cluster, leader_hint),
-                Err(_) => self.redirect(i, cluster, None),
+                Err(ReadError::NotLeader { leader_hint }) => {
+                    self.redirect(i, cluster, Setback::NotLeader(leader_hint))
+                }
+                Err(ReadError::Halted) => self.redirect(i, cluster, Setback::Failed),
+                Err(_) => self.redirect(i, cluster, Setback::NotYet),
             }
             return;
         }
@@ -197,19 +215,30 @@ impl ListWorkload {
             }
             Err(e) => {
                 self.clients[i].retry = Some(value);
-                let hint =
-                    if let SubmitError::NotLeader { leader_hint } = e { leader_hint } else { None };
-                self.redirect(i, cluster, hint);
+                let setback = match e {
+                    SubmitError::NotLeader { leader_hint } => Setback::NotLeader(leader_hint),
+                    SubmitError::Halted => Setback::Failed,
+                    _ => Setback::NotYet,
+                };
+                self.redirect(i, cluster, setback);
             }
         }
     }
 
-    fn redirect(&mut self, i: usize, cluster: &mut Cluster<ListMachine>, hint: Option<NodeId>) {
+    /// Moves client `i` after `setback`, the way every client does.
+    fn redirect(&mut self, i: usize, cluster: &mut Cluster<ListMachine>, setback: Setback) {
         let ids = cluster.ids();
-        let pick = cluster.rng().range(0, ids.len() as u64) as usize;
+        let now = cluster.now();
         let c = &mut self.clients[i];
-        c.target = hint.unwrap_or(ids[pick]);
-        c.next_action = cluster.now() + Duration::from_millis(5);
+        let target = c.target;
+        let route = c.route.get_or_insert_with(|| {
+            let targets = ids.iter().map(|id| Some(*id)).collect();
+            let first = ids.iter().position(|id| *id == target).unwrap_or(0);
+            Route::new(targets, first, route_config())
+        });
+        let wait = route.after(setback, cluster.rng());
+        c.target = ids[route.target()];
+        c.next_action = now + wait;
     }
 
     fn on_event(&mut self, now: Instant, event: Event<ListMachine>) -> Result<(), Violation> {
@@ -221,6 +250,9 @@ impl ListWorkload {
                     return Ok(());
                 };
                 let value = c.current.take().expect("appending has a value");
+                if let Some(route) = c.route.as_mut() {
+                    route.restart();
+                }
                 c.acked.push(value);
                 c.state = State::Idle;
                 c.next_action = now + Duration::from_millis(1 + value % 7);
