@@ -3,6 +3,7 @@
 //! checked at delivery time, so frames already in flight are cut too.
 
 use crate::ids::NodeId;
+use crate::replica::GossipTopic;
 use crate::rng::SeededRng;
 use crate::time::Instant;
 use bytes::Bytes;
@@ -33,6 +34,19 @@ impl Default for NetworkConfig {
     }
 }
 
+/// Which of a replica's protocols a frame travels on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Channel {
+    /// A Raft frame.
+    Raft,
+    /// A replica-protocol request, with the sender's correlation id.
+    Request(u64),
+    /// The answer to the request with this correlation id.
+    Answer(u64),
+    /// A gossip message on a topic.
+    Gossip(GossipTopic),
+}
+
 /// A frame in flight.
 #[derive(Clone, Debug)]
 pub struct Packet {
@@ -40,6 +54,8 @@ pub struct Packet {
     pub from: NodeId,
     /// Receiver.
     pub to: NodeId,
+    /// The protocol it travels on.
+    pub channel: Channel,
     /// Frame bytes.
     pub bytes: Bytes,
 }
@@ -73,8 +89,20 @@ impl Network {
         }
     }
 
-    /// Hands a frame to the network at `now`.
+    /// Hands a Raft frame to the network at `now`.
     pub fn send(&mut self, now: Instant, from: NodeId, to: NodeId, bytes: Bytes) {
+        self.send_on(now, from, to, Channel::Raft, bytes);
+    }
+
+    /// Hands a frame on `channel` to the network at `now`.
+    pub fn send_on(
+        &mut self,
+        now: Instant,
+        from: NodeId,
+        to: NodeId,
+        channel: Channel,
+        bytes: Bytes,
+    ) {
         if self.rng.chance(self.config.loss) {
             self.dropped += 1;
             return;
@@ -85,7 +113,8 @@ impl Network {
             let max = self.config.delay_max.as_micros() as u64;
             let at = Instant::from_micros(now.as_micros() + self.rng.range(min, max + 1));
             self.seq += 1;
-            self.in_flight.insert((at, self.seq), Packet { from, to, bytes: bytes.clone() });
+            self.in_flight
+                .insert((at, self.seq), Packet { from, to, channel, bytes: bytes.clone() });
         }
     }
 

@@ -11,7 +11,7 @@ impl<S: SimMachine> Cluster<S> {
     /// oldest may be torn.
     pub fn crash(&mut self, id: NodeId) {
         let Some(replica) = self.replicas.get_mut(&id) else { return };
-        if replica.node.take().is_some() {
+        if replica.host.take().is_some() {
             replica.disk.crash(&mut self.rng);
             if let Some(history) = &replica.history {
                 history.crash();
@@ -25,7 +25,7 @@ impl<S: SimMachine> Cluster<S> {
         let config = self.node_config(id);
         let now = self.now;
         let Some(replica) = self.replicas.get_mut(&id) else { return Ok(()) };
-        if replica.node.is_some() {
+        if replica.host.is_some() {
             return Ok(());
         }
         let log = replica.disk.recover().map_err(|e| Violation {
@@ -47,8 +47,11 @@ impl<S: SimMachine> Cluster<S> {
             detail: format!("node {id}: {e}"),
             at: now,
         })?;
-        replica.node = Some(node);
-        replica.incarnation += 1;
+        let incarnation = replica.incarnation + 1;
+        let host = self.host_of(node, incarnation);
+        let replica = self.replicas.get_mut(&id).expect("listed");
+        replica.host = Some(host);
+        replica.incarnation = incarnation;
         self.drain(id)
     }
 

@@ -2,18 +2,22 @@
 //! in simulated time with no async runtime: as fast as the CPU allows.
 
 mod faults;
+mod host;
+mod service_host;
 mod step;
+
+pub use host::{Fact, Host, HostContext, HostOutput};
+pub use service_host::ServiceHost;
 
 use super::disk::{DiskConfig, SimDisk};
 use super::invariant::{ClientSends, Invariants, StoredMessage};
-use super::network::{Network, NetworkConfig};
+use super::network::{Channel, Network, NetworkConfig, Packet};
 use super::violation::Violation;
 use crate::config::Config;
 use crate::ids::NodeId;
 use crate::ids::{ProposalId, ReadId};
-use crate::raft::{MembershipChange, Node, NodeOutput, ReadError, Role, SubmitError};
+use crate::raft::{MembershipChange, Node, ReadError, Role, SubmitError};
 use crate::rng::SeededRng;
-use crate::state_machine::StateMachine;
 use crate::testing::sim_history::SimHistory;
 use crate::testing::sim_machine::SimMachine;
 use crate::time::Instant;
@@ -69,17 +73,17 @@ impl ClusterConfig {
 
 /// An output the cluster did not consume itself, tagged with its source.
 #[derive(Debug)]
-pub struct Event<S: StateMachine> {
+pub struct Event<S: SimMachine> {
     /// The replica.
     pub node: NodeId,
     /// Its incarnation (bumped by every restart).
     pub incarnation: u64,
     /// What it said.
-    pub output: NodeOutput<S>,
+    pub output: <S::Host as Host>::Event,
 }
 
-struct Replica<S: StateMachine> {
-    node: Option<Node<S>>,
+struct Replica<S: SimMachine> {
+    host: Option<S::Host>,
     disk: SimDisk,
     history: Option<SimHistory>,
     incarnation: u64,
@@ -128,7 +132,8 @@ impl<S: SimMachine> Cluster<S> {
             }
             .map_err(|e| cluster.violation("start", format!("node {id}: {e}")))?;
             let disk = SimDisk::new(cluster.config.disk.clone());
-            let replica = Replica { node: Some(node), disk, history, incarnation: 1 };
+            let host = cluster.host_of(node, 1);
+            let replica = Replica { host: Some(host), disk, history, incarnation: 1 };
             cluster.replicas.insert(id, replica);
             cluster.drain(id)?;
         }
@@ -144,6 +149,23 @@ impl<S: SimMachine> Cluster<S> {
             c.bugs = self.config.bugs;
         }
         c
+    }
+
+    /// Starts incarnation `incarnation` of a replica around `node`.
+    fn host_of(&self, node: Node<S>, incarnation: u64) -> S::Host {
+        let replicas: Vec<NodeId> = self.config_ids();
+        let context = HostContext {
+            incarnation,
+            replicas: &replicas,
+            #[cfg(feature = "bug-switches")]
+            bugs: self.config.bugs,
+        };
+        S::Host::start(node, self.now, context)
+    }
+
+    /// Every replica the harness runs, started or not.
+    fn config_ids(&self) -> Vec<NodeId> {
+        (1..=self.config.voters + self.config.spares).map(NodeId).collect()
     }
 
     fn violation(&self, invariant: &'static str, detail: String) -> Violation {
@@ -162,7 +184,25 @@ impl<S: SimMachine> Cluster<S> {
 
     /// The live replica `id`.
     pub fn node(&self, id: NodeId) -> Option<&Node<S>> {
-        self.replicas.get(&id).and_then(|r| r.node.as_ref())
+        self.host(id).map(|h| h.node())
+    }
+
+    /// The live replica `id`'s host.
+    pub fn host(&self, id: NodeId) -> Option<&S::Host> {
+        self.replicas.get(&id).and_then(|r| r.host.as_ref())
+    }
+
+    /// Lets `f` act on the live replica `id` at the current time, then
+    /// carries out what it said; None if `id` is down.
+    pub fn with_host<R>(
+        &mut self,
+        id: NodeId,
+        f: impl FnOnce(&mut S::Host, Instant) -> R,
+    ) -> Option<R> {
+        let now = self.now;
+        let result = f(self.live_mut(id)?, now);
+        self.drain_or_record(id);
+        Some(result)
     }
 
     /// Reports the converged chat state to the invariants.
@@ -184,7 +224,7 @@ impl<S: SimMachine> Cluster<S> {
     pub fn leader(&self) -> Option<NodeId> {
         self.replicas
             .values()
-            .filter_map(|r| r.node.as_ref())
+            .filter_map(|r| r.host.as_ref().map(|h| h.node()))
             .filter(|n| n.status().role == Role::Leader)
             .max_by_key(|n| n.status().term)
             .map(|n| n.id())
@@ -205,6 +245,52 @@ impl<S: SimMachine> Cluster<S> {
         std::mem::take(&mut self.events)
     }
 
+    /// Proposes a membership change at replica `id`.
+    pub fn change_membership(
+        &mut self,
+        id: NodeId,
+        change: &MembershipChange,
+    ) -> Result<ProposalId, SubmitError> {
+        let now = self.now;
+        let host = self.live_mut(id).ok_or(SubmitError::Halted)?;
+        let result = host.change_membership(now, change);
+        self.drain_or_record(id);
+        result
+    }
+
+    /// Hands `bytes` to replica `to` as if peer `from` had sent them (for
+    /// fuzzing with forged and malformed frames).
+    pub fn inject_frame(&mut self, from: NodeId, to: NodeId, bytes: bytes::Bytes) {
+        let now = self.now;
+        if let Some(host) = self.live_mut(to) {
+            host.receive(now, Packet { from, to, channel: Channel::Raft, bytes });
+            self.drain_or_record(to);
+        }
+    }
+
+    /// Asks replica `id` (a leader) to hand leadership to `to`.
+    pub fn transfer_leadership(&mut self, id: NodeId, to: NodeId) {
+        let now = self.now;
+        if let Some(host) = self.live_mut(id) {
+            host.transfer_leadership(now, to);
+            self.drain_or_record(id);
+        }
+    }
+
+    fn live_mut(&mut self, id: NodeId) -> Option<&mut S::Host> {
+        self.replicas.get_mut(&id).and_then(|r| r.host.as_mut())
+    }
+
+    fn drain_or_record(&mut self, id: NodeId) {
+        if let Err(v) = self.drain(id) {
+            self.pending_violation.get_or_insert(v);
+        }
+    }
+}
+
+/// Requests straight to a bare node (the chat workload goes through the
+/// replica service instead).
+impl<S: SimMachine<Host = Node<S>>> Cluster<S> {
     /// Submits `command` at replica `id`.
     pub fn submit(&mut self, id: NodeId, command: &S::Command) -> Result<ProposalId, SubmitError> {
         let now = self.now;
@@ -221,47 +307,5 @@ impl<S: SimMachine> Cluster<S> {
         let result = node.read(now, query);
         self.drain_or_record(id);
         result
-    }
-
-    /// Proposes a membership change at replica `id`.
-    pub fn change_membership(
-        &mut self,
-        id: NodeId,
-        change: &MembershipChange,
-    ) -> Result<ProposalId, SubmitError> {
-        let now = self.now;
-        let node = self.live_mut(id).ok_or(SubmitError::Halted)?;
-        let result = node.change_membership(now, change);
-        self.drain_or_record(id);
-        result
-    }
-
-    /// Hands `bytes` to replica `to` as if peer `from` had sent them (for
-    /// fuzzing with forged and malformed frames).
-    pub fn inject_frame(&mut self, from: NodeId, to: NodeId, bytes: bytes::Bytes) {
-        let now = self.now;
-        if let Some(node) = self.live_mut(to) {
-            node.handle_input(now, crate::raft::Input::Received { from, bytes });
-            self.drain_or_record(to);
-        }
-    }
-
-    /// Asks replica `id` (a leader) to hand leadership to `to`.
-    pub fn transfer_leadership(&mut self, id: NodeId, to: NodeId) {
-        let now = self.now;
-        if let Some(node) = self.live_mut(id) {
-            node.transfer_leadership(now, to);
-            self.drain_or_record(id);
-        }
-    }
-
-    fn live_mut(&mut self, id: NodeId) -> Option<&mut Node<S>> {
-        self.replicas.get_mut(&id).and_then(|r| r.node.as_mut())
-    }
-
-    fn drain_or_record(&mut self, id: NodeId) {
-        if let Err(v) = self.drain(id) {
-            self.pending_violation.get_or_insert(v);
-        }
     }
 }

@@ -1,9 +1,10 @@
 //! Running the cluster: deliver frames, land disk writes, fire timers, and
 //! route every output, checking invariants after each step.
 
+use super::host::{Fact, Host, HostOutput};
 use super::{Cluster, Event};
 use crate::ids::NodeId;
-use crate::raft::{Input, Output, Role};
+use crate::testing::network::Channel;
 use crate::testing::sim_machine::SimMachine;
 use crate::testing::violation::Violation;
 use crate::time::Instant;
@@ -32,7 +33,7 @@ impl<S: SimMachine> Cluster<S> {
 
     fn next_event_time(&self) -> Option<Instant> {
         let timers = self.replicas.values().filter_map(|r| {
-            let node_timer = r.node.as_ref().and_then(|n| n.poll_timeout());
+            let node_timer = r.host.as_ref().and_then(|h| h.poll_timeout());
             let disk = r.disk.next_completion();
             [node_timer, disk].into_iter().flatten().min()
         });
@@ -43,23 +44,23 @@ impl<S: SimMachine> Cluster<S> {
         let now = self.now;
         while let Some(packet) = self.network.pop_due(now) {
             let to = packet.to;
-            if let Some(node) = self.live_mut(to) {
-                node.handle_input(now, Input::Received { from: packet.from, bytes: packet.bytes });
+            if let Some(host) = self.live_mut(to) {
+                host.receive(now, packet);
                 self.drain(to)?;
             }
         }
         for id in self.ids() {
             let replica = self.replicas.get_mut(&id).expect("listed");
             let Some(up_to) = replica.disk.complete_due(now) else { continue };
-            if let Some(node) = replica.node.as_mut() {
-                node.handle_input(now, Input::Persisted { up_to });
+            if let Some(host) = replica.host.as_mut() {
+                host.persisted(now, up_to);
                 self.drain(id)?;
             }
         }
         for id in self.ids() {
-            let Some(node) = self.live_mut(id) else { continue };
-            if node.poll_timeout().is_some_and(|t| t <= now) {
-                node.handle_timeout(now);
+            let Some(host) = self.live_mut(id) else { continue };
+            if host.poll_timeout().is_some_and(|t| t <= now) {
+                host.handle_timeout(now);
                 self.drain(id)?;
             }
         }
@@ -69,50 +70,61 @@ impl<S: SimMachine> Cluster<S> {
     /// Carries out every output of `id`, then checks its status.
     pub(super) fn drain(&mut self, id: NodeId) -> Result<(), Violation> {
         let now = self.now;
+        let others: Vec<NodeId> = self.ids().into_iter().filter(|o| *o != id).collect();
         let replica = self.replicas.get_mut(&id).expect("known replica");
         let incarnation = replica.incarnation;
-        let Some(node) = replica.node.as_mut() else { return Ok(()) };
-        while let Some(output) = node.poll_output() {
+        let Some(host) = replica.host.as_mut() else { return Ok(()) };
+        while let Some(output) = host.poll_output() {
             self.trace.update(&now.as_micros().to_le_bytes());
             self.trace.update(&id.get().to_le_bytes());
             match output {
-                Output::Send { to, frame } => {
-                    self.trace.update(&frame);
-                    self.checker.on_send(id, incarnation, to, &frame)?;
-                    self.network.send(now, id, to, frame);
+                HostOutput::Send { to, channel, bytes } => {
+                    self.trace.update(&bytes);
+                    if channel == Channel::Raft {
+                        self.checker.on_send(id, incarnation, to, &bytes)?;
+                    }
+                    self.network.send_on(now, id, to, channel, bytes);
                 }
-                Output::Persist { id: batch, new_segment, bytes } => {
+                HostOutput::Publish { channel, bytes } => {
+                    self.trace.update(&bytes);
+                    for to in &others {
+                        self.network.send_on(now, id, *to, channel, bytes.clone());
+                    }
+                }
+                HostOutput::Persist { id: batch, new_segment, bytes } => {
                     self.trace.update(&bytes);
                     self.checker.on_persist(id, &bytes)?;
                     if let Err(full) =
                         replica.disk.write(now, &mut self.rng, batch, new_segment, bytes)
                     {
-                        let reason = full.to_string();
-                        node.handle_input(now, Input::PersistFailed { id: batch, reason });
+                        host.persist_failed(now, batch, full.to_string());
                     }
                 }
-                Output::Halted { reason } => {
+                HostOutput::Halted { reason } => {
                     return Err(Violation {
                         invariant: "no halt",
                         detail: format!("node {id} halted: {reason}"),
                         at: now,
                     })
                 }
-                output => {
-                    if let Output::Applied { index, term, position, .. } = &output {
-                        self.trace.update(&index.get().to_le_bytes());
-                        self.checker.on_applied(id, incarnation, *index, *term, *position)?;
+                HostOutput::Event { event, fact } => {
+                    match fact {
+                        Some(Fact::Applied { index, term, position }) => {
+                            self.trace.update(&index.get().to_le_bytes());
+                            self.checker.on_applied(id, incarnation, index, term, position)?;
+                        }
+                        Some(Fact::MembershipChanged(membership)) => {
+                            self.checker.on_membership(id, incarnation, &membership)?;
+                        }
+                        Some(Fact::BecameLeader(term)) => {
+                            self.checker.on_leader(host.node(), term)?
+                        }
+                        None => {}
                     }
-                    if let Output::MembershipChanged { membership, .. } = &output {
-                        self.checker.on_membership(id, incarnation, membership)?;
-                    }
-                    if let Output::RoleChanged { role: Role::Leader, term, .. } = &output {
-                        self.checker.on_leader(&*node, *term)?;
-                    }
-                    self.events.push(Event { node: id, incarnation, output });
+                    self.events.push(Event { node: id, incarnation, output: event });
                 }
             }
         }
-        self.checker.on_status(&*node, incarnation)
+        self.checker.on_status(host.node(), incarnation)
     }
 }

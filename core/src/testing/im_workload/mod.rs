@@ -48,10 +48,12 @@ fn club() -> RoomId {
     RoomId::Group("club".into())
 }
 
-/// The clients' patience: the harness runs in 5 ms steps.
+/// The clients' patience. An attempt outlives a forward's round trips
+/// over the harness's slowest links (30 ms each way) and a commit; one
+/// lost datagram costs a resend, not a stall.
 fn session_config() -> SessionConfig {
     SessionConfig {
-        attempt_timeout: Duration::from_millis(1500),
+        attempt_timeout: Duration::from_millis(400),
         patience: None,
         backoff_min: Duration::from_millis(5),
         backoff_max: Duration::from_millis(250),
@@ -237,7 +239,11 @@ impl ImWorkload {
                     c.attempt = None;
                     if outcome.command_id != body.command_id {
                         let detail = format!("client {i} got {outcome:?} for {body:?}");
-                        return Err(Violation { invariant: "reply matches request", detail, at: now });
+                        return Err(Violation {
+                            invariant: "reply matches request",
+                            detail,
+                            at: now,
+                        });
                     }
                     self.resolve(i, &body, outcome.result, now);
                 }
@@ -298,8 +304,11 @@ impl ImWorkload {
         let Event { node, incarnation, output } = event;
         match output {
             ServiceOutput::Respond { asker, frame } => {
-                let at = |a: &Attempt| (a.node, a.incarnation, a.asker) == (node, incarnation, asker);
-                if let Some(c) = self.clients.iter_mut().find(|c| c.attempt.as_ref().is_some_and(at)) {
+                let at =
+                    |a: &Attempt| (a.node, a.incarnation, a.asker) == (node, incarnation, asker);
+                if let Some(c) =
+                    self.clients.iter_mut().find(|c| c.attempt.as_ref().is_some_and(at))
+                {
                     c.attempt = None;
                     c.session.handle_input(now, SessionInput::Answered { frame: frame.into() });
                 }
@@ -378,7 +387,9 @@ impl Workload<ImMachine> for ImWorkload {
         let request = ClientRequest::Submit(SignedCommand::sign(&self.barrier, &body));
         let frame = RequestFrame { request_id: self.barrier_round, request }.encode();
         let user = self.barrier.user();
-        cluster.with_host(leader, |h: &mut ServiceHost, now| h.client_request(now, user, frame.into())).is_some()
+        cluster
+            .with_host(leader, |h: &mut ServiceHost, now| h.client_request(now, user, frame.into()))
+            .is_some()
     }
 
     fn barrier_applied(&self, machine: &ImMachine) -> bool {
