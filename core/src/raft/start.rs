@@ -4,7 +4,7 @@
 use super::LogStore;
 use super::{Membership, Node, NodeMetrics, PersistPipeline, Proposals, Reads, Role, StartError};
 use crate::config::Config;
-use crate::durable::{Record, RecoveredLog};
+use crate::durable::{DurableHardState, Record, RecoveredLog};
 use crate::ids::{LogIndex, NodeId};
 use crate::limits;
 use crate::rng::SeededRng;
@@ -79,11 +79,19 @@ impl<S: StateMachine> Node<S> {
     pub fn resume(
         config: Config,
         log: &RecoveredLog,
-        machine: S,
+        mut machine: S,
         now: Instant,
         on_empty: OnEmptyDisk<'_>,
     ) -> Result<Self, StartError> {
         if log.snapshot.is_some() || !log.entries.is_empty() {
+            return Self::recover(config, log, machine, now);
+        }
+        // A joiner can vote, or learn a term, before its first snapshot
+        // lands: its disk then holds only that hard state, a promise it
+        // must keep. Starting it as a fresh joiner let it vote twice in one
+        // term (madsim seed 85 at 30 s, a replacement replica).
+        if log.hard_state != DurableHardState::default() {
+            machine.restore(&[])?;
             return Self::recover(config, log, machine, now);
         }
         match on_empty {
@@ -197,4 +205,52 @@ impl<S: StateMachine> Node<S> {
 /// commit (opaque to the machine; decoded again at recovery).
 pub(crate) fn encode_meta(meta: &WireSnapshotMeta) -> Vec<u8> {
     postcard::to_allocvec(meta).expect("metadata encodes")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::im::ImMachine;
+
+    fn log(hard_state: DurableHardState) -> RecoveredLog {
+        RecoveredLog {
+            snapshot: None,
+            hard_state,
+            entries: Vec::new(),
+            removed: Vec::new(),
+            last_segment_valid_bytes: 0,
+            torn_tail_bytes: 0,
+        }
+    }
+
+    fn resume(log: &RecoveredLog, on_empty: OnEmptyDisk<'_>) -> Node<ImMachine> {
+        let config = Config::new(NodeId(9), 1);
+        Node::resume(config, log, ImMachine::default(), Instant::ZERO, on_empty).expect("starts")
+    }
+
+    #[test]
+    fn a_joiner_that_voted_keeps_its_vote() {
+        let voted = DurableHardState { term: 15, vote: 7, commit: 0 };
+        for on_empty in [OnEmptyDisk::Join, OnEmptyDisk::Bootstrap(&[NodeId(9)])] {
+            let node = resume(&log(voted), on_empty);
+            assert_eq!(node.raw.store().durable_hard_state(), voted, "{on_empty:?}");
+            assert!(node.membership().is_empty(), "it still waits to be added");
+        }
+    }
+
+    #[test]
+    fn an_empty_disk_does_what_the_operator_said() {
+        let empty = log(DurableHardState::default());
+        assert!(resume(&empty, OnEmptyDisk::Join).membership().is_empty());
+        let voters = [NodeId(9)];
+        assert!(resume(&empty, OnEmptyDisk::Bootstrap(&voters)).membership().contains(NodeId(9)));
+        let refused = Node::resume(
+            Config::new(NodeId(9), 1),
+            &empty,
+            ImMachine::default(),
+            Instant::ZERO,
+            OnEmptyDisk::Refuse,
+        );
+        assert!(matches!(refused, Err(StartError::NothingOnDisk)));
+    }
 }
