@@ -13,6 +13,7 @@ pub mod follower;
 pub mod history;
 pub mod live_stream;
 pub mod lobby;
+pub mod operator;
 pub mod replica;
 pub mod simulation;
 pub mod world;

@@ -5,8 +5,10 @@
 //! checkers what it carries out.
 
 use crate::live_stream::{self, Stream, Streams};
+use crate::operator::{operator_user, ADMIN_ANSWER, ADMIN_REQUEST};
 use crate::world::{
-    replica_addr, replica_at, World, TAG_CLIENT, TAG_GOSSIP, TAG_LIVE, TAG_PEER, TAG_PEER_RPC,
+    replica_addr, replica_at, World, TAG_ADMIN, TAG_CLIENT, TAG_GOSSIP, TAG_LIVE, TAG_PEER,
+    TAG_PEER_RPC,
 };
 use bytes::Bytes;
 use kith_core::config::Config;
@@ -54,6 +56,7 @@ enum Arrival {
     Gossip(Bytes),
     Client(SocketAddr, Bytes),
     Live(SocketAddr, Bytes),
+    Admin(SocketAddr, Bytes),
 }
 
 /// Where an answer goes.
@@ -61,6 +64,7 @@ enum Arrival {
 enum Reply {
     Client(SocketAddr),
     Replica(NodeId, u64),
+    Operator(SocketAddr, u64),
 }
 
 /// The driver's bookkeeping between the service and the network.
@@ -116,7 +120,7 @@ pub async fn run_replica(world: World, id: NodeId, epoch: madsim::time::Instant)
     };
     let (tx, mut rx) = mpsc::channel::<Arrival>(1024);
     // madsim's recv is not cancellation safe: receive in dedicated tasks.
-    for tag in [TAG_PEER, TAG_PEER_RPC, TAG_GOSSIP, TAG_CLIENT, TAG_LIVE] {
+    for tag in [TAG_PEER, TAG_PEER_RPC, TAG_GOSSIP, TAG_CLIENT, TAG_LIVE, TAG_ADMIN] {
         let (ep, tx) = (endpoint.clone(), tx.clone());
         madsim::task::spawn(async move {
             let mut buf = vec![0u8; limits::FRAME_BYTES_MAX + 64];
@@ -128,6 +132,7 @@ pub async fn run_replica(world: World, id: NodeId, epoch: madsim::time::Instant)
                     (TAG_GOSSIP, Some(_)) => Arrival::Gossip(bytes),
                     (TAG_PEER | TAG_PEER_RPC | TAG_GOSSIP, None) => continue,
                     (TAG_LIVE, _) => Arrival::Live(from, bytes),
+                    (TAG_ADMIN, _) => Arrival::Admin(from, bytes),
                     _ => Arrival::Client(from, bytes),
                 };
                 if tx.send(arrival).await.is_err() {
@@ -223,8 +228,8 @@ fn start(
     };
     let service = match node {
         Ok(node) => {
-            #[allow(unused_mut)]
             let mut service_config = ServiceConfig::default();
+            service_config.admins = vec![operator_user()];
             #[cfg(feature = "bug-switches")]
             {
                 service_config.bugs = bugs;
@@ -337,6 +342,18 @@ impl Driver {
                 let frame = bytes.slice(32..);
                 let asker = self.asker(Reply::Client(addr));
                 ServiceInput::ClientRequested { asker, user, frame }
+            }
+            // Admin datagrams: kind, correlation, the operator's user id, the frame.
+            Arrival::Admin(addr, bytes) => {
+                let Some((ADMIN_REQUEST, correlation, payload)) = crate::datagram::split(&bytes)
+                else {
+                    return;
+                };
+                let Some((user, _)) = payload.split_first_chunk::<32>() else { return };
+                let operator = Some(UserId(*user));
+                let frame = payload.slice(32..);
+                let asker = self.asker(Reply::Operator(addr, correlation));
+                ServiceInput::AdminRequested { asker, operator, frame }
             }
         };
         self.service().handle_input(now, input);
@@ -461,6 +478,10 @@ impl Driver {
         match output {
             ServiceOutput::Respond { asker, frame } => match self.askers.remove(&asker) {
                 Some(Reply::Client(addr)) => self.send_later(addr, TAG_CLIENT, frame),
+                Some(Reply::Operator(addr, correlation)) => {
+                    let datagram = crate::datagram::datagram(ADMIN_ANSWER, correlation, &[&frame]);
+                    self.send_later(addr, TAG_ADMIN, datagram)
+                }
                 Some(Reply::Replica(to, correlation)) => {
                     let datagram = crate::datagram::datagram(RPC_ANSWER, correlation, &[&frame]);
                     self.send_later(replica_addr(to), TAG_PEER_RPC, datagram)

@@ -12,7 +12,7 @@ use kith_core::testing::sim_history::SimHistory;
 use kith_core::testing::violation::Violation;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 /// The UDP-like port every replica listens on.
 pub const REPLICA_PORT: u16 = 7000;
@@ -47,9 +47,36 @@ pub fn receive(
     rx
 }
 
-/// The simulated address of replica `id`.
+/// Message tag for operators' admin requests and their answers.
+pub const TAG_ADMIN: u64 = 6;
+
+/// A simulated replica's PeerId bytes: an identity multihash of a key
+/// naming its slot. Replica slots are numbered 1-254 (the address is
+/// 10.0.0.slot); the Raft id follows from the PeerId as the real node's
+/// does (`NodeId::of_peer`), so an operator's admin request names a
+/// replica exactly as it does in production.
+pub fn replica_peer(slot: u8) -> Vec<u8> {
+    let mut peer = vec![0x00, 8];
+    peer.extend_from_slice(b"kithsim");
+    peer.push(slot);
+    peer
+}
+
+/// The Raft id of the replica in `slot`.
+pub fn replica_id(slot: u8) -> NodeId {
+    NodeId::of_peer(&replica_peer(slot))
+}
+
+/// The slot of replica `id`, if it is a simulated replica's.
+pub fn replica_slot(id: NodeId) -> Option<u8> {
+    static SLOTS: OnceLock<BTreeMap<NodeId, u8>> = OnceLock::new();
+    SLOTS.get_or_init(|| (1..=254).map(|slot| (replica_id(slot), slot)).collect()).get(&id).copied()
+}
+
+/// The simulated address of replica `id` (10.0.0.0, where nobody listens,
+/// for an id no simulated replica has).
 pub fn replica_ip(id: NodeId) -> IpAddr {
-    IpAddr::V4(Ipv4Addr::new(10, 0, 0, id.get() as u8))
+    IpAddr::V4(Ipv4Addr::new(10, 0, 0, replica_slot(id).unwrap_or(0)))
 }
 
 /// The socket address of replica `id`.
@@ -61,10 +88,15 @@ pub fn replica_addr(id: NodeId) -> SocketAddr {
 pub fn replica_at(addr: SocketAddr) -> Option<NodeId> {
     match addr.ip() {
         IpAddr::V4(v4) if v4.octets()[..3] == [10, 0, 0] && v4.octets()[3] != 0 => {
-            Some(NodeId(u64::from(v4.octets()[3])))
+            Some(replica_id(v4.octets()[3]))
         }
         _ => None,
     }
+}
+
+/// The simulated address of the operator.
+pub fn operator_ip() -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(10, 0, 2, 1))
 }
 
 /// The simulated address of client `i`.
@@ -143,12 +175,17 @@ pub struct SimWorld {
     pub values: BTreeMap<uuid::Uuid, u64>,
     /// Client commands replicas forwarded to their leader (all runs).
     pub forwards: u64,
+    /// Membership changes the operator's admin requests made.
+    pub admin_changes: u64,
     /// Gossip messages replicas published (all runs).
     pub gossip: u64,
     /// Room entries live subscribers received (all runs).
     pub delivered: u64,
     /// Which lobby the clients write to.
     pub lobby: crate::lobby::LobbySchedule,
+    /// Where the controller hands the operator its admin requests, once
+    /// the operator's process runs.
+    pub operator: Option<crate::operator::Operator>,
     /// Test-only rule breakers every replica runs with.
     #[cfg(feature = "bug-switches")]
     pub bugs: kith_core::bugs::BugSwitches,
@@ -168,13 +205,15 @@ impl World {
         checker: Invariants,
     ) -> World {
         let mut rng = SeededRng::new(seed ^ 0x5eed_d15c);
+        assert!(voters + spares < 255, "replica addresses are 10.0.0.1-254");
         let replicas = (1..=voters + spares)
-            .map(|i| (NodeId(i), ReplicaSlot::new(&mut rng, disk.clone(), i <= voters)))
+            .map(|i| (replica_id(i as u8), ReplicaSlot::new(&mut rng, disk.clone(), i <= voters)))
             .collect();
         World(Arc::new(Mutex::new(SimWorld {
             seed,
             replicas,
-            voters: (1..=voters).map(NodeId).collect(),
+            voters: (1..=voters).map(|i| replica_id(i as u8)).collect(),
+            operator: None,
             rng,
             checker,
             violation: None,
@@ -186,6 +225,7 @@ impl World {
             epoch: None,
             values: BTreeMap::new(),
             forwards: 0,
+            admin_changes: 0,
             gossip: 0,
             delivered: 0,
             lobby: crate::lobby::LobbySchedule::default(),
@@ -219,11 +259,12 @@ impl SimWorld {
     }
 
     /// A new machine with an empty disk, standing in for `old`: the next
-    /// free id (its address follows from it), a history store if `old` had
-    /// one.
+    /// free slot (its id and address follow from it), a history store if
+    /// `old` had one.
     pub fn replace(&mut self, old: NodeId) -> NodeId {
-        let id = NodeId(self.replicas.keys().next_back().map_or(1, |last| last.get() + 1));
-        assert!(id.get() < 255, "replica addresses are 10.0.0.1-254");
+        let slot = self.replicas.len() + 1;
+        assert!(slot < 255, "replica addresses are 10.0.0.1-254");
+        let id = replica_id(slot as u8);
         let old = &self.replicas[&old];
         let (disk, durable) = (old.disk.config.clone(), old.history.is_some());
         let mut slot = ReplicaSlot::new(&mut self.rng, disk, false);

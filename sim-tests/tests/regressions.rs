@@ -8,6 +8,7 @@
 //! condition that exposed the bug.
 
 use kith_io_sim::simulation::{run, SimConfig, SimReport};
+use kith_io_sim::world::replica_id;
 use std::time::Duration;
 
 /// Runs `seed` with every checker, `seconds` of faults and `voters` voters.
@@ -55,17 +56,18 @@ fn seeds_9228_9285_and_61048_pass_with_five_voters() {
 /// Seed 32 (60 s) found that once every original replica was found beyond
 /// repair and replaced, the clients, which only knew the originals, could
 /// never finish (fixed in io-sim/src/client.rs: clients follow the
-/// operator's current list). Seed 319 now meets that condition: the
+/// operator's current list). Seed 7 now meets that condition: the
 /// configuration it ends with holds none of the three replicas the clients
-/// were started with (seeds 346 and then 366 did until the replica service
-/// and the client session changed what the seeds draw).
+/// were started with (seeds 346, 366 and 319 did until the replica service,
+/// the client session and then PeerId-derived replica ids changed what the
+/// seeds draw).
 #[test]
 fn clients_finish_after_every_original_replica_is_replaced() {
-    let report = run_seed(319, 60, 3);
-    assert!(report.violation.is_none(), "seed 319: {:?}", report.violation);
+    let report = run_seed(7, 60, 3);
+    assert!(report.violation.is_none(), "seed 7: {:?}", report.violation);
     assert!(
-        report.final_voters.iter().all(|v| v.get() > 3),
-        "seed 319 no longer replaces every original replica (final voters {:?}): \
+        report.final_voters.iter().all(|v| !(1..=3).map(replica_id).any(|o| o == *v)),
+        "seed 7 no longer replaces every original replica (final voters {:?}): \
          pick another seed that does (SimReport::final_voters tells)",
         report.final_voters
     );
@@ -123,4 +125,26 @@ fn seeds_114_197_and_210_pass() {
         let report = run_seed(seed, 60, 3);
         assert!(report.violation.is_none(), "seed {seed}: {:?}", report.violation);
     }
+}
+
+/// Seed 85 (30 s) found a replacement replica that had voted in term 15
+/// before its first snapshot landed restart as a fresh joiner, forget the
+/// vote and vote again in term 15 (fixed in core/src/raft/start.rs: a disk
+/// holding only a hard state is resumed, not treated as empty). Kept beside
+/// its direct test, `a_joiner_that_voted_keeps_its_vote`.
+#[test]
+fn seed_85_passes() {
+    let report = run_seed(85, 30, 3);
+    assert!(report.violation.is_none(), "seed 85: {:?}", report.violation);
+}
+
+/// Seed 338 with 5 voters (60 s) found a client announcing its presence
+/// again after its renewal at the heal (it was catching up with a lobby
+/// rotation), so the renewal was no longer its newest and `presence
+/// converges` objected (fixed in io-sim/src/client.rs: presence and typing
+/// requests only while the workload runs).
+#[test]
+fn seed_338_passes_with_five_voters() {
+    let report = run_seed(338, 60, 5);
+    assert!(report.violation.is_none(), "seed 338: {:?}", report.violation);
 }

@@ -1,7 +1,7 @@
 //! The named scenario suites under madsim, each over several seeds.
 
-use kith_core::ids::NodeId;
 use kith_io_sim::simulation::{run, Scenario, SimConfig, SimReport};
+use kith_io_sim::world::replica_id;
 use std::time::Duration;
 
 fn run_scenario(scenario: Scenario, seed: u64) -> SimReport {
@@ -71,6 +71,10 @@ fn far_behind_replica_catches_up_by_snapshot() {
 #[test]
 fn membership_change_during_partition() {
     for r in suite(Scenario::MembershipChangeDuringPartition) {
-        assert!(r.final_voters.contains(&NodeId(4)), "spare not promoted: {:?}", r.final_voters);
+        assert!(
+            r.final_voters.contains(&replica_id(4)),
+            "spare not promoted: {:?}",
+            r.final_voters
+        );
     }
 }

@@ -2,6 +2,7 @@
 
 use kith_core::ids::NodeId;
 use kith_io_sim::simulation::{run, SimConfig};
+use kith_io_sim::world::replica_id;
 use std::time::Duration;
 
 /// Simulated seconds of faults per seed (healing comes on top).
@@ -18,7 +19,7 @@ fn swarm_seeds_hold_every_invariant() {
     let seeds: u64 =
         std::env::var("KITH_MADSIM_SEEDS").ok().and_then(|v| v.parse().ok()).unwrap_or(200);
     let mut acked = 0;
-    let (mut membership_seeds, mut reconfigured) = (0, 0);
+    let (mut membership_seeds, mut reconfigured, mut admin_changes) = (0, 0, 0);
     let (mut durable_seeds, mut durable_installs) = (0, 0);
     let (mut disk_fault_seeds, mut writes_refused, mut reads_failed) = (0, 0, 0);
     let (mut corruptions, mut replaced) = (0, 0);
@@ -51,7 +52,12 @@ fn swarm_seeds_hold_every_invariant() {
         }
         if r.parameters.contains("membership_changes") {
             membership_seeds += 1;
-            reconfigured += u64::from(r.final_voters != [NodeId(1), NodeId(2), NodeId(3)]);
+            let mut initial: Vec<NodeId> = (1..=3).map(replica_id).collect();
+            initial.sort();
+            let mut voters = r.final_voters.clone();
+            voters.sort();
+            reconfigured += u64::from(voters != initial);
+            admin_changes += r.admin_changes;
         }
     }
     assert!(acked > seeds * 5, "clients made almost no progress: {acked} acks over {seeds} seeds");
@@ -67,6 +73,9 @@ fn swarm_seeds_hold_every_invariant() {
     // 21 when seeds were 5 s long).
     assert!(membership_seeds > seeds / 4, "{membership_seeds} of {seeds} seeds changed membership");
     assert!(reconfigured >= membership_seeds / 10, "only {reconfigured} runs ended reconfigured");
+    // Every change is an operator's admin request (to a random replica,
+    // which forwards it to the leader when it is a follower).
+    assert!(admin_changes > membership_seeds, "only {admin_changes} admin requests made a change");
     // About half keep history on a durable store, and in those far-behind
     // replicas are caught up by snapshots built on request.
     assert!(durable_seeds > seeds / 4, "{durable_seeds} of {seeds} seeds kept history durable");
@@ -87,8 +96,8 @@ fn swarm_seeds_hold_every_invariant() {
     assert!(swizzles > 0, "no swizzle-clog was carried out");
     assert!(lossiest >= 0.25, "the lossiest seed lost only {lossiest}");
     println!(
-        "{seeds} seeds: {membership_seeds} with membership changes ({reconfigured} ended \
-         reconfigured), {durable_seeds} with durable history ({durable_installs} snapshots \
+        "{seeds} seeds: {membership_seeds} with membership changes ({admin_changes} made by admin \
+         requests, {reconfigured} ended reconfigured), {durable_seeds} with durable history ({durable_installs} snapshots \
          installed), {disk_fault_seeds} with disk faults ({writes_refused} writes refused, \
          {reads_failed} reads failed, {corruptions} bits rotted, {replaced} replicas replaced), \
          {swizzle_seeds} with swizzle-clogs ({swizzles} carried out), loss up to {lossiest}, \

@@ -1,6 +1,7 @@
 //! Faults the controller injects: crashes, network cuts that lift by
 //! themselves, and healing.
 
+use crate::operator::request_for;
 use crate::world::World;
 use kith_core::ids::NodeId;
 use kith_core::raft::Role;
@@ -166,20 +167,24 @@ pub(super) fn inject(
     0
 }
 
-/// An operator's membership change at the leader (see `churn_change`).
+/// An operator's membership change (see `churn_change`), sent as an admin
+/// request to a random replica: a follower forwards it to the leader.
 fn change_membership(world: &World, rng: &mut SeededRng, initial_voters: usize) {
     let Some(lead) = leader(world) else { return };
     let w = world.lock();
-    let Some(node) = w.replicas[&lead].service.clone() else { return };
-    let ids = w.serving();
-    drop(w);
-    let mut node = node.lock().expect("single-threaded");
-    let Some(change) = churn_change(node.node().membership(), &ids, initial_voters, rng) else {
+    let (Some(node), Some(operator)) = (w.replicas[&lead].service.clone(), w.operator.clone())
+    else {
         return;
     };
+    let ids = w.serving();
+    drop(w);
+    let membership = node.lock().expect("single-threaded").node().membership().clone();
+    let Some(change) = churn_change(&membership, &ids, initial_voters, rng) else { return };
+    let Some(request) = request_for(&change) else { return };
     // Refused while another change is pending or leadership moved: an
     // operator would simply try again later, as the next draw does.
-    let _ = node.change_membership(&change);
+    let to = ids[rng.range(0, ids.len() as u64) as usize];
+    operator.send(to, request);
 }
 
 /// The longest a swizzle-clog lasts.

@@ -12,7 +12,8 @@ mod scenario;
 
 use crate::client::{client_secret, run_client, ClientCtx, ClientHistory, Histories};
 use crate::history::{EventType, HistoryEvent};
-use crate::world::{client_ip, World};
+use crate::operator::run_operator;
+use crate::world::{client_ip, operator_ip, replica_id, World};
 use checks::liveness;
 use draw::Draw;
 use faults::{inject, Outages};
@@ -122,6 +123,8 @@ pub struct SimReport {
     pub replaced: u64,
     /// Client commands replicas forwarded to their leader.
     pub forwards: u64,
+    /// Membership changes made by the operator's admin requests.
+    pub admin_changes: u64,
     /// Gossip messages (presence, typing) replicas published.
     pub gossip: u64,
     /// Room entries live subscribers received.
@@ -155,11 +158,18 @@ async fn simulate(config: SimConfig) -> SimReport {
     let epoch = madsim::time::Instant::now();
     let (world, spares) = build_world(&config, &drawn, epoch);
     let mut nodes: BTreeMap<NodeId, NodeHandle> = (1..=config.voters + spares)
-        .map(NodeId)
+        .map(|slot| replica_id(slot as u8))
         .map(|id| (id, rebuild::spawn_replica(&handle, &world, id, epoch)))
         .collect();
+    let operator = world.clone();
+    handle
+        .create_node()
+        .name("operator")
+        .ip(operator_ip())
+        .init(move || run_operator(operator.clone()))
+        .build();
     let active = Arc::new(AtomicBool::new(true));
-    let mut histories = spawn_clients(&config, &world, &handle, epoch, &active);
+    let (mut histories, _clients) = spawn_clients(&config, &world, &handle, epoch, &active);
     let end = epoch + config.fault_phase;
     let mut rebuilds = Rebuilds::default();
     let (crashes, down) = match config.scenario {
@@ -189,6 +199,7 @@ async fn simulate(config: SimConfig) -> SimReport {
     {
         let w = world.lock();
         (report.forwards, report.gossip, report.delivered) = (w.forwards, w.gossip, w.delivered);
+        report.admin_changes = w.admin_changes;
     }
     finish(&mut report, &world, &histories, &config, epoch);
     report
@@ -229,8 +240,9 @@ fn spawn_clients(
     handle: &Handle,
     epoch: madsim::time::Instant,
     active: &Arc<AtomicBool>,
-) -> Histories {
+) -> (Histories, Vec<NodeHandle>) {
     let mut histories = BTreeMap::new();
+    let mut processes = Vec::new();
     for i in 0..config.clients {
         let history = Arc::new(Mutex::new(ClientHistory::default()));
         histories.insert(i, history.clone());
@@ -245,14 +257,15 @@ fn spawn_clients(
             epoch,
             pause_ms: config.client_pause_ms,
         };
-        handle
+        let process = handle
             .create_node()
             .name(format!("client-{i}"))
             .ip(client_ip(i))
             .init(move || run_client(ctx.clone()))
             .build();
+        processes.push(process);
     }
-    histories
+    (histories, processes)
 }
 
 /// Jepsen's final reads, once the cluster has converged: a reader process

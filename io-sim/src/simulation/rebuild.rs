@@ -5,7 +5,8 @@
 //! acknowledgements can no longer be vouched for). The operator then
 //! replaces the machine: the old member is removed through Raft and a new,
 //! empty one (a new id, as a fresh data directory gets a new key in the
-//! real node) is added as a learner, catches up, and is promoted. Reusing
+//! real node) is added as a learner, catches up, and is promoted, each step
+//! an admin request from the operator's process. Reusing
 //! the old id with an empty disk would be unsafe: it could vote twice in a
 //! term it had already voted in.
 //!
@@ -16,6 +17,7 @@
 //! replacement.
 
 use super::faults::leader;
+use crate::operator::request_for;
 use crate::replica::run_replica;
 use crate::world::{replica_ip, World};
 use kith_core::ids::NodeId;
@@ -115,7 +117,10 @@ impl Rebuilds {
         };
         // Refused while another change is pending or leadership moved; the
         // next turn asks again.
-        let _ = node.lock().expect("single-threaded").change_membership(&change);
+        let operator = world.lock().operator.clone();
+        if let (Some(operator), Some(request)) = (operator, request_for(&change)) {
+            operator.send(lead, request);
+        }
     }
 }
 

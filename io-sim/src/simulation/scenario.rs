@@ -2,9 +2,11 @@
 //! broken Raft implementations before, run alongside the random swarm.
 
 use super::faults::{kill, leader, Clog, Outages};
-use crate::world::World;
+use crate::operator::request_for;
+use crate::world::{replica_id, World};
 use kith_core::ids::NodeId;
 use kith_core::raft::MembershipChange;
+use kith_core::wire::replica_protocol::AdminResponse;
 use madsim::net::NetSim;
 use madsim::runtime::{Handle, NodeHandle};
 use std::collections::BTreeMap;
@@ -203,7 +205,7 @@ pub(super) async fn run_script(
                     }
                 }
                 Step::AddSpareAsLearner | Step::PromoteSpare => {
-                    let spare = NodeId(voters.len() as u64 + 1);
+                    let spare = replica_id(voters.len() as u8 + 1);
                     let change = if matches!(step, Step::AddSpareAsLearner) {
                         MembershipChange::AddLearner(spare)
                     } else {
@@ -217,13 +219,22 @@ pub(super) async fn run_script(
     (crashes, outages.end(world, handle, net, nodes))
 }
 
-/// Proposes a membership change at the current leader, retrying across
-/// leader changes for a while (an operator's `kith cluster add`).
+/// Asks for a membership change as an operator's `kith cluster add` does:
+/// an admin request to a replica (the leader if one is known), again after
+/// a "retry" or silence, until the change is made or refused.
 async fn propose_membership(world: &World, change: MembershipChange) {
-    for _ in 0..50 {
-        let node = leader(world).and_then(|id| world.lock().replicas[&id].service.clone());
-        if let Some(node) = node {
-            if node.lock().expect("single-threaded").change_membership(&change).is_ok() {
+    let Some(request) = request_for(&change) else { return };
+    for attempt in 0..50usize {
+        let (operator, serving) = {
+            let w = world.lock();
+            (w.operator.clone(), w.serving())
+        };
+        let to = leader(world).unwrap_or(serving[attempt % serving.len()]);
+        if let Some(operator) = operator {
+            // A refusal is final: here, a retry of a change an earlier,
+            // unanswered request already made ("already a member").
+            let answer = operator.ask(to, request.clone()).await;
+            if let Some(AdminResponse::Changed(_) | AdminResponse::Refused(_)) = answer {
                 return;
             }
         }
