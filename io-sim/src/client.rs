@@ -195,7 +195,10 @@ pub async fn run_client(ctx: ClientCtx) {
                 check_reads(&ctx, generation, &read, &mut seat);
             }
         }
-        if rng.chance(0.1) {
+        // Only while the workload runs: after the heal, the announcement
+        // each client renews must stay its newest (seed 338, 5 voters,
+        // announced again while catching up with a lobby rotation).
+        if ctx.active.load(Ordering::Relaxed) && rng.chance(0.1) {
             ephemeral(&ctx, &mut conn, &mut rng, &seat).await;
         }
         madsim::time::sleep(Duration::from_millis(rng.range(ctx.pause_ms.0, ctx.pause_ms.1))).await;
