@@ -5,6 +5,7 @@
 mod cli;
 mod dev;
 mod live_commands;
+mod log_budget;
 mod render;
 mod replica_commands;
 mod session;
@@ -40,18 +41,23 @@ fn main() -> ExitCode {
 }
 
 fn init_tracing(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+    use tracing_subscriber::filter::FilterExt;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
+    let env = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,kith_io_tokio=info"));
+    let budget = log_budget::LogBudget::default();
+    let lines = env.and(budget.clone());
     // Colours only on a terminal: replica logs usually go to files.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(ansi)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
-    }
+    let layer = tracing_subscriber::fmt::layer().with_ansi(ansi).with_writer(std::io::stderr);
+    let layer = match format {
+        LogFormat::Json => layer.json().boxed(),
+        LogFormat::Text => layer.boxed(),
+    };
+    tracing_subscriber::registry().with(layer.with_filter(lines)).init();
+    budget.summarize_in_background();
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {

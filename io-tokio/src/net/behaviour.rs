@@ -6,6 +6,7 @@
 //! gossip message size by gossipsub, relay circuits by the relay config.
 
 use super::codec::FrameCodec;
+use super::source_budget::SourceBudget;
 use kith_core::limits;
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::NetworkBehaviour;
@@ -44,11 +45,19 @@ const RR_STREAMS_MAX: usize = 256;
 const CONNECTIONS_MAX: u32 = 1024;
 const CONNECTIONS_PER_PEER_MAX: u32 = 4;
 const PENDING_INCOMING_MAX: u32 = 128;
+/// How long a connection may take to dial and finish its handshakes
+/// (libp2p's default is 10 s): a connection that sends nothing holds a
+/// pending slot only this long.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(4);
 
 /// The behaviour.
 #[derive(NetworkBehaviour)]
 pub struct Behaviour {
-    /// Caps on connections (first, so it can deny before others allocate).
+    /// Caps on connections per source address (first, so it can deny
+    /// before others allocate).
+    pub sources: SourceBudget,
+    /// Caps on connections in all and per peer; replicas of the cluster
+    /// bypass them (the reserve).
     pub limits: connection_limits::Behaviour,
     /// Exchanges listen addresses and observed addresses.
     pub identify: identify::Behaviour,
@@ -99,12 +108,45 @@ fn rr(protocol: StreamProtocol, timeout: Duration) -> request_response::Behaviou
     )
 }
 
+/// The application score of a peer that is not a replica of the cluster:
+/// times the default weight of 10, -60 is below gossipsub's publish (-50)
+/// and gossip (-10) thresholds, so nothing is published or gossiped to it
+/// and it is never grafted into a mesh, yet above the graylist (-80), so
+/// its subscriptions are still heard should it turn out to be a replica.
+pub const STRANGER_GOSSIP_SCORE: f64 = -6.0;
+
+/// Peer scoring for kith's topics: a message the replica service refuses
+/// costs its sender heavily (two put it on the graylist). The mesh-delivery
+/// penalties are off: presence and typing are too sparse for a delivery
+/// quota to mean anything.
+fn gossip_scores() -> (gossipsub::PeerScoreParams, gossipsub::PeerScoreThresholds) {
+    let mut params = gossipsub::PeerScoreParams::default();
+    for topic in [PRESENCE_TOPIC, TYPING_TOPIC] {
+        let topic_params = gossipsub::TopicScoreParams {
+            mesh_message_deliveries_weight: 0.0,
+            mesh_failure_penalty_weight: 0.0,
+            invalid_message_deliveries_weight: -100.0,
+            invalid_message_deliveries_decay: 0.5,
+            ..gossipsub::TopicScoreParams::default()
+        };
+        params.topics.insert(gossipsub::IdentTopic::new(topic).hash(), topic_params);
+    }
+    (params, gossipsub::PeerScoreThresholds::default())
+}
+
 /// Relay limits for chat: the defaults (2 minutes, 128 KiB per circuit) cut
-/// off a conversation or a file transfer mid-way.
+/// off a conversation or a file transfer mid-way. The budgets a stranger
+/// meets: 128 reservations (4 per peer), 64 circuits (4 per peer), each at
+/// most an hour and 256 MiB, so at most 16 GiB relayed an hour; libp2p's
+/// default rate limits on reservations and circuits per peer and per IP
+/// address stay on; and the relay's own connections go through the
+/// per-source connection budgets like any other.
 fn relay_config() -> relay::Config {
     relay::Config {
+        max_reservations: 128,
+        max_reservations_per_peer: 4,
         max_circuit_duration: Duration::from_secs(60 * 60),
-        max_circuit_bytes: 1 << 30,
+        max_circuit_bytes: 256 << 20,
         max_circuits: 64,
         max_circuits_per_peer: 4,
         ..relay::Config::default()
@@ -151,12 +193,17 @@ pub fn build_swarm(
                 .max_transmit_size(16 * 1024)
                 .heartbeat_interval(Duration::from_secs(1))
                 .validation_mode(gossipsub::ValidationMode::Strict)
+                // Nothing is forwarded before the replica service has
+                // checked it (`report_message_validation_result`).
+                .validate_messages()
                 .build()
                 .map_err(|e| e.to_string())?;
-            let gossipsub = gossipsub::Behaviour::new(
+            let mut gossipsub = gossipsub::Behaviour::new(
                 gossipsub::MessageAuthenticity::Signed(key.clone()),
                 gossip_config,
             )?;
+            let (scores, thresholds) = gossip_scores();
+            gossipsub.with_peer_score(scores, thresholds)?;
             let mut kad = kad::Behaviour::with_config(
                 peer_id,
                 kad::store::MemoryStore::new(peer_id),
@@ -173,6 +220,7 @@ pub fn build_swarm(
                 .with_max_established_per_peer(Some(CONNECTIONS_PER_PEER_MAX))
                 .with_max_pending_incoming(Some(PENDING_INCOMING_MAX));
             Ok(Behaviour {
+                sources: SourceBudget::default(),
                 limits: connection_limits::Behaviour::new(limits),
                 identify: identify::Behaviour::new(identify::Config::new(
                     IDENTIFY_VERSION.into(),
@@ -194,6 +242,7 @@ pub fn build_swarm(
         })
         .map_err(err)?
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+        .with_connection_timeout(HANDSHAKE_TIMEOUT)
         .build();
     Ok(swarm)
 }

@@ -3,6 +3,7 @@
 //! versioned postcard frame that the receiver decodes (and may refuse); the
 //! codec only enforces the size limit, before allocating.
 
+use super::read_budget::{ReadBudget, READ_BUDGET, READ_CHUNK_BYTES};
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use libp2p::request_response;
 use libp2p::StreamProtocol;
@@ -21,8 +22,20 @@ impl FrameCodec {
     }
 }
 
-/// Reads one length-prefixed frame, refusing oversized ones before allocating.
+/// Reads one length-prefixed frame, refusing oversized ones before
+/// allocating, and holding what has arrived against the process's
+/// [`READ_BUDGET`] while it is read (a frame that cannot get its next chunk
+/// is refused).
 pub async fn read_frame<T: AsyncRead + Unpin>(io: &mut T, max_bytes: usize) -> io::Result<Vec<u8>> {
+    read_frame_within(io, max_bytes, &READ_BUDGET).await
+}
+
+/// [`read_frame`] against `budget`.
+pub async fn read_frame_within<T: AsyncRead + Unpin>(
+    io: &mut T,
+    max_bytes: usize,
+    budget: &ReadBudget,
+) -> io::Result<Vec<u8>> {
     let mut len = [0u8; 4];
     io.read_exact(&mut len).await?;
     let len = u32::from_be_bytes(len) as usize;
@@ -32,8 +45,16 @@ pub async fn read_frame<T: AsyncRead + Unpin>(io: &mut T, max_bytes: usize) -> i
             format!("frame of {len} bytes exceeds the limit of {max_bytes}"),
         ));
     }
-    let mut buf = vec![0u8; len];
-    io.read_exact(&mut buf).await?;
+    let mut hold = budget.hold();
+    let mut buf = Vec::new();
+    while buf.len() < len {
+        let chunk = (len - buf.len()).min(READ_CHUNK_BYTES);
+        hold.grow(chunk)?;
+        let start = buf.len();
+        buf.reserve_exact(chunk);
+        buf.resize(start + chunk, 0);
+        io.read_exact(&mut buf[start..]).await?;
+    }
     Ok(buf)
 }
 
@@ -108,6 +129,26 @@ mod tests {
             );
             let mut cursor = futures::io::Cursor::new(buf[..6].to_vec());
             assert!(read_frame(&mut cursor, 5).await.is_err());
+        });
+    }
+
+    #[test]
+    fn a_frame_beyond_the_budget_is_refused_and_its_bytes_released() {
+        futures::executor::block_on(async {
+            let budget = ReadBudget::new(2 * READ_CHUNK_BYTES);
+            let big = vec![7u8; 3 * READ_CHUNK_BYTES];
+            let mut buf = Vec::new();
+            write_frame(&mut buf, &big).await.unwrap();
+            let mut cursor = futures::io::Cursor::new(buf.clone());
+            let refused = read_frame_within(&mut cursor, big.len(), &budget).await.unwrap_err();
+            assert_eq!(refused.kind(), io::ErrorKind::OutOfMemory);
+            assert_eq!(budget.used_bytes(), 0);
+            let small = vec![1u8; READ_CHUNK_BYTES + 1];
+            let mut buf = Vec::new();
+            write_frame(&mut buf, &small).await.unwrap();
+            let mut cursor = futures::io::Cursor::new(buf);
+            assert_eq!(read_frame_within(&mut cursor, small.len(), &budget).await.unwrap(), small);
+            assert_eq!(budget.used_bytes(), 0);
         });
     }
 }

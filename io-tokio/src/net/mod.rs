@@ -4,3 +4,5 @@
 pub mod behaviour;
 pub mod codec;
 pub mod directory;
+pub mod read_budget;
+pub mod source_budget;

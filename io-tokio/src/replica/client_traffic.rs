@@ -2,17 +2,19 @@
 //! fact for the service, with the identity its connection authenticated.
 
 use super::askers::Channel;
+use super::peer_faults::PeerFault;
 use super::Replica;
 use crate::peer_ids::user_of;
 use kith_core::replica::{GossipTopic, ServiceInput};
 use libp2p::gossipsub::{self, IdentTopic};
-use libp2p::request_response::{Event, Message};
+use libp2p::request_response::{Event, InboundFailure, Message};
+use libp2p::PeerId;
 
 impl Replica {
     pub(super) fn on_client_event(&mut self, event: Event<Vec<u8>, Vec<u8>>) {
         let Event::Message { peer, message: Message::Request { request, channel, .. }, .. } = event
         else {
-            return;
+            return self.note_inbound_failure(&event);
         };
         let asker = self.askers.name(Channel::Client(channel));
         let user = user_of(&peer);
@@ -22,18 +24,49 @@ impl Replica {
     pub(super) fn on_admin_event(&mut self, event: Event<Vec<u8>, Vec<u8>>) {
         let Event::Message { peer, message: Message::Request { request, channel, .. }, .. } = event
         else {
-            return;
+            return self.note_inbound_failure(&event);
         };
         let asker = self.askers.name(Channel::Admin(channel));
         let operator = user_of(&peer);
         self.input(ServiceInput::AdminRequested { asker, operator, frame: request.into() });
     }
 
-    pub(super) fn on_gossip(&mut self, topic: &gossipsub::TopicHash, data: Vec<u8>) {
+    /// Counts a request a peer sent that could not be read (too large, the
+    /// read budget spent, cut off): the peer's fault, summarized in the log.
+    pub(super) fn note_inbound_failure(&mut self, event: &Event<Vec<u8>, Vec<u8>>) {
+        if let Event::InboundFailure { peer, error: InboundFailure::Io(_), .. } = event {
+            self.faults.note(PeerFault::RequestFailed, peer);
+        }
+    }
+
+    /// A gossip message: the service takes it or refuses it, and gossipsub
+    /// forwards it only if it was taken. A peer that is not a replica and
+    /// sends one the service refuses is disconnected (its score already
+    /// keeps it out of the mesh; this keeps it from trying again at once).
+    pub(super) fn on_gossip(
+        &mut self,
+        source: PeerId,
+        id: &gossipsub::MessageId,
+        topic: &gossipsub::TopicHash,
+        data: Vec<u8>,
+    ) {
         let topic =
             GossipTopic::ALL.into_iter().find(|t| IdentTopic::new(t.name()).hash() == *topic);
+        let refused_before = self.service.metrics().gossip_refused;
         if let Some(topic) = topic {
             self.input(ServiceInput::GossipReceived { topic, data: data.into() });
+        }
+        let taken = topic.is_some() && self.service.metrics().gossip_refused == refused_before;
+        let verdict = if taken {
+            gossipsub::MessageAcceptance::Accept
+        } else {
+            gossipsub::MessageAcceptance::Reject
+        };
+        let gossip = &mut self.swarm.behaviour_mut().gossipsub;
+        gossip.report_message_validation_result(id, &source, verdict);
+        if !taken && !self.directory.knows(&source) {
+            self.faults.note(PeerFault::InvalidGossip, source);
+            let _ = self.swarm.disconnect_peer_id(source);
         }
     }
 

@@ -1,5 +1,6 @@
 //! The Prometheus text endpoint (`--metrics ADDR`).
 
+use super::peer_faults::PeerFault;
 use super::Replica;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -116,6 +117,12 @@ impl Replica {
         ];
         for (name, kind, help, value) in series {
             text.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"));
+        }
+        for fault in PeerFault::ALL {
+            let (name, value) = (fault.metric(), self.faults.total(fault));
+            text.push_str(&format!(
+                "# HELP {name} Peer faults of this kind.\n# TYPE {name} counter\n{name} {value}\n"
+            ));
         }
         text.push_str(
             "# HELP kith_commit_latency_seconds Submission to applied, on the accepting replica.\n",

@@ -19,6 +19,7 @@ mod clock;
 mod live;
 mod metrics;
 mod outputs;
+mod peer_faults;
 mod peer_traffic;
 mod snapshot_stream;
 mod start;
@@ -71,6 +72,8 @@ struct Replica {
     live: live::LiveSubscribers,
     snapshots: snapshot_stream::SnapshotSenders,
     metrics: metrics::Metrics,
+    /// Faults peers committed, for metrics and bounded logs.
+    faults: peer_faults::PeerFaults,
     shared_metrics: Arc<Mutex<MetricsSnapshot>>,
 }
 
@@ -107,7 +110,12 @@ pub async fn run(
                 replica.send_hellos();
             }
             _ = tokio::time::sleep_until(wake) => replica.on_timer(),
-            _ = metrics_tick.tick() => replica.publish_metrics(),
+            _ = metrics_tick.tick() => {
+                replica.publish_metrics();
+                for line in replica.faults.summaries(std::time::Instant::now()) {
+                    tracing::warn!("{line}");
+                }
+            }
             () = &mut shutdown => break,
         }
     }
@@ -162,6 +170,11 @@ impl Replica {
         let known: Vec<(PeerId, _)> = self.directory.peers().map(|(id, p)| (p, id)).collect();
         for (peer, id) in known {
             debug_assert_eq!(node_id_of(&peer), id);
+            // Replicas get the connection reserve, and a place in gossip.
+            let behaviour = self.swarm.behaviour_mut();
+            behaviour.sources.trust(peer);
+            behaviour.limits.bypass_peer_id(&peer);
+            behaviour.gossipsub.set_application_score(&peer, 0.0);
             self.input(ServiceInput::ReplicaVouched { id, name: peer.to_string() });
         }
     }

@@ -1,13 +1,14 @@
 //! Swarm events, and the replica-to-replica protocol.
 
 use super::askers::Channel;
+use super::peer_faults::PeerFault;
 use super::{Outbound, Replica};
-use crate::net::behaviour::{BehaviourEvent, IDENTIFY_VERSION};
+use crate::net::behaviour::{BehaviourEvent, IDENTIFY_VERSION, STRANGER_GOSSIP_SCORE};
 use crate::peer_ids::node_id_of;
 use kith_core::replica::ServiceInput;
 use kith_core::wire::replica_protocol::{self, PeerRequest, PeerResponse};
 use libp2p::request_response::{Event, Message};
-use libp2p::swarm::SwarmEvent;
+use libp2p::swarm::{ListenError, SwarmEvent};
 use libp2p::{gossipsub, identify, PeerId};
 
 impl Replica {
@@ -17,9 +18,10 @@ impl Replica {
             SwarmEvent::Behaviour(BehaviourEvent::Client(e)) => self.on_client_event(e),
             SwarmEvent::Behaviour(BehaviourEvent::Admin(e)) => self.on_admin_event(e),
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message {
+                propagation_source,
+                message_id,
                 message,
-                ..
-            })) => self.on_gossip(&message.topic, message.data),
+            })) => self.on_gossip(propagation_source, &message_id, &message.topic, message.data),
             SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
                 peer_id,
                 info,
@@ -48,10 +50,23 @@ impl Replica {
                 if self.directory.knows(&peer_id) || self.join_peers.contains(&peer_id) {
                     self.input(ServiceInput::PeerConnected { peer: node_id_of(&peer_id) });
                     self.send_hello(peer_id);
+                } else {
+                    // Not a replica (yet): kept out of the gossip mesh.
+                    let gossip = &mut self.swarm.behaviour_mut().gossipsub;
+                    gossip.set_application_score(&peer_id, STRANGER_GOSSIP_SCORE);
                 }
             }
             SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
                 self.on_disconnected(peer_id)
+            }
+            SwarmEvent::IncomingConnectionError {
+                send_back_addr,
+                error: ListenError::Denied { .. },
+                ..
+            } => {
+                let source =
+                    send_back_addr.iter().next().map_or_else(String::new, |p| p.to_string());
+                self.faults.note(PeerFault::ConnectionRefused, source);
             }
             _ => {}
         }
@@ -146,7 +161,7 @@ impl Replica {
                     self.on_peer_failure(what);
                 }
             }
-            _ => {}
+            event => self.note_inbound_failure(&event),
         }
     }
 

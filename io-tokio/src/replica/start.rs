@@ -220,6 +220,7 @@ pub(super) async fn start(options: &ReplicaOptions) -> Result<Started, ReplicaEr
         live: live::LiveSubscribers::default(),
         snapshots,
         metrics: metrics::Metrics::default(),
+        faults: super::peer_faults::PeerFaults::new(std::time::Instant::now()),
         shared_metrics: Arc::new(Mutex::new(MetricsSnapshot::default())),
     };
     replica.vouch_directory();

@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod hostile;
+
 use kith_core::im::protocol::{
     Operation, QueryKind, QueryReply, RoomEntry, RoomId, Target, Visibility,
 };
