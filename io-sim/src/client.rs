@@ -207,6 +207,24 @@ pub async fn run_client(ctx: ClientCtx) {
 
 fn random_op(ctx: &ClientCtx, rng: &mut SeededRng, seat: &LobbySeat) -> Operation {
     let text = format!("hello {}", rng.next_u64() % 10_000);
+    // Now and then, change one of this client's messages in its lobby, so
+    // live subscribers get edits, reactions and deletions too.
+    let room = seat.room();
+    let mine: Vec<u64> = {
+        let h = ctx.history.lock().expect("single-threaded");
+        h.acked.iter().filter(|(_, r, _)| *r == room).map(|(_, _, seq)| *seq).collect()
+    };
+    if !mine.is_empty() && rng.chance(0.15) {
+        let seq = mine[rng.range(0, mine.len() as u64) as usize];
+        return match rng.range(0, 10) {
+            0..=3 => Operation::Edit { room, seq, text },
+            4..=8 => {
+                let reaction = ["+1", "ok", "?"][rng.range(0, 3) as usize].to_string();
+                Operation::React { room, seq, reaction, add: rng.chance(0.7) }
+            }
+            _ => Operation::Delete { room, seq },
+        };
+    }
     if rng.chance(0.2) && ctx.clients > 1 {
         let other = (ctx.index + 1 + rng.range(0, ctx.clients as u64 - 1) as usize) % ctx.clients;
         let peer = Identity::from_secret(client_secret(ctx.seed_base(), other)).user();

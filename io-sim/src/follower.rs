@@ -190,6 +190,19 @@ fn take_frame(ctx: &ClientCtx, bytes: &[u8], cursors: &mut Cursors) -> Taken {
             cursors.rooms.insert(room, entry.seq);
             Taken::Go
         }
+        LiveFrame::Updated { room, entry } => {
+            let msg_id = match &entry.kind {
+                EntryKind::Message(m) => Some(m.msg_id),
+                _ => None,
+            };
+            let mut w = ctx.world.lock();
+            if let Err(v) = w.checker.on_updated(ctx.index, &room, entry.seq, msg_id) {
+                w.fail(v);
+                return Taken::Violation;
+            }
+            w.updates_delivered += 1;
+            Taken::Go
+        }
         LiveFrame::Ended { room, .. } => {
             cursors.ended.insert(room);
             Taken::Go

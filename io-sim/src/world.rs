@@ -175,6 +175,8 @@ pub struct SimWorld {
     pub values: BTreeMap<uuid::Uuid, u64>,
     /// Client commands replicas forwarded to their leader (all runs).
     pub forwards: u64,
+    /// Changes (edits, reactions, deletions) live subscribers received.
+    pub updates_delivered: u64,
     /// Membership changes the operator's admin requests made.
     pub admin_changes: u64,
     /// Gossip messages replicas published (all runs).
@@ -226,6 +228,7 @@ impl World {
             values: BTreeMap::new(),
             forwards: 0,
             admin_changes: 0,
+            updates_delivered: 0,
             gossip: 0,
             delivered: 0,
             lobby: crate::lobby::LobbySchedule::default(),

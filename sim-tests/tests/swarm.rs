@@ -24,7 +24,7 @@ fn swarm_seeds_hold_every_invariant() {
     let (mut disk_fault_seeds, mut writes_refused, mut reads_failed) = (0, 0, 0);
     let (mut corruptions, mut replaced) = (0, 0);
     let (mut swizzle_seeds, mut swizzles, mut lossiest) = (0, 0, 0.0f64);
-    let (mut forwards, mut gossip, mut delivered) = (0, 0, 0);
+    let (mut forwards, mut gossip, mut delivered, mut updates) = (0, 0, 0, 0);
     for seed in 0..seeds {
         let r = run(&config(seed));
         if let Some(v) = &r.violation {
@@ -33,6 +33,7 @@ fn swarm_seeds_hold_every_invariant() {
         acked += r.acked;
         (forwards, gossip, delivered) =
             (forwards + r.forwards, gossip + r.gossip, delivered + r.delivered);
+        updates += r.updates_delivered;
         let loss = r.parameters.split("loss=").nth(1).and_then(|v| v[..4].parse::<f64>().ok());
         lossiest = lossiest.max(loss.expect("the parameters name the loss"));
         if r.parameters.contains("swizzle_clog") {
@@ -67,6 +68,8 @@ fn swarm_seeds_hold_every_invariant() {
     assert!(forwards > seeds, "only {forwards} forwarded commands over {seeds} seeds");
     assert!(gossip > seeds / 2, "only {gossip} gossip messages over {seeds} seeds");
     assert!(delivered > acked, "live subscribers received only {delivered} entries");
+    // Clients edit, react to and delete their messages; subscribers get the changes.
+    assert!(updates > seeds, "live subscribers received only {updates} changes");
     // About half the seeds draw membership changes (one fault draw in ten
     // is a change); in some of them the cluster ends with other voters than
     // it started with (measured: 73 of the 96 such seeds in 200, at 30 s;
@@ -101,7 +104,8 @@ fn swarm_seeds_hold_every_invariant() {
          installed), {disk_fault_seeds} with disk faults ({writes_refused} writes refused, \
          {reads_failed} reads failed, {corruptions} bits rotted, {replaced} replicas replaced), \
          {swizzle_seeds} with swizzle-clogs ({swizzles} carried out), loss up to {lossiest}, \
-         {forwards} commands forwarded, {gossip} gossip messages, {delivered} live deliveries"
+         {forwards} commands forwarded, {gossip} gossip messages, {delivered} live deliveries, \
+         {updates} live changes"
     );
 }
 

@@ -134,6 +134,18 @@ pub enum Observation<'a> {
         /// The message id, for a message.
         msg_id: Option<Uuid>,
     },
+    /// Live subscriber `subscriber` received a change (edit, deletion,
+    /// reaction) to entry `seq` of `room`, a message with `msg_id`.
+    Updated {
+        /// The subscriber (a client index).
+        subscriber: usize,
+        /// The room.
+        room: &'a RoomId,
+        /// The entry's sequence number.
+        seq: u64,
+        /// The message id it carries.
+        msg_id: Option<Uuid>,
+    },
     /// After the heal every client announced its presence once more; what
     /// each running replica (started before those announcements) shows.
     PresenceSettled {
@@ -313,6 +325,17 @@ impl Invariants {
         msg_id: Option<Uuid>,
     ) -> Result<(), Violation> {
         self.observe(&Observation::Delivered { subscriber, room, seq, msg_id })
+    }
+
+    /// A live subscriber received a change to entry `seq` of `room`.
+    pub fn on_updated(
+        &mut self,
+        subscriber: usize,
+        room: &RoomId,
+        seq: u64,
+        msg_id: Option<Uuid>,
+    ) -> Result<(), Violation> {
+        self.observe(&Observation::Updated { subscriber, room, seq, msg_id })
     }
 
     /// After the heal, what each replica shows of each client's presence.

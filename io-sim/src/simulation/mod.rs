@@ -123,6 +123,8 @@ pub struct SimReport {
     pub replaced: u64,
     /// Client commands replicas forwarded to their leader.
     pub forwards: u64,
+    /// Changes to entries (edits, reactions, deletions) live subscribers received.
+    pub updates_delivered: u64,
     /// Membership changes made by the operator's admin requests.
     pub admin_changes: u64,
     /// Gossip messages (presence, typing) replicas published.
@@ -200,6 +202,7 @@ async fn simulate(config: SimConfig) -> SimReport {
         let w = world.lock();
         (report.forwards, report.gossip, report.delivered) = (w.forwards, w.gossip, w.delivered);
         report.admin_changes = w.admin_changes;
+        report.updates_delivered = w.updates_delivered;
     }
     finish(&mut report, &world, &histories, &config, epoch);
     // madsim drops a runtime without dropping its tasks, and each task

@@ -302,6 +302,14 @@ fn live_delivery() {
     let settled = Observation::Settled { stored: &stored, clients: &[] };
     let untrue = [followed(0), got(1, None), got(2, Some(b)), settled];
     assert!(first_objection(&mut LiveDelivery::default(), &untrue).is_some());
+    // Changes: only to messages already received, naming them.
+    let changed = |seq, msg_id| Observation::Updated { subscriber: 0, room: &room, seq, msg_id };
+    let fine = [followed(0), got(1, None), got(2, Some(a)), changed(2, Some(a))];
+    assert_eq!(first_objection(&mut LiveDelivery::default(), &fine), None);
+    let early = [followed(0), got(1, None), changed(2, Some(a))];
+    assert!(first_objection(&mut LiveDelivery::default(), &early).is_some());
+    let other = [followed(0), got(1, None), got(2, Some(a)), changed(2, Some(b))];
+    assert!(first_objection(&mut LiveDelivery::default(), &other).is_some());
 }
 
 #[test]
