@@ -74,6 +74,34 @@ pub enum Command {
         /// The text.
         text: String,
     },
+    /// Replace the text of one of your messages.
+    Edit {
+        /// The room (or @user).
+        room: String,
+        /// The message's sequence number (as `history` shows it).
+        seq: u64,
+        /// The new text.
+        text: String,
+    },
+    /// Delete a message: your own, or any as a room admin.
+    Delete {
+        /// The room (or @user).
+        room: String,
+        /// The message's sequence number.
+        seq: u64,
+    },
+    /// React to a message (or take your reaction back with --remove).
+    React {
+        /// The room (or @user).
+        room: String,
+        /// The message's sequence number.
+        seq: u64,
+        /// The reaction: an emoji or a short word (at most 32 bytes).
+        reaction: String,
+        /// Take the reaction back.
+        #[arg(long)]
+        remove: bool,
+    },
     /// A room's history, oldest first.
     History {
         /// The room (or @user for a direct room, @a+b for the direct room of a and b).
@@ -122,6 +150,17 @@ pub enum Command {
         /// The room to open.
         room: Option<String>,
     },
+}
+
+/// Roles in a room.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum RoleArg {
+    /// Reads and writes.
+    Member,
+    /// Also invites, kicks, bans, renames, sets the topic, deletes messages.
+    Admin,
+    /// Also grants and revokes admin.
+    Owner,
 }
 
 /// Presence statuses.
@@ -267,6 +306,30 @@ pub enum RoomCommand {
         room: String,
         /// The user (name or PeerId).
         user: String,
+    },
+    /// Lift a ban.
+    Unban {
+        /// The room.
+        room: String,
+        /// The user (name or PeerId).
+        user: String,
+    },
+    /// Set a member's role (owners grant and revoke admin).
+    Role {
+        /// The room.
+        room: String,
+        /// The member (name or PeerId).
+        user: String,
+        /// The role.
+        #[arg(value_enum)]
+        role: RoleArg,
+    },
+    /// Rename a room (its title; the room's name in commands stays).
+    Rename {
+        /// The room.
+        room: String,
+        /// The new title.
+        title: String,
     },
     /// The rooms you belong to.
     List,

@@ -108,7 +108,10 @@ pub async fn chat(cli: &Cli, room: Option<String>) -> Result<()> {
     announce(&mut s, PresenceStatus::Online).await?;
     let mut cursor = start_cursor(&mut s, &room, None).await?;
     let mut frames = s.client.subscribe(vec![(room.clone(), cursor)]).await?;
-    println!("-- {label}: type a message and press Enter; /away, /online, /who, /quit");
+    println!(
+        "-- {label}: type a message and press Enter; /edit SEQ TEXT, /delete SEQ, \
+         /react SEQ EMOJI, /unreact SEQ EMOJI, /away, /online, /who, /quit"
+    );
     let (lines_tx, mut lines) = mpsc::channel::<String>(16);
     tokio::spawn(async move {
         let mut stdin = tokio::io::BufReader::new(tokio::io::stdin()).lines();
@@ -137,6 +140,14 @@ pub async fn chat(cli: &Cli, room: Option<String>) -> Result<()> {
                 Some("/away") => { status = PresenceStatus::Away; announce(&mut s, status).await?; }
                 Some("/online") => { status = PresenceStatus::Online; announce(&mut s, status).await?; }
                 Some("/who") => who(&mut s, &room, &mut seen, true).await?,
+                Some(command) if command.starts_with('/') => match change(&room, command) {
+                    Ok(op) => {
+                        if let Err(e) = s.submit(op).await {
+                            println!("-- not done: {e:#}");
+                        }
+                    }
+                    Err(usage) => println!("-- {usage}"),
+                },
                 Some(text) => {
                     let to = match &room {
                         RoomId::Direct(a, b) => Target::User(if *a == s.me { *b } else { *a }),
@@ -156,6 +167,27 @@ pub async fn chat(cli: &Cli, room: Option<String>) -> Result<()> {
     }
     let _ = announce(&mut s, PresenceStatus::Offline).await;
     Ok(())
+}
+
+/// A chat command that changes a message: `/edit SEQ TEXT`, `/delete SEQ`,
+/// `/react SEQ EMOJI`, `/unreact SEQ EMOJI`.
+fn change(room: &RoomId, command: &str) -> std::result::Result<Operation, String> {
+    let (verb, rest) = command.split_once(' ').unwrap_or((command, ""));
+    let (seq, arg) = rest.trim().split_once(' ').unwrap_or((rest.trim(), ""));
+    let seq: u64 =
+        seq.parse().map_err(|_| format!("{verb} needs a message number: {verb} SEQ ..."))?;
+    let (room, arg) = (room.clone(), arg.trim().to_string());
+    let needs = |what: &str| format!("{verb} needs {what}: {verb} SEQ {}", what.to_uppercase());
+    match verb {
+        "/edit" if !arg.is_empty() => Ok(Operation::Edit { room, seq, text: arg }),
+        "/edit" => Err(needs("text")),
+        "/delete" => Ok(Operation::Delete { room, seq }),
+        "/react" | "/unreact" if !arg.is_empty() => {
+            Ok(Operation::React { room, seq, reaction: arg, add: verb == "/react" })
+        }
+        "/react" | "/unreact" => Err(needs("emoji")),
+        _ => Err(format!("unknown command {verb}")),
+    }
 }
 
 /// Prints presence changes of the room's members (all of them with `all`).
@@ -179,4 +211,29 @@ async fn who(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chat_commands_change_messages_and_explain_mistakes() {
+        let room = RoomId::Group("general".into());
+        assert_eq!(
+            change(&room, "/edit 4 better words"),
+            Ok(Operation::Edit { room: room.clone(), seq: 4, text: "better words".into() })
+        );
+        assert_eq!(
+            change(&room, "/delete 9"),
+            Ok(Operation::Delete { room: room.clone(), seq: 9 })
+        );
+        assert_eq!(
+            change(&room, "/unreact 2 +1"),
+            Ok(Operation::React { room: room.clone(), seq: 2, reaction: "+1".into(), add: false })
+        );
+        assert!(change(&room, "/edit 4").unwrap_err().contains("needs text"));
+        assert!(change(&room, "/react x +1").unwrap_err().contains("message number"));
+        assert!(change(&room, "/shout 1").unwrap_err().contains("unknown command"));
+    }
 }

@@ -1,6 +1,7 @@
 //! How entries look: a line for people, a JSON object for scripts.
 
 use crate::session::Session;
+use kith_core::im::identity::UserId;
 use kith_core::im::protocol::{EntryKind, RoomEntry, RoomId};
 use serde_json::{json, Value};
 
@@ -18,7 +19,7 @@ pub async fn describe(session: &mut Session, entry: &RoomEntry) -> String {
         EntryKind::Message(m) if m.deleted => "(deleted)".into(),
         EntryKind::Message(m) => {
             let edited = if m.edits > 0 { " (edited)" } else { "" };
-            format!("{}{edited}", m.text)
+            format!("{}{edited}{}", m.text, reactions(&m.reactions))
         }
         EntryKind::Created { visibility } => {
             format!("{actor} created the room ({})", format!("{visibility:?}").to_lowercase())
@@ -38,6 +39,20 @@ pub async fn describe(session: &mut Session, entry: &RoomEntry) -> String {
         EntryKind::Renamed { title } => format!("{actor} renamed the room to {title}"),
         EntryKind::TopicChanged { topic } => format!("{actor} set the topic: {topic}"),
         _ => "(an entry this version cannot show)".into(),
+    }
+}
+
+/// Reactions as people read them: `  [+1 x2, ok]`, empty when there are none.
+fn reactions(reactions: &std::collections::BTreeMap<String, Vec<UserId>>) -> String {
+    let shown: Vec<String> = reactions
+        .iter()
+        .filter(|(_, who)| !who.is_empty())
+        .map(|(r, who)| if who.len() == 1 { r.clone() } else { format!("{r} x{}", who.len()) })
+        .collect();
+    if shown.is_empty() {
+        String::new()
+    } else {
+        format!("  [{}]", shown.join(", "))
     }
 }
 
@@ -70,6 +85,15 @@ pub async fn object(session: &mut Session, room: &RoomId, entry: &RoomEntry) -> 
             v["text"] = json!(if m.deleted { "" } else { m.text.as_str() });
             v["deleted"] = json!(m.deleted);
             v["edits"] = json!(m.edits);
+            let mut reactions = serde_json::Map::new();
+            for (reaction, who) in &m.reactions {
+                let mut names = Vec::new();
+                for user in who {
+                    names.push(json!(session.name_of(*user).await));
+                }
+                reactions.insert(reaction.clone(), Value::Array(names));
+            }
+            v["reactions"] = Value::Object(reactions);
         }
         _ => {
             v["kind"] = json!("event");

@@ -1,13 +1,13 @@
 //! The one-shot user commands.
 
-use crate::cli::{Cli, Command, IdCommand, RoomCommand, StatusArg};
+use crate::cli::{Cli, Command, IdCommand, RoleArg, RoomCommand, StatusArg};
 use crate::render;
 use crate::session::{parse_since, Session};
 use crate::settings;
 use anyhow::{bail, Context, Result};
 use kith_core::im::presence::{PresenceBody, PresenceStatus, SignedPresence};
 use kith_core::im::protocol::{
-    Operation, Page, QueryKind, QueryReply, Receipt, RoomEntry, RoomId, Target, Visibility,
+    Operation, Page, QueryKind, QueryReply, Receipt, Role, RoomEntry, RoomId, Target, Visibility,
 };
 use kith_core::im::typing::{SignedTyping, TypingBody};
 use kith_core::limits;
@@ -97,6 +97,22 @@ pub async fn run(cli: &Cli, command: Command) -> Result<()> {
             let receipt = s.submit(Operation::Send { to: Target::User(user), text }).await?;
             report(cli, &mut s, &receipt).await;
         }
+        Command::Edit { room, seq, text } => {
+            let room = s.resolve_room(&room).await?;
+            let receipt = s.submit(Operation::Edit { room, seq, text }).await?;
+            report(cli, &mut s, &receipt).await;
+        }
+        Command::Delete { room, seq } => {
+            let room = s.resolve_room(&room).await?;
+            let receipt = s.submit(Operation::Delete { room, seq }).await?;
+            report(cli, &mut s, &receipt).await;
+        }
+        Command::React { room, seq, reaction, remove } => {
+            let room = s.resolve_room(&room).await?;
+            let op = Operation::React { room, seq, reaction, add: !remove };
+            let receipt = s.submit(op).await?;
+            report(cli, &mut s, &receipt).await;
+        }
         Command::History { room, limit, before, since } => {
             history(cli, &mut s, &room, limit, before, since).await?
         }
@@ -154,6 +170,22 @@ async fn room_command(cli: &Cli, s: &mut Session, command: RoomCommand) -> Resul
             room: s.resolve_room(&room).await?,
             user: s.resolve_user(&user).await?,
         },
+        RoomCommand::Unban { room, user } => Operation::Unban {
+            room: s.resolve_room(&room).await?,
+            user: s.resolve_user(&user).await?,
+        },
+        RoomCommand::Role { room, user, role } => Operation::SetRole {
+            room: s.resolve_room(&room).await?,
+            user: s.resolve_user(&user).await?,
+            role: match role {
+                RoleArg::Member => Role::Member,
+                RoleArg::Admin => Role::Admin,
+                RoleArg::Owner => Role::Owner,
+            },
+        },
+        RoomCommand::Rename { room, title } => {
+            Operation::Rename { room: s.resolve_room(&room).await?, title }
+        }
         RoomCommand::Topic { room, topic } => {
             Operation::SetTopic { room: s.resolve_room(&room).await?, topic }
         }

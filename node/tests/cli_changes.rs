@@ -1,0 +1,102 @@
+//! Every change a member can make to a room or a message, through the real
+//! binary: edit, react (and take back), delete, ban and unban, set a role,
+//! rename; `history` and `room info` show the result.
+
+mod support;
+
+use support::{kith, Cluster};
+
+async fn ok(home: &str, node: &str, args: &[&str]) -> String {
+    let out = kith().env("KITH_HOME", home).arg("--node").arg(node).args(args).output().await;
+    let out = out.unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "kith {args:?} failed:\n{err}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn json_lines(out: &str) -> Vec<serde_json::Value> {
+    out.lines().map(|l| serde_json::from_str(l).expect("one JSON object per line")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_change_messages_and_rooms_from_the_command_line() {
+    let cluster = Cluster::start("cli-changes", 1, &[]).await;
+    let home = cluster.scratch.0.join("home");
+    let home = home.to_str().unwrap();
+    let node = cluster.replicas[0].dial_addr().to_string();
+    let node = node.as_str();
+    for name in ["alice", "bob"] {
+        ok(home, node, &["id", "new", name]).await;
+        ok(home, node, &["--as", name, "register"]).await;
+    }
+    ok(home, node, &["--as", "alice", "room", "create", "general"]).await;
+    ok(home, node, &["--as", "bob", "room", "join", "general"]).await;
+    let sent =
+        json_lines(&ok(home, node, &["--json", "--as", "alice", "send", "general", "helo"]).await);
+    let hello = sent[0]["seq"].as_u64().expect("a sequence number").to_string();
+    let sent =
+        json_lines(&ok(home, node, &["--json", "--as", "bob", "send", "general", "oops"]).await);
+    let oops = sent[0]["seq"].as_u64().expect("a sequence number").to_string();
+
+    let edited = json_lines(
+        &ok(home, node, &["--json", "--as", "alice", "edit", "general", &hello, "hello"]).await,
+    );
+    assert_eq!(edited[0]["ok"], "updated");
+    for who in ["alice", "bob"] {
+        ok(home, node, &["--as", who, "react", "general", &hello, "+1"]).await;
+    }
+    ok(home, node, &["--as", "bob", "react", "general", &hello, "ok"]).await;
+    ok(home, node, &["--as", "bob", "react", "general", &hello, "ok", "--remove"]).await;
+    ok(home, node, &["--as", "bob", "delete", "general", &oops]).await;
+    ok(home, node, &["--as", "alice", "room", "ban", "general", "bob"]).await;
+    ok(home, node, &["--as", "alice", "room", "unban", "general", "bob"]).await;
+    ok(home, node, &["--as", "bob", "room", "join", "general"]).await;
+    ok(home, node, &["--as", "alice", "room", "role", "general", "bob", "admin"]).await;
+    ok(home, node, &["--as", "alice", "room", "rename", "general", "General chat"]).await;
+
+    let history =
+        json_lines(&ok(home, node, &["--json", "--as", "bob", "history", "general"]).await);
+    let at = |seq: &str| {
+        history
+            .iter()
+            .find(|e| e["seq"].as_u64().map(|s| s.to_string()).as_deref() == Some(seq))
+            .unwrap_or_else(|| panic!("entry {seq} in {history:?}"))
+            .clone()
+    };
+    let message = at(&hello);
+    assert_eq!((message["text"].as_str(), message["edits"].as_u64()), (Some("hello"), Some(1)));
+    let mut plus_one: Vec<&str> =
+        message["reactions"]["+1"].as_array().unwrap().iter().filter_map(|v| v.as_str()).collect();
+    plus_one.sort();
+    assert_eq!(plus_one, ["alice", "bob"]);
+    assert!(message["reactions"]
+        .get("ok")
+        .is_none_or(|v| v.as_array().is_some_and(|a| a.is_empty())));
+    assert_eq!(at(&oops)["deleted"], true);
+    let events: Vec<&str> = history.iter().filter_map(|e| e["text"].as_str()).collect();
+    for wanted in [
+        "alice banned bob",
+        "alice unbanned bob",
+        "alice made bob admin",
+        "alice renamed the room to General chat",
+    ] {
+        assert!(events.contains(&wanted), "{wanted:?} not in {events:?}");
+    }
+
+    let lines = ok(home, node, &["--as", "bob", "history", "general"]).await;
+    assert!(lines.contains("hello (edited)  [+1 x2]"), "people see edits and reactions:\n{lines}");
+    assert!(lines.contains("(deleted)"), "and deletions:\n{lines}");
+    let info =
+        json_lines(&ok(home, node, &["--json", "--as", "alice", "room", "info", "general"]).await);
+    let roles = info[0]["members"].as_array().unwrap();
+    assert!(roles.iter().any(|m| m["name"] == "bob" && m["role"] == "admin"), "{roles:?}");
+    // Bob is no author of alice's message: the replica refuses, and says why.
+    let out = kith()
+        .env("KITH_HOME", home)
+        .args(["--node", node, "--as", "bob", "edit", "general", &hello, "mine now"])
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success(), "only the author edits a message");
+    assert!(!String::from_utf8_lossy(&out.stderr).is_empty(), "with a reason");
+}
