@@ -8,20 +8,26 @@
 //! frame is therefore read in chunks, each reserved from the budget before
 //! it is buffered; a frame that cannot reserve its next chunk is refused
 //! (its stream fails, its bytes are released) and the sender may retry.
-//! Honest traffic stays far below it: replicas send Raft frames and
-//! snapshot chunks one or a few at a time, clients one request at a time.
+//! Honest traffic stays below it: a leader has at most
+//! `APPENDS_IN_FLIGHT_MAX` appends of `APPEND_MESSAGE_BYTES_MAX` in flight
+//! to this replica, which the budget holds whole, and clients send one
+//! request at a time.
 
+use kith_core::limits;
 use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// Bytes of frames being read at once, process-wide (16 full frames).
-pub const READ_BUDGET_BYTES: usize = 16 * kith_core::limits::FRAME_BYTES_MAX;
+/// Bytes of frames being read at once, process-wide: what a leader may
+/// have in flight to this replica (32 MiB).
+pub const READ_BUDGET_BYTES: usize =
+    limits::APPENDS_IN_FLIGHT_MAX * limits::APPEND_MESSAGE_BYTES_MAX as usize;
 /// How much of a frame is reserved and read at a time: a frame declared
 /// large but sent slowly holds only what has arrived.
 pub const READ_CHUNK_BYTES: usize = 64 * 1024;
 
 const _: () = assert!(READ_CHUNK_BYTES <= READ_BUDGET_BYTES);
-const _: () = assert!(kith_core::limits::FRAME_BYTES_MAX <= READ_BUDGET_BYTES / 4);
+const _: () = assert!(limits::FRAME_BYTES_MAX <= READ_BUDGET_BYTES / 4);
+const _: () = assert!(READ_BUDGET_BYTES <= 64 * 1024 * 1024, "a stranger's reach stays small");
 
 /// A budget of bytes shared by every reader of a process.
 #[derive(Debug)]
