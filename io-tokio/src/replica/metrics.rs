@@ -2,6 +2,7 @@
 
 use super::peer_faults::PeerFault;
 use super::Replica;
+use crate::net::read_budget::{READ_BUDGET, READ_BUDGET_BYTES};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -118,6 +119,10 @@ impl Replica {
         for (name, kind, help, value) in series {
             text.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"));
         }
+        let (name, held) = ("kith_read_budget_bytes", READ_BUDGET.used_bytes());
+        text.push_str(&format!(
+            "# HELP {name} Bytes of frames being read now (budget {READ_BUDGET_BYTES}).\n# TYPE {name} gauge\n{name} {held}\n"
+        ));
         for fault in PeerFault::ALL {
             let (name, value) = (fault.metric(), self.faults.total(fault));
             text.push_str(&format!(
