@@ -4,8 +4,8 @@
 //! replica's resident memory from 23 MiB to 88 MiB for the request timeout.
 //! Now frames are read against one budget for the whole process (32 MiB),
 //! so the replica's memory stays under a ceiling however many such streams
-//! a stranger opens (here 128, which held 110 MiB before) and it still
-//! serves its users.
+//! a stranger opens (here 128, which held 138 MiB before), the connection
+//! holding the most is cut off, and the replica still serves its users.
 
 mod support;
 
@@ -13,7 +13,7 @@ use futures::AsyncWriteExt;
 use kith_core::limits;
 use kith_io_tokio::net::behaviour::CLIENT_PROTOCOL;
 use std::time::Duration;
-use support::hostile::{resident_bytes, stranger};
+use support::hostile::{resident_bytes, stranger, Seen};
 use support::{pid_of, Cluster};
 
 /// Streams the stranger fills, over this many connections (fresh keys).
@@ -29,8 +29,9 @@ async fn slow_large_frames_do_not_make_a_replica_hold_unbounded_memory() {
     let pid = pid_of(&cluster.replicas[0].dir).expect("the replica runs");
     let before = resident_bytes(pid);
     let mut tasks = Vec::new();
+    let mut strangers = Vec::new();
     for _ in 0..CONNECTIONS {
-        let mut s = stranger(cluster.replicas[0].dial_addr(), None).await;
+        let s = stranger(cluster.replicas[0].dial_addr(), None).await;
         let peer = cluster.replicas[0].peer;
         for _ in 0..STREAMS / CONNECTIONS {
             let mut control = s.control.clone();
@@ -54,7 +55,7 @@ async fn slow_large_frames_do_not_make_a_replica_hold_unbounded_memory() {
                 tokio::time::sleep(Duration::from_secs(8)).await;
             }));
         }
-        s.seen.close();
+        strangers.push(s);
     }
     let mut peak = 0;
     for _ in 0..40 {
@@ -68,6 +69,21 @@ async fn slow_large_frames_do_not_make_a_replica_hold_unbounded_memory() {
         peak >> 20,
         RESIDENT_CEILING_BYTES >> 20
     );
+    // The connections holding the most were cut off.
+    let replica = cluster.replicas[0].peer;
+    let mut cut_off = 0;
+    for s in &mut strangers {
+        let seen: Vec<Seen> = std::iter::from_fn(|| s.seen.try_recv().ok()).collect();
+        cut_off +=
+            usize::from(seen.iter().any(|e| matches!(e, Seen::Disconnected(p) if *p == replica)));
+    }
+    assert!(cut_off > 0, "no stranger was disconnected");
+    // The refused frames are counted, and summarized once per 10 s window.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while !cluster.log_of(0).contains("failed inbound requests from") {
+        assert!(std::time::Instant::now() < deadline, "no summary:\n{}", cluster.log_of(0));
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
     // And it still serves a user.
     let mut alice = tokio::time::timeout(Duration::from_secs(15), async {
         support::user(&cluster.keys_dir(), "alice", cluster.addrs()).await

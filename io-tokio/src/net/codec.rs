@@ -3,22 +3,38 @@
 //! versioned postcard frame that the receiver decodes (and may refuse); the
 //! codec only enforces the size limit, before allocating.
 
-use super::read_budget::{ReadBudget, READ_BUDGET, READ_CHUNK_BYTES};
+use super::read_budget::{Account, ReadBudget, EVICTED, READ_BUDGET, READ_CHUNK_BYTES};
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use libp2p::request_response;
 use libp2p::StreamProtocol;
 use std::io;
+use std::sync::Arc;
 
-/// Length-prefixed frames of at most `max_bytes`.
-#[derive(Clone, Debug)]
+/// Length-prefixed frames of at most `max_bytes`, read against the
+/// process's [`READ_BUDGET`] and charged to their connection's account.
+#[derive(Debug)]
 pub struct FrameCodec {
     max_bytes: usize,
+    account: Option<Arc<Account>>,
 }
 
 impl FrameCodec {
     /// A codec that refuses frames longer than `max_bytes`.
     pub fn new(max_bytes: usize) -> FrameCodec {
-        FrameCodec { max_bytes }
+        FrameCodec { max_bytes, account: None }
+    }
+}
+
+/// request-response clones the behaviour's codec once per connection, and
+/// that one once per stream: the first clone opens the connection's
+/// account, later clones share it.
+impl Clone for FrameCodec {
+    fn clone(&self) -> FrameCodec {
+        let account = match &self.account {
+            Some(account) => account.clone(),
+            None => READ_BUDGET.open_account(),
+        };
+        FrameCodec { max_bytes: self.max_bytes, account: Some(account) }
     }
 }
 
@@ -27,14 +43,15 @@ impl FrameCodec {
 /// [`READ_BUDGET`] while it is read (a frame that cannot get its next chunk
 /// is refused).
 pub async fn read_frame<T: AsyncRead + Unpin>(io: &mut T, max_bytes: usize) -> io::Result<Vec<u8>> {
-    read_frame_within(io, max_bytes, &READ_BUDGET).await
+    read_frame_within(io, max_bytes, &READ_BUDGET, None).await
 }
 
-/// [`read_frame`] against `budget`.
+/// [`read_frame`] against `budget`, charged to the connection `account`.
 pub async fn read_frame_within<T: AsyncRead + Unpin>(
     io: &mut T,
     max_bytes: usize,
     budget: &ReadBudget,
+    account: Option<&Account>,
 ) -> io::Result<Vec<u8>> {
     let mut len = [0u8; 4];
     io.read_exact(&mut len).await?;
@@ -45,7 +62,7 @@ pub async fn read_frame_within<T: AsyncRead + Unpin>(
             format!("frame of {len} bytes exceeds the limit of {max_bytes}"),
         ));
     }
-    let mut hold = budget.hold();
+    let mut hold = budget.hold(account);
     let mut buf = Vec::new();
     while buf.len() < len {
         let chunk = (len - buf.len()).min(READ_CHUNK_BYTES);
@@ -76,14 +93,22 @@ impl request_response::Codec for FrameCodec {
     where
         T: AsyncRead + Unpin + Send,
     {
-        read_frame(io, self.max_bytes).await
+        let account = self.account.as_deref();
+        let read = read_frame_within(io, self.max_bytes, &READ_BUDGET, account).await;
+        if let Err(e) = &read {
+            // A stream closed before any byte is no fault of note.
+            if e.kind() != io::ErrorKind::UnexpectedEof {
+                READ_BUDGET.note_unreadable(account, e.kind() == EVICTED);
+            }
+        }
+        read
     }
 
     async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Vec<u8>>
     where
         T: AsyncRead + Unpin + Send,
     {
-        read_frame(io, self.max_bytes).await
+        read_frame_within(io, self.max_bytes, &READ_BUDGET, self.account.as_deref()).await
     }
 
     async fn write_request<T>(
@@ -140,14 +165,18 @@ mod tests {
             let mut buf = Vec::new();
             write_frame(&mut buf, &big).await.unwrap();
             let mut cursor = futures::io::Cursor::new(buf.clone());
-            let refused = read_frame_within(&mut cursor, big.len(), &budget).await.unwrap_err();
+            let refused =
+                read_frame_within(&mut cursor, big.len(), &budget, None).await.unwrap_err();
             assert_eq!(refused.kind(), io::ErrorKind::OutOfMemory);
             assert_eq!(budget.used_bytes(), 0);
             let small = vec![1u8; READ_CHUNK_BYTES + 1];
             let mut buf = Vec::new();
             write_frame(&mut buf, &small).await.unwrap();
             let mut cursor = futures::io::Cursor::new(buf);
-            assert_eq!(read_frame_within(&mut cursor, small.len(), &budget).await.unwrap(), small);
+            assert_eq!(
+                read_frame_within(&mut cursor, small.len(), &budget, None).await.unwrap(),
+                small
+            );
             assert_eq!(budget.used_bytes(), 0);
         });
     }

@@ -14,8 +14,12 @@
 //! request at a time.
 
 use kith_core::limits;
+use libp2p::PeerId;
+use std::cell::Cell;
+use std::collections::VecDeque;
 use std::io;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 
 /// Bytes of frames being read at once, process-wide: what a leader may
 /// have in flight to this replica (32 MiB).
@@ -34,7 +38,51 @@ const _: () = assert!(READ_BUDGET_BYTES <= 64 * 1024 * 1024, "a stranger's reach
 pub struct ReadBudget {
     used_bytes: AtomicUsize,
     max_bytes: usize,
+    /// Every connection's account, to find the one holding the most.
+    accounts: Mutex<Vec<Weak<Account>>>,
+    unreadable: Mutex<VecDeque<Unreadable>>,
 }
+
+/// What one connection holds of the budget. When the budget is spent, the
+/// connection holding the most is evicted: its frames are refused with
+/// [`EVICTED`] (at their next chunk) until it holds nothing, and the
+/// replica disconnects a peer so refused that is not a replica of the
+/// cluster. A replica evicted in a burst only sees some frames refused,
+/// which Raft sends again.
+#[derive(Debug, Default)]
+pub struct Account {
+    peer: Option<PeerId>,
+    held_bytes: AtomicUsize,
+    evicted: AtomicBool,
+}
+
+/// A frame a peer sent that could not be read, for the replica to count
+/// (libp2p's request-response reports no failure before a request is read).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Unreadable {
+    /// Who sent it.
+    pub peer: PeerId,
+    /// Whether its connection was evicted for holding the most.
+    pub evicted: bool,
+}
+
+/// Unreadable frames remembered until the replica takes them.
+const UNREADABLE_KEPT_MAX: usize = 1024;
+
+thread_local! {
+    /// The connection being set up on this thread: set by the swarm's
+    /// first behaviour (`SourceBudget`) before request-response clones its
+    /// codec for the connection, so the connection's account knows its peer.
+    static CONNECTING: Cell<Option<PeerId>> = const { Cell::new(None) };
+}
+
+/// Names the peer of the connection being set up on this thread.
+pub fn connecting(peer: PeerId) {
+    CONNECTING.with(|c| c.set(Some(peer)));
+}
+
+/// The error kind of a frame refused because its connection was evicted.
+pub const EVICTED: io::ErrorKind = io::ErrorKind::PermissionDenied;
 
 /// The process's budget for frames read from the network.
 pub static READ_BUDGET: ReadBudget = ReadBudget::new(READ_BUDGET_BYTES);
@@ -42,7 +90,50 @@ pub static READ_BUDGET: ReadBudget = ReadBudget::new(READ_BUDGET_BYTES);
 impl ReadBudget {
     /// A budget of `max_bytes`.
     pub const fn new(max_bytes: usize) -> ReadBudget {
-        ReadBudget { used_bytes: AtomicUsize::new(0), max_bytes }
+        ReadBudget {
+            used_bytes: AtomicUsize::new(0),
+            max_bytes,
+            accounts: Mutex::new(Vec::new()),
+            unreadable: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    /// A new account for the connection being set up on this thread.
+    pub fn open_account(&self) -> Arc<Account> {
+        let peer = CONNECTING.with(Cell::get);
+        let account = Arc::new(Account { peer, ..Account::default() });
+        let mut accounts = self.accounts.lock().unwrap_or_else(|p| p.into_inner());
+        accounts.retain(|a| a.strong_count() > 0);
+        accounts.push(Arc::downgrade(&account));
+        account
+    }
+
+    /// Evicts the connection holding the most (if any holds anything).
+    fn evict_heaviest(&self) {
+        let accounts = self.accounts.lock().unwrap_or_else(|p| p.into_inner());
+        let heaviest = accounts
+            .iter()
+            .filter_map(Weak::upgrade)
+            .filter(|a| !a.evicted.load(Ordering::Acquire))
+            .max_by_key(|a| a.held_bytes.load(Ordering::Acquire));
+        if let Some(a) = heaviest.filter(|a| a.held_bytes.load(Ordering::Acquire) > 0) {
+            a.evicted.store(true, Ordering::Release);
+        }
+    }
+
+    /// Records that a frame on `account`'s connection could not be read.
+    pub fn note_unreadable(&self, account: Option<&Account>, evicted: bool) {
+        let Some(peer) = account.and_then(|a| a.peer) else { return };
+        let mut unreadable = self.unreadable.lock().unwrap_or_else(|p| p.into_inner());
+        if unreadable.len() < UNREADABLE_KEPT_MAX {
+            unreadable.push_back(Unreadable { peer, evicted });
+        }
+    }
+
+    /// The unreadable frames noted since the last call.
+    pub fn take_unreadable(&self) -> Vec<Unreadable> {
+        let mut unreadable = self.unreadable.lock().unwrap_or_else(|p| p.into_inner());
+        unreadable.drain(..).collect()
     }
 
     /// Bytes held now.
@@ -50,9 +141,10 @@ impl ReadBudget {
         self.used_bytes.load(Ordering::Relaxed)
     }
 
-    /// A hold on nothing yet, released when dropped.
-    pub fn hold(&self) -> Hold<'_> {
-        Hold { budget: self, bytes: 0 }
+    /// A hold on nothing yet, released when dropped, for a reader on the
+    /// connection `account` (None: not charged to any connection).
+    pub fn hold<'a>(&'a self, account: Option<&'a Account>) -> Hold<'a> {
+        Hold { budget: self, account, bytes: 0 }
     }
 
     fn try_take(&self, bytes: usize) -> bool {
@@ -68,19 +160,36 @@ impl ReadBudget {
 #[derive(Debug)]
 pub struct Hold<'a> {
     budget: &'a ReadBudget,
+    account: Option<&'a Account>,
     bytes: usize,
 }
 
 impl Hold<'_> {
     /// Takes `bytes` more, or refuses with an error the peer's stream gets.
+    /// A refusal evicts the connection holding the most.
     pub fn grow(&mut self, bytes: usize) -> io::Result<()> {
+        if let Some(a) = self.account.filter(|a| a.evicted.load(Ordering::Acquire)) {
+            // A new frame on a connection whose evicted frames are all
+            // gone starts afresh.
+            if self.bytes > 0 || a.held_bytes.load(Ordering::Acquire) > 0 {
+                return Err(io::Error::new(
+                    EVICTED,
+                    "this connection held the most of the read budget",
+                ));
+            }
+            a.evicted.store(false, Ordering::Release);
+        }
         if !self.budget.try_take(bytes) {
+            self.budget.evict_heaviest();
             return Err(io::Error::new(
                 io::ErrorKind::OutOfMemory,
                 "too much is being received at once; try again",
             ));
         }
         self.bytes += bytes;
+        if let Some(a) = self.account {
+            a.held_bytes.fetch_add(bytes, Ordering::AcqRel);
+        }
         Ok(())
     }
 }
@@ -88,6 +197,9 @@ impl Hold<'_> {
 impl Drop for Hold<'_> {
     fn drop(&mut self) {
         self.budget.used_bytes.fetch_sub(self.bytes, Ordering::AcqRel);
+        if let Some(a) = self.account {
+            a.held_bytes.fetch_sub(self.bytes, Ordering::AcqRel);
+        }
     }
 }
 
@@ -98,14 +210,32 @@ mod tests {
     #[test]
     fn holds_are_refused_beyond_the_budget_and_released_on_drop() {
         let budget = ReadBudget::new(100);
-        let mut a = budget.hold();
+        let mut a = budget.hold(None);
         a.grow(60).expect("within");
-        let mut b = budget.hold();
+        let mut b = budget.hold(None);
         assert!(b.grow(50).is_err(), "60 + 50 is over 100");
         b.grow(40).expect("exactly 100");
         drop(a);
         assert_eq!(budget.used_bytes(), 40);
         drop(b);
         assert_eq!(budget.used_bytes(), 0);
+    }
+
+    #[test]
+    fn a_spent_budget_evicts_the_connection_holding_the_most() {
+        let budget = ReadBudget::new(100);
+        let (greedy, modest) = (budget.open_account(), budget.open_account());
+        let mut g1 = budget.hold(Some(&greedy));
+        g1.grow(40).expect("within");
+        let mut g2 = budget.hold(Some(&greedy));
+        g2.grow(40).expect("within");
+        let mut m = budget.hold(Some(&modest));
+        assert_eq!(m.grow(30).unwrap_err().kind(), io::ErrorKind::OutOfMemory);
+        assert_eq!(g1.grow(1).unwrap_err().kind(), EVICTED, "the greedy one is cut off");
+        assert_eq!(budget.hold(Some(&greedy)).grow(1).unwrap_err().kind(), EVICTED);
+        drop((g1, g2));
+        m.grow(30).expect("the modest one reads on");
+        let mut again = budget.hold(Some(&greedy));
+        again.grow(1).expect("once its refused frames are gone, it starts afresh");
     }
 }

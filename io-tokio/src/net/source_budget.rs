@@ -13,6 +13,7 @@
 //! address, as on one machine); relayed connections are left to the relay's
 //! own budgets, since their address is the relay's.
 
+use super::read_budget;
 use libp2p::core::transport::PortUse;
 use libp2p::core::Endpoint;
 use libp2p::multiaddr::Protocol;
@@ -121,6 +122,9 @@ impl NetworkBehaviour for SourceBudget {
         _local: &Multiaddr,
         remote: &Multiaddr,
     ) -> Result<THandler<Self>, ConnectionDenied> {
+        // The behaviours after this one set up the same connection next,
+        // on this thread: their read accounts are this peer's.
+        read_budget::connecting(peer);
         self.forget(id);
         let Some(ip) = source_of(remote) else { return Ok(dummy::ConnectionHandler) };
         if !self.trusted.contains(&peer) {
@@ -134,11 +138,12 @@ impl NetworkBehaviour for SourceBudget {
     fn handle_established_outbound_connection(
         &mut self,
         _id: ConnectionId,
-        _peer: PeerId,
+        peer: PeerId,
         _addr: &Multiaddr,
         _role: Endpoint,
         _port_use: PortUse,
     ) -> Result<THandler<Self>, ConnectionDenied> {
+        read_budget::connecting(peer);
         Ok(dummy::ConnectionHandler)
     }
 

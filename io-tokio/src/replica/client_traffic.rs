@@ -4,6 +4,7 @@
 use super::askers::Channel;
 use super::peer_faults::PeerFault;
 use super::Replica;
+use crate::net::read_budget::{Unreadable, READ_BUDGET};
 use crate::peer_ids::user_of;
 use kith_core::replica::{GossipTopic, ServiceInput};
 use libp2p::gossipsub::{self, IdentTopic};
@@ -31,11 +32,24 @@ impl Replica {
         self.input(ServiceInput::AdminRequested { asker, operator, frame: request.into() });
     }
 
-    /// Counts a request a peer sent that could not be read (too large, the
-    /// read budget spent, cut off): the peer's fault, summarized in the log.
+    /// Counts a request that failed after it was read (its answer could not
+    /// be written): the peer's fault, summarized in the log.
     pub(super) fn note_inbound_failure(&mut self, event: &Event<Vec<u8>, Vec<u8>>) {
         if let Event::InboundFailure { peer, error: InboundFailure::Io(_), .. } = event {
             self.faults.note(PeerFault::RequestFailed, peer);
+        }
+    }
+
+    /// Counts the requests peers sent that could not be read (too large,
+    /// the read budget spent, cut off), which the codec noted. A connection
+    /// evicted for holding the most of the read budget is the offender: a
+    /// peer that is not a replica is disconnected.
+    pub(super) fn take_unreadable(&mut self) {
+        for Unreadable { peer, evicted } in READ_BUDGET.take_unreadable() {
+            self.faults.note(PeerFault::RequestFailed, peer);
+            if evicted && !self.directory.knows(&peer) && self.swarm.is_connected(&peer) {
+                let _ = self.swarm.disconnect_peer_id(peer);
+            }
         }
     }
 

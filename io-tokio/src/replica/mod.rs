@@ -97,6 +97,7 @@ pub async fn run(
             return Err(ReplicaError::Halted(reason.to_string()));
         }
         let wake = replica.next_wake(live_backlog);
+        replica.take_unreadable();
         tokio::select! {
             event = replica.swarm.select_next_some() => replica.on_swarm_event(event),
             report = disk_reports.recv() => match report {
