@@ -122,6 +122,19 @@ impl Follow {
                     }
                     delivered += 1;
                 }
+                // A change comes only for an entry already received.
+                LiveFrame::Updated { room, entry } if entry.seq > self.cursor(&room) => {
+                    let detail = format!(
+                        "client {i} got a change to {room} seq {} before the entry (cursor {})",
+                        entry.seq,
+                        self.cursor(&room)
+                    );
+                    return Err(Violation {
+                        invariant: "live delivery gap-free and true",
+                        detail,
+                        at: now,
+                    });
+                }
                 LiveFrame::Refused(_) => {
                     self.stream = None;
                     self.retry_at = now + REFUSED_PAUSE;

@@ -197,6 +197,30 @@ impl ImWorkload {
                 let seq = self.clients[i].follow.cursor(&lobby());
                 Operation::MarkRead { room: lobby(), seq }
             }
+            // Changes to one of its own lobby messages: live subscribers
+            // get edits, reactions and deletions too.
+            96..=99 => {
+                let mine: Vec<u64> = self.clients[i]
+                    .sends
+                    .iter()
+                    .filter(|(_, room, _)| *room == lobby())
+                    .map(|(_, _, seq)| *seq)
+                    .collect();
+                let Some(&seq) = mine.get(self.rng.range(0, mine.len().max(1) as u64) as usize)
+                else {
+                    return Some(Operation::Send { to: Target::Room(lobby()), text });
+                };
+                match roll {
+                    96 => Operation::Edit { room: lobby(), seq, text },
+                    97 | 98 => Operation::React {
+                        room: lobby(),
+                        seq,
+                        reaction: "+1".into(),
+                        add: roll == 97,
+                    },
+                    _ => Operation::Delete { room: lobby(), seq },
+                }
+            }
             _ => Operation::Send { to: Target::Room(lobby()), text },
         })
     }
