@@ -11,7 +11,7 @@ use crate::live_stream::{self, datagram, split};
 use crate::lobby::lobby;
 use crate::world::{replica_addr, TAG_LIVE};
 use bytes::Bytes;
-use kith_core::im::protocol::{EntryKind, RoomId};
+use kith_core::im::protocol::{EntryKind, RoomEntry, RoomId};
 use kith_core::wire::client_protocol::{LiveFrame, SubscribeFrame};
 use madsim::net::Endpoint;
 use std::collections::{BTreeMap, BTreeSet};
@@ -173,14 +173,19 @@ enum Taken {
     Violation,
 }
 
+/// The message id an entry carries, if it is a message.
+fn msg_id_of(entry: &RoomEntry) -> Option<uuid::Uuid> {
+    match &entry.kind {
+        EntryKind::Message(m) => Some(m.msg_id),
+        _ => None,
+    }
+}
+
 fn take_frame(ctx: &ClientCtx, bytes: &[u8], cursors: &mut Cursors) -> Taken {
     let Ok(frame) = LiveFrame::decode(bytes) else { return Taken::Refused };
     match frame {
         LiveFrame::Entry { room, entry } => {
-            let msg_id = match &entry.kind {
-                EntryKind::Message(m) => Some(m.msg_id),
-                _ => None,
-            };
+            let msg_id = msg_id_of(&entry);
             let mut w = ctx.world.lock();
             if let Err(v) = w.checker.on_delivered(ctx.index, &room, entry.seq, msg_id) {
                 w.fail(v);
@@ -191,10 +196,7 @@ fn take_frame(ctx: &ClientCtx, bytes: &[u8], cursors: &mut Cursors) -> Taken {
             Taken::Go
         }
         LiveFrame::Updated { room, entry } => {
-            let msg_id = match &entry.kind {
-                EntryKind::Message(m) => Some(m.msg_id),
-                _ => None,
-            };
+            let msg_id = msg_id_of(&entry);
             let mut w = ctx.world.lock();
             if let Err(v) = w.checker.on_updated(ctx.index, &room, entry.seq, msg_id) {
                 w.fail(v);

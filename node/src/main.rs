@@ -8,6 +8,7 @@ mod live_commands;
 mod log_budget;
 mod render;
 mod replica_commands;
+mod room_commands;
 mod session;
 mod settings;
 mod user_commands;

@@ -1,13 +1,14 @@
 //! The one-shot user commands.
 
-use crate::cli::{Cli, Command, IdCommand, RoleArg, RoomCommand, StatusArg};
+use crate::cli::{Cli, Command, IdCommand, StatusArg};
 use crate::render;
+use crate::room_commands;
 use crate::session::{parse_since, Session};
 use crate::settings;
 use anyhow::{bail, Context, Result};
 use kith_core::im::presence::{PresenceBody, PresenceStatus, SignedPresence};
 use kith_core::im::protocol::{
-    Operation, Page, QueryKind, QueryReply, Receipt, Role, RoomEntry, RoomId, Target, Visibility,
+    Operation, Page, QueryKind, QueryReply, Receipt, RoomEntry, RoomId, Target,
 };
 use kith_core::im::typing::{SignedTyping, TypingBody};
 use kith_core::limits;
@@ -79,7 +80,7 @@ pub async fn run(cli: &Cli, command: Command) -> Result<()> {
             let receipt = s.submit(Operation::Register { name }).await?;
             report(cli, &mut s, &receipt).await;
         }
-        Command::Room(room) => room_command(cli, &mut s, room).await?,
+        Command::Room(room) => room_commands::run(cli, &mut s, room).await?,
         Command::Send { room, text } => {
             let room = s.resolve_room(&room).await?;
             let to = match room {
@@ -127,7 +128,7 @@ pub async fn run(cli: &Cli, command: Command) -> Result<()> {
     Ok(())
 }
 
-async fn report(cli: &Cli, s: &mut Session, receipt: &Receipt) {
+pub(crate) async fn report(cli: &Cli, s: &mut Session, receipt: &Receipt) {
     let (what, room, seq) = match receipt {
         Receipt::Registered { name } => {
             if cli.json {
@@ -148,97 +149,6 @@ async fn report(cli: &Cli, s: &mut Session, receipt: &Receipt) {
     } else {
         println!("{what} {label} seq {seq}");
     }
-}
-
-async fn room_command(cli: &Cli, s: &mut Session, command: RoomCommand) -> Result<()> {
-    let op = match command {
-        RoomCommand::Create { room, private } => {
-            let visibility = if private { Visibility::Private } else { Visibility::Public };
-            Operation::CreateRoom { name: room.trim_start_matches('#').to_string(), visibility }
-        }
-        RoomCommand::Invite { room, user } => Operation::Invite {
-            room: s.resolve_room(&room).await?,
-            user: s.resolve_user(&user).await?,
-        },
-        RoomCommand::Join { room } => Operation::Join { room: s.resolve_room(&room).await? },
-        RoomCommand::Leave { room } => Operation::Leave { room: s.resolve_room(&room).await? },
-        RoomCommand::Kick { room, user } => Operation::Kick {
-            room: s.resolve_room(&room).await?,
-            user: s.resolve_user(&user).await?,
-        },
-        RoomCommand::Ban { room, user } => Operation::Ban {
-            room: s.resolve_room(&room).await?,
-            user: s.resolve_user(&user).await?,
-        },
-        RoomCommand::Unban { room, user } => Operation::Unban {
-            room: s.resolve_room(&room).await?,
-            user: s.resolve_user(&user).await?,
-        },
-        RoomCommand::Role { room, user, role } => Operation::SetRole {
-            room: s.resolve_room(&room).await?,
-            user: s.resolve_user(&user).await?,
-            role: match role {
-                RoleArg::Member => Role::Member,
-                RoleArg::Admin => Role::Admin,
-                RoleArg::Owner => Role::Owner,
-            },
-        },
-        RoomCommand::Rename { room, title } => {
-            Operation::Rename { room: s.resolve_room(&room).await?, title }
-        }
-        RoomCommand::Topic { room, topic } => {
-            Operation::SetTopic { room: s.resolve_room(&room).await?, topic }
-        }
-        RoomCommand::List => return room_list(cli, s).await,
-        RoomCommand::Info { room } => return room_info(cli, s, &room).await,
-    };
-    let receipt = s.submit(op).await?;
-    report(cli, s, &receipt).await;
-    Ok(())
-}
-
-async fn room_list(cli: &Cli, s: &mut Session) -> Result<()> {
-    let QueryReply::Rooms(rooms) = s.query(QueryKind::Rooms).await? else {
-        bail!("unexpected answer to a room list");
-    };
-    for r in rooms {
-        let label = s.room_label(&r.room).await;
-        let unread = r.last_seq.saturating_sub(r.read_seq);
-        if cli.json {
-            println!(
-                "{}",
-                json!({ "room": label, "members": r.members, "last_seq": r.last_seq, "read_seq": r.read_seq, "topic": r.topic })
-            );
-        } else {
-            println!("{label}\t{} members\t{unread} unread\t{}", r.members, r.topic);
-        }
-    }
-    Ok(())
-}
-
-async fn room_info(cli: &Cli, s: &mut Session, room: &str) -> Result<()> {
-    let room = s.resolve_room(room).await?;
-    let QueryReply::Room(info) = s.query(QueryKind::Room { room: room.clone() }).await? else {
-        bail!("unexpected answer to a room query");
-    };
-    let mut members = Vec::new();
-    for (user, role) in &info.members {
-        members.push((s.name_of(*user).await, format!("{role:?}").to_lowercase()));
-    }
-    let label = s.room_label(&room).await;
-    if cli.json {
-        let m: Vec<_> = members.iter().map(|(n, r)| json!({ "name": n, "role": r })).collect();
-        println!(
-            "{}",
-            json!({ "room": label, "topic": info.summary.topic, "last_seq": info.summary.last_seq, "members": m })
-        );
-    } else {
-        println!("{label} ({} entries) {}", info.summary.last_seq, info.summary.topic);
-        for (n, r) in members {
-            println!("  {n} ({r})");
-        }
-    }
-    Ok(())
 }
 
 async fn history(
@@ -453,6 +363,7 @@ mod tests {
     use kith_core::ids::{LogIndex, Term};
     use kith_core::im::identity::Identity;
     use kith_core::im::machine::ImMachine;
+    use kith_core::im::protocol::Visibility;
     use kith_core::im::protocol::{CommandBody, ImQuery, SignedCommand, IM_PROTOCOL_VERSION};
     use kith_core::state_machine::{ApplyContext, StateMachine};
 
