@@ -11,7 +11,7 @@ use kith_core::limits;
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::{
-    autonat, connection_limits, dcutr, gossipsub, identify, kad, mdns, noise, ping, relay,
+    autonat, connection_limits, dcutr, gossipsub, identify, mdns, noise, ping, relay,
     request_response, tcp, yamux, StreamProtocol, Swarm, SwarmBuilder,
 };
 use std::time::Duration;
@@ -26,8 +26,6 @@ pub const ADMIN_PROTOCOL: StreamProtocol = StreamProtocol::new("/kith/admin/1");
 pub const LIVE_PROTOCOL: StreamProtocol = StreamProtocol::new("/kith/live/1");
 /// Replica to replica: snapshot chunks, one stream per peer.
 pub const SNAPSHOT_PROTOCOL: StreamProtocol = StreamProtocol::new("/kith/snapshot/1");
-/// Kademlia protocol name (a private DHT for kith).
-pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/kith/kad/1");
 /// Gossipsub topic for signed presence announcements.
 pub const PRESENCE_TOPIC: &str = "kith/presence/1";
 /// Gossipsub topic for signed typing notices.
@@ -73,8 +71,6 @@ pub struct Behaviour {
     pub stream: libp2p_stream::Behaviour,
     /// Presence (best effort; nothing that must not be lost uses it).
     pub gossipsub: gossipsub::Behaviour,
-    /// Discovery.
-    pub kad: kad::Behaviour<kad::store::MemoryStore>,
     /// Reaching peers behind NAT through a relay.
     pub relay_client: relay::client::Behaviour,
     /// Hole punching after a relayed connection.
@@ -204,12 +200,6 @@ pub fn build_swarm(
             )?;
             let (scores, thresholds) = gossip_scores();
             gossipsub.with_peer_score(scores, thresholds)?;
-            let mut kad = kad::Behaviour::with_config(
-                peer_id,
-                kad::store::MemoryStore::new(peer_id),
-                kad::Config::new(KAD_PROTOCOL),
-            );
-            kad.set_mode(Some(kad::Mode::Server));
             let mdns = if options.mdns {
                 Some(mdns::tokio::Behaviour::new(mdns::Config::default(), peer_id)?)
             } else {
@@ -232,7 +222,6 @@ pub fn build_swarm(
                 admin: rr(ADMIN_PROTOCOL, request_timeout),
                 stream: libp2p_stream::Behaviour::new(),
                 gossipsub,
-                kad,
                 relay_client,
                 dcutr: dcutr::Behaviour::new(peer_id),
                 autonat: autonat::Behaviour::new(peer_id, autonat::Config::default()),

@@ -9,7 +9,7 @@ use kith_core::replica::ServiceInput;
 use kith_core::wire::replica_protocol::{self, PeerRequest, PeerResponse};
 use libp2p::request_response::{Event, Message};
 use libp2p::swarm::{ListenError, SwarmEvent};
-use libp2p::{gossipsub, identify, PeerId};
+use libp2p::{gossipsub, identify, mdns, PeerId};
 
 impl Replica {
     pub(super) fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
@@ -22,6 +22,13 @@ impl Replica {
                 message_id,
                 message,
             })) => self.on_gossip(propagation_source, &message_id, &message.topic, message.data),
+            // With --mdns: peers heard on the local network can be dialed
+            // (a member whose address changed is found there too).
+            SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(found))) => {
+                for (peer, addr) in found.into_iter().take(64) {
+                    self.swarm.add_peer_address(peer, addr);
+                }
+            }
             SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
                 peer_id,
                 info,
@@ -229,8 +236,7 @@ impl Replica {
             .flat_map(|(id, p)| self.directory.addrs(id).iter().map(move |a| (p, a.clone())))
             .collect();
         for (peer, addr) in known {
-            self.swarm.add_peer_address(peer, addr.clone());
-            self.swarm.behaviour_mut().kad.add_address(&peer, addr);
+            self.swarm.add_peer_address(peer, addr);
         }
     }
 }
