@@ -70,7 +70,7 @@ pub struct Behaviour {
     /// Live subscription streams.
     pub stream: libp2p_stream::Behaviour,
     /// Presence (best effort; nothing that must not be lost uses it).
-    pub gossipsub: gossipsub::Behaviour,
+    pub gossipsub: gossipsub::Behaviour<gossipsub::IdentityTransform, KithTopics>,
     /// Reaching peers behind NAT through a relay.
     pub relay_client: relay::client::Behaviour,
     /// Hole punching after a relayed connection.
@@ -110,6 +110,17 @@ fn rr(protocol: StreamProtocol, timeout: Duration) -> request_response::Behaviou
 /// and it is never grafted into a mesh, yet above the graylist (-80), so
 /// its subscriptions are still heard should it turn out to be a replica.
 pub const STRANGER_GOSSIP_SCORE: f64 = -6.0;
+
+/// The only topics a peer's subscriptions are heard on: a subscription to
+/// any other (junk) topic is dropped, so it costs nothing to keep.
+pub type KithTopics = gossipsub::WhitelistSubscriptionFilter;
+
+fn kith_topics() -> KithTopics {
+    let topics = [PRESENCE_TOPIC, TYPING_TOPIC];
+    gossipsub::WhitelistSubscriptionFilter(
+        topics.iter().map(|t| gossipsub::IdentTopic::new(*t).hash()).collect(),
+    )
+}
 
 /// Peer scoring for kith's topics: a message the replica service refuses
 /// costs its sender heavily (two put it on the graylist). The mesh-delivery
@@ -194,9 +205,10 @@ pub fn build_swarm(
                 .validate_messages()
                 .build()
                 .map_err(|e| e.to_string())?;
-            let mut gossipsub = gossipsub::Behaviour::new(
+            let mut gossipsub = gossipsub::Behaviour::new_with_subscription_filter(
                 gossipsub::MessageAuthenticity::Signed(key.clone()),
                 gossip_config,
+                kith_topics(),
             )?;
             let (scores, thresholds) = gossip_scores();
             gossipsub.with_peer_score(scores, thresholds)?;
