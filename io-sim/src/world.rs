@@ -187,7 +187,7 @@ pub struct SimWorld {
     pub lobby: crate::lobby::LobbySchedule,
     /// Where the controller hands the operator its admin requests, once
     /// the operator's process runs.
-    pub operator: Option<crate::operator::Operator>,
+    pub operator: Option<crate::operator::handle::Operator>,
     /// Test-only rule breakers every replica runs with.
     #[cfg(feature = "bug-switches")]
     pub bugs: kith_core::bugs::BugSwitches,

@@ -1,8 +1,10 @@
-//! How entries look: a line for people, a JSON object for scripts.
+//! How entries and receipts look: a line for people, a JSON object for
+//! scripts.
 
+use crate::cli::Cli;
 use crate::session::Session;
 use kith_core::im::identity::UserId;
-use kith_core::im::protocol::{EntryKind, RoomEntry, RoomId};
+use kith_core::im::protocol::{EntryKind, Receipt, RoomEntry, RoomId};
 use serde_json::{json, Value};
 
 /// Local time of day for a UNIX millisecond stamp (UTC; no time zone database).
@@ -109,5 +111,29 @@ pub async fn print_entry(session: &mut Session, json: bool, room: &RoomId, entry
         println!("{}", object(session, room, entry).await);
     } else {
         println!("{}", line(session, room, entry).await);
+    }
+}
+
+/// What a command did, as a line (or a JSON object with `--json`).
+pub async fn receipt(cli: &Cli, s: &mut Session, receipt: &Receipt) {
+    let (what, room, seq) = match receipt {
+        Receipt::Registered { name } => {
+            if cli.json {
+                println!("{}", json!({ "registered": name, "peer_id": s.me.to_string() }));
+            } else {
+                println!("registered as {name}");
+            }
+            return;
+        }
+        Receipt::Appended { room, seq } => ("appended", room, seq),
+        Receipt::Updated { room, seq } => ("updated", room, seq),
+        Receipt::ReadUpTo { room, seq } => ("read up to", room, seq),
+        _ => ("done", &RoomId::Group(String::new()), &0),
+    };
+    let label = s.room_label(room).await;
+    if cli.json {
+        println!("{}", json!({ "ok": what, "room": label, "seq": seq }));
+    } else {
+        println!("{what} {label} seq {seq}");
     }
 }

@@ -2,8 +2,8 @@
 //! and show what rooms there are.
 
 use crate::cli::{Cli, RoleArg, RoomCommand};
+use crate::render;
 use crate::session::Session;
-use crate::user_commands::report;
 use anyhow::{bail, Result};
 use kith_core::im::protocol::{Operation, QueryKind, QueryReply, Role, Visibility};
 use serde_json::json;
@@ -52,7 +52,7 @@ pub async fn run(cli: &Cli, s: &mut Session, command: RoomCommand) -> Result<()>
         RoomCommand::Info { room } => return room_info(cli, s, &room).await,
     };
     let receipt = s.submit(op).await?;
-    report(cli, s, &receipt).await;
+    render::receipt(cli, s, &receipt).await;
     Ok(())
 }
 

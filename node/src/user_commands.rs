@@ -7,9 +7,7 @@ use crate::session::{parse_since, Session};
 use crate::settings;
 use anyhow::{bail, Context, Result};
 use kith_core::im::presence::{PresenceBody, PresenceStatus, SignedPresence};
-use kith_core::im::protocol::{
-    Operation, Page, QueryKind, QueryReply, Receipt, RoomEntry, RoomId, Target,
-};
+use kith_core::im::protocol::{Operation, Page, QueryKind, QueryReply, RoomEntry, RoomId, Target};
 use kith_core::im::typing::{SignedTyping, TypingBody};
 use kith_core::limits;
 use kith_core::session::Reply;
@@ -78,7 +76,7 @@ pub async fn run(cli: &Cli, command: Command) -> Result<()> {
         Command::Register { name } => {
             let name = name.unwrap_or_else(|| s.local_name.clone());
             let receipt = s.submit(Operation::Register { name }).await?;
-            report(cli, &mut s, &receipt).await;
+            render::receipt(cli, &mut s, &receipt).await;
         }
         Command::Room(room) => room_commands::run(cli, &mut s, room).await?,
         Command::Send { room, text } => {
@@ -91,28 +89,28 @@ pub async fn run(cli: &Cli, command: Command) -> Result<()> {
                 other => Target::Room(other),
             };
             let receipt = s.submit(Operation::Send { to, text }).await?;
-            report(cli, &mut s, &receipt).await;
+            render::receipt(cli, &mut s, &receipt).await;
         }
         Command::Dm { user, text } => {
             let user = s.resolve_user(&user).await?;
             let receipt = s.submit(Operation::Send { to: Target::User(user), text }).await?;
-            report(cli, &mut s, &receipt).await;
+            render::receipt(cli, &mut s, &receipt).await;
         }
         Command::Edit { room, seq, text } => {
             let room = s.resolve_room(&room).await?;
             let receipt = s.submit(Operation::Edit { room, seq, text }).await?;
-            report(cli, &mut s, &receipt).await;
+            render::receipt(cli, &mut s, &receipt).await;
         }
         Command::Delete { room, seq } => {
             let room = s.resolve_room(&room).await?;
             let receipt = s.submit(Operation::Delete { room, seq }).await?;
-            report(cli, &mut s, &receipt).await;
+            render::receipt(cli, &mut s, &receipt).await;
         }
         Command::React { room, seq, reaction, remove } => {
             let room = s.resolve_room(&room).await?;
             let op = Operation::React { room, seq, reaction, add: !remove };
             let receipt = s.submit(op).await?;
-            report(cli, &mut s, &receipt).await;
+            render::receipt(cli, &mut s, &receipt).await;
         }
         Command::History { room, limit, before, since } => {
             history(cli, &mut s, &room, limit, before, since).await?
@@ -126,29 +124,6 @@ pub async fn run(cli: &Cli, command: Command) -> Result<()> {
         _ => unreachable!("dispatched in main"),
     }
     Ok(())
-}
-
-pub(crate) async fn report(cli: &Cli, s: &mut Session, receipt: &Receipt) {
-    let (what, room, seq) = match receipt {
-        Receipt::Registered { name } => {
-            if cli.json {
-                println!("{}", json!({ "registered": name, "peer_id": s.me.to_string() }));
-            } else {
-                println!("registered as {name}");
-            }
-            return;
-        }
-        Receipt::Appended { room, seq } => ("appended", room, seq),
-        Receipt::Updated { room, seq } => ("updated", room, seq),
-        Receipt::ReadUpTo { room, seq } => ("read up to", room, seq),
-        _ => ("done", &RoomId::Group(String::new()), &0),
-    };
-    let label = s.room_label(room).await;
-    if cli.json {
-        println!("{}", json!({ "ok": what, "room": label, "seq": seq }));
-    } else {
-        println!("{what} {label} seq {seq}");
-    }
 }
 
 async fn history(

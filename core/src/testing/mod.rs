@@ -17,6 +17,5 @@ pub mod list_workload;
 pub mod network;
 pub mod scenario;
 pub mod sim_history;
-pub mod sim_machine;
 pub mod violation;
 pub mod workload;

@@ -12,7 +12,7 @@ use super::workload::{Workload, WorkloadStats};
 use crate::ids::NodeId;
 use crate::raft::{Membership, MembershipChange};
 use crate::rng::SeededRng;
-use crate::testing::sim_machine::SimMachine;
+use crate::testing::cluster::SimMachine;
 use crate::time::Instant;
 use std::time::Duration;
 

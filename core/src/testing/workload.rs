@@ -5,7 +5,7 @@
 use super::cluster::Cluster;
 use super::violation::Violation;
 use crate::ids::NodeId;
-use crate::testing::sim_machine::SimMachine;
+use crate::testing::cluster::SimMachine;
 
 /// Totals of one workload run.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -12,7 +12,7 @@ use kith_core::ids::NodeId;
 use kith_core::im::ImMachine;
 use kith_core::raft::{Node, OnEmptyDisk};
 use kith_core::replica::{ReplicaService, ServiceConfig};
-use kith_core::testing::sim_machine::SimMachine;
+use kith_core::testing::cluster::SimMachine;
 use kith_core::time::DriverClock;
 use madsim::net::Endpoint;
 use std::collections::{BTreeMap, BTreeSet};

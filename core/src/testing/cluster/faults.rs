@@ -1,9 +1,9 @@
 //! Crashes and restarts.
 
 use super::Cluster;
+use super::SimMachine;
 use crate::ids::NodeId;
 use crate::raft::{Node, OnEmptyDisk};
-use crate::testing::sim_machine::SimMachine;
 use crate::testing::violation::Violation;
 
 impl<S: SimMachine> Cluster<S> {

@@ -4,11 +4,11 @@
 //! runs. The cluster only moves what a host says and reports what
 //! happened, as a driver does.
 
+use super::SimMachine;
 use crate::ids::{LogIndex, NodeId, PersistId, ProposalId, Term};
 use crate::raft::SubmitError;
 use crate::raft::{Input, Membership, MembershipChange, Node, NodeOutput, Output, Role};
 use crate::testing::network::{Channel, Packet};
-use crate::testing::sim_machine::SimMachine;
 use crate::time::Instant;
 use bytes::Bytes;
 

@@ -4,10 +4,12 @@
 mod faults;
 mod host;
 mod service_host;
+mod sim_machine;
 mod step;
 
 pub use host::{Fact, Host, HostContext, HostOutput};
 pub use service_host::ServiceHost;
+pub use sim_machine::SimMachine;
 
 use super::disk::{DiskConfig, SimDisk};
 use super::invariant::{ClientSends, Invariants, StoredMessage};
@@ -19,7 +21,6 @@ use crate::ids::{ProposalId, ReadId};
 use crate::raft::{MembershipChange, Node, ReadError, Role, SubmitError};
 use crate::rng::SeededRng;
 use crate::testing::sim_history::SimHistory;
-use crate::testing::sim_machine::SimMachine;
 use crate::time::Instant;
 use std::collections::BTreeMap;
 use std::time::Duration;

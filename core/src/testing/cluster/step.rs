@@ -2,10 +2,10 @@
 //! route every output, checking invariants after each step.
 
 use super::host::{Fact, Host, HostOutput};
+use super::SimMachine;
 use super::{Cluster, Event};
 use crate::ids::NodeId;
 use crate::testing::network::Channel;
-use crate::testing::sim_machine::SimMachine;
 use crate::testing::violation::Violation;
 use crate::time::Instant;
 

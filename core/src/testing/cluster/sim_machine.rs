@@ -1,10 +1,10 @@
 //! How the harness gives each incarnation of a replica its state machine,
 //! and what it runs the machine in.
 
+use super::{Host, ServiceHost};
 use crate::im::ImMachine;
 use crate::raft::Node;
 use crate::state_machine::StateMachine;
-use crate::testing::cluster::{Host, ServiceHost};
 use crate::testing::list_machine::ListMachine;
 use crate::testing::sim_history::SimHistory;
 

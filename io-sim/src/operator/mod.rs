@@ -20,7 +20,7 @@ use madsim::net::Endpoint;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 /// The operator's port.
 const OPERATOR_PORT: u16 = 7100;
@@ -32,41 +32,14 @@ pub const ADMIN_REQUEST: u8 = 0;
 /// An answer.
 pub const ADMIN_ANSWER: u8 = 1;
 
+pub mod handle;
+
+use handle::Call;
+pub use handle::Operator;
+
 /// The operator's admin key (every simulated replica lists it as an admin).
 pub fn operator_user() -> UserId {
     Identity::from_secret([0x0b; 32]).user()
-}
-
-/// One request for the operator to carry.
-#[derive(Debug)]
-struct Call {
-    to: NodeId,
-    request: AdminRequest,
-    answer: Option<oneshot::Sender<Option<AdminResponse>>>,
-}
-
-/// The controller's handle on the operator's process.
-#[derive(Clone, Debug)]
-pub struct Operator {
-    calls: mpsc::Sender<Call>,
-}
-
-impl Operator {
-    /// Sends `request` to replica `to` and does not wait: the controller
-    /// asks again on a later turn if the change has not happened (as an
-    /// operator watching `kith cluster status` would). Dropped if the
-    /// operator is still busy with earlier requests.
-    pub fn send(&self, to: NodeId, request: AdminRequest) {
-        let _ = self.calls.try_send(Call { to, request, answer: None });
-    }
-
-    /// Sends `request` to replica `to` and waits for its answer (None: no
-    /// answer in time).
-    pub async fn ask(&self, to: NodeId, request: AdminRequest) -> Option<AdminResponse> {
-        let (tx, rx) = oneshot::channel();
-        self.calls.send(Call { to, request, answer: Some(tx) }).await.ok()?;
-        rx.await.ok().flatten()
-    }
 }
 
 /// The admin request that makes `change`, if the admin protocol has one
@@ -101,7 +74,7 @@ pub async fn run_operator(world: World) {
     let endpoint = Arc::new(endpoint);
     let mut answers = crate::world::receive(endpoint.clone(), TAG_ADMIN);
     let (tx, mut calls) = mpsc::channel::<Call>(16);
-    world.lock().operator = Some(Operator { calls: tx });
+    world.lock().operator = Some(Operator::new(tx));
     let user = operator_user();
     let mut correlation = 0u64;
     while let Some(call) = calls.recv().await {
