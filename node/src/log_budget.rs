@@ -10,9 +10,10 @@
 //! window; the rest are counted, and a summary line per call site says how
 //! many were suppressed when the window ends.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tracing::callsite::Identifier;
 use tracing::Metadata;
 
 /// Lines one call site may write per window.
@@ -32,7 +33,7 @@ struct Site {
 /// The budget, shared by the filter and the summarizer.
 #[derive(Clone, Debug, Default)]
 pub struct LogBudget {
-    sites: Arc<Mutex<BTreeMap<String, Site>>>,
+    sites: Arc<Mutex<HashMap<Identifier, Site>>>,
 }
 
 impl LogBudget {
@@ -42,14 +43,15 @@ impl LogBudget {
         if meta.is_span() {
             return true;
         }
-        let place = format!("{}:{}", meta.file().unwrap_or("?"), meta.line().unwrap_or(0));
+        // Keyed by the call site itself: nothing is allocated per event,
+        // only when a call site is first seen.
         let mut sites = self.sites.lock().unwrap_or_else(|p| p.into_inner());
-        let site = sites.entry(place.clone()).or_insert_with(|| Site {
+        let site = sites.entry(meta.callsite()).or_insert_with(|| Site {
             started: now,
             lines: 0,
             suppressed: 0,
             target: meta.target().to_string(),
-            place,
+            place: format!("{}:{}", meta.file().unwrap_or("?"), meta.line().unwrap_or(0)),
         });
         if now.saturating_duration_since(site.started) >= WINDOW && site.suppressed == 0 {
             (site.started, site.lines) = (now, 0);

@@ -70,14 +70,15 @@ impl SourceBudget {
         self.trusted.insert(peer);
     }
 
+    /// Refuses a connection from `ip`, which already has `count` `what`
+    /// connections, once that reaches `max`.
     fn check(
         &mut self,
         what: &'static str,
         ip: IpAddr,
+        count: usize,
         max: usize,
     ) -> Result<(), ConnectionDenied> {
-        let table = if what == "pending" { &self.pending } else { &self.established };
-        let count = table.get(&ip).map_or(0, BTreeSet::len);
         if count < max {
             return Ok(());
         }
@@ -109,7 +110,8 @@ impl NetworkBehaviour for SourceBudget {
         remote: &Multiaddr,
     ) -> Result<(), ConnectionDenied> {
         let Some(ip) = source_of(remote) else { return Ok(()) };
-        self.check("pending", ip, PENDING_PER_SOURCE_MAX)?;
+        let pending = self.pending.get(&ip).map_or(0, BTreeSet::len);
+        self.check("pending", ip, pending, PENDING_PER_SOURCE_MAX)?;
         self.pending.entry(ip).or_default().insert(id);
         self.sources.insert(id, ip);
         Ok(())
@@ -128,7 +130,8 @@ impl NetworkBehaviour for SourceBudget {
         self.forget(id);
         let Some(ip) = source_of(remote) else { return Ok(dummy::ConnectionHandler) };
         if !self.trusted.contains(&peer) {
-            self.check("established", ip, ESTABLISHED_PER_SOURCE_MAX)?;
+            let established = self.established.get(&ip).map_or(0, BTreeSet::len);
+            self.check("established", ip, established, ESTABLISHED_PER_SOURCE_MAX)?;
         }
         self.established.entry(ip).or_default().insert(id);
         self.sources.insert(id, ip);
