@@ -27,6 +27,7 @@ struct Disk {
 enum Write {
     Put(RoomId, RoomEntry),
     MessageId(UserId, Uuid, MessagePlace),
+    Change(RoomId, u64, u64),
     Clear,
 }
 
@@ -38,6 +39,7 @@ impl Disk {
                 Write::MessageId(author, id, place) => {
                     self.durable.put_message_id(author, id, &place)?
                 }
+                Write::Change(room, change, seq) => self.durable.put_change(&room, change, seq)?,
                 Write::Clear => self.durable.clear()?,
             }
         }
@@ -104,6 +106,26 @@ impl HistoryStore for SimHistory {
         self.disk().working.message_id(author, msg_id)
     }
 
+    fn put_change(&mut self, room: &RoomId, change: u64, seq: u64) -> Result<(), HistoryError> {
+        let mut d = self.disk();
+        d.working.put_change(room, change, seq)?;
+        d.pending.push(Write::Change(room.clone(), change, seq));
+        Ok(())
+    }
+
+    fn changes(
+        &self,
+        room: &RoomId,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, u64)>, HistoryError> {
+        self.disk().working.changes(room, after, limit)
+    }
+
+    fn latest_change(&self, room: &RoomId) -> Result<Option<u64>, HistoryError> {
+        self.disk().working.latest_change(room)
+    }
+
     fn clear(&mut self) -> Result<(), HistoryError> {
         let mut d = self.disk();
         d.working.clear()?;
@@ -154,9 +176,13 @@ mod tests {
         disk.put(&room, &entry(1)).unwrap();
         disk.put_message_id(UserId([1; 32]), Uuid::from_u128(7), &(room.clone(), 1)).unwrap();
         disk.commit(&point(1)).unwrap();
+        disk.put_change(&room, 9, 1).unwrap();
+        disk.commit(&point(1)).unwrap();
         disk.put(&room, &entry(2)).unwrap();
+        disk.put_change(&room, 12, 1).unwrap();
         disk.crash();
         assert_eq!(disk.range(&room, 1, 10, 10).unwrap(), vec![entry(1)]);
+        assert_eq!(disk.changes(&room, 0, 10).unwrap(), vec![(9, 1)]);
         assert_eq!(
             disk.message_id(UserId([1; 32]), Uuid::from_u128(7)).unwrap(),
             Some((room.clone(), 1))
@@ -174,5 +200,6 @@ mod tests {
         disk.crash();
         assert_eq!(disk.range(&room, 1, 10, 10).unwrap(), vec![entry(5)]);
         assert_eq!(disk.message_id(UserId([1; 32]), Uuid::from_u128(7)).unwrap(), None);
+        assert_eq!(disk.changes(&room, 0, 10).unwrap(), vec![]);
     }
 }

@@ -24,6 +24,8 @@ use uuid::Uuid;
 const ENTRIES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("entries");
 /// `author ++ msg_id` -> `postcard((room, seq))`.
 const MESSAGE_IDS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("message_ids");
+/// `postcard(room) ++ change (big-endian)` -> `seq (big-endian)`.
+const CHANGES: TableDefinition<&[u8], u64> = TableDefinition::new("changes");
 /// `"committed"` -> `postcard(CommitRecord)`.
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const COMMITTED_KEY: &str = "committed";
@@ -77,6 +79,13 @@ fn id_key(author: UserId, msg_id: Uuid) -> [u8; 48] {
     key
 }
 
+/// The change number at the end of a `CHANGES` key.
+fn change_of(key: &[u8]) -> Result<u64, HistoryError> {
+    let number: [u8; 8] =
+        key[key.len().saturating_sub(8)..].try_into().map_err(|e| corrupt("a change key", e))?;
+    Ok(u64::from_be_bytes(number))
+}
+
 fn corrupt(what: &str, e: impl std::fmt::Display) -> HistoryError {
     HistoryError::Corrupt(format!("{what}: {e}"))
 }
@@ -101,6 +110,7 @@ impl HistoryDb {
         for table in [ENTRIES, MESSAGE_IDS] {
             txn.open_table(table).map_err(|e| err(e.into()))?;
         }
+        txn.open_table(CHANGES).map_err(|e| err(e.into()))?;
         txn.open_table(META).map_err(|e| err(e.into()))?;
         self.txn = Some(txn);
         Ok(())
@@ -203,12 +213,53 @@ impl HistoryStore for HistoryDb {
         postcard::from_bytes(value.value()).map(Some).map_err(|e| corrupt("a message id", e))
     }
 
+    fn put_change(&mut self, room: &RoomId, change: u64, seq: u64) -> Result<(), HistoryError> {
+        let err = io(&self.path);
+        let mut table = self.txn()?.open_table(CHANGES).map_err(|e| err(e.into()))?;
+        let key = entry_key(room, change);
+        table.insert(key.as_slice(), seq).map_err(|e| err(e.into()))?;
+        Ok(())
+    }
+
+    fn changes(
+        &self,
+        room: &RoomId,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, u64)>, HistoryError> {
+        let Some(from) = after.checked_add(1) else { return Ok(Vec::new()) };
+        let err = io(&self.path);
+        let table = self.txn()?.open_table(CHANGES).map_err(|e| err(e.into()))?;
+        let (low, high) = (entry_key(room, from), entry_key(room, u64::MAX));
+        let mut out = Vec::new();
+        for item in table.range(low.as_slice()..=high.as_slice()).map_err(|e| err(e.into()))? {
+            if out.len() == limit {
+                break;
+            }
+            let (key, seq) = item.map_err(|e| err(e.into()))?;
+            out.push((change_of(key.value())?, seq.value()));
+        }
+        Ok(out)
+    }
+
+    fn latest_change(&self, room: &RoomId) -> Result<Option<u64>, HistoryError> {
+        let err = io(&self.path);
+        let table = self.txn()?.open_table(CHANGES).map_err(|e| err(e.into()))?;
+        let (low, high) = (entry_key(room, 0), entry_key(room, u64::MAX));
+        let mut span = table.range(low.as_slice()..=high.as_slice()).map_err(|e| err(e.into()))?;
+        let Some(item) = span.next_back() else { return Ok(None) };
+        let (key, _) = item.map_err(|e| err(e.into()))?;
+        Ok(Some(change_of(key.value())?))
+    }
+
     fn clear(&mut self) -> Result<(), HistoryError> {
         let err = io(&self.path);
         for table in [ENTRIES, MESSAGE_IDS] {
             self.txn()?.delete_table(table).map_err(|e| err(e.into()))?;
             self.txn()?.open_table(table).map_err(|e| err(e.into()))?;
         }
+        self.txn()?.delete_table(CHANGES).map_err(|e| err(e.into()))?;
+        self.txn()?.open_table(CHANGES).map_err(|e| err(e.into()))?;
         Ok(())
     }
 
@@ -281,7 +332,19 @@ mod tests {
         let id = Uuid::from_u128(5);
         db.put_message_id(UserId([7; 32]), id, &(a.clone(), 4)).unwrap();
         assert_eq!(db.message_id(UserId([7; 32]), id).unwrap(), Some((a.clone(), 4)));
+        for (change, seq) in [(3 << 10, 2), (5 << 10 | 1, 4), (9 << 10, 2)] {
+            db.put_change(&a, change, seq).unwrap();
+        }
+        db.put_change(&b, 4 << 10, 1).unwrap();
+        assert_eq!(db.changes(&a, 3 << 10, 10).unwrap(), vec![(5 << 10 | 1, 4), (9 << 10, 2)]);
+        assert_eq!(db.changes(&a, 0, 1).unwrap(), vec![(3 << 10, 2)]);
+        assert_eq!(db.changes(&b, 0, 10).unwrap(), vec![(4 << 10, 1)]);
+        assert_eq!(db.changes(&a, u64::MAX, 10).unwrap(), vec![]);
+        assert_eq!(db.latest_change(&a).unwrap(), Some(9 << 10));
+        assert_eq!(db.latest_change(&b).unwrap(), Some(4 << 10));
+        assert_eq!(db.latest_change(&RoomId::Group("c".into())).unwrap(), None);
         db.clear().unwrap();
+        assert_eq!(db.changes(&a, 0, 10).unwrap(), vec![]);
         assert_eq!(db.entry(&a, 3).unwrap(), None);
         assert_eq!(db.message_id(UserId([7; 32]), id).unwrap(), None);
     }

@@ -12,6 +12,7 @@ use uuid::Uuid;
 pub struct MemoryHistory {
     entries: BTreeMap<(RoomId, u64), RoomEntry>,
     message_ids: BTreeMap<(UserId, Uuid), MessagePlace>,
+    changes: BTreeMap<(RoomId, u64), u64>,
 }
 
 impl HistoryStore for MemoryHistory {
@@ -56,9 +57,31 @@ impl HistoryStore for MemoryHistory {
         Ok(self.message_ids.get(&(author, msg_id)).cloned())
     }
 
+    fn put_change(&mut self, room: &RoomId, change: u64, seq: u64) -> Result<(), HistoryError> {
+        self.changes.insert((room.clone(), change), seq);
+        Ok(())
+    }
+
+    fn changes(
+        &self,
+        room: &RoomId,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, u64)>, HistoryError> {
+        let Some(from) = after.checked_add(1) else { return Ok(Vec::new()) };
+        let span = (room.clone(), from)..=(room.clone(), u64::MAX);
+        Ok(self.changes.range(span).take(limit).map(|((_, c), s)| (*c, *s)).collect())
+    }
+
+    fn latest_change(&self, room: &RoomId) -> Result<Option<u64>, HistoryError> {
+        let span = (room.clone(), 0)..=(room.clone(), u64::MAX);
+        Ok(self.changes.range(span).next_back().map(|((_, c), _)| *c))
+    }
+
     fn clear(&mut self) -> Result<(), HistoryError> {
         self.entries.clear();
         self.message_ids.clear();
+        self.changes.clear();
         Ok(())
     }
 

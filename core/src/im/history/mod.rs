@@ -28,6 +28,20 @@ use uuid::Uuid;
 /// A message id's place: its room and sequence number.
 pub type MessagePlace = (RoomId, u64);
 
+/// Bits of a change number that hold the command's position in its log
+/// entry.
+const CHANGE_POSITION_BITS: u32 = 10;
+const _: () = assert!(crate::limits::ENTRY_COMMANDS_MAX <= 1 << CHANGE_POSITION_BITS);
+
+/// The change number of the command at `position` of log entry `index`:
+/// increasing in log order, the same on every replica, and unique (one
+/// command changes at most one entry). Live subscribers resume changes from
+/// one (docs/PROTOCOL.md, "Live subscriptions").
+pub fn change_number(index: u64, position: u32) -> u64 {
+    assert!((position as usize) < crate::limits::ENTRY_COMMANDS_MAX, "a batch within its limit");
+    (index << CHANGE_POSITION_BITS) | u64::from(position)
+}
+
 /// What a durable store holds as of its last commit.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Committed {
@@ -53,7 +67,8 @@ pub enum HistoryError {
     Corrupt(String),
 }
 
-/// Room entries by (room, seq), and message ids by (author, id).
+/// Room entries by (room, seq), message ids by (author, id), and each
+/// room's changes by change number.
 ///
 /// Calls are synchronous: the state machine applies entries one by one and
 /// must see its own writes. Reads see every write made before them.
@@ -87,6 +102,22 @@ pub trait HistoryStore: Debug + Send {
         author: UserId,
         msg_id: Uuid,
     ) -> Result<Option<MessagePlace>, HistoryError>;
+
+    /// Records that entry `seq` of `room` changed (edit, deletion,
+    /// reaction) as change number `change` (see [`change_number`]).
+    fn put_change(&mut self, room: &RoomId, change: u64, seq: u64) -> Result<(), HistoryError>;
+
+    /// The changes of `room` numbered after `after`, oldest first, at most
+    /// `limit` of them: `(change, seq)`.
+    fn changes(
+        &self,
+        room: &RoomId,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, u64)>, HistoryError>;
+
+    /// The number of the latest change of `room`, if it has any.
+    fn latest_change(&self, room: &RoomId) -> Result<Option<u64>, HistoryError>;
 
     /// Forgets everything (before restoring a self-contained snapshot).
     fn clear(&mut self) -> Result<(), HistoryError>;

@@ -110,6 +110,7 @@ impl ImMachine {
         };
         change(message, Rights { author, moderator })?;
         self.store(room, &entry, Some(&old));
+        self.record_change(ctx, room, seq);
         ctx.events.push(ImEvent::Updated { room: room.clone(), entry });
         Ok(Receipt::Updated { room: room.clone(), seq })
     }

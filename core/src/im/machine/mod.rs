@@ -11,7 +11,7 @@ mod state;
 
 use crate::config::bug_on;
 use crate::ids::LogIndex;
-use crate::im::history::{HistoryError, HistoryStore, MemoryHistory};
+use crate::im::history::{change_number, HistoryError, HistoryStore, MemoryHistory};
 use crate::im::identity::UserId;
 use crate::im::protocol::{
     CommandBody, ImError, ImEvent, ImQuery, ImResponse, Operation, QueryResult, Receipt, RoomEntry,
@@ -42,9 +42,15 @@ impl Default for ImMachine {
     }
 }
 
+/// Marks a change record in the history sum (entries are hashed as
+/// `(room, entry)`, change records as `(CHANGE_RECORD, room, change, seq)`).
+pub(crate) const CHANGE_RECORD: &str = "change";
+
 /// The context one command runs in.
 pub(crate) struct Ctx {
     pub(crate) author: UserId,
+    /// The command's change number (`history::change_number`).
+    pub(crate) change: u64,
     pub(crate) now_ms: u64,
     pub(crate) command: SignedCommand,
     pub(crate) events: Vec<ImEvent>,
@@ -83,6 +89,32 @@ impl ImMachine {
         if let Err(e) = self.history.put(room, entry) {
             self.fail(e);
         }
+    }
+
+    /// Records that entry `seq` of `room` changed in the command of `ctx`,
+    /// for subscribers that resume changes (the history sum covers it).
+    fn record_change(&mut self, ctx: &Ctx, room: &RoomId, seq: u64) {
+        self.state.history_sum.add(&(CHANGE_RECORD, room, ctx.change, seq));
+        if let Err(e) = self.history.put_change(room, ctx.change, seq) {
+            self.fail(e);
+        }
+    }
+
+    /// The changes of `room` numbered after `after`, oldest first, at most
+    /// `limit`: `(change, seq)`.
+    pub fn changes(
+        &self,
+        room: &RoomId,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, u64)>, HistoryError> {
+        self.history.changes(room, after, limit)
+    }
+
+    /// The number of the latest change of `room` (0 for none): no change
+    /// to come is numbered at or below it.
+    pub fn latest_change(&self, room: &RoomId) -> Result<u64, HistoryError> {
+        Ok(self.history.latest_change(room)?.unwrap_or(0))
     }
 
     /// The replicated clock (ms).
@@ -242,7 +274,8 @@ impl StateMachine for ImMachine {
                 "commands per user in the replay window".into(),
             )));
         }
-        let mut ctx = Ctx { author, now_ms, command, events: Vec::new() };
+        let change = change_number(at.index.get(), at.position);
+        let mut ctx = Ctx { author, change, now_ms, command, events: Vec::new() };
         let result = self.execute(&mut ctx, &body);
         self.state.recent.remember(author, command_id, body.issued_at_ms, result.clone());
         ImResponse { author, command_id, result, duplicate: false, events: ctx.events }

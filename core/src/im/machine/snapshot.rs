@@ -1,7 +1,8 @@
 //! Snapshots in two forms.
 //!
-//! - **Embedded**: the summaries plus every entry and message id, streamed
-//!   out of the store page by page. It restores anywhere: it is what a
+//! - **Embedded**: the summaries plus every entry and message id, then
+//!   every change record (version 3), streamed out of the store page by
+//!   page. It restores anywhere: it is what a
 //!   far-behind replica receives, and the local snapshot of a machine whose
 //!   store is volatile.
 //! - **In store**: a marker naming a log index. A machine with a durable
@@ -10,7 +11,7 @@
 //!   compaction) stays a few bytes however long the history grows.
 
 use super::state::ImState;
-use super::ImMachine;
+use super::{ImMachine, CHANGE_RECORD};
 use crate::ids::LogIndex;
 use crate::im::history::{Committed, HistoryError, HistoryStore};
 use crate::im::protocol::{EntryKind, RoomEntry, RoomId};
@@ -20,8 +21,12 @@ use serde::de::DeserializeOwned;
 use serde::ser::{Error as _, SerializeSeq};
 use serde::{Serialize, Serializer};
 
-/// Snapshot encoding version.
-const SNAPSHOT_VERSION: u16 = 2;
+/// Snapshot encoding version. Version 3 appends the change records to the
+/// embedded form; version 2 (without them) is still read, so a replica of
+/// the previous release can still send this one a snapshot (its changes
+/// cannot be resumed by live subscribers, which then get them from now on).
+const SNAPSHOT_VERSION: u16 = 3;
+const SNAPSHOT_VERSION_WITHOUT_CHANGES: u16 = 2;
 /// Entries read from the store at a time while streaming a snapshot out.
 const SNAPSHOT_PAGE_ENTRIES: usize = 256;
 
@@ -78,16 +83,36 @@ impl Serialize for StoreEntries<'_> {
 impl ImMachine {
     /// The self-contained form (see the module documentation).
     pub(super) fn embedded_snapshot(&mut self) -> Bytes {
-        let entries = StoreEntries { state: &self.state, history: self.history.as_ref() };
-        let out = SnapshotOut::Embedded { state: &self.state, entries };
-        let bytes = postcard::to_allocvec(&SNAPSHOT_VERSION).expect("u16 encodes");
-        match postcard::to_extend(&out, bytes) {
+        match self.write_embedded_snapshot() {
             Ok(bytes) => Bytes::from(bytes),
             Err(e) => {
-                self.fail(HistoryError::Corrupt(e.to_string()));
+                self.fail(e);
                 Bytes::new()
             }
         }
+    }
+
+    fn write_embedded_snapshot(&self) -> Result<Vec<u8>, HistoryError> {
+        let entries = StoreEntries { state: &self.state, history: self.history.as_ref() };
+        let out = SnapshotOut::Embedded { state: &self.state, entries };
+        let bytes = postcard::to_allocvec(&SNAPSHOT_VERSION).expect("u16 encodes");
+        let mut bytes =
+            postcard::to_extend(&out, bytes).map_err(|e| HistoryError::Corrupt(e.to_string()))?;
+        // Change records follow in pages, ended by an empty page: how many
+        // there are is not known without reading them all twice.
+        for room in self.state.rooms.keys() {
+            let mut after = 0;
+            loop {
+                let page = self.history.changes(room, after, SNAPSHOT_PAGE_ENTRIES)?;
+                let Some(&(last, _)) = page.last() else { break };
+                let records: Vec<(&RoomId, u64, u64)> =
+                    page.iter().map(|&(change, seq)| (room, change, seq)).collect();
+                bytes = postcard::to_extend(&records, bytes).expect("change records encode");
+                after = last;
+            }
+        }
+        let end: &[(RoomId, u64, u64)] = &[];
+        Ok(postcard::to_extend(&end, bytes).expect("an empty page encodes"))
     }
 
     /// The snapshot the local log keeps: embedded for a volatile store; for
@@ -119,13 +144,18 @@ impl ImMachine {
         }
         // Decoded field by field, so entries go straight into the store and
         // the history is never in memory twice.
-        let (form, rest) = crate::versioned::decode::<u32>(bytes, SNAPSHOT_VERSION)?;
+        let version = match postcard::take_from_bytes::<u16>(bytes) {
+            Ok((SNAPSHOT_VERSION_WITHOUT_CHANGES, _)) => SNAPSHOT_VERSION_WITHOUT_CHANGES,
+            _ => SNAPSHOT_VERSION,
+        };
+        let (form, rest) = crate::versioned::decode::<u32>(bytes, version)?;
+        let with_changes = version != SNAPSHOT_VERSION_WITHOUT_CHANGES;
         match form {
             EMBEDDED => {
                 let (state, rest) = take::<ImState>(rest, "summaries")?;
                 // Not committed here: the node takes its local snapshot
                 // next, which commits (once) what was written.
-                self.install_embedded(state, rest)?;
+                self.install_embedded(state, rest, with_changes)?;
                 Ok(Restored::default())
             }
             IN_STORE => {
@@ -156,9 +186,14 @@ impl ImMachine {
     /// takes `state`, once the entries match its count and hash sum. On an
     /// error the store is left cleared and the state empty: a half-written
     /// history must not be mistaken for a restored one.
-    fn install_embedded(&mut self, state: ImState, rest: &[u8]) -> Result<(), RestoreError> {
+    fn install_embedded(
+        &mut self,
+        state: ImState,
+        rest: &[u8],
+        with_changes: bool,
+    ) -> Result<(), RestoreError> {
         self.state = ImState::default();
-        match self.write_embedded(&state, rest) {
+        match self.write_embedded(&state, rest, with_changes) {
             Ok(()) => {
                 self.state = state;
                 Ok(())
@@ -171,9 +206,14 @@ impl ImMachine {
         }
     }
 
-    /// Clears the store and writes the entries encoded in `rest` into it,
-    /// checking them against `state`'s count and hash sum.
-    fn write_embedded(&mut self, state: &ImState, rest: &[u8]) -> Result<(), RestoreError> {
+    /// Clears the store and writes the entries (and change records) encoded
+    /// in `rest` into it, checking them against `state`'s count and hash sum.
+    fn write_embedded(
+        &mut self,
+        state: &ImState,
+        rest: &[u8],
+        with_changes: bool,
+    ) -> Result<(), RestoreError> {
         let store_err = |e: HistoryError| RestoreError::History(e.to_string());
         self.history.clear().map_err(store_err)?;
         let (count, mut rest) = take::<u64>(rest, "entry count")?;
@@ -192,9 +232,39 @@ impl ImMachine {
                 self.history.put_message_id(entry.author, m.msg_id, &place).map_err(store_err)?;
             }
         }
+        if with_changes {
+            self.write_changes(state, rest, &mut sum)?;
+        }
         if sum != state.history_sum {
             return Err(RestoreError::Malformed("the entries do not match their summary".into()));
         }
         Ok(())
+    }
+
+    /// Writes the change records encoded in `rest` (pages, ended by an
+    /// empty one) into the store, adding each to `sum`.
+    fn write_changes(
+        &mut self,
+        state: &ImState,
+        mut rest: &[u8],
+        sum: &mut super::multiset_hash::MultisetHash,
+    ) -> Result<(), RestoreError> {
+        loop {
+            let (page, after) = take::<Vec<(RoomId, u64, u64)>>(rest, "change records")?;
+            rest = after;
+            if page.is_empty() {
+                return Ok(());
+            }
+            for (room, change, seq) in page {
+                if state.rooms.get(&room).is_none_or(|r| seq == 0 || seq > r.last_seq) {
+                    return Err(RestoreError::Malformed(format!(
+                        "a change record names entry {seq} of {room}, which the snapshot lacks"
+                    )));
+                }
+                sum.add(&(CHANGE_RECORD, &room, change, seq));
+                let stored = self.history.put_change(&room, change, seq);
+                stored.map_err(|e| RestoreError::History(e.to_string()))?;
+            }
+        }
     }
 }

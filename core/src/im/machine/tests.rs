@@ -590,6 +590,55 @@ fn snapshot_restores_an_identical_state() {
 }
 
 #[test]
+fn changes_are_numbered_in_log_order_and_travel_in_snapshots() {
+    let mut fx = Fx::new();
+    let r = fx.public_room("r");
+    let Receipt::Appended { seq, .. } = fx.send(&ann(), &r, "x").unwrap() else { panic!() };
+    fx.send(&ann(), &r, "y").unwrap();
+    fx.ok(&ann(), Operation::Edit { room: r.clone(), seq, text: "x2".into() });
+    let edited_at = crate::im::history::change_number(fx.index, 0);
+    fx.ok(
+        &ann(),
+        Operation::React { room: r.clone(), seq: seq + 1, reaction: "+1".into(), add: true },
+    );
+    let reacted_at = crate::im::history::change_number(fx.index, 0);
+    // A refused change records nothing.
+    assert!(fx.run(&bob(), Operation::Edit { room: r.clone(), seq, text: "no".into() }).is_err());
+    fx.ok(&ann(), Operation::Delete { room: r.clone(), seq });
+    let deleted_at = crate::im::history::change_number(fx.index, 0);
+    let expected = vec![(edited_at, seq), (reacted_at, seq + 1), (deleted_at, seq)];
+    assert_eq!(fx.m.changes(&r, 0, 10).unwrap(), expected);
+    assert_eq!(fx.m.changes(&r, edited_at, 1).unwrap(), expected[1..2]);
+    assert_eq!(fx.m.latest_change(&r).unwrap(), deleted_at);
+    assert_eq!(fx.m.latest_change(&room("none")).unwrap(), 0);
+
+    let mut copy = ImMachine::default();
+    copy.restore(&fx.m.snapshot(crate::ids::LogIndex(fx.index), &[])).unwrap();
+    assert_eq!(copy.changes(&r, 0, 10).unwrap(), expected);
+    assert_eq!(copy.digest(), fx.m.digest(), "the digest covers change records");
+
+    // The previous release's snapshots (version 2: no change records, so
+    // no empty last page either) still restore.
+    let mut fresh = Fx::new();
+    let r = fresh.public_room("r");
+    fresh.send(&ann(), &r, "x").unwrap();
+    let v3 = fresh.m.snapshot(crate::ids::LogIndex(fresh.index), &[]);
+    assert_eq!((v3[0], v3[v3.len() - 1]), (3, 0), "version 3, then an empty page of changes");
+    let v2 = [&[2u8][..], &v3[1..v3.len() - 1]].concat();
+    let mut old = ImMachine::default();
+    old.restore(&v2).unwrap();
+    assert_eq!(old.digest(), fresh.m.digest());
+    // A change record naming an entry the snapshot lacks is refused.
+    let mut bad = v3[..v3.len() - 1].to_vec();
+    bad.extend(postcard::to_allocvec(&vec![(r.clone(), 77u64, 99u64)]).unwrap());
+    bad.push(0);
+    assert!(matches!(
+        ImMachine::default().restore(&bad),
+        Err(crate::state_machine::RestoreError::Malformed(_))
+    ));
+}
+
+#[test]
 fn a_damaged_snapshot_is_refused_and_leaves_an_empty_state() {
     let mut fx = Fx::new();
     let r = fx.public_room("r");
