@@ -19,6 +19,10 @@ pub struct BugSwitches {
     /// Leave out of live deliveries every entry whose sequence number is a
     /// multiple of 16 (the subscriber's cursor moves past it all the same).
     pub skip_live_entry: bool,
+    /// Resume a (version 2) live subscription's changes from the moment it
+    /// subscribes instead of from its change cursor: changes made while the
+    /// subscriber was away are lost.
+    pub ignore_change_cursor: bool,
     /// Take a client's presence announcement without passing it on to the
     /// other replicas.
     pub skip_presence_gossip: bool,

@@ -100,6 +100,18 @@ pub const SUBSCRIPTIONS_MAX: usize = 10_000;
 /// Events queued for one subscriber before it is told it lags.
 pub const SUBSCRIBER_QUEUE_MAX: usize = 4096;
 
+/// How long a replica may know no leader before it ends its live
+/// subscriptions and refuses new ones, in ms: cut off from the cluster
+/// (partitioned, or removed without having heard so), it shows its
+/// subscribers nothing new, and they should follow another replica. Many
+/// election timeouts, so an election does not send subscribers away.
+pub const LIVE_LEADERLESS_MS_MAX: u64 = 10_000;
+
+/// Change records one refill of one followed room reads: a subscriber far
+/// behind on changes catches up over several refills, never in one long
+/// scan.
+pub const SUBSCRIPTION_CHANGE_SCAN_MAX: usize = 1024;
+
 /// How old a signed command may be when applied (replay window), in ms.
 pub const COMMAND_AGE_MAX_MS: u64 = 10 * 60 * 1000;
 
@@ -173,5 +185,6 @@ const _: () = assert!(PROPOSAL_QUEUE_MAX <= PROPOSALS_IN_FLIGHT_MAX);
 const _: () = assert!(ENTRY_COMMANDS_MAX <= PROPOSAL_QUEUE_MAX);
 const _: () = assert!(SUBSCRIBER_TYPING_QUEUE_MAX <= SUBSCRIBER_QUEUE_MAX);
 const _: () = assert!(PAGE_ENTRIES_MAX <= SUBSCRIBER_QUEUE_MAX);
+const _: () = assert!(SUBSCRIPTION_CHANGE_SCAN_MAX <= SUBSCRIBER_QUEUE_MAX);
 // A presence lookup's answer (a few dozen bytes a user) fits a frame.
 const _: () = assert!(PRESENCE_QUERY_USERS_MAX * 128 <= FRAME_BYTES_MAX);

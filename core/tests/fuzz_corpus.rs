@@ -107,11 +107,12 @@ fn write_seed_corpus() {
     {
         use kith_core::im::identity::Identity;
         use kith_core::im::presence::{PresenceBody, PresenceStatus, SignedPresence};
-        use kith_core::wire::client_protocol::{LiveFrame, SubscribeFrame};
+        use kith_core::wire::client_protocol::{LiveFrame, RoomFrom, SubscribeFrame};
         use kith_core::wire::replica_protocol::{
             encode, AdminRequest, PeerRequest, PeerResponse, ReplicaRecord,
         };
-        let sub = SubscribeFrame { rooms: vec![(RoomId::Group("lobby".into()), 7)] };
+        let sub =
+            SubscribeFrame { rooms: vec![RoomFrom::new(RoomId::Group("lobby".into()), 7, 9)] };
         write("wire_decode", "subscribe", &sub.encode());
         let live = LiveFrame::Ended { room: RoomId::Group("lobby".into()), last_seq: 9 };
         write("wire_decode", "live_ended", &live.encode());

@@ -3,16 +3,19 @@
 //! so deliveries cross replicas), reassembles the stream's numbered frames,
 //! and opens a new stream from its cursors whenever the old one breaks (a
 //! gap not filled in time, a replica that forgot it or went silent), moving
-//! to the next replica when one stays silent or refuses. Every delivery and
-//! every resumption goes to the checkers (`live delivery`).
+//! to the next replica when one stays silent or refuses. It resumes changes
+//! from the last change number it heard in each room (a version 2
+//! subscription). Every delivery and every resumption goes to the checkers
+//! (`live delivery`, `changes reach subscribers`), and where it is in each
+//! room to the world, so the liveness phase can wait for it to catch up.
 
 use crate::client::ClientCtx;
 use crate::live_stream::{self, datagram, split};
 use crate::lobby::lobby;
 use crate::world::{replica_addr, TAG_LIVE};
 use bytes::Bytes;
-use kith_core::im::protocol::{EntryKind, RoomEntry, RoomId};
-use kith_core::wire::client_protocol::{LiveFrame, SubscribeFrame};
+use kith_core::im::protocol::RoomId;
+use kith_core::wire::client_protocol::{LiveFrame, RoomFrom, SubscribeFrame};
 use madsim::net::Endpoint;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -28,7 +31,29 @@ const ACK_EVERY_FRAMES: u64 = 8;
 #[derive(Debug, Default)]
 struct Cursors {
     rooms: BTreeMap<RoomId, u64>,
+    /// The last change number heard in each room.
+    changes: BTreeMap<RoomId, u64>,
     ended: BTreeSet<RoomId>,
+}
+
+impl Cursors {
+    /// Moves the change cursor of `room` on; a replica behind the one heard
+    /// from names older changes, and the cursor never moves back.
+    fn heard(&mut self, room: &RoomId, change: u64) {
+        let at = self.changes.entry(room.clone()).or_default();
+        *at = (*at).max(change);
+    }
+
+    /// Tells the world where client `index` is in `room`.
+    fn publish(&self, w: &mut crate::world::SimWorld, index: usize, room: &RoomId) {
+        let key = (index, room.clone());
+        if self.ended.contains(room) {
+            w.follows.remove(&key);
+        } else {
+            let at = |m: &BTreeMap<RoomId, u64>| m.get(room).copied().unwrap_or(0);
+            w.follows.insert(key, (at(&self.rooms), at(&self.changes)));
+        }
+    }
 }
 
 /// Follows the lobby until the simulation ends.
@@ -67,17 +92,18 @@ async fn subscribe(
     key: u64,
     cursors: &Cursors,
 ) -> bool {
-    let rooms: Vec<(RoomId, u64)> = cursors
+    let rooms: Vec<RoomFrom> = cursors
         .rooms
         .iter()
         .filter(|(r, _)| !cursors.ended.contains(*r))
-        .map(|(r, c)| (r.clone(), *c))
+        .map(|(r, c)| RoomFrom::new(r.clone(), *c, cursors.changes.get(r).copied().unwrap_or(0)))
         .take(kith_core::limits::SUBSCRIPTION_ROOMS_MAX)
         .collect();
     {
         let mut w = ctx.world.lock();
-        for (room, cursor) in &rooms {
-            if let Err(v) = w.checker.on_followed(ctx.index, room, *cursor) {
+        for from in &rooms {
+            cursors.publish(&mut w, ctx.index, &from.room);
+            if let Err(v) = w.checker.on_followed(ctx.index, &from.room, from.after_seq) {
                 w.fail(v);
                 return false;
             }
@@ -112,6 +138,7 @@ async fn run_stream(
 ) -> Broke {
     let mut expected = 1u64;
     let mut early: BTreeMap<u64, Bytes> = BTreeMap::new();
+    let mut lost_tail: Option<u64> = None;
     let mut heard = madsim::time::Instant::now();
     let mut acked = 0u64;
     loop {
@@ -133,15 +160,25 @@ async fn run_stream(
                             early.insert(n, frame);
                         }
                     }
+                    // The replica numbers its next frame: anything before
+                    // it not received by the next tick was lost (the last
+                    // frames of a burst leave no gap behind them).
+                    live_stream::HEARTBEAT => {
+                        let Some((next, _)) = live_stream::number(&payload) else { continue };
+                        if next > expected && lost_tail.is_none() {
+                            lost_tail = Some(next);
+                        }
+                    }
                     _ => {}
                 }
             }
             Ok(None) => return Broke::Stop,
             Err(_) => {
                 // A gap one tick old is a lost frame: the stream is broken.
-                if !early.is_empty() {
+                if !early.is_empty() || lost_tail.is_some_and(|next| next > expected) {
                     return Broke::Resubscribe;
                 }
+                lost_tail = None;
                 if now.duration_since(heard) > live_stream::SILENCE_MAX {
                     return Broke::MoveOn;
                 }
@@ -173,40 +210,38 @@ enum Taken {
     Violation,
 }
 
-/// The message id an entry carries, if it is a message.
-fn msg_id_of(entry: &RoomEntry) -> Option<uuid::Uuid> {
-    match &entry.kind {
-        EntryKind::Message(m) => Some(m.msg_id),
-        _ => None,
-    }
-}
-
 fn take_frame(ctx: &ClientCtx, bytes: &[u8], cursors: &mut Cursors) -> Taken {
     let Ok(frame) = LiveFrame::decode(bytes) else { return Taken::Refused };
+    let mut w = ctx.world.lock();
     match frame {
         LiveFrame::Entry { room, entry } => {
-            let msg_id = msg_id_of(&entry);
-            let mut w = ctx.world.lock();
-            if let Err(v) = w.checker.on_delivered(ctx.index, &room, entry.seq, msg_id) {
+            if let Err(v) = w.checker.on_delivered(ctx.index, &room, &entry) {
                 w.fail(v);
                 return Taken::Violation;
             }
             w.delivered += 1;
-            cursors.rooms.insert(room, entry.seq);
+            cursors.rooms.insert(room.clone(), entry.seq);
+            cursors.publish(&mut w, ctx.index, &room);
             Taken::Go
         }
-        LiveFrame::Updated { room, entry } => {
-            let msg_id = msg_id_of(&entry);
-            let mut w = ctx.world.lock();
-            if let Err(v) = w.checker.on_updated(ctx.index, &room, entry.seq, msg_id) {
+        LiveFrame::Changed { room, change, entry } => {
+            if let Err(v) = w.checker.on_updated(ctx.index, &room, &entry) {
                 w.fail(v);
                 return Taken::Violation;
             }
             w.updates_delivered += 1;
+            cursors.heard(&room, change);
+            cursors.publish(&mut w, ctx.index, &room);
+            Taken::Go
+        }
+        LiveFrame::ChangesSeen { room, change } => {
+            cursors.heard(&room, change);
+            cursors.publish(&mut w, ctx.index, &room);
             Taken::Go
         }
         LiveFrame::Ended { room, .. } => {
-            cursors.ended.insert(room);
+            cursors.ended.insert(room.clone());
+            cursors.publish(&mut w, ctx.index, &room);
             Taken::Go
         }
         // A room not created yet, or a replica that cannot serve: try again elsewhere.

@@ -185,6 +185,10 @@ pub struct SimWorld {
     pub delivered: u64,
     /// Which lobby the clients write to.
     pub lobby: crate::lobby::LobbySchedule,
+    /// Where each live subscriber is in each room it follows (until the
+    /// room ends for it): the last entry received and the last change
+    /// number heard.
+    pub follows: BTreeMap<(usize, kith_core::im::protocol::RoomId), (u64, u64)>,
     /// Where the controller hands the operator its admin requests, once
     /// the operator's process runs.
     pub operator: Option<crate::operator::handle::Operator>,
@@ -232,6 +236,7 @@ impl World {
             gossip: 0,
             delivered: 0,
             lobby: crate::lobby::LobbySchedule::default(),
+            follows: BTreeMap::new(),
             #[cfg(feature = "bug-switches")]
             bugs: kith_core::bugs::BugSwitches::default(),
         })))

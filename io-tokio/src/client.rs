@@ -12,13 +12,15 @@ use crate::net::behaviour::{build_swarm, BehaviourEvent, SwarmOptions, LIVE_PROT
 use crate::net::codec::{read_frame, write_frame};
 use futures::StreamExt;
 use kith_core::im::identity::Identity;
-use kith_core::im::protocol::{Operation, QueryKind, QueryResult, RoomId, SignedCommand};
+use kith_core::im::protocol::{Operation, QueryKind, QueryResult, SignedCommand};
 use kith_core::limits;
 use kith_core::session::{
     CallError, ClientSession, Reply, SessionConfig, SessionInput, SessionOutput,
 };
 use kith_core::time::{DriverClock, Instant};
-use kith_core::wire::client_protocol::{ClientRequest, CommandOutcome, LiveFrame, SubscribeFrame};
+use kith_core::wire::client_protocol::{
+    ClientRequest, CommandOutcome, LiveFrame, RoomFrom, SubscribeFrame,
+};
 use kith_core::wire::replica_protocol::{self, AdminRequest, AdminResponse};
 use libp2p::request_response::{Event, Message, OutboundRequestId};
 use libp2p::swarm::SwarmEvent;
@@ -305,11 +307,12 @@ impl Client {
         }
     }
 
-    /// Follows `rooms` from their cursors; frames arrive on the receiver
-    /// until the stream ends.
+    /// Follows `rooms` from their cursors (a change cursor of 0 resumes
+    /// every change to the entries up to the sequence cursor); frames
+    /// arrive on the receiver until the stream ends.
     pub async fn subscribe(
         &mut self,
-        rooms: Vec<(RoomId, u64)>,
+        rooms: Vec<RoomFrom>,
     ) -> Result<mpsc::Receiver<LiveFrame>, ClientError> {
         let mut stream = self
             .control

@@ -9,32 +9,54 @@ use kith_core::im::identity::UserId;
 use kith_core::im::presence::PresenceStatus;
 use kith_core::im::protocol::{Operation, QueryKind, QueryReply, RoomId, Target};
 use kith_core::session::Reply;
-use kith_core::wire::client_protocol::{ClientRequest, LiveFrame};
+use kith_core::wire::client_protocol::{ClientRequest, LiveFrame, RoomFrom};
 use std::collections::BTreeMap;
 use std::time::Duration;
 use tokio::io::AsyncBufReadExt;
 use tokio::sync::mpsc;
 
-/// Where a room's live view starts: after `from`, else ten entries back.
-async fn start_cursor(s: &mut Session, room: &RoomId, from: Option<u64>) -> Result<u64> {
-    if let Some(from) = from {
-        return Ok(from);
-    }
-    match s.query(QueryKind::Room { room: room.clone() }).await? {
-        QueryReply::Room(info) => Ok(info.summary.last_seq.saturating_sub(10)),
-        _ => bail!("unexpected answer to a room query"),
+/// Where a live view of one room is: the last entry shown and the last
+/// change number heard, so that a new stream (after a reconnect, to any
+/// replica) misses no entry and no edit, deletion or reaction.
+#[derive(Clone, Copy, Debug)]
+struct Position {
+    seq: u64,
+    change: u64,
+}
+
+impl Position {
+    fn follow(&self, room: &RoomId) -> Vec<RoomFrom> {
+        vec![RoomFrom::new(room.clone(), self.seq, self.change)]
     }
 }
 
+/// Where a room's live view starts: after `from`, else ten entries back;
+/// changes from now on (older ones are in the entries as shown).
+async fn start_cursor(s: &mut Session, room: &RoomId, from: Option<u64>) -> Result<Position> {
+    let seq = match from {
+        Some(from) => from,
+        None => match s.query(QueryKind::Room { room: room.clone() }).await? {
+            QueryReply::Room(info) => info.summary.last_seq.saturating_sub(10),
+            _ => bail!("unexpected answer to a room query"),
+        },
+    };
+    // A change cursor beyond the room's latest change means "from now".
+    Ok(Position { seq, change: u64::MAX })
+}
+
 /// Follows a room until interrupted; reconnects (to any configured replica)
-/// and resumes from the last sequence number shown, so nothing is missed
-/// or shown twice.
+/// and resumes from the last sequence number shown and the last change
+/// heard, so nothing is missed or shown twice.
 pub async fn tail(cli: &Cli, room: &str, from: Option<u64>) -> Result<()> {
     let mut s = Session::open(cli).await?;
     let room = s.resolve_room(room).await?;
     let mut cursor = start_cursor(&mut s, &room, from).await?;
+    let mut first = None;
     loop {
-        let mut frames = s.client.subscribe(vec![(room.clone(), cursor)]).await?;
+        let mut frames = match first.take() {
+            Some(frames) => frames,
+            None => s.client.subscribe(cursor.follow(&room)).await?,
+        };
         loop {
             tokio::select! {
                 frame = frames.recv() => match frame {
@@ -49,8 +71,44 @@ pub async fn tail(cli: &Cli, room: &str, from: Option<u64>) -> Result<()> {
             }
         }
         tracing::warn!("the live stream ended; reconnecting");
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        s = Session::open(cli).await?;
+        let Some((session, more)) = reopen(cli, &room, &cursor).await else { return Ok(()) };
+        (s, first) = (session, Some(more));
+    }
+}
+
+/// A new session and stream from `cursor`, retried with back-off while no
+/// replica can be reached (a restart, a partition); None if interrupted.
+async fn reopen(
+    cli: &Cli,
+    room: &RoomId,
+    cursor: &Position,
+) -> Option<(Session, mpsc::Receiver<LiveFrame>)> {
+    let mut pause = Duration::from_millis(500);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            _ = tokio::signal::ctrl_c() => return None,
+        }
+        let attempt = async {
+            let mut s = Session::open(cli).await?;
+            let frames = s.client.subscribe(cursor.follow(room)).await?;
+            anyhow::Ok((s, frames))
+        };
+        match attempt.await {
+            Ok(open) => return Some(open),
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "cannot follow the room yet; retrying")
+            }
+        }
+        pause = (pause * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// Moves the change cursor on. A replica behind the one heard from may send
+/// a change again; the cursor only moves forward.
+fn hear(cursor: &mut Position, change: u64) {
+    if cursor.change == u64::MAX || change > cursor.change {
+        cursor.change = change;
     }
 }
 
@@ -59,13 +117,18 @@ async fn show(
     cli: &Cli,
     s: &mut Session,
     frame: LiveFrame,
-    cursor: &mut u64,
+    cursor: &mut Position,
 ) -> Result<Option<Result<()>>> {
     match frame {
         LiveFrame::Entry { room, entry } => {
-            *cursor = entry.seq;
+            cursor.seq = entry.seq;
             render::print_entry(s, cli.json, &room, &entry).await;
         }
+        LiveFrame::Changed { room, change, entry } => {
+            hear(cursor, change);
+            render::print_entry(s, cli.json, &room, &entry).await;
+        }
+        LiveFrame::ChangesSeen { change, .. } => hear(cursor, change),
         LiveFrame::Updated { room, entry } => render::print_entry(s, cli.json, &room, &entry).await,
         LiveFrame::Ended { room, last_seq } => {
             let label = s.room_label(&room).await;
@@ -107,7 +170,7 @@ pub async fn chat(cli: &Cli, room: Option<String>) -> Result<()> {
     let label = s.room_label(&room).await;
     announce(&mut s, PresenceStatus::Online).await?;
     let mut cursor = start_cursor(&mut s, &room, None).await?;
-    let mut frames = s.client.subscribe(vec![(room.clone(), cursor)]).await?;
+    let mut frames = s.client.subscribe(cursor.follow(&room)).await?;
     println!(
         "-- {label}: type a message and press Enter; /edit SEQ TEXT, /delete SEQ, \
          /react SEQ EMOJI, /unreact SEQ EMOJI, /away, /online, /who, /quit"
@@ -130,8 +193,8 @@ pub async fn chat(cli: &Cli, room: Option<String>) -> Result<()> {
                 Some(frame) => if let Some(end) = show(cli, &mut s, frame, &mut cursor).await? { return end },
                 None => {
                     println!("-- reconnecting");
-                    s = Session::open(cli).await?;
-                    frames = s.client.subscribe(vec![(room.clone(), cursor)]).await?;
+                    let Some((session, more)) = reopen(cli, &room, &cursor).await else { break };
+                    (s, frames) = (session, more);
                 }
             },
             line = lines.recv() => match line.as_deref().map(str::trim) {

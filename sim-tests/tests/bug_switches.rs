@@ -62,3 +62,10 @@ fn presence_kept_to_one_replica_is_caught() {
     let invariant = caught(BugSwitches { skip_presence_gossip: true, ..BugSwitches::default() });
     assert_eq!(invariant, "presence converges");
 }
+
+#[test]
+fn resuming_changes_from_the_moment_of_subscribing_is_caught() {
+    let bugs = BugSwitches { ignore_change_cursor: true, ..BugSwitches::default() };
+    let invariant = caught(bugs);
+    assert_eq!(invariant, "changes reach subscribers");
+}

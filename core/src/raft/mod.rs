@@ -263,6 +263,11 @@ impl<S: StateMachine> Node<S> {
         }
     }
 
+    /// The leader this node knows of.
+    pub fn leader(&self) -> Option<NodeId> {
+        self.leader
+    }
+
     /// Membership as of the applied index (borrowed: cheap enough to ask
     /// for every inbound frame, unlike [`Self::status`]).
     pub fn membership(&self) -> &Membership {

@@ -14,12 +14,20 @@ use crate::replica::subscriptions::{SubscriptionHub, SubscriptionId};
 use crate::wire::client_protocol::{LiveFrame, SubscribeFrame};
 use std::collections::{BTreeMap, VecDeque};
 
+/// Why a removed replica ends its subscriptions: it applies nothing more,
+/// so its subscribers must follow another replica.
+const REMOVED: &str = "this replica was removed from the cluster: follow another replica";
+/// Why a replica that has long known no leader ends its subscriptions.
+const LEADERLESS: &str = "this replica has known no leader for too long: follow another replica";
+
 /// One open subscription, as far as typing notices go.
 #[derive(Debug)]
 struct Follower {
     user: UserId,
     rooms: Vec<RoomId>,
     typing: VecDeque<LiveFrame>,
+    /// It was told to follow another replica and gets nothing more.
+    ended: bool,
 }
 
 /// The open subscriptions.
@@ -57,10 +65,11 @@ impl Live {
 
 impl ReplicaService {
     pub(super) fn subscribe(&mut self, asker: AskerId, user: Option<UserId>, frame: &[u8]) {
-        let opened = match (user, SubscribeFrame::decode(frame)) {
-            (None, _) => Err("clients must connect with an ed25519 key".to_string()),
-            (Some(_), Err(e)) => Err(e.to_string()),
-            (Some(user), Ok(frame)) => self
+        let opened = match (self.out_of_touch(), user, SubscribeFrame::decode(frame)) {
+            (Some(why), _, _) => Err(why.to_string()),
+            (None, None, _) => Err("clients must connect with an ed25519 key".to_string()),
+            (None, Some(_), Err(e)) => Err(e.to_string()),
+            (None, Some(user), Ok(frame)) => self
                 .live
                 .hub
                 .subscribe(self.node.state_machine(), user, &frame.rooms)
@@ -69,8 +78,8 @@ impl ReplicaService {
         };
         match opened {
             Ok((subscription, user, frame)) => {
-                let rooms = frame.rooms.into_iter().map(|(r, _)| r).collect();
-                let follower = Follower { user, rooms, typing: VecDeque::new() };
+                let rooms = frame.rooms.into_iter().map(|r| r.room).collect();
+                let follower = Follower { user, rooms, typing: VecDeque::new(), ended: false };
                 self.live.followers.insert(subscription, follower);
                 self.outputs.push_back(ServiceOutput::Subscribed { asker, subscription });
             }
@@ -91,11 +100,32 @@ impl ReplicaService {
     /// hub. Call while the subscriber's queue has room; None means nothing
     /// is waiting (or the subscription is unknown).
     pub fn poll_live(&mut self, subscription: SubscriptionId) -> Option<LiveFrame> {
+        let out_of_touch = self.out_of_touch();
         let follower = self.live.followers.get_mut(&subscription)?;
+        if follower.ended {
+            return None;
+        }
+        if let Some(why) = out_of_touch {
+            follower.ended = true;
+            return Some(LiveFrame::Refused(why.to_string()));
+        }
         if let Some(frame) = follower.typing.pop_front() {
             return Some(frame);
         }
         self.live.hub.poll(self.node.state_machine(), subscription).map(LiveFrame::from)
+    }
+
+    /// Why this replica should not serve live subscribers, if it should
+    /// not: it applied its own removal, or it has long known no leader.
+    fn out_of_touch(&self) -> Option<&'static str> {
+        let membership = self.node.membership();
+        if !membership.is_empty() && !membership.contains(self.node.id()) {
+            return Some(REMOVED);
+        }
+        let leaderless = self.now.saturating_since(self.leader_known_at);
+        (self.node.leader().is_none()
+            && leaderless > std::time::Duration::from_millis(limits::LIVE_LEADERLESS_MS_MAX))
+        .then_some(LEADERLESS)
     }
 
     /// Open live subscriptions.

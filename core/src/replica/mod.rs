@@ -118,6 +118,8 @@ pub struct ReplicaService {
     next_outbound: u64,
     outputs: VecDeque<ServiceOutput>,
     metrics: ServiceMetrics,
+    /// When this replica last knew a leader (or started).
+    leader_known_at: Instant,
     #[cfg(feature = "bug-switches")]
     bugs: crate::bugs::BugSwitches,
 }
@@ -153,6 +155,7 @@ impl ReplicaService {
             next_outbound: 0,
             outputs: VecDeque::new(),
             metrics: ServiceMetrics::default(),
+            leader_known_at: now,
             #[cfg(feature = "bug-switches")]
             bugs: config.bugs,
         }
@@ -259,6 +262,9 @@ impl ReplicaService {
 
     fn advance(&mut self, now: Instant) {
         assert!(now >= self.now, "time moved backward: {now:?} after {:?}", self.now);
+        if self.node.leader().is_some() {
+            self.leader_known_at = now;
+        }
         self.now = now;
     }
 

@@ -7,7 +7,9 @@ use crate::im::identity::Identity;
 use crate::im::presence::{PresenceBody, PresenceStatus, SignedPresence};
 use crate::im::protocol::{CommandBody, Operation, SignedCommand, IM_PROTOCOL_VERSION};
 use crate::im::typing::{SignedTyping, TypingBody, TYPING_TTL_MS};
+use crate::limits;
 use crate::raft::{OnEmptyDisk, Role};
+use crate::replica::subscriptions::SubscriptionId;
 use crate::wire::client_protocol::{ClientRequest, RequestFrame, ResponseFrame};
 use crate::wire::replica_protocol::{self, AdminRequest, PeerRequest, PeerResponse, ReplicaRecord};
 use bytes::Bytes;
@@ -27,6 +29,10 @@ struct Pair {
     relayed: BTreeMap<(NodeId, AskerId), (NodeId, OutboundId)>,
     /// Drop replica-protocol requests instead of delivering them.
     cut: bool,
+    /// A replica whose Raft frames (both ways) are lost.
+    isolated: Option<NodeId>,
+    /// Subscriptions opened: (replica, asker, subscription).
+    subscribed: Vec<(NodeId, AskerId, SubscriptionId)>,
     next_asker: u64,
 }
 
@@ -55,6 +61,8 @@ impl Pair {
             published: Vec::new(),
             relayed: BTreeMap::new(),
             cut: false,
+            isolated: None,
+            subscribed: Vec::new(),
             next_asker: 1000,
         };
         pair.services.get_mut(&A).expect("A").node.campaign(now);
@@ -98,6 +106,8 @@ impl Pair {
             p.services.get_mut(&id).expect("replica")
         }
         match out {
+            ServiceOutput::SendRaft { to, .. }
+                if self.isolated.is_some_and(|i| i == to || i == from) => {}
             // A replica not in the pair (one just added) is unreachable.
             ServiceOutput::SendRaft { to, frame } if self.services.contains_key(&to) => {
                 service(self, to).handle_input(now, ServiceInput::RaftFrameReceived { from, frame })
@@ -122,6 +132,10 @@ impl Pair {
                 }
                 None => self.answers.push((from, asker, frame)),
             },
+            ServiceOutput::Subscribed { asker, subscription } => {
+                self.subscribed.push((from, asker, subscription))
+            }
+            ServiceOutput::LiveRefused { asker, frame } => self.answers.push((from, asker, frame)),
             ServiceOutput::Publish { topic, .. } => {
                 assert_ne!(from, other);
                 self.published.push((from, topic))
@@ -341,6 +355,57 @@ fn membership_changes_are_for_admins_and_forwarded_to_the_leader() {
     let frame = Bytes::from(replica_protocol::encode(&AdminRequest::Status));
     pair.input(A, ServiceInput::AdminRequested { asker, operator: None, frame });
     assert!(matches!(pair.admin_answer(asker), AdminResponse::Status(_)));
+}
+
+#[test]
+fn a_replica_long_without_a_leader_sends_its_subscribers_elsewhere() {
+    use crate::wire::client_protocol::{LiveFrame, SubscribeFrame};
+    let mut pair = Pair::new(Vec::new());
+    let ann = Identity::from_secret([1; 32]);
+    let frame = Bytes::from(SubscribeFrame { rooms: Vec::new() }.encode());
+    let subscribe = |pair: &mut Pair| {
+        let asker = pair.asker();
+        let user = Some(ann.user());
+        pair.input(B, ServiceInput::SubscribeRequested { asker, user, frame: frame.clone() });
+        asker
+    };
+    let asker = subscribe(&mut pair);
+    let (_, _, subscription) = *pair.subscribed.iter().find(|s| s.1 == asker).expect("opened");
+    let poll = |pair: &mut Pair| pair.services.get_mut(&B).expect("B").poll_live(subscription);
+    assert_eq!(poll(&mut pair), None);
+    // Cut off from the leader: elections fail, and subscribers stay while
+    // they may be short...
+    pair.isolated = Some(B);
+    let tick = Duration::from_millis(50);
+    let mut leaderless_since = None;
+    while leaderless_since.is_none_or(|t| {
+        pair.now.saturating_since(t).as_millis() <= limits::LIVE_LEADERLESS_MS_MAX.into()
+    }) {
+        assert_eq!(
+            poll(&mut pair),
+            None,
+            "sent away {:?} after losing the leader",
+            leaderless_since
+        );
+        pair.now = pair.now + tick;
+        for id in [A, B] {
+            let now = pair.now;
+            pair.services.get_mut(&id).expect("replica").handle_timeout(now);
+        }
+        pair.settle();
+        if pair.services[&B].node().leader().is_none() {
+            leaderless_since.get_or_insert(pair.now);
+        }
+    }
+    // ...then they are sent to another replica, once, and newcomers too.
+    pair.now = pair.now + tick;
+    let now = pair.now;
+    pair.services.get_mut(&B).expect("B").handle_timeout(now);
+    assert!(matches!(poll(&mut pair), Some(LiveFrame::Refused(why)) if why.contains("no leader")));
+    assert_eq!(poll(&mut pair), None);
+    let refused = subscribe(&mut pair);
+    let (_, _, frame) = pair.answers.iter().find(|(_, a, _)| *a == refused).expect("refused");
+    assert!(matches!(LiveFrame::decode(frame), Ok(LiveFrame::Refused(_))));
 }
 
 #[test]

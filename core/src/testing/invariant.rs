@@ -12,7 +12,7 @@ use crate::durable::{decode_batch_at, Record};
 use crate::ids::{LogIndex, NodeId, Term};
 use crate::im::history::HistoryError;
 use crate::im::identity::UserId;
-use crate::im::protocol::{EntryKind, RoomId};
+use crate::im::protocol::{EntryKind, RoomEntry, RoomId};
 use crate::im::ImMachine;
 use crate::raft::{Membership, Node, NodeStatus};
 use crate::state_machine::{Digest, StateMachine};
@@ -133,6 +133,8 @@ pub enum Observation<'a> {
         seq: u64,
         /// The message id, for a message.
         msg_id: Option<Uuid>,
+        /// The entry as received ([`look`]).
+        look: u64,
     },
     /// Live subscriber `subscriber` received a change (edit, deletion,
     /// reaction) to entry `seq` of `room`, a message with `msg_id`.
@@ -145,6 +147,8 @@ pub enum Observation<'a> {
         seq: u64,
         /// The message id it carries.
         msg_id: Option<Uuid>,
+        /// The entry as received ([`look`]).
+        look: u64,
     },
     /// After the heal every client announced its presence once more; what
     /// each running replica (started before those announcements) shows.
@@ -175,6 +179,24 @@ pub struct StoredMessage {
     pub msg_id: Uuid,
     /// Who the state machine says sent it.
     pub author: UserId,
+    /// How it is now, edits, deletion and reactions included ([`look`]).
+    pub look: u64,
+}
+
+/// A fingerprint of an entry as it is now: entries that a change (edit,
+/// deletion, reaction) separates look different.
+pub fn look(entry: &RoomEntry) -> u64 {
+    let bytes = postcard::to_allocvec(entry).expect("entries encode");
+    let hash = blake3::hash(&bytes);
+    u64::from_le_bytes(hash.as_bytes()[..8].try_into().expect("8 bytes"))
+}
+
+/// The message id an entry carries, if it is a message.
+fn msg_id_of(entry: &RoomEntry) -> Option<Uuid> {
+    match &entry.kind {
+        EntryKind::Message(m) => Some(m.msg_id),
+        _ => None,
+    }
 }
 
 impl StoredMessage {
@@ -185,10 +207,11 @@ impl StoredMessage {
             .into_iter()
             .filter_map(|(room, entry)| match &entry.kind {
                 EntryKind::Message(m) => Some(StoredMessage {
-                    room,
                     seq: entry.seq,
                     msg_id: m.msg_id,
                     author: entry.author,
+                    look: look(&entry),
+                    room,
                 }),
                 _ => None,
             })
@@ -316,26 +339,26 @@ impl Invariants {
         self.observe(&Observation::Followed { subscriber, room, cursor })
     }
 
-    /// A live subscriber received entry `seq` of `room`.
+    /// A live subscriber received `entry` of `room`.
     pub fn on_delivered(
         &mut self,
         subscriber: usize,
         room: &RoomId,
-        seq: u64,
-        msg_id: Option<Uuid>,
+        entry: &RoomEntry,
     ) -> Result<(), Violation> {
-        self.observe(&Observation::Delivered { subscriber, room, seq, msg_id })
+        let (seq, msg_id, look) = (entry.seq, msg_id_of(entry), look(entry));
+        self.observe(&Observation::Delivered { subscriber, room, seq, msg_id, look })
     }
 
-    /// A live subscriber received a change to entry `seq` of `room`.
+    /// A live subscriber received a change to `entry` of `room`.
     pub fn on_updated(
         &mut self,
         subscriber: usize,
         room: &RoomId,
-        seq: u64,
-        msg_id: Option<Uuid>,
+        entry: &RoomEntry,
     ) -> Result<(), Violation> {
-        self.observe(&Observation::Updated { subscriber, room, seq, msg_id })
+        let (seq, msg_id, look) = (entry.seq, msg_id_of(entry), look(entry));
+        self.observe(&Observation::Updated { subscriber, room, seq, msg_id, look })
     }
 
     /// After the heal, what each replica shows of each client's presence.

@@ -99,13 +99,7 @@ pub struct UserPresence {
     pub last_seen_ms: Option<u64>,
 }
 
-/// The first frame on a live-subscription stream: `version:u16` then this.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SubscribeFrame {
-    /// Rooms to follow, each from a cursor: entries with a greater sequence
-    /// number are delivered, oldest first.
-    pub rooms: Vec<(RoomId, u64)>,
-}
+pub use super::subscribe_frame::{RoomFrom, SubscribeFrame};
 
 /// Every later frame on a live-subscription stream, replica to client.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -153,6 +147,27 @@ pub enum LiveFrame {
         user: UserId,
         /// They have read up to and including this entry.
         seq: u64,
+    },
+    /// An entry already delivered changed (edit, delete, reaction): sent
+    /// instead of `Updated` to a version 2 subscription. Change numbers
+    /// increase along the stream; subscribing again after the last one
+    /// received misses no change.
+    Changed {
+        /// The room.
+        room: RoomId,
+        /// The change's number.
+        change: u64,
+        /// The entry as it is now.
+        entry: RoomEntry,
+    },
+    /// Every entry received so far reflects every change up to `change`
+    /// (version 2 subscriptions): a client resumes after it when it has
+    /// received no later `Changed`.
+    ChangesSeen {
+        /// The room.
+        room: RoomId,
+        /// The change number.
+        change: u64,
     },
 }
 
@@ -237,7 +252,7 @@ macro_rules! versioned_frames {
     )+};
 }
 
-versioned_frames!(RequestFrame, ResponseFrame, SubscribeFrame, LiveFrame);
+versioned_frames!(RequestFrame, ResponseFrame, LiveFrame);
 
 #[cfg(test)]
 mod tests {

@@ -12,6 +12,7 @@ pub mod client_protocol;
 mod raft_message;
 pub mod replica_protocol;
 mod snapshot_chunk;
+mod subscribe_frame;
 
 pub(crate) use raft_message::decode_local_conf_change;
 pub use raft_message::{

@@ -32,6 +32,7 @@ pub(super) async fn liveness(
     }
     active.store(false, Ordering::Relaxed);
     let deadline = madsim::time::Instant::now() + Duration::from_secs(30);
+    let mut settled_at = None;
     while madsim::time::Instant::now() < deadline {
         madsim::time::sleep(Duration::from_millis(50)).await;
         if world.lock().violation.is_some() {
@@ -41,8 +42,14 @@ pub(super) async fn liveness(
         cluster.rebuilds.drive(world, handle, cluster.nodes, cluster.epoch);
         let idle = histories.values().all(|h| h.lock().expect("single-threaded").idle);
         if idle && converged(world) {
-            report.violation = check_final(world, histories).err();
-            return;
+            // Live subscribers get a while to catch up; one that has not
+            // by then is checked as it is (`changes reach subscribers`).
+            let now = madsim::time::Instant::now();
+            let since = *settled_at.get_or_insert(now);
+            if followers_current(world) || now.duration_since(since) > FOLLOWERS_GRACE {
+                report.violation = check_final(world, histories).err();
+                return;
+            }
         }
     }
     let at = Instant::from_micros(cluster.epoch.elapsed().as_micros() as u64);
@@ -55,6 +62,28 @@ pub(super) async fn liveness(
         ),
         at,
     });
+}
+
+/// How long live subscribers may take to catch up once the cluster has
+/// converged (a subscriber whose replica went silent moves on after
+/// `live_stream::SILENCE_MAX`).
+const FOLLOWERS_GRACE: Duration = Duration::from_secs(10);
+
+/// Whether every live subscriber has received each room it follows to the
+/// end, and heard the number of its last change.
+fn followers_current(world: &World) -> bool {
+    let Some(leader) = leader(world) else { return false };
+    let w = world.lock();
+    let Some(service) = w.replicas.get(&leader).and_then(|s| s.service.clone()) else {
+        return false;
+    };
+    let service = service.lock().expect("single-threaded");
+    let machine = service.node().state_machine();
+    w.follows.iter().all(|((i, room), (seq, change))| {
+        let user = Identity::from_secret(client_secret(w.seed, *i)).user();
+        machine.readable_up_to(room, user).is_none_or(|last| last == *seq)
+            && machine.changes(room, *change, 1).is_ok_and(|later| later.is_empty())
+    })
 }
 
 /// Each replica's role, indexes and configuration, or why it is not running.

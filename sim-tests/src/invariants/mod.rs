@@ -17,6 +17,7 @@
 //! | no acknowledged message lost | `no_ack_lost.rs` | the settled state |
 //! | client order | `client_order.rs` | the settled state |
 //! | live delivery gap-free and true | `live_delivery.rs` | live deliveries, the settled state |
+//! | changes reach subscribers | `change_delivery.rs` | live deliveries, the settled state |
 //! | presence converges | `presence_converges.rs` | every replica's presence views after the heal |
 //!
 //! Checked elsewhere, because they need the client's own view as it
@@ -26,6 +27,7 @@
 //! liveness (the drivers).
 
 mod applied_once;
+mod change_delivery;
 mod client_order;
 mod election_safety;
 mod leader_completeness;
@@ -44,6 +46,7 @@ mod vote_safety;
 mod tests;
 
 pub use applied_once::AppliedOnce;
+pub use change_delivery::ChangeDelivery;
 pub use client_order::ClientOrder;
 pub use election_safety::ElectionSafety;
 pub use leader_completeness::LeaderCompleteness;
@@ -76,6 +79,7 @@ pub fn all() -> Invariants {
         Box::new(NoAckLost),
         Box::new(ClientOrder),
         Box::new(LiveDelivery::default()),
+        Box::new(ChangeDelivery::default()),
         Box::new(PresenceConverges),
     ])
 }

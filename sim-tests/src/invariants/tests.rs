@@ -237,7 +237,7 @@ fn applied_once() {
 }
 
 fn message(room: &RoomId, seq: u64, id: Uuid, author: UserId) -> StoredMessage {
-    StoredMessage { room: room.clone(), seq, msg_id: id, author }
+    StoredMessage { room: room.clone(), seq, msg_id: id, author, look: 0 }
 }
 
 /// Checks `stored` against one client (user 7) that submitted `ids` and
@@ -286,11 +286,9 @@ fn live_delivery() {
     let room = RoomId::Group("r".into());
     let (a, b) = (Uuid::from_u128(1), Uuid::from_u128(2));
     let followed = |cursor| Observation::Followed { subscriber: 0, room: &room, cursor };
-    let got = |seq, msg_id| Observation::Delivered { subscriber: 0, room: &room, seq, msg_id };
-    let stored = [
-        StoredMessage { room: room.clone(), seq: 2, msg_id: a, author: UserId([1; 32]) },
-        StoredMessage { room: room.clone(), seq: 3, msg_id: b, author: UserId([1; 32]) },
-    ];
+    let got =
+        |seq, msg_id| Observation::Delivered { subscriber: 0, room: &room, seq, msg_id, look: 0 };
+    let stored = [message(&room, 2, a, UserId([1; 32])), message(&room, 3, b, UserId([1; 32]))];
     let settled = Observation::Settled { stored: &stored, clients: &[] };
     // Resumed from its cursor after a reconnect, every entry once, all true.
     let fine = [followed(0), got(1, None), got(2, Some(a)), followed(2), got(3, Some(b)), settled];
@@ -303,13 +301,47 @@ fn live_delivery() {
     let untrue = [followed(0), got(1, None), got(2, Some(b)), settled];
     assert!(first_objection(&mut LiveDelivery::default(), &untrue).is_some());
     // Changes: only to messages already received, naming them.
-    let changed = |seq, msg_id| Observation::Updated { subscriber: 0, room: &room, seq, msg_id };
+    let changed =
+        |seq, msg_id| Observation::Updated { subscriber: 0, room: &room, seq, msg_id, look: 0 };
     let fine = [followed(0), got(1, None), got(2, Some(a)), changed(2, Some(a))];
     assert_eq!(first_objection(&mut LiveDelivery::default(), &fine), None);
     let early = [followed(0), got(1, None), changed(2, Some(a))];
     assert!(first_objection(&mut LiveDelivery::default(), &early).is_some());
     let other = [followed(0), got(1, None), got(2, Some(a)), changed(2, Some(b))];
     assert!(first_objection(&mut LiveDelivery::default(), &other).is_some());
+}
+
+#[test]
+fn change_delivery() {
+    let room = RoomId::Group("r".into());
+    let (a, b) = (Uuid::from_u128(1), Uuid::from_u128(2));
+    let got = |subscriber, seq, msg_id, look| Observation::Delivered {
+        subscriber,
+        room: &room,
+        seq,
+        msg_id: Some(msg_id),
+        look,
+    };
+    let changed = |subscriber, seq, msg_id, look| Observation::Updated {
+        subscriber,
+        room: &room,
+        seq,
+        msg_id: Some(msg_id),
+        look,
+    };
+    // Message 2 was edited (look 5 -> 6); message 3 never changed.
+    let stored = [
+        StoredMessage { look: 6, ..message(&room, 2, a, UserId([1; 32])) },
+        StoredMessage { look: 7, ..message(&room, 3, b, UserId([1; 32])) },
+    ];
+    let settled = Observation::Settled { stored: &stored, clients: &[] };
+    // One subscriber got the edit; another received the message already edited.
+    let fine = [got(0, 2, a, 5), got(0, 3, b, 7), changed(0, 2, a, 6), got(1, 2, a, 6), settled];
+    assert_eq!(first_objection(&mut ChangeDelivery::default(), &fine), None);
+    let settled = Observation::Settled { stored: &stored, clients: &[] };
+    let missed = [got(0, 2, a, 5), got(1, 2, a, 6), settled];
+    let objection = first_objection(&mut ChangeDelivery::default(), &missed);
+    assert!(objection.is_some_and(|o| o.contains("subscriber 0")));
 }
 
 #[test]

@@ -13,7 +13,7 @@ use crate::replica::AskerId;
 use crate::testing::cluster::{Cluster, ServiceHost};
 use crate::testing::violation::Violation;
 use crate::time::Instant;
-use crate::wire::client_protocol::{LiveFrame, SubscribeFrame};
+use crate::wire::client_protocol::{LiveFrame, RoomFrom, SubscribeFrame};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
@@ -26,12 +26,16 @@ const REFUSED_PAUSE: Duration = Duration::from_millis(100);
 pub(super) struct Follow {
     stream: Option<Stream>,
     cursors: BTreeMap<RoomId, u64>,
+    /// The last change number heard in each room.
+    changes: BTreeMap<RoomId, u64>,
     retry_at: Instant,
 }
 
 #[derive(Debug)]
 struct Stream {
     home: NodeId,
+    /// The last change number this stream sent in each room.
+    changes: BTreeMap<RoomId, u64>,
     incarnation: u64,
     rooms: BTreeSet<RoomId>,
     state: State,
@@ -122,19 +126,22 @@ impl Follow {
                     }
                     delivered += 1;
                 }
-                // A change comes only for an entry already received.
-                LiveFrame::Updated { room, entry } if entry.seq > self.cursor(&room) => {
-                    let detail = format!(
-                        "client {i} got a change to {room} seq {} before the entry (cursor {})",
-                        entry.seq,
-                        self.cursor(&room)
-                    );
-                    return Err(Violation {
-                        invariant: "live delivery gap-free and true",
-                        detail,
-                        at: now,
-                    });
+                // A change comes only for an entry already received, and
+                // change numbers only increase.
+                LiveFrame::Changed { room, change, entry } => {
+                    self.heard(i, &room, change, now)?;
+                    self.cursor_change(&room, change);
+                    if entry.seq > self.cursor(&room) {
+                        let detail = format!(
+                            "client {i} got a change to {room} seq {} before the entry (cursor {})",
+                            entry.seq,
+                            self.cursor(&room)
+                        );
+                        let invariant = "live delivery gap-free and true";
+                        return Err(Violation { invariant, detail, at: now });
+                    }
                 }
+                LiveFrame::ChangesSeen { room, change } => self.cursor_change(&room, change),
                 LiveFrame::Refused(_) => {
                     self.stream = None;
                     self.retry_at = now + REFUSED_PAUSE;
@@ -144,6 +151,32 @@ impl Follow {
             }
         }
         Ok(delivered)
+    }
+
+    /// Checks that one stream numbers its changes of `room` increasingly.
+    fn heard(
+        &mut self,
+        i: usize,
+        room: &RoomId,
+        change: u64,
+        now: Instant,
+    ) -> Result<(), Violation> {
+        let Some(stream) = self.stream.as_mut() else { return Ok(()) };
+        let last = stream.changes.entry(room.clone()).or_default();
+        if change <= *last {
+            let detail = format!("client {i} got change {change} of {room} after change {last}");
+            let invariant = "live delivery gap-free and true";
+            return Err(Violation { invariant, detail, at: now });
+        }
+        *last = change;
+        Ok(())
+    }
+
+    /// Moves the change cursor of `room` on (a replica behind the one
+    /// heard from names older changes: the cursor never moves back).
+    fn cursor_change(&mut self, room: &RoomId, change: u64) {
+        let at = self.changes.entry(room.clone()).or_default();
+        *at = (*at).max(change);
     }
 
     /// Closes the stream, if its replica still runs it.
@@ -168,15 +201,22 @@ impl Follow {
         let live: Vec<NodeId> =
             cluster.ids().into_iter().filter(|id| cluster.is_live(*id)).collect();
         let Some(&home) = live.get(i % live.len().max(1)) else { return };
-        let rooms_from: Vec<(RoomId, u64)> =
-            rooms.iter().map(|r| (r.clone(), self.cursor(r))).collect();
+        let rooms_from: Vec<RoomFrom> = rooms
+            .iter()
+            .map(|r| {
+                let change = self.changes.get(r).copied().unwrap_or(0);
+                RoomFrom::new(r.clone(), self.cursor(r), change)
+            })
+            .collect();
         let frame = SubscribeFrame { rooms: rooms_from }.encode();
         let incarnation = cluster.incarnation(home);
         let asked = cluster
             .with_host(home, |h: &mut ServiceHost, now| h.subscribe(now, user, frame.into()));
         if let Some(asker) = asked {
             let rooms = rooms.clone();
-            self.stream = Some(Stream { home, incarnation, rooms, state: State::Opening(asker) });
+            let state = State::Opening(asker);
+            let changes = BTreeMap::new();
+            self.stream = Some(Stream { home, changes, incarnation, rooms, state });
         }
     }
 }
