@@ -116,6 +116,8 @@ fn write_seed_corpus() {
         write("wire_decode", "subscribe", &sub.encode());
         let live = LiveFrame::Ended { room: RoomId::Group("lobby".into()), last_seq: 9 };
         write("wire_decode", "live_ended", &live.encode());
+        let seen = LiveFrame::ChangesSeen { room: RoomId::Group("lobby".into()), change: 9 << 10 };
+        write("wire_decode", "live_changes_seen", &seen.encode());
         let record = ReplicaRecord { peer: vec![0, 36, 8, 1], addrs: vec![vec![4, 127, 0, 0, 1]] };
         write("wire_decode", "peer_hello", &encode(&PeerRequest::Hello(vec![record.clone()])));
         write("wire_decode", "peer_raft", &encode(&PeerRequest::Raft(frame.encode())));
