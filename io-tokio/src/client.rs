@@ -10,6 +10,7 @@
 use crate::key_file::KeyFile;
 use crate::net::behaviour::{build_swarm, BehaviourEvent, SwarmOptions, LIVE_PROTOCOL};
 use crate::net::codec::{read_frame, write_frame};
+use crate::net::read_budget::HeldFrame;
 use futures::StreamExt;
 use kith_core::im::identity::Identity;
 use kith_core::im::protocol::{Operation, QueryKind, QueryResult, SignedCommand};
@@ -398,12 +399,12 @@ async fn drive(
             call = calls.recv() => match call {
                 Some(Call::Client(frame, tx)) => {
                     let to = vec![addr.clone()];
-                    let id = swarm.behaviour_mut().client.send_request_with_addresses(&replica, frame, to);
+                    let id = swarm.behaviour_mut().client.send_request_with_addresses(&replica, HeldFrame::new(frame), to);
                     pending.insert(id, tx);
                 }
                 Some(Call::Admin(frame, tx)) => {
                     let to = vec![addr.clone()];
-                    let id = swarm.behaviour_mut().admin.send_request_with_addresses(&replica, frame, to);
+                    let id = swarm.behaviour_mut().admin.send_request_with_addresses(&replica, HeldFrame::new(frame), to);
                     pending.insert(id, tx);
                 }
                 None => return,

@@ -12,6 +12,7 @@ use kith_io_tokio::key_file::KeyFile;
 use kith_io_tokio::net::behaviour::{
     build_swarm, BehaviourEvent, SwarmOptions, CLIENT_PROTOCOL, SNAPSHOT_PROTOCOL,
 };
+use kith_io_tokio::net::read_budget::HeldFrame;
 use libp2p::request_response::{Event, Message};
 use libp2p::swarm::SwarmEvent;
 use std::time::Duration;
@@ -66,8 +67,8 @@ async fn garbage_floods_and_strangers_do_not_hurt_a_replica() {
     for _ in 0..20 {
         let mut expected = 0;
         for f in &frames {
-            swarm.behaviour_mut().peer.send_request(&target, f.clone());
-            swarm.behaviour_mut().client.send_request(&target, f.clone());
+            swarm.behaviour_mut().peer.send_request(&target, HeldFrame::new(f.clone()));
+            swarm.behaviour_mut().client.send_request(&target, HeldFrame::new(f.clone()));
             expected += 2;
         }
         let req = kith_core::wire::client_protocol::RequestFrame {
@@ -76,7 +77,7 @@ async fn garbage_floods_and_strangers_do_not_hurt_a_replica() {
         };
         let mut wrong = req.encode();
         wrong[0] = 99;
-        swarm.behaviour_mut().client.send_request(&target, wrong);
+        swarm.behaviour_mut().client.send_request(&target, HeldFrame::new(wrong));
         expected += 1;
         let mut answered = 0;
         while answered < expected {
@@ -128,7 +129,7 @@ async fn garbage_floods_and_strangers_do_not_hurt_a_replica() {
     // A flood: thousands of requests at once. The replica sheds streams
     // beyond its limits (and may drop the connection); it must stay up.
     for _ in 0..2000 {
-        swarm.behaviour_mut().peer.send_request(&target, frames[3].clone());
+        swarm.behaviour_mut().peer.send_request(&target, HeldFrame::new(frames[3].clone()));
     }
     let flood_end = tokio::time::Instant::now() + Duration::from_secs(3);
     while tokio::time::Instant::now() < flood_end {

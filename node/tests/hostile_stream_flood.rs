@@ -2,7 +2,9 @@
 //! its per-connection limits and, before the log budget, wrote a warning
 //! for each (1,744 lines, about 200 KB, per 2,000 streams). Now each call
 //! site writes a bounded number of lines per window and a summary of the
-//! rest, so the log grows by a bounded amount whatever a peer does.
+//! rest, so the log grows by a bounded amount whatever a peer does; and
+//! yamux now refuses streams beyond `YAMUX_STREAMS_MAX` per connection
+//! before libp2p sees them, which writes nothing at all.
 
 mod support;
 
@@ -35,14 +37,11 @@ async fn a_stream_flood_adds_a_bounded_amount_of_log() {
         }
     }
     // Let the replica notice and log what it will: the first lines, then
-    // a summary of the rest once the 10 s window ends.
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while !cluster.log_of(0)[before..].contains("suppressed") {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no summary:\n{}",
-            &cluster.log_of(0)[before..]
-        );
+    // a summary of the rest once the 10 s window ends (if it logged any).
+    let deadline = std::time::Instant::now() + Duration::from_secs(12);
+    while !cluster.log_of(0)[before..].contains("suppressed")
+        && std::time::Instant::now() < deadline
+    {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     let log = cluster.log_of(0);

@@ -35,8 +35,19 @@ pub const IDENTIFY_VERSION: &str = "kith/1";
 
 /// Largest request-response frame: a core frame plus its envelope.
 const RR_FRAME_BYTES_MAX: usize = limits::FRAME_BYTES_MAX + 4096;
-/// Concurrent inbound plus outbound request streams per connection.
-const RR_STREAMS_MAX: usize = 256;
+/// Concurrent inbound plus outbound request streams per connection, per
+/// request-response protocol.
+const RR_STREAMS_MAX: usize = 128;
+/// Streams per connection, all protocols. yamux buffers what a stream's
+/// sender was credited (256 KiB, the yamux default window, refilled only as
+/// the reader consumes) before the codec reads it into the read budget, so
+/// this bounds what one connection can park outside the budget (32 MiB,
+/// and only while its frames are being read: a frame the budget refuses
+/// resets its stream and frees its window). A leader needs
+/// `APPENDS_IN_FLIGHT_MAX` streams to one follower, with room to spare.
+const YAMUX_STREAMS_MAX: usize = 128;
+const _: () = assert!(2 * limits::APPENDS_IN_FLIGHT_MAX <= YAMUX_STREAMS_MAX);
+const _: () = assert!(RR_STREAMS_MAX <= YAMUX_STREAMS_MAX);
 
 /// Connections a process holds at once, and per peer: a flood of
 /// connections is refused at the door rather than served.
@@ -179,6 +190,13 @@ fn err(e: impl std::fmt::Display) -> SwarmError {
     SwarmError(e.to_string())
 }
 
+/// yamux with at most [`YAMUX_STREAMS_MAX`] streams per connection.
+fn yamux_config() -> yamux::Config {
+    let mut config = yamux::Config::default();
+    config.set_max_num_streams(YAMUX_STREAMS_MAX);
+    config
+}
+
 /// Builds the swarm: TCP and QUIC, noise, yamux, DNS, relay client.
 pub fn build_swarm(
     key: libp2p::identity::Keypair,
@@ -187,12 +205,12 @@ pub fn build_swarm(
     let request_timeout = options.request_timeout.unwrap_or(Duration::from_secs(30));
     let swarm = SwarmBuilder::with_existing_identity(key)
         .with_tokio()
-        .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
+        .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux_config)
         .map_err(err)?
         .with_quic()
         .with_dns()
         .map_err(err)?
-        .with_relay_client(noise::Config::new, yamux::Config::default)
+        .with_relay_client(noise::Config::new, yamux_config)
         .map_err(err)?
         .with_behaviour(|key, relay_client| {
             let peer_id = key.public().to_peer_id();

@@ -3,7 +3,9 @@
 //! versioned postcard frame that the receiver decodes (and may refuse); the
 //! codec only enforces the size limit, before allocating.
 
-use super::read_budget::{Account, ReadBudget, EVICTED, READ_BUDGET, READ_CHUNK_BYTES};
+use super::read_budget::{
+    Account, HeldFrame, Hold, ReadBudget, EVICTED, READ_BUDGET, READ_CHUNK_BYTES,
+};
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use libp2p::request_response;
 use libp2p::StreamProtocol;
@@ -43,16 +45,17 @@ impl Clone for FrameCodec {
 /// [`READ_BUDGET`] while it is read (a frame that cannot get its next chunk
 /// is refused).
 pub async fn read_frame<T: AsyncRead + Unpin>(io: &mut T, max_bytes: usize) -> io::Result<Vec<u8>> {
-    read_frame_within(io, max_bytes, &READ_BUDGET, None).await
+    Ok(read_frame_within(io, max_bytes, &READ_BUDGET, None).await?.0)
 }
 
-/// [`read_frame`] against `budget`, charged to the connection `account`.
-pub async fn read_frame_within<T: AsyncRead + Unpin>(
+/// [`read_frame`] against `budget`, charged to the connection `account`;
+/// returns the frame and what it holds of the budget.
+pub async fn read_frame_within<'a, T: AsyncRead + Unpin>(
     io: &mut T,
     max_bytes: usize,
-    budget: &ReadBudget,
-    account: Option<&Account>,
-) -> io::Result<Vec<u8>> {
+    budget: &'a ReadBudget,
+    account: Option<Arc<Account>>,
+) -> io::Result<(Vec<u8>, Hold<'a>)> {
     let mut len = [0u8; 4];
     io.read_exact(&mut len).await?;
     let len = u32::from_be_bytes(len) as usize;
@@ -72,7 +75,7 @@ pub async fn read_frame_within<T: AsyncRead + Unpin>(
         buf.resize(start + chunk, 0);
         io.read_exact(&mut buf[start..]).await?;
     }
-    Ok(buf)
+    Ok((buf, hold))
 }
 
 /// Writes one length-prefixed frame.
@@ -86,41 +89,47 @@ pub async fn write_frame<T: AsyncWrite + Unpin>(io: &mut T, frame: &[u8]) -> io:
 
 impl request_response::Codec for FrameCodec {
     type Protocol = StreamProtocol;
-    type Request = Vec<u8>;
+    /// Requests keep their hold until the replica drops them (after the
+    /// service took them); responses answer this side's own requests.
+    type Request = HeldFrame;
     type Response = Vec<u8>;
 
-    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Vec<u8>>
+    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<HeldFrame>
     where
         T: AsyncRead + Unpin + Send,
     {
-        let account = self.account.as_deref();
+        let account = self.account.clone();
         let read = read_frame_within(io, self.max_bytes, &READ_BUDGET, account).await;
-        if let Err(e) = &read {
-            // A stream closed before any byte is no fault of note.
-            if e.kind() != io::ErrorKind::UnexpectedEof {
-                READ_BUDGET.note_unreadable(account, e.kind() == EVICTED);
+        match read {
+            Ok((bytes, hold)) => Ok(HeldFrame::held(bytes, hold)),
+            Err(e) => {
+                // A stream closed before any byte is no fault of note.
+                if e.kind() != io::ErrorKind::UnexpectedEof {
+                    READ_BUDGET.note_unreadable(self.account.as_deref(), e.kind() == EVICTED);
+                }
+                Err(e)
             }
         }
-        read
     }
 
     async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Vec<u8>>
     where
         T: AsyncRead + Unpin + Send,
     {
-        read_frame_within(io, self.max_bytes, &READ_BUDGET, self.account.as_deref()).await
+        let account = self.account.clone();
+        Ok(read_frame_within(io, self.max_bytes, &READ_BUDGET, account).await?.0)
     }
 
     async fn write_request<T>(
         &mut self,
         _: &StreamProtocol,
         io: &mut T,
-        req: Vec<u8>,
+        req: HeldFrame,
     ) -> io::Result<()>
     where
         T: AsyncWrite + Unpin + Send,
     {
-        write_frame(io, &req).await
+        write_frame(io, req.bytes()).await
     }
 
     async fn write_response<T>(
@@ -173,10 +182,12 @@ mod tests {
             let mut buf = Vec::new();
             write_frame(&mut buf, &small).await.unwrap();
             let mut cursor = futures::io::Cursor::new(buf);
-            assert_eq!(
-                read_frame_within(&mut cursor, small.len(), &budget, None).await.unwrap(),
-                small
-            );
+            let (read, hold) =
+                read_frame_within(&mut cursor, small.len(), &budget, None).await.unwrap();
+            assert_eq!(read, small);
+            // Held until whoever takes the frame drops its hold.
+            assert_eq!(budget.used_bytes(), small.len());
+            drop(hold);
             assert_eq!(budget.used_bytes(), 0);
         });
     }

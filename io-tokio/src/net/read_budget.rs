@@ -8,6 +8,10 @@
 //! frame is therefore read in chunks, each reserved from the budget before
 //! it is buffered; a frame that cannot reserve its next chunk is refused
 //! (its stream fails, its bytes are released) and the sender may retry.
+//! A request read whole keeps its hold until the replica has handed it to
+//! the service ([`HeldFrame`]): frames queued between the network and the
+//! service count too, so a flood of small requests faster than the service
+//! takes them is bounded like a slow one.
 //! Honest traffic stays below it: a leader has at most
 //! `APPENDS_IN_FLIGHT_MAX` appends of `APPEND_MESSAGE_BYTES_MAX` in flight
 //! to this replica, which the budget holds whole, and clients send one
@@ -143,7 +147,7 @@ impl ReadBudget {
 
     /// A hold on nothing yet, released when dropped, for a reader on the
     /// connection `account` (None: not charged to any connection).
-    pub fn hold<'a>(&'a self, account: Option<&'a Account>) -> Hold<'a> {
+    pub fn hold(&self, account: Option<Arc<Account>>) -> Hold<'_> {
         Hold { budget: self, account, bytes: 0 }
     }
 
@@ -156,19 +160,50 @@ impl ReadBudget {
     }
 }
 
-/// Bytes one reader holds of a budget.
+/// Bytes one reader holds of a budget, until dropped.
 #[derive(Debug)]
 pub struct Hold<'a> {
     budget: &'a ReadBudget,
-    account: Option<&'a Account>,
+    account: Option<Arc<Account>>,
     bytes: usize,
+}
+
+/// A frame read from the network and the part of [`READ_BUDGET`] it holds
+/// until dropped: the replica drops it once the service has taken it. A
+/// frame this side sends holds nothing.
+#[derive(Debug)]
+pub struct HeldFrame {
+    bytes: Vec<u8>,
+    _hold: Hold<'static>,
+}
+
+impl HeldFrame {
+    /// A frame holding nothing (one to send).
+    pub fn new(bytes: Vec<u8>) -> HeldFrame {
+        HeldFrame { bytes, _hold: READ_BUDGET.hold(None) }
+    }
+
+    /// A frame read under `hold`.
+    pub fn held(bytes: Vec<u8>, hold: Hold<'static>) -> HeldFrame {
+        HeldFrame { bytes, _hold: hold }
+    }
+
+    /// The frame's bytes.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// The bytes, and the hold to drop once they are taken.
+    pub fn into_parts(self) -> (Vec<u8>, Hold<'static>) {
+        (self.bytes, self._hold)
+    }
 }
 
 impl Hold<'_> {
     /// Takes `bytes` more, or refuses with an error the peer's stream gets.
     /// A refusal evicts the connection holding the most.
     pub fn grow(&mut self, bytes: usize) -> io::Result<()> {
-        if let Some(a) = self.account.filter(|a| a.evicted.load(Ordering::Acquire)) {
+        if let Some(a) = self.account.as_deref().filter(|a| a.evicted.load(Ordering::Acquire)) {
             // A new frame on a connection whose evicted frames are all
             // gone starts afresh.
             if self.bytes > 0 || a.held_bytes.load(Ordering::Acquire) > 0 {
@@ -187,7 +222,7 @@ impl Hold<'_> {
             ));
         }
         self.bytes += bytes;
-        if let Some(a) = self.account {
+        if let Some(a) = &self.account {
             a.held_bytes.fetch_add(bytes, Ordering::AcqRel);
         }
         Ok(())
@@ -197,7 +232,7 @@ impl Hold<'_> {
 impl Drop for Hold<'_> {
     fn drop(&mut self) {
         self.budget.used_bytes.fetch_sub(self.bytes, Ordering::AcqRel);
-        if let Some(a) = self.account {
+        if let Some(a) = &self.account {
             a.held_bytes.fetch_sub(self.bytes, Ordering::AcqRel);
         }
     }
@@ -225,17 +260,17 @@ mod tests {
     fn a_spent_budget_evicts_the_connection_holding_the_most() {
         let budget = ReadBudget::new(100);
         let (greedy, modest) = (budget.open_account(), budget.open_account());
-        let mut g1 = budget.hold(Some(&greedy));
+        let mut g1 = budget.hold(Some(greedy.clone()));
         g1.grow(40).expect("within");
-        let mut g2 = budget.hold(Some(&greedy));
+        let mut g2 = budget.hold(Some(greedy.clone()));
         g2.grow(40).expect("within");
-        let mut m = budget.hold(Some(&modest));
+        let mut m = budget.hold(Some(modest));
         assert_eq!(m.grow(30).unwrap_err().kind(), io::ErrorKind::OutOfMemory);
         assert_eq!(g1.grow(1).unwrap_err().kind(), EVICTED, "the greedy one is cut off");
-        assert_eq!(budget.hold(Some(&greedy)).grow(1).unwrap_err().kind(), EVICTED);
+        assert_eq!(budget.hold(Some(greedy.clone())).grow(1).unwrap_err().kind(), EVICTED);
         drop((g1, g2));
         m.grow(30).expect("the modest one reads on");
-        let mut again = budget.hold(Some(&greedy));
+        let mut again = budget.hold(Some(greedy));
         again.grow(1).expect("once its refused frames are gone, it starts afresh");
     }
 }

@@ -4,7 +4,7 @@
 use super::askers::Channel;
 use super::peer_faults::PeerFault;
 use super::Replica;
-use crate::net::read_budget::{Unreadable, READ_BUDGET};
+use crate::net::read_budget::{HeldFrame, Unreadable, READ_BUDGET};
 use crate::peer_ids::user_of;
 use kith_core::replica::{GossipTopic, ServiceInput};
 use libp2p::gossipsub::{self, IdentTopic};
@@ -12,29 +12,32 @@ use libp2p::request_response::{Event, InboundFailure, Message};
 use libp2p::PeerId;
 
 impl Replica {
-    pub(super) fn on_client_event(&mut self, event: Event<Vec<u8>, Vec<u8>>) {
+    pub(super) fn on_client_event(&mut self, event: Event<HeldFrame, Vec<u8>>) {
         let Event::Message { peer, message: Message::Request { request, channel, .. }, .. } = event
         else {
             return self.note_inbound_failure(&event);
         };
         let asker = self.askers.name(Channel::Client(channel));
         let user = user_of(&peer);
-        self.input(ServiceInput::ClientRequested { asker, user, frame: request.into() });
+        // The frame holds its part of the read budget until the service took it.
+        let (frame, _held) = request.into_parts();
+        self.input(ServiceInput::ClientRequested { asker, user, frame: frame.into() });
     }
 
-    pub(super) fn on_admin_event(&mut self, event: Event<Vec<u8>, Vec<u8>>) {
+    pub(super) fn on_admin_event(&mut self, event: Event<HeldFrame, Vec<u8>>) {
         let Event::Message { peer, message: Message::Request { request, channel, .. }, .. } = event
         else {
             return self.note_inbound_failure(&event);
         };
         let asker = self.askers.name(Channel::Admin(channel));
         let operator = user_of(&peer);
-        self.input(ServiceInput::AdminRequested { asker, operator, frame: request.into() });
+        let (frame, _held) = request.into_parts();
+        self.input(ServiceInput::AdminRequested { asker, operator, frame: frame.into() });
     }
 
     /// Counts a request that failed after it was read (its answer could not
     /// be written): the peer's fault, summarized in the log.
-    pub(super) fn note_inbound_failure(&mut self, event: &Event<Vec<u8>, Vec<u8>>) {
+    pub(super) fn note_inbound_failure(&mut self, event: &Event<HeldFrame, Vec<u8>>) {
         if let Event::InboundFailure { peer, error: InboundFailure::Io(_), .. } = event {
             self.faults.note(PeerFault::RequestFailed, peer);
         }

@@ -4,6 +4,7 @@ use super::askers::Channel;
 use super::peer_faults::PeerFault;
 use super::{Outbound, Replica};
 use crate::net::behaviour::{BehaviourEvent, IDENTIFY_VERSION, STRANGER_GOSSIP_SCORE};
+use crate::net::read_budget::HeldFrame;
 use crate::peer_ids::node_id_of;
 use kith_core::replica::ServiceInput;
 use kith_core::wire::replica_protocol::{self, PeerRequest, PeerResponse};
@@ -146,11 +147,15 @@ impl Replica {
             let names_peer = |a: &&libp2p::Multiaddr| crate::peer_ids::named_peer(a) == Some(peer);
             addrs = self.join_targets.iter().filter(names_peer).cloned().collect();
         }
-        let id = self.swarm.behaviour_mut().peer.send_request_with_addresses(&peer, frame, addrs);
+        let id = self.swarm.behaviour_mut().peer.send_request_with_addresses(
+            &peer,
+            HeldFrame::new(frame),
+            addrs,
+        );
         self.outbound.insert(id, what);
     }
 
-    fn on_peer_event(&mut self, event: Event<Vec<u8>, Vec<u8>>) {
+    fn on_peer_event(&mut self, event: Event<HeldFrame, Vec<u8>>) {
         match event {
             Event::Message { peer, message: Message::Request { request, channel, .. }, .. } => {
                 self.on_peer_request(peer, request, channel)
@@ -175,11 +180,13 @@ impl Replica {
     fn on_peer_request(
         &mut self,
         peer: PeerId,
-        frame: Vec<u8>,
+        frame: HeldFrame,
         channel: libp2p::request_response::ResponseChannel<Vec<u8>>,
     ) {
         let asker = self.askers.name(Channel::Peer(channel));
         let from = node_id_of(&peer);
+        // The frame holds its part of the read budget until the service took it.
+        let (frame, _held) = frame.into_parts();
         self.input(ServiceInput::PeerRequested { asker, from, frame: frame.into() });
     }
 
