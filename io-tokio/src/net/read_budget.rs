@@ -104,7 +104,11 @@ impl ReadBudget {
 
     /// A new account for the connection being set up on this thread.
     pub fn open_account(&self) -> Arc<Account> {
-        let peer = CONNECTING.with(Cell::get);
+        self.open_account_of(CONNECTING.with(Cell::get))
+    }
+
+    /// A new account for a stream or connection of `peer`.
+    pub fn open_account_of(&self, peer: Option<PeerId>) -> Arc<Account> {
         let account = Arc::new(Account { peer, ..Account::default() });
         let mut accounts = self.accounts.lock().unwrap_or_else(|p| p.into_inner());
         accounts.retain(|a| a.strong_count() > 0);

@@ -192,8 +192,11 @@ impl Replica {
 
     /// A snapshot chunk from a `/kith/snapshot/1` stream: the service takes
     /// it on the same terms as Raft traffic.
-    pub(super) fn on_snapshot_chunk(&mut self, peer: PeerId, frame: bytes::Bytes) {
+    pub(super) fn on_snapshot_chunk(&mut self, peer: PeerId, frame: HeldFrame) {
+        // The frame holds its part of the read budget until the service took it.
+        let (frame, _held) = frame.into_parts();
         tracing::debug!(%peer, bytes = frame.len(), "snapshot chunk received");
+        let frame = frame.into();
         self.input(ServiceInput::RaftFrameReceived { from: node_id_of(&peer), frame });
     }
 

@@ -9,10 +9,14 @@
 //! the follower keeps rejecting appends and the leader sends the snapshot
 //! again. Receiving: each incoming stream gets a reader task that hands
 //! frames to the run loop through one bounded channel, which is what slows
-//! a sender down when the run loop is busy.
+//! a sender down when the run loop is busy. Frames are read against the
+//! read budget, charged to the sender (anyone may open a stream) and held
+//! until the run loop took them, so chunks waiting for the channel count
+//! too; a sender holding the most is cut off like any other.
 
 use crate::net::behaviour::SNAPSHOT_PROTOCOL;
-use crate::net::codec::{read_frame, write_frame};
+use crate::net::codec::{read_frame_within, write_frame};
+use crate::net::read_budget::{HeldFrame, EVICTED, READ_BUDGET};
 use bytes::Bytes;
 use futures::StreamExt;
 use kith_core::limits;
@@ -90,7 +94,7 @@ async fn pump(
 
 /// Accepts snapshot streams; frames come out of the returned channel with
 /// the sender's PeerId (the run loop decides whether to take them).
-pub fn accept(mut control: libp2p_stream::Control) -> mpsc::Receiver<(PeerId, Bytes)> {
+pub fn accept(mut control: libp2p_stream::Control) -> mpsc::Receiver<(PeerId, HeldFrame)> {
     let (tx, rx) = mpsc::channel(CHUNKS_RECEIVED_QUEUED);
     let mut incoming = match control.accept(SNAPSHOT_PROTOCOL) {
         Ok(incoming) => incoming,
@@ -103,14 +107,21 @@ pub fn accept(mut control: libp2p_stream::Control) -> mpsc::Receiver<(PeerId, By
         while let Some((peer, mut stream)) = incoming.next().await {
             let tx = tx.clone();
             tokio::spawn(async move {
+                let account = READ_BUDGET.open_account_of(Some(peer));
                 loop {
-                    match read_frame(&mut stream, limits::FRAME_BYTES_MAX).await {
-                        Ok(frame) => {
-                            if tx.send((peer, Bytes::from(frame))).await.is_err() {
+                    let max = limits::FRAME_BYTES_MAX;
+                    let read =
+                        read_frame_within(&mut stream, max, &READ_BUDGET, Some(account.clone()));
+                    match read.await {
+                        Ok((bytes, hold)) => {
+                            if tx.send((peer, HeldFrame::held(bytes, hold))).await.is_err() {
                                 return;
                             }
                         }
                         Err(e) => {
+                            if e.kind() != std::io::ErrorKind::UnexpectedEof {
+                                READ_BUDGET.note_unreadable(Some(&account), e.kind() == EVICTED);
+                            }
                             tracing::debug!(%peer, error = %e, "snapshot stream ended");
                             return;
                         }

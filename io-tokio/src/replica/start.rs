@@ -118,7 +118,7 @@ type Started = (
     Replica,
     mpsc::UnboundedReceiver<WriteReport>,
     mpsc::Receiver<live::LiveRequest>,
-    mpsc::Receiver<(PeerId, bytes::Bytes)>,
+    mpsc::Receiver<(PeerId, crate::net::read_budget::HeldFrame)>,
 );
 
 /// Opens everything and returns the replica ready to run.
