@@ -94,6 +94,15 @@ pub const UNREAD_SCAN_ENTRIES_MAX: u64 = 10_000;
 /// Rooms one live subscription may follow.
 pub const SUBSCRIPTION_ROOMS_MAX: usize = 256;
 
+/// Largest subscribe frame, in bytes: the most rooms, each with the
+/// longest room id and two cursors. A stream's first frame is all a
+/// stranger needs to send, so it is held to what it can honestly be.
+pub const SUBSCRIBE_FRAME_BYTES_MAX: usize = 128 * 1024;
+const _: () = assert!(
+    16 + SUBSCRIPTION_ROOMS_MAX * (2 + 4 * ROOM_NAME_CHARS_MAX + 2 * 10)
+        <= SUBSCRIBE_FRAME_BYTES_MAX
+);
+
 /// Live subscriptions one node serves.
 pub const SUBSCRIPTIONS_MAX: usize = 10_000;
 

@@ -74,7 +74,7 @@ impl SubscribeFrame {
 
     /// Decodes untrusted bytes of either version.
     pub fn decode(bytes: &[u8]) -> Result<SubscribeFrame, ClientFrameError> {
-        let max = limits::FRAME_BYTES_MAX;
+        let max = limits::SUBSCRIBE_FRAME_BYTES_MAX;
         let found = postcard::take_from_bytes::<u16>(bytes).map(|(v, _)| v);
         let rooms = if found == Ok(SUBSCRIBE_VERSION_SEQ_ONLY) {
             let rooms: Vec<(RoomId, u64)> =

@@ -9,7 +9,8 @@
 use super::askers::Channel;
 use super::Replica;
 use crate::net::behaviour::LIVE_PROTOCOL;
-use crate::net::codec::{read_frame, write_frame};
+use crate::net::codec::{read_frame_within, write_frame};
+use crate::net::read_budget::{HeldFrame, READ_BUDGET};
 use crate::peer_ids::user_of;
 use futures::StreamExt;
 use kith_core::limits;
@@ -31,7 +32,7 @@ const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(10);
 /// A new stream asking to subscribe: its subscribe frame, as bytes.
 pub struct LiveRequest {
     peer: PeerId,
-    frame: Vec<u8>,
+    frame: HeldFrame,
     stream: PendingStream,
 }
 
@@ -86,11 +87,13 @@ async fn serve_stream(
     mut stream: libp2p::Stream,
     requests: mpsc::Sender<LiveRequest>,
 ) {
-    let first =
-        tokio::time::timeout(SUBSCRIBE_TIMEOUT, read_frame(&mut stream, limits::FRAME_BYTES_MAX))
-            .await;
-    let frame =
-        first.map_err(|_| "timed out".to_string()).and_then(|r| r.map_err(|e| e.to_string()));
+    // Held against the read budget until the service took it.
+    let max = limits::SUBSCRIBE_FRAME_BYTES_MAX;
+    let read = read_frame_within(&mut stream, max, &READ_BUDGET, None);
+    let first = tokio::time::timeout(SUBSCRIBE_TIMEOUT, read).await;
+    let frame = first.map_err(|_| "timed out".to_string()).and_then(|r| {
+        r.map(|(bytes, hold)| HeldFrame::held(bytes, hold)).map_err(|e| e.to_string())
+    });
     let frame = match frame {
         Ok(f) => f,
         Err(why) => {
@@ -101,8 +104,7 @@ async fn serve_stream(
     let (queue, mut frames) = mpsc::channel(LIVE_QUEUE_FRAMES);
     let (refused, refusal) = oneshot::channel();
     let stream_parts = PendingStream { queue, refused };
-    if requests.try_send(LiveRequest { peer, frame: frame.to_vec(), stream: stream_parts }).is_err()
-    {
+    if requests.try_send(LiveRequest { peer, frame, stream: stream_parts }).is_err() {
         let busy = LiveFrame::Refused("replica busy; try again".into());
         let _ = write_frame(&mut stream, &busy.encode()).await;
         return;
@@ -137,7 +139,8 @@ impl Replica {
     pub(super) fn on_live_request(&mut self, request: LiveRequest) {
         let user = user_of(&request.peer);
         let asker = self.askers.name(Channel::Live(request.stream));
-        self.input(ServiceInput::SubscribeRequested { asker, user, frame: request.frame.into() });
+        let (frame, _held) = request.frame.into_parts();
+        self.input(ServiceInput::SubscribeRequested { asker, user, frame: frame.into() });
     }
 
     /// Moves frames into subscribers' queues while they have room.
