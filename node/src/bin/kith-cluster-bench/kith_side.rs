@@ -1,0 +1,190 @@
+//! kith's side: three `kith node` processes (fsync on, as shipped) and
+//! clients of the real client library, each with its own key and
+//! connection, sending signed 64-byte messages.
+
+use anyhow::{bail, Context, Result};
+use kith_core::im::protocol::{Operation, RoomId, Target, Visibility};
+use kith_core::wire::replica_protocol::{AdminRequest, AdminResponse, ReplicaRecord};
+use kith_io_tokio::client::Client;
+use kith_io_tokio::key_file::KeyFile;
+use libp2p::{Multiaddr, PeerId};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::process::{Child, Command};
+
+/// Rooms the clients' messages are spread over.
+const ROOMS: usize = 16;
+
+/// Three replica processes.
+pub struct KithCluster {
+    children: Vec<Child>,
+    /// Each replica's dial address (with its PeerId).
+    pub addrs: Vec<Multiaddr>,
+}
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+async fn operator(key: &KeyFile, addr: &Multiaddr) -> Result<Client> {
+    for _ in 0..100 {
+        if let Ok(c) = Client::connect(key, addr.clone()).await {
+            return Ok(c);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!("cannot reach the replica at {addr}")
+}
+
+impl KithCluster {
+    /// Starts three replicas of the `kith` binary in `dir`: the first
+    /// bootstraps, the others join and are added as voters.
+    pub async fn start(kith: &Path, dir: &Path) -> Result<KithCluster> {
+        let op_key = KeyFile::create(&dir.join("operator.key"))?;
+        let mut cluster = KithCluster { children: Vec::new(), addrs: Vec::new() };
+        let mut peers: Vec<(PeerId, Multiaddr)> = Vec::new();
+        for i in 0..3 {
+            let d = dir.join(format!("replica-{i}"));
+            std::fs::create_dir_all(&d)?;
+            let peer = KeyFile::create(&d.join("node.key"))?.peer_id();
+            let listen: Multiaddr = format!("/ip4/127.0.0.1/tcp/{}", free_port()?).parse()?;
+            peers.push((peer, listen.clone()));
+            let mut cmd = Command::new(kith);
+            cmd.arg("node").arg("--dir").arg(&d).arg("--listen").arg(listen.to_string());
+            cmd.arg("--admin").arg(op_key.peer_id().to_string());
+            match cluster.addrs.first() {
+                None => cmd.arg("--bootstrap"),
+                Some(first) => cmd.arg("--join").arg(first.to_string()),
+            };
+            let log = std::fs::File::create(d.join("replica.log"))?;
+            cmd.env("RUST_LOG", "warn").stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
+            cluster.children.push(cmd.kill_on_drop(true).spawn().context("starting kith node")?);
+            let addr = listen.with(libp2p::multiaddr::Protocol::P2p(peer));
+            cluster.addrs.push(addr);
+            if i == 0 {
+                wait_for_leader(&op_key, &cluster.addrs[0]).await?;
+            } else {
+                let record =
+                    ReplicaRecord { peer: peer.to_bytes(), addrs: vec![peers[i].1.to_vec()] };
+                let mut op = operator(&op_key, &cluster.addrs[0]).await?;
+                match op.admin(AdminRequest::Add { replica: record, learner: false }).await? {
+                    AdminResponse::Changed(_) => {}
+                    other => bail!("adding replica {i}: {other:?}"),
+                }
+            }
+        }
+        Ok(cluster)
+    }
+
+    /// The replicas' process ids.
+    pub fn pids(&self) -> Vec<u32> {
+        self.children.iter().filter_map(Child::id).collect()
+    }
+}
+
+async fn wait_for_leader(key: &KeyFile, addr: &Multiaddr) -> Result<()> {
+    for _ in 0..300 {
+        if let Ok(mut op) = operator(key, addr).await {
+            if let Ok(AdminResponse::Status(s)) = op.admin(AdminRequest::Status).await {
+                if s.leader.is_some() {
+                    return Ok(());
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!("the first replica never led")
+}
+
+/// One bench user: a client and the room it writes to.
+pub struct User {
+    client: Client,
+    room: RoomId,
+}
+
+/// `n` registered users, each connected to a replica of its own (spread
+/// over the three), the first `ROOMS` each creating a public room that the
+/// others join.
+pub async fn users(cluster: &KithCluster, dir: &Path, n: usize) -> Result<Vec<User>> {
+    let mut users = Vec::new();
+    for i in 0..n {
+        let key = KeyFile::create(&dir.join(format!("user-{i}.key")))?;
+        let mut addrs = cluster.addrs.clone();
+        let first = i % addrs.len();
+        addrs.rotate_left(first);
+        let mut client = Client::connect_any(&key, addrs).await?;
+        ok(client.submit(Operation::Register { name: format!("bench{i}") }).await?)?;
+        let room = RoomId::Group(format!("room{}", i % ROOMS));
+        let op = if i < ROOMS {
+            Operation::CreateRoom { name: format!("room{i}"), visibility: Visibility::Public }
+        } else {
+            Operation::Join { room: room.clone() }
+        };
+        ok(client.submit(op).await?)?;
+        users.push(User { client, room });
+    }
+    Ok(users)
+}
+
+fn ok(outcome: kith_core::wire::client_protocol::CommandOutcome) -> Result<()> {
+    outcome.result.map(|_| ()).map_err(|e| anyhow::anyhow!("refused: {e}"))
+}
+
+/// A 64-byte message.
+fn text() -> String {
+    "m".repeat(64)
+}
+
+/// Every user sends, one message at a time, for `duration`; the messages
+/// acknowledged (committed and applied) per second.
+pub async fn throughput(users: Vec<User>, duration: Duration) -> Result<(f64, Vec<User>)> {
+    let acked = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let deadline = started + duration;
+    let tasks: Vec<_> = users
+        .into_iter()
+        .map(|mut u| {
+            let acked = acked.clone();
+            tokio::spawn(async move {
+                while Instant::now() < deadline {
+                    let op = Operation::Send { to: Target::Room(u.room.clone()), text: text() };
+                    ok(u.client.submit(op).await?)?;
+                    acked.fetch_add(1, Ordering::Relaxed);
+                }
+                anyhow::Ok(u)
+            })
+        })
+        .collect();
+    let mut users = Vec::new();
+    for t in tasks {
+        users.push(t.await??);
+    }
+    let rate = acked.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64();
+    Ok((rate, users))
+}
+
+/// One user sends `n` messages one after the other; each one's time from
+/// submit to acknowledgement.
+pub async fn latencies(user: &mut User, n: usize) -> Result<Vec<Duration>> {
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let op = Operation::Send { to: Target::Room(user.room.clone()), text: text() };
+        let t = Instant::now();
+        ok(user.client.submit(op).await?)?;
+        out.push(t.elapsed());
+    }
+    Ok(out)
+}
+
+/// The `kith` binary beside this one (`cargo build --release -p kith-node`
+/// builds both).
+pub fn binary() -> Result<PathBuf> {
+    let kith = std::env::current_exe()?.with_file_name("kith");
+    if !kith.exists() {
+        bail!("{} is missing: build it with `cargo build --release -p kith-node`", kith.display());
+    }
+    Ok(kith)
+}
