@@ -143,7 +143,7 @@ async fn garbage_floods_and_strangers_do_not_hurt_a_replica() {
     // A stranger's snapshot stream: every chunk it writes is refused and
     // counted, then an oversized length prefix ends the stream.
     tokio::time::sleep(Duration::from_millis(1200)).await;
-    let before = metric(&metrics_addr, "kith_raft_frames_refused_total").await;
+    let before = support::metric(&metrics_addr, "kith_raft_frames_refused_total").await;
     if let Ok(mut stream) = control.open_stream(target, SNAPSHOT_PROTOCOL).await {
         use futures::AsyncWriteExt as _;
         for i in 0..10u8 {
@@ -156,7 +156,7 @@ async fn garbage_floods_and_strangers_do_not_hurt_a_replica() {
         let _ = stream.close().await;
     }
     tokio::time::sleep(Duration::from_millis(1200)).await;
-    let after = metric(&metrics_addr, "kith_raft_frames_refused_total").await;
+    let after = support::metric(&metrics_addr, "kith_raft_frames_refused_total").await;
     assert!(after >= before + 10, "snapshot frames from a stranger refused ({before} -> {after})");
 
     if let Ok(mut stream) = control.open_stream(target, CLIENT_PROTOCOL).await {
@@ -207,17 +207,4 @@ async fn garbage_floods_and_strangers_do_not_hurt_a_replica() {
         .expect("the refused-frames counter is reported");
     assert!(refused >= 20, "refused Raft frames are counted ({refused})");
     cluster.stop(0).await;
-}
-
-/// One counter from the replica's metrics endpoint.
-async fn metric(addr: &str, name: &str) -> u64 {
-    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
-    conn.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n").await.unwrap();
-    let mut text = String::new();
-    tokio::io::AsyncReadExt::read_to_string(&mut conn, &mut text).await.unwrap();
-    let prefix = format!("{name} ");
-    text.lines()
-        .find_map(|l| l.strip_prefix(prefix.as_str()))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("{name} is reported:\n{text}"))
 }

@@ -109,6 +109,19 @@ async fn serve_stream(
         let _ = write_frame(&mut stream, &busy.encode()).await;
         return;
     }
+    // A client sends nothing after its subscribe frame: the read side ends
+    // when it goes away, which ends the subscription at once (else a quiet
+    // room's subscription would outlive its client until a frame failed).
+    let (mut reader, mut stream) = futures::AsyncReadExt::split(stream);
+    let gone = async move {
+        let mut byte = [0u8; 1];
+        while let Ok(n) = futures::AsyncReadExt::read(&mut reader, &mut byte).await {
+            if n == 0 {
+                return;
+            }
+        }
+    };
+    tokio::pin!(gone);
     let mut refusal = Some(refusal);
     loop {
         let next = match refusal.as_mut() {
@@ -125,8 +138,12 @@ async fn serve_stream(
                     }
                 }
                 frame = frames.recv() => frame,
+                () = &mut gone => return,
             },
-            None => frames.recv().await,
+            None => tokio::select! {
+                frame = frames.recv() => frame,
+                () = &mut gone => return,
+            },
         };
         let Some(frame) = next else { return };
         if write_frame(&mut stream, &frame.encode()).await.is_err() {
