@@ -17,6 +17,10 @@ use tokio::process::{Child, Command};
 
 /// Rooms the clients' messages are spread over.
 const ROOMS: usize = 16;
+/// Members sending into the fan-out room at once.
+const FAN_OUT_SENDERS: usize = 8;
+/// Users holding the fan-out room's live subscriptions.
+const FAN_OUT_CLIENTS: usize = 20;
 
 /// Three replica processes.
 pub struct KithCluster {
@@ -187,4 +191,101 @@ pub fn binary() -> Result<PathBuf> {
         bail!("{} is missing: build it with `cargo build --release -p kith-node`", kith.display());
     }
     Ok(kith)
+}
+
+/// Group fan-out: `subscribers` live subscriptions follow one room (held by
+/// `FAN_OUT_CLIENTS` users spread over the replicas: the replicas admit 32
+/// connections per source address, and every client here is 127.0.0.1)
+/// while `FAN_OUT_SENDERS` members send `messages` into it between them,
+/// each one at a time; entries delivered per second, from the first send
+/// until every subscription has received every message.
+pub async fn fan_out(
+    cluster: &KithCluster,
+    dir: &Path,
+    subscribers: usize,
+    messages: u64,
+) -> Result<f64> {
+    use kith_core::wire::client_protocol::{LiveFrame, RoomFrom};
+    let room = RoomId::Group("fanout".into());
+    let mut senders = Vec::new();
+    for i in 0..FAN_OUT_SENDERS {
+        let key = KeyFile::create(&dir.join(format!("fanout-sender-{i}.key")))?;
+        let mut sender = Client::connect_any(&key, cluster.addrs.clone()).await?;
+        ok(sender.submit(Operation::Register { name: format!("sender{i}") }).await?)?;
+        let op = if i == 0 {
+            Operation::CreateRoom { name: "fanout".into(), visibility: Visibility::Public }
+        } else {
+            Operation::Join { room: room.clone() }
+        };
+        ok(sender.submit(op).await?)?;
+        senders.push(sender);
+    }
+    let delivered = Arc::new(AtomicU64::new(0));
+    let mut followers = Vec::new();
+    let mut clients = Vec::new();
+    let holders = subscribers.clamp(1, FAN_OUT_CLIENTS);
+    for i in 0..holders {
+        let key = KeyFile::create(&dir.join(format!("follower-{i}.key")))?;
+        let mut addrs = cluster.addrs.clone();
+        let first = i % addrs.len();
+        addrs.rotate_left(first);
+        let mut client = Client::connect_any(&key, addrs).await?;
+        ok(client.submit(Operation::Register { name: format!("follower{i}") }).await?)?;
+        ok(client.submit(Operation::Join { room: room.clone() }).await?)?;
+        // This user's share of the subscriptions.
+        let share = subscribers / holders + usize::from(i < subscribers % holders);
+        for _ in 0..share {
+            // The room's other entries (its creation, the joins) are not
+            // messages and are not counted.
+            let mut frames = client.subscribe(vec![RoomFrom::new(room.clone(), 0, 0)]).await?;
+            let delivered = delivered.clone();
+            followers.push(tokio::spawn(async move {
+                let mut got = 0;
+                while got < messages {
+                    match frames.recv().await {
+                        Some(LiveFrame::Entry { entry, .. })
+                            if matches!(
+                                entry.kind,
+                                kith_core::im::protocol::EntryKind::Message(_)
+                            ) =>
+                        {
+                            got += 1;
+                            delivered.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Some(_) => {}
+                        None => bail!("a stream of follower {i} ended after {got} messages"),
+                    }
+                }
+                anyhow::Ok(())
+            }));
+        }
+        clients.push(client);
+    }
+    let started = Instant::now();
+    let sending: Vec<_> = senders
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut sender)| {
+            let room = room.clone();
+            let share = messages / FAN_OUT_SENDERS as u64
+                + u64::from((i as u64) < messages % FAN_OUT_SENDERS as u64);
+            tokio::spawn(async move {
+                for _ in 0..share {
+                    let op = Operation::Send { to: Target::Room(room.clone()), text: text() };
+                    ok(sender.submit(op).await?)?;
+                }
+                anyhow::Ok(())
+            })
+        })
+        .collect();
+    for s in sending {
+        s.await??;
+    }
+    for f in followers {
+        tokio::time::timeout(Duration::from_secs(120), f)
+            .await
+            .context("deliveries stalled")???;
+    }
+    drop(clients);
+    Ok(delivered.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64())
 }

@@ -30,11 +30,21 @@ struct Args {
     seconds: u64,
     clients: usize,
     sequential: usize,
+    /// Live subscribers of the fan-out room, and the messages sent to it.
+    followers: usize,
+    fan_out_messages: u64,
     smoke: bool,
 }
 
 fn args() -> Result<Args> {
-    let mut a = Args { seconds: 20, clients: 64, sequential: 1000, smoke: false };
+    let mut a = Args {
+        seconds: 20,
+        clients: 64,
+        sequential: 1000,
+        followers: 100,
+        fan_out_messages: 2000,
+        smoke: false,
+    };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         let mut number = |name: &str| -> Result<u64> {
@@ -45,7 +55,14 @@ fn args() -> Result<Args> {
             "--seconds" => a.seconds = number("--seconds")?,
             "--clients" => a.clients = number("--clients")? as usize,
             "--smoke" => {
-                a = Args { seconds: 2, clients: 4, sequential: 20, smoke: true };
+                a = Args {
+                    seconds: 2,
+                    clients: 4,
+                    sequential: 20,
+                    followers: 4,
+                    fan_out_messages: 10,
+                    smoke: true,
+                };
             }
             other => anyhow::bail!(
                 "unknown argument {other:?}; usage: kith-cluster-bench [--seconds N] [--clients N] [--smoke]"
@@ -64,6 +81,8 @@ struct Figures {
     cpu_ms_per_op: f64,
     /// This process (the load clients) per write.
     client_cpu_ms_per_op: f64,
+    /// Entries delivered per second to the fan-out room's subscribers.
+    fan_out: f64,
     p50_ms: f64,
     p99_ms: f64,
 }
@@ -76,6 +95,18 @@ fn percentiles(mut samples: Vec<Duration>) -> (f64, f64) {
 
 async fn kith(a: &Args, dir: &std::path::Path) -> Result<Figures> {
     let cluster = kith_side::KithCluster::start(&kith_side::binary()?, dir).await?;
+    // First, on the fresh cluster: its clients are gone before the
+    // throughput clients connect (the replicas admit 32 connections per
+    // source address, and every client here is 127.0.0.1).
+    let fan_out = kith_side::fan_out(&cluster, dir, a.followers, a.fan_out_messages)
+        .await
+        .context("fan-out")?;
+    println!(
+        "kith group fan-out: {} live subscriptions of one room, {} messages: {fan_out:.0} \
+         deliveries per second (target: at least 100,000; no etcd counterpart)",
+        a.followers, a.fan_out_messages
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
     let users = kith_side::users(&cluster, dir, a.clients).await?;
     let pids = cluster.pids();
     let (cpu_before, client_before) = (cpu::total(&pids), cpu::seconds(std::process::id()));
@@ -86,7 +117,7 @@ async fn kith(a: &Args, dir: &std::path::Path) -> Result<Figures> {
     let cpu_ms_per_op = (cpu::total(&pids) - cpu_before) * 1e3 / ops;
     let client_cpu_ms_per_op = (cpu::seconds(std::process::id()) - client_before) * 1e3 / ops;
     let (p50_ms, p99_ms) = percentiles(kith_side::latencies(&mut users[0], a.sequential).await?);
-    Ok(Figures { per_second, cpu_ms_per_op, client_cpu_ms_per_op, p50_ms, p99_ms })
+    Ok(Figures { per_second, cpu_ms_per_op, client_cpu_ms_per_op, p50_ms, p99_ms, fan_out })
 }
 
 async fn etcd(a: &Args, dir: &std::path::Path) -> Result<Figures> {
@@ -100,7 +131,7 @@ async fn etcd(a: &Args, dir: &std::path::Path) -> Result<Figures> {
     let cpu_ms_per_op = (cpu::total(&pids) - cpu_before) * 1e3 / ops;
     let client_cpu_ms_per_op = (cpu::seconds(std::process::id()) - client_before) * 1e3 / ops;
     let (p50_ms, p99_ms) = percentiles(etcd_side::latencies(&cluster, a.sequential).await?);
-    Ok(Figures { per_second, cpu_ms_per_op, client_cpu_ms_per_op, p50_ms, p99_ms })
+    Ok(Figures { per_second, cpu_ms_per_op, client_cpu_ms_per_op, p50_ms, p99_ms, fan_out: 0.0 })
 }
 
 #[tokio::main]
@@ -133,7 +164,7 @@ async fn main() -> Result<()> {
     println!(
         "BENCH cluster clients={} seconds={} kith_per_s={:.0} etcd_per_s={:.0} ratio={:.3} \
          kith_cpu_ms={:.3} etcd_cpu_ms={:.3} kith_p50_ms={:.2} etcd_p50_ms={:.2} kith_p99_ms={:.2} \
-         etcd_p99_ms={:.2}",
+         etcd_p99_ms={:.2} kith_fan_out_per_s={:.0}",
         a.clients,
         a.seconds,
         kith.per_second,
@@ -144,7 +175,8 @@ async fn main() -> Result<()> {
         kith.p50_ms,
         etcd.p50_ms,
         kith.p99_ms,
-        etcd.p99_ms
+        etcd.p99_ms,
+        kith.fan_out
     );
     Ok(())
 }
