@@ -35,6 +35,8 @@ struct Follower {
 pub(super) struct Live {
     pub hub: SubscriptionHub,
     followers: BTreeMap<SubscriptionId, Follower>,
+    /// The node's snapshots installed, as of the last poll.
+    snapshots_seen: u64,
 }
 
 impl Live {
@@ -100,6 +102,13 @@ impl ReplicaService {
     /// hub. Call while the subscriber's queue has room; None means nothing
     /// is waiting (or the subscription is unknown).
     pub fn poll_live(&mut self, subscription: SubscriptionId) -> Option<LiveFrame> {
+        // A snapshot changes the log without events: every subscription
+        // may be behind it.
+        let installed = self.node.metrics().snapshots_installed;
+        if installed != self.live.snapshots_seen {
+            self.live.snapshots_seen = installed;
+            self.live.hub.touch_all();
+        }
         let out_of_touch = self.out_of_touch();
         let follower = self.live.followers.get_mut(&subscription)?;
         if follower.ended {

@@ -46,19 +46,20 @@ pub(super) const CHANGE_PAGE: usize = 256;
 /// most `SUBSCRIPTION_CHANGE_SCAN_MAX` records and stops when the queue is
 /// full (the next refill goes on). A version 2 subscriber whose cursor
 /// moved past changes it did not need (or was set back from beyond this
-/// replica's latest) is then told where it is.
+/// replica's latest) is then told where it is. Returns whether every
+/// change was sent (none is left for a later refill).
 pub(super) fn send_changes(
     machine: &ImMachine,
     user: UserId,
     room: &RoomId,
     follow: &mut Follow,
     queue: &mut VecDeque<Delivery>,
-) {
-    let Ok(latest) = machine.latest_change(room) else { return };
+) -> bool {
+    let Ok(latest) = machine.latest_change(room) else { return false };
     let mut budget = limits::SUBSCRIPTION_CHANGE_SCAN_MAX;
     'scan: while follow.change_cursor < latest && budget > 0 {
         let asked = budget.min(CHANGE_PAGE);
-        let Ok(page) = machine.changes(room, follow.change_cursor, asked) else { return };
+        let Ok(page) = machine.changes(room, follow.change_cursor, asked) else { return false };
         if page.is_empty() {
             break;
         }
@@ -78,9 +79,13 @@ pub(super) fn send_changes(
         budget -= asked;
     }
     let moved = follow.told.is_some_and(|told| told != follow.change_cursor);
-    if moved && follow.change_cursor >= latest && space(queue) > 0 {
+    if moved && follow.change_cursor >= latest {
+        if space(queue) == 0 {
+            return false;
+        }
         let change = follow.change_cursor;
         queue.push_back(Delivery::ChangesSeen { room: room.clone(), change });
         follow.told = Some(change);
     }
+    follow.change_cursor >= latest
 }

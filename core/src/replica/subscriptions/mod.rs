@@ -139,6 +139,10 @@ struct Subscriber {
     user: UserId,
     rooms: BTreeMap<RoomId, Follow>,
     queue: VecDeque<Delivery>,
+    /// The log may hold something it has not been sent: the last refill
+    /// stopped short, or something happened that no event reports (a
+    /// snapshot). Polling a subscription that is not dirty reads nothing.
+    dirty: bool,
 }
 
 /// Every live subscription of one node.
@@ -231,9 +235,18 @@ impl SubscriptionHub {
         }
         self.next_id += 1;
         let id = SubscriptionId(self.next_id);
-        self.subscribers.insert(id, Subscriber { user, rooms: follows, queue: VecDeque::new() });
+        let subscriber = Subscriber { user, rooms: follows, queue: VecDeque::new(), dirty: true };
+        self.subscribers.insert(id, subscriber);
         self.refill(machine, id);
         Ok(id)
+    }
+
+    /// Marks every subscription as possibly behind the log: call when the
+    /// state changed without events (a snapshot was installed).
+    pub fn touch_all(&mut self) {
+        for s in self.subscribers.values_mut() {
+            s.dirty = true;
+        }
     }
 
     /// Stops a subscription.
@@ -277,7 +290,7 @@ impl SubscriptionHub {
     pub fn poll(&mut self, machine: &ImMachine, id: SubscriptionId) -> Option<Delivery> {
         let s = self.subscribers.get_mut(&id)?;
         let next = s.queue.pop_front();
-        if s.queue.len() < limits::SUBSCRIBER_QUEUE_MAX / 2 {
+        if s.dirty && s.queue.len() < limits::SUBSCRIBER_QUEUE_MAX / 2 {
             self.refill(machine, id);
         }
         next.or_else(|| self.subscribers.get_mut(&id)?.queue.pop_front())
@@ -288,9 +301,11 @@ impl SubscriptionHub {
     fn refill(&mut self, machine: &ImMachine, id: SubscriptionId) {
         let Some(s) = self.subscribers.get_mut(&id) else { return };
         let user = s.user;
-        let queue = &mut s.queue;
+        let (queue, dirty) = (&mut s.queue, &mut s.dirty);
+        *dirty = false;
         for (room, follow) in s.rooms.iter_mut().filter(|(_, f)| !f.ended) {
             if space(queue) == 0 {
+                *dirty = true;
                 return;
             }
             let end = |follow: &mut Follow, queue: &mut VecDeque<Delivery>| {
@@ -300,7 +315,10 @@ impl SubscriptionHub {
                 queue.push_back(Delivery::Ended { room: room.clone(), last_seq: follow.cursor });
             };
             send_marked(machine, user, room, follow, queue);
-            send_changes(machine, user, room, follow, queue);
+            let changes_sent = send_changes(machine, user, room, follow, queue);
+            if !changes_sent || !follow.changed.is_empty() || space(queue) == 0 {
+                *dirty = true;
+            }
             if space(queue) == 0 {
                 return;
             }
@@ -335,6 +353,9 @@ impl SubscriptionHub {
                 if let Some(seq) = follow.reads.remove(&reader) {
                     queue.push_back(Delivery::Read { room: room.clone(), user: reader, seq });
                 }
+            }
+            if page.next.is_some() || follow.reads.values().any(|seq| *seq <= follow.cursor) {
+                *dirty = true;
             }
             let readable = machine.readable_up_to(room, user);
             if page.next.is_none()
