@@ -4,15 +4,7 @@
 
 mod support;
 
-use support::{kith, Cluster};
-
-async fn ok(home: &str, node: &str, args: &[&str]) -> String {
-    let out = kith().env("KITH_HOME", home).arg("--node").arg(node).args(args).output().await;
-    let out = out.unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "kith {args:?} failed:\n{err}");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+use support::{cli_ok, kith, Cluster};
 
 fn json_lines(out: &str) -> Vec<serde_json::Value> {
     out.lines().map(|l| serde_json::from_str(l).expect("one JSON object per line")).collect()
@@ -26,36 +18,38 @@ async fn members_change_messages_and_rooms_from_the_command_line() {
     let node = cluster.replicas[0].dial_addr().to_string();
     let node = node.as_str();
     for name in ["alice", "bob"] {
-        ok(home, node, &["id", "new", name]).await;
-        ok(home, node, &["--as", name, "register"]).await;
+        cli_ok(home, node, &["id", "new", name]).await;
+        cli_ok(home, node, &["--as", name, "register"]).await;
     }
-    ok(home, node, &["--as", "alice", "room", "create", "general"]).await;
-    ok(home, node, &["--as", "bob", "room", "join", "general"]).await;
-    let sent =
-        json_lines(&ok(home, node, &["--json", "--as", "alice", "send", "general", "helo"]).await);
+    cli_ok(home, node, &["--as", "alice", "room", "create", "general"]).await;
+    cli_ok(home, node, &["--as", "bob", "room", "join", "general"]).await;
+    let sent = json_lines(
+        &cli_ok(home, node, &["--json", "--as", "alice", "send", "general", "helo"]).await,
+    );
     let hello = sent[0]["seq"].as_u64().expect("a sequence number").to_string();
-    let sent =
-        json_lines(&ok(home, node, &["--json", "--as", "bob", "send", "general", "oops"]).await);
+    let sent = json_lines(
+        &cli_ok(home, node, &["--json", "--as", "bob", "send", "general", "oops"]).await,
+    );
     let oops = sent[0]["seq"].as_u64().expect("a sequence number").to_string();
 
     let edited = json_lines(
-        &ok(home, node, &["--json", "--as", "alice", "edit", "general", &hello, "hello"]).await,
+        &cli_ok(home, node, &["--json", "--as", "alice", "edit", "general", &hello, "hello"]).await,
     );
     assert_eq!(edited[0]["ok"], "updated");
     for who in ["alice", "bob"] {
-        ok(home, node, &["--as", who, "react", "general", &hello, "+1"]).await;
+        cli_ok(home, node, &["--as", who, "react", "general", &hello, "+1"]).await;
     }
-    ok(home, node, &["--as", "bob", "react", "general", &hello, "ok"]).await;
-    ok(home, node, &["--as", "bob", "react", "general", &hello, "ok", "--remove"]).await;
-    ok(home, node, &["--as", "bob", "delete", "general", &oops]).await;
-    ok(home, node, &["--as", "alice", "room", "ban", "general", "bob"]).await;
-    ok(home, node, &["--as", "alice", "room", "unban", "general", "bob"]).await;
-    ok(home, node, &["--as", "bob", "room", "join", "general"]).await;
-    ok(home, node, &["--as", "alice", "room", "role", "general", "bob", "admin"]).await;
-    ok(home, node, &["--as", "alice", "room", "rename", "general", "General chat"]).await;
+    cli_ok(home, node, &["--as", "bob", "react", "general", &hello, "ok"]).await;
+    cli_ok(home, node, &["--as", "bob", "react", "general", &hello, "ok", "--remove"]).await;
+    cli_ok(home, node, &["--as", "bob", "delete", "general", &oops]).await;
+    cli_ok(home, node, &["--as", "alice", "room", "ban", "general", "bob"]).await;
+    cli_ok(home, node, &["--as", "alice", "room", "unban", "general", "bob"]).await;
+    cli_ok(home, node, &["--as", "bob", "room", "join", "general"]).await;
+    cli_ok(home, node, &["--as", "alice", "room", "role", "general", "bob", "admin"]).await;
+    cli_ok(home, node, &["--as", "alice", "room", "rename", "general", "General chat"]).await;
 
     let history =
-        json_lines(&ok(home, node, &["--json", "--as", "bob", "history", "general"]).await);
+        json_lines(&cli_ok(home, node, &["--json", "--as", "bob", "history", "general"]).await);
     let at = |seq: &str| {
         history
             .iter()
@@ -83,11 +77,12 @@ async fn members_change_messages_and_rooms_from_the_command_line() {
         assert!(events.contains(&wanted), "{wanted:?} not in {events:?}");
     }
 
-    let lines = ok(home, node, &["--as", "bob", "history", "general"]).await;
+    let lines = cli_ok(home, node, &["--as", "bob", "history", "general"]).await;
     assert!(lines.contains("hello (edited)  [+1 x2]"), "people see edits and reactions:\n{lines}");
     assert!(lines.contains("(deleted)"), "and deletions:\n{lines}");
-    let info =
-        json_lines(&ok(home, node, &["--json", "--as", "alice", "room", "info", "general"]).await);
+    let info = json_lines(
+        &cli_ok(home, node, &["--json", "--as", "alice", "room", "info", "general"]).await,
+    );
     let roles = info[0]["members"].as_array().unwrap();
     assert!(roles.iter().any(|m| m["name"] == "bob" && m["role"] == "admin"), "{roles:?}");
     // Bob is no author of alice's message: the replica refuses, and says why.

@@ -10,17 +10,9 @@ mod support;
 use kith_core::im::protocol::{Operation, RoomId};
 use std::process::Stdio;
 use std::time::Duration;
-use support::{kith, send_all, user, Cluster};
+use support::{cli_ok, kith, send_all, user, Cluster};
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::ChildStdout;
-
-async fn ok(home: &str, node: &str, args: &[&str]) -> String {
-    let out = kith().env("KITH_HOME", home).arg("--node").arg(node).args(args).output().await;
-    let out = out.unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "kith {args:?} failed:\n{err}");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// The tail's JSON lines for messages, until `done` holds of the last one.
 async fn until(
@@ -51,13 +43,13 @@ async fn tail_shows_changes_made_while_its_replica_was_down() {
     let home = home.to_str().unwrap().to_string();
     let nodes: Vec<String> = cluster.replicas.iter().map(|r| r.dial_addr().to_string()).collect();
     for name in ["alice", "bob"] {
-        ok(&home, &nodes[0], &["id", "new", name]).await;
-        ok(&home, &nodes[0], &["--as", name, "register"]).await;
+        cli_ok(&home, &nodes[0], &["id", "new", name]).await;
+        cli_ok(&home, &nodes[0], &["--as", name, "register"]).await;
     }
-    ok(&home, &nodes[0], &["--as", "alice", "room", "create", "general"]).await;
-    ok(&home, &nodes[0], &["--as", "bob", "room", "join", "general"]).await;
-    ok(&home, &nodes[0], &["--as", "alice", "send", "general", "frist"]).await;
-    ok(&home, &nodes[0], &["--as", "alice", "send", "general", "second"]).await;
+    cli_ok(&home, &nodes[0], &["--as", "alice", "room", "create", "general"]).await;
+    cli_ok(&home, &nodes[0], &["--as", "bob", "room", "join", "general"]).await;
+    cli_ok(&home, &nodes[0], &["--as", "alice", "send", "general", "frist"]).await;
+    cli_ok(&home, &nodes[0], &["--as", "alice", "send", "general", "second"]).await;
 
     let mut tail = kith()
         .env("KITH_HOME", &home)
@@ -84,8 +76,8 @@ async fn tail_shows_changes_made_while_its_replica_was_down() {
 
     // The tail's replica goes down; the others change both messages.
     cluster.kill(2).await;
-    ok(&home, &nodes[0], &["--as", "alice", "edit", "general", &first_arg, "first"]).await;
-    ok(&home, &nodes[1], &["--as", "bob", "react", "general", &second_arg, "+1"]).await;
+    cli_ok(&home, &nodes[0], &["--as", "alice", "edit", "general", &first_arg, "first"]).await;
+    cli_ok(&home, &nodes[1], &["--as", "bob", "react", "general", &second_arg, "+1"]).await;
     cluster.restart(2);
 
     until(&mut lines, &mut seen, |v| v["seq"] == first && v["text"] == "first" && v["edits"] == 1)
@@ -96,7 +88,7 @@ async fn tail_shows_changes_made_while_its_replica_was_down() {
     .await;
     // A message sent now follows, and nothing came twice as new: each
     // message showed once as sent and once per change.
-    ok(&home, &nodes[0], &["--as", "alice", "send", "general", "third"]).await;
+    cli_ok(&home, &nodes[0], &["--as", "alice", "send", "general", "third"]).await;
     until(&mut lines, &mut seen, |v| v["text"] == "third").await;
     let texts: Vec<&str> = seen
         .iter()

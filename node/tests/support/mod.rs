@@ -328,3 +328,13 @@ pub async fn metric(addr: &str, name: &str) -> u64 {
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or_else(|| panic!("{name} is reported:\n{text}"))
 }
+
+/// Runs the `kith` CLI as a user of `home` against `node`; its stdout, or a
+/// failure with its stderr.
+pub async fn cli_ok(home: &str, node: &str, args: &[&str]) -> String {
+    let out = kith().env("KITH_HOME", home).arg("--node").arg(node).args(args).output().await;
+    let out = out.unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "kith {args:?} failed:\n{err}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

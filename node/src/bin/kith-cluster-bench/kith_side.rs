@@ -87,6 +87,16 @@ impl KithCluster {
     pub fn pids(&self) -> Vec<u32> {
         self.children.iter().filter_map(Child::id).collect()
     }
+
+    /// A client with a new key `name` in `dir`, connected first to replica
+    /// `i` (modulo three), so that clients spread over the replicas.
+    async fn connect(&self, dir: &Path, name: &str, i: usize) -> Result<Client> {
+        let key = KeyFile::create(&dir.join(format!("{name}.key")))?;
+        let mut addrs = self.addrs.clone();
+        let first = i % addrs.len();
+        addrs.rotate_left(first);
+        Ok(Client::connect_any(&key, addrs).await?)
+    }
 }
 
 async fn wait_for_leader(key: &KeyFile, addr: &Multiaddr) -> Result<()> {
@@ -115,11 +125,7 @@ pub struct User {
 pub async fn users(cluster: &KithCluster, dir: &Path, n: usize) -> Result<Vec<User>> {
     let mut users = Vec::new();
     for i in 0..n {
-        let key = KeyFile::create(&dir.join(format!("user-{i}.key")))?;
-        let mut addrs = cluster.addrs.clone();
-        let first = i % addrs.len();
-        addrs.rotate_left(first);
-        let mut client = Client::connect_any(&key, addrs).await?;
+        let mut client = cluster.connect(dir, &format!("user-{i}"), i).await?;
         ok(client.submit(Operation::Register { name: format!("bench{i}") }).await?)?;
         let room = RoomId::Group(format!("room{}", i % ROOMS));
         let op = if i < ROOMS {
@@ -225,11 +231,7 @@ pub async fn fan_out(
     let mut clients = Vec::new();
     let holders = subscribers.clamp(1, FAN_OUT_CLIENTS);
     for i in 0..holders {
-        let key = KeyFile::create(&dir.join(format!("follower-{i}.key")))?;
-        let mut addrs = cluster.addrs.clone();
-        let first = i % addrs.len();
-        addrs.rotate_left(first);
-        let mut client = Client::connect_any(&key, addrs).await?;
+        let mut client = cluster.connect(dir, &format!("follower-{i}"), i).await?;
         ok(client.submit(Operation::Register { name: format!("follower{i}") }).await?)?;
         ok(client.submit(Operation::Join { room: room.clone() }).await?)?;
         // This user's share of the subscriptions.
