@@ -142,7 +142,12 @@ pub async fn run_client(ctx: ClientCtx) {
         return;
     };
     let endpoint = Arc::new(endpoint);
-    madsim::task::spawn(crate::follower::follow_live(ctx.clone(), endpoint.clone()));
+    let follower = crate::follower::FollowerCtx {
+        world: ctx.world.clone(),
+        index: ctx.index,
+        identity: ctx.identity.clone(),
+    };
+    madsim::task::spawn(crate::follower::follow_live(follower, endpoint.clone()));
     let rx = crate::world::receive(endpoint.clone(), TAG_CLIENT);
     let targets = ctx.replicas();
     let known = targets.iter().map(|id| Some(*id)).collect();

@@ -9,7 +9,6 @@
 //! (`live delivery`, `changes reach subscribers`), and where it is in each
 //! room to the world, so the liveness phase can wait for it to catch up.
 
-use crate::client::ClientCtx;
 use crate::live_stream::{self, datagram, split};
 use crate::lobby::lobby;
 use crate::world::{replica_addr, TAG_LIVE};
@@ -26,6 +25,17 @@ use tokio::sync::mpsc;
 const TICK: Duration = Duration::from_millis(500);
 /// Frames acknowledged at once.
 const ACK_EVERY_FRAMES: u64 = 8;
+
+/// What a follower runs with: the client it follows for.
+#[derive(Clone, Debug)]
+pub struct FollowerCtx {
+    /// The world (checkers, lobby, replicas).
+    pub world: crate::world::World,
+    /// The client's index.
+    pub index: usize,
+    /// The client's identity.
+    pub identity: kith_core::im::identity::Identity,
+}
 
 /// The follower's rooms and where it is in each.
 #[derive(Debug, Default)]
@@ -57,7 +67,7 @@ impl Cursors {
 }
 
 /// Follows the lobby until the simulation ends.
-pub async fn follow_live(ctx: ClientCtx, endpoint: Arc<Endpoint>) {
+pub async fn follow_live(ctx: FollowerCtx, endpoint: Arc<Endpoint>) {
     let mut frames = crate::world::receive(endpoint.clone(), TAG_LIVE);
     let mut cursors = Cursors::default();
     let mut replica = ctx.index + 1;
@@ -86,7 +96,7 @@ pub async fn follow_live(ctx: ClientCtx, endpoint: Arc<Endpoint>) {
 
 /// Opens stream `key` at replica `to`; false if a checker objected.
 async fn subscribe(
-    ctx: &ClientCtx,
+    ctx: &FollowerCtx,
     endpoint: &Endpoint,
     to: kith_core::ids::NodeId,
     key: u64,
@@ -128,7 +138,7 @@ enum Broke {
 
 /// Reads stream `key` until it breaks.
 async fn run_stream(
-    ctx: &ClientCtx,
+    ctx: &FollowerCtx,
     endpoint: &Endpoint,
     to: kith_core::ids::NodeId,
     key: u64,
@@ -210,7 +220,7 @@ enum Taken {
     Violation,
 }
 
-fn take_frame(ctx: &ClientCtx, bytes: &[u8], cursors: &mut Cursors) -> Taken {
+fn take_frame(ctx: &FollowerCtx, bytes: &[u8], cursors: &mut Cursors) -> Taken {
     let Ok(frame) = LiveFrame::decode(bytes) else { return Taken::Refused };
     let mut w = ctx.world.lock();
     match frame {

@@ -1,12 +1,13 @@
 //! Who is waiting for an answer: the service names each request with an
 //! opaque `AskerId`; this maps the id to the libp2p channel it came on.
 
-use super::live::PendingStream;
 use crate::net::behaviour::Behaviour;
 use kith_core::replica::AskerId;
+use kith_core::wire::client_protocol::LiveFrame;
 use libp2p::request_response::ResponseChannel;
 use libp2p::Swarm;
 use std::collections::BTreeMap;
+use tokio::sync::{mpsc, oneshot};
 
 /// Where an answer goes.
 #[derive(Debug)]
@@ -62,4 +63,18 @@ pub fn answer(swarm: &mut Swarm<Behaviour>, channel: Channel, frame: Vec<u8>) {
             Ok(())
         }
     };
+}
+
+/// A stream's queue and the way to refuse it, until the service decides.
+#[derive(Debug)]
+pub struct PendingStream {
+    pub(super) queue: mpsc::Sender<LiveFrame>,
+    pub(super) refused: oneshot::Sender<Vec<u8>>,
+}
+
+impl PendingStream {
+    /// Writes `frame` (an encoded refusal) and closes the stream.
+    pub fn refuse(self, frame: Vec<u8>) {
+        let _ = self.refused.send(frame);
+    }
 }

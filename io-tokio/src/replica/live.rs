@@ -6,7 +6,7 @@
 //! a queue that has room, so a slow subscriber stalls its own cursor (the
 //! hub refills from the log later) instead of growing memory.
 
-use super::askers::Channel;
+use super::askers::{Channel, PendingStream};
 use super::Replica;
 use crate::net::behaviour::LIVE_PROTOCOL;
 use crate::net::codec::{read_frame_within, write_frame};
@@ -34,20 +34,6 @@ pub struct LiveRequest {
     peer: PeerId,
     frame: HeldFrame,
     stream: PendingStream,
-}
-
-/// A stream's queue and the way to refuse it, until the service decides.
-#[derive(Debug)]
-pub struct PendingStream {
-    queue: mpsc::Sender<LiveFrame>,
-    refused: oneshot::Sender<Vec<u8>>,
-}
-
-impl PendingStream {
-    /// Writes `frame` (an encoded refusal) and closes the stream.
-    pub fn refuse(self, frame: Vec<u8>) {
-        let _ = self.refused.send(frame);
-    }
 }
 
 /// The open subscriptions' queues.
