@@ -277,7 +277,12 @@ impl StateMachine for ImMachine {
         let change = change_number(at.index.get(), at.position);
         let mut ctx = Ctx { author, change, now_ms, command, events: Vec::new() };
         let result = self.execute(&mut ctx, &body);
-        self.state.recent.remember(author, command_id, body.issued_at_ms, result.clone());
+        // A message placed is found again by its id (above), however old:
+        // the window need not hold it too, and most commands are messages.
+        let placed_message = matches!(body.op, Operation::Send { .. }) && result.is_ok();
+        if !placed_message {
+            self.state.recent.remember(author, command_id, body.issued_at_ms, result.clone());
+        }
         ImResponse { author, command_id, result, duplicate: false, events: ctx.events }
     }
 

@@ -411,6 +411,24 @@ fn edit_delete_and_react() {
 }
 
 #[test]
+fn messages_do_not_fill_the_replay_window_and_their_retries_stay_answered() {
+    let mut fx = Fx::new();
+    let r = fx.public_room("r");
+    let to = Target::Room(r.clone());
+    let first_body = fx.body(Operation::Send { to, text: "first".into() });
+    let first = fx.apply_body(&ann(), &first_body);
+    assert!(first.result.is_ok());
+    // More messages than the window holds commands per user: none refused.
+    for i in 0..limits::RECENT_COMMANDS_PER_USER_MAX {
+        fx.send(&ann(), &r, &format!("m{i}")).unwrap();
+    }
+    // The first one's retry is answered as it was, from the message index.
+    let again = fx.apply_body(&ann(), &first_body);
+    assert!(again.duplicate);
+    assert_eq!(again.result, first.result);
+}
+
+#[test]
 fn read_cursors_and_unread_counts() {
     let mut fx = Fx::new();
     let r = fx.public_room("r");
