@@ -178,18 +178,18 @@ pub struct Hold<'a> {
 #[derive(Debug)]
 pub struct HeldFrame {
     bytes: Vec<u8>,
-    _hold: Hold<'static>,
+    hold: Hold<'static>,
 }
 
 impl HeldFrame {
     /// A frame holding nothing (one to send).
     pub fn new(bytes: Vec<u8>) -> HeldFrame {
-        HeldFrame { bytes, _hold: READ_BUDGET.hold(None) }
+        HeldFrame { bytes, hold: READ_BUDGET.hold(None) }
     }
 
     /// A frame read under `hold`.
     pub fn held(bytes: Vec<u8>, hold: Hold<'static>) -> HeldFrame {
-        HeldFrame { bytes, _hold: hold }
+        HeldFrame { bytes, hold }
     }
 
     /// The frame's bytes.
@@ -199,7 +199,7 @@ impl HeldFrame {
 
     /// The bytes, and the hold to drop once they are taken.
     pub fn into_parts(self) -> (Vec<u8>, Hold<'static>) {
-        (self.bytes, self._hold)
+        (self.bytes, self.hold)
     }
 }
 

@@ -214,17 +214,17 @@ impl SubscriptionHub {
                 .latest_change(room)
                 .map_err(|e| refused(ImError::Unavailable(e.to_string())))?;
             let (change_cursor, changed) = match from.after_change {
-                // Nothing delivered yet: any change cursor holds, so skip
-                // the room's past changes.
-                Some(_) if cursor == 0 => (latest, BTreeSet::new()),
-                Some(_) if crate::config::bug_on!(machine, ignore_change_cursor) => {
-                    (latest, BTreeSet::new())
+                // Nothing delivered yet: any change cursor holds, so the
+                // room's past changes are skipped. A cursor beyond this
+                // replica's latest change (it lags the replica the client
+                // heard from, or the client asks for changes from now on)
+                // starts at its latest: changes it has yet to apply come
+                // again, which is harmless.
+                Some(after) => {
+                    let skip_past =
+                        cursor == 0 || crate::config::bug_on!(machine, ignore_change_cursor);
+                    (if skip_past { latest } else { after.min(latest) }, BTreeSet::new())
                 }
-                // A cursor beyond this replica's latest change (it lags the
-                // replica the client heard from, or the client asks for
-                // changes from now on) starts at its latest: changes it has
-                // yet to apply come again, which is harmless.
-                Some(after) => (after.min(latest), BTreeSet::new()),
                 None => (latest, recently_changed(machine, user, room, cursor).map_err(refused)?),
             };
             // Where the cursor was moved, `ChangesSeen` tells the client.

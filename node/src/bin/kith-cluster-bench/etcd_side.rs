@@ -4,6 +4,7 @@
 //! client, each putting 64-byte values through etcd's JSON gateway
 //! (`/v3/kv/put`), one at a time.
 
+use super::free_port;
 use super::http::{base64, Connection};
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
@@ -42,10 +43,6 @@ pub struct EtcdCluster {
     children: Vec<Child>,
     /// Each member's client address ("127.0.0.1:PORT").
     pub hosts: Vec<String>,
-}
-
-fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 impl EtcdCluster {

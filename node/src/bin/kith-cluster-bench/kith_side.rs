@@ -2,6 +2,7 @@
 //! clients of the real client library, each with its own key and
 //! connection, sending signed 64-byte messages.
 
+use super::free_port;
 use anyhow::{bail, Context, Result};
 use kith_core::im::protocol::{Operation, RoomId, Target, Visibility};
 use kith_core::wire::replica_protocol::{AdminRequest, AdminResponse, ReplicaRecord};
@@ -27,10 +28,6 @@ pub struct KithCluster {
     children: Vec<Child>,
     /// Each replica's dial address (with its PeerId).
     pub addrs: Vec<Multiaddr>,
-}
-
-fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 async fn operator(key: &KeyFile, addr: &Multiaddr) -> Result<Client> {

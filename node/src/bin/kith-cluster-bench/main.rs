@@ -75,6 +75,11 @@ fn args() -> Result<Args> {
     Ok(a)
 }
 
+/// A free TCP port on 127.0.0.1 (for a replica or an etcd member).
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
 /// What one system measured.
 struct Figures {
     per_second: f64,
