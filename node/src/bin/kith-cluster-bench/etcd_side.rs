@@ -7,36 +7,12 @@
 use super::free_port;
 use super::http::{base64, Connection};
 use anyhow::{bail, Context, Result};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::process::{Child, Command};
-
-/// The `etcd` binary, installed with apt-get if it is not on the PATH.
-pub fn ensure_installed() -> Result<PathBuf> {
-    let found = |p: &str| {
-        std::env::var_os("PATH")
-            .into_iter()
-            .flat_map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
-            .map(|d| d.join(p))
-            .find(|f| f.exists())
-    };
-    if let Some(etcd) = found("etcd") {
-        return Ok(etcd);
-    }
-    eprintln!("etcd is not installed: apt-get install -y etcd-server");
-    let status = std::process::Command::new("apt-get")
-        .args(["install", "-y", "--no-install-recommends", "etcd-server"])
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .status()
-        .context("running apt-get (install etcd-server yourself if this is not Debian)")?;
-    if !status.success() {
-        bail!("apt-get install etcd-server failed ({status}); install it and run again");
-    }
-    found("etcd").context("etcd-server installed no `etcd` on the PATH")
-}
 
 /// Three etcd members.
 pub struct EtcdCluster {
@@ -151,4 +127,32 @@ pub async fn latencies(cluster: &EtcdCluster, n: usize) -> Result<Vec<Duration>>
         out.push(t.elapsed());
     }
     Ok(out)
+}
+
+/// An etcd connection putting open-loop values.
+struct OpenSender(Connection);
+
+impl super::open_loop::OpenLoopSender for OpenSender {
+    async fn send(&mut self, i: u64) -> Result<()> {
+        put(&mut self.0, &format!("open-{i}")).await
+    }
+}
+
+/// The open-loop row: `senders` connections (spread over the members) put
+/// `rate_per_s` values a second for `seconds`; each one's time to
+/// acknowledgement. (etcd's counterpart of delivery, a watch, is not
+/// measured.)
+pub async fn open_loop(
+    cluster: &EtcdCluster,
+    senders: usize,
+    rate_per_s: u64,
+    seconds: u64,
+) -> Result<Vec<Duration>> {
+    let mut connections = Vec::new();
+    for i in 0..senders {
+        connections
+            .push(OpenSender(Connection::open(&cluster.hosts[i % cluster.hosts.len()]).await?));
+    }
+    let schedule = super::open_loop::Schedule::new(rate_per_s, seconds);
+    Ok(super::open_loop::run(schedule, connections).await?.0)
 }

@@ -288,3 +288,87 @@ pub async fn fan_out(
     drop(clients);
     Ok(delivered.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64())
 }
+
+/// Users sending the open-loop load at once, each with one message in
+/// flight: enough that a sender is rarely still busy when its next message
+/// is due (1,000 messages a second leave each 48 ms), and few enough to fit
+/// two replicas' admission of 32 connections from one address.
+pub const OPEN_LOOP_SENDERS: usize = 48;
+
+/// A user sending open-loop messages into one room.
+struct OpenSender {
+    client: Client,
+    room: RoomId,
+}
+
+impl super::open_loop::OpenLoopSender for OpenSender {
+    async fn send(&mut self, i: u64) -> Result<()> {
+        // The text is the message's number, 64 bytes long.
+        let op = Operation::Send { to: Target::Room(self.room.clone()), text: format!("{i:064}") };
+        ok(self.client.submit(op).await?)
+    }
+}
+
+/// The open-loop row: `OPEN_LOOP_SENDERS` users connected to the first two
+/// replicas send `rate_per_s` messages a second for `seconds` into one
+/// room, while a member connected to the third follows it live. Each
+/// message's time to acknowledgement and to delivery.
+pub async fn open_loop(
+    cluster: &KithCluster,
+    dir: &Path,
+    rate_per_s: u64,
+    seconds: u64,
+) -> Result<(Vec<Duration>, Vec<Duration>)> {
+    use kith_core::im::protocol::EntryKind;
+    use kith_core::wire::client_protocol::{LiveFrame, RoomFrom};
+    let room = RoomId::Group("openloop".into());
+    let mut senders = Vec::new();
+    for i in 0..OPEN_LOOP_SENDERS {
+        let mut client = cluster.connect(dir, &format!("open-{i}"), i % 2).await?;
+        ok(client.submit(Operation::Register { name: format!("open{i}") }).await?)?;
+        let op = if i == 0 {
+            Operation::CreateRoom { name: "openloop".into(), visibility: Visibility::Public }
+        } else {
+            Operation::Join { room: room.clone() }
+        };
+        ok(client.submit(op).await?)?;
+        senders.push(OpenSender { client, room: room.clone() });
+    }
+    let used: Vec<PeerId> = senders.iter().map(|s| s.client.replica()).collect();
+    let other = cluster
+        .addrs
+        .iter()
+        .find(|a| kith_io_tokio::peer_ids::named_peer(a).is_some_and(|p| !used.contains(&p)))
+        .context("the senders are spread over every replica: none is left for the subscriber")?;
+    let key = KeyFile::create(&dir.join("open-subscriber.key"))?;
+    let mut subscriber = Client::connect(&key, other.clone()).await?;
+    ok(subscriber.submit(Operation::Register { name: "opensub".into() }).await?)?;
+    ok(subscriber.submit(Operation::Join { room: room.clone() }).await?)?;
+    let mut frames = subscriber.subscribe(vec![RoomFrom::new(room, 0, 0)]).await?;
+    let schedule = super::open_loop::Schedule::new(rate_per_s, seconds);
+    let following = {
+        let schedule = schedule.clone();
+        tokio::spawn(async move {
+            let mut delivered = Vec::with_capacity(schedule.count() as usize);
+            while (delivered.len() as u64) < schedule.count() {
+                let Some(frame) = frames.recv().await else {
+                    bail!("the subscription ended after {} messages", delivered.len())
+                };
+                let now = Instant::now();
+                if let LiveFrame::Entry { entry, .. } = frame {
+                    if let EntryKind::Message(m) = entry.kind {
+                        let i = m.text.parse::<u64>().context("a message not of the load")?;
+                        delivered.extend(schedule.since_start(i, now));
+                    }
+                }
+            }
+            anyhow::Ok(delivered)
+        })
+    };
+    let (acked, _senders) = super::open_loop::run(schedule, senders).await?;
+    let delivered = tokio::time::timeout(Duration::from_secs(30), following)
+        .await
+        .context("deliveries stalled")???;
+    drop(subscriber);
+    Ok((acked, delivered))
+}

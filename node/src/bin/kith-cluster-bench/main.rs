@@ -1,27 +1,34 @@
-//! `kith-cluster-bench`: the real cluster on loopback, beside etcd, in one
-//! run (issue 15, benchmark 1; docs/PERFORMANCE.md).
+//! `kith-cluster-bench`: the real cluster on loopback, beside etcd and
+//! Prosody, in one run (issue 15, benchmark 1; docs/PERFORMANCE.md).
 //!
-//! Three `kith node` processes and three `etcd` members, each with fsync
-//! on, on this machine with the load generator (as a fair comparison must
-//! be here). Rows: throughput with many concurrent clients (64-byte
-//! messages, signed as always for kith; 64-byte values for etcd), the
-//! replicas' CPU per acknowledged message, and one client's sequential
-//! acknowledgement latency (p50, p99). Each side runs alone, one after the
-//! other. etcd is installed from Debian's `etcd-server` package when
-//! missing.
+//! Three `kith node` processes, three `etcd` members and one Prosody
+//! server, each with fsync on, on this machine with the load generator (as
+//! a fair comparison must be here). Rows: group fan-out to 100 live
+//! subscribers; an open loop at a fixed rate (time to acknowledgement, and
+//! to delivery at a subscriber of another replica); throughput with many
+//! concurrent clients (64-byte messages, signed as always for kith;
+//! 64-byte values for etcd; 1:1 chat messages for Prosody), the servers'
+//! CPU per acknowledged message; one client's sequential acknowledgement
+//! latency (p50, p99). Each system runs alone, one after the other. etcd
+//! and Prosody are installed from Debian's packages when missing.
 //!
 //! ```text
 //! cargo build --release -p kith-node
-//! ./target/release/kith-cluster-bench [--seconds 20] [--clients 64] [--smoke]
+//! ./target/release/kith-cluster-bench [--seconds 20] [--clients 64] [--rate 1000] [--smoke]
 //! ```
 //!
 //! `--smoke` runs seconds-long phases with a few clients (the test command
 //! runs it so the benchmark never rots). The last line is machine-readable.
 
 mod cpu;
+mod disk;
 mod etcd_side;
 mod http;
 mod kith_side;
+mod open_loop;
+mod package;
+mod prosody_side;
+mod xmpp;
 
 use anyhow::{Context, Result};
 use std::time::Duration;
@@ -33,6 +40,8 @@ struct Args {
     /// Live subscribers of the fan-out room, and the messages sent to it.
     followers: usize,
     fan_out_messages: u64,
+    /// Messages per second of the open loop.
+    rate_per_s: u64,
     smoke: bool,
 }
 
@@ -43,6 +52,7 @@ fn args() -> Result<Args> {
         sequential: 1000,
         followers: 100,
         fan_out_messages: 2000,
+        rate_per_s: 1000,
         smoke: false,
     };
     let mut it = std::env::args().skip(1);
@@ -54,6 +64,7 @@ fn args() -> Result<Args> {
         match arg.as_str() {
             "--seconds" => a.seconds = number("--seconds")?,
             "--clients" => a.clients = number("--clients")? as usize,
+            "--rate" => a.rate_per_s = number("--rate")?,
             "--smoke" => {
                 a = Args {
                     seconds: 2,
@@ -61,16 +72,17 @@ fn args() -> Result<Args> {
                     sequential: 20,
                     followers: 4,
                     fan_out_messages: 10,
+                    rate_per_s: 50,
                     smoke: true,
                 };
             }
             other => anyhow::bail!(
-                "unknown argument {other:?}; usage: kith-cluster-bench [--seconds N] [--clients N] [--smoke]"
+                "unknown argument {other:?}; usage: kith-cluster-bench [--seconds N] [--clients N] [--rate N] [--smoke]"
             ),
         }
     }
-    if a.seconds == 0 || a.clients == 0 {
-        anyhow::bail!("--seconds and --clients must be at least 1");
+    if a.seconds == 0 || a.clients == 0 || a.rate_per_s == 0 {
+        anyhow::bail!("--seconds, --clients and --rate must be at least 1");
     }
     Ok(a)
 }
@@ -90,12 +102,15 @@ struct Figures {
     fan_out: f64,
     p50_ms: f64,
     p99_ms: f64,
+    /// Open loop: send to acknowledgement, p50, p99, p99.9 in ms.
+    open_ack_ms: [f64; 3],
+    /// Open loop: send to delivery at a subscriber (NaN where not measured).
+    open_delivery_ms: [f64; 3],
 }
 
-fn percentiles(mut samples: Vec<Duration>) -> (f64, f64) {
-    samples.sort();
-    let at = |q: f64| samples[((samples.len() - 1) as f64 * q) as usize].as_secs_f64() * 1e3;
-    (at(0.50), at(0.99))
+fn percentiles(samples: Vec<Duration>) -> (f64, f64) {
+    let [p50, p99, _] = open_loop::percentiles(samples);
+    (p50, p99)
 }
 
 async fn kith(a: &Args, dir: &std::path::Path) -> Result<Figures> {
@@ -111,6 +126,10 @@ async fn kith(a: &Args, dir: &std::path::Path) -> Result<Figures> {
          deliveries per second (target: at least 100,000; no etcd counterpart)",
         a.followers, a.fan_out_messages
     );
+    let (acked, delivered) =
+        kith_side::open_loop(&cluster, dir, a.rate_per_s, a.seconds).await.context("open loop")?;
+    let (open_ack_ms, open_delivery_ms) =
+        (open_loop::percentiles(acked), open_loop::percentiles(delivered));
     tokio::time::sleep(Duration::from_secs(1)).await;
     let users = kith_side::users(&cluster, dir, a.clients).await?;
     let pids = cluster.pids();
@@ -122,11 +141,25 @@ async fn kith(a: &Args, dir: &std::path::Path) -> Result<Figures> {
     let cpu_ms_per_op = (cpu::total(&pids) - cpu_before) * 1e3 / ops;
     let client_cpu_ms_per_op = (cpu::seconds(std::process::id()) - client_before) * 1e3 / ops;
     let (p50_ms, p99_ms) = percentiles(kith_side::latencies(&mut users[0], a.sequential).await?);
-    Ok(Figures { per_second, cpu_ms_per_op, client_cpu_ms_per_op, p50_ms, p99_ms, fan_out })
+    Ok(Figures {
+        per_second,
+        cpu_ms_per_op,
+        client_cpu_ms_per_op,
+        p50_ms,
+        p99_ms,
+        fan_out,
+        open_ack_ms,
+        open_delivery_ms,
+    })
 }
 
 async fn etcd(a: &Args, dir: &std::path::Path) -> Result<Figures> {
-    let cluster = etcd_side::EtcdCluster::start(&etcd_side::ensure_installed()?, dir).await?;
+    let cluster =
+        etcd_side::EtcdCluster::start(&package::ensure("etcd", "etcd-server", &[])?, dir).await?;
+    let senders = kith_side::OPEN_LOOP_SENDERS;
+    let open_ack_ms = open_loop::percentiles(
+        etcd_side::open_loop(&cluster, senders, a.rate_per_s, a.seconds).await?,
+    );
     let pids = cluster.pids();
     let (cpu_before, client_before) = (cpu::total(&pids), cpu::seconds(std::process::id()));
     let wall = std::time::Instant::now();
@@ -136,7 +169,47 @@ async fn etcd(a: &Args, dir: &std::path::Path) -> Result<Figures> {
     let cpu_ms_per_op = (cpu::total(&pids) - cpu_before) * 1e3 / ops;
     let client_cpu_ms_per_op = (cpu::seconds(std::process::id()) - client_before) * 1e3 / ops;
     let (p50_ms, p99_ms) = percentiles(etcd_side::latencies(&cluster, a.sequential).await?);
-    Ok(Figures { per_second, cpu_ms_per_op, client_cpu_ms_per_op, p50_ms, p99_ms, fan_out: 0.0 })
+    Ok(Figures {
+        per_second,
+        cpu_ms_per_op,
+        client_cpu_ms_per_op,
+        p50_ms,
+        p99_ms,
+        fan_out: f64::NAN,
+        open_ack_ms,
+        open_delivery_ms: [f64::NAN; 3],
+    })
+}
+
+async fn prosody(a: &Args, dir: &std::path::Path) -> Result<Figures> {
+    let binary = package::ensure("prosody", "prosody", &["lua-dbi-sqlite3"])?;
+    let server = prosody_side::ProsodyServer::start(&binary, dir).await?;
+    let fan_out =
+        prosody_side::fan_out(&server, a.followers, a.fan_out_messages).await.context("fan-out")?;
+    let (acked, delivered) = prosody_side::open_loop(&server, a.rate_per_s, a.seconds).await?;
+    let (open_ack_ms, open_delivery_ms) =
+        (open_loop::percentiles(acked), open_loop::percentiles(delivered));
+    let users = prosody_side::users(&server, "bench", a.clients.max(2)).await?;
+    let pids = server.pids();
+    let (cpu_before, client_before) = (cpu::total(&pids), cpu::seconds(std::process::id()));
+    let wall = std::time::Instant::now();
+    let (per_second, mut users) =
+        prosody_side::throughput(users, "bench", Duration::from_secs(a.seconds)).await?;
+    let ops = (per_second * wall.elapsed().as_secs_f64()).max(1.0);
+    let cpu_ms_per_op = (cpu::total(&pids) - cpu_before) * 1e3 / ops;
+    let client_cpu_ms_per_op = (cpu::seconds(std::process::id()) - client_before) * 1e3 / ops;
+    let (p50_ms, p99_ms) =
+        percentiles(prosody_side::latencies(&mut users, "bench", a.sequential).await?);
+    Ok(Figures {
+        per_second,
+        cpu_ms_per_op,
+        client_cpu_ms_per_op,
+        p50_ms,
+        p99_ms,
+        fan_out,
+        open_ack_ms,
+        open_delivery_ms,
+    })
 }
 
 #[tokio::main]
@@ -144,9 +217,18 @@ async fn main() -> Result<()> {
     let a = args()?;
     let dir = std::env::temp_dir().join(format!("kith-cluster-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
+    let fsync = disk::fdatasync_p50(&dir, if a.smoke { 20 } else { 500 })?;
     println!(
-        "3 replicas each, fsync on, on this machine: {} clients for {} s, then one client for {} \
-         sequential writes{}",
+        "fdatasync of a 64-byte append in {}: p50 {:.0} us",
+        dir.display(),
+        fsync.as_secs_f64() * 1e6
+    );
+    println!(
+        "fsync on everywhere, on this machine: fan-out to {} subscribers, an open loop of {} \
+         messages/s for {} s, {} clients for {} s, then one client for {} sequential writes{}",
+        a.followers,
+        a.rate_per_s,
+        a.seconds,
         a.clients,
         a.seconds,
         a.sequential,
@@ -154,34 +236,59 @@ async fn main() -> Result<()> {
     );
     let kith = kith(&a, &dir.join("kith")).await.context("kith")?;
     let etcd = etcd(&a, &dir.join("etcd")).await.context("etcd")?;
+    let prosody = prosody(&a, &dir.join("prosody")).await.context("prosody")?;
     let _ = std::fs::remove_dir_all(&dir);
-    println!("{:<32} {:>12} {:>12} {:>12}", "", "kith", "etcd", "kith/etcd");
-    let rows = [
-        ("acknowledged writes per second", kith.per_second, etcd.per_second),
-        ("replica CPU ms per write", kith.cpu_ms_per_op, etcd.cpu_ms_per_op),
-        ("load client CPU ms per write", kith.client_cpu_ms_per_op, etcd.client_cpu_ms_per_op),
-        ("one client p50 ms", kith.p50_ms, etcd.p50_ms),
-        ("one client p99 ms", kith.p99_ms, etcd.p99_ms),
-    ];
-    for (label, k, e) in rows {
-        println!("{label:<32} {k:>12.2} {e:>12.2} {:>12.2}", k / e);
-    }
-    println!(
-        "BENCH cluster clients={} seconds={} kith_per_s={:.0} etcd_per_s={:.0} ratio={:.3} \
-         kith_cpu_ms={:.3} etcd_cpu_ms={:.3} kith_p50_ms={:.2} etcd_p50_ms={:.2} kith_p99_ms={:.2} \
-         etcd_p99_ms={:.2} kith_fan_out_per_s={:.0}",
+    report(&kith, &etcd, &prosody);
+    let mut line = format!(
+        "BENCH cluster clients={} seconds={} rate={} fsync_p50_us={:.0} ratio={:.3}",
         a.clients,
         a.seconds,
-        kith.per_second,
-        etcd.per_second,
-        kith.per_second / etcd.per_second,
-        kith.cpu_ms_per_op,
-        etcd.cpu_ms_per_op,
-        kith.p50_ms,
-        etcd.p50_ms,
-        kith.p99_ms,
-        etcd.p99_ms,
-        kith.fan_out
+        a.rate_per_s,
+        fsync.as_secs_f64() * 1e6,
+        kith.per_second / etcd.per_second
     );
+    for (name, f) in [("kith", &kith), ("etcd", &etcd), ("prosody", &prosody)] {
+        line += &format!(
+            " {name}_per_s={:.0} {name}_cpu_ms={:.3} {name}_p50_ms={:.2} {name}_p99_ms={:.2} \
+             {name}_fan_out_per_s={:.0} {name}_open_ack_p99_ms={:.2} \
+             {name}_open_delivery_p99_ms={:.2}",
+            f.per_second,
+            f.cpu_ms_per_op,
+            f.p50_ms,
+            f.p99_ms,
+            f.fan_out,
+            f.open_ack_ms[1],
+            f.open_delivery_ms[1]
+        );
+    }
+    println!("{line}");
     Ok(())
+}
+
+/// The human table: each system's figure and kith's ratio to each.
+fn report(k: &Figures, e: &Figures, p: &Figures) {
+    println!(
+        "{:<40} {:>10} {:>10} {:>10} {:>10} {:>12}",
+        "", "kith", "etcd", "prosody", "kith/etcd", "kith/prosody"
+    );
+    let row = |label: &str, f: fn(&Figures) -> f64| (label.to_string(), f(k), f(e), f(p));
+    let mut rows = vec![
+        row("acknowledged writes per second", |f| f.per_second),
+        row("server CPU ms per write", |f| f.cpu_ms_per_op),
+        row("load client CPU ms per write", |f| f.client_cpu_ms_per_op),
+        row("one client p50 ms", |f| f.p50_ms),
+        row("one client p99 ms", |f| f.p99_ms),
+        row("fan-out deliveries per second", |f| f.fan_out),
+    ];
+    for (q, name) in ["p50", "p99", "p99.9"].into_iter().enumerate() {
+        let (ka, ea, pa) = (k.open_ack_ms[q], e.open_ack_ms[q], p.open_ack_ms[q]);
+        rows.push((format!("open loop ack {name} ms"), ka, ea, pa));
+    }
+    for (q, name) in ["p50", "p99", "p99.9"].into_iter().enumerate() {
+        let (kd, ed, pd) = (k.open_delivery_ms[q], e.open_delivery_ms[q], p.open_delivery_ms[q]);
+        rows.push((format!("open loop delivery {name} ms"), kd, ed, pd));
+    }
+    for (label, k, e, p) in rows {
+        println!("{label:<40} {k:>10.2} {e:>10.2} {p:>10.2} {:>10.2} {:>12.2}", k / e, k / p);
+    }
 }
