@@ -43,3 +43,19 @@ fn the_cluster_benchmark_runs_against_etcd_and_prosody() {
         assert!(figure(key) > 0.0, "{key} measured nothing: {line}");
     }
 }
+
+/// The history benchmark's smoke run: a replica takes 2,000 messages, is
+/// measured, SIGKILLed and restarted twice, and answers history pages.
+#[test]
+fn the_history_benchmark_runs() {
+    let out = Command::new(env!("CARGO_BIN_EXE_kith-history-bench"))
+        .arg("--smoke")
+        .output()
+        .expect("the benchmark starts");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let line = stdout.lines().find(|l| l.starts_with("BENCH history ")).expect("a BENCH line");
+    for key in ["rss_mib@500=", "rss_mib@2000=", "page_end_ms@2000=", "restart_s@2000="] {
+        assert!(line.contains(key), "{key} missing from {line}");
+    }
+}
