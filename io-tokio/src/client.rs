@@ -30,6 +30,9 @@ use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, oneshot};
 
+/// Attempts to open a live stream and send its subscribe frame.
+const SUBSCRIBE_TRIES: u32 = 5;
+
 /// Why a client call failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -315,14 +318,29 @@ impl Client {
         &mut self,
         rooms: Vec<RoomFrom>,
     ) -> Result<mpsc::Receiver<LiveFrame>, ClientError> {
-        let mut stream = self
-            .control
-            .open_stream(self.replica, LIVE_PROTOCOL)
-            .await
-            .map_err(|e| ClientError::Transport(e.to_string()))?;
-        write_frame(&mut stream, &SubscribeFrame { rooms }.encode())
-            .await
-            .map_err(|e| ClientError::Transport(e.to_string()))?;
+        let frame = SubscribeFrame { rooms }.encode();
+        // libp2p-stream drops an inbound stream when the replica's acceptor
+        // has not yet taken the one before (its queue holds one), which a
+        // busy replica shows as this stream failing at once: open another.
+        let mut tries = 0;
+        let mut stream = loop {
+            tries += 1;
+            let opened = async {
+                let mut stream = self.control.open_stream(self.replica, LIVE_PROTOCOL).await?;
+                write_frame(&mut stream, &frame).await?;
+                Ok::<_, Box<dyn std::error::Error + Send + Sync>>(stream)
+            };
+            match opened.await {
+                Ok(stream) => break stream,
+                Err(e) if tries >= SUBSCRIBE_TRIES => {
+                    return Err(ClientError::Transport(e.to_string()))
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, tries, "live stream failed at once; opening another");
+                    tokio::time::sleep(Duration::from_millis(10 << tries)).await;
+                }
+            }
+        };
         let (tx, rx) = mpsc::channel(64);
         tokio::spawn(async move {
             while let Ok(bytes) = read_frame(&mut stream, limits::FRAME_BYTES_MAX).await {
