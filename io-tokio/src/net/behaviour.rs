@@ -26,6 +26,8 @@ pub const ADMIN_PROTOCOL: StreamProtocol = StreamProtocol::new("/kith/admin/1");
 pub const LIVE_PROTOCOL: StreamProtocol = StreamProtocol::new("/kith/live/1");
 /// Replica to replica: snapshot chunks, one stream per peer.
 pub const SNAPSHOT_PROTOCOL: StreamProtocol = StreamProtocol::new("/kith/snapshot/1");
+/// Replica to replica: Raft frames, one stream per peer.
+pub const RAFT_PROTOCOL: StreamProtocol = StreamProtocol::new("/kith/raft/1");
 /// Gossipsub topic for signed presence announcements.
 pub const PRESENCE_TOPIC: &str = "kith/presence/1";
 /// Gossipsub topic for signed typing notices.
@@ -43,10 +45,10 @@ const RR_STREAMS_MAX: usize = 128;
 /// the reader consumes) before the codec reads it into the read budget, so
 /// this bounds what one connection can park outside the budget (32 MiB,
 /// and only while its frames are being read: a frame the budget refuses
-/// resets its stream and frees its window). A leader needs
-/// `APPENDS_IN_FLIGHT_MAX` streams to one follower, with room to spare.
+/// resets its stream and frees its window). Raft and snapshots take one
+/// stream each per peer; forwarded commands and hellos take a stream each
+/// while they are answered.
 const YAMUX_STREAMS_MAX: usize = 128;
-const _: () = assert!(2 * limits::APPENDS_IN_FLIGHT_MAX <= YAMUX_STREAMS_MAX);
 const _: () = assert!(RR_STREAMS_MAX <= YAMUX_STREAMS_MAX);
 
 /// Connections a process holds at once, and per peer: a flood of

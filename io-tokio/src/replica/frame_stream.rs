@@ -1,53 +1,63 @@
-//! Snapshot chunks travel on `/kith/snapshot/1` streams, not as
-//! request-response exchanges: one stream per peer, length-prefixed frames
-//! in order, flow-controlled by yamux/QUIC, so a large snapshot neither
-//! occupies hundreds of request slots nor crowds out Raft's heartbeats on
-//! `/kith/peer/1`.
+//! Raft frames and snapshot chunks travel on streams, not as
+//! request-response exchanges: per peer, one `/kith/raft/1` stream and one
+//! `/kith/snapshot/1` stream, length-prefixed frames in order,
+//! flow-controlled by yamux/QUIC. A frame then costs a write on an open
+//! stream instead of a new stream (its negotiation, a request slot and an
+//! answer), frames arrive in the order Raft sent them, and a large snapshot
+//! neither occupies hundreds of request slots nor crowds out Raft's
+//! heartbeats.
 //!
-//! Sending: a task per peer owns the stream and a bounded queue; a chunk
-//! that finds the queue full is dropped (counted). Losing chunks is safe:
-//! the follower keeps rejecting appends and the leader sends the snapshot
-//! again. Receiving: each incoming stream gets a reader task that hands
-//! frames to the run loop through one bounded channel, which is what slows
-//! a sender down when the run loop is busy. Frames are read against the
-//! read budget, charged to the sender (anyone may open a stream) and held
-//! until the run loop took them, so chunks waiting for the channel count
-//! too; a sender holding the most is cut off like any other.
+//! Sending: a task per peer and protocol owns the stream and a bounded
+//! queue, and writes what has queued up in one write; a frame that finds
+//! the queue full is dropped (counted). Losing frames is safe: Raft
+//! retransmits (and a follower that missed chunks keeps rejecting appends
+//! until the leader sends the snapshot again). Receiving: each incoming
+//! stream gets a reader task that hands frames to the run loop through one
+//! bounded channel per protocol, which is what slows a sender down when the
+//! run loop is busy. Frames are read against the read budget, charged to
+//! the sender (anyone may open a stream) and held until the run loop took
+//! them, so frames waiting for the channel count too; a sender holding the
+//! most is cut off like any other. Whether a frame's sender is a member is
+//! the service's decision.
 
-use crate::net::behaviour::SNAPSHOT_PROTOCOL;
-use crate::net::codec::{read_frame_within, write_frame};
+use crate::net::codec::read_frame_within;
 use crate::net::read_budget::{HeldFrame, EVICTED, READ_BUDGET};
 use bytes::Bytes;
-use futures::StreamExt;
+use futures::{AsyncWriteExt, StreamExt};
 use kith_core::limits;
-use libp2p::PeerId;
+use libp2p::{PeerId, StreamProtocol};
 use std::collections::BTreeMap;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
-/// Chunks queued per peer (256 KiB each).
-const CHUNKS_QUEUED_PER_PEER: usize = 64;
-/// Frames received and not yet taken by the run loop.
-const CHUNKS_RECEIVED_QUEUED: usize = 16;
 /// An idle outgoing stream is closed after this long.
 const IDLE_STREAM: Duration = Duration::from_secs(30);
+/// Bytes gathered from the queue into one write.
+const WRITE_BYTES_MAX: usize = 1024 * 1024;
 
-/// Outgoing snapshot streams, one per peer.
-pub struct SnapshotSenders {
+/// Outgoing streams of one protocol, one per peer.
+pub struct FrameSenders {
     control: libp2p_stream::Control,
+    protocol: StreamProtocol,
+    /// Frames queued per peer.
+    queued_max: usize,
     queues: BTreeMap<PeerId, mpsc::Sender<Bytes>>,
 }
 
-impl SnapshotSenders {
-    pub fn new(control: libp2p_stream::Control) -> SnapshotSenders {
-        SnapshotSenders { control, queues: BTreeMap::new() }
+impl FrameSenders {
+    pub fn new(
+        control: libp2p_stream::Control,
+        protocol: StreamProtocol,
+        queued_max: usize,
+    ) -> FrameSenders {
+        FrameSenders { control, protocol, queued_max, queues: BTreeMap::new() }
     }
 
-    /// Queues one chunk frame for `peer`; false if it was dropped.
+    /// Queues one frame for `peer`; false if it was dropped.
     pub fn send(&mut self, peer: PeerId, frame: Bytes) -> bool {
         let queue = self.queues.entry(peer).or_insert_with(|| {
-            let (tx, rx) = mpsc::channel(CHUNKS_QUEUED_PER_PEER);
-            tokio::spawn(pump(self.control.clone(), peer, rx));
+            let (tx, rx) = mpsc::channel(self.queued_max);
+            tokio::spawn(pump(self.control.clone(), self.protocol.clone(), peer, rx));
             tx
         });
         queue.try_send(frame).is_ok()
@@ -61,9 +71,11 @@ impl SnapshotSenders {
 
 async fn pump(
     mut control: libp2p_stream::Control,
+    protocol: StreamProtocol,
     peer: PeerId,
     mut frames: mpsc::Receiver<Bytes>,
 ) {
+    let mut batch = Vec::new();
     let mut stream: Option<libp2p::Stream> = None;
     loop {
         let frame = match tokio::time::timeout(IDLE_STREAM, frames.recv()).await {
@@ -75,31 +87,58 @@ async fn pump(
             }
         };
         if stream.is_none() {
-            match control.open_stream(peer, SNAPSHOT_PROTOCOL).await {
+            match control.open_stream(peer, protocol.clone()).await {
                 Ok(s) => stream = Some(s),
                 Err(e) => {
-                    tracing::debug!(%peer, error = %e, "cannot open a snapshot stream; chunk dropped");
+                    tracing::debug!(%peer, %protocol, error = %e, "cannot open a stream; frame dropped");
                     continue;
                 }
             }
         }
+        // What queued up while the last write was under way goes in one
+        // write: one flush for a burst of frames.
+        batch.clear();
+        push_frame(&mut batch, &frame);
+        while batch.len() < WRITE_BYTES_MAX {
+            match frames.try_recv() {
+                Ok(frame) => push_frame(&mut batch, &frame),
+                Err(_) => break,
+            }
+        }
         if let Some(s) = stream.as_mut() {
-            if let Err(e) = write_frame(s, &frame).await {
-                tracing::debug!(%peer, error = %e, "snapshot stream broke; chunk dropped");
+            let written = async {
+                s.write_all(&batch).await?;
+                s.flush().await
+            };
+            if let Err(e) = written.await {
+                tracing::debug!(%peer, %protocol, error = %e, "stream broke; frames dropped");
                 stream = None;
             }
         }
     }
 }
 
-/// Accepts snapshot streams; frames come out of the returned channel with
-/// the sender's PeerId (the run loop decides whether to take them).
-pub fn accept(mut control: libp2p_stream::Control) -> mpsc::Receiver<(PeerId, HeldFrame)> {
-    let (tx, rx) = mpsc::channel(CHUNKS_RECEIVED_QUEUED);
-    let mut incoming = match control.accept(SNAPSHOT_PROTOCOL) {
+/// A frame as `write_frame` puts it on the wire: its length (4 bytes,
+/// big-endian) and its bytes.
+fn push_frame(batch: &mut Vec<u8>, frame: &[u8]) {
+    let len = u32::try_from(frame.len()).expect("a core frame is far below 4 GiB");
+    batch.extend_from_slice(&len.to_be_bytes());
+    batch.extend_from_slice(frame);
+}
+
+/// Accepts streams of `protocol`; frames come out of the returned channel
+/// (at most `queued_max` waiting) with the sender's PeerId (the run loop
+/// decides whether to take them).
+pub fn accept(
+    mut control: libp2p_stream::Control,
+    protocol: StreamProtocol,
+    queued_max: usize,
+) -> mpsc::Receiver<(PeerId, HeldFrame)> {
+    let (tx, rx) = mpsc::channel(queued_max);
+    let mut incoming = match control.accept(protocol.clone()) {
         Ok(incoming) => incoming,
         Err(e) => {
-            tracing::error!(error = %e, "snapshot protocol registered twice");
+            tracing::error!(%protocol, error = %e, "protocol registered twice");
             return rx;
         }
     };
@@ -122,7 +161,7 @@ pub fn accept(mut control: libp2p_stream::Control) -> mpsc::Receiver<(PeerId, He
                             if e.kind() != std::io::ErrorKind::UnexpectedEof {
                                 READ_BUDGET.note_unreadable(Some(&account), e.kind() == EVICTED);
                             }
-                            tracing::debug!(%peer, error = %e, "snapshot stream ended");
+                            tracing::debug!(%peer, error = %e, "an incoming frame stream ended");
                             return;
                         }
                     }

@@ -16,12 +16,12 @@
 mod askers;
 mod client_traffic;
 mod clock;
+mod frame_stream;
 mod live;
 mod metrics;
 mod outputs;
 mod peer_faults;
 mod peer_traffic;
-mod snapshot_stream;
 mod start;
 
 pub use metrics::MetricsSnapshot;
@@ -42,16 +42,21 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// Outstanding Raft requests per peer; beyond this, frames are dropped
-/// (Raft retransmits) so a slow peer cannot grow our memory.
-const RAFT_IN_FLIGHT_PER_PEER_MAX: usize = 256;
+/// Raft frames queued for one peer's stream; beyond this, frames are
+/// dropped (Raft retransmits) so a slow peer cannot grow our memory.
+const RAFT_FRAMES_QUEUED_PER_PEER: usize = 256;
+/// Raft frames received and not yet taken by the run loop.
+const RAFT_FRAMES_RECEIVED_QUEUED: usize = 64;
+/// Snapshot chunks queued per peer (256 KiB each).
+const CHUNKS_QUEUED_PER_PEER: usize = 64;
+/// Snapshot chunks received and not yet taken by the run loop.
+const CHUNKS_RECEIVED_QUEUED: usize = 16;
 /// How often replicas exchange their directories.
 const HELLO_INTERVAL: Duration = Duration::from_secs(2);
 
 /// What an outbound peer request was for.
 #[derive(Debug)]
 enum Outbound {
-    Raft(PeerId),
     Service(OutboundId),
     Hello,
 }
@@ -68,9 +73,9 @@ struct Replica {
     clock: Clock,
     askers: Askers,
     outbound: BTreeMap<OutboundRequestId, Outbound>,
-    raft_in_flight: BTreeMap<PeerId, usize>,
     live: live::LiveSubscribers,
-    snapshots: snapshot_stream::SnapshotSenders,
+    raft: frame_stream::FrameSenders,
+    snapshots: frame_stream::FrameSenders,
     metrics: metrics::Metrics,
     /// Faults peers committed, for metrics and bounded logs.
     faults: peer_faults::PeerFaults,
@@ -82,7 +87,7 @@ pub async fn run(
     options: ReplicaOptions,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ReplicaError> {
-    let (mut replica, mut disk_reports, mut live_requests, mut snapshot_chunks) =
+    let start::Started { mut replica, mut disk_reports, mut live_requests, mut streamed } =
         start::start(&options).await?;
     if let Some(addr) = options.metrics {
         metrics::serve(addr, replica.shared_metrics.clone()).await?;
@@ -105,7 +110,16 @@ pub async fn run(
                 None => return Err(ReplicaError::Halted("the disk writer stopped".into())),
             },
             Some(request) = live_requests.recv() => replica.on_live_request(request),
-            Some((peer, frame)) = snapshot_chunks.recv() => replica.on_snapshot_chunk(peer, frame),
+            Some((peer, frame)) = streamed.raft.recv() => {
+                replica.on_streamed_frame(peer, frame);
+                // Take what else has arrived before carrying out outputs:
+                // one turn of the loop for a burst of frames.
+                for _ in 1..RAFT_FRAMES_RECEIVED_QUEUED {
+                    let Ok((peer, frame)) = streamed.raft.try_recv() else { break };
+                    replica.on_streamed_frame(peer, frame);
+                }
+            }
+            Some((peer, frame)) = streamed.snapshots.recv() => replica.on_streamed_frame(peer, frame),
             _ = hello.tick() => {
                 replica.redial_join_targets();
                 replica.send_hellos();

@@ -1,7 +1,7 @@
 //! Carrying out the service's commands.
 
 use super::askers::{answer, Channel};
-use super::{Outbound, Replica, RAFT_IN_FLIGHT_PER_PEER_MAX};
+use super::{Outbound, Replica};
 use crate::peer_ids::node_id_of;
 use kith_core::replica::{OutboundId, ServiceInput, ServiceOutput};
 use kith_core::wire::replica_protocol::{self, PeerResponse};
@@ -107,14 +107,8 @@ impl Replica {
             }
             return;
         }
-        let in_flight = self.raft_in_flight.entry(peer).or_default();
-        if *in_flight >= RAFT_IN_FLIGHT_PER_PEER_MAX {
+        if !self.raft.send(peer, frame) {
             self.metrics.raft_frames_shed += 1;
-            return;
         }
-        *in_flight += 1;
-        let request =
-            replica_protocol::encode(&kith_core::wire::replica_protocol::PeerRequest::Raft(frame));
-        self.send_peer(peer, request, Outbound::Raft(peer));
     }
 }

@@ -190,19 +190,16 @@ impl Replica {
         self.input(ServiceInput::PeerRequested { asker, from, frame: frame.into() });
     }
 
-    /// A snapshot chunk from a `/kith/snapshot/1` stream: the service takes
-    /// it on the same terms as Raft traffic.
-    pub(super) fn on_snapshot_chunk(&mut self, peer: PeerId, frame: HeldFrame) {
+    /// A frame from a `/kith/raft/1` or `/kith/snapshot/1` stream.
+    pub(super) fn on_streamed_frame(&mut self, peer: PeerId, frame: HeldFrame) {
         // The frame holds its part of the read budget until the service took it.
         let (frame, _held) = frame.into_parts();
-        tracing::debug!(%peer, bytes = frame.len(), "snapshot chunk received");
         let frame = frame.into();
         self.input(ServiceInput::RaftFrameReceived { from: node_id_of(&peer), frame });
     }
 
     fn on_peer_response(&mut self, peer: PeerId, what: Outbound, frame: Vec<u8>) {
         match what {
-            Outbound::Raft(p) => self.raft_done(p),
             Outbound::Service(request) => {
                 self.input(ServiceInput::PeerAnswered { request, frame: frame.into() })
             }
@@ -223,17 +220,10 @@ impl Replica {
 
     fn on_peer_failure(&mut self, what: Outbound) {
         match what {
-            Outbound::Raft(p) => self.raft_done(p),
             Outbound::Service(request) => {
                 self.input(ServiceInput::PeerRequestFailed { request, sent: true })
             }
             Outbound::Hello => {}
-        }
-    }
-
-    fn raft_done(&mut self, peer: PeerId) {
-        if let Some(n) = self.raft_in_flight.get_mut(&peer) {
-            *n = n.saturating_sub(1);
         }
     }
 

@@ -1,11 +1,12 @@
 //! Start-up: open the disk, recover or create the node, build the swarm.
 
-use super::{
-    askers::Askers, clock::Clock, live, metrics, snapshot_stream, MetricsSnapshot, Replica,
-};
+use super::{askers::Askers, clock::Clock, frame_stream, live, metrics, MetricsSnapshot, Replica};
 use crate::key_file::{KeyFile, KeyFileError};
-use crate::net::behaviour::{build_swarm, SwarmError, SwarmOptions};
+use crate::net::behaviour::{
+    build_swarm, SwarmError, SwarmOptions, RAFT_PROTOCOL, SNAPSHOT_PROTOCOL,
+};
 use crate::net::directory::Directory;
+use crate::net::read_budget::HeldFrame;
 use crate::peer_ids::{node_id_of, user_of};
 use crate::storage::{DiskWriter, HistoryDb, SegmentLog, StorageError, WriteReport};
 use kith_core::config::Config;
@@ -114,12 +115,19 @@ pub enum ReplicaError {
     },
 }
 
-type Started = (
-    Replica,
-    mpsc::UnboundedReceiver<WriteReport>,
-    mpsc::Receiver<live::LiveRequest>,
-    mpsc::Receiver<(PeerId, crate::net::read_budget::HeldFrame)>,
-);
+/// A replica ready to run, and the channels its run loop waits on.
+pub(super) struct Started {
+    pub replica: Replica,
+    pub disk_reports: mpsc::UnboundedReceiver<WriteReport>,
+    pub live_requests: mpsc::Receiver<live::LiveRequest>,
+    pub streamed: Streamed,
+}
+
+/// Frames arriving on the peer streams (`frame_stream`), by protocol.
+pub(super) struct Streamed {
+    pub raft: mpsc::Receiver<(PeerId, HeldFrame)>,
+    pub snapshots: mpsc::Receiver<(PeerId, HeldFrame)>,
+}
 
 /// Opens everything and returns the replica ready to run.
 pub(super) async fn start(options: &ReplicaOptions) -> Result<Started, ReplicaError> {
@@ -184,8 +192,25 @@ pub(super) async fn start(options: &ReplicaOptions) -> Result<Started, ReplicaEr
     let join_peers: BTreeSet<PeerId> =
         join_targets.iter().filter_map(crate::peer_ids::named_peer).collect();
     let live_requests = live::accept(swarm.behaviour().stream.new_control());
-    let snapshot_chunks = snapshot_stream::accept(swarm.behaviour().stream.new_control());
-    let snapshots = snapshot_stream::SnapshotSenders::new(swarm.behaviour().stream.new_control());
+    let control = || swarm.behaviour().stream.new_control();
+    let streamed = Streamed {
+        raft: frame_stream::accept(control(), RAFT_PROTOCOL, super::RAFT_FRAMES_RECEIVED_QUEUED),
+        snapshots: frame_stream::accept(
+            control(),
+            SNAPSHOT_PROTOCOL,
+            super::CHUNKS_RECEIVED_QUEUED,
+        ),
+    };
+    let raft = frame_stream::FrameSenders::new(
+        control(),
+        RAFT_PROTOCOL,
+        super::RAFT_FRAMES_QUEUED_PER_PEER,
+    );
+    let snapshots = frame_stream::FrameSenders::new(
+        control(),
+        SNAPSHOT_PROTOCOL,
+        super::CHUNKS_QUEUED_PER_PEER,
+    );
     let status = node.status();
     tracing::info!(
         %peer_id, node_id = %id, applied = %status.applied, term = %status.term, seed,
@@ -216,13 +241,13 @@ pub(super) async fn start(options: &ReplicaOptions) -> Result<Started, ReplicaEr
         clock,
         askers: Askers::default(),
         outbound: BTreeMap::new(),
-        raft_in_flight: BTreeMap::new(),
         live: live::LiveSubscribers::default(),
+        raft,
         snapshots,
         metrics: metrics::Metrics::default(),
         faults: super::peer_faults::PeerFaults::new(std::time::Instant::now()),
         shared_metrics: Arc::new(Mutex::new(MetricsSnapshot::default())),
     };
     replica.vouch_directory();
-    Ok((replica, disk_reports, live_requests, snapshot_chunks))
+    Ok(Started { replica, disk_reports, live_requests, streamed })
 }
