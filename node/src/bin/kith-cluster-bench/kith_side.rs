@@ -61,7 +61,10 @@ impl KithCluster {
                 Some(first) => cmd.arg("--join").arg(first.to_string()),
             };
             let log = std::fs::File::create(d.join("replica.log"))?;
-            cmd.env("RUST_LOG", "warn").stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
+            cmd.env("RUST_LOG", std::env::var("KITH_BENCH_REPLICA_LOG").unwrap_or("warn".into()))
+                .stdin(Stdio::null())
+                .stdout(log.try_clone()?)
+                .stderr(log);
             cluster.children.push(cmd.kill_on_drop(true).spawn().context("starting kith node")?);
             let addr = listen.with(libp2p::multiaddr::Protocol::P2p(peer));
             cluster.addrs.push(addr);
@@ -186,6 +189,36 @@ pub async fn latencies(user: &mut User, n: usize) -> Result<Vec<Duration>> {
     Ok(out)
 }
 
+/// Follows `room` live from its start, passing each message to `take`
+/// until it returns false. A stream that ends early (a busy replica may
+/// drop a new stream: see `Client::subscribe`) is opened again after the
+/// last entry received, as any client resumes.
+async fn follow(
+    client: &tokio::sync::Mutex<Client>,
+    room: &RoomId,
+    mut take: impl FnMut(&kith_core::im::protocol::Message) -> bool,
+) -> Result<()> {
+    use kith_core::im::protocol::EntryKind;
+    use kith_core::wire::client_protocol::{LiveFrame, RoomFrom};
+    const REOPENS_MAX: usize = 10;
+    let mut after = 0;
+    for _ in 0..=REOPENS_MAX {
+        let from = RoomFrom::new(room.clone(), after, 0);
+        let mut frames = client.lock().await.subscribe(vec![from]).await?;
+        while let Some(frame) = frames.recv().await {
+            if let LiveFrame::Entry { entry, .. } = frame {
+                after = entry.seq;
+                if let EntryKind::Message(m) = &entry.kind {
+                    if !take(m) {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+    bail!("the subscription ended {} times", REOPENS_MAX + 1)
+}
+
 /// The `kith` binary beside this one (`cargo build --release -p kith-node`
 /// builds both).
 pub fn binary() -> Result<PathBuf> {
@@ -208,7 +241,6 @@ pub async fn fan_out(
     subscribers: usize,
     messages: u64,
 ) -> Result<f64> {
-    use kith_core::wire::client_protocol::{LiveFrame, RoomFrom};
     let room = RoomId::Group("fanout".into());
     let mut senders = Vec::new();
     for i in 0..FAN_OUT_SENDERS {
@@ -233,29 +265,18 @@ pub async fn fan_out(
         ok(client.submit(Operation::Join { room: room.clone() }).await?)?;
         // This user's share of the subscriptions.
         let share = subscribers / holders + usize::from(i < subscribers % holders);
+        let client = Arc::new(tokio::sync::Mutex::new(client));
         for _ in 0..share {
-            // The room's other entries (its creation, the joins) are not
-            // messages and are not counted.
-            let mut frames = client.subscribe(vec![RoomFrom::new(room.clone(), 0, 0)]).await?;
-            let delivered = delivered.clone();
+            let (delivered, client, room) = (delivered.clone(), client.clone(), room.clone());
             followers.push(tokio::spawn(async move {
                 let mut got = 0;
-                while got < messages {
-                    match frames.recv().await {
-                        Some(LiveFrame::Entry { entry, .. })
-                            if matches!(
-                                entry.kind,
-                                kith_core::im::protocol::EntryKind::Message(_)
-                            ) =>
-                        {
-                            got += 1;
-                            delivered.fetch_add(1, Ordering::Relaxed);
-                        }
-                        Some(_) => {}
-                        None => bail!("a stream of follower {i} ended after {got} messages"),
-                    }
-                }
-                anyhow::Ok(())
+                follow(&client, &room, |_| {
+                    got += 1;
+                    delivered.fetch_add(1, Ordering::Relaxed);
+                    got < messages
+                })
+                .await
+                .with_context(|| format!("follower {i} after {got} messages"))
             }));
         }
         clients.push(client);
@@ -319,8 +340,6 @@ pub async fn open_loop(
     rate_per_s: u64,
     seconds: u64,
 ) -> Result<(Vec<Duration>, Vec<Duration>)> {
-    use kith_core::im::protocol::EntryKind;
-    use kith_core::wire::client_protocol::{LiveFrame, RoomFrom};
     let room = RoomId::Group("openloop".into());
     let mut senders = Vec::new();
     for i in 0..OPEN_LOOP_SENDERS {
@@ -344,23 +363,24 @@ pub async fn open_loop(
     let mut subscriber = Client::connect(&key, other.clone()).await?;
     ok(subscriber.submit(Operation::Register { name: "opensub".into() }).await?)?;
     ok(subscriber.submit(Operation::Join { room: room.clone() }).await?)?;
-    let mut frames = subscriber.subscribe(vec![RoomFrom::new(room, 0, 0)]).await?;
+    let subscriber = Arc::new(tokio::sync::Mutex::new(subscriber));
     let schedule = super::open_loop::Schedule::new(rate_per_s, seconds);
     let following = {
-        let schedule = schedule.clone();
+        let (schedule, subscriber) = (schedule.clone(), subscriber.clone());
         tokio::spawn(async move {
             let mut delivered = Vec::with_capacity(schedule.count() as usize);
-            while (delivered.len() as u64) < schedule.count() {
-                let Some(frame) = frames.recv().await else {
-                    bail!("the subscription ended after {} messages", delivered.len())
-                };
+            let mut foreign = None;
+            follow(&subscriber, &room, |m| {
                 let now = Instant::now();
-                if let LiveFrame::Entry { entry, .. } = frame {
-                    if let EntryKind::Message(m) = entry.kind {
-                        let i = m.text.parse::<u64>().context("a message not of the load")?;
-                        delivered.extend(schedule.since_start(i, now));
-                    }
+                match m.text.parse::<u64>() {
+                    Ok(i) => delivered.extend(schedule.since_start(i, now)),
+                    Err(_) => foreign = Some(m.text.clone()),
                 }
+                foreign.is_none() && (delivered.len() as u64) < schedule.count()
+            })
+            .await?;
+            if let Some(text) = foreign {
+                bail!("a message not of the load: {text:?}");
             }
             anyhow::Ok(delivered)
         })

@@ -14,7 +14,7 @@
 //!
 //! ```text
 //! cargo build --release -p kith-node
-//! ./target/release/kith-cluster-bench [--seconds 20] [--clients 64] [--rate 1000] [--smoke]
+//! ./target/release/kith-cluster-bench [--seconds 20] [--clients 64] [--rate 1000] [--only kith] [--smoke]
 //! ```
 //!
 //! `--smoke` runs seconds-long phases with a few clients (the test command
@@ -43,6 +43,8 @@ struct Args {
     /// Messages per second of the open loop.
     rate_per_s: u64,
     smoke: bool,
+    /// Run only this system (`--only kith`), to iterate on one side.
+    only: Option<String>,
 }
 
 fn args() -> Result<Args> {
@@ -54,6 +56,7 @@ fn args() -> Result<Args> {
         fan_out_messages: 2000,
         rate_per_s: 1000,
         smoke: false,
+        only: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -65,6 +68,13 @@ fn args() -> Result<Args> {
             "--seconds" => a.seconds = number("--seconds")?,
             "--clients" => a.clients = number("--clients")? as usize,
             "--rate" => a.rate_per_s = number("--rate")?,
+            "--only" => {
+                let system = it.next().context("--only needs kith, etcd or prosody")?;
+                if !["kith", "etcd", "prosody"].contains(&system.as_str()) {
+                    anyhow::bail!("--only {system:?}: expected kith, etcd or prosody");
+                }
+                a.only = Some(system);
+            }
             "--smoke" => {
                 a = Args {
                     seconds: 2,
@@ -74,10 +84,11 @@ fn args() -> Result<Args> {
                     fan_out_messages: 10,
                     rate_per_s: 50,
                     smoke: true,
+                    only: a.only.take(),
                 };
             }
             other => anyhow::bail!(
-                "unknown argument {other:?}; usage: kith-cluster-bench [--seconds N] [--clients N] [--rate N] [--smoke]"
+                "unknown argument {other:?}; usage: kith-cluster-bench [--seconds N] [--clients N] [--rate N] [--only SYSTEM] [--smoke]"
             ),
         }
     }
@@ -106,6 +117,22 @@ struct Figures {
     open_ack_ms: [f64; 3],
     /// Open loop: send to delivery at a subscriber (NaN where not measured).
     open_delivery_ms: [f64; 3],
+}
+
+impl Figures {
+    /// A system that was not run (`--only`).
+    fn none() -> Figures {
+        Figures {
+            per_second: f64::NAN,
+            cpu_ms_per_op: f64::NAN,
+            client_cpu_ms_per_op: f64::NAN,
+            fan_out: f64::NAN,
+            p50_ms: f64::NAN,
+            p99_ms: f64::NAN,
+            open_ack_ms: [f64::NAN; 3],
+            open_delivery_ms: [f64::NAN; 3],
+        }
+    }
 }
 
 fn percentiles(samples: Vec<Duration>) -> (f64, f64) {
@@ -213,7 +240,29 @@ async fn prosody(a: &Args, dir: &std::path::Path) -> Result<Figures> {
 }
 
 #[tokio::main]
-async fn main() -> Result<()> {
+async fn main() -> std::process::ExitCode {
+    // The load clients' own logs, when asked for (`RUST_LOG=debug`).
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .init();
+    }
+    match run().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // Each cause's Debug too: a cause whose message is empty still
+            // shows what it is.
+            eprintln!("Error: {e:#}");
+            for cause in e.chain() {
+                eprintln!("  caused by: {cause:?}");
+            }
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> Result<()> {
     let a = args()?;
     let dir = std::env::temp_dir().join(format!("kith-cluster-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
@@ -234,9 +283,22 @@ async fn main() -> Result<()> {
         a.sequential,
         if a.smoke { " (smoke sizes: figures mean nothing)" } else { "" }
     );
-    let kith = kith(&a, &dir.join("kith")).await.context("kith")?;
-    let etcd = etcd(&a, &dir.join("etcd")).await.context("etcd")?;
-    let prosody = prosody(&a, &dir.join("prosody")).await.context("prosody")?;
+    let runs = |system: &str| a.only.as_deref().is_none_or(|o| o == system);
+    let kith = if runs("kith") {
+        kith(&a, &dir.join("kith")).await.context("kith")?
+    } else {
+        Figures::none()
+    };
+    let etcd = if runs("etcd") {
+        etcd(&a, &dir.join("etcd")).await.context("etcd")?
+    } else {
+        Figures::none()
+    };
+    let prosody = if runs("prosody") {
+        prosody(&a, &dir.join("prosody")).await.context("prosody")?
+    } else {
+        Figures::none()
+    };
     let _ = std::fs::remove_dir_all(&dir);
     report(&kith, &etcd, &prosody);
     let mut line = format!(
