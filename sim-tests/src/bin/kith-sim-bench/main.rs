@@ -21,7 +21,17 @@
 //! a command like the simulated clients send, and the speed that floor
 //! alone allows at 100 operations per second.
 //!
-//! `kith-sim-bench ROW` runs only row ROW (0-3), e.g. under a profiler.
+//! Last, the baseline (`bare_loop.rs`): three raft-rs nodes on madsim at
+//! the same offered load (100 operations per second) with no IM, no
+//! signatures, no faults and no checkers; and the target of issue 15:
+//! kith's wall time per operation, signatures excluded, at most 3x the bare
+//! loop's.
+//!
+//! `kith-sim-bench ROW` runs only row ROW (0-3), e.g. under a profiler;
+//! `kith-sim-bench --smoke` runs one short seed of each row (the test
+//! command runs it so the benchmark never rots).
+
+mod bare_loop;
 
 use kith_core::im::identity::Identity;
 use kith_core::im::protocol::{
@@ -48,16 +58,19 @@ struct Row {
 /// What one row measured.
 struct Measured {
     speed: f64,
+    /// Wall microseconds per completed operation.
+    per_op_us: f64,
+    seeds_per_hour: f64,
 }
 
-fn measure(row: &Row) -> Measured {
+fn measure(row: &Row, seconds: u64) -> Measured {
     let started = Instant::now();
     let mut simulated = 0.0;
     let mut completed = 0;
     let mut reads = 0;
     for seed in 0..row.seeds {
         let mut c = SimConfig::new(seed, kith_sim_tests::invariants::all);
-        c.fault_phase = Duration::from_secs(SECONDS);
+        c.fault_phase = Duration::from_secs(seconds);
         c.faults = row.faults;
         c.client_pause_ms = PAUSE_MS;
         c.clients = row.clients;
@@ -88,7 +101,32 @@ fn measure(row: &Row) -> Measured {
         completed as f64 / simulated.max(1e-9),
         reads as f64 / simulated.max(1e-9),
     );
-    Measured { speed }
+    Measured {
+        speed,
+        per_op_us: wall * 1e6 / completed.max(1) as f64,
+        seeds_per_hour: per_minute * 60.0,
+    }
+}
+
+/// The bare madsim loop at 100 operations per second.
+fn measure_bare(seeds: u64, seconds: u64) -> f64 {
+    let started = Instant::now();
+    let mut completed = 0;
+    for seed in 0..seeds {
+        completed += bare_loop::run(seed, seconds, 100);
+    }
+    let wall = started.elapsed().as_secs_f64();
+    let simulated = (seeds * seconds) as f64;
+    let per_op_us = wall * 1e6 / completed.max(1) as f64;
+    println!(
+        "{:<40} seeds {seeds:>3}  simulated {simulated:>6.0}s  wall {wall:>6.2}s  speed {:>5.0}x  {:>5.0} seeds/min  {:>5.1} ops/sim-s  {:>4} reads/sim-s  {per_op_us:>5.0} us/op",
+        "bare madsim loop (raft-rs, 100 ops/s)",
+        simulated / wall,
+        seeds as f64 * 60.0 / wall,
+        completed as f64 / simulated,
+        "-",
+    );
+    per_op_us
 }
 
 /// Times signing and verifying `COMMANDS` distinct commands; returns the
@@ -126,23 +164,38 @@ fn signature_floor_us() -> f64 {
 }
 
 fn main() {
+    let smoke = std::env::args().nth(1).is_some_and(|a| a == "--smoke");
+    let (scale, seconds) = if smoke { (0, 5) } else { (1, SECONDS) };
     let rows = [
-        Row { label: "faults, 10 clients", seeds: 20, faults: true, clients: 10 },
-        Row { label: "faults, 100 clients", seeds: 10, faults: true, clients: 100 },
-        Row { label: "no faults, 10 clients", seeds: 10, faults: false, clients: 10 },
-        Row { label: "faults, no clients", seeds: 20, faults: true, clients: 0 },
+        Row { label: "faults, 10 clients", seeds: 20 * scale + 1, faults: true, clients: 10 },
+        Row { label: "faults, 100 clients", seeds: 10 * scale + 1, faults: true, clients: 100 },
+        Row { label: "no faults, 10 clients", seeds: 10 * scale + 1, faults: false, clients: 10 },
+        Row { label: "faults, no clients", seeds: 20 * scale + 1, faults: true, clients: 0 },
     ];
     if let Some(only) = std::env::args().nth(1).and_then(|a| a.parse::<usize>().ok()) {
-        measure(&rows[only.min(rows.len() - 1)]);
+        measure(&rows[only.min(rows.len() - 1)], seconds);
         return;
     }
     let floor_us = signature_floor_us();
-    let speeds: Vec<f64> = rows.iter().map(|r| measure(r).speed).collect();
+    let measured: Vec<Measured> = rows.iter().map(|r| measure(r, seconds)).collect();
+    let bare_us = measure_bare(10 * scale + 1, seconds);
+    let speeds: Vec<f64> = measured.iter().map(|m| m.speed).collect();
     println!(
         "target: >= 1000x with faults at 100 ops/s: {} ({:.0}x with 100 clients; {:.0}x with no load at all; signatures alone allow {:.0}x)",
         if speeds[1] >= 1000.0 { "met" } else { "NOT met" },
         speeds[1],
         speeds[3],
         1e6 / (100.0 * floor_us),
+    );
+    let kith_us = measured[1].per_op_us - floor_us;
+    let ratio = kith_us / bare_us;
+    println!(
+        "target: kith's wall time per operation, signatures excluded, <= 3x the bare loop's: {} ({kith_us:.0} us against {bare_us:.0} us: {ratio:.1}x)",
+        if ratio <= 3.0 { "met" } else { "NOT met" },
+    );
+    println!(
+        "BENCH sim kith_us_per_op={:.0} signature_us_per_op={floor_us:.1} bare_us_per_op={bare_us:.1} ratio={ratio:.2} kith_seeds_per_hour={:.0}",
+        measured[1].per_op_us,
+        measured[1].seeds_per_hour,
     );
 }
