@@ -26,4 +26,9 @@ pub struct BugSwitches {
     /// Take a client's presence announcement without passing it on to the
     /// other replicas.
     pub skip_presence_gossip: bool,
+    /// Simulated followers keep the greatest change number ever heard in a
+    /// room instead of the last one their subscription named, so a lagging
+    /// replica's set-back is lost (a client rule: the madsim follower reads
+    /// it).
+    pub keep_greatest_change_cursor: bool,
 }

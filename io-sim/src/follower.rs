@@ -37,6 +37,24 @@ pub struct FollowerCtx {
     pub identity: kith_core::im::identity::Identity,
 }
 
+/// The follower's test-only rule breakers.
+#[cfg(feature = "bug-switches")]
+type Bugs = kith_core::bugs::BugSwitches;
+#[cfg(feature = "bug-switches")]
+fn bugs(w: &crate::world::SimWorld) -> Bugs {
+    w.bugs
+}
+/// Without the feature, no rule is broken.
+#[cfg(not(feature = "bug-switches"))]
+#[derive(Default)]
+struct Bugs {
+    keep_greatest_change_cursor: bool,
+}
+#[cfg(not(feature = "bug-switches"))]
+fn bugs(_: &crate::world::SimWorld) -> Bugs {
+    Bugs::default()
+}
+
 /// The follower's rooms and where it is in each.
 #[derive(Debug, Default)]
 struct Cursors {
@@ -47,11 +65,13 @@ struct Cursors {
 }
 
 impl Cursors {
-    /// Moves the change cursor of `room` on; a replica behind the one heard
-    /// from names older changes, and the cursor never moves back.
-    fn heard(&mut self, room: &RoomId, change: u64) {
+    /// Sets the change cursor of `room` to the number the subscription
+    /// named last: a replica behind the one heard from sets it back, and
+    /// the entries it sends then show only the changes it has applied
+    /// (docs/PROTOCOL.md, "Live subscriptions").
+    fn heard(&mut self, room: &RoomId, change: u64, bugs: &Bugs) {
         let at = self.changes.entry(room.clone()).or_default();
-        *at = (*at).max(change);
+        *at = if bugs.keep_greatest_change_cursor { (*at).max(change) } else { change };
     }
 
     /// Tells the world where client `index` is in `room`.
@@ -240,12 +260,12 @@ fn take_frame(ctx: &FollowerCtx, bytes: &[u8], cursors: &mut Cursors) -> Taken {
                 return Taken::Violation;
             }
             w.updates_delivered += 1;
-            cursors.heard(&room, change);
+            cursors.heard(&room, change, &bugs(&w));
             cursors.publish(&mut w, ctx.index, &room);
             Taken::Go
         }
         LiveFrame::ChangesSeen { room, change } => {
-            cursors.heard(&room, change);
+            cursors.heard(&room, change, &bugs(&w));
             cursors.publish(&mut w, ctx.index, &room);
             Taken::Go
         }

@@ -106,10 +106,11 @@ async fn reopen(
 
 /// Moves the change cursor on. A replica behind the one heard from may send
 /// a change again; the cursor only moves forward.
+/// The change cursor is the number the current subscription named last:
+/// a replica lagging the one heard before sets it back, and the entries it
+/// sends then show only the changes it has applied (docs/PROTOCOL.md).
 fn hear(cursor: &mut Position, change: u64) {
-    if cursor.change == u64::MAX || change > cursor.change {
-        cursor.change = change;
-    }
+    cursor.change = change;
 }
 
 /// Shows one frame; `Some` when the subscription is over.

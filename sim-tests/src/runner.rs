@@ -42,6 +42,12 @@ pub struct RunSpec {
     pub history: bool,
     /// A named scenario instead of random faults (madsim).
     pub scenario: Option<kith_io_sim::simulation::Scenario>,
+    /// Chat clients and their pause between operations (ms range), instead
+    /// of the simulator's defaults (madsim).
+    pub load: Option<(usize, (u64, u64))>,
+    /// History on the durable store (true) or in memory (false); drawn per
+    /// seed when `None` (madsim).
+    pub durable_history: Option<bool>,
 }
 
 /// The outcome of one seed.
@@ -99,6 +105,13 @@ pub fn run_seed(seed: u64, spec: &RunSpec) -> SeedOutcome {
             config.keep_trace = spec.trace;
             config.keep_history = spec.history;
             config.scenario = spec.scenario;
+            if let Some((clients, pause_ms)) = spec.load {
+                config.clients = clients;
+                config.client_pause_ms = pause_ms;
+            }
+            if spec.durable_history.is_some() {
+                config.durable_history = spec.durable_history;
+            }
             let r = run(&config);
             SeedOutcome {
                 seed,

@@ -64,6 +64,11 @@ pub struct SimConfig {
     pub bugs: kith_core::bugs::BugSwitches,
 }
 
+/// Chat clients of a default run.
+pub const CLIENTS: usize = 4;
+/// Each client's pause between operations in a default run (ms range).
+pub const CLIENT_PAUSE_MS: (u64, u64) = (1, 30);
+
 impl SimConfig {
     /// Defaults: 3 voters, 4 clients, 10 simulated seconds of faults,
     /// checked by `invariants`.
@@ -71,13 +76,13 @@ impl SimConfig {
         SimConfig {
             seed,
             voters: 3,
-            clients: 4,
+            clients: CLIENTS,
             fault_phase: Duration::from_secs(10),
             keep_trace: false,
             faults: true,
             keep_history: false,
             scenario: None,
-            client_pause_ms: (1, 30),
+            client_pause_ms: CLIENT_PAUSE_MS,
             durable_history: None,
             invariants,
             #[cfg(feature = "bug-switches")]

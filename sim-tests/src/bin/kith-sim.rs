@@ -73,12 +73,36 @@ struct Args {
     /// far-behind-snapshot, membership-change-during-partition.
     #[arg(long, value_parser = scenario)]
     scenario: Option<Scenario>,
+    /// Chat clients (madsim; default: the simulator's).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(0..=1000))]
+    clients: Option<u64>,
+    /// Each client's pause between operations, in ms, as MIN-MAX (madsim;
+    /// with --clients; default: the simulator's).
+    #[arg(long, requires = "clients", value_parser = pause_range)]
+    pause_ms: Option<(u64, u64)>,
+    /// Keep history on the durable store as the real node does (on) or in
+    /// memory (off) (madsim; default: drawn per seed).
+    #[arg(long, value_parser = ["on", "off"])]
+    durable_history: Option<String>,
     /// Print the full event trace (madsim, with --seed).
     #[arg(long, requires = "seed")]
     trace: bool,
     /// Write the client history as Jepsen list-append JSONL (madsim, with --seed).
     #[arg(long, value_name = "FILE", requires = "seed")]
     history: Option<std::path::PathBuf>,
+}
+
+/// The pause `--clients` gets without `--pause-ms` (the simulator's).
+const DEFAULT_PAUSE_MS: (u64, u64) = kith_io_sim::simulation::CLIENT_PAUSE_MS;
+
+fn pause_range(text: &str) -> Result<(u64, u64), String> {
+    let (min, max) = text.split_once('-').ok_or("expected MIN-MAX, e.g. 30-50")?;
+    let min: u64 = min.trim().parse().map_err(|_| format!("{min:?} is not a number"))?;
+    let max: u64 = max.trim().parse().map_err(|_| format!("{max:?} is not a number"))?;
+    if min == 0 || min > max || max > 60_000 {
+        return Err("expected 1 <= MIN <= MAX <= 60000".into());
+    }
+    Ok((min, max))
 }
 
 fn reproduce(args: &Args, seed: u64) -> String {
@@ -89,6 +113,15 @@ fn reproduce(args: &Args, seed: u64) -> String {
     match args.engine {
         EngineArg::Madsim => {
             cmd.push_str(&format!(" --seconds {}", args.seconds));
+            if let Some(clients) = args.clients {
+                cmd.push_str(&format!(" --clients {clients}"));
+            }
+            if let Some((min, max)) = args.pause_ms {
+                cmd.push_str(&format!(" --pause-ms {min}-{max}"));
+            }
+            if let Some(d) = &args.durable_history {
+                cmd.push_str(&format!(" --durable-history {d}"));
+            }
             if let Some(s) = args.scenario {
                 cmd.push_str(&format!(" --scenario {}", s.name()));
             }
@@ -129,6 +162,8 @@ fn main() -> ExitCode {
         trace: args.trace,
         history: args.history.is_some(),
         scenario: args.scenario,
+        load: args.clients.map(|c| (c as usize, args.pause_ms.unwrap_or(DEFAULT_PAUSE_MS))),
+        durable_history: args.durable_history.as_deref().map(|d| d == "on"),
     };
     let (from, count) = match (args.seed, args.seeds) {
         (Some(seed), _) => (seed, 1),

@@ -174,9 +174,10 @@ impl Follow {
 
     /// Moves the change cursor of `room` on (a replica behind the one
     /// heard from names older changes: the cursor never moves back).
+    /// The number the subscription named last, even if lower than one a
+    /// replica ahead named before (docs/PROTOCOL.md, "Live subscriptions").
     fn cursor_change(&mut self, room: &RoomId, change: u64) {
-        let at = self.changes.entry(room.clone()).or_default();
-        *at = (*at).max(change);
+        self.changes.insert(room.clone(), change);
     }
 
     /// Closes the stream, if its replica still runs it.
