@@ -23,3 +23,28 @@ pub fn seconds(pid: u32) -> f64 {
 pub fn total(pids: &[u32]) -> f64 {
     pids.iter().map(|p| seconds(*p)).sum()
 }
+
+/// CPU the servers and this process (the load clients) use over a phase.
+pub struct Meter {
+    pids: Vec<u32>,
+    servers_s: f64,
+    client_s: f64,
+    started: std::time::Instant,
+}
+
+impl Meter {
+    /// Starts measuring the servers `pids` and this process.
+    pub fn start(pids: Vec<u32>) -> Meter {
+        let (servers_s, client_s) = (total(&pids), seconds(std::process::id()));
+        Meter { pids, servers_s, client_s, started: std::time::Instant::now() }
+    }
+
+    /// Milliseconds of server CPU and of client CPU per operation, for
+    /// `per_second` operations a second since the start.
+    pub fn per_op(&self, per_second: f64) -> (f64, f64) {
+        let ops = (per_second * self.started.elapsed().as_secs_f64()).max(1.0);
+        let servers = (total(&self.pids) - self.servers_s) * 1e3 / ops;
+        let client = (seconds(std::process::id()) - self.client_s) * 1e3 / ops;
+        (servers, client)
+    }
+}

@@ -159,14 +159,10 @@ async fn kith(a: &Args, dir: &std::path::Path) -> Result<Figures> {
         (open_loop::percentiles(acked), open_loop::percentiles(delivered));
     tokio::time::sleep(Duration::from_secs(1)).await;
     let users = kith_side::users(&cluster, dir, a.clients).await?;
-    let pids = cluster.pids();
-    let (cpu_before, client_before) = (cpu::total(&pids), cpu::seconds(std::process::id()));
-    let wall = std::time::Instant::now();
+    let meter = cpu::Meter::start(cluster.pids());
     let (per_second, mut users) =
         kith_side::throughput(users, Duration::from_secs(a.seconds)).await?;
-    let ops = (per_second * wall.elapsed().as_secs_f64()).max(1.0);
-    let cpu_ms_per_op = (cpu::total(&pids) - cpu_before) * 1e3 / ops;
-    let client_cpu_ms_per_op = (cpu::seconds(std::process::id()) - client_before) * 1e3 / ops;
+    let (cpu_ms_per_op, client_cpu_ms_per_op) = meter.per_op(per_second);
     let (p50_ms, p99_ms) = percentiles(kith_side::latencies(&mut users[0], a.sequential).await?);
     Ok(Figures {
         per_second,
@@ -187,14 +183,10 @@ async fn etcd(a: &Args, dir: &std::path::Path) -> Result<Figures> {
     let open_ack_ms = open_loop::percentiles(
         etcd_side::open_loop(&cluster, senders, a.rate_per_s, a.seconds).await?,
     );
-    let pids = cluster.pids();
-    let (cpu_before, client_before) = (cpu::total(&pids), cpu::seconds(std::process::id()));
-    let wall = std::time::Instant::now();
+    let meter = cpu::Meter::start(cluster.pids());
     let per_second =
         etcd_side::throughput(&cluster, a.clients, Duration::from_secs(a.seconds)).await?;
-    let ops = (per_second * wall.elapsed().as_secs_f64()).max(1.0);
-    let cpu_ms_per_op = (cpu::total(&pids) - cpu_before) * 1e3 / ops;
-    let client_cpu_ms_per_op = (cpu::seconds(std::process::id()) - client_before) * 1e3 / ops;
+    let (cpu_ms_per_op, client_cpu_ms_per_op) = meter.per_op(per_second);
     let (p50_ms, p99_ms) = percentiles(etcd_side::latencies(&cluster, a.sequential).await?);
     Ok(Figures {
         per_second,
@@ -217,14 +209,10 @@ async fn prosody(a: &Args, dir: &std::path::Path) -> Result<Figures> {
     let (open_ack_ms, open_delivery_ms) =
         (open_loop::percentiles(acked), open_loop::percentiles(delivered));
     let users = prosody_side::users(&server, "bench", a.clients.max(2)).await?;
-    let pids = server.pids();
-    let (cpu_before, client_before) = (cpu::total(&pids), cpu::seconds(std::process::id()));
-    let wall = std::time::Instant::now();
+    let meter = cpu::Meter::start(server.pids());
     let (per_second, mut users) =
         prosody_side::throughput(users, "bench", Duration::from_secs(a.seconds)).await?;
-    let ops = (per_second * wall.elapsed().as_secs_f64()).max(1.0);
-    let cpu_ms_per_op = (cpu::total(&pids) - cpu_before) * 1e3 / ops;
-    let client_cpu_ms_per_op = (cpu::seconds(std::process::id()) - client_before) * 1e3 / ops;
+    let (cpu_ms_per_op, client_cpu_ms_per_op) = meter.per_op(per_second);
     let (p50_ms, p99_ms) =
         percentiles(prosody_side::latencies(&mut users, "bench", a.sequential).await?);
     Ok(Figures {
