@@ -256,21 +256,20 @@ impl SubscriptionHub {
 
     /// Reacts to applied changes (from `Output::Applied` responses).
     pub fn on_events(&mut self, machine: &ImMachine, events: &[ImEvent]) {
+        // The events are of entries already applied, so one refill per
+        // subscriber after noting every read mark reads what a refill per
+        // event would: the first would take every new entry and the rest
+        // would read empty pages (with one subscription per member of a
+        // busy room, that was most of the hub's work).
+        let mut touched = BTreeSet::new();
         for event in events {
             let room = match event {
                 ImEvent::Appended { room, .. }
                 | ImEvent::Updated { room, .. }
                 | ImEvent::Read { room, .. } => room,
             };
-            let ids: Vec<SubscriptionId> = self
-                .subscribers
-                .iter()
-                .filter(|(_, s)| s.rooms.contains_key(room))
-                .map(|(id, _)| *id)
-                .collect();
-            for id in ids {
-                let s = self.subscribers.get_mut(&id).expect("listed");
-                let f = s.rooms.get_mut(room).expect("followed");
+            for (id, s) in self.subscribers.iter_mut() {
+                let Some(f) = s.rooms.get_mut(room) else { continue };
                 // Changes need no marks: the refill compares the room's
                 // latest change with the cursor (snapshots bring changes
                 // without events).
@@ -281,8 +280,11 @@ impl SubscriptionHub {
                     }
                     _ => {}
                 }
-                self.refill(machine, id);
+                touched.insert(*id);
             }
+        }
+        for id in touched {
+            self.refill(machine, id);
         }
     }
 
