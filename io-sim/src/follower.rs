@@ -37,22 +37,17 @@ pub struct FollowerCtx {
     pub identity: kith_core::im::identity::Identity,
 }
 
-/// The follower's test-only rule breakers.
-#[cfg(feature = "bug-switches")]
-type Bugs = kith_core::bugs::BugSwitches;
-#[cfg(feature = "bug-switches")]
-fn bugs(w: &crate::world::SimWorld) -> Bugs {
-    w.bugs
-}
-/// Without the feature, no rule is broken.
-#[cfg(not(feature = "bug-switches"))]
-#[derive(Default)]
-struct Bugs {
-    keep_greatest_change_cursor: bool,
-}
-#[cfg(not(feature = "bug-switches"))]
-fn bugs(_: &crate::world::SimWorld) -> Bugs {
-    Bugs::default()
+/// Whether the test-only switch that keeps the greatest change number
+/// heard (instead of the last) is on.
+fn keeps_greatest_change(w: &crate::world::SimWorld) -> bool {
+    #[cfg(feature = "bug-switches")]
+    let on = w.bugs.keep_greatest_change_cursor;
+    #[cfg(not(feature = "bug-switches"))]
+    let on = {
+        let _ = w;
+        false
+    };
+    on
 }
 
 /// The follower's rooms and where it is in each.
@@ -69,9 +64,9 @@ impl Cursors {
     /// named last: a replica behind the one heard from sets it back, and
     /// the entries it sends then show only the changes it has applied
     /// (docs/PROTOCOL.md, "Live subscriptions").
-    fn heard(&mut self, room: &RoomId, change: u64, bugs: &Bugs) {
+    fn heard(&mut self, room: &RoomId, change: u64, keep_greatest: bool) {
         let at = self.changes.entry(room.clone()).or_default();
-        *at = if bugs.keep_greatest_change_cursor { (*at).max(change) } else { change };
+        *at = if keep_greatest { (*at).max(change) } else { change };
     }
 
     /// Tells the world where client `index` is in `room`.
@@ -260,12 +255,12 @@ fn take_frame(ctx: &FollowerCtx, bytes: &[u8], cursors: &mut Cursors) -> Taken {
                 return Taken::Violation;
             }
             w.updates_delivered += 1;
-            cursors.heard(&room, change, &bugs(&w));
+            cursors.heard(&room, change, keeps_greatest_change(&w));
             cursors.publish(&mut w, ctx.index, &room);
             Taken::Go
         }
         LiveFrame::ChangesSeen { room, change } => {
-            cursors.heard(&room, change, &bugs(&w));
+            cursors.heard(&room, change, keeps_greatest_change(&w));
             cursors.publish(&mut w, ctx.index, &room);
             Taken::Go
         }

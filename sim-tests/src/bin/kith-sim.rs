@@ -92,9 +92,6 @@ struct Args {
     history: Option<std::path::PathBuf>,
 }
 
-/// The pause `--clients` gets without `--pause-ms` (the simulator's).
-const DEFAULT_PAUSE_MS: (u64, u64) = kith_io_sim::simulation::CLIENT_PAUSE_MS;
-
 fn pause_range(text: &str) -> Result<(u64, u64), String> {
     let (min, max) = text.split_once('-').ok_or("expected MIN-MAX, e.g. 30-50")?;
     let min: u64 = min.trim().parse().map_err(|_| format!("{min:?} is not a number"))?;
@@ -162,7 +159,9 @@ fn main() -> ExitCode {
         trace: args.trace,
         history: args.history.is_some(),
         scenario: args.scenario,
-        load: args.clients.map(|c| (c as usize, args.pause_ms.unwrap_or(DEFAULT_PAUSE_MS))),
+        load: args.clients.map(|c| {
+            (c as usize, args.pause_ms.unwrap_or(kith_io_sim::simulation::CLIENT_PAUSE_MS))
+        }),
         durable_history: args.durable_history.as_deref().map(|d| d == "on"),
     };
     let (from, count) = match (args.seed, args.seeds) {

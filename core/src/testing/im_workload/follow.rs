@@ -172,9 +172,7 @@ impl Follow {
         Ok(())
     }
 
-    /// Moves the change cursor of `room` on (a replica behind the one
-    /// heard from names older changes: the cursor never moves back).
-    /// The number the subscription named last, even if lower than one a
+    /// Sets the change cursor of `room` to the number the subscription named last, even if lower than one a
     /// replica ahead named before (docs/PROTOCOL.md, "Live subscriptions").
     fn cursor_change(&mut self, room: &RoomId, change: u64) {
         self.changes.insert(room.clone(), change);
