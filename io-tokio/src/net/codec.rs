@@ -78,13 +78,26 @@ pub async fn read_frame_within<'a, T: AsyncRead + Unpin>(
     Ok((buf, hold))
 }
 
-/// Writes one length-prefixed frame.
-pub async fn write_frame<T: AsyncWrite + Unpin>(io: &mut T, frame: &[u8]) -> io::Result<()> {
+/// The length prefix of `frame`: 4 bytes, big-endian.
+fn length_prefix(frame: &[u8]) -> io::Result<[u8; 4]> {
     let len = u32::try_from(frame.len())
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "frame too large"))?;
-    io.write_all(&len.to_be_bytes()).await?;
+    Ok(len.to_be_bytes())
+}
+
+/// Writes one length-prefixed frame.
+pub async fn write_frame<T: AsyncWrite + Unpin>(io: &mut T, frame: &[u8]) -> io::Result<()> {
+    io.write_all(&length_prefix(frame)?).await?;
     io.write_all(frame).await?;
     io.flush().await
+}
+
+/// Appends one length-prefixed frame to `out`, as [`write_frame`] writes
+/// it (for writing several frames at once).
+pub fn append_frame(out: &mut Vec<u8>, frame: &[u8]) -> io::Result<()> {
+    out.extend_from_slice(&length_prefix(frame)?);
+    out.extend_from_slice(frame);
+    Ok(())
 }
 
 impl request_response::Codec for FrameCodec {

@@ -20,7 +20,7 @@
 //! most is cut off like any other. Whether a frame's sender is a member is
 //! the service's decision.
 
-use crate::net::codec::read_frame_within;
+use crate::net::codec::{append_frame, read_frame_within};
 use crate::net::read_budget::{HeldFrame, EVICTED, READ_BUDGET};
 use bytes::Bytes;
 use futures::{AsyncWriteExt, StreamExt};
@@ -98,11 +98,13 @@ async fn pump(
         // What queued up while the last write was under way goes in one
         // write: one flush for a burst of frames.
         batch.clear();
-        push_frame(&mut batch, &frame);
-        while batch.len() < WRITE_BYTES_MAX {
-            match frames.try_recv() {
-                Ok(frame) => push_frame(&mut batch, &frame),
-                Err(_) => break,
+        let mut next = Some(frame);
+        while let Some(frame) = next.take() {
+            if let Err(e) = append_frame(&mut batch, &frame) {
+                tracing::error!(%peer, %protocol, error = %e, "a frame that cannot be framed; dropped");
+            }
+            if batch.len() < WRITE_BYTES_MAX {
+                next = frames.try_recv().ok();
             }
         }
         if let Some(s) = stream.as_mut() {
@@ -116,14 +118,6 @@ async fn pump(
             }
         }
     }
-}
-
-/// A frame as `write_frame` puts it on the wire: its length (4 bytes,
-/// big-endian) and its bytes.
-fn push_frame(batch: &mut Vec<u8>, frame: &[u8]) {
-    let len = u32::try_from(frame.len()).expect("a core frame is far below 4 GiB");
-    batch.extend_from_slice(&len.to_be_bytes());
-    batch.extend_from_slice(frame);
 }
 
 /// Accepts streams of `protocol`; frames come out of the returned channel
