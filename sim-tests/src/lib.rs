@@ -2,5 +2,6 @@
 //! the `kith-sim` seed runner.
 
 pub mod invariants;
+pub mod raw_raft;
 #[cfg(feature = "madsim")]
 pub mod runner;

@@ -3,7 +3,8 @@
 //! Each `Ready` is handled as raft-rs documents: persist entries and hard
 //! state, send messages, count committed entries, advance.
 
-use raft::prelude::{ConfState, Entry, Message};
+use kith_sim_tests::raw_raft::handle_ready;
+use raft::prelude::{ConfState, Message};
 use raft::storage::MemStorage;
 use raft::{Config, RawNode, StateRole};
 use std::collections::VecDeque;
@@ -71,35 +72,9 @@ impl RawCluster {
 
     /// One `Ready` of node `i`, if it has one.
     fn ready(&mut self, i: usize) -> bool {
-        let leader = i == 0;
-        let node = &mut self.nodes[i];
-        if !node.has_ready() {
-            return false;
-        }
-        let mut ready = node.ready();
-        self.wire.extend(ready.take_messages());
-        let store = node.raft.raft_log.store.clone();
-        if !ready.entries().is_empty() {
-            store.wl().append(ready.entries()).expect("appends");
-        }
-        if let Some(hs) = ready.hs() {
-            store.wl().set_hardstate(hs.clone());
-        }
-        self.wire.extend(ready.take_persisted_messages());
-        let committed: Vec<Entry> = ready.take_committed_entries();
-        if leader {
-            self.committed += committed.iter().filter(|e| !e.data.is_empty()).count();
-        }
-        let mut light = node.advance(ready);
-        if let Some(commit) = light.commit_index() {
-            store.wl().mut_hard_state().set_commit(commit);
-        }
-        self.wire.extend(light.take_messages());
-        let more: Vec<Entry> = light.take_committed_entries();
-        if leader {
-            self.committed += more.iter().filter(|e| !e.data.is_empty()).count();
-        }
-        node.advance_apply();
+        let Some(handled) = handle_ready(&mut self.nodes[i]) else { return false };
+        self.wire.extend(handled.messages);
+        self.committed += handled.committed_as_leader;
         true
     }
 

@@ -10,10 +10,11 @@
 //! 200 bytes (a signed chat command's size) to the current leader every
 //! `1 / ops_per_s` seconds and counts what the leader commits.
 
+use kith_sim_tests::raw_raft::handle_ready;
 use madsim::net::Endpoint;
 use madsim::runtime::{Handle, Runtime};
 use protobuf::Message as _;
-use raft::prelude::{ConfState, Entry, Message};
+use raft::prelude::{ConfState, Message};
 use raft::storage::MemStorage;
 use raft::{Config, RawNode, StateRole};
 use std::net::SocketAddr;
@@ -127,39 +128,10 @@ async fn node(
         if raft.raft.state == StateRole::Leader {
             shared.leader.store(id, Ordering::Relaxed);
         }
-        handle_ready(&mut raft, &endpoint, &shared).await;
-    }
-}
-
-async fn handle_ready(raft: &mut RawNode<MemStorage>, endpoint: &Endpoint, shared: &Shared) {
-    if !raft.has_ready() {
-        return;
-    }
-    let leader = raft.raft.state == StateRole::Leader;
-    let mut ready = raft.ready();
-    send(endpoint, ready.take_messages()).await;
-    let store = raft.raft.raft_log.store.clone();
-    if !ready.entries().is_empty() {
-        store.wl().append(ready.entries()).expect("appends");
-    }
-    if let Some(hs) = ready.hs() {
-        store.wl().set_hardstate(hs.clone());
-    }
-    send(endpoint, ready.take_persisted_messages()).await;
-    count(shared, leader, ready.take_committed_entries());
-    let mut light = raft.advance(ready);
-    if let Some(commit) = light.commit_index() {
-        store.wl().mut_hard_state().set_commit(commit);
-    }
-    send(endpoint, light.take_messages()).await;
-    count(shared, leader, light.take_committed_entries());
-    raft.advance_apply();
-}
-
-fn count(shared: &Shared, leader: bool, entries: Vec<Entry>) {
-    if leader {
-        let n = entries.iter().filter(|e| !e.data.is_empty()).count() as u64;
-        shared.committed.fetch_add(n, Ordering::Relaxed);
+        if let Some(handled) = handle_ready(&mut raft) {
+            shared.committed.fetch_add(handled.committed_as_leader as u64, Ordering::Relaxed);
+            send(&endpoint, handled.messages).await;
+        }
     }
 }
 
