@@ -126,17 +126,23 @@ pub async fn users(cluster: &KithCluster, dir: &Path, n: usize) -> Result<Vec<Us
     let mut users = Vec::new();
     for i in 0..n {
         let mut client = cluster.connect(dir, &format!("user-{i}"), i).await?;
-        ok(client.submit(Operation::Register { name: format!("bench{i}") }).await?)?;
-        let room = RoomId::Group(format!("room{}", i % ROOMS));
-        let op = if i < ROOMS {
-            Operation::CreateRoom { name: format!("room{i}"), visibility: Visibility::Public }
-        } else {
-            Operation::Join { room: room.clone() }
-        };
-        ok(client.submit(op).await?)?;
-        users.push(User { client, room });
+        let room = format!("room{}", i % ROOMS);
+        enrol(&mut client, &format!("bench{i}"), &room, i < ROOMS).await?;
+        users.push(User { client, room: RoomId::Group(room) });
     }
     Ok(users)
+}
+
+/// Registers the client's user as `name` and puts it in the public room
+/// `room`, which the first member (`creates`) creates and the others join.
+async fn enrol(client: &mut Client, name: &str, room: &str, creates: bool) -> Result<()> {
+    ok(client.submit(Operation::Register { name: name.into() }).await?)?;
+    let op = if creates {
+        Operation::CreateRoom { name: room.into(), visibility: Visibility::Public }
+    } else {
+        Operation::Join { room: RoomId::Group(room.into()) }
+    };
+    ok(client.submit(op).await?)
 }
 
 fn ok(outcome: kith_core::wire::client_protocol::CommandOutcome) -> Result<()> {
@@ -246,13 +252,7 @@ pub async fn fan_out(
     for i in 0..FAN_OUT_SENDERS {
         let key = KeyFile::create(&dir.join(format!("fanout-sender-{i}.key")))?;
         let mut sender = Client::connect_any(&key, cluster.addrs.clone()).await?;
-        ok(sender.submit(Operation::Register { name: format!("sender{i}") }).await?)?;
-        let op = if i == 0 {
-            Operation::CreateRoom { name: "fanout".into(), visibility: Visibility::Public }
-        } else {
-            Operation::Join { room: room.clone() }
-        };
-        ok(sender.submit(op).await?)?;
+        enrol(&mut sender, &format!("sender{i}"), "fanout", i == 0).await?;
         senders.push(sender);
     }
     let delivered = Arc::new(AtomicU64::new(0));
@@ -264,7 +264,7 @@ pub async fn fan_out(
         ok(client.submit(Operation::Register { name: format!("follower{i}") }).await?)?;
         ok(client.submit(Operation::Join { room: room.clone() }).await?)?;
         // This user's share of the subscriptions.
-        let share = subscribers / holders + usize::from(i < subscribers % holders);
+        let share = super::share(subscribers as u64, holders, i);
         let client = Arc::new(tokio::sync::Mutex::new(client));
         for _ in 0..share {
             let (delivered, client, room) = (delivered.clone(), client.clone(), room.clone());
@@ -287,8 +287,7 @@ pub async fn fan_out(
         .enumerate()
         .map(|(i, mut sender)| {
             let room = room.clone();
-            let share = messages / FAN_OUT_SENDERS as u64
-                + u64::from((i as u64) < messages % FAN_OUT_SENDERS as u64);
+            let share = super::share(messages, FAN_OUT_SENDERS, i);
             tokio::spawn(async move {
                 for _ in 0..share {
                     let op = Operation::Send { to: Target::Room(room.clone()), text: text() };
@@ -344,13 +343,7 @@ pub async fn open_loop(
     let mut senders = Vec::new();
     for i in 0..OPEN_LOOP_SENDERS {
         let mut client = cluster.connect(dir, &format!("open-{i}"), i % 2).await?;
-        ok(client.submit(Operation::Register { name: format!("open{i}") }).await?)?;
-        let op = if i == 0 {
-            Operation::CreateRoom { name: "openloop".into(), visibility: Visibility::Public }
-        } else {
-            Operation::Join { room: room.clone() }
-        };
-        ok(client.submit(op).await?)?;
+        enrol(&mut client, &format!("open{i}"), "openloop", i == 0).await?;
         senders.push(OpenSender { client, room: room.clone() });
     }
     let used: Vec<PeerId> = senders.iter().map(|s| s.client.replica()).collect();

@@ -98,6 +98,12 @@ fn args() -> Result<Args> {
     Ok(a)
 }
 
+/// Part `i` of `total` split over `parts` as evenly as can be (the first
+/// `total % parts` parts take one more).
+fn share(total: u64, parts: usize, i: usize) -> u64 {
+    total / parts as u64 + u64::from((i as u64) < total % parts as u64)
+}
+
 /// A free TCP port on 127.0.0.1 (for a replica or an etcd member).
 fn free_port() -> Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())

@@ -243,8 +243,7 @@ pub async fn fan_out(server: &ProsodyServer, subscribers: usize, messages: u64) 
         .enumerate()
         .map(|(i, mut s)| {
             let message = message.clone();
-            let share = messages / FAN_OUT_SENDERS as u64
-                + u64::from((i as u64) < messages % FAN_OUT_SENDERS as u64);
+            let share = super::share(messages, FAN_OUT_SENDERS, i);
             tokio::spawn(async move {
                 for _ in 0..share {
                     s.send_acked(&message).await?;
