@@ -61,6 +61,7 @@
 pub mod bugs;
 pub mod config;
 pub mod durable;
+pub mod files;
 pub mod ids;
 pub mod im;
 pub mod limits;

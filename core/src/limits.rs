@@ -176,6 +176,73 @@ pub const SUBSCRIBER_TYPING_QUEUE_MAX: usize = 16;
 /// any page fits one client frame however long its messages are.
 pub const PAGE_BYTES_MAX: usize = 512 * 1024;
 
+/// log2 of a file's chunk group size in 1 KiB BLAKE3 chunks: 4, so 16 KiB.
+/// A group is the unit that is verified on arrival, written, counted in a
+/// download's bitmap and requested. 16 KiB keeps the hash tree kept beside a
+/// file small (64 bytes a group: 4 MiB for 1 GiB, so a replica can keep
+/// outboards of many files on disk and read one node per request), keeps a
+/// forged or corrupt group cheap to refuse (at most 16 KiB read before the
+/// refusal), makes resume granularity fine, and is bao-tree's own default.
+/// Smaller groups double the outboard and the bitmap; larger ones waste
+/// more on every lost or refused response.
+pub const CHUNK_GROUP_LOG: u8 = 4;
+
+/// A chunk group's size in bytes (the last group of a file may be shorter).
+pub const CHUNK_GROUP_BYTES: u64 = 1024 << CHUNK_GROUP_LOG;
+
+/// Largest file, in bytes (4 GiB: a download's bitmap is then 32 KiB).
+pub const FILE_BYTES_MAX: u64 = 4 * 1024 * 1024 * 1024;
+
+/// Chunk groups in the largest file.
+pub const FILE_GROUPS_MAX: u64 = FILE_BYTES_MAX / CHUNK_GROUP_BYTES;
+
+/// Chunk groups one request asks for (256 KiB a response).
+pub const GROUPS_PER_REQUEST_MAX: u64 = 16;
+
+/// Parent hash pairs a response carries beside its groups: at most two per
+/// level of the tree (the left and right edges of the range), 64 bytes each.
+const RESPONSE_PARENT_BYTES_MAX: u64 = 2 * 64 * 64;
+
+/// Largest chunk response, in bytes: its groups and their parents.
+pub const CHUNK_RESPONSE_BYTES_MAX: u64 =
+    GROUPS_PER_REQUEST_MAX * CHUNK_GROUP_BYTES + RESPONSE_PARENT_BYTES_MAX;
+
+/// Chunk requests one download keeps in flight (2 MiB: enough to keep a
+/// loopback or LAN path full, and what a download holds in memory at most).
+pub const DOWNLOAD_REQUESTS_IN_FLIGHT_MAX: usize = 8;
+
+/// Chunk requests one download keeps in flight to one source, so that with
+/// several sources the load is spread and a slow one holds up little.
+pub const DOWNLOAD_REQUESTS_PER_SOURCE_MAX: usize = 4;
+
+/// Verified data handed to the driver to write but not yet reported
+/// durable, in writes; at the bound the download stops asking (the disk is
+/// the bottleneck, and memory stays bounded).
+pub const DOWNLOAD_WRITES_PENDING_MAX: usize = 16;
+
+/// Sources one download knows.
+pub const DOWNLOAD_SOURCES_MAX: usize = PEERS_MAX + 1;
+
+/// How long a chunk request may take before its source counts as failed,
+/// in ms.
+pub const CHUNK_REQUEST_TIMEOUT_MS: u64 = 10_000;
+
+/// How long a source that failed is left alone, doubling with each failure
+/// in a row up to [`SOURCE_BACKOFF_MS_MAX`], in ms.
+pub const SOURCE_BACKOFF_MS_MIN: u64 = 250;
+
+/// The longest a failed source is left alone, in ms.
+pub const SOURCE_BACKOFF_MS_MAX: u64 = 8_000;
+
+/// Failures in a row after which a download stops asking a source (about
+/// a minute of backing off: a source that long unable to serve is gone or
+/// broken, and a download with no source left fails with a clear error).
+pub const SOURCE_FAILURES_MAX: u32 = 12;
+
+/// Answered request ids a download remembers, to tell a duplicate answer
+/// from one it never asked for.
+pub const DOWNLOAD_ANSWERED_REMEMBERED_MAX: usize = 64;
+
 // How the limits must relate; a change that breaks one fails the build.
 // An entry's overhead around its command (ids, author, stamps, edits and
 // reactions) is far under this.
@@ -197,3 +264,9 @@ const _: () = assert!(PAGE_ENTRIES_MAX <= SUBSCRIBER_QUEUE_MAX);
 const _: () = assert!(SUBSCRIPTION_CHANGE_SCAN_MAX <= SUBSCRIBER_QUEUE_MAX);
 // A presence lookup's answer (a few dozen bytes a user) fits a frame.
 const _: () = assert!(PRESENCE_QUERY_USERS_MAX * 128 <= FRAME_BYTES_MAX);
+// A chunk response and its frame header fit a frame; a request fits one
+// response's worth of groups; the bitmap of the largest file is small.
+const _: () = assert!(CHUNK_RESPONSE_BYTES_MAX + 4 * 1024 <= FRAME_BYTES_MAX as u64);
+const _: () = assert!(GROUPS_PER_REQUEST_MAX >= 1 && FILE_GROUPS_MAX / 8 <= 64 * 1024);
+const _: () = assert!(DOWNLOAD_REQUESTS_PER_SOURCE_MAX <= DOWNLOAD_REQUESTS_IN_FLIGHT_MAX);
+const _: () = assert!(SOURCE_BACKOFF_MS_MIN <= SOURCE_BACKOFF_MS_MAX);

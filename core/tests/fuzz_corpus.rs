@@ -43,6 +43,11 @@ fn raft_inbound_corpus() {
     replay("raft_inbound", kith_core::testing::fuzz::raft_inbound);
 }
 
+#[test]
+fn file_download_corpus() {
+    replay("file_download", kith_core::testing::fuzz::file_download);
+}
+
 /// Writes the seed corpora (run by hand: `cargo test -p kith-core --test
 /// fuzz_corpus write_seed_corpus -- --ignored`).
 #[test]
@@ -188,6 +193,18 @@ fn write_seed_corpus() {
     );
     write("im_apply", "public_room_roles", &[0, 0, 1, 0, 4, 1, 0, 16, 1, 1, 15, 1, 4, 18, 1, 0]);
     write("raft_inbound", "garbage", &[0, 0, 120, 2, 5, 1, 2, 3, 4, 5, 0, 90]);
+    // file_download: a size byte, then operations (see download_schedule).
+    // Three groups asked, answered honestly, synced and saved, a crash and
+    // a resume; then damaged and input-written answers and a full sync.
+    let mut honest = vec![5u8];
+    for _ in 0..6 {
+        honest.extend([0, 0, 3, 0, 1, 4]);
+    }
+    honest.extend([7, 0, 0, 0, 0, 3, 0, 1, 4, 5, 120, 0, 0, 3, 0, 1]);
+    write("file_download", "honest_crash_resume", &honest);
+    write("file_download", "damaged_answers", &[4, 1, 0, 7, 3, 1, 1, 40, 1, 0, 0, 3, 0, 1]);
+    write("file_download", "forged_answer", &[3, 2, 0, 0, 1, 2, 9, 9, 9, 0, 0, 3, 0, 0, 6, 1]);
+    write("file_download", "timeouts", &[200, 5, 255, 5, 255, 0, 0, 0, 1, 3, 0, 1, 4]);
     // Create, checkpoint (snapshot and restore), send, checkpoint, send.
     write("im_apply", "checkpoint_mid_room", &[0, 0, 0, 0, 24, 0, 0, 18, 0, 0, 24, 0, 0, 18, 0, 0]);
 }

@@ -229,3 +229,12 @@ pub fn cluster_ops(data: &[u8], invariants: fn() -> Invariants) {
         panic!("{schedule:?} broke {violation:?}");
     }
 }
+
+/// `file_download`: a download under an input-chosen schedule of honest,
+/// damaged and input-written answers, late and made-up ones, write
+/// failures, saves, time and crashes
+/// ([`super::download_schedule::run_download`]): no panic, every byte
+/// written is the file's, every saved record claims only synced groups.
+pub fn file_download(data: &[u8]) {
+    let _completed = super::download_schedule::run_download(data);
+}

@@ -6,6 +6,7 @@
 
 pub mod cluster;
 pub mod disk;
+pub mod download_schedule;
 pub mod fault_schedule;
 pub mod fuzz;
 pub mod im_model;

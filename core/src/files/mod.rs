@@ -1,0 +1,28 @@
+//! Files: content addressing, verified chunk transfer and the download
+//! state machine.
+//!
+//! A file is named by its BLAKE3 root hash and size ([`FileId`]) and cut
+//! into chunk groups of [`crate::limits::CHUNK_GROUP_BYTES`]. A source
+//! proves each group it sends with the hash pairs up to the root
+//! ([`ChunkResponse`], bao-tree's encoding), so a receiver checks each group
+//! on arrival, in any order, from any source, before writing it.
+//! [`Download`] decides what to ask whom, and when a file is complete.
+
+mod chunk_response;
+pub mod download;
+mod file_id;
+mod geometry;
+mod group_set;
+mod outboard;
+
+pub use chunk_response::{ChunkRefusal, ChunkResponse, ServeError, VerifiedGroups};
+pub use download::Download;
+pub use file_id::{FileId, FileIdError};
+pub use geometry::Geometry;
+pub use group_set::GroupSet;
+pub use outboard::{build_outboard, OutboardError};
+
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+mod tests_support;
