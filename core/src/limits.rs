@@ -196,6 +196,21 @@ pub const FILE_BYTES_MAX: u64 = 4 * 1024 * 1024 * 1024;
 /// Chunk groups in the largest file.
 pub const FILE_GROUPS_MAX: u64 = FILE_BYTES_MAX / CHUNK_GROUP_BYTES;
 
+/// Longest file name, in bytes.
+pub const FILE_NAME_BYTES_MAX: usize = 255;
+
+/// Longest media type, in bytes.
+pub const MEDIA_TYPE_BYTES_MAX: usize = 255;
+
+/// Bytes of files one user may keep in rooms (each file message counts its
+/// file's size, even when another message shares the content, so that
+/// nobody can use up storage through someone else's quota). Deleting the
+/// message gives the bytes back.
+pub const USER_FILE_BYTES_MAX: u64 = 16 * 1024 * 1024 * 1024;
+
+/// Entries that may refer to one file's content at once.
+pub const FILE_REFERENCES_MAX: usize = 100_000;
+
 /// Chunk groups one request asks for (256 KiB a response).
 pub const GROUPS_PER_REQUEST_MAX: u64 = 16;
 
@@ -270,3 +285,4 @@ const _: () = assert!(CHUNK_RESPONSE_BYTES_MAX + 4 * 1024 <= FRAME_BYTES_MAX as 
 const _: () = assert!(GROUPS_PER_REQUEST_MAX >= 1 && FILE_GROUPS_MAX / 8 <= 64 * 1024);
 const _: () = assert!(DOWNLOAD_REQUESTS_PER_SOURCE_MAX <= DOWNLOAD_REQUESTS_IN_FLIGHT_MAX);
 const _: () = assert!(SOURCE_BACKOFF_MS_MIN <= SOURCE_BACKOFF_MS_MAX);
+const _: () = assert!(FILE_BYTES_MAX <= USER_FILE_BYTES_MAX);

@@ -40,8 +40,36 @@ pub async fn describe(session: &mut Session, entry: &RoomEntry) -> String {
         }
         EntryKind::Renamed { title } => format!("{actor} renamed the room to {title}"),
         EntryKind::TopicChanged { topic } => format!("{actor} set the topic: {topic}"),
+        EntryKind::File(f) if f.message.deleted => "(deleted file)".into(),
+        EntryKind::File(f) => {
+            let m = &f.message;
+            let edited = if m.edits > 0 { " (edited)" } else { "" };
+            let caption = if m.text.is_empty() { String::new() } else { format!(" {}", m.text) };
+            let file = &f.file;
+            let size = human_bytes(file.id.size_bytes);
+            let reactions = reactions(&m.reactions);
+            format!(
+                "[file {} ({size}, {})]{caption}{edited}{reactions}",
+                file.name, file.media_type
+            )
+        }
         _ => "(an entry this version cannot show)".into(),
     }
+}
+
+/// A size as people read it: `512 B`, `1.5 KiB`, `3.2 GiB`.
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
 }
 
 /// Reactions as people read them: `  [+1 x2, ok]`, empty when there are none.
@@ -62,7 +90,7 @@ fn reactions(reactions: &std::collections::BTreeMap<String, Vec<UserId>>) -> Str
 pub async fn line(session: &mut Session, room: &RoomId, entry: &RoomEntry) -> String {
     let label = session.room_label(room).await;
     let what = describe(session, entry).await;
-    let who = if matches!(entry.kind, EntryKind::Message(_)) {
+    let who = if matches!(entry.kind, EntryKind::Message(_) | EntryKind::File(_)) {
         format!("{}:", session.name_of(entry.author).await)
     } else {
         "*".to_string()
@@ -80,27 +108,46 @@ pub async fn object(session: &mut Session, room: &RoomId, entry: &RoomEntry) -> 
         "author": entry.author.to_string(),
         "author_name": author_name,
     });
-    match &entry.kind {
+    let message = match &entry.kind {
         EntryKind::Message(m) => {
             v["kind"] = json!("message");
-            v["msg_id"] = json!(m.msg_id.to_string());
-            v["text"] = json!(if m.deleted { "" } else { m.text.as_str() });
-            v["deleted"] = json!(m.deleted);
-            v["edits"] = json!(m.edits);
-            let mut reactions = serde_json::Map::new();
-            for (reaction, who) in &m.reactions {
-                let mut names = Vec::new();
-                for user in who {
-                    names.push(json!(session.name_of(*user).await));
-                }
-                reactions.insert(reaction.clone(), Value::Array(names));
-            }
-            v["reactions"] = Value::Object(reactions);
+            Some(m)
+        }
+        EntryKind::File(f) => {
+            v["kind"] = json!("file");
+            // A tombstone names no file.
+            v["file"] = if f.message.deleted {
+                Value::Null
+            } else {
+                json!({
+                    "id": f.file.id.to_string(),
+                    "name": f.file.name,
+                    "media_type": f.file.media_type,
+                    "size_bytes": f.file.id.size_bytes,
+                })
+            };
+            Some(&f.message)
         }
         _ => {
             v["kind"] = json!("event");
             v["text"] = json!(describe(session, entry).await);
+            None
         }
+    };
+    if let Some(m) = message {
+        v["msg_id"] = json!(m.msg_id.to_string());
+        v["text"] = json!(if m.deleted { "" } else { m.text.as_str() });
+        v["deleted"] = json!(m.deleted);
+        v["edits"] = json!(m.edits);
+        let mut reactions = serde_json::Map::new();
+        for (reaction, who) in &m.reactions {
+            let mut names = Vec::new();
+            for user in who {
+                names.push(json!(session.name_of(*user).await));
+            }
+            reactions.insert(reaction.clone(), Value::Array(names));
+        }
+        v["reactions"] = Value::Object(reactions);
     }
     v
 }

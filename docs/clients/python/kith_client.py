@@ -159,12 +159,24 @@ IM_ERRORS = {
     15: ("Deleted", []), 16: ("BadLength", ["s", "n"]), 17: ("LimitReached", ["s"]),
     18: ("Expired", ["n", "n"]), 19: ("LastOwner", []), 20: ("BadCursor", []),
     21: ("NotBanned", []), 22: ("Unavailable", ["s"]),
+    23: ("BadFile", ["file"]), 24: ("QuotaExceeded", ["n", "n", "n"]),
 }
+
+# FileInfoError: Name { max }, MediaType { max }, TooLarge { size_bytes, max }.
+FILE_INFO_ERRORS = {0: ("Name", 1), 1: ("MediaType", 1), 2: ("TooLarge", 2)}
 
 
 def read_im_error(r):
     name, fields = IM_ERRORS[r.varint()]
-    values = [r.string() if f == "s" else r.varint() for f in fields]
+    values = []
+    for f in fields:
+        if f == "s":
+            values.append(r.string())
+        elif f == "file":
+            why, count = FILE_INFO_ERRORS[r.varint()]
+            values.append((why, *[r.varint() for _ in range(count)]))
+        else:
+            values.append(r.varint())
     return ("error", name, *values)
 
 
@@ -182,12 +194,7 @@ def read_entry(r):
     kind = r.varint()
     entry = {"seq": seq, "time_ms": time_ms, "author": author, "kind": kind}
     if kind == 0:
-        entry["msg_id"] = r.blob()
-        entry["text"] = r.string()
-        entry["proof"] = (r.blob(), r.blob())
-        entry["edits"] = r.varint()
-        entry["deleted"] = r.bool()
-        entry["reactions"] = r.vec(lambda: (r.string(), r.vec(lambda: r.take(32))))
+        read_message(r, entry)
     elif kind == 1:
         r.varint()
     elif 2 <= kind <= 7:
@@ -196,9 +203,23 @@ def read_entry(r):
         entry["user"], entry["role"] = r.take(32), r.varint()
     elif kind in (9, 10):
         entry["title"] = r.string()
+    elif kind == 11:  # File(FileEntry { file: FileInfo, message })
+        entry["file_root"], entry["file_size"] = r.take(32), r.varint()
+        entry["file_name"], entry["media_type"] = r.string(), r.string()
+        read_message(r, entry)
     else:
         raise ValueError(f"EntryKind variant {kind}")
     return entry
+
+
+def read_message(r, entry):
+    """Message { msg_id, text, proof, edits, deleted, reactions } into entry."""
+    entry["msg_id"] = r.blob()
+    entry["text"] = r.string()
+    entry["proof"] = (r.blob(), r.blob())
+    entry["edits"] = r.varint()
+    entry["deleted"] = r.bool()
+    entry["reactions"] = r.vec(lambda: (r.string(), r.vec(lambda: r.take(32))))
 
 
 def read_response(payload):

@@ -2,7 +2,7 @@
 
 use super::{Ctx, ImMachine};
 use crate::im::protocol::{
-    EntryKind, ImError, ImEvent, Message, Proof, Receipt, Role, RoomId, Target,
+    EntryKind, FileInfo, ImError, ImEvent, Message, Proof, Receipt, Role, RoomId, Target,
 };
 use crate::limits;
 use std::collections::BTreeMap;
@@ -28,7 +28,7 @@ fn validate_text(text: &str) -> Result<(), ImError> {
 }
 
 impl ImMachine {
-    fn proof(ctx: &Ctx) -> Proof {
+    pub(super) fn proof(ctx: &Ctx) -> Proof {
         Proof { body: ctx.command.body.clone(), signature: ctx.command.signature.clone() }
     }
 
@@ -40,13 +40,7 @@ impl ImMachine {
         text: &str,
     ) -> Result<Receipt, ImError> {
         validate_text(text)?;
-        let room = match to {
-            Target::Room(room) => {
-                self.room(room)?.role_of(ctx.author)?;
-                room.clone()
-            }
-            Target::User(user) => self.ensure_direct(ctx, *user)?,
-        };
+        let room = self.target_room(ctx, to)?;
         let message = Message {
             msg_id,
             text: text.to_string(),
@@ -57,22 +51,40 @@ impl ImMachine {
         };
         let receipt = self.append(ctx, &room, EntryKind::Message(message));
         if let Receipt::Appended { seq, .. } = &receipt {
-            // Whoever writes a message has read the room up to it: their own
-            // messages never count as unread.
-            if let Some(r) = self.state.rooms.get_mut(&room) {
-                let cursor = r.read.entry(ctx.author).or_default();
-                if *cursor < *seq {
-                    *cursor = *seq;
-                    // Live subscribers see every read position move.
-                    let read = ImEvent::Read { room: room.clone(), user: ctx.author, seq: *seq };
-                    ctx.events.push(read);
-                }
-            }
-            if let Err(e) = self.history.put_message_id(ctx.author, msg_id, &(room, *seq)) {
-                self.fail(e);
-            }
+            self.placed_message(ctx, msg_id, &room, *seq);
         }
         Ok(receipt)
+    }
+
+    /// The room a message to `to` goes to (a direct room is opened on
+    /// first use).
+    pub(super) fn target_room(&mut self, ctx: &mut Ctx, to: &Target) -> Result<RoomId, ImError> {
+        match to {
+            Target::Room(room) => {
+                self.room(room)?.role_of(ctx.author)?;
+                Ok(room.clone())
+            }
+            Target::User(user) => self.ensure_direct(ctx, *user),
+        }
+    }
+
+    /// After a message (text or file) was placed at `seq`: its author has
+    /// read the room up to it, and its id finds it again.
+    pub(super) fn placed_message(&mut self, ctx: &mut Ctx, msg_id: Uuid, room: &RoomId, seq: u64) {
+        // Whoever writes a message has read the room up to it: their own
+        // messages never count as unread.
+        if let Some(r) = self.state.rooms.get_mut(room) {
+            let cursor = r.read.entry(ctx.author).or_default();
+            if *cursor < seq {
+                *cursor = seq;
+                // Live subscribers see every read position move.
+                let read = ImEvent::Read { room: room.clone(), user: ctx.author, seq };
+                ctx.events.push(read);
+            }
+        }
+        if let Err(e) = self.history.put_message_id(ctx.author, msg_id, &(room.clone(), seq)) {
+            self.fail(e);
+        }
     }
 
     /// Applies `change` to the message at `seq` after the membership check,
@@ -105,10 +117,22 @@ impl ImMachine {
         };
         let mut entry = old.clone();
         let author = entry.author == ctx.author;
-        let EntryKind::Message(message) = &mut entry.kind else {
-            return Err(ImError::NoSuchMessage);
+        let message = match &mut entry.kind {
+            EntryKind::Message(message) => message,
+            EntryKind::File(file) => &mut file.message,
+            _ => return Err(ImError::NoSuchMessage),
         };
+        let was_deleted = message.deleted;
         change(message, Rights { author, moderator })?;
+        if message.deleted && !was_deleted {
+            // A deleted file message keeps its place, not its file: the
+            // content is no longer served through it, and its name, type
+            // and hash are gone from the tombstone.
+            self.release_file(ctx, room, &old);
+            if let EntryKind::File(f) = &mut entry.kind {
+                f.file = FileInfo::deleted();
+            }
+        }
         self.store(room, &entry, Some(&old));
         self.record_change(ctx, room, seq);
         ctx.events.push(ImEvent::Updated { room: room.clone(), entry });

@@ -1,6 +1,8 @@
 //! The IM state machine: users, rooms, messages and read cursors, applied
 //! only from committed log entries and fully deterministic.
 
+mod file_table;
+mod files;
 mod messages;
 mod multiset_hash;
 mod queries;
@@ -28,6 +30,9 @@ use uuid::Uuid;
 #[derive(Debug)]
 pub struct ImMachine {
     state: ImState,
+    /// File references and usage: derived from the entries, kept beside
+    /// the state (see [`file_table`]).
+    files: file_table::FileTable,
     history: Box<dyn HistoryStore>,
     /// Set when the history store failed: the node must stop.
     fault: Option<String>,
@@ -61,6 +66,7 @@ impl ImMachine {
     pub fn with_history(history: Box<dyn HistoryStore>) -> ImMachine {
         ImMachine {
             state: ImState::default(),
+            files: file_table::FileTable::default(),
             history,
             fault: None,
             #[cfg(feature = "bug-switches")]
@@ -192,6 +198,9 @@ impl ImMachine {
                 self.react(ctx, room, *seq, reaction, *add)
             }
             Operation::MarkRead { room, seq } => self.mark_read(ctx, room, *seq),
+            Operation::SendFile { to, file, caption } => {
+                self.send_file(ctx, body.command_id, to, file, caption)
+            }
         }
     }
 
@@ -279,7 +288,8 @@ impl StateMachine for ImMachine {
         let result = self.execute(&mut ctx, &body);
         // A message placed is found again by its id (above), however old:
         // the window need not hold it too, and most commands are messages.
-        let placed_message = matches!(body.op, Operation::Send { .. }) && result.is_ok();
+        let placed_message = matches!(body.op, Operation::Send { .. } | Operation::SendFile { .. })
+            && result.is_ok();
         if !placed_message {
             self.state.recent.remember(author, command_id, body.issued_at_ms, result.clone());
         }

@@ -10,6 +10,7 @@
 //!   the local snapshot that the Raft log keeps (and rewrites at each
 //!   compaction) stays a few bytes however long the history grows.
 
+use super::file_table::{FileTable, Reference};
 use super::state::ImState;
 use super::{ImMachine, CHANGE_RECORD};
 use crate::ids::LogIndex;
@@ -130,7 +131,11 @@ impl ImMachine {
 
     /// Commits the store with the current summaries as of `at`.
     fn commit(&mut self, at: LogIndex, meta: &[u8]) -> Result<(), HistoryError> {
+        // The file table follows the state, so summaries stored before
+        // files existed (nothing after the state) still read.
         let summaries = postcard::to_allocvec(&self.state).expect("the state encodes");
+        let summaries =
+            postcard::to_extend(&self.files, summaries).expect("the file table encodes");
         self.history.commit(&Committed { index: at.get(), summaries, meta: meta.to_vec() })
     }
 
@@ -140,6 +145,7 @@ impl ImMachine {
         if bytes.is_empty() {
             self.history.clear().map_err(store_err)?;
             self.state = ImState::default();
+            self.files = FileTable::default();
             return Ok(Restored::default());
         }
         // Decoded field by field, so entries go straight into the store and
@@ -173,8 +179,16 @@ impl ImMachine {
                          \"Replacing a damaged replica\")"
                     )));
                 };
-                self.state = postcard::from_bytes(&c.summaries)
-                    .map_err(|e| RestoreError::History(format!("stored summaries: {e}")))?;
+                let summaries_err =
+                    |e: postcard::Error| RestoreError::History(format!("stored summaries: {e}"));
+                let (state, rest) =
+                    postcard::take_from_bytes(&c.summaries).map_err(summaries_err)?;
+                let files = match rest {
+                    [] => FileTable::default(),
+                    rest => postcard::from_bytes(rest).map_err(summaries_err)?,
+                };
+                self.state = state;
+                self.files = files;
                 let ahead = (c.index > index).then_some((LogIndex(c.index), c.meta));
                 Ok(Restored { ahead })
             }
@@ -193,12 +207,14 @@ impl ImMachine {
         with_changes: bool,
     ) -> Result<(), RestoreError> {
         self.state = ImState::default();
+        self.files = FileTable::default();
         match self.write_embedded(&state, rest, with_changes) {
             Ok(()) => {
                 self.state = state;
                 Ok(())
             }
             Err(e) => {
+                self.files = FileTable::default();
                 // A store that cannot even be cleared is the worse news.
                 self.history.clear().map_err(|c| RestoreError::History(c.to_string()))?;
                 Err(e)
@@ -226,10 +242,27 @@ impl ImMachine {
             rest = after;
             sum.add(&(&room, &entry));
             self.history.put(&room, &entry).map_err(store_err)?;
-            // Message ids are not sent: every one is its message's.
-            if let EntryKind::Message(m) = &entry.kind {
-                let place = (room.clone(), entry.seq);
-                self.history.put_message_id(entry.author, m.msg_id, &place).map_err(store_err)?;
+            // Message ids and file references are not sent: both follow
+            // from the entries.
+            let place = (room.clone(), entry.seq);
+            match &entry.kind {
+                EntryKind::Message(m) => {
+                    self.history
+                        .put_message_id(entry.author, m.msg_id, &place)
+                        .map_err(store_err)?;
+                }
+                EntryKind::File(f) => {
+                    let msg_id = f.message.msg_id;
+                    self.history.put_message_id(entry.author, msg_id, &place).map_err(store_err)?;
+                    if !f.message.deleted {
+                        let reference =
+                            Reference { room: room.clone(), seq: entry.seq, author: entry.author };
+                        // A repeated entry is malformed; the hash sum check
+                        // below refuses the snapshot.
+                        let _fresh = self.files.refer(f.file.id, reference);
+                    }
+                }
+                _ => {}
             }
         }
         if with_changes {

@@ -1,5 +1,6 @@
 //! Client commands: what a user asks the replicated state to do, signed.
 
+use super::file::FileInfo;
 use super::room::{Role, RoomId, Visibility};
 use crate::im::identity::{Identity, IdentityError, UserId};
 use bytes::Bytes;
@@ -135,6 +136,16 @@ pub enum Operation {
         room: RoomId,
         /// Last entry read.
         seq: u64,
+    },
+    /// Send a file: its manifest becomes a room entry (the command id is
+    /// the message id). The content is stored by the replicas beforehand.
+    SendFile {
+        /// Where.
+        to: Target,
+        /// The file.
+        file: FileInfo,
+        /// A caption (may be empty; at most 16 KiB).
+        caption: String,
     },
 }
 

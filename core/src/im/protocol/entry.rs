@@ -3,6 +3,7 @@
 //! membership changes in the same sequence makes them take effect at an
 //! exact point: a member removed at `seq` sees nothing after it.
 
+use super::file::FileInfo;
 use super::room::{Role, Visibility};
 use crate::im::identity::UserId;
 use bytes::Bytes;
@@ -81,6 +82,19 @@ pub enum EntryKind {
         /// The new topic.
         topic: String,
     },
+    /// A file message: the manifest, and the caption as its message.
+    File(Box<FileEntry>),
+}
+
+/// A file message. Edits change the caption; deleting it stops the file
+/// being served through this entry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileEntry {
+    /// The file.
+    pub file: FileInfo,
+    /// The caption, with the message's id, proof, edits, deletion and
+    /// reactions.
+    pub message: Message,
 }
 
 /// A text message, with what later happened to it.

@@ -3,6 +3,7 @@
 
 mod command;
 mod entry;
+mod file;
 mod query;
 mod reply;
 mod room;
@@ -10,7 +11,8 @@ mod room;
 pub use command::{
     CommandBody, CommandError, Operation, SignedCommand, Target, IM_PROTOCOL_VERSION,
 };
-pub use entry::{EntryKind, Message, Proof, RoomEntry};
+pub use entry::{EntryKind, FileEntry, Message, Proof, RoomEntry};
+pub use file::{FileInfo, FileInfoError};
 pub use query::{
     ImQuery, InboxPage, Page, QueryKind, QueryReply, QueryResult, RoomInfo, RoomSummary, UserInfo,
 };

@@ -2,7 +2,9 @@
 //! events for live subscribers.
 
 use super::entry::RoomEntry;
+use super::file::FileInfoError;
 use super::room::{Role, RoomId};
+use crate::files::FileId;
 use crate::im::identity::UserId;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -127,6 +129,21 @@ pub enum ImError {
     /// ask another replica.
     #[error("this replica cannot read its history: {0}")]
     Unavailable(String),
+    /// The file's manifest breaks a rule.
+    #[error("bad file: {0}")]
+    BadFile(FileInfoError),
+    /// The author's files would pass their storage quota.
+    #[error(
+        "storage quota: {used_bytes} of {quota_bytes} bytes used, the file needs {size_bytes}"
+    )]
+    QuotaExceeded {
+        /// Bytes the author's files hold now.
+        used_bytes: u64,
+        /// The quota.
+        quota_bytes: u64,
+        /// The file's size.
+        size_bytes: u64,
+    },
 }
 
 /// The outcome of one applied command.
@@ -170,5 +187,10 @@ pub enum ImEvent {
         user: UserId,
         /// The cursor.
         seq: u64,
+    },
+    /// No entry refers to `file` any more: replicas may reclaim its storage.
+    FileReleased {
+        /// The file.
+        file: FileId,
     },
 }

@@ -267,6 +267,8 @@ impl SubscriptionHub {
                 ImEvent::Appended { room, .. }
                 | ImEvent::Updated { room, .. }
                 | ImEvent::Read { room, .. } => room,
+                // Not a room's change: for the replica's blob store.
+                ImEvent::FileReleased { .. } => continue,
             };
             for (id, s) in self.subscribers.iter_mut() {
                 let Some(f) = s.rooms.get_mut(room) else { continue };

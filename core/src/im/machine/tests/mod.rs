@@ -708,3 +708,5 @@ fn a_durable_store_restores_from_its_own_commit() {
     let mut volatile = ImMachine::default();
     assert!(volatile.restore(&marker).is_err());
 }
+
+mod files;

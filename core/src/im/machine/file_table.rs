@@ -1,0 +1,99 @@
+//! Which entries refer to which file content, and how much each user's
+//! file messages hold. Kept beside [`super::state::ImState`] (and after it
+//! in snapshots and stored summaries), so that summaries written before
+//! files existed still read.
+//!
+//! Rules:
+//! - A file message refers to its content from the moment it is applied
+//!   until it is deleted; content no entry refers to is released (replicas
+//!   reclaim it).
+//! - Each file message charges its author the file's size against
+//!   [`limits::USER_FILE_BYTES_MAX`], shared content or not; deleting it,
+//!   by anyone, gives the author the bytes back.
+//! - A user may fetch content while they may read some live (not deleted)
+//!   entry that refers to it.
+
+use crate::files::FileId;
+use crate::im::identity::UserId;
+use crate::im::protocol::{ImError, RoomId};
+use crate::limits;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// One file message: where it is and who pays for it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub(crate) struct Reference {
+    pub(crate) room: RoomId,
+    pub(crate) seq: u64,
+    pub(crate) author: UserId,
+}
+
+/// Every file's references and every user's usage.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct FileTable {
+    files: BTreeMap<FileId, BTreeSet<Reference>>,
+    usage_bytes: BTreeMap<UserId, u64>,
+}
+
+impl FileTable {
+    /// Refuses a new file message of `author` that the limits do not allow.
+    pub(crate) fn check_new(&self, author: UserId, file: FileId) -> Result<(), ImError> {
+        let used_bytes = self.usage(author);
+        if used_bytes.saturating_add(file.size_bytes) > limits::USER_FILE_BYTES_MAX {
+            return Err(ImError::QuotaExceeded {
+                used_bytes,
+                quota_bytes: limits::USER_FILE_BYTES_MAX,
+                size_bytes: file.size_bytes,
+            });
+        }
+        if self.files.get(&file).is_some_and(|refs| refs.len() >= limits::FILE_REFERENCES_MAX) {
+            return Err(ImError::LimitReached("messages sharing one file".into()));
+        }
+        Ok(())
+    }
+
+    /// Records a file message (after [`FileTable::check_new`]); false if
+    /// it was already recorded (then nothing changes).
+    pub(crate) fn refer(&mut self, file: FileId, reference: Reference) -> bool {
+        let author = reference.author;
+        let fresh = self.files.entry(file).or_default().insert(reference);
+        if fresh {
+            *self.usage_bytes.entry(author).or_default() += file.size_bytes;
+        }
+        fresh
+    }
+
+    /// Forgets a deleted file message; true when no entry refers to the
+    /// content any more.
+    pub(crate) fn release(&mut self, file: FileId, reference: &Reference) -> bool {
+        let Some(refs) = self.files.get_mut(&file) else { return false };
+        if !refs.remove(reference) {
+            return false;
+        }
+        let used = self.usage_bytes.entry(reference.author).or_default();
+        *used = used.checked_sub(file.size_bytes).expect("usage covers every reference");
+        if *used == 0 {
+            self.usage_bytes.remove(&reference.author);
+        }
+        if refs.is_empty() {
+            self.files.remove(&file);
+            return true;
+        }
+        false
+    }
+
+    /// Bytes `user`'s file messages hold.
+    pub(crate) fn usage(&self, user: UserId) -> u64 {
+        self.usage_bytes.get(&user).copied().unwrap_or(0)
+    }
+
+    /// Whether any entry refers to `file`.
+    pub(crate) fn is_referenced(&self, file: FileId) -> bool {
+        self.files.contains_key(&file)
+    }
+
+    /// The entries that refer to `file`.
+    pub(crate) fn references(&self, file: FileId) -> impl Iterator<Item = &Reference> {
+        self.files.get(&file).into_iter().flatten()
+    }
+}

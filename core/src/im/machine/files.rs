@@ -1,0 +1,79 @@
+//! File messages: a manifest in the room's log, its content referred to
+//! while the message stands ([`super::file_table`]).
+
+use super::file_table::Reference;
+use super::{Ctx, ImMachine};
+use crate::files::FileId;
+use crate::im::identity::UserId;
+use crate::im::protocol::{
+    EntryKind, FileEntry, FileInfo, ImError, ImEvent, Message, Receipt, RoomEntry, RoomId, Target,
+};
+use crate::limits;
+use std::collections::BTreeMap;
+use uuid::Uuid;
+
+impl ImMachine {
+    pub(super) fn send_file(
+        &mut self,
+        ctx: &mut Ctx,
+        msg_id: Uuid,
+        to: &Target,
+        file: &FileInfo,
+        caption: &str,
+    ) -> Result<Receipt, ImError> {
+        file.validate().map_err(ImError::BadFile)?;
+        let bad_char = caption.chars().any(|c| c.is_control() && c != '\n' && c != '\t');
+        if caption.len() > limits::MESSAGE_BYTES_MAX || bad_char {
+            return Err(ImError::BadLength {
+                what: "a caption".into(),
+                max: limits::MESSAGE_BYTES_MAX,
+            });
+        }
+        self.files.check_new(ctx.author, file.id)?;
+        let room = self.target_room(ctx, to)?;
+        let message = Message {
+            msg_id,
+            text: caption.to_string(),
+            proof: Self::proof(ctx),
+            edits: 0,
+            deleted: false,
+            reactions: BTreeMap::new(),
+        };
+        let entry = FileEntry { file: file.clone(), message };
+        let receipt = self.append(ctx, &room, EntryKind::File(Box::new(entry)));
+        if let Receipt::Appended { seq, .. } = &receipt {
+            let reference = Reference { room: room.clone(), seq: *seq, author: ctx.author };
+            assert!(self.files.refer(file.id, reference), "a new entry is a new reference");
+            self.placed_message(ctx, msg_id, &room, *seq);
+        }
+        Ok(receipt)
+    }
+
+    /// Forgets the reference a deleted file entry held, and tells the
+    /// replicas when the content is no longer referred to at all.
+    pub(super) fn release_file(&mut self, ctx: &mut Ctx, room: &RoomId, entry: &RoomEntry) {
+        let EntryKind::File(f) = &entry.kind else { return };
+        let reference = Reference { room: room.clone(), seq: entry.seq, author: entry.author };
+        if self.files.release(f.file.id, &reference) {
+            ctx.events.push(ImEvent::FileReleased { file: f.file.id });
+        }
+    }
+
+    /// Whether `user` may fetch `file`'s content: they may read some entry
+    /// that refers to it and is not deleted.
+    pub fn may_fetch(&self, user: UserId, file: FileId) -> bool {
+        self.files.references(file).any(|r| {
+            self.state.rooms.get(&r.room).and_then(|room| room.readable_up_to(user)) >= Some(r.seq)
+        })
+    }
+
+    /// Whether any entry refers to `file` (its content must be kept).
+    pub fn is_file_referenced(&self, file: FileId) -> bool {
+        self.files.is_referenced(file)
+    }
+
+    /// Bytes of files `user`'s messages hold against their quota.
+    pub fn file_usage(&self, user: UserId) -> u64 {
+        self.files.usage(user)
+    }
+}
