@@ -208,6 +208,18 @@ pub const MEDIA_TYPE_BYTES_MAX: usize = 255;
 /// message gives the bytes back.
 pub const USER_FILE_BYTES_MAX: u64 = 16 * 1024 * 1024 * 1024;
 
+/// How long content a replica holds may wait for a message referring to
+/// it before it is released, in ms of the replicated clock: an upload
+/// whose message never came.
+pub const ORPHAN_HOLD_MS: u64 = 24 * 60 * 60 * 1000;
+
+/// Contents held but referred to by no entry, cluster-wide.
+pub const ORPHAN_FILES_MAX: usize = 100_000;
+
+/// Orphaned contents one command's apply releases at most (the rest on
+/// the next commands), so no apply does unbounded work.
+pub const ORPHANS_EXPIRED_PER_COMMAND_MAX: usize = 16;
+
 /// Entries that may refer to one file's content at once.
 pub const FILE_REFERENCES_MAX: usize = 100_000;
 

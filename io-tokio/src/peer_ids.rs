@@ -9,16 +9,10 @@ use kith_core::ids::NodeId;
 use kith_core::im::identity::UserId;
 use libp2p::PeerId;
 
-/// The Raft id of the replica whose key has this PeerId: the first eight
-/// bytes of `blake3("kith node id" || peer id bytes)`, never zero.
+/// The Raft id of the replica whose key has this PeerId
+/// ([`NodeId::of_peer`]).
 pub fn node_id_of(peer: &PeerId) -> NodeId {
-    let mut hasher = blake3::Hasher::new();
-    hasher.update(b"kith node id");
-    hasher.update(&peer.to_bytes());
-    let hash = hasher.finalize();
-    let raw = u64::from_le_bytes(hash.as_bytes()[..8].try_into().expect("8 bytes"));
-    // Keep ids readable (below 2^53, exact in JSON) and non-zero.
-    NodeId((raw & ((1 << 53) - 1)).max(1))
+    NodeId::of_peer(&peer.to_bytes())
 }
 
 /// The user a connection's PeerId authenticates, if it is an ed25519 key.
@@ -51,5 +45,7 @@ mod tests {
         assert_eq!(peer_of(user), peer);
         assert_ne!(node_id_of(&peer).get(), 0);
         assert_eq!(node_id_of(&peer), node_id_of(&peer));
+        // The core derives the same id from the key alone.
+        assert_eq!(user.node_id(), node_id_of(&peer));
     }
 }

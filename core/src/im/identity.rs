@@ -25,6 +25,11 @@ impl UserId {
         out
     }
 
+    /// The Raft id this key has when it is a replica's.
+    pub fn node_id(&self) -> crate::ids::NodeId {
+        crate::ids::NodeId::of_peer(&self.peer_id_bytes())
+    }
+
     /// Parses a base58 PeerId string (`12D3KooW...`) of an ed25519 key.
     pub fn from_peer_id(text: &str) -> Result<UserId, IdentityError> {
         let bytes = bs58::decode(text).into_vec().map_err(|_| IdentityError::NotBase58)?;

@@ -4,12 +4,22 @@
 use super::asker::{Asker, AskerId, AskerKind, OutboundId};
 use super::output::ServiceOutput;
 use super::ReplicaService;
+use crate::ids::NodeId;
 use crate::im::identity::UserId;
-use crate::im::protocol::{ImQuery, SignedCommand};
+use crate::im::protocol::{CommandError, ImQuery, Operation, SignedCommand};
 use crate::limits;
 use crate::raft::SubmitError;
 use crate::wire::client_protocol::{ClientRequest, ClientResponse, RequestFrame};
 use crate::wire::replica_protocol::{self, PeerRequest};
+
+/// Where a command came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Origin {
+    /// A client's connection, authenticated as this user.
+    Client(UserId),
+    /// A member replica (another, forwarding; or this one).
+    Replica(NodeId),
+}
 
 impl ReplicaService {
     pub(super) fn on_client_request(&mut self, id: AskerId, user: Option<UserId>, frame: &[u8]) {
@@ -26,7 +36,9 @@ impl ReplicaService {
             return self.answer(asker, ClientResponse::BadRequest(why));
         };
         let response = match frame.request {
-            ClientRequest::Submit(command) => return self.submit(command, asker, Some(user)),
+            ClientRequest::Submit(command) => {
+                return self.submit(command, asker, Origin::Client(user))
+            }
             ClientRequest::Query(kind) => {
                 match self.node.read(self.now, ImQuery { as_user: user, kind }) {
                     Ok(read) => {
@@ -44,11 +56,22 @@ impl ReplicaService {
     }
 
     /// Verifies and proposes a command, or forwards it to the leader.
-    /// `user` is the connection's user (None when a replica forwarded it:
-    /// that replica checked the author against its connection).
-    pub(super) fn submit(&mut self, command: SignedCommand, asker: Asker, user: Option<UserId>) {
-        if let Err(e) = self.verified.verify(&command, user) {
-            return self.answer(asker, ClientResponse::Refused(e));
+    pub(super) fn submit(&mut self, command: SignedCommand, asker: Asker, origin: Origin) {
+        // A forwarding replica checked the author against its connection.
+        let user = match origin {
+            Origin::Client(user) => Some(user),
+            Origin::Replica(_) => None,
+        };
+        let body = match self.verified.verify(&command, user) {
+            Ok(body) => body,
+            Err(e) => return self.answer(asker, ClientResponse::Refused(e)),
+        };
+        // Only a replica says what it holds, and only of itself: a client
+        // could otherwise claim content is stored that is not.
+        let replica_only = matches!(body.op, Operation::HoldFile { .. });
+        let as_itself = matches!(origin, Origin::Replica(n) if n == command.author.node_id());
+        if replica_only && !as_itself {
+            return self.answer(asker, ClientResponse::Refused(CommandError::ReplicaOnly));
         }
         match self.node.submit(self.now, &command) {
             Ok(proposal) => {

@@ -95,7 +95,8 @@ impl ReplicaService {
                 self.outputs.push_back(ServiceOutput::Respond { asker: id, frame });
             }
             PeerRequest::Forward(command) if member => {
-                self.submit(command, Asker { id, kind: AskerKind::ForwardingReplica }, None)
+                let asker = Asker { id, kind: AskerKind::ForwardingReplica };
+                self.submit(command, asker, super::intake::Origin::Replica(from))
             }
             PeerRequest::Admin(request) if member => {
                 self.admin(request, Asker { id, kind: AskerKind::ForwardingOperator })

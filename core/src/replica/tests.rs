@@ -441,3 +441,33 @@ fn a_driver_that_turns_time_back_is_stopped_loudly() {
     let earlier = pair.now - Duration::from_millis(1);
     pair.services.get_mut(&A).expect("A").handle_timeout(earlier);
 }
+
+#[test]
+fn only_a_replica_says_what_it_holds_and_only_of_itself() {
+    let mut pair = Pair::new(Vec::new());
+    let mallory = Identity::from_secret([2; 32]);
+    let body = CommandBody {
+        version: IM_PROTOCOL_VERSION,
+        command_id: uuid::Uuid::from_u128(9),
+        issued_at_ms: START_MS,
+        op: Operation::HoldFile { file: crate::files::FileId::of(b"not stored") },
+    };
+    let hold = SignedCommand::sign(&mallory, &body);
+    // From a client, at the leader and at a follower.
+    for at in [A, B] {
+        let answer = pair.ask(at, &mallory, ClientRequest::Submit(hold.clone()));
+        assert_eq!(answer, ClientResponse::Refused(crate::im::protocol::CommandError::ReplicaOnly));
+    }
+    // Forwarded by a member, but signed by a key that is not that member's.
+    let asker = pair.asker();
+    let frame = replica_protocol::encode(&PeerRequest::Forward(hold));
+    pair.input(A, ServiceInput::PeerRequested { asker, from: B, frame: frame.into() });
+    let (_, _, answer) = pair.answers.iter().find(|(_, a, _)| *a == asker).expect("answered");
+    let answer: PeerResponse = replica_protocol::decode(answer).expect("decodes");
+    assert_eq!(
+        answer,
+        PeerResponse::Forwarded(ClientResponse::Refused(
+            crate::im::protocol::CommandError::ReplicaOnly
+        ))
+    );
+}

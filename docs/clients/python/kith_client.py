@@ -160,6 +160,7 @@ IM_ERRORS = {
     18: ("Expired", ["n", "n"]), 19: ("LastOwner", []), 20: ("BadCursor", []),
     21: ("NotBanned", []), 22: ("Unavailable", ["s"]),
     23: ("BadFile", ["file"]), 24: ("QuotaExceeded", ["n", "n", "n"]),
+    25: ("FileNotStored", []),
 }
 
 # FileInfoError: Name { max }, MediaType { max }, TooLarge { size_bytes, max }.
@@ -186,6 +187,8 @@ def read_receipt(r):
         return ("Registered", r.string())
     if kind in (1, 2, 3):
         return (["Appended", "Updated", "ReadUpTo"][kind - 1], read_room(r), r.varint())
+    if kind == 4:  # Held { file: FileId }
+        return ("Held", r.take(32), r.varint())
     raise ValueError(f"Receipt variant {kind}")
 
 

@@ -12,6 +12,12 @@
 //!   by anyone, gives the author the bytes back.
 //! - A user may fetch content while they may read some live (not deleted)
 //!   entry that refers to it.
+//! - Replicas record that they hold content (`HoldFile`, after it is
+//!   synced); a file message needs at least one holder, so content is
+//!   uploaded before its message. Content held but referred to by no entry
+//!   is released [`limits::ORPHAN_HOLD_MS`] after it was first held (an
+//!   upload whose message never came), or at once when its last message is
+//!   deleted; a released content has no holders and replicas reclaim it.
 
 use crate::files::FileId;
 use crate::im::identity::UserId;
@@ -33,6 +39,17 @@ pub(crate) struct Reference {
 pub(crate) struct FileTable {
     files: BTreeMap<FileId, BTreeSet<Reference>>,
     usage_bytes: BTreeMap<UserId, u64>,
+    /// Not derived from the entries: snapshots carry it.
+    pub(crate) holdings: Holdings,
+}
+
+/// Which replicas hold which content, and content nobody refers to yet.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Holdings {
+    holders: BTreeMap<FileId, BTreeSet<UserId>>,
+    /// Held, referred to by no entry: (first held at, file), oldest first.
+    orphans: BTreeSet<(u64, FileId)>,
+    orphan_since_ms: BTreeMap<FileId, u64>,
 }
 
 impl FileTable {
@@ -55,6 +72,7 @@ impl FileTable {
     /// Records a file message (after [`FileTable::check_new`]); false if
     /// it was already recorded (then nothing changes).
     pub(crate) fn refer(&mut self, file: FileId, reference: Reference) -> bool {
+        self.holdings.adopt(file);
         let author = reference.author;
         let fresh = self.files.entry(file).or_default().insert(reference);
         if fresh {
@@ -77,9 +95,54 @@ impl FileTable {
         }
         if refs.is_empty() {
             self.files.remove(&file);
+            self.holdings.holders.remove(&file);
             return true;
         }
         false
+    }
+
+    /// Records that `replica` holds `file`; refused when too much content
+    /// nobody refers to is held already.
+    pub(crate) fn hold(
+        &mut self,
+        file: FileId,
+        replica: UserId,
+        now_ms: u64,
+    ) -> Result<(), ImError> {
+        let h = &mut self.holdings;
+        let referenced = self.files.contains_key(&file);
+        if !referenced && !h.orphan_since_ms.contains_key(&file) {
+            if h.orphans.len() >= limits::ORPHAN_FILES_MAX {
+                return Err(ImError::LimitReached("content held but not yet sent".into()));
+            }
+            h.orphans.insert((now_ms, file));
+            h.orphan_since_ms.insert(file, now_ms);
+        }
+        h.holders.entry(file).or_default().insert(replica);
+        Ok(())
+    }
+
+    /// The replicas that hold `file`.
+    pub(crate) fn holders(&self, file: FileId) -> impl Iterator<Item = &UserId> {
+        self.holdings.holders.get(&file).into_iter().flatten()
+    }
+
+    /// Releases content held longer than [`limits::ORPHAN_HOLD_MS`] with no
+    /// entry referring to it (a bounded number per call); returns it.
+    pub(crate) fn expire_orphans(&mut self, now_ms: u64) -> Vec<FileId> {
+        let h = &mut self.holdings;
+        let mut released = Vec::new();
+        while released.len() < limits::ORPHANS_EXPIRED_PER_COMMAND_MAX {
+            let Some(&(since_ms, file)) = h.orphans.first() else { break };
+            if since_ms.saturating_add(limits::ORPHAN_HOLD_MS) > now_ms {
+                break;
+            }
+            h.orphans.remove(&(since_ms, file));
+            h.orphan_since_ms.remove(&file);
+            h.holders.remove(&file);
+            released.push(file);
+        }
+        released
     }
 
     /// Bytes `user`'s file messages hold.
@@ -95,5 +158,14 @@ impl FileTable {
     /// The entries that refer to `file`.
     pub(crate) fn references(&self, file: FileId) -> impl Iterator<Item = &Reference> {
         self.files.get(&file).into_iter().flatten()
+    }
+}
+
+impl Holdings {
+    /// `file` is now referred to: it is no longer an orphan.
+    fn adopt(&mut self, file: FileId) {
+        if let Some(since_ms) = self.orphan_since_ms.remove(&file) {
+            self.orphans.remove(&(since_ms, file));
+        }
     }
 }

@@ -30,6 +30,9 @@ impl ImMachine {
             });
         }
         self.files.check_new(ctx.author, file.id)?;
+        if self.files.holders(file.id).next().is_none() {
+            return Err(ImError::FileNotStored);
+        }
         let room = self.target_room(ctx, to)?;
         let message = Message {
             msg_id,
@@ -47,6 +50,23 @@ impl ImMachine {
             self.placed_message(ctx, msg_id, &room, *seq);
         }
         Ok(receipt)
+    }
+
+    /// A replica holds `file`'s content (synced).
+    pub(super) fn hold_file(&mut self, ctx: &mut Ctx, file: FileId) -> Result<Receipt, ImError> {
+        if file.check_size().is_err() {
+            return Err(ImError::BadFile(crate::im::protocol::FileInfoError::TooLarge {
+                size_bytes: file.size_bytes,
+                max: limits::FILE_BYTES_MAX,
+            }));
+        }
+        self.files.hold(file, ctx.author, ctx.now_ms)?;
+        Ok(Receipt::Held { file })
+    }
+
+    /// The replicas (by key) that hold `file`'s content.
+    pub fn file_holders(&self, file: FileId) -> Vec<UserId> {
+        self.files.holders(file).copied().collect()
     }
 
     /// Forgets the reference a deleted file entry held, and tells the

@@ -173,14 +173,23 @@ impl ImMachine {
     }
 
     fn execute(&mut self, ctx: &mut Ctx, body: &CommandBody) -> Result<Receipt, ImError> {
-        if let Operation::Register { name } = &body.op {
-            return self.register(ctx.author, name);
+        for file in self.files.expire_orphans(ctx.now_ms) {
+            ctx.events.push(ImEvent::FileReleased { file });
+        }
+        match &body.op {
+            Operation::Register { name } => return self.register(ctx.author, name),
+            // Replicas are not registered users; intake let only a replica
+            // submit this, as itself.
+            Operation::HoldFile { file } => return self.hold_file(ctx, *file),
+            _ => {}
         }
         if !self.state.users.contains_key(&ctx.author) {
             return Err(ImError::NotRegistered);
         }
         match &body.op {
-            Operation::Register { .. } => unreachable!("handled above"),
+            Operation::Register { .. } | Operation::HoldFile { .. } => {
+                unreachable!("handled above")
+            }
             Operation::CreateRoom { name, visibility } => self.create_room(ctx, name, *visibility),
             Operation::Invite { room, user } => self.invite(ctx, room, *user),
             Operation::Join { room } => self.join(ctx, room),
@@ -317,7 +326,10 @@ impl StateMachine for ImMachine {
     }
 
     fn digest(&self) -> Digest {
-        let summaries = postcard::to_allocvec(&self.state.summary()).expect("the state encodes");
+        // The file references follow from the entries (in the history
+        // sum); which replicas hold what does not.
+        let summaries = postcard::to_allocvec(&(self.state.summary(), &self.files.holdings))
+            .expect("the state encodes");
         Digest(*blake3::hash(&summaries).as_bytes())
     }
 

@@ -22,11 +22,14 @@ use serde::de::DeserializeOwned;
 use serde::ser::{Error as _, SerializeSeq};
 use serde::{Serialize, Serializer};
 
-/// Snapshot encoding version. Version 3 appends the change records to the
-/// embedded form; version 2 (without them) is still read, so a replica of
-/// the previous release can still send this one a snapshot (its changes
-/// cannot be resumed by live subscribers, which then get them from now on).
-const SNAPSHOT_VERSION: u16 = 3;
+/// Snapshot encoding version. Version 4 appends which replicas hold which
+/// file content after the change records; version 3 (change records, no
+/// holdings: from before files) and version 2 (neither) are still read, so
+/// a replica of an earlier release can still send this one a snapshot
+/// (with version 2, live subscribers cannot resume its changes and get them
+/// from now on).
+const SNAPSHOT_VERSION: u16 = 4;
+const SNAPSHOT_VERSION_WITHOUT_HOLDINGS: u16 = 3;
 const SNAPSHOT_VERSION_WITHOUT_CHANGES: u16 = 2;
 /// Entries read from the store at a time while streaming a snapshot out.
 const SNAPSHOT_PAGE_ENTRIES: usize = 256;
@@ -113,7 +116,8 @@ impl ImMachine {
             }
         }
         let end: &[(RoomId, u64, u64)] = &[];
-        Ok(postcard::to_extend(&end, bytes).expect("an empty page encodes"))
+        let bytes = postcard::to_extend(&end, bytes).expect("an empty page encodes");
+        Ok(postcard::to_extend(&self.files.holdings, bytes).expect("holdings encode"))
     }
 
     /// The snapshot the local log keeps: embedded for a volatile store; for
@@ -151,17 +155,18 @@ impl ImMachine {
         // Decoded field by field, so entries go straight into the store and
         // the history is never in memory twice.
         let version = match postcard::take_from_bytes::<u16>(bytes) {
-            Ok((SNAPSHOT_VERSION_WITHOUT_CHANGES, _)) => SNAPSHOT_VERSION_WITHOUT_CHANGES,
+            Ok((v @ (SNAPSHOT_VERSION_WITHOUT_CHANGES | SNAPSHOT_VERSION_WITHOUT_HOLDINGS), _)) => {
+                v
+            }
             _ => SNAPSHOT_VERSION,
         };
         let (form, rest) = crate::versioned::decode::<u32>(bytes, version)?;
-        let with_changes = version != SNAPSHOT_VERSION_WITHOUT_CHANGES;
         match form {
             EMBEDDED => {
                 let (state, rest) = take::<ImState>(rest, "summaries")?;
                 // Not committed here: the node takes its local snapshot
                 // next, which commits (once) what was written.
-                self.install_embedded(state, rest, with_changes)?;
+                self.install_embedded(state, rest, version)?;
                 Ok(Restored::default())
             }
             IN_STORE => {
@@ -204,11 +209,11 @@ impl ImMachine {
         &mut self,
         state: ImState,
         rest: &[u8],
-        with_changes: bool,
+        version: u16,
     ) -> Result<(), RestoreError> {
         self.state = ImState::default();
         self.files = FileTable::default();
-        match self.write_embedded(&state, rest, with_changes) {
+        match self.write_embedded(&state, rest, version) {
             Ok(()) => {
                 self.state = state;
                 Ok(())
@@ -228,7 +233,7 @@ impl ImMachine {
         &mut self,
         state: &ImState,
         rest: &[u8],
-        with_changes: bool,
+        version: u16,
     ) -> Result<(), RestoreError> {
         let store_err = |e: HistoryError| RestoreError::History(e.to_string());
         self.history.clear().map_err(store_err)?;
@@ -265,8 +270,11 @@ impl ImMachine {
                 _ => {}
             }
         }
-        if with_changes {
-            self.write_changes(state, rest, &mut sum)?;
+        if version != SNAPSHOT_VERSION_WITHOUT_CHANGES {
+            rest = self.write_changes(state, rest, &mut sum)?;
+        }
+        if version == SNAPSHOT_VERSION {
+            (self.files.holdings, _) = take(rest, "file holdings")?;
         }
         if sum != state.history_sum {
             return Err(RestoreError::Malformed("the entries do not match their summary".into()));
@@ -276,17 +284,17 @@ impl ImMachine {
 
     /// Writes the change records encoded in `rest` (pages, ended by an
     /// empty one) into the store, adding each to `sum`.
-    fn write_changes(
+    fn write_changes<'a>(
         &mut self,
         state: &ImState,
-        mut rest: &[u8],
+        mut rest: &'a [u8],
         sum: &mut super::multiset_hash::MultisetHash,
-    ) -> Result<(), RestoreError> {
+    ) -> Result<&'a [u8], RestoreError> {
         loop {
             let (page, after) = take::<Vec<(RoomId, u64, u64)>>(rest, "change records")?;
             rest = after;
             if page.is_empty() {
-                return Ok(());
+                return Ok(rest);
             }
             for (room, change, seq) in page {
                 if state.rooms.get(&room).is_none_or(|r| seq == 0 || seq > r.last_seq) {

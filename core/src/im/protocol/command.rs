@@ -2,6 +2,7 @@
 
 use super::file::FileInfo;
 use super::room::{Role, RoomId, Visibility};
+use crate::files::FileId;
 use crate::im::identity::{Identity, IdentityError, UserId};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -147,6 +148,13 @@ pub enum Operation {
         /// A caption (may be empty; at most 16 KiB).
         caption: String,
     },
+    /// Replicas only: the author (a replica's key) holds `file`'s content,
+    /// synced. Clients' commands of this kind are refused at intake, and a
+    /// replica's only if it is the author.
+    HoldFile {
+        /// The content.
+        file: FileId,
+    },
 }
 
 /// What the author signs.
@@ -201,6 +209,9 @@ pub enum CommandError {
         /// This build's version.
         supported: u16,
     },
+    /// Only a replica may submit this operation, as itself.
+    #[error("only a replica may submit this, as itself")]
+    ReplicaOnly,
 }
 
 impl SignedCommand {

@@ -40,6 +40,11 @@ pub enum Receipt {
         /// The cursor.
         seq: u64,
     },
+    /// The author (a replica) is recorded as holding `file`.
+    Held {
+        /// The content.
+        file: FileId,
+    },
 }
 
 /// Why a command was refused. Deterministic: every replica refuses alike.
@@ -144,6 +149,9 @@ pub enum ImError {
         /// The file's size.
         size_bytes: u64,
     },
+    /// No replica holds the file's content yet: upload it first.
+    #[error("no replica holds this file's content: upload it first")]
+    FileNotStored,
 }
 
 /// The outcome of one applied command.

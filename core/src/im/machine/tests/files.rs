@@ -8,7 +8,19 @@ fn info(content: &[u8], name: &str) -> FileInfo {
     FileInfo { id: FileId::of(content), name: name.into(), media_type: "text/plain".into() }
 }
 
+/// A replica's key.
+fn replica() -> Identity {
+    Identity::from_secret([9; 32])
+}
+
+/// A replica records that it holds `file`.
+fn hold(fx: &mut Fx, file: FileId) {
+    fx.ok(&replica(), Operation::HoldFile { file });
+}
+
+/// Holds the content, then sends the file message.
 fn send_file(fx: &mut Fx, who: &Identity, r: &RoomId, file: FileInfo) -> Result<Receipt, ImError> {
+    hold(fx, file.id);
     fx.run(who, Operation::SendFile { to: Target::Room(r.clone()), file, caption: "see".into() })
 }
 
@@ -63,6 +75,7 @@ fn deleting_the_last_reference_releases_the_content_and_refunds_the_author() {
     let r = fx.public_room("r");
     fx.ok(&bob(), Operation::Join { room: r.clone() });
     let file = info(b"shared", "shared.txt");
+    hold(&mut fx, file.id);
     let first = fx.seq(
         &ann(),
         Operation::SendFile {
@@ -141,10 +154,8 @@ fn the_quota_bounds_each_user_and_bad_manifests_are_refused() {
     ));
     let mut too_big = huge(200);
     too_big.id.size_bytes += 1;
-    assert!(matches!(
-        send_file(&mut fx, &cat(), &r, too_big),
-        Err(ImError::BadFile(FileInfoError::TooLarge { .. }))
-    ));
+    let op = Operation::SendFile { to: Target::Room(r.clone()), file: too_big, caption: "".into() };
+    assert!(matches!(fx.run(&cat(), op), Err(ImError::BadFile(FileInfoError::TooLarge { .. }))));
     let long_caption = "x".repeat(limits::MESSAGE_BYTES_MAX + 1);
     let op = Operation::SendFile {
         to: Target::Room(r.clone()),
@@ -158,6 +169,8 @@ fn the_quota_bounds_each_user_and_bad_manifests_are_refused() {
 fn retries_place_a_file_once_and_captions_edit_and_react() {
     let mut fx = Fx::new();
     let r = fx.public_room("r");
+    hold(&mut fx, FileId::of(b"a"));
+    hold(&mut fx, FileId::of(b"d"));
     let op = Operation::SendFile {
         to: Target::Room(r.clone()),
         file: info(b"a", "a.txt"),
@@ -168,7 +181,7 @@ fn retries_place_a_file_once_and_captions_edit_and_react() {
     let again = fx.apply_body(&ann(), &body);
     assert!(again.duplicate);
     assert_eq!(first.result, again.result);
-    assert_eq!(fx.m.file_usage(ann().user()), 1, "charged once");
+    assert_eq!(fx.m.file_usage(ann().user()), 1, "charged once: {:?}", first.result);
     let Ok(Receipt::Appended { seq, .. }) = first.result else { panic!() };
     fx.ok(&bob(), Operation::Join { room: r.clone() });
     fx.ok(&ann(), Operation::Edit { room: r.clone(), seq, text: "two".into() });
@@ -210,4 +223,40 @@ fn snapshots_carry_references_and_usage() {
     assert!(!copy.may_fetch(bob().user(), kept.id));
     assert_eq!(copy.file_usage(ann().user()), 4);
     assert_eq!(copy.files, fx.m.files);
+}
+
+#[test]
+fn content_must_be_held_first_and_orphans_are_released_after_a_day() {
+    let mut fx = Fx::new();
+    let r = fx.public_room("r");
+    let file = info(b"late", "late.txt");
+    let op = |file: &FileInfo| Operation::SendFile {
+        to: Target::Room(r.clone()),
+        file: file.clone(),
+        caption: String::new(),
+    };
+    assert_eq!(fx.run(&ann(), op(&file)), Err(ImError::FileNotStored));
+    let held = fx.ok(&replica(), Operation::HoldFile { file: file.id });
+    assert_eq!(held, Receipt::Held { file: file.id });
+    fx.ok(&Identity::from_secret([8; 32]), Operation::HoldFile { file: file.id });
+    assert_eq!(fx.m.file_holders(file.id).len(), 2);
+    fx.ok(&ann(), op(&file));
+
+    // Content nobody sends is released a day after it was first held; sent
+    // content is not.
+    let orphan = FileId::of(b"orphan");
+    hold(&mut fx, orphan);
+    fx.clock_ms += limits::ORPHAN_HOLD_MS + 1;
+    let body = fx.body(Operation::Send { to: Target::Room(r.clone()), text: "tick".into() });
+    let response = fx.apply_body(&ann(), &body);
+    assert!(response.events.contains(&ImEvent::FileReleased { file: orphan }));
+    assert!(fx.m.file_holders(orphan).is_empty());
+    assert_eq!(fx.m.file_holders(file.id).len(), 2, "referenced content stays held");
+    let late = FileInfo { id: orphan, ..file.clone() };
+    assert_eq!(fx.run(&ann(), op(&late)), Err(ImError::FileNotStored));
+    // Deleting the last message releases the content and its holders.
+    let mut copy = ImMachine::default();
+    copy.restore(&fx.m.snapshot(crate::ids::LogIndex(fx.index), &[])).unwrap();
+    assert_eq!(copy.digest(), fx.m.digest(), "holdings travel in snapshots");
+    assert_eq!(copy.file_holders(file.id), fx.m.file_holders(file.id));
 }

@@ -635,17 +635,26 @@ fn changes_are_numbered_in_log_order_and_travel_in_snapshots() {
     assert_eq!(copy.changes(&r, 0, 10).unwrap(), expected);
     assert_eq!(copy.digest(), fx.m.digest(), "the digest covers change records");
 
-    // The previous release's snapshots (version 2: no change records, so
-    // no empty last page either) still restore.
+    // Earlier releases' snapshots still restore: version 3 (no file
+    // holdings after the change records) and version 2 (no change records,
+    // so no empty last page either).
     let mut fresh = Fx::new();
     let r = fresh.public_room("r");
     fresh.send(&ann(), &r, "x").unwrap();
-    let v3 = fresh.m.snapshot(crate::ids::LogIndex(fresh.index), &[]);
-    assert_eq!((v3[0], v3[v3.len() - 1]), (3, 0), "version 3, then an empty page of changes");
-    let v2 = [&[2u8][..], &v3[1..v3.len() - 1]].concat();
-    let mut old = ImMachine::default();
-    old.restore(&v2).unwrap();
-    assert_eq!(old.digest(), fresh.m.digest());
+    let v4 = fresh.m.snapshot(crate::ids::LogIndex(fresh.index), &[]);
+    let n = v4.len();
+    assert_eq!(
+        (v4[0], &v4[n - 4..]),
+        (4, &[0, 0, 0, 0][..]),
+        "version 4, an empty page, no holdings"
+    );
+    let v3 = [&[3u8][..], &v4[1..n - 3]].concat();
+    let v2 = [&[2u8][..], &v4[1..n - 4]].concat();
+    for old_form in [v3.clone(), v2] {
+        let mut old = ImMachine::default();
+        old.restore(&old_form).unwrap();
+        assert_eq!(old.digest(), fresh.m.digest());
+    }
     // A change record naming an entry the snapshot lacks is refused.
     let mut bad = v3[..v3.len() - 1].to_vec();
     bad.extend(postcard::to_allocvec(&vec![(r.clone(), 77u64, 99u64)]).unwrap());
