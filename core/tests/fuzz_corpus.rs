@@ -132,6 +132,20 @@ fn write_seed_corpus() {
             "admin_add",
             &encode(&AdminRequest::Add { replica: record, learner: true }),
         );
+        {
+            use kith_core::files::{ChunkResponse, FileId};
+            use kith_core::wire::chunk_protocol::{ChunkAnswer, ChunkRequest};
+            let file = FileId { root: [5; 32], size_bytes: 100_000 };
+            let request = ChunkRequest { file, first_group: 2, group_count: 3 };
+            write("wire_decode", "chunk_request", &request.encode());
+            let groups = ChunkResponse {
+                first_group: 2,
+                group_count: 1,
+                encoded: Bytes::from_static(&[9; 80]),
+            };
+            write("wire_decode", "chunk_answer", &ChunkAnswer::Groups(groups).encode());
+            write("wire_decode", "chunk_not_here", &ChunkAnswer::NotHere.encode());
+        }
         let ann = Identity::from_secret([1; 32]);
         let body = PresenceBody { status: PresenceStatus::Away, issued_at_ms: 5, ttl_ms: 60_000 };
         write("wire_decode", "presence_gossip", &encode(&SignedPresence::sign(&ann, &body)));

@@ -22,7 +22,7 @@ where
 
 /// `wire_decode`: every decoder that sees network bytes (Raft frames, the
 /// client protocol, the live-subscription stream, the replica and admin
-/// protocols, gossiped presence) never panics, and what decodes survives an
+/// protocols, the chunk protocol, gossiped presence) never panics, and what decodes survives an
 /// encode/decode round trip unchanged. Sizes are bounded by the decoders'
 /// frame limit, checked before decoding.
 pub fn wire_decode(data: &[u8]) {
@@ -44,6 +44,15 @@ pub fn wire_decode(data: &[u8]) {
     replica_round_trip::<SignedPresence>(data);
     replica_round_trip::<crate::im::typing::SignedTyping>(data);
     replica_round_trip::<Vec<ReplicaRecord>>(data);
+    {
+        use crate::wire::chunk_protocol::{ChunkAnswer, ChunkRequest};
+        if let Ok(request) = ChunkRequest::decode(data) {
+            assert_eq!(ChunkRequest::decode(&request.encode()).as_ref(), Ok(&request));
+        }
+        if let Ok(answer) = ChunkAnswer::decode(data) {
+            assert_eq!(ChunkAnswer::decode(&answer.encode()).as_ref(), Ok(&answer));
+        }
+    }
     if let Ok(frame) = PeerFrame::decode(data) {
         let again = PeerFrame::decode(&frame.encode()).expect("a re-encoded peer frame decodes");
         assert_eq!(again, frame);

@@ -1,6 +1,7 @@
 //! The wire formats: Raft frames between replicas (this module), the client
 //! protocol (`client_protocol`), and the replica and admin protocols
-//! (`replica_protocol`). Pure types and codecs; docs/PROTOCOL.md specifies
+//! (`replica_protocol`), the chunk protocol for file content
+//! (`chunk_protocol`). Pure types and codecs; docs/PROTOCOL.md specifies
 //! each byte by byte.
 //!
 //! Every Raft frame is `postcard(version: u16)` followed by `postcard(PeerFrame)`.
@@ -8,6 +9,7 @@
 //! clear refusal naming both versions instead of a confusing decode error.
 //! docs/PROTOCOL.md specifies the layout byte by byte.
 
+pub mod chunk_protocol;
 pub mod client_protocol;
 mod raft_message;
 pub mod replica_protocol;
