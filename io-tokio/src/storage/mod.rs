@@ -10,15 +10,18 @@
 //! - `history.redb`: room entries and message ids, with the state machine's
 //!   summaries as of its last commit (see [`HistoryDb`]). The log's
 //!   snapshots refer to it instead of copying the history.
+//! - `blobs/`: file content, partial and complete ([`BlobStore`]).
 //!
 //! Writes go through one writer thread that group-commits: it appends every
 //! batch waiting, calls `fdatasync` once, and only then reports the batches
 //! durable, so nothing is acknowledged before it is on disk.
 
+mod blob_store;
 mod history_db;
 mod segment_log;
 mod writer;
 
+pub use blob_store::{BlobError, BlobStore, PartialBlob};
 pub use history_db::HistoryDb;
 pub use segment_log::{SegmentLog, StorageError};
 pub use writer::{DiskWriter, WriteReport};

@@ -1,0 +1,213 @@
+//! File content on disk: a content-addressed store of blobs, each named by
+//! its [`FileId`]. It carries out what the core decides (the download state
+//! machine's writes and progress records; the final check that the bytes
+//! are the file) and keeps nothing the core should rule on.
+//!
+//! Layout, under the store's directory:
+//! - `partial/<id>/data`: the content being fetched, written at offsets.
+//! - `partial/<id>/progress`: the core's progress record (replaced
+//!   atomically: written beside, synced, renamed, directory synced).
+//! - `complete/<id>/data` and `complete/<id>/outboard`: a finished blob and
+//!   its BLAKE3 hash tree (bao-tree's post-order outboard), which every
+//!   read checks, so a damaged copy is never served.
+//!
+//! A blob moves from `partial` to `complete` by one directory rename, after
+//! its data and outboard are synced: a crash leaves either a partial blob
+//! (resumed from its record) or a complete one, never a half-finished one.
+
+use bytes::Bytes;
+use kith_core::files::download::ResumeError;
+use kith_core::files::{
+    build_outboard, ChunkResponse, Download, FileId, Geometry, OutboardError, ServeError,
+};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufReader, Write};
+use std::ops::Range;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+/// Why the store could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BlobError {
+    /// The disk refused (full, read-only, gone).
+    #[error("blob store at {path}: {source}")]
+    Io {
+        /// Where.
+        path: PathBuf,
+        /// What the disk said.
+        source: io::Error,
+    },
+    /// The bytes written are not the file: the partial blob is discarded.
+    #[error("the fetched bytes are not the file ({0}); fetch it again")]
+    NotTheFile(OutboardError),
+    /// The file id is out of range.
+    #[error(transparent)]
+    File(#[from] kith_core::files::FileIdError),
+}
+
+/// The blob store of one process.
+#[derive(Debug, Clone)]
+pub struct BlobStore {
+    dir: PathBuf,
+}
+
+/// A blob being fetched: where its bytes and progress go.
+#[derive(Debug)]
+pub struct PartialBlob {
+    file: FileId,
+    dir: PathBuf,
+    data: File,
+}
+
+fn io_at(path: &Path) -> impl FnOnce(io::Error) -> BlobError + '_ {
+    move |source| BlobError::Io { path: path.to_path_buf(), source }
+}
+
+/// Makes a rename or creation in `dir` durable.
+fn sync_dir(dir: &Path) -> Result<(), BlobError> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io_at(dir))
+}
+
+impl BlobStore {
+    /// Opens (creating) the store in `dir`.
+    pub fn open(dir: impl Into<PathBuf>) -> Result<BlobStore, BlobError> {
+        let dir = dir.into();
+        for sub in ["partial", "complete"] {
+            let path = dir.join(sub);
+            fs::create_dir_all(&path).map_err(io_at(&path))?;
+        }
+        Ok(BlobStore { dir })
+    }
+
+    fn complete_dir(&self, file: FileId) -> PathBuf {
+        self.dir.join("complete").join(file.to_string())
+    }
+
+    fn partial_dir(&self, file: FileId) -> PathBuf {
+        self.dir.join("partial").join(file.to_string())
+    }
+
+    /// Whether the store holds all of `file`.
+    pub fn has(&self, file: FileId) -> bool {
+        self.complete_dir(file).join("outboard").is_file()
+    }
+
+    /// Starts or resumes fetching `file`: the download state machine, from
+    /// the saved progress record if there is a usable one (a damaged record
+    /// is reported and the fetch starts over: nothing was ever acknowledged
+    /// for a partial blob), and where its bytes go.
+    pub fn start<S: Ord + Clone>(
+        &self,
+        file: FileId,
+    ) -> Result<(Download<S>, PartialBlob, Option<ResumeError>), BlobError> {
+        let dir = self.partial_dir(file);
+        fs::create_dir_all(&dir).map_err(io_at(&dir))?;
+        let data_path = dir.join("data");
+        let data = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&data_path)
+            .map_err(io_at(&data_path))?;
+        let (download, damaged) = match fs::read(dir.join("progress")) {
+            Ok(saved) => match Download::resume(file, &saved) {
+                Ok(d) => (d, None),
+                Err(e) => (Download::new(file)?, Some(e)),
+            },
+            Err(e) if e.kind() == io::ErrorKind::NotFound => (Download::new(file)?, None),
+            Err(e) => return Err(BlobError::Io { path: dir.join("progress"), source: e }),
+        };
+        Ok((download, PartialBlob { file, dir, data }, damaged))
+    }
+
+    /// Encodes `groups` of a complete blob, checking them against the root:
+    /// a damaged copy answers [`ServeError::Damaged`] and sends nothing.
+    pub fn read(&self, file: FileId, groups: Range<u64>) -> Result<ChunkResponse, ServeError> {
+        let geometry = Geometry::new(file)
+            .map_err(|_| ServeError::OutOfRange { groups: groups.clone(), total: 0 })?;
+        let dir = self.complete_dir(file);
+        let data = File::open(dir.join("data"))?;
+        let outboard = File::open(dir.join("outboard"))?;
+        ChunkResponse::encode(&geometry, groups, &data, &outboard)
+    }
+
+    /// Removes `file`, complete or partial (released content, or a damaged
+    /// copy before it is fetched again).
+    pub fn remove(&self, file: FileId) -> Result<(), BlobError> {
+        for dir in [self.complete_dir(file), self.partial_dir(file)] {
+            match fs::remove_dir_all(&dir) {
+                Ok(()) => sync_dir(dir.parent().expect("inside the store"))?,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(BlobError::Io { path: dir, source: e }),
+            }
+        }
+        Ok(())
+    }
+}
+
+impl PartialBlob {
+    /// Writes verified bytes at `offset` and syncs them (the core's
+    /// `Output::Write`; report `Input::Written` after, or `WriteFailed`).
+    pub fn write(&self, offset: u64, data: &[u8]) -> Result<(), BlobError> {
+        let path = self.dir.join("data");
+        self.data.write_all_at(data, offset).map_err(io_at(&path))?;
+        self.data.sync_data().map_err(io_at(&path))
+    }
+
+    /// Replaces the progress record (the core's `Output::SaveProgress`):
+    /// written beside, synced, renamed over, directory synced.
+    pub fn save_progress(&self, record: &Bytes) -> Result<(), BlobError> {
+        let tmp = self.dir.join("progress.tmp");
+        let mut f = File::create(&tmp).map_err(io_at(&tmp))?;
+        f.write_all(record).and_then(|()| f.sync_data()).map_err(io_at(&tmp))?;
+        let path = self.dir.join("progress");
+        fs::rename(&tmp, &path).map_err(io_at(&path))?;
+        sync_dir(&self.dir)
+    }
+
+    /// After `Output::Completed`: builds the hash tree from the bytes on
+    /// disk, which checks the root once more, syncs it and moves the blob
+    /// into the complete store. Bytes that are not the file (the disk
+    /// changed them under us) discard the partial blob.
+    pub fn finish(self, store: &BlobStore) -> Result<(), BlobError> {
+        let geometry = Geometry::new(self.file)?;
+        let data_path = self.dir.join("data");
+        self.data.set_len(self.file.size_bytes).map_err(io_at(&data_path))?;
+        let outboard_path = self.dir.join("outboard");
+        let mut outboard =
+            io::BufWriter::new(File::create(&outboard_path).map_err(io_at(&outboard_path))?);
+        let reader = BufReader::with_capacity(
+            256 * 1024,
+            File::open(&data_path).map_err(io_at(&data_path))?,
+        );
+        if let Err(e) = build_outboard(&geometry, reader, &mut outboard) {
+            let _ = fs::remove_dir_all(&self.dir);
+            return Err(match e {
+                OutboardError::Io(source) => BlobError::Io { path: data_path, source },
+                mismatch => BlobError::NotTheFile(mismatch),
+            });
+        }
+        let outboard = outboard
+            .into_inner()
+            .map_err(|e| BlobError::Io { path: outboard_path.clone(), source: e.into_error() })?;
+        outboard.sync_all().map_err(io_at(&outboard_path))?;
+        self.data.sync_all().map_err(io_at(&data_path))?;
+        let _ = fs::remove_file(self.dir.join("progress"));
+        let target = store.complete_dir(self.file);
+        match fs::rename(&self.dir, &target) {
+            Ok(()) => {}
+            // Someone finished the same content first: ours is a duplicate.
+            Err(_) if store.has(self.file) => {
+                let _ = fs::remove_dir_all(&self.dir);
+            }
+            Err(e) => return Err(BlobError::Io { path: target, source: e }),
+        }
+        sync_dir(&store.dir.join("partial"))?;
+        sync_dir(&store.dir.join("complete"))
+    }
+}
+
+#[cfg(test)]
+mod tests;
