@@ -34,13 +34,16 @@ pub(crate) enum AskerKind {
     Operator,
     /// A replica that forwarded its operator's request.
     ForwardingOperator,
+    /// This replica, about itself (`HoldFile`): the answer is dropped, as
+    /// the log is what counts.
+    Itself,
 }
 
 impl Asker {
     /// Whether the request came straight from its author (not forwarded):
     /// only those may be forwarded on, so a request travels one hop at most.
     pub fn is_direct(&self) -> bool {
-        matches!(self.kind, AskerKind::Client { .. } | AskerKind::Operator)
+        matches!(self.kind, AskerKind::Client { .. } | AskerKind::Operator | AskerKind::Itself)
     }
 
     /// Encodes a client answer for this asker.
@@ -50,7 +53,7 @@ impl Asker {
             AskerKind::ForwardingReplica => {
                 replica_protocol::encode(&PeerResponse::Forwarded(response))
             }
-            AskerKind::Operator | AskerKind::ForwardingOperator => {
+            AskerKind::Operator | AskerKind::ForwardingOperator | AskerKind::Itself => {
                 unreachable!("client answers go to client askers only")
             }
         }
@@ -63,7 +66,7 @@ impl Asker {
             AskerKind::ForwardingOperator => {
                 replica_protocol::encode(&PeerResponse::Admin(response))
             }
-            AskerKind::Client { .. } | AskerKind::ForwardingReplica => {
+            AskerKind::Client { .. } | AskerKind::ForwardingReplica | AskerKind::Itself => {
                 unreachable!("admin answers go to admin askers only")
             }
         }

@@ -121,4 +121,31 @@ pub enum ServiceInput {
         /// Its name for people (a PeerId's text).
         name: String,
     },
+    /// A chunk request (`/kith/chunks/1`) from a connection authenticated
+    /// as `user` (a client, or a replica by its key).
+    ChunkRequested {
+        /// Who awaits the answer.
+        asker: AskerId,
+        /// The connection's key.
+        user: Option<UserId>,
+        /// The request frame.
+        frame: Bytes,
+    },
+    /// The blob store holds all of `file`: synced, its hash tree built and
+    /// checked against the root (after an upload or a `FetchFile`).
+    BlobStored {
+        /// The content.
+        file: crate::files::FileId,
+    },
+    /// Serving `file` found the stored copy damaged (the driver answered
+    /// that request `NotHere`).
+    BlobDamaged {
+        /// The content.
+        file: crate::files::FileId,
+    },
+    /// A `FetchFile` gave up: no source could serve it.
+    FetchFailed {
+        /// The content.
+        file: crate::files::FileId,
+    },
 }

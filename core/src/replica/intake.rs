@@ -103,6 +103,12 @@ impl ReplicaService {
     }
 
     pub(super) fn answer(&mut self, asker: Asker, response: ClientResponse) {
+        if asker.kind == AskerKind::Itself {
+            if !matches!(&response, ClientResponse::Applied(o) if o.result.is_ok()) {
+                tracing::warn!(?response, "this replica's own command did not apply");
+            }
+            return;
+        }
         let frame = asker.client_answer(response);
         self.outputs.push_back(ServiceOutput::Respond { asker: asker.id, frame });
     }

@@ -44,6 +44,7 @@
 mod admin;
 mod answers;
 mod asker;
+mod files;
 mod gossip;
 mod input;
 mod intake;
@@ -84,6 +85,10 @@ pub struct ServiceConfig {
     /// Replicas this one was told to join through (trusted for Raft
     /// traffic and their directory until it has a configuration).
     pub join_targets: Vec<NodeId>,
+    /// The replica's own key (its libp2p identity), to say in the log
+    /// which file content it holds. Without it the replica stores and
+    /// serves nothing of its own.
+    pub identity: Option<crate::im::identity::Identity>,
     /// Test-only rule breakers.
     #[cfg(feature = "bug-switches")]
     pub bugs: crate::bugs::BugSwitches,
@@ -118,6 +123,9 @@ pub struct ReplicaService {
     next_outbound: u64,
     outputs: VecDeque<ServiceOutput>,
     metrics: ServiceMetrics,
+    identity: Option<crate::im::identity::Identity>,
+    /// Contents the driver is fetching for this replica.
+    fetching: BTreeSet<crate::files::FileId>,
     /// When this replica last knew a leader (or started).
     leader_known_at: Instant,
     #[cfg(feature = "bug-switches")]
@@ -155,6 +163,8 @@ impl ReplicaService {
             next_outbound: 0,
             outputs: VecDeque::new(),
             metrics: ServiceMetrics::default(),
+            identity: config.identity,
+            fetching: BTreeSet::new(),
             leader_known_at: now,
             #[cfg(feature = "bug-switches")]
             bugs: config.bugs,
@@ -212,6 +222,12 @@ impl ReplicaService {
                 self.admission.vouched.insert(id);
                 self.names.insert(id, name);
             }
+            ServiceInput::ChunkRequested { asker, user, frame } => {
+                self.on_chunk_request(asker, user, &frame)
+            }
+            ServiceInput::BlobStored { file } => self.on_blob_stored(file),
+            ServiceInput::BlobDamaged { file } => self.on_blob_damaged(file),
+            ServiceInput::FetchFailed { file } => self.on_fetch_failed(file),
         }
     }
 
@@ -277,6 +293,7 @@ impl ReplicaService {
             }
             Output::Applied { index, term, position, proposal, response } => {
                 self.live.hub.on_events(self.node.state_machine(), &response.events);
+                self.on_file_events(&response.events);
                 let asked = proposal.and_then(|p| self.proposals.remove(&p));
                 let waited = asked.map(|(_, since)| self.now.saturating_since(since));
                 if let Some((asker, _)) = asked {

@@ -117,4 +117,30 @@ pub enum ServiceOutput {
         /// Why.
         reason: String,
     },
+    /// Read `groups` of `file` from the blob store (checking them against
+    /// the root) and answer `asker` with `ChunkAnswer::Groups`; if the copy
+    /// is damaged, answer `ChunkAnswer::NotHere` and report `BlobDamaged`.
+    ServeChunks {
+        /// Who awaits the chunks.
+        asker: AskerId,
+        /// The content.
+        file: crate::files::FileId,
+        /// Which groups.
+        groups: std::ops::Range<u64>,
+    },
+    /// Fetch `file` into the blob store from these replicas (a
+    /// `files::Download` whose sources they are), then report
+    /// `BlobStored`, or `FetchFailed` if it gives up.
+    FetchFile {
+        /// The content.
+        file: crate::files::FileId,
+        /// Replicas that hold it.
+        sources: Vec<NodeId>,
+    },
+    /// Delete `file` from the blob store (released by the log, or damaged),
+    /// and stop fetching it.
+    RemoveBlob {
+        /// The content.
+        file: crate::files::FileId,
+    },
 }

@@ -101,14 +101,14 @@ impl FileTable {
         false
     }
 
-    /// Records that `replica` holds `file`; refused when too much content
-    /// nobody refers to is held already.
+    /// Records that `replica` holds `file` (true if it was not recorded
+    /// yet); refused when too much content nobody refers to is held already.
     pub(crate) fn hold(
         &mut self,
         file: FileId,
         replica: UserId,
         now_ms: u64,
-    ) -> Result<(), ImError> {
+    ) -> Result<bool, ImError> {
         let h = &mut self.holdings;
         let referenced = self.files.contains_key(&file);
         if !referenced && !h.orphan_since_ms.contains_key(&file) {
@@ -118,8 +118,7 @@ impl FileTable {
             h.orphans.insert((now_ms, file));
             h.orphan_since_ms.insert(file, now_ms);
         }
-        h.holders.entry(file).or_default().insert(replica);
-        Ok(())
+        Ok(h.holders.entry(file).or_default().insert(replica))
     }
 
     /// The replicas that hold `file`.

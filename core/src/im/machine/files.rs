@@ -60,7 +60,9 @@ impl ImMachine {
                 max: limits::FILE_BYTES_MAX,
             }));
         }
-        self.files.hold(file, ctx.author, ctx.now_ms)?;
+        if self.files.hold(file, ctx.author, ctx.now_ms)? {
+            ctx.events.push(ImEvent::FileHeld { file, holder: ctx.author });
+        }
         Ok(Receipt::Held { file })
     }
 

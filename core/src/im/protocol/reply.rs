@@ -201,4 +201,11 @@ pub enum ImEvent {
         /// The file.
         file: FileId,
     },
+    /// A replica (`holder`, its key) holds `file` from now on.
+    FileHeld {
+        /// The file.
+        file: FileId,
+        /// The replica's key.
+        holder: UserId,
+    },
 }

@@ -268,7 +268,7 @@ impl SubscriptionHub {
                 | ImEvent::Updated { room, .. }
                 | ImEvent::Read { room, .. } => room,
                 // Not a room's change: for the replica's blob store.
-                ImEvent::FileReleased { .. } => continue,
+                ImEvent::FileReleased { .. } | ImEvent::FileHeld { .. } => continue,
             };
             for (id, s) in self.subscribers.iter_mut() {
                 let Some(f) = s.rooms.get_mut(room) else { continue };

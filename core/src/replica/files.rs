@@ -1,0 +1,149 @@
+//! File content around a replica: who may fetch what from it, what it
+//! fetches from the others, what it reclaims, and when it tells the log
+//! that it holds a content. The blob store and the transfers are the
+//! driver's; every decision is here.
+//!
+//! Rules:
+//! - A client may fetch a content while it may read a live entry that
+//!   refers to it (`ImMachine::may_fetch`); a member replica may fetch any
+//!   content the log refers to or records as held (it replicates). Anyone
+//!   else is `Forbidden`. A replica serves only what the log says it holds.
+//! - When the log refers to a content this replica does not hold, it
+//!   fetches it from the holders the log names; once the driver reports it
+//!   stored (synced, checked), the replica submits `HoldFile` as itself.
+//! - When the log releases a content, the replica removes its copy; a copy
+//!   found damaged is removed and fetched again.
+
+use super::asker::{Asker, AskerId, AskerKind};
+use super::intake::Origin;
+use super::output::ServiceOutput;
+use super::ReplicaService;
+use crate::files::FileId;
+use crate::ids::NodeId;
+use crate::im::identity::UserId;
+use crate::im::protocol::{
+    CommandBody, EntryKind, ImEvent, Operation, SignedCommand, IM_PROTOCOL_VERSION,
+};
+use crate::wire::chunk_protocol::{ChunkAnswer, ChunkRequest};
+
+impl ReplicaService {
+    /// A chunk request from a connection authenticated as `user`.
+    pub(super) fn on_chunk_request(&mut self, asker: AskerId, user: Option<UserId>, frame: &[u8]) {
+        let answer = |s: &mut ReplicaService, answer: ChunkAnswer| {
+            let frame = answer.encode();
+            s.outputs.push_back(ServiceOutput::Respond { asker, frame });
+        };
+        let request = match ChunkRequest::decode(frame) {
+            Ok(r) => r,
+            Err(e) => return answer(self, ChunkAnswer::Refused(e.to_string())),
+        };
+        let file = request.file;
+        let machine = self.node.state_machine();
+        let allowed = user.is_some_and(|user| {
+            if self.node.membership().contains(user.node_id()) {
+                machine.is_file_referenced(file) || !machine.file_holders(file).is_empty()
+            } else {
+                machine.may_fetch(user, file)
+            }
+        });
+        if !allowed {
+            return answer(self, ChunkAnswer::Forbidden);
+        }
+        if !self.holds(file) {
+            return answer(self, ChunkAnswer::NotHere);
+        }
+        let groups = request.groups();
+        self.outputs.push_back(ServiceOutput::ServeChunks { asker, file, groups });
+    }
+
+    /// Whether the log records this replica as holding `file`.
+    fn holds(&self, file: FileId) -> bool {
+        let me = self.node.id();
+        self.node.state_machine().file_holders(file).iter().any(|h| h.node_id() == me)
+    }
+
+    /// The driver stored `file` (synced, its hash tree built and checked).
+    pub(super) fn on_blob_stored(&mut self, file: FileId) {
+        self.fetching.remove(&file);
+        if self.holds(file) {
+            return;
+        }
+        let Some(identity) = &self.identity else {
+            tracing::warn!(%file, "stored a file but has no key to say so in the log");
+            return;
+        };
+        // The id is fixed by who, what and when: a repeat within the same
+        // millisecond is the same command, a later one (after a release
+        // and a new upload) a new one.
+        let issued_at_ms = self.now.as_micros() / 1000;
+        let mut id = blake3::Hasher::new();
+        id.update(&self.node.id().get().to_le_bytes());
+        id.update(&file.root);
+        id.update(&file.size_bytes.to_le_bytes());
+        id.update(&issued_at_ms.to_le_bytes());
+        let id: [u8; 16] = id.finalize().as_bytes()[..16].try_into().expect("16 bytes");
+        let body = CommandBody {
+            version: IM_PROTOCOL_VERSION,
+            command_id: uuid::Uuid::from_bytes(id),
+            issued_at_ms,
+            op: Operation::HoldFile { file },
+        };
+        let command = SignedCommand::sign(identity, &body);
+        let asker = Asker { id: AskerId(u64::MAX), kind: AskerKind::Itself };
+        let me = self.node.id();
+        self.submit(command, asker, Origin::Replica(me));
+    }
+
+    /// The driver found its copy of `file` damaged: drop it and fetch it
+    /// again (it no longer serves it meanwhile: the answer is `NotHere`).
+    pub(super) fn on_blob_damaged(&mut self, file: FileId) {
+        self.outputs.push_back(ServiceOutput::RemoveBlob { file });
+        self.fetching.remove(&file);
+        self.fetch_if_needed(file, true);
+    }
+
+    /// The driver gave up fetching `file` (no source could serve it); a
+    /// later holder record starts it again.
+    pub(super) fn on_fetch_failed(&mut self, file: FileId) {
+        self.fetching.remove(&file);
+    }
+
+    /// Reacts to what an applied command did to files.
+    pub(super) fn on_file_events(&mut self, events: &[ImEvent]) {
+        for event in events {
+            match event {
+                ImEvent::FileReleased { file } => {
+                    self.fetching.remove(file);
+                    self.outputs.push_back(ServiceOutput::RemoveBlob { file: *file });
+                }
+                ImEvent::FileHeld { file, .. } => self.fetch_if_needed(*file, false),
+                ImEvent::Appended { entry, .. } => {
+                    if let EntryKind::File(f) = &entry.kind {
+                        self.fetch_if_needed(f.file.id, false);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Starts fetching `file` from its holders if the log refers to it and
+    /// this replica lacks it (`damaged`: it lacks it whatever the log says).
+    fn fetch_if_needed(&mut self, file: FileId, damaged: bool) {
+        let machine = self.node.state_machine();
+        if !machine.is_file_referenced(file) || self.fetching.contains(&file) {
+            return;
+        }
+        if self.holds(file) && !damaged {
+            return;
+        }
+        let me = self.node.id();
+        let sources: Vec<NodeId> =
+            machine.file_holders(file).iter().map(UserId::node_id).filter(|n| *n != me).collect();
+        if sources.is_empty() {
+            return;
+        }
+        self.fetching.insert(file);
+        self.outputs.push_back(ServiceOutput::FetchFile { file, sources });
+    }
+}
