@@ -220,6 +220,14 @@ pub const ORPHAN_FILES_MAX: usize = 100_000;
 /// the next commands), so no apply does unbounded work.
 pub const ORPHANS_EXPIRED_PER_COMMAND_MAX: usize = 16;
 
+/// How long a replica holds back a `SendFile`'s answer waiting for its
+/// content to be stored on a majority, in ms; then the client is told to
+/// retry (the same command, a duplicate, waits again).
+pub const FILE_STORED_WAIT_MS: u64 = 60_000;
+
+/// File sends one replica remembers or holds answers for at once.
+pub const FILE_SENDS_PENDING_MAX: usize = 1024;
+
 /// Entries that may refer to one file's content at once.
 pub const FILE_REFERENCES_MAX: usize = 100_000;
 

@@ -110,6 +110,12 @@ impl ReplicaService {
 
     /// Reacts to what an applied command did to files.
     pub(super) fn on_file_events(&mut self, events: &[ImEvent]) {
+        let stored_or_released = events
+            .iter()
+            .any(|e| matches!(e, ImEvent::FileHeld { .. } | ImEvent::FileReleased { .. }));
+        if stored_or_released {
+            self.release_stored_sends();
+        }
         for event in events {
             match event {
                 ImEvent::FileReleased { file } => {

@@ -73,6 +73,10 @@ impl ReplicaService {
         if replica_only && !as_itself {
             return self.answer(asker, ClientResponse::Refused(CommandError::ReplicaOnly));
         }
+        if let (Operation::SendFile { file, .. }, AskerKind::Client { .. }) = (&body.op, asker.kind)
+        {
+            self.note_file_send(asker.id, file.id);
+        }
         match self.node.submit(self.now, &command) {
             Ok(proposal) => {
                 self.proposals.insert(proposal, (asker, self.now));
@@ -102,7 +106,15 @@ impl ReplicaService {
         OutboundId(self.next_outbound)
     }
 
+    /// Answers a client (a file send's success waits for its content to
+    /// be stored on a majority: `file_sends`).
     pub(super) fn answer(&mut self, asker: Asker, response: ClientResponse) {
+        if !self.hold_file_send(asker, &response) {
+            self.answer_now(asker, response);
+        }
+    }
+
+    pub(super) fn answer_now(&mut self, asker: Asker, response: ClientResponse) {
         if asker.kind == AskerKind::Itself {
             if !matches!(&response, ClientResponse::Applied(o) if o.result.is_ok()) {
                 tracing::warn!(?response, "this replica's own command did not apply");

@@ -44,6 +44,7 @@
 mod admin;
 mod answers;
 mod asker;
+mod file_sends;
 mod files;
 mod gossip;
 mod input;
@@ -126,6 +127,7 @@ pub struct ReplicaService {
     identity: Option<crate::im::identity::Identity>,
     /// Contents the driver is fetching for this replica.
     fetching: BTreeSet<crate::files::FileId>,
+    file_sends: file_sends::FileSends,
     /// When this replica last knew a leader (or started).
     leader_known_at: Instant,
     #[cfg(feature = "bug-switches")]
@@ -165,6 +167,7 @@ impl ReplicaService {
             metrics: ServiceMetrics::default(),
             identity: config.identity,
             fetching: BTreeSet::new(),
+            file_sends: file_sends::FileSends::default(),
             leader_known_at: now,
             #[cfg(feature = "bug-switches")]
             bugs: config.bugs,
@@ -238,6 +241,7 @@ impl ReplicaService {
             self.node.handle_timeout(now);
         }
         self.presence.expire(now);
+        self.expire_file_sends();
     }
 
     /// The next command for the driver, if any.
@@ -253,7 +257,10 @@ impl ReplicaService {
 
     /// When [`Self::handle_timeout`] should next be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        [self.node.poll_timeout(), self.presence.poll_timeout()].into_iter().flatten().min()
+        [self.node.poll_timeout(), self.presence.poll_timeout(), self.file_sends_timeout()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// The Raft node (read-only: status, metrics, checkers).
@@ -315,6 +322,8 @@ impl ReplicaService {
                     let status = self.cluster_status();
                     self.answer_admin(asker, AdminResponse::Changed(status));
                 }
+                // Fewer voters may make a majority of holders.
+                self.release_stored_sends();
                 ServiceOutput::MembershipChanged { index, membership }
             }
             Output::ReadReady { read, result, .. } => {

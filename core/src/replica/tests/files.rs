@@ -1,0 +1,174 @@
+//! Files around the replicas: serving, fetching, holding, reclaiming, and
+//! a send answered only once its content is on a majority.
+
+use super::*;
+use crate::files::FileId;
+use crate::im::protocol::{FileInfo, ImError, Receipt, RoomId, Target, Visibility};
+use crate::wire::chunk_protocol::{ChunkAnswer, ChunkRequest};
+
+/// `who` signs `op` as command `n`.
+fn signed(who: &Identity, n: u128, op: Operation) -> SignedCommand {
+    let body = CommandBody {
+        version: IM_PROTOCOL_VERSION,
+        command_id: uuid::Uuid::from_u128(n),
+        issued_at_ms: START_MS,
+        op,
+    };
+    SignedCommand::sign(who, &body)
+}
+
+impl Pair {
+    /// A chunk request at `at` from a connection of `user`: the answer the
+    /// service gave, or `None` when it handed the request to the driver to
+    /// serve (`ServeChunks`).
+    fn chunks(&mut self, at: NodeId, user: UserId, file: FileId) -> Option<ChunkAnswer> {
+        let asker = self.asker();
+        let request = ChunkRequest { file, first_group: 0, group_count: 1 };
+        let frame = Bytes::from(request.encode());
+        let served = self.file_outputs.len();
+        self.input(at, ServiceInput::ChunkRequested { asker, user: Some(user), frame });
+        if let Some((_, _, frame)) = self.answers.iter().find(|(_, a, _)| *a == asker) {
+            return Some(ChunkAnswer::decode(frame).expect("an answer frame"));
+        }
+        let serve = self.file_outputs[served..].iter().any(|(from, out)| {
+            *from == at && matches!(out, ServiceOutput::ServeChunks { asker: a, .. } if *a == asker)
+        });
+        assert!(serve, "neither answered nor served");
+        None
+    }
+
+    fn took(&self, from: NodeId, want: impl Fn(&ServiceOutput) -> bool) -> usize {
+        self.file_outputs.iter().filter(|(f, out)| *f == from && want(out)).count()
+    }
+}
+
+#[test]
+fn replicas_serve_fetch_hold_and_reclaim_files_as_the_log_says() {
+    let (ka, kb) = (Identity::from_secret([11; 32]), Identity::from_secret([12; 32]));
+    let (a, b) = (ka.user().node_id(), kb.user().node_id());
+    let mut pair = Pair::keyed([ka, kb.clone()]);
+    let (alice, bob) = (Identity::from_secret([1; 32]), Identity::from_secret([2; 32]));
+    assert!(applied_ok(&pair.ask(a, &alice, ClientRequest::Submit(register(&alice, "alice")))));
+    assert!(applied_ok(&pair.ask(a, &bob, ClientRequest::Submit(register(&bob, "bob")))));
+    let create = Operation::CreateRoom { name: "r".into(), visibility: Visibility::Private };
+    assert!(applied_ok(&pair.ask(b, &alice, ClientRequest::Submit(signed(&alice, 10, create)))));
+    let room = RoomId::Group("r".into());
+    let file = FileId::of(b"report");
+    let info = FileInfo { id: file, name: "report.txt".into(), media_type: "text/plain".into() };
+    let send_as = |n| {
+        let to = Target::Room(room.clone());
+        signed(&alice, n, Operation::SendFile { to, file: info.clone(), caption: String::new() })
+    };
+
+    // Nobody may fetch what no entry refers to; nothing can be sent that
+    // no replica holds.
+    assert_eq!(pair.chunks(a, alice.user(), file), Some(ChunkAnswer::Forbidden));
+    let refused = pair.ask(a, &alice, ClientRequest::Submit(send_as(11)));
+    assert!(
+        matches!(&refused, ClientResponse::Applied(o) if o.result == Err(ImError::FileNotStored))
+    );
+
+    // A (the leader) stored the upload: it says so in the log, as itself.
+    pair.input(a, ServiceInput::BlobStored { file });
+    let holders = |p: &Pair, at: NodeId| p.services[&at].node().state_machine().file_holders(file);
+    assert_eq!(holders(&pair, b), vec![pair.services[&a].identity.as_ref().expect("key").user()]);
+    // B stores it too (it was uploaded there as well), through the leader.
+    pair.input(b, ServiceInput::BlobStored { file });
+    assert_eq!(holders(&pair, a).len(), 2);
+    assert_eq!(pair.took(b, |o| matches!(o, ServiceOutput::FetchFile { .. })), 0, "B holds it");
+
+    // Sent (through B; a new command: the refused one keeps its outcome):
+    // alice may fetch from both; bob, not a member, from neither.
+    let sent = pair.ask(b, &alice, ClientRequest::Submit(send_as(13)));
+    assert!(applied_ok(&sent), "{sent:?}");
+    assert_eq!(pair.chunks(a, alice.user(), file), None);
+    assert_eq!(pair.chunks(b, alice.user(), file), None);
+    assert_eq!(pair.chunks(b, bob.user(), file), Some(ChunkAnswer::Forbidden));
+    // A replica fetches as a replica.
+    assert_eq!(pair.chunks(a, kb.user(), file), None);
+
+    // A damaged copy at B: removed, fetched again from A, not served meanwhile.
+    pair.input(b, ServiceInput::BlobDamaged { file });
+    assert_eq!(pair.took(b, |o| matches!(o, ServiceOutput::RemoveBlob { .. })), 1);
+    let from_a = |o: &ServiceOutput| matches!(o, ServiceOutput::FetchFile { sources, .. } if *sources == vec![a]);
+    assert_eq!(pair.took(b, from_a), 1);
+
+    // Deleting the only message releases the content: both reclaim it.
+    let seq = match &sent {
+        ClientResponse::Applied(o) => match o.result {
+            Ok(Receipt::Appended { seq, .. }) => seq,
+            ref other => panic!("{other:?}"),
+        },
+        other => panic!("{other:?}"),
+    };
+    let delete = signed(&alice, 12, Operation::Delete { room, seq });
+    assert!(applied_ok(&pair.ask(a, &alice, ClientRequest::Submit(delete))));
+    for at in [a, b] {
+        assert!(pair.took(at, |o| matches!(o, ServiceOutput::RemoveBlob { .. })) >= 1);
+    }
+    assert_eq!(pair.took(a, |o| matches!(o, ServiceOutput::RemoveBlob { .. })), 1);
+    assert_eq!(pair.chunks(a, alice.user(), file), Some(ChunkAnswer::Forbidden));
+    assert!(holders(&pair, a).is_empty());
+}
+
+#[test]
+fn a_file_send_is_answered_once_its_content_is_on_a_majority() {
+    let (ka, kb) = (Identity::from_secret([11; 32]), Identity::from_secret([12; 32]));
+    let (a, b) = (ka.user().node_id(), kb.user().node_id());
+    let mut pair = Pair::keyed([ka, kb]);
+    let alice = Identity::from_secret([1; 32]);
+    assert!(applied_ok(&pair.ask(a, &alice, ClientRequest::Submit(register(&alice, "alice")))));
+    let create = Operation::CreateRoom { name: "r".into(), visibility: Visibility::Public };
+    assert!(applied_ok(&pair.ask(a, &alice, ClientRequest::Submit(signed(&alice, 10, create)))));
+    let send = |n, content: &[u8]| {
+        let info = FileInfo {
+            id: FileId::of(content),
+            name: "f.txt".into(),
+            media_type: "text/plain".into(),
+        };
+        let to = Target::Room(RoomId::Group("r".into()));
+        signed(&alice, n, Operation::SendFile { to, file: info, caption: String::new() })
+    };
+    let submit = |pair: &mut Pair, at: NodeId, command: SignedCommand| {
+        let asker = pair.asker();
+        let frame = RequestFrame { request_id: 1, request: ClientRequest::Submit(command) };
+        let user = Some(alice.user());
+        pair.input(at, ServiceInput::ClientRequested { asker, user, frame: frame.encode().into() });
+        asker
+    };
+    let answered = |pair: &Pair, asker: AskerId| pair.answers.iter().any(|(_, a, _)| *a == asker);
+
+    // Held by A alone (one of two voters): the message is applied (B
+    // starts fetching it), but the answer waits, here at the follower the
+    // client asked, until B stores it too.
+    let file = FileId::of(b"one");
+    pair.input(a, ServiceInput::BlobStored { file });
+    let asker = submit(&mut pair, b, send(11, b"one"));
+    assert!(!answered(&pair, asker), "answered before the content is on a majority");
+    let fetch =
+        |o: &ServiceOutput| matches!(o, ServiceOutput::FetchFile { file: f, .. } if *f == file);
+    assert_eq!(pair.took(b, fetch), 1);
+    pair.input(b, ServiceInput::BlobStored { file });
+    assert!(applied_ok(&pair.client_answer(asker)));
+
+    // Never stored on a majority: after the wait, the client is told to
+    // retry (maybe applied); the retry is a duplicate and waits again.
+    let lonely = FileId::of(b"two");
+    pair.input(a, ServiceInput::BlobStored { file: lonely });
+    let asker = submit(&mut pair, a, send(12, b"two"));
+    assert!(!answered(&pair, asker));
+    // Time passes in ticks, so the pair keeps its leader.
+    for _ in 0..=limits::FILE_STORED_WAIT_MS / 100 {
+        pair.now = pair.now + Duration::from_millis(100);
+        let now = pair.now;
+        for id in [a, b] {
+            pair.services.get_mut(&id).expect("replica").handle_timeout(now);
+        }
+        pair.settle();
+    }
+    assert_eq!(pair.client_answer(asker), ClientResponse::Retry { maybe_applied: true });
+    let again = submit(&mut pair, a, send(12, b"two"));
+    assert!(!answered(&pair, again), "the duplicate waits too: {:?}", pair.client_answer(again));
+    pair.input(b, ServiceInput::BlobStored { file: lonely });
+    assert!(matches!(pair.client_answer(again), ClientResponse::Applied(o) if o.duplicate));
+}
