@@ -228,6 +228,12 @@ pub const FILE_STORED_WAIT_MS: u64 = 60_000;
 /// File sends one replica remembers or holds answers for at once.
 pub const FILE_SENDS_PENDING_MAX: usize = 1024;
 
+/// Uploads (`StoreFile`) one replica fetches from clients at once, and
+/// per user.
+pub const UPLOADS_MAX: usize = 64;
+/// See [`UPLOADS_MAX`].
+pub const UPLOADS_PER_USER_MAX: usize = 2;
+
 /// Entries that may refer to one file's content at once.
 pub const FILE_REFERENCES_MAX: usize = 100_000;
 

@@ -13,18 +13,24 @@
 //!   stored (synced, checked), the replica submits `HoldFile` as itself.
 //! - When the log releases a content, the replica removes its copy; a copy
 //!   found damaged is removed and fetched again.
+//! - A client uploads by asking a replica to store a content
+//!   (`StoreFile`): the replica fetches it from the client (and from any
+//!   replica that holds it), within the user's quota and a bound on
+//!   uploads, and answers `FileStored` once the log records it as a holder.
 
 use super::asker::{Asker, AskerId, AskerKind};
 use super::intake::Origin;
-use super::output::ServiceOutput;
+use super::output::{FileSource, ServiceOutput};
 use super::ReplicaService;
 use crate::files::FileId;
-use crate::ids::NodeId;
 use crate::im::identity::UserId;
 use crate::im::protocol::{
-    CommandBody, EntryKind, ImEvent, Operation, SignedCommand, IM_PROTOCOL_VERSION,
+    CommandBody, EntryKind, FileInfoError, ImError, ImEvent, Operation, SignedCommand,
+    IM_PROTOCOL_VERSION,
 };
+use crate::limits;
 use crate::wire::chunk_protocol::{ChunkAnswer, ChunkRequest};
+use crate::wire::client_protocol::ClientResponse;
 
 impl ReplicaService {
     /// A chunk request from a connection authenticated as `user`.
@@ -56,6 +62,50 @@ impl ReplicaService {
         self.outputs.push_back(ServiceOutput::ServeChunks { asker, file, groups });
     }
 
+    /// A client asks this replica to store `file`, which it serves.
+    pub(super) fn store_file(&mut self, file: FileId, user: UserId) -> ClientResponse {
+        if file.check_size().is_err() {
+            let too_large = FileInfoError::TooLarge {
+                size_bytes: file.size_bytes,
+                max: limits::FILE_BYTES_MAX,
+            };
+            return ClientResponse::StoreRefused(ImError::BadFile(too_large));
+        }
+        if self.holds(file) {
+            return ClientResponse::FileStored(file);
+        }
+        let used_bytes = self.node.state_machine().file_usage(user);
+        if used_bytes.saturating_add(file.size_bytes) > limits::USER_FILE_BYTES_MAX {
+            return ClientResponse::StoreRefused(ImError::QuotaExceeded {
+                used_bytes,
+                quota_bytes: limits::USER_FILE_BYTES_MAX,
+                size_bytes: file.size_bytes,
+            });
+        }
+        if self.fetching.contains(&file) {
+            return ClientResponse::FileStoring(file);
+        }
+        let by_user = self.uploading.values().filter(|u| **u == user).count();
+        if by_user >= limits::UPLOADS_PER_USER_MAX || self.uploading.len() >= limits::UPLOADS_MAX {
+            return ClientResponse::Busy;
+        }
+        let me = self.node.id();
+        let mut sources: Vec<FileSource> = self
+            .node
+            .state_machine()
+            .file_holders(file)
+            .iter()
+            .map(|h| h.node_id())
+            .filter(|n| *n != me)
+            .map(FileSource::Replica)
+            .collect();
+        sources.push(FileSource::Client(user));
+        self.fetching.insert(file);
+        self.uploading.insert(file, user);
+        self.outputs.push_back(ServiceOutput::FetchFile { file, sources });
+        ClientResponse::FileStoring(file)
+    }
+
     /// Whether the log records this replica as holding `file`.
     fn holds(&self, file: FileId) -> bool {
         let me = self.node.id();
@@ -65,6 +115,7 @@ impl ReplicaService {
     /// The driver stored `file` (synced, its hash tree built and checked).
     pub(super) fn on_blob_stored(&mut self, file: FileId) {
         self.fetching.remove(&file);
+        self.uploading.remove(&file);
         if self.holds(file) {
             return;
         }
@@ -106,6 +157,7 @@ impl ReplicaService {
     /// later holder record starts it again.
     pub(super) fn on_fetch_failed(&mut self, file: FileId) {
         self.fetching.remove(&file);
+        self.uploading.remove(&file);
     }
 
     /// Reacts to what an applied command did to files.
@@ -120,6 +172,7 @@ impl ReplicaService {
             match event {
                 ImEvent::FileReleased { file } => {
                     self.fetching.remove(file);
+                    self.uploading.remove(file);
                     self.outputs.push_back(ServiceOutput::RemoveBlob { file: *file });
                 }
                 ImEvent::FileHeld { file, .. } => self.fetch_if_needed(*file, false),
@@ -144,8 +197,13 @@ impl ReplicaService {
             return;
         }
         let me = self.node.id();
-        let sources: Vec<NodeId> =
-            machine.file_holders(file).iter().map(UserId::node_id).filter(|n| *n != me).collect();
+        let sources: Vec<FileSource> = machine
+            .file_holders(file)
+            .iter()
+            .map(UserId::node_id)
+            .filter(|n| *n != me)
+            .map(FileSource::Replica)
+            .collect();
         if sources.is_empty() {
             return;
         }

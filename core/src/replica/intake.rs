@@ -51,6 +51,7 @@ impl ReplicaService {
             ClientRequest::Presence(announcement) => self.take_presence(&announcement, Some(user)),
             ClientRequest::PresenceOf(users) => self.presence_of(&users),
             ClientRequest::Typing(notice) => self.take_typing(&notice, Some(user)),
+            ClientRequest::StoreFile(file) => self.store_file(file, user),
         };
         self.answer(asker, response);
     }

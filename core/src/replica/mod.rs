@@ -60,7 +60,7 @@ pub mod verified_commands;
 
 pub use asker::{AskerId, OutboundId};
 pub use input::ServiceInput;
-pub use output::ServiceOutput;
+pub use output::{FileSource, ServiceOutput};
 pub use topic::GossipTopic;
 
 use crate::ids::{NodeId, ProposalId, ReadId};
@@ -127,6 +127,8 @@ pub struct ReplicaService {
     identity: Option<crate::im::identity::Identity>,
     /// Contents the driver is fetching for this replica.
     fetching: BTreeSet<crate::files::FileId>,
+    /// Of those, the ones a client is uploading, and who.
+    uploading: BTreeMap<crate::files::FileId, UserId>,
     file_sends: file_sends::FileSends,
     /// When this replica last knew a leader (or started).
     leader_known_at: Instant,
@@ -167,6 +169,7 @@ impl ReplicaService {
             metrics: ServiceMetrics::default(),
             identity: config.identity,
             fetching: BTreeSet::new(),
+            uploading: BTreeMap::new(),
             file_sends: file_sends::FileSends::default(),
             leader_known_at: now,
             #[cfg(feature = "bug-switches")]

@@ -128,14 +128,14 @@ pub enum ServiceOutput {
         /// Which groups.
         groups: std::ops::Range<u64>,
     },
-    /// Fetch `file` into the blob store from these replicas (a
-    /// `files::Download` whose sources they are), then report
-    /// `BlobStored`, or `FetchFailed` if it gives up.
+    /// Fetch `file` into the blob store from these sources (a
+    /// `files::Download` whose sources they are, over `/kith/chunks/1`),
+    /// then report `BlobStored`, or `FetchFailed` if it gives up.
     FetchFile {
         /// The content.
         file: crate::files::FileId,
-        /// Replicas that hold it.
-        sources: Vec<NodeId>,
+        /// Who has it.
+        sources: Vec<FileSource>,
     },
     /// Delete `file` from the blob store (released by the log, or damaged),
     /// and stop fetching it.
@@ -143,4 +143,13 @@ pub enum ServiceOutput {
         /// The content.
         file: crate::files::FileId,
     },
+}
+
+/// Where a replica may fetch a file's content from.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum FileSource {
+    /// A replica the log records as holding it.
+    Replica(NodeId),
+    /// The client uploading it (on its own connection).
+    Client(crate::im::identity::UserId),
 }

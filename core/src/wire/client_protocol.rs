@@ -2,6 +2,7 @@
 //! Transports (libp2p request-response, the simulator's datagrams) carry one
 //! encoded frame per message; docs/PROTOCOL.md specifies the layout.
 
+use crate::files::FileId;
 use crate::ids::NodeId;
 use crate::im::identity::UserId;
 use crate::im::presence::{PresenceStatus, SignedPresence};
@@ -32,6 +33,10 @@ pub enum ClientRequest {
     PresenceOf(Vec<UserId>),
     /// Say the user is (or stopped) typing in a room they belong to.
     Typing(SignedTyping),
+    /// Store this content (which the client serves on `/kith/chunks/1`
+    /// meanwhile): the replica fetches it from the client, checks it and
+    /// records in the log that it holds it. Ask again until `FileStored`.
+    StoreFile(FileId),
 }
 
 /// One request frame: `version:u16` then this.
@@ -86,6 +91,14 @@ pub enum ClientResponse {
     Presence(Vec<UserPresence>),
     /// A typing notice was taken (or was a repeat of one already taken).
     TypingTaken,
+    /// The log records this replica as holding the content: send the
+    /// file message now.
+    FileStored(FileId),
+    /// The replica is fetching the content from the client: keep serving
+    /// it, and ask again.
+    FileStoring(FileId),
+    /// The replica will not store it (too large, over the user's quota).
+    StoreRefused(ImError),
 }
 
 /// One user's presence as a replica sees it.

@@ -3,7 +3,8 @@
 
 use super::*;
 use crate::files::FileId;
-use crate::im::protocol::{FileInfo, ImError, Receipt, RoomId, Target, Visibility};
+use crate::im::protocol::{FileInfo, FileInfoError, ImError, Receipt, RoomId, Target, Visibility};
+use crate::replica::FileSource;
 use crate::wire::chunk_protocol::{ChunkAnswer, ChunkRequest};
 
 /// `who` signs `op` as command `n`.
@@ -90,7 +91,7 @@ fn replicas_serve_fetch_hold_and_reclaim_files_as_the_log_says() {
     // A damaged copy at B: removed, fetched again from A, not served meanwhile.
     pair.input(b, ServiceInput::BlobDamaged { file });
     assert_eq!(pair.took(b, |o| matches!(o, ServiceOutput::RemoveBlob { .. })), 1);
-    let from_a = |o: &ServiceOutput| matches!(o, ServiceOutput::FetchFile { sources, .. } if *sources == vec![a]);
+    let from_a = |o: &ServiceOutput| matches!(o, ServiceOutput::FetchFile { sources, .. } if *sources == vec![FileSource::Replica(a)]);
     assert_eq!(pair.took(b, from_a), 1);
 
     // Deleting the only message releases the content: both reclaim it.
@@ -171,4 +172,39 @@ fn a_file_send_is_answered_once_its_content_is_on_a_majority() {
     assert!(!answered(&pair, again), "the duplicate waits too: {:?}", pair.client_answer(again));
     pair.input(b, ServiceInput::BlobStored { file: lonely });
     assert!(matches!(pair.client_answer(again), ClientResponse::Applied(o) if o.duplicate));
+}
+
+#[test]
+fn a_client_uploads_by_asking_a_replica_to_store_what_it_serves() {
+    let (ka, kb) = (Identity::from_secret([11; 32]), Identity::from_secret([12; 32]));
+    let a = ka.user().node_id();
+    let mut pair = Pair::keyed([ka, kb]);
+    let alice = Identity::from_secret([1; 32]);
+    assert!(applied_ok(&pair.ask(a, &alice, ClientRequest::Submit(register(&alice, "alice")))));
+    let file = FileId::of(b"upload");
+    let store = |pair: &mut Pair, file| pair.ask(a, &alice, ClientRequest::StoreFile(file));
+
+    assert_eq!(store(&mut pair, file), ClientResponse::FileStoring(file));
+    let from_alice = |o: &ServiceOutput| {
+        matches!(o, ServiceOutput::FetchFile { sources, .. }
+            if *sources == vec![FileSource::Client(alice.user())])
+    };
+    assert_eq!(pair.took(a, from_alice), 1);
+    // Asking again while it is fetched starts nothing new.
+    assert_eq!(store(&mut pair, file), ClientResponse::FileStoring(file));
+    assert_eq!(pair.took(a, |o| matches!(o, ServiceOutput::FetchFile { .. })), 1);
+    // A second upload of the same user is taken; a third waits.
+    let (second, third) = (FileId::of(b"second"), FileId::of(b"third"));
+    assert_eq!(store(&mut pair, second), ClientResponse::FileStoring(second));
+    assert_eq!(store(&mut pair, third), ClientResponse::Busy);
+    // Stored: the replica says so in the log, then answers FileStored.
+    pair.input(a, ServiceInput::BlobStored { file });
+    assert_eq!(store(&mut pair, file), ClientResponse::FileStored(file));
+    assert_eq!(store(&mut pair, third), ClientResponse::FileStoring(third));
+    // Larger than any file: refused with the reason.
+    let huge = FileId { root: [1; 32], size_bytes: limits::FILE_BYTES_MAX + 1 };
+    assert!(matches!(
+        store(&mut pair, huge),
+        ClientResponse::StoreRefused(ImError::BadFile(FileInfoError::TooLarge { .. }))
+    ));
 }
