@@ -33,11 +33,16 @@ impl FileSends {
 }
 
 impl ReplicaService {
-    /// Notes that `asker` submitted a `SendFile` of `file`.
-    pub(super) fn note_file_send(&mut self, asker: AskerId, file: FileId) {
-        if self.file_sends.sending.len() < limits::FILE_SENDS_PENDING_MAX {
-            self.file_sends.sending.insert(asker, file);
+    /// Notes that `asker` submitted a `SendFile` of `file`; false when
+    /// too many are noted (the client is told to back off, so that no
+    /// send is ever answered before its content is stored).
+    pub(super) fn note_file_send(&mut self, asker: AskerId, file: FileId) -> bool {
+        let pending = self.file_sends.sending.len() + self.file_sends.held_count();
+        if pending >= limits::FILE_SENDS_PENDING_MAX {
+            return false;
         }
+        self.file_sends.sending.insert(asker, file);
+        true
     }
 
     /// Holds back `response` if it is a file send's success whose content
@@ -49,10 +54,8 @@ impl ReplicaService {
         if !appended || self.stored_on_majority(file) {
             return false;
         }
-        if self.file_sends.held_count() >= limits::FILE_SENDS_PENDING_MAX {
-            // Too many waiting: the client asks again (a duplicate) later.
-            return false;
-        }
+        // Noted and held together are bounded where they are noted.
+        debug_assert!(self.file_sends.held_count() < limits::FILE_SENDS_PENDING_MAX);
         let until = self.now + Duration::from_millis(limits::FILE_STORED_WAIT_MS);
         self.file_sends.held.entry(file).or_default().push((asker, response.clone(), until));
         true

@@ -76,7 +76,9 @@ impl ReplicaService {
         }
         if let (Operation::SendFile { file, .. }, AskerKind::Client { .. }) = (&body.op, asker.kind)
         {
-            self.note_file_send(asker.id, file.id);
+            if !self.note_file_send(asker.id, file.id) {
+                return self.answer_now(asker, ClientResponse::Busy);
+            }
         }
         match self.node.submit(self.now, &command) {
             Ok(proposal) => {
