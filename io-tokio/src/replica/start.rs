@@ -230,6 +230,8 @@ pub(super) async fn start(options: &ReplicaOptions) -> Result<Started, ReplicaEr
     let mut config = ServiceConfig::default();
     config.admins = admins;
     config.join_targets = join_peers.iter().map(node_id_of).collect();
+    // Its own key, to say in the log which file content it holds.
+    config.identity = Some(key.identity());
     let service = ReplicaService::new(node, config, now);
     let mut replica = Replica {
         service,

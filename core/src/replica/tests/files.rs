@@ -208,3 +208,38 @@ fn a_client_uploads_by_asking_a_replica_to_store_what_it_serves() {
         ClientResponse::StoreRefused(ImError::BadFile(FileInfoError::TooLarge { .. }))
     ));
 }
+
+#[test]
+fn file_sends_past_the_bound_are_told_to_back_off_never_answered_early() {
+    let (ka, kb) = (Identity::from_secret([11; 32]), Identity::from_secret([12; 32]));
+    let a = ka.user().node_id();
+    let mut pair = Pair::keyed([ka, kb]);
+    let alice = Identity::from_secret([1; 32]);
+    assert!(applied_ok(&pair.ask(a, &alice, ClientRequest::Submit(register(&alice, "alice")))));
+    let create = Operation::CreateRoom { name: "r".into(), visibility: Visibility::Public };
+    assert!(applied_ok(&pair.ask(a, &alice, ClientRequest::Submit(signed(&alice, 10, create)))));
+    // Held by A alone: no send of it can be answered yet.
+    let file = FileId::of(b"waits");
+    pair.input(a, ServiceInput::BlobStored { file });
+    let info = FileInfo { id: file, name: "w.txt".into(), media_type: "text/plain".into() };
+    let mut held = Vec::new();
+    for n in 0..=limits::FILE_SENDS_PENDING_MAX as u128 {
+        let to = Target::Room(RoomId::Group("r".into()));
+        let op = Operation::SendFile { to, file: info.clone(), caption: String::new() };
+        let frame = RequestFrame {
+            request_id: 1,
+            request: ClientRequest::Submit(signed(&alice, 100 + n, op)),
+        };
+        let asker = pair.asker();
+        let input = ServiceInput::ClientRequested {
+            asker,
+            user: Some(alice.user()),
+            frame: frame.encode().into(),
+        };
+        pair.input(a, input);
+        held.push(asker);
+    }
+    let (last, waiting) = held.split_last().expect("sends");
+    assert!(waiting.iter().all(|asker| !pair.answers.iter().any(|(_, a, _)| a == asker)));
+    assert_eq!(pair.client_answer(*last), ClientResponse::Busy);
+}
