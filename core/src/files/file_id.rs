@@ -61,10 +61,7 @@ impl FileId {
 
 impl fmt::Display for FileId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for byte in self.root {
-            write!(f, "{byte:02x}")?;
-        }
-        write!(f, "-{}", self.size_bytes)
+        write!(f, "{}-{}", self.hash().to_hex(), self.size_bytes)
     }
 }
 
@@ -74,13 +71,7 @@ impl FromStr for FileId {
     fn from_str(s: &str) -> Result<FileId, FileIdError> {
         let shape = || FileIdError::Shape(s.chars().take(100).collect());
         let (hex, size) = s.split_once('-').ok_or_else(shape)?;
-        if hex.len() != 64 || !hex.is_ascii() {
-            return Err(shape());
-        }
-        let mut root = [0u8; 32];
-        for (i, byte) in root.iter_mut().enumerate() {
-            *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|_| shape())?;
-        }
+        let root = *blake3::Hash::from_hex(hex).map_err(|_| shape())?.as_bytes();
         let size_bytes = size.parse().map_err(|_| shape())?;
         FileId { root, size_bytes }.check_size()
     }
