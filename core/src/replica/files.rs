@@ -64,23 +64,14 @@ impl ReplicaService {
 
     /// A client asks this replica to store `file`, which it serves.
     pub(super) fn store_file(&mut self, file: FileId, user: UserId) -> ClientResponse {
-        if file.check_size().is_err() {
-            let too_large = FileInfoError::TooLarge {
-                size_bytes: file.size_bytes,
-                max: limits::FILE_BYTES_MAX,
-            };
+        if let Err(too_large) = FileInfoError::check_size(file) {
             return ClientResponse::StoreRefused(ImError::BadFile(too_large));
         }
         if self.holds(file) {
             return ClientResponse::FileStored(file);
         }
-        let used_bytes = self.node.state_machine().file_usage(user);
-        if used_bytes.saturating_add(file.size_bytes) > limits::USER_FILE_BYTES_MAX {
-            return ClientResponse::StoreRefused(ImError::QuotaExceeded {
-                used_bytes,
-                quota_bytes: limits::USER_FILE_BYTES_MAX,
-                size_bytes: file.size_bytes,
-            });
+        if let Err(over) = self.node.state_machine().check_file_quota(user, file) {
+            return ClientResponse::StoreRefused(over);
         }
         if self.fetching.contains(&file) {
             return ClientResponse::FileStoring(file);

@@ -55,16 +55,22 @@ pub(crate) struct Holdings {
 impl FileTable {
     /// Refuses a new file message of `author` that the limits do not allow.
     pub(crate) fn check_new(&self, author: UserId, file: FileId) -> Result<(), ImError> {
-        let used_bytes = self.usage(author);
+        self.check_quota(author, file)?;
+        if self.files.get(&file).is_some_and(|refs| refs.len() >= limits::FILE_REFERENCES_MAX) {
+            return Err(ImError::LimitReached("messages sharing one file".into()));
+        }
+        Ok(())
+    }
+
+    /// Refuses `file` when its size would take `user` past the quota.
+    pub(crate) fn check_quota(&self, user: UserId, file: FileId) -> Result<(), ImError> {
+        let used_bytes = self.usage(user);
         if used_bytes.saturating_add(file.size_bytes) > limits::USER_FILE_BYTES_MAX {
             return Err(ImError::QuotaExceeded {
                 used_bytes,
                 quota_bytes: limits::USER_FILE_BYTES_MAX,
                 size_bytes: file.size_bytes,
             });
-        }
-        if self.files.get(&file).is_some_and(|refs| refs.len() >= limits::FILE_REFERENCES_MAX) {
-            return Err(ImError::LimitReached("messages sharing one file".into()));
         }
         Ok(())
     }

@@ -2,14 +2,15 @@
 //! while the message stands ([`super::file_table`]).
 
 use super::file_table::Reference;
+use super::messages::has_control_chars;
 use super::{Ctx, ImMachine};
 use crate::files::FileId;
 use crate::im::identity::UserId;
 use crate::im::protocol::{
-    EntryKind, FileEntry, FileInfo, ImError, ImEvent, Message, Receipt, RoomEntry, RoomId, Target,
+    EntryKind, FileEntry, FileInfo, FileInfoError, ImError, ImEvent, Receipt, RoomEntry, RoomId,
+    Target,
 };
 use crate::limits;
-use std::collections::BTreeMap;
 use uuid::Uuid;
 
 impl ImMachine {
@@ -22,8 +23,7 @@ impl ImMachine {
         caption: &str,
     ) -> Result<Receipt, ImError> {
         file.validate().map_err(ImError::BadFile)?;
-        let bad_char = caption.chars().any(|c| c.is_control() && c != '\n' && c != '\t');
-        if caption.len() > limits::MESSAGE_BYTES_MAX || bad_char {
+        if caption.len() > limits::MESSAGE_BYTES_MAX || has_control_chars(caption) {
             return Err(ImError::BadLength {
                 what: "a caption".into(),
                 max: limits::MESSAGE_BYTES_MAX,
@@ -34,14 +34,7 @@ impl ImMachine {
             return Err(ImError::FileNotStored);
         }
         let room = self.target_room(ctx, to)?;
-        let message = Message {
-            msg_id,
-            text: caption.to_string(),
-            proof: Self::proof(ctx),
-            edits: 0,
-            deleted: false,
-            reactions: BTreeMap::new(),
-        };
+        let message = Self::new_message(ctx, msg_id, caption);
         let entry = FileEntry { file: file.clone(), message };
         let receipt = self.append(ctx, &room, EntryKind::File(Box::new(entry)));
         if let Receipt::Appended { seq, .. } = &receipt {
@@ -54,12 +47,7 @@ impl ImMachine {
 
     /// A replica holds `file`'s content (synced).
     pub(super) fn hold_file(&mut self, ctx: &mut Ctx, file: FileId) -> Result<Receipt, ImError> {
-        if file.check_size().is_err() {
-            return Err(ImError::BadFile(crate::im::protocol::FileInfoError::TooLarge {
-                size_bytes: file.size_bytes,
-                max: limits::FILE_BYTES_MAX,
-            }));
-        }
+        FileInfoError::check_size(file).map_err(ImError::BadFile)?;
         if self.files.hold(file, ctx.author, ctx.now_ms)? {
             ctx.events.push(ImEvent::FileHeld { file, holder: ctx.author });
         }
@@ -92,6 +80,12 @@ impl ImMachine {
     /// Whether any entry refers to `file` (its content must be kept).
     pub fn is_file_referenced(&self, file: FileId) -> bool {
         self.files.is_referenced(file)
+    }
+
+    /// Refuses a file of `file`'s size that would take `user` past their
+    /// quota (the check a file message passes, made early for uploads).
+    pub fn check_file_quota(&self, user: UserId, file: FileId) -> Result<(), ImError> {
+        self.files.check_quota(user, file)
     }
 
     /// Bytes of files `user`'s messages hold against their quota.

@@ -16,9 +16,13 @@ struct Rights {
     moderator: bool,
 }
 
+/// Whether `text` has control characters other than newline and tab.
+pub(super) fn has_control_chars(text: &str) -> bool {
+    text.chars().any(|c| c.is_control() && c != '\n' && c != '\t')
+}
+
 fn validate_text(text: &str) -> Result<(), ImError> {
-    let bad_char = text.chars().any(|c| c.is_control() && c != '\n' && c != '\t');
-    if text.trim().is_empty() || text.len() > limits::MESSAGE_BYTES_MAX || bad_char {
+    if text.trim().is_empty() || text.len() > limits::MESSAGE_BYTES_MAX || has_control_chars(text) {
         return Err(ImError::BadLength {
             what: "a message".into(),
             max: limits::MESSAGE_BYTES_MAX,
@@ -28,8 +32,21 @@ fn validate_text(text: &str) -> Result<(), ImError> {
 }
 
 impl ImMachine {
-    pub(super) fn proof(ctx: &Ctx) -> Proof {
+    fn proof(ctx: &Ctx) -> Proof {
         Proof { body: ctx.command.body.clone(), signature: ctx.command.signature.clone() }
+    }
+
+    /// A new message (text, or a file's caption) as the command of `ctx`
+    /// writes it.
+    pub(super) fn new_message(ctx: &Ctx, msg_id: Uuid, text: &str) -> Message {
+        Message {
+            msg_id,
+            text: text.to_string(),
+            proof: Self::proof(ctx),
+            edits: 0,
+            deleted: false,
+            reactions: BTreeMap::new(),
+        }
     }
 
     pub(super) fn send(
@@ -41,14 +58,7 @@ impl ImMachine {
     ) -> Result<Receipt, ImError> {
         validate_text(text)?;
         let room = self.target_room(ctx, to)?;
-        let message = Message {
-            msg_id,
-            text: text.to_string(),
-            proof: Self::proof(ctx),
-            edits: 0,
-            deleted: false,
-            reactions: BTreeMap::new(),
-        };
+        let message = Self::new_message(ctx, msg_id, text);
         let receipt = self.append(ctx, &room, EntryKind::Message(message));
         if let Receipt::Appended { seq, .. } = &receipt {
             self.placed_message(ctx, msg_id, &room, *seq);

@@ -46,6 +46,20 @@ pub enum FileInfoError {
     },
 }
 
+impl FileInfoError {
+    /// `TooLarge` for content over [`limits::FILE_BYTES_MAX`]: the one size
+    /// rule, for manifests, holder records and uploads alike.
+    pub fn check_size(id: FileId) -> Result<(), FileInfoError> {
+        match id.check_size() {
+            Ok(_) => Ok(()),
+            Err(_) => Err(FileInfoError::TooLarge {
+                size_bytes: id.size_bytes,
+                max: limits::FILE_BYTES_MAX,
+            }),
+        }
+    }
+}
+
 impl FileInfo {
     /// What a deleted file message's tombstone keeps: nothing.
     pub fn deleted() -> FileInfo {
@@ -58,12 +72,7 @@ impl FileInfo {
 
     /// Checks the manifest's rules (every replica applies the same ones).
     pub fn validate(&self) -> Result<(), FileInfoError> {
-        if self.id.check_size().is_err() {
-            return Err(FileInfoError::TooLarge {
-                size_bytes: self.id.size_bytes,
-                max: limits::FILE_BYTES_MAX,
-            });
-        }
+        FileInfoError::check_size(self.id)?;
         let name = &self.name;
         let bad_name = name.is_empty()
             || name.len() > limits::FILE_NAME_BYTES_MAX
