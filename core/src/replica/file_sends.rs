@@ -64,8 +64,7 @@ impl ReplicaService {
     /// Whether the applied log records holders of `file` among a majority
     /// of the voters (of both configurations while joint).
     pub(super) fn stored_on_majority(&self, file: FileId) -> bool {
-        let holders: BTreeSet<NodeId> =
-            self.node.state_machine().file_holders(file).iter().map(|h| h.node_id()).collect();
+        let holders: BTreeSet<NodeId> = self.node.state_machine().file_holder_nodes(file).collect();
         let membership = self.node.membership();
         let majority = |voters: &[NodeId]| {
             voters.is_empty()

@@ -47,7 +47,7 @@ impl ReplicaService {
         let machine = self.node.state_machine();
         let allowed = user.is_some_and(|user| {
             if self.node.membership().contains(user.node_id()) {
-                machine.is_file_referenced(file) || !machine.file_holders(file).is_empty()
+                machine.is_file_referenced(file) || machine.file_holder_nodes(file).next().is_some()
             } else {
                 machine.may_fetch(user, file)
             }
@@ -80,16 +80,7 @@ impl ReplicaService {
         if by_user >= limits::UPLOADS_PER_USER_MAX || self.uploading.len() >= limits::UPLOADS_MAX {
             return ClientResponse::Busy;
         }
-        let me = self.node.id();
-        let mut sources: Vec<FileSource> = self
-            .node
-            .state_machine()
-            .file_holders(file)
-            .iter()
-            .map(|h| h.node_id())
-            .filter(|n| *n != me)
-            .map(FileSource::Replica)
-            .collect();
+        let mut sources = self.other_holders(file);
         sources.push(FileSource::Client(user));
         self.fetching.insert(file);
         self.uploading.insert(file, user);
@@ -100,7 +91,14 @@ impl ReplicaService {
     /// Whether the log records this replica as holding `file`.
     fn holds(&self, file: FileId) -> bool {
         let me = self.node.id();
-        self.node.state_machine().file_holders(file).iter().any(|h| h.node_id() == me)
+        self.node.state_machine().file_holder_nodes(file).any(|n| n == me)
+    }
+
+    /// The other replicas the log records as holding `file`.
+    fn other_holders(&self, file: FileId) -> Vec<FileSource> {
+        let me = self.node.id();
+        let holders = self.node.state_machine().file_holder_nodes(file);
+        holders.filter(|n| *n != me).map(FileSource::Replica).collect()
     }
 
     /// The driver stored `file` (synced, its hash tree built and checked).
@@ -187,14 +185,7 @@ impl ReplicaService {
         if self.holds(file) && !damaged {
             return;
         }
-        let me = self.node.id();
-        let sources: Vec<FileSource> = machine
-            .file_holders(file)
-            .iter()
-            .map(UserId::node_id)
-            .filter(|n| *n != me)
-            .map(FileSource::Replica)
-            .collect();
+        let sources = self.other_holders(file);
         if sources.is_empty() {
             return;
         }

@@ -5,6 +5,7 @@ use super::file_table::Reference;
 use super::messages::has_control_chars;
 use super::{Ctx, ImMachine};
 use crate::files::FileId;
+use crate::ids::NodeId;
 use crate::im::identity::UserId;
 use crate::im::protocol::{
     EntryKind, FileEntry, FileInfo, FileInfoError, ImError, ImEvent, Receipt, RoomEntry, RoomId,
@@ -57,6 +58,11 @@ impl ImMachine {
     /// The replicas (by key) that hold `file`'s content.
     pub fn file_holders(&self, file: FileId) -> Vec<UserId> {
         self.files.holders(file).copied().collect()
+    }
+
+    /// The Raft ids of the replicas that hold `file`'s content.
+    pub fn file_holder_nodes(&self, file: FileId) -> impl Iterator<Item = NodeId> + '_ {
+        self.files.holders(file).map(UserId::node_id)
     }
 
     /// Forgets the reference a deleted file entry held, and tells the
