@@ -129,6 +129,23 @@ impl<S: Ord + Clone> Download<S> {
         Ok(Download::with_durable(geometry, durable))
     }
 
+    /// A download of `file` that goes on from `saved` if it is a usable
+    /// record; an unusable one is returned with the download started over,
+    /// which loses nothing (no byte of a partial file was acknowledged).
+    pub fn resume_or_new(
+        file: FileId,
+        saved: Option<&[u8]>,
+    ) -> Result<(Download<S>, Option<ProgressError>), FileIdError> {
+        let geometry = Geometry::new(file)?;
+        let groups = geometry.groups();
+        let (durable, unusable) = match saved.map(|bytes| progress::decode(&geometry, bytes)) {
+            Some(Ok(durable)) => (durable, None),
+            Some(Err(e)) => (GroupSet::empty(groups), Some(e)),
+            None => (GroupSet::empty(groups), None),
+        };
+        Ok((Download::with_durable(geometry, durable), unusable))
+    }
+
     fn with_durable(geometry: Geometry, durable: GroupSet) -> Download<S> {
         let groups = geometry.groups();
         let mut download = Download {

@@ -343,3 +343,21 @@ fn late_duplicate_and_made_up_answers_are_refused_and_harmless() {
     );
     assert_eq!(d.progress().verified_bytes, 2 * G);
 }
+
+#[test]
+fn an_unusable_record_starts_the_download_over_and_says_why() {
+    let file = FileId { root: [4; 32], size_bytes: 3 * G };
+    let geometry = Geometry::new(file).expect("in range");
+    let mut durable = GroupSet::empty(3);
+    durable.insert(1);
+    let good = progress::encode(&geometry, &durable);
+    let (d, why) = Download::<u8>::resume_or_new(file, Some(&good)).expect("in range");
+    assert_eq!((d.progress().durable_bytes, why), (G, None));
+    let mut bad = good.clone();
+    bad[0] ^= 1;
+    let (d, why) = Download::<u8>::resume_or_new(file, Some(&bad)).expect("in range");
+    assert_eq!(d.progress().durable_bytes, 0);
+    assert!(why.is_some());
+    let (d, why) = Download::<u8>::resume_or_new(file, None).expect("in range");
+    assert_eq!((d.progress().durable_bytes, why), (0, None));
+}

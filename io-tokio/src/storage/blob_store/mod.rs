@@ -16,7 +16,7 @@
 //! (resumed from its record) or a complete one, never a half-finished one.
 
 use bytes::Bytes;
-use kith_core::files::download::ResumeError;
+use kith_core::files::download::ProgressError;
 use kith_core::files::{
     build_outboard, ChunkResponse, Download, FileId, Geometry, OutboardError, ServeError,
 };
@@ -100,7 +100,7 @@ impl BlobStore {
     pub fn start<S: Ord + Clone>(
         &self,
         file: FileId,
-    ) -> Result<(Download<S>, PartialBlob, Option<ResumeError>), BlobError> {
+    ) -> Result<(Download<S>, PartialBlob, Option<ProgressError>), BlobError> {
         let dir = self.partial_dir(file);
         fs::create_dir_all(&dir).map_err(io_at(&dir))?;
         let data_path = dir.join("data");
@@ -111,14 +111,12 @@ impl BlobStore {
             .write(true)
             .open(&data_path)
             .map_err(io_at(&data_path))?;
-        let (download, damaged) = match fs::read(dir.join("progress")) {
-            Ok(saved) => match Download::resume(file, &saved) {
-                Ok(d) => (d, None),
-                Err(e) => (Download::new(file)?, Some(e)),
-            },
-            Err(e) if e.kind() == io::ErrorKind::NotFound => (Download::new(file)?, None),
+        let saved = match fs::read(dir.join("progress")) {
+            Ok(saved) => Some(saved),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
             Err(e) => return Err(BlobError::Io { path: dir.join("progress"), source: e }),
         };
+        let (download, damaged) = Download::resume_or_new(file, saved.as_deref())?;
         Ok((download, PartialBlob { file, dir, data }, damaged))
     }
 
