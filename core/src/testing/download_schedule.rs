@@ -5,6 +5,7 @@
 //! nothing panicked, every write holds exactly the file's bytes, every saved
 //! record claims only synced groups, and the download's bounds held.
 
+use super::fuzz::Bytes as Reader;
 use crate::files::download::{progress, Input, Output, RequestId};
 use crate::files::{ChunkResponse, Download, FileId, Geometry, GroupSet};
 use crate::limits::{CHUNK_GROUP_BYTES, DOWNLOAD_REQUESTS_IN_FLIGHT_MAX};
@@ -195,16 +196,6 @@ impl World {
         self.asked.clear();
         self.unsynced.clear();
         self.saving = None;
-    }
-}
-
-struct Reader<'a>(&'a [u8]);
-
-impl Reader<'_> {
-    fn byte(&mut self) -> Option<u8> {
-        let (&b, rest) = self.0.split_first()?;
-        self.0 = rest;
-        Some(b)
     }
 }
 
