@@ -7,15 +7,35 @@ use crate::im::protocol::{FileInfo, FileInfoError, ImError, Receipt, RoomId, Tar
 use crate::replica::FileSource;
 use crate::wire::chunk_protocol::{ChunkAnswer, ChunkRequest};
 
-/// `who` signs `op` as command `n`.
-fn signed(who: &Identity, n: u128, op: Operation) -> SignedCommand {
-    let body = CommandBody {
-        version: IM_PROTOCOL_VERSION,
-        command_id: uuid::Uuid::from_u128(n),
-        issued_at_ms: START_MS,
-        op,
-    };
-    SignedCommand::sign(who, &body)
+/// A keyed pair whose first replica (A) leads, with alice registered
+/// and, given a visibility, her room "r" created.
+struct Keyed {
+    pair: Pair,
+    a: NodeId,
+    b: NodeId,
+    /// B's key.
+    kb: Identity,
+    alice: Identity,
+}
+
+fn keyed_with_alice(room: Option<Visibility>) -> Keyed {
+    let (ka, kb) = (Identity::from_secret([11; 32]), Identity::from_secret([12; 32]));
+    let (a, b) = (ka.user().node_id(), kb.user().node_id());
+    let mut pair = Pair::keyed([ka, kb.clone()]);
+    let alice = Identity::from_secret([1; 32]);
+    assert!(applied_ok(&pair.ask(a, &alice, ClientRequest::Submit(register(&alice, "alice")))));
+    if let Some(visibility) = room {
+        let create = Operation::CreateRoom { name: "r".into(), visibility };
+        let created = pair.ask(a, &alice, ClientRequest::Submit(signed(&alice, 10, create)));
+        assert!(applied_ok(&created));
+    }
+    Keyed { pair, a, b, kb, alice }
+}
+
+/// `alice` sends `file` to room "r" as command `n`.
+fn send_file(alice: &Identity, n: u128, file: FileInfo) -> SignedCommand {
+    let to = Target::Room(RoomId::Group("r".into()));
+    signed(alice, n, Operation::SendFile { to, file, caption: String::new() })
 }
 
 impl Pair {
@@ -41,25 +61,32 @@ impl Pair {
     fn took(&self, from: NodeId, want: impl Fn(&ServiceOutput) -> bool) -> usize {
         self.file_outputs.iter().filter(|(f, out)| *f == from && want(out)).count()
     }
+
+    /// `user` submits `command` at `at`; its answer, once given, is among
+    /// `answers` under the returned asker.
+    fn submit(&mut self, at: NodeId, user: UserId, command: SignedCommand) -> AskerId {
+        let asker = self.asker();
+        let frame = RequestFrame { request_id: 1, request: ClientRequest::Submit(command) };
+        let input =
+            ServiceInput::ClientRequested { asker, user: Some(user), frame: frame.encode().into() };
+        self.input(at, input);
+        asker
+    }
+
+    fn answered(&self, asker: AskerId) -> bool {
+        self.answers.iter().any(|(_, a, _)| *a == asker)
+    }
 }
 
 #[test]
 fn replicas_serve_fetch_hold_and_reclaim_files_as_the_log_says() {
-    let (ka, kb) = (Identity::from_secret([11; 32]), Identity::from_secret([12; 32]));
-    let (a, b) = (ka.user().node_id(), kb.user().node_id());
-    let mut pair = Pair::keyed([ka, kb.clone()]);
-    let (alice, bob) = (Identity::from_secret([1; 32]), Identity::from_secret([2; 32]));
-    assert!(applied_ok(&pair.ask(a, &alice, ClientRequest::Submit(register(&alice, "alice")))));
+    let Keyed { mut pair, a, b, kb, alice } = keyed_with_alice(Some(Visibility::Private));
+    let bob = Identity::from_secret([2; 32]);
     assert!(applied_ok(&pair.ask(a, &bob, ClientRequest::Submit(register(&bob, "bob")))));
-    let create = Operation::CreateRoom { name: "r".into(), visibility: Visibility::Private };
-    assert!(applied_ok(&pair.ask(b, &alice, ClientRequest::Submit(signed(&alice, 10, create)))));
     let room = RoomId::Group("r".into());
     let file = FileId::of(b"report");
     let info = FileInfo { id: file, name: "report.txt".into(), media_type: "text/plain".into() };
-    let send_as = |n| {
-        let to = Target::Room(room.clone());
-        signed(&alice, n, Operation::SendFile { to, file: info.clone(), caption: String::new() })
-    };
+    let send_as = |n| send_file(&alice, n, info.clone());
 
     // Nobody may fetch what no entry refers to; nothing can be sent that
     // no replica holds.
@@ -114,38 +141,24 @@ fn replicas_serve_fetch_hold_and_reclaim_files_as_the_log_says() {
 
 #[test]
 fn a_file_send_is_answered_once_its_content_is_on_a_majority() {
-    let (ka, kb) = (Identity::from_secret([11; 32]), Identity::from_secret([12; 32]));
-    let (a, b) = (ka.user().node_id(), kb.user().node_id());
-    let mut pair = Pair::keyed([ka, kb]);
-    let alice = Identity::from_secret([1; 32]);
-    assert!(applied_ok(&pair.ask(a, &alice, ClientRequest::Submit(register(&alice, "alice")))));
-    let create = Operation::CreateRoom { name: "r".into(), visibility: Visibility::Public };
-    assert!(applied_ok(&pair.ask(a, &alice, ClientRequest::Submit(signed(&alice, 10, create)))));
+    let Keyed { mut pair, a, b, alice, .. } = keyed_with_alice(Some(Visibility::Public));
     let send = |n, content: &[u8]| {
         let info = FileInfo {
             id: FileId::of(content),
             name: "f.txt".into(),
             media_type: "text/plain".into(),
         };
-        let to = Target::Room(RoomId::Group("r".into()));
-        signed(&alice, n, Operation::SendFile { to, file: info, caption: String::new() })
+        send_file(&alice, n, info)
     };
-    let submit = |pair: &mut Pair, at: NodeId, command: SignedCommand| {
-        let asker = pair.asker();
-        let frame = RequestFrame { request_id: 1, request: ClientRequest::Submit(command) };
-        let user = Some(alice.user());
-        pair.input(at, ServiceInput::ClientRequested { asker, user, frame: frame.encode().into() });
-        asker
-    };
-    let answered = |pair: &Pair, asker: AskerId| pair.answers.iter().any(|(_, a, _)| *a == asker);
+    let user = alice.user();
 
     // Held by A alone (one of two voters): the message is applied (B
     // starts fetching it), but the answer waits, here at the follower the
     // client asked, until B stores it too.
     let file = FileId::of(b"one");
     pair.input(a, ServiceInput::BlobStored { file });
-    let asker = submit(&mut pair, b, send(11, b"one"));
-    assert!(!answered(&pair, asker), "answered before the content is on a majority");
+    let asker = pair.submit(b, user, send(11, b"one"));
+    assert!(!pair.answered(asker), "answered before the content is on a majority");
     let fetch =
         |o: &ServiceOutput| matches!(o, ServiceOutput::FetchFile { file: f, .. } if *f == file);
     assert_eq!(pair.took(b, fetch), 1);
@@ -156,8 +169,8 @@ fn a_file_send_is_answered_once_its_content_is_on_a_majority() {
     // retry (maybe applied); the retry is a duplicate and waits again.
     let lonely = FileId::of(b"two");
     pair.input(a, ServiceInput::BlobStored { file: lonely });
-    let asker = submit(&mut pair, a, send(12, b"two"));
-    assert!(!answered(&pair, asker));
+    let asker = pair.submit(a, user, send(12, b"two"));
+    assert!(!pair.answered(asker));
     // Time passes in ticks, so the pair keeps its leader.
     for _ in 0..=limits::FILE_STORED_WAIT_MS / 100 {
         pair.now = pair.now + Duration::from_millis(100);
@@ -168,19 +181,15 @@ fn a_file_send_is_answered_once_its_content_is_on_a_majority() {
         pair.settle();
     }
     assert_eq!(pair.client_answer(asker), ClientResponse::Retry { maybe_applied: true });
-    let again = submit(&mut pair, a, send(12, b"two"));
-    assert!(!answered(&pair, again), "the duplicate waits too: {:?}", pair.client_answer(again));
+    let again = pair.submit(a, user, send(12, b"two"));
+    assert!(!pair.answered(again), "the duplicate waits too: {:?}", pair.client_answer(again));
     pair.input(b, ServiceInput::BlobStored { file: lonely });
     assert!(matches!(pair.client_answer(again), ClientResponse::Applied(o) if o.duplicate));
 }
 
 #[test]
 fn a_client_uploads_by_asking_a_replica_to_store_what_it_serves() {
-    let (ka, kb) = (Identity::from_secret([11; 32]), Identity::from_secret([12; 32]));
-    let a = ka.user().node_id();
-    let mut pair = Pair::keyed([ka, kb]);
-    let alice = Identity::from_secret([1; 32]);
-    assert!(applied_ok(&pair.ask(a, &alice, ClientRequest::Submit(register(&alice, "alice")))));
+    let Keyed { mut pair, a, alice, .. } = keyed_with_alice(None);
     let file = FileId::of(b"upload");
     let store = |pair: &mut Pair, file| pair.ask(a, &alice, ClientRequest::StoreFile(file));
 
@@ -211,35 +220,15 @@ fn a_client_uploads_by_asking_a_replica_to_store_what_it_serves() {
 
 #[test]
 fn file_sends_past_the_bound_are_told_to_back_off_never_answered_early() {
-    let (ka, kb) = (Identity::from_secret([11; 32]), Identity::from_secret([12; 32]));
-    let a = ka.user().node_id();
-    let mut pair = Pair::keyed([ka, kb]);
-    let alice = Identity::from_secret([1; 32]);
-    assert!(applied_ok(&pair.ask(a, &alice, ClientRequest::Submit(register(&alice, "alice")))));
-    let create = Operation::CreateRoom { name: "r".into(), visibility: Visibility::Public };
-    assert!(applied_ok(&pair.ask(a, &alice, ClientRequest::Submit(signed(&alice, 10, create)))));
+    let Keyed { mut pair, a, alice, .. } = keyed_with_alice(Some(Visibility::Public));
     // Held by A alone: no send of it can be answered yet.
     let file = FileId::of(b"waits");
     pair.input(a, ServiceInput::BlobStored { file });
     let info = FileInfo { id: file, name: "w.txt".into(), media_type: "text/plain".into() };
-    let mut held = Vec::new();
-    for n in 0..=limits::FILE_SENDS_PENDING_MAX as u128 {
-        let to = Target::Room(RoomId::Group("r".into()));
-        let op = Operation::SendFile { to, file: info.clone(), caption: String::new() };
-        let frame = RequestFrame {
-            request_id: 1,
-            request: ClientRequest::Submit(signed(&alice, 100 + n, op)),
-        };
-        let asker = pair.asker();
-        let input = ServiceInput::ClientRequested {
-            asker,
-            user: Some(alice.user()),
-            frame: frame.encode().into(),
-        };
-        pair.input(a, input);
-        held.push(asker);
-    }
+    let held: Vec<AskerId> = (0..=limits::FILE_SENDS_PENDING_MAX as u128)
+        .map(|n| pair.submit(a, alice.user(), send_file(&alice, 100 + n, info.clone())))
+        .collect();
     let (last, waiting) = held.split_last().expect("sends");
-    assert!(waiting.iter().all(|asker| !pair.answers.iter().any(|(_, a, _)| a == asker)));
+    assert!(waiting.iter().all(|asker| !pair.answered(*asker)));
     assert_eq!(pair.client_answer(*last), ClientResponse::Busy);
 }

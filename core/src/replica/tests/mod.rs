@@ -185,14 +185,20 @@ impl Pair {
     }
 }
 
-fn register(who: &Identity, name: &str) -> SignedCommand {
+/// `who` signs `op` as command `n`.
+fn signed(who: &Identity, n: u128, op: Operation) -> SignedCommand {
     let body = CommandBody {
         version: IM_PROTOCOL_VERSION,
-        command_id: uuid::Uuid::from_u128(u128::from(name.len() as u64) << 64 | 1),
+        command_id: uuid::Uuid::from_u128(n),
         issued_at_ms: START_MS,
-        op: Operation::Register { name: name.into() },
+        op,
     };
     SignedCommand::sign(who, &body)
+}
+
+fn register(who: &Identity, name: &str) -> SignedCommand {
+    let n = u128::from(name.len() as u64) << 64 | 1;
+    signed(who, n, Operation::Register { name: name.into() })
 }
 
 fn applied_ok(response: &ClientResponse) -> bool {
