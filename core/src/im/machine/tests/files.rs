@@ -18,10 +18,15 @@ fn hold(fx: &mut Fx, file: FileId) {
     fx.ok(&replica(), Operation::HoldFile { file });
 }
 
+/// A file message of `file` to room `r`.
+fn send_op(r: &RoomId, file: FileInfo, caption: &str) -> Operation {
+    Operation::SendFile { to: Target::Room(r.clone()), file, caption: caption.into() }
+}
+
 /// Holds the content, then sends the file message.
 fn send_file(fx: &mut Fx, who: &Identity, r: &RoomId, file: FileInfo) -> Result<Receipt, ImError> {
     hold(fx, file.id);
-    fx.run(who, Operation::SendFile { to: Target::Room(r.clone()), file, caption: "see".into() })
+    fx.run(who, send_op(r, file, "see"))
 }
 
 fn huge(seed: u8) -> FileInfo {
@@ -76,22 +81,8 @@ fn deleting_the_last_reference_releases_the_content_and_refunds_the_author() {
     fx.ok(&bob(), Operation::Join { room: r.clone() });
     let file = info(b"shared", "shared.txt");
     hold(&mut fx, file.id);
-    let first = fx.seq(
-        &ann(),
-        Operation::SendFile {
-            to: Target::Room(r.clone()),
-            file: file.clone(),
-            caption: String::new(),
-        },
-    );
-    let second = fx.seq(
-        &bob(),
-        Operation::SendFile {
-            to: Target::Room(r.clone()),
-            file: file.clone(),
-            caption: String::new(),
-        },
-    );
+    let first = fx.seq(&ann(), send_op(&r, file.clone(), ""));
+    let second = fx.seq(&bob(), send_op(&r, file.clone(), ""));
     assert_eq!(fx.m.file_usage(ann().user()), 6);
     assert_eq!(fx.m.file_usage(bob().user()), 6, "each message counts its own bytes");
 
@@ -154,14 +145,10 @@ fn the_quota_bounds_each_user_and_bad_manifests_are_refused() {
     ));
     let mut too_big = huge(200);
     too_big.id.size_bytes += 1;
-    let op = Operation::SendFile { to: Target::Room(r.clone()), file: too_big, caption: "".into() };
+    let op = send_op(&r, too_big, "");
     assert!(matches!(fx.run(&cat(), op), Err(ImError::BadFile(FileInfoError::TooLarge { .. }))));
     let long_caption = "x".repeat(limits::MESSAGE_BYTES_MAX + 1);
-    let op = Operation::SendFile {
-        to: Target::Room(r.clone()),
-        file: info(b"c", "c.txt"),
-        caption: long_caption,
-    };
+    let op = send_op(&r, info(b"c", "c.txt"), &long_caption);
     assert!(matches!(fx.run(&cat(), op), Err(ImError::BadLength { .. })));
 }
 
@@ -171,11 +158,7 @@ fn retries_place_a_file_once_and_captions_edit_and_react() {
     let r = fx.public_room("r");
     hold(&mut fx, FileId::of(b"a"));
     hold(&mut fx, FileId::of(b"d"));
-    let op = Operation::SendFile {
-        to: Target::Room(r.clone()),
-        file: info(b"a", "a.txt"),
-        caption: "one".into(),
-    };
+    let op = send_op(&r, info(b"a", "a.txt"), "one");
     let body = fx.body(op);
     let first = fx.apply_body(&ann(), &body);
     let again = fx.apply_body(&ann(), &body);
@@ -230,11 +213,7 @@ fn content_must_be_held_first_and_orphans_are_released_after_a_day() {
     let mut fx = Fx::new();
     let r = fx.public_room("r");
     let file = info(b"late", "late.txt");
-    let op = |file: &FileInfo| Operation::SendFile {
-        to: Target::Room(r.clone()),
-        file: file.clone(),
-        caption: String::new(),
-    };
+    let op = |file: &FileInfo| send_op(&r, file.clone(), "");
     assert_eq!(fx.run(&ann(), op(&file)), Err(ImError::FileNotStored));
     let held = fx.ok(&replica(), Operation::HoldFile { file: file.id });
     assert_eq!(held, Receipt::Held { file: file.id });
