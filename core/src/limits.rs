@@ -213,6 +213,22 @@ pub const USER_FILE_BYTES_MAX: u64 = 16 * 1024 * 1024 * 1024;
 /// whose message never came.
 pub const ORPHAN_HOLD_MS: u64 = 24 * 60 * 60 * 1000;
 
+/// How often a replica looks for referenced content it lacks, how many
+/// contents one look goes through, and how soon after start the first
+/// look comes.
+pub const FILE_SWEEP_INTERVAL_MS: u64 = 30_000;
+/// See [`FILE_SWEEP_INTERVAL_MS`].
+pub const FILE_SWEEP_FILES_MAX: usize = 1024;
+/// See [`FILE_SWEEP_INTERVAL_MS`].
+pub const FILE_SWEEP_FIRST_MS: u64 = 5_000;
+
+/// Contents a replica fetches at once to replicate them (uploads are
+/// bounded apart, by [`UPLOADS_MAX`]).
+pub const REPLICATION_FETCHES_MAX: usize = 16;
+
+/// Files one client offers (serves while uploading) at once.
+pub const OFFERED_FILES_MAX: usize = 16;
+
 /// Contents held but referred to by no entry, cluster-wide.
 pub const ORPHAN_FILES_MAX: usize = 100_000;
 

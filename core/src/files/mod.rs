@@ -13,6 +13,7 @@ pub mod download;
 mod file_id;
 mod geometry;
 mod group_set;
+mod offer;
 mod outboard;
 
 pub use chunk_response::{ChunkRefusal, ChunkResponse, ServeError, VerifiedGroups};
@@ -20,7 +21,8 @@ pub use download::Download;
 pub use file_id::{FileId, FileIdError};
 pub use geometry::Geometry;
 pub use group_set::GroupSet;
-pub use outboard::{build_outboard, OutboardError};
+pub use offer::{Offer, OfferDecision, OfferFull};
+pub use outboard::{build_outboard, outboard_of, OutboardError};
 
 #[cfg(test)]
 mod tests;

@@ -38,3 +38,19 @@ pub fn build_outboard(
     }
     Ok(())
 }
+
+/// Reads `data` (`size_bytes` long) once and writes its post-order
+/// outboard to `out`: the id of a local file and the tree to serve it
+/// with, in one pass (a sender's side; a short read is an error).
+pub fn outboard_of(
+    size_bytes: u64,
+    data: impl Read,
+    out: impl Write,
+) -> Result<FileId, OutboardError> {
+    let unchecked = FileId { root: [0; 32], size_bytes };
+    let geometry = Geometry::new(unchecked).map_err(|e| {
+        OutboardError::Io(std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))
+    })?;
+    let root = outboard_post_order(data.take(size_bytes), geometry.tree(), out)?;
+    Ok(FileId { root: *root.as_bytes(), size_bytes })
+}

@@ -32,6 +32,28 @@ fn the_outboard_refuses_data_that_is_not_the_file() {
 }
 
 #[test]
+fn a_sender_gets_the_id_and_the_tree_in_one_pass() {
+    for size in [0, 1, G - 1, G, G + 1, 5 * G + 3] {
+        let data = content(size, 2);
+        let (geometry, outboard) = stored(&data);
+        let mut mine = Vec::new();
+        let id = outboard_of(size, &data[..], &mut mine).expect("reads");
+        assert_eq!(id, FileId::of(&data), "size {size}");
+        assert_eq!(mine, outboard, "size {size}");
+        let all = 0..geometry.groups();
+        if !all.is_empty() {
+            let served = ChunkResponse::encode(&geometry, all.clone(), &data[..], &mine[..]);
+            served.expect("intact").decode(&geometry, &all).expect("verifies");
+        }
+    }
+    assert!(matches!(
+        outboard_of(G, &content(G - 1, 2)[..], Vec::new()),
+        Err(OutboardError::Io(_))
+    ));
+    assert!(outboard_of(u64::MAX, &b""[..], Vec::new()).is_err(), "over the limit");
+}
+
+#[test]
 fn a_damaged_copy_is_never_served() {
     let data = content(5 * G, 2);
     let (geometry, outboard) = stored(&data);

@@ -1,0 +1,123 @@
+//! The files a client offers while it uploads them, and what it answers to
+//! a chunk request: the sender's side of `/kith/chunks/1`
+//! (docs/PROTOCOL.md, section 12.2).
+//!
+//! Rules:
+//! - Only offered files are served; anything else is `NotHere`.
+//! - A malformed request, or one for groups outside the file, is
+//!   `Refused` with the reason.
+//! - Who may ask is the connection's business: a client listens nowhere,
+//!   so only the replicas it dialed can ask. Access to the content is
+//!   decided by the replicas, from the log, when they serve it on.
+//! - At most [`OFFERED_FILES_MAX`] files are offered at once.
+
+use super::FileId;
+use crate::limits::OFFERED_FILES_MAX;
+use crate::wire::chunk_protocol::{ChunkAnswer, ChunkRequest};
+use std::collections::BTreeSet;
+use std::ops::Range;
+
+/// The files a client serves.
+#[derive(Clone, Debug, Default)]
+pub struct Offer {
+    files: BTreeSet<FileId>,
+}
+
+/// What to do with one chunk request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OfferDecision {
+    /// Encode these groups of this offered file from the local copy.
+    Serve {
+        /// The file.
+        file: FileId,
+        /// The groups, inside it.
+        groups: Range<u64>,
+    },
+    /// Answer this without reading anything.
+    Answer(ChunkAnswer),
+}
+
+/// The offer is full.
+#[derive(Debug, thiserror::Error, Clone, Copy, PartialEq, Eq)]
+#[error("already offering {max} files; finish an upload first")]
+pub struct OfferFull {
+    /// [`OFFERED_FILES_MAX`].
+    pub max: usize,
+}
+
+impl Offer {
+    /// Starts serving `file`.
+    pub fn add(&mut self, file: FileId) -> Result<(), OfferFull> {
+        if !self.files.contains(&file) && self.files.len() >= OFFERED_FILES_MAX {
+            return Err(OfferFull { max: OFFERED_FILES_MAX });
+        }
+        self.files.insert(file);
+        Ok(())
+    }
+
+    /// Stops serving `file`.
+    pub fn remove(&mut self, file: FileId) {
+        self.files.remove(&file);
+    }
+
+    /// Whether `file` is offered.
+    pub fn contains(&self, file: FileId) -> bool {
+        self.files.contains(&file)
+    }
+
+    /// The decision for one request frame (untrusted bytes).
+    pub fn answer(&self, frame: &[u8]) -> OfferDecision {
+        match ChunkRequest::decode(frame) {
+            Err(e) => OfferDecision::Answer(ChunkAnswer::Refused(e.to_string())),
+            Ok(request) if !self.files.contains(&request.file) => {
+                OfferDecision::Answer(ChunkAnswer::NotHere)
+            }
+            Ok(request) => OfferDecision::Serve { file: request.file, groups: request.groups() },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::limits::CHUNK_GROUP_BYTES;
+
+    fn file(n: u8) -> FileId {
+        FileId { root: [n; 32], size_bytes: 3 * CHUNK_GROUP_BYTES }
+    }
+
+    fn ask(file: FileId, first_group: u64, group_count: u64) -> Vec<u8> {
+        ChunkRequest { file, first_group, group_count }.encode()
+    }
+
+    #[test]
+    fn only_offered_files_inside_their_bounds_are_served() {
+        let mut offer = Offer::default();
+        offer.add(file(1)).expect("room");
+        assert_eq!(
+            offer.answer(&ask(file(1), 1, 2)),
+            OfferDecision::Serve { file: file(1), groups: 1..3 }
+        );
+        assert_eq!(offer.answer(&ask(file(2), 0, 1)), OfferDecision::Answer(ChunkAnswer::NotHere));
+        assert!(matches!(
+            offer.answer(&ask(file(1), 2, 2)),
+            OfferDecision::Answer(ChunkAnswer::Refused(_))
+        ));
+        assert!(matches!(
+            offer.answer(b"\xff\xff"),
+            OfferDecision::Answer(ChunkAnswer::Refused(_))
+        ));
+        offer.remove(file(1));
+        assert_eq!(offer.answer(&ask(file(1), 0, 1)), OfferDecision::Answer(ChunkAnswer::NotHere));
+    }
+
+    #[test]
+    fn the_offer_is_bounded() {
+        let mut offer = Offer::default();
+        for n in 0..OFFERED_FILES_MAX {
+            offer.add(file(n as u8)).expect("under the bound");
+        }
+        offer.add(file(0)).expect("offering the same file again is not new");
+        assert_eq!(offer.add(file(200)), Err(OfferFull { max: OFFERED_FILES_MAX }));
+    }
+}
