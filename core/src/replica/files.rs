@@ -17,6 +17,10 @@
 //!   (`StoreFile`): the replica fetches it from the client (and from any
 //!   replica that holds it), within the user's quota and a bound on
 //!   uploads, and answers `FileStored` once the log records it as a holder.
+//! - Every [`FILE_SWEEP_INTERVAL_MS`] the replica looks through a part of
+//!   the referenced contents for ones it lacks (after a restart, a fetch
+//!   that gave up, a copy lost with its disk) and fetches them, at most
+//!   [`REPLICATION_FETCHES_MAX`] at a time.
 
 use super::asker::{Asker, AskerId, AskerKind};
 use super::intake::Origin;
@@ -28,9 +32,29 @@ use crate::im::protocol::{
     CommandBody, EntryKind, FileInfoError, ImError, ImEvent, Operation, SignedCommand,
     IM_PROTOCOL_VERSION,
 };
-use crate::limits;
+use crate::limits::{
+    self, FILE_SWEEP_FILES_MAX, FILE_SWEEP_FIRST_MS, FILE_SWEEP_INTERVAL_MS,
+    REPLICATION_FETCHES_MAX,
+};
+use crate::time::Instant;
 use crate::wire::chunk_protocol::{ChunkAnswer, ChunkRequest};
 use crate::wire::client_protocol::ClientResponse;
+use std::time::Duration;
+
+/// When the next look for missing content is due, and where the last one
+/// stopped.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Sweep {
+    pub(super) due: Instant,
+    after: Option<FileId>,
+}
+
+impl Sweep {
+    /// The first look comes soon after start, once the log has been read.
+    pub(super) fn starting(now: Instant) -> Sweep {
+        Sweep { due: now + Duration::from_millis(FILE_SWEEP_FIRST_MS), after: None }
+    }
+}
 
 impl ReplicaService {
     /// A chunk request from a connection authenticated as `user`.
@@ -175,11 +199,37 @@ impl ReplicaService {
         }
     }
 
+    /// Looks through the next part of the referenced contents for ones
+    /// this replica lacks, and fetches them.
+    pub(super) fn sweep_files(&mut self, now: Instant) {
+        if now < self.file_sweep.due {
+            return;
+        }
+        self.file_sweep.due = now + Duration::from_millis(FILE_SWEEP_INTERVAL_MS);
+        let after = self.file_sweep.after;
+        let part: Vec<FileId> = self
+            .node
+            .state_machine()
+            .referenced_files_after(after)
+            .take(FILE_SWEEP_FILES_MAX)
+            .collect();
+        // A short part means the end was reached: start over next time.
+        self.file_sweep.after =
+            if part.len() < FILE_SWEEP_FILES_MAX { None } else { part.last().copied() };
+        for file in part {
+            self.fetch_if_needed(file, false);
+        }
+    }
+
     /// Starts fetching `file` from its holders if the log refers to it and
     /// this replica lacks it (`damaged`: it lacks it whatever the log says).
+    /// Beyond [`REPLICATION_FETCHES_MAX`] it waits for a later sweep.
     fn fetch_if_needed(&mut self, file: FileId, damaged: bool) {
         let machine = self.node.state_machine();
         if !machine.is_file_referenced(file) || self.fetching.contains(&file) {
+            return;
+        }
+        if self.fetching.len().saturating_sub(self.uploading.len()) >= REPLICATION_FETCHES_MAX {
             return;
         }
         if self.holds(file) && !damaged {

@@ -129,6 +129,9 @@ pub struct ReplicaService {
     fetching: BTreeSet<crate::files::FileId>,
     /// Of those, the ones a client is uploading, and who.
     uploading: BTreeMap<crate::files::FileId, UserId>,
+    /// When to look again for referenced content this replica lacks, and
+    /// where the last look stopped.
+    file_sweep: files::Sweep,
     file_sends: file_sends::FileSends,
     /// When this replica last knew a leader (or started).
     leader_known_at: Instant,
@@ -170,6 +173,7 @@ impl ReplicaService {
             identity: config.identity,
             fetching: BTreeSet::new(),
             uploading: BTreeMap::new(),
+            file_sweep: files::Sweep::starting(now),
             file_sends: file_sends::FileSends::default(),
             leader_known_at: now,
             #[cfg(feature = "bug-switches")]
@@ -245,6 +249,7 @@ impl ReplicaService {
         }
         self.presence.expire(now);
         self.expire_file_sends();
+        self.sweep_files(now);
     }
 
     /// The next command for the driver, if any.
@@ -260,10 +265,15 @@ impl ReplicaService {
 
     /// When [`Self::handle_timeout`] should next be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        [self.node.poll_timeout(), self.presence.poll_timeout(), self.file_sends_timeout()]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.node.poll_timeout(),
+            self.presence.poll_timeout(),
+            self.file_sends_timeout(),
+            Some(self.file_sweep.due),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// The Raft node (read-only: status, metrics, checkers).

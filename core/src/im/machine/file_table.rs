@@ -160,6 +160,17 @@ impl FileTable {
         self.files.contains_key(&file)
     }
 
+    /// Every content some entry refers to, in id order, from `after` on
+    /// (exclusive).
+    pub(crate) fn referenced_after(
+        &self,
+        after: Option<FileId>,
+    ) -> impl Iterator<Item = FileId> + '_ {
+        use std::ops::Bound::{Excluded, Unbounded};
+        let from = after.map_or(Unbounded, Excluded);
+        self.files.range((from, Unbounded)).map(|(file, _)| *file)
+    }
+
     /// The entries that refer to `file`.
     pub(crate) fn references(&self, file: FileId) -> impl Iterator<Item = &Reference> {
         self.files.get(&file).into_iter().flatten()

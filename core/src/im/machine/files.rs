@@ -88,6 +88,15 @@ impl ImMachine {
         self.files.is_referenced(file)
     }
 
+    /// Every content some entry refers to, in id order, after `after`
+    /// (a cursor for sweeps that go through them a part at a time).
+    pub fn referenced_files_after(
+        &self,
+        after: Option<FileId>,
+    ) -> impl Iterator<Item = FileId> + '_ {
+        self.files.referenced_after(after)
+    }
+
     /// Refuses a file of `file`'s size that would take `user` past their
     /// quota (the check a file message passes, made early for uploads).
     pub fn check_file_quota(&self, user: UserId, file: FileId) -> Result<(), ImError> {

@@ -232,3 +232,45 @@ fn file_sends_past_the_bound_are_told_to_back_off_never_answered_early() {
     assert!(waiting.iter().all(|asker| !pair.answered(*asker)));
     assert_eq!(pair.client_answer(*last), ClientResponse::Busy);
 }
+
+#[test]
+fn a_replica_that_gave_up_a_fetch_looks_again_on_its_sweep() {
+    let Keyed { mut pair, a, b, alice, .. } = keyed_with_alice(Some(Visibility::Private));
+    let file = FileId::of(b"minutes");
+    let info = FileInfo { id: file, name: "minutes.txt".into(), media_type: "text/plain".into() };
+    pair.input(a, ServiceInput::BlobStored { file });
+    // Its answer waits for a majority (both) to hold the content.
+    let sent = pair.submit(a, alice.user(), send_file(&alice, 11, info));
+    let fetches = |p: &Pair| p.took(b, |o| matches!(o, ServiceOutput::FetchFile { .. }));
+    assert_eq!(fetches(&pair), 1, "B fetches what the log refers to and A holds");
+
+    // B gives up (A was unreachable, say): nothing happens until a sweep.
+    pair.input(b, ServiceInput::FetchFailed { file });
+    // Time goes by in Raft ticks, so the leader keeps leading.
+    let tick = |p: &mut Pair, ms: u64| {
+        for _ in 0..ms.div_ceil(50) {
+            p.now = p.now + std::time::Duration::from_millis(50);
+            let now = p.now;
+            for id in p.ids {
+                let service = p.services.get_mut(&id).expect("replica");
+                if service.poll_timeout().is_some_and(|t| t <= now) {
+                    service.handle_timeout(now);
+                }
+            }
+            p.settle();
+        }
+    };
+    tick(&mut pair, 1);
+    assert_eq!(fetches(&pair), 1);
+    tick(&mut pair, limits::FILE_SWEEP_INTERVAL_MS + limits::FILE_SWEEP_FIRST_MS);
+    assert_eq!(fetches(&pair), 2, "the sweep fetches it again");
+    // While it fetches, later sweeps do not start it twice.
+    tick(&mut pair, limits::FILE_SWEEP_INTERVAL_MS);
+    assert_eq!(fetches(&pair), 2);
+    // Stored: B says so, and no sweep fetches it again.
+    pair.input(b, ServiceInput::BlobStored { file });
+    tick(&mut pair, limits::FILE_SWEEP_INTERVAL_MS);
+    assert_eq!(fetches(&pair), 2);
+    assert_eq!(pair.services[&a].node().state_machine().file_holders(file).len(), 2);
+    assert!(pair.answered(sent));
+}
