@@ -34,7 +34,7 @@ mod route;
 #[cfg(test)]
 mod tests;
 
-pub use reply::{reply_to, CallError, Reply};
+pub use reply::{reply_to, CallError, Reply, StoreReply};
 pub use route::{Route, Setback};
 
 use crate::ids::NodeId;

@@ -3,7 +3,7 @@
 //! the simulated ones, another language's written from the protocol) has
 //! its own reading of the protocol's variants.
 
-use crate::im::protocol::{CommandError, QueryResult};
+use crate::im::protocol::{CommandError, ImError, QueryResult};
 use crate::wire::client_protocol::{ClientRequest, ClientResponse, CommandOutcome, UserPresence};
 
 /// The answer that fits its request.
@@ -18,6 +18,21 @@ pub enum Reply {
     Taken,
     /// The presence of each user asked about, in order (for `PresenceOf`).
     Presence(Vec<UserPresence>),
+    /// Where an upload stands (for `StoreFile`).
+    Store(StoreReply),
+}
+
+/// Where an upload stands.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StoreReply {
+    /// The log records the replica as holding the content: send the file
+    /// message.
+    Stored,
+    /// The replica is fetching it from the client: keep serving, ask again.
+    Storing,
+    /// The replica will not store it (too large, over the quota).
+    Refused(ImError),
 }
 
 /// A final answer that is not the request's reply.
@@ -51,6 +66,15 @@ pub fn reply_to(request: &ClientRequest, response: ClientResponse) -> Result<Rep
         {
             Ok(Reply::Presence(views))
         }
+        (ClientRequest::StoreFile(asked), ClientResponse::FileStored(file)) if *asked == file => {
+            Ok(Reply::Store(StoreReply::Stored))
+        }
+        (ClientRequest::StoreFile(asked), ClientResponse::FileStoring(file)) if *asked == file => {
+            Ok(Reply::Store(StoreReply::Storing))
+        }
+        (ClientRequest::StoreFile(_), ClientResponse::StoreRefused(e)) => {
+            Ok(Reply::Store(StoreReply::Refused(e)))
+        }
         (_, ClientResponse::Refused(e)) => Err(CallError::Refused(e)),
         (_, ClientResponse::BadRequest(why)) => Err(CallError::BadRequest(why)),
         (_, other) => Err(CallError::Unexpected(Box::new(other))),
@@ -61,6 +85,30 @@ pub fn reply_to(request: &ClientRequest, response: ClientResponse) -> Result<Rep
 mod tests {
     use super::*;
     use crate::im::identity::UserId;
+
+    #[test]
+    fn an_upload_takes_only_answers_about_its_own_file() {
+        let file = crate::files::FileId::of(b"a");
+        let store = ClientRequest::StoreFile(file);
+        assert_eq!(
+            reply_to(&store, ClientResponse::FileStored(file)),
+            Ok(Reply::Store(StoreReply::Stored))
+        );
+        assert_eq!(
+            reply_to(&store, ClientResponse::FileStoring(file)),
+            Ok(Reply::Store(StoreReply::Storing))
+        );
+        let other = crate::files::FileId::of(b"b");
+        assert!(matches!(
+            reply_to(&store, ClientResponse::FileStored(other)),
+            Err(CallError::Unexpected(_))
+        ));
+        let over = ImError::QuotaExceeded { used_bytes: 9, quota_bytes: 10, size_bytes: 2 };
+        assert_eq!(
+            reply_to(&store, ClientResponse::StoreRefused(over.clone())),
+            Ok(Reply::Store(StoreReply::Refused(over)))
+        );
+    }
 
     #[test]
     fn each_request_takes_only_its_own_answers() {

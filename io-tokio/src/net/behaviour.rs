@@ -28,6 +28,9 @@ pub const LIVE_PROTOCOL: StreamProtocol = StreamProtocol::new("/kith/live/1");
 pub const SNAPSHOT_PROTOCOL: StreamProtocol = StreamProtocol::new("/kith/snapshot/1");
 /// Replica to replica: Raft frames, one stream per peer.
 pub const RAFT_PROTOCOL: StreamProtocol = StreamProtocol::new("/kith/raft/1");
+/// File content: one chunk request and its answer per stream
+/// (docs/PROTOCOL.md, section 12.1).
+pub const CHUNKS_PROTOCOL: StreamProtocol = StreamProtocol::new("/kith/chunks/1");
 /// Gossipsub topic for signed presence announcements.
 pub const PRESENCE_TOPIC: &str = "kith/presence/1";
 /// Gossipsub topic for signed typing notices.
