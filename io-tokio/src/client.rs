@@ -7,16 +7,22 @@
 //! signed once and resent unchanged, so a leader change or a lost answer
 //! never turns into a lost or doubled message.
 
+use crate::files::chunk_stream;
+use crate::files::fetch::{fetch, FetchError, Fetched};
+use crate::files::local_files::LocalFiles;
 use crate::key_file::KeyFile;
 use crate::net::behaviour::{build_swarm, BehaviourEvent, SwarmOptions, LIVE_PROTOCOL};
 use crate::net::codec::{read_frame, write_frame};
 use crate::net::read_budget::HeldFrame;
+use crate::storage::BlobStore;
 use futures::StreamExt;
+use kith_core::files::download::Progress;
+use kith_core::files::FileId;
 use kith_core::im::identity::Identity;
 use kith_core::im::protocol::{Operation, QueryKind, QueryResult, SignedCommand};
 use kith_core::limits;
 use kith_core::session::{
-    CallError, ClientSession, Reply, SessionConfig, SessionInput, SessionOutput,
+    CallError, ClientSession, Reply, SessionConfig, SessionInput, SessionOutput, StoreReply,
 };
 use kith_core::time::{DriverClock, Instant};
 use kith_core::wire::client_protocol::{
@@ -27,6 +33,7 @@ use libp2p::request_response::{Event, Message, OutboundRequestId};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, PeerId};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, oneshot};
 
@@ -92,6 +99,8 @@ pub struct Client {
     started: tokio::time::Instant,
     /// How long a call keeps retrying.
     pub patience: Duration,
+    /// What this client serves while uploading.
+    files: Arc<LocalFiles>,
 }
 
 impl Client {
@@ -105,8 +114,9 @@ impl Client {
     /// request (commands keep their id, so this is safe).
     pub async fn connect_any(key: &KeyFile, addrs: Vec<Multiaddr>) -> Result<Client, ClientError> {
         let mut last = None;
+        let files = Arc::new(LocalFiles::default());
         for (i, addr) in addrs.iter().enumerate() {
-            match dial(key, addr.clone()).await {
+            match dial(key, addr.clone(), &addrs, &files).await {
                 Ok((replica, calls, control)) => {
                     // A replica's Raft id follows from the PeerId its address
                     // names, so leader hints can be followed to it.
@@ -130,6 +140,7 @@ impl Client {
                         session,
                         started: tokio::time::Instant::now(),
                         patience: Duration::from_secs(30),
+                        files,
                     });
                 }
                 Err(e) => last = Some(e),
@@ -143,7 +154,7 @@ impl Client {
         let mut last = None;
         for step in 1..=self.addrs.len() {
             let i = (self.current + step) % self.addrs.len();
-            match dial(&self.key, self.addrs[i].clone()).await {
+            match dial(&self.key, self.addrs[i].clone(), &self.addrs, &self.files).await {
                 Ok((replica, calls, control)) => {
                     tracing::info!(addr = %self.addrs[i], "connected to another replica");
                     (self.current, self.replica, self.calls, self.control) =
@@ -161,7 +172,8 @@ impl Client {
         if target == self.current {
             return Ok(());
         }
-        let (replica, calls, control) = dial(&self.key, self.addrs[target].clone()).await?;
+        let (replica, calls, control) =
+            dial(&self.key, self.addrs[target].clone(), &self.addrs, &self.files).await?;
         tracing::info!(addr = %self.addrs[target], "connected to another replica");
         (self.current, self.replica, self.calls, self.control) = (target, replica, calls, control);
         Ok(())
@@ -194,6 +206,17 @@ impl Client {
     ) -> Result<CommandOutcome, ClientError> {
         match self.call(ClientRequest::Submit(command.clone())).await? {
             Reply::Applied(outcome) => Ok(outcome),
+            other => {
+                Err(ClientError::Protocol(format!("an answer for another request: {other:?}")))
+            }
+        }
+    }
+
+    /// Asks the replica to store `file`, which this client must be
+    /// offering ([`Self::local_files`]); ask again while it is `Storing`.
+    pub async fn store_file(&mut self, file: FileId) -> Result<StoreReply, ClientError> {
+        match self.call(ClientRequest::StoreFile(file)).await? {
+            Reply::Store(reply) => Ok(reply),
             other => {
                 Err(ClientError::Protocol(format!("an answer for another request: {other:?}")))
             }
@@ -357,16 +380,57 @@ impl Client {
     pub fn identity(&self) -> &Identity {
         &self.identity
     }
+
+    /// The files this client serves to replicas while it uploads them.
+    pub fn local_files(&self) -> &Arc<LocalFiles> {
+        &self.files
+    }
+
+    /// The replicas this client knows by PeerId: the one it is connected
+    /// to and every one its addresses name.
+    pub fn replicas(&self) -> Vec<PeerId> {
+        let mut peers: Vec<PeerId> =
+            self.addrs.iter().filter_map(crate::peer_ids::named_peer).collect();
+        peers.push(self.replica);
+        peers.sort();
+        peers.dedup();
+        peers
+    }
+
+    /// Fetches `file` into `store` from every replica this client knows
+    /// (resuming what an earlier fetch left there); `progress` hears each
+    /// step. The replicas check that this user may read it.
+    pub async fn fetch_file(
+        &self,
+        store: &BlobStore,
+        file: FileId,
+        progress: impl FnMut(Progress),
+    ) -> Result<Fetched, FetchError> {
+        fetch(&self.control, store, file, &self.replicas(), progress).await
+    }
 }
 
 type Dialed = (PeerId, mpsc::Sender<Call>, libp2p_stream::Control);
 
-/// Connects to one replica and starts the task that drives the swarm.
-async fn dial(key: &KeyFile, addr: Multiaddr) -> Result<Dialed, ClientError> {
+/// Connects to one replica and starts the task that drives the swarm. The
+/// swarm learns every replica address that names its peer (a fetch may
+/// ask any of them) and serves `files` to them.
+async fn dial(
+    key: &KeyFile,
+    addr: Multiaddr,
+    all: &[Multiaddr],
+    files: &Arc<LocalFiles>,
+) -> Result<Dialed, ClientError> {
     let connect_err = |reason: String| ClientError::Connect { addr: addr.clone(), reason };
     let options =
         SwarmOptions { request_timeout: Some(Duration::from_secs(10)), ..SwarmOptions::default() };
     let mut swarm = build_swarm(key.keypair(), &options).map_err(|e| connect_err(e.to_string()))?;
+    for known in all {
+        if let Some(peer) = crate::peer_ids::named_peer(known) {
+            swarm.add_peer_address(peer, known.clone());
+        }
+    }
+    files.serve(chunk_stream::accept(swarm.behaviour().stream.new_control()));
     swarm.dial(addr.clone()).map_err(|e| connect_err(e.to_string()))?;
     // The replica is the peer the address names last: through a relay, the
     // first connection is to the relay, which may itself be a replica of

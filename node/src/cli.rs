@@ -145,10 +145,51 @@ pub enum Command {
         #[arg(long)]
         stop: bool,
     },
+    /// Files: send one into a room, fetch one, list a room's files.
+    #[command(subcommand)]
+    File(FileCommand),
     /// Interactive chat: live messages, presence, send by typing.
     Chat {
         /// The room to open.
         room: Option<String>,
+    },
+}
+
+/// `kith file`.
+#[derive(Clone, Debug, Subcommand)]
+pub enum FileCommand {
+    /// Send a file into a room: stored on a majority of replicas before it
+    /// is announced. Run it again after an interruption to go on.
+    Send {
+        /// The room (or @user for a direct room).
+        room: String,
+        /// The file.
+        path: PathBuf,
+        /// A caption sent with it.
+        #[arg(long)]
+        caption: Option<String>,
+        /// Its media type (default: guessed from the name).
+        #[arg(long, value_name = "TYPE/SUBTYPE")]
+        media_type: Option<String>,
+    },
+    /// Fetch a file, verified, from any replica. Run it again after an
+    /// interruption to fetch only what is missing.
+    Get {
+        /// The room (or @user).
+        room: String,
+        /// The file message's sequence number, or the file id (HEX-SIZE).
+        file: String,
+        /// Where to save it (default: its name, in this directory).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+    /// List the files in a room, oldest first.
+    Ls {
+        /// The room (or @user).
+        room: String,
+        /// At most this many (the newest).
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
     },
 }
 

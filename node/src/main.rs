@@ -1,9 +1,10 @@
 //! The `kith` binary: replicas (`init`, `node`, `cluster`), users (`id`,
 //! `register`, `room`, `send`, `dm`, `history`, `tail`, `inbox`,
-//! `presence`, `chat`) and the one-command local cluster (`dev`).
+//! `presence`, `chat`, `file`) and the one-command local cluster (`dev`).
 
 mod cli;
 mod dev;
+mod file_commands;
 mod live_commands;
 mod log_budget;
 mod render;
@@ -11,6 +12,7 @@ mod replica_commands;
 mod room_commands;
 mod session;
 mod settings;
+mod transfer_progress;
 mod user_commands;
 
 use clap::Parser;
@@ -68,6 +70,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Node(args) => replica_commands::node(args).await,
         Command::Cluster(c) => replica_commands::cluster(&cli, c).await,
         Command::Id(c) => user_commands::id(&cli, c),
+        Command::File(c) => file_commands::run(&cli, c).await,
         Command::Chat { room } => live_commands::chat(&cli, room).await,
         Command::Tail { room, from } => live_commands::tail(&cli, &room, from).await,
         other => user_commands::run(&cli, other).await,

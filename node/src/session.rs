@@ -4,7 +4,7 @@ use crate::cli::Cli;
 use crate::settings;
 use anyhow::{anyhow, bail, Context, Result};
 use kith_core::im::identity::UserId;
-use kith_core::im::protocol::{Operation, QueryKind, QueryReply, Receipt, RoomId};
+use kith_core::im::protocol::{Operation, QueryKind, QueryReply, Receipt, RoomId, Target};
 use kith_core::wire::client_protocol::CommandOutcome;
 use kith_io_tokio::client::Client;
 use kith_io_tokio::key_file::KeyFile;
@@ -85,6 +85,19 @@ impl Session {
             bail!("empty room name");
         }
         Ok(RoomId::Group(name.to_string()))
+    }
+
+    /// Where a message to `room` goes: the direct room with the other user
+    /// is addressed to them (it is created on first use); any other room,
+    /// including someone else's pair (`@a+b`, which the replica refuses),
+    /// as itself.
+    pub fn target_of(&self, room: RoomId) -> Target {
+        match room {
+            RoomId::Direct(a, b) if a == self.me || b == self.me => {
+                Target::User(if a == self.me { b } else { a })
+            }
+            other => Target::Room(other),
+        }
     }
 
     /// A user's display name (their PeerId's tail when unregistered).

@@ -81,13 +81,7 @@ pub async fn run(cli: &Cli, command: Command) -> Result<()> {
         Command::Room(room) => room_commands::run(cli, &mut s, room).await?,
         Command::Send { room, text } => {
             let room = s.resolve_room(&room).await?;
-            let to = match room {
-                RoomId::Direct(a, b) if a == s.me || b == s.me => {
-                    Target::User(if a == s.me { b } else { a })
-                }
-                // Someone else's pair (`@a+b`): the replica refuses it.
-                other => Target::Room(other),
-            };
+            let to = s.target_of(room);
             let receipt = s.submit(Operation::Send { to, text }).await?;
             render::receipt(cli, &mut s, &receipt).await;
         }

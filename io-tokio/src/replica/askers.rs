@@ -1,6 +1,7 @@
 //! Who is waiting for an answer: the service names each request with an
 //! opaque `AskerId`; this maps the id to the libp2p channel it came on.
 
+use crate::files::chunk_stream::ChunkReply;
 use crate::net::behaviour::Behaviour;
 use kith_core::replica::AskerId;
 use kith_core::wire::client_protocol::LiveFrame;
@@ -20,6 +21,8 @@ pub enum Channel {
     Admin(ResponseChannel<Vec<u8>>),
     /// A live stream waiting to hear whether its subscription opened.
     Live(PendingStream),
+    /// A chunk request on `/kith/chunks/1`.
+    Chunks(ChunkReply),
 }
 
 /// The channels awaiting answers.
@@ -60,6 +63,10 @@ pub fn answer(swarm: &mut Swarm<Behaviour>, channel: Channel, frame: Vec<u8>) {
         Channel::Admin(c) => behaviour.admin.send_response(c, frame),
         Channel::Live(stream) => {
             stream.refuse(frame);
+            Ok(())
+        }
+        Channel::Chunks(reply) => {
+            reply.answer(frame);
             Ok(())
         }
     };

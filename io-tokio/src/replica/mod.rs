@@ -10,12 +10,13 @@
 //! 2. fill each live stream's bounded queue from `poll_live` while it has
 //!    room;
 //! 3. wait for the first of: a swarm event, a disk report, a new live
-//!    stream, a snapshot chunk, the service's `poll_timeout()`, shutdown;
+//!    stream, a snapshot chunk, a chunk request, a file task's report, the service's `poll_timeout()`, shutdown;
 //!    report it to the service as a fact.
 
 mod askers;
 mod client_traffic;
 mod clock;
+mod files;
 mod frame_stream;
 mod live;
 mod metrics;
@@ -80,6 +81,11 @@ struct Replica {
     /// Faults peers committed, for metrics and bounded logs.
     faults: peer_faults::PeerFaults,
     shared_metrics: Arc<Mutex<MetricsSnapshot>>,
+    /// File content: the blob store, the fetches running, and where file
+    /// tasks report.
+    blobs: crate::storage::BlobStore,
+    fetches: BTreeMap<kith_core::files::FileId, tokio::task::AbortHandle>,
+    file_reports: tokio::sync::mpsc::Sender<files::FileReport>,
 }
 
 /// Runs a replica until `shutdown` completes (or the node halts).
@@ -87,8 +93,14 @@ pub async fn run(
     options: ReplicaOptions,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ReplicaError> {
-    let start::Started { mut replica, mut disk_reports, mut live_requests, mut streamed } =
-        start::start(&options).await?;
+    let start::Started {
+        mut replica,
+        mut disk_reports,
+        mut live_requests,
+        mut streamed,
+        mut chunk_requests,
+        mut file_reports,
+    } = start::start(&options).await?;
     if let Some(addr) = options.metrics {
         metrics::serve(addr, replica.shared_metrics.clone()).await?;
     }
@@ -110,6 +122,8 @@ pub async fn run(
                 None => return Err(ReplicaError::Halted("the disk writer stopped".into())),
             },
             Some(request) = live_requests.recv() => replica.on_live_request(request),
+            Some(request) = chunk_requests.recv() => replica.on_chunk_stream(request),
+            Some(report) = file_reports.recv() => replica.on_file_report(report),
             Some((peer, frame)) = streamed.raft.recv() => {
                 replica.on_streamed_frame(peer, frame);
                 // Take what else has arrived before carrying out outputs:
@@ -135,7 +149,10 @@ pub async fn run(
         }
     }
     tracing::info!("shutting down: writing the batches already queued");
-    let Replica { disk, .. } = replica;
+    let Replica { disk, fetches, .. } = replica;
+    for fetch in fetches.values() {
+        fetch.abort();
+    }
     disk.close();
     tracing::info!("stopped");
     Ok(())

@@ -70,6 +70,11 @@ impl Replica {
                 tracing::info!(?role, %term, ?leader, "role changed");
             }
             ServiceOutput::Halted { reason } => tracing::error!(%reason, "the replica halted"),
+            ServiceOutput::ServeChunks { asker, file, groups } => {
+                self.serve_chunks(asker, file, groups)
+            }
+            ServiceOutput::FetchFile { file, sources } => self.fetch_file(file, sources),
+            ServiceOutput::RemoveBlob { file } => self.remove_blob(file),
             _ => {}
         }
     }

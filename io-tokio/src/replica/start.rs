@@ -8,7 +8,9 @@ use crate::net::behaviour::{
 use crate::net::directory::Directory;
 use crate::net::read_budget::HeldFrame;
 use crate::peer_ids::{node_id_of, user_of};
-use crate::storage::{DiskWriter, HistoryDb, SegmentLog, StorageError, WriteReport};
+use crate::storage::{
+    BlobError, BlobStore, DiskWriter, HistoryDb, SegmentLog, StorageError, WriteReport,
+};
 use kith_core::config::Config;
 use kith_core::im::ImMachine;
 use kith_core::raft::{Node, OnEmptyDisk, StartError};
@@ -102,6 +104,9 @@ pub enum ReplicaError {
          to join an existing one"
     )]
     Empty(PathBuf),
+    /// The blob store.
+    #[error(transparent)]
+    Blobs(#[from] BlobError),
     /// The node refused to start or stopped.
     #[error("the replica stopped: {0}")]
     Halted(String),
@@ -121,6 +126,8 @@ pub(super) struct Started {
     pub disk_reports: mpsc::UnboundedReceiver<WriteReport>,
     pub live_requests: mpsc::Receiver<live::LiveRequest>,
     pub streamed: Streamed,
+    pub chunk_requests: mpsc::Receiver<crate::files::chunk_stream::ChunkStream>,
+    pub file_reports: mpsc::Receiver<super::files::FileReport>,
 }
 
 /// Frames arriving on the peer streams (`frame_stream`), by protocol.
@@ -192,6 +199,9 @@ pub(super) async fn start(options: &ReplicaOptions) -> Result<Started, ReplicaEr
     let join_peers: BTreeSet<PeerId> =
         join_targets.iter().filter_map(crate::peer_ids::named_peer).collect();
     let live_requests = live::accept(swarm.behaviour().stream.new_control());
+    let chunk_requests = crate::files::chunk_stream::accept(swarm.behaviour().stream.new_control());
+    let blobs = BlobStore::open(options.data_dir.join("blobs"))?;
+    let (file_reports_tx, file_reports) = super::files::reports();
     let control = || swarm.behaviour().stream.new_control();
     let streamed = Streamed {
         raft: frame_stream::accept(control(), RAFT_PROTOCOL, super::RAFT_FRAMES_RECEIVED_QUEUED),
@@ -249,7 +259,10 @@ pub(super) async fn start(options: &ReplicaOptions) -> Result<Started, ReplicaEr
         metrics: metrics::Metrics::default(),
         faults: super::peer_faults::PeerFaults::new(std::time::Instant::now()),
         shared_metrics: Arc::new(Mutex::new(MetricsSnapshot::default())),
+        blobs,
+        fetches: BTreeMap::new(),
+        file_reports: file_reports_tx,
     };
     replica.vouch_directory();
-    Ok(Started { replica, disk_reports, live_requests, streamed })
+    Ok(Started { replica, disk_reports, live_requests, streamed, chunk_requests, file_reports })
 }

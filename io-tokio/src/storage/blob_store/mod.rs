@@ -131,6 +131,37 @@ impl BlobStore {
         ChunkResponse::encode(&geometry, groups, &data, &outboard)
     }
 
+    /// Moves a complete blob's content out to `to`, a new file (an existing
+    /// one is never overwritten), and forgets the blob. The content is
+    /// linked when `to` is on the same file system, else copied and synced
+    /// beside `to` and renamed into place: `to` appears whole or not at all.
+    pub fn export(&self, file: FileId, to: &Path) -> Result<(), BlobError> {
+        let data = self.complete_dir(file).join("data");
+        let parent = match to.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        match fs::hard_link(&data, to) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Err(io_at(to)(e)),
+            Err(_) => {
+                let mut part = to.as_os_str().to_owned();
+                part.push(".kith-part");
+                let part = PathBuf::from(part);
+                fs::copy(&data, &part).map_err(io_at(&part))?;
+                File::open(&part).and_then(|f| f.sync_all()).map_err(io_at(&part))?;
+                if to.exists() {
+                    let _ = fs::remove_file(&part);
+                    let exists = io::Error::from(io::ErrorKind::AlreadyExists);
+                    return Err(io_at(to)(exists));
+                }
+                fs::rename(&part, to).map_err(io_at(to))?;
+            }
+        }
+        sync_dir(&parent)?;
+        self.remove(file)
+    }
+
     /// Removes `file`, complete or partial (released content, or a damaged
     /// copy before it is fetched again).
     pub fn remove(&self, file: FileId) -> Result<(), BlobError> {

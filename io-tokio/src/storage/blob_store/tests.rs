@@ -141,3 +141,26 @@ fn a_damaged_record_starts_over_and_wrong_bytes_are_never_completed() {
     assert!(matches!(partial.finish(&store), Err(BlobError::NotTheFile(_))));
     assert!(!store.has(file));
 }
+
+#[test]
+fn an_export_appears_whole_never_overwrites_and_forgets_the_blob() {
+    let dir = scratch("export");
+    let store = BlobStore::open(dir.join("store")).unwrap();
+    let source = Memory::new(content(5 * G + 9));
+    let file = source.geometry.file();
+    let (mut d, partial, _) = store.start::<u8>(file).unwrap();
+    assert!(drive(&source, &mut d, &partial, None).1);
+    partial.finish(&store).unwrap();
+
+    let taken = dir.join("out.bin");
+    fs::write(&taken, b"mine").unwrap();
+    assert!(matches!(store.export(file, &taken), Err(BlobError::Io { .. })), "never overwrites");
+    assert_eq!(fs::read(&taken).unwrap(), b"mine");
+    assert!(store.has(file), "a refused export keeps the blob");
+
+    let out = dir.join("fetched.bin");
+    store.export(file, &out).unwrap();
+    assert!(fs::read(&out).unwrap() == source.data, "byte-identical");
+    assert!(!store.has(file), "the store forgot it");
+    let _ = fs::remove_dir_all(&dir);
+}
