@@ -273,8 +273,9 @@ pub const DOWNLOAD_REQUESTS_IN_FLIGHT_MAX: usize = 8;
 pub const DOWNLOAD_REQUESTS_PER_SOURCE_MAX: usize = 4;
 
 /// Verified data handed to the driver to write but not yet reported
-/// durable, in writes; at the bound the download stops asking (the disk is
-/// the bottleneck, and memory stays bounded).
+/// durable, in writes, counting the requests in flight (each may become a
+/// write); at the bound the download stops asking (the disk is the
+/// bottleneck, and memory stays bounded: 16 x 256 KiB).
 pub const DOWNLOAD_WRITES_PENDING_MAX: usize = 16;
 
 /// Sources one download knows.
@@ -326,5 +327,7 @@ const _: () = assert!(PRESENCE_QUERY_USERS_MAX * 128 <= FRAME_BYTES_MAX);
 const _: () = assert!(CHUNK_RESPONSE_BYTES_MAX + 4 * 1024 <= FRAME_BYTES_MAX as u64);
 const _: () = assert!(GROUPS_PER_REQUEST_MAX >= 1 && FILE_GROUPS_MAX / 8 <= 64 * 1024);
 const _: () = assert!(DOWNLOAD_REQUESTS_PER_SOURCE_MAX <= DOWNLOAD_REQUESTS_IN_FLIGHT_MAX);
+// Requests count against the write bound (each may become a write).
+const _: () = assert!(DOWNLOAD_REQUESTS_IN_FLIGHT_MAX < DOWNLOAD_WRITES_PENDING_MAX);
 const _: () = assert!(SOURCE_BACKOFF_MS_MIN <= SOURCE_BACKOFF_MS_MAX);
 const _: () = assert!(FILE_BYTES_MAX <= USER_FILE_BYTES_MAX);

@@ -7,9 +7,10 @@
 //! - Progress is handed out for saving only for groups the driver reported
 //!   durable, so a saved record never claims data the disk lacks.
 //! - At most [`DOWNLOAD_REQUESTS_IN_FLIGHT_MAX`] requests are in flight (and
-//!   [`DOWNLOAD_REQUESTS_PER_SOURCE_MAX`] to one source); none while
-//!   [`DOWNLOAD_WRITES_PENDING_MAX`] writes wait on the disk. Only groups
-//!   neither held nor in flight are asked for.
+//!   [`DOWNLOAD_REQUESTS_PER_SOURCE_MAX`] to one source); none while the
+//!   requests in flight and the writes waiting on the disk together reach
+//!   [`DOWNLOAD_WRITES_PENDING_MAX`] (each request may become a write).
+//!   Only groups neither held nor in flight are asked for.
 //! - A request that fails, is refused or times out returns its groups to
 //!   the missing set and benches its source ([`sources`]); the groups go to
 //!   another source.
@@ -392,7 +393,8 @@ impl<S: Ord + Clone> Download<S> {
         self.sources.unbench(now);
         while !self.finished
             && self.requests.len() < DOWNLOAD_REQUESTS_IN_FLIGHT_MAX
-            && self.writes.len() < DOWNLOAD_WRITES_PENDING_MAX
+            // Every request may become a write: it counts from when it is asked.
+            && self.requests.len() + self.writes.len() < DOWNLOAD_WRITES_PENDING_MAX
         {
             let Some(groups) =
                 self.held.first_gap(&self.flying, self.cursor, GROUPS_PER_REQUEST_MAX)
@@ -426,6 +428,7 @@ impl<S: Ord + Clone> Download<S> {
     fn check_invariants(&self) {
         debug_assert!(self.requests.len() <= DOWNLOAD_REQUESTS_IN_FLIGHT_MAX);
         debug_assert!(self.writes.len() <= DOWNLOAD_WRITES_PENDING_MAX);
+        debug_assert!(self.requests.len() + self.writes.len() <= DOWNLOAD_WRITES_PENDING_MAX);
         debug_assert!(self.durable.count() <= self.held.count());
         debug_assert_eq!(
             self.flying.count(),

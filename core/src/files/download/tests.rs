@@ -361,3 +361,37 @@ fn an_unusable_record_starts_the_download_over_and_says_why() {
     let (d, why) = Download::<u8>::resume_or_new(file, None).expect("in range");
     assert_eq!((d.progress().durable_bytes, why), (0, None));
 }
+
+/// Found by the real node: with the disk slower than the network, every
+/// request in flight when the write bound was reached still became a
+/// write, past the bound. A request counts against it from the moment it
+/// is asked.
+#[test]
+fn a_slow_disk_holds_the_pending_writes_at_their_bound() {
+    let data = content(1000 * G, 9);
+    let (geometry, outboard) = stored(&data);
+    let mut d = Download::new(geometry.file()).expect("in range");
+    let now = Instant::from_millis(1);
+    assert!(d.add_source(now, 0usize) && d.add_source(now, 1));
+    let mut pending_writes = 0;
+    loop {
+        let mut asked = Vec::new();
+        while let Some(out) = d.poll_output() {
+            match out {
+                Output::Request { id, groups, .. } => asked.push((id, groups)),
+                // The disk never finishes a write.
+                Output::Write { .. } => pending_writes += 1,
+                other => panic!("{other:?}"),
+            }
+        }
+        if asked.is_empty() {
+            break;
+        }
+        for (id, groups) in asked {
+            let response = ChunkResponse::encode(&geometry, groups, &data[..], &outboard[..]);
+            let response = response.expect("intact");
+            d.handle_input(now, Input::Answered { id, response }).expect("verifies");
+        }
+    }
+    assert_eq!(pending_writes, DOWNLOAD_WRITES_PENDING_MAX, "asks up to the bound, not past it");
+}
