@@ -4,6 +4,7 @@
 
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
+use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -82,6 +83,7 @@ impl TransferProgress {
             "bytes": bytes,
             "total_bytes": self.total_bytes,
         });
-        println!("{event}");
+        // A closed stdout (the reader went away) must not stop the transfer.
+        let _ = writeln!(std::io::stdout(), "{event}");
     }
 }
