@@ -33,8 +33,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// How often an upload asks the replica whether it has stored the file.
-const STORE_POLL: Duration = Duration::from_millis(500);
+/// How often an upload asks the replica whether it has stored the file:
+/// soon at first (a small file is stored in milliseconds), then every
+/// half second.
+const STORE_POLL_FIRST: Duration = Duration::from_millis(10);
+const STORE_POLL_MAX: Duration = Duration::from_millis(500);
 /// How long a file message may wait for its answer (the replica answers
 /// once a majority holds the content, asking to retry every minute).
 const SEND_PATIENCE: Duration = Duration::from_secs(30 * 60);
@@ -122,13 +125,15 @@ async fn upload(cli: &Cli, s: &mut Session, local: &LocalFile) -> Result<()> {
     let size = local.id.size_bytes;
     let progress = TransferProgress::new(cli.json, "uploading", size);
     let served_before = s.client.local_files().served_bytes();
+    let mut poll = STORE_POLL_FIRST;
     loop {
         match s.client.store_file(local.id).await? {
             StoreReply::Stored => break,
             StoreReply::Storing => {
                 let served = s.client.local_files().served_bytes() - served_before;
                 progress.set(served);
-                tokio::time::sleep(STORE_POLL).await;
+                tokio::time::sleep(poll).await;
+                poll = (poll * 2).min(STORE_POLL_MAX);
             }
             StoreReply::Refused(e) => {
                 bail!("the replica will not store {}: {e}", local.path.display())

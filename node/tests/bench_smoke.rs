@@ -59,3 +59,32 @@ fn the_history_benchmark_runs() {
         assert!(line.contains(key), "{key} missing from {line}");
     }
 }
+
+/// The files benchmark's smoke run: a few MiB sent and fetched through a
+/// `kith dev` cluster beside a plain TCP copy, with every row reported.
+#[test]
+fn the_files_benchmark_runs() {
+    let out = Command::new(env!("CARGO_BIN_EXE_kith-files-bench"))
+        .arg("--smoke")
+        .output()
+        .expect("the benchmark starts");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let line = stdout.lines().find(|l| l.starts_with("BENCH files ")).expect("a BENCH line");
+    let figure = |key: &str| -> f64 {
+        let start =
+            line.find(key).unwrap_or_else(|| panic!("{key} missing from {line}")) + key.len();
+        line[start..].split_whitespace().next().and_then(|v| v.parse().ok()).expect("a number")
+    };
+    for key in [
+        "copy_mib_s=",
+        "send_mib_s=",
+        "get_mib_s=",
+        "get_ratio=",
+        "send_peak_kib=",
+        "get_peak_kib=",
+        "replica_peak_kib=",
+    ] {
+        assert!(figure(key) > 0.0, "{key} measured nothing: {line}");
+    }
+}
