@@ -3,15 +3,18 @@
 //! (documented in `kith_core::files::download`) over `/kith/chunks/1`
 //! streams and a [`PartialBlob`].
 //!
-//! Requests run as tasks (each bounded by the chunk timeout), disk writes
-//! on the blocking pool; their results come back to the loop as facts.
+//! Requests run as tasks (each bounded by the chunk timeout); disk work
+//! runs on one blocking worker that writes what has queued and syncs once
+//! for all of it (group sync: a write is reported `Written` only after the
+//! sync that covers it). Results come back to the loop as facts.
 //! Dropping the future aborts the requests; writes already handed to the
 //! disk finish, and the progress record never names more than is synced,
 //! so a fetch stopped anywhere resumes from what is on disk.
 
 use crate::net::behaviour::CHUNKS_PROTOCOL;
 use crate::net::codec::{read_frame, write_frame};
-use crate::storage::{BlobError, BlobStore};
+use crate::storage::{BlobError, BlobStore, PartialBlob};
+use bytes::Bytes;
 use kith_core::files::download::{DownloadError, Input, Output, Progress, RequestId, WriteId};
 use kith_core::files::FileId;
 use kith_core::limits::CHUNK_REQUEST_TIMEOUT_MS;
@@ -82,7 +85,11 @@ pub async fn fetch(
     let mut received_bytes = 0;
     let (facts_tx, mut facts) = mpsc::channel(64);
     let mut requests = JoinSet::new();
-    let mut disk = JoinSet::new();
+    let (jobs, jobs_rx) = mpsc::unbounded_channel();
+    let disk = {
+        let (partial, facts) = (partial.clone(), facts_tx.clone());
+        tokio::task::spawn_blocking(move || disk_worker(&partial, jobs_rx, &facts))
+    };
     loop {
         while let Some(output) = download.poll_output() {
             match output {
@@ -94,23 +101,21 @@ pub async fn fetch(
                     };
                     requests.spawn(ask(control.clone(), source, request, id, facts_tx.clone()));
                 }
+                // The worker outlives every job sent to it (it stops when
+                // `jobs` is dropped), so a send cannot fail.
                 Output::Write { id, offset, data } => {
-                    let (partial, tx) = (partial.clone(), facts_tx.clone());
-                    disk.spawn(async move {
-                        let result = blocking(move || partial.write(offset, &data)).await;
-                        let _ = tx.send(Fact::Written { id, result }).await;
-                    });
+                    let _ = jobs.send(DiskJob::Write { id, offset, data });
                 }
                 Output::SaveProgress { bytes } => {
-                    let (partial, tx) = (partial.clone(), facts_tx.clone());
-                    disk.spawn(async move {
-                        let result = blocking(move || partial.save_progress(&bytes)).await;
-                        let _ = tx.send(Fact::Saved(result)).await;
-                    });
+                    let _ = jobs.send(DiskJob::Save(bytes));
                 }
                 Output::Completed => {
                     requests.abort_all();
-                    while disk.join_next().await.is_some() {}
+                    // Nothing more is read: the worker's last reports are
+                    // dropped rather than waited on.
+                    facts.close();
+                    drop(jobs);
+                    disk.await.map_err(blocking_failed)?;
                     drop(download);
                     let partial = Arc::into_inner(partial).expect("every write has finished");
                     let store = store.clone();
@@ -151,9 +156,8 @@ pub async fn fetch(
             }
             () = tokio::time::sleep(wake) => download.handle_timeout(now()),
         }
-        // Finished tasks leave the sets as the loop goes.
+        // Finished tasks leave the set as the loop goes.
         while requests.try_join_next().is_some() {}
-        while disk.try_join_next().is_some() {}
     }
 }
 
@@ -182,13 +186,47 @@ async fn ask(
     let _ = facts.send(Fact::Answered { id, answer, bytes }).await;
 }
 
-/// Runs a blocking disk step; its error as text for the core.
-async fn blocking(
-    step: impl FnOnce() -> Result<(), BlobError> + Send + 'static,
-) -> Result<(), String> {
-    match tokio::task::spawn_blocking(step).await {
-        Ok(result) => result.map_err(|e| e.to_string()),
-        Err(e) => Err(e.to_string()),
+/// Disk work for the worker, in the order the download asked for it.
+enum DiskJob {
+    Write { id: WriteId, offset: u64, data: Bytes },
+    Save(Bytes),
+}
+
+/// Takes whatever jobs have queued, writes them, syncs once, then reports
+/// each write and saves the progress records (which name only groups
+/// already reported written, so saving after the sync is safe).
+fn disk_worker(
+    partial: &PartialBlob,
+    mut jobs: mpsc::UnboundedReceiver<DiskJob>,
+    facts: &mpsc::Sender<Fact>,
+) {
+    while let Some(first) = jobs.blocking_recv() {
+        let mut batch = vec![first];
+        while let Ok(job) = jobs.try_recv() {
+            batch.push(job);
+        }
+        let mut written = Vec::new();
+        let mut saves = Vec::new();
+        for job in batch {
+            match job {
+                DiskJob::Write { id, offset, data } => {
+                    written.push((id, partial.write_unsynced(offset, &data)));
+                }
+                DiskJob::Save(bytes) => saves.push(bytes),
+            }
+        }
+        let synced = partial.sync();
+        for (id, result) in written {
+            let result = match (&result, &synced) {
+                (Err(e), _) | (Ok(()), Err(e)) => Err(e.to_string()),
+                (Ok(()), Ok(())) => Ok(()),
+            };
+            let _ = facts.blocking_send(Fact::Written { id, result });
+        }
+        for bytes in saves {
+            let result = partial.save_progress(&bytes).map_err(|e| e.to_string());
+            let _ = facts.blocking_send(Fact::Saved(result));
+        }
     }
 }
 

@@ -180,9 +180,20 @@ impl PartialBlob {
     /// Writes verified bytes at `offset` and syncs them (the core's
     /// `Output::Write`; report `Input::Written` after, or `WriteFailed`).
     pub fn write(&self, offset: u64, data: &[u8]) -> Result<(), BlobError> {
+        self.write_unsynced(offset, data)?;
+        self.sync()
+    }
+
+    /// Writes verified bytes at `offset` without syncing: they are durable
+    /// (and may be reported `Written`) only after a later [`Self::sync`].
+    pub fn write_unsynced(&self, offset: u64, data: &[u8]) -> Result<(), BlobError> {
         let path = self.dir.join("data");
-        self.data.write_all_at(data, offset).map_err(io_at(&path))?;
-        self.data.sync_data().map_err(io_at(&path))
+        self.data.write_all_at(data, offset).map_err(io_at(&path))
+    }
+
+    /// Makes every write so far durable (one sync for a batch of writes).
+    pub fn sync(&self) -> Result<(), BlobError> {
+        self.data.sync_data().map_err(io_at(&self.dir.join("data")))
     }
 
     /// Replaces the progress record (the core's `Output::SaveProgress`):
