@@ -79,7 +79,8 @@ impl ReplicaService {
         if !allowed {
             return answer(self, ChunkAnswer::Forbidden);
         }
-        if !self.holds(file) {
+        // A copy being fetched (a damaged one being repaired) is not whole.
+        if !self.holds(file) || self.fetching.contains(&file) {
             return answer(self, ChunkAnswer::NotHere);
         }
         let groups = request.groups();

@@ -100,7 +100,13 @@ impl Replica {
             return;
         }
         let (control, store) = (self.swarm.behaviour().stream.new_control(), self.blobs.clone());
+        // A copy found damaged is removed and fetched again at once: the
+        // removal must finish before the fetch makes its partial copy.
+        let removal = self.removals.remove(&file);
         let task = tokio::spawn(async move {
+            if let Some(removal) = removal {
+                let _ = removal.await;
+            }
             let report = match fetch(&control, &store, file, &peers, |_| {}).await {
                 Ok(fetched) => {
                     tracing::info!(%file, resumed_bytes = fetched.resumed_bytes, "stored a file");
@@ -124,11 +130,13 @@ impl Replica {
             fetching.abort();
         }
         let store = self.blobs.clone();
-        tokio::task::spawn_blocking(move || {
+        let removal = tokio::task::spawn_blocking(move || {
             if let Err(e) = store.remove(file) {
                 tracing::warn!(%file, error = %e, "removing a file's copy failed");
             }
         });
+        self.removals.retain(|_, r| !r.is_finished());
+        self.removals.insert(file, removal);
     }
 }
 

@@ -85,6 +85,8 @@ struct Replica {
     /// tasks report.
     blobs: crate::storage::BlobStore,
     fetches: BTreeMap<kith_core::files::FileId, tokio::task::AbortHandle>,
+    /// Removals still running, which a new fetch of the same file awaits.
+    removals: BTreeMap<kith_core::files::FileId, tokio::task::JoinHandle<()>>,
     file_reports: tokio::sync::mpsc::Sender<files::FileReport>,
 }
 

@@ -261,6 +261,7 @@ pub(super) async fn start(options: &ReplicaOptions) -> Result<Started, ReplicaEr
         shared_metrics: Arc::new(Mutex::new(MetricsSnapshot::default())),
         blobs,
         fetches: BTreeMap::new(),
+        removals: BTreeMap::new(),
         file_reports: file_reports_tx,
     };
     replica.vouch_directory();

@@ -120,6 +120,8 @@ fn replicas_serve_fetch_hold_and_reclaim_files_as_the_log_says() {
     assert_eq!(pair.took(b, |o| matches!(o, ServiceOutput::RemoveBlob { .. })), 1);
     let from_a = |o: &ServiceOutput| matches!(o, ServiceOutput::FetchFile { sources, .. } if *sources == vec![FileSource::Replica(a)]);
     assert_eq!(pair.took(b, from_a), 1);
+    assert_eq!(pair.chunks(b, alice.user(), file), Some(ChunkAnswer::NotHere), "being repaired");
+    assert_eq!(pair.took(b, |o| matches!(o, ServiceOutput::RemoveBlob { .. })), 1);
 
     // Deleting the only message releases the content: both reclaim it.
     let seq = match &sent {
