@@ -283,3 +283,33 @@ async fn a_killed_fetch_run_again_fetches_only_what_was_missing() {
     );
     assert!(same_bytes(&path, &dev.scratch.0.join("disk.img.got")), "byte-identical");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_copy_is_never_served_and_is_fetched_again() {
+    let dev = Dev::start("files-damaged", 4, false).await;
+    let path = dev.file("photo.png", 2 * 1024 * 1024 + 3);
+    let seq = dev.send(&path, None).await.to_string();
+    let listed = json_lines(&dev.ok(&["--json", "--as", "bob", "file", "ls", "r"]).await);
+    let id = listed[0]["file"].as_str().unwrap().to_string();
+    let copy = |i: usize| dev.replica_dir(i).join("blobs").join("complete").join(&id).join("data");
+    for _ in 0..300 {
+        if (1..=3).all(|i| copy(i).exists()) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!((1..=3).all(|i| copy(i).exists()), "every replica holds the file");
+
+    // Rot one byte of the first replica's copy.
+    let mut bytes = std::fs::read(copy(1)).unwrap();
+    bytes[1024 * 1024] ^= 0x40;
+    std::fs::write(copy(1), &bytes).unwrap();
+
+    // Fetched through that replica alone: it does not serve the rotten
+    // copy, fetches the file again from the others, then serves it.
+    let args =
+        ["--as", "bob", "--node", &dev.nodes[0], "file", "get", "r", &seq, "-o", "photo.got"];
+    dev.ok(&args).await;
+    assert!(same_bytes(&path, &dev.scratch.0.join("photo.got")), "byte-identical");
+    assert!(same_bytes(&path, &copy(1)), "the damaged copy was replaced");
+}
