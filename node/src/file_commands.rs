@@ -38,6 +38,10 @@ use std::time::Duration;
 /// half second.
 const STORE_POLL_FIRST: Duration = Duration::from_millis(10);
 const STORE_POLL_MAX: Duration = Duration::from_millis(500);
+/// An upload that takes nothing from this client for this long, while the
+/// replica still says it is storing, is reported as stuck (a full disk on
+/// the replica, say); nothing was acknowledged, and a rerun goes on.
+const UPLOAD_STALL: Duration = Duration::from_secs(120);
 /// How long a file message may wait for its answer (the replica answers
 /// once a majority holds the content, asking to retry every minute).
 const SEND_PATIENCE: Duration = Duration::from_secs(30 * 60);
@@ -126,11 +130,22 @@ async fn upload(cli: &Cli, s: &mut Session, local: &LocalFile) -> Result<()> {
     let progress = TransferProgress::new(cli.json, "uploading", size);
     let served_before = s.client.local_files().served_bytes();
     let mut poll = STORE_POLL_FIRST;
+    let (mut last_served, mut moved_at) = (0, tokio::time::Instant::now());
     loop {
         match s.client.store_file(local.id).await? {
             StoreReply::Stored => break,
             StoreReply::Storing => {
                 let served = s.client.local_files().served_bytes() - served_before;
+                if served != last_served {
+                    (last_served, moved_at) = (served, tokio::time::Instant::now());
+                } else if moved_at.elapsed() > UPLOAD_STALL {
+                    bail!(
+                        "the replica has taken nothing of {} for {} s (is its disk full? see \
+                         its log); nothing was sent: run the command again to go on",
+                        local.path.display(),
+                        UPLOAD_STALL.as_secs()
+                    );
+                }
                 progress.set(served);
                 tokio::time::sleep(poll).await;
                 poll = (poll * 2).min(STORE_POLL_MAX);
