@@ -191,10 +191,12 @@ pub fn look(entry: &RoomEntry) -> u64 {
     u64::from_le_bytes(hash.as_bytes()[..8].try_into().expect("8 bytes"))
 }
 
-/// The message id an entry carries, if it is a message.
+/// The message id an entry carries, if it is a message (a file message is
+/// one too: it is edited, reacted to and deleted like any other).
 fn msg_id_of(entry: &RoomEntry) -> Option<Uuid> {
     match &entry.kind {
         EntryKind::Message(m) => Some(m.msg_id),
+        EntryKind::File(f) => Some(f.message.msg_id),
         _ => None,
     }
 }
@@ -205,15 +207,14 @@ impl StoredMessage {
         Ok(machine
             .all_entries()?
             .into_iter()
-            .filter_map(|(room, entry)| match &entry.kind {
-                EntryKind::Message(m) => Some(StoredMessage {
+            .filter_map(|(room, entry)| {
+                Some(StoredMessage {
                     seq: entry.seq,
-                    msg_id: m.msg_id,
+                    msg_id: msg_id_of(&entry)?,
                     author: entry.author,
                     look: look(&entry),
                     room,
-                }),
-                _ => None,
+                })
             })
             .collect())
     }
