@@ -4,6 +4,7 @@
 
 use bytes::Bytes;
 use kith_core::ids::NodeId;
+use kith_core::im::identity::Identity;
 use kith_core::replica::ReplicaService;
 use kith_core::rng::SeededRng;
 use kith_core::testing::disk::{DiskConfig, SimDisk};
@@ -50,16 +51,20 @@ pub fn receive(
 /// Message tag for operators' admin requests and their answers.
 pub const TAG_ADMIN: u64 = 6;
 
-/// A simulated replica's PeerId bytes: an identity multihash of a key
-/// naming its slot. Replica slots are numbered 1-254 (the address is
-/// 10.0.0.slot); the Raft id follows from the PeerId as the real node's
-/// does (`NodeId::of_peer`), so an operator's admin request names a
-/// replica exactly as it does in production.
+/// A simulated replica's key: derived from its slot, so the same slot is
+/// the same replica in every run. Replica slots are numbered 1-254 (the
+/// address is 10.0.0.slot).
+pub fn replica_identity(slot: u8) -> Identity {
+    Identity::from_secret(blake3::derive_key("kith io-sim replica key", &[slot]))
+}
+
+/// A simulated replica's PeerId bytes: its ed25519 key's, as the real
+/// node's. The Raft id follows from the PeerId as the real node's does
+/// (`NodeId::of_peer`), so an operator's admin request names a replica
+/// exactly as it does in production, and the replica can sign, as itself,
+/// what the log says it holds.
 pub fn replica_peer(slot: u8) -> Vec<u8> {
-    let mut peer = vec![0x00, 8];
-    peer.extend_from_slice(b"kithsim");
-    peer.push(slot);
-    peer
+    replica_identity(slot).user().peer_id_bytes().to_vec()
 }
 
 /// The Raft id of the replica in `slot`.

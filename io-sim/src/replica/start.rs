@@ -85,6 +85,9 @@ pub(super) fn start(
         Ok(node) => {
             let mut service_config = ServiceConfig::default();
             service_config.admins = vec![operator_user()];
+            // Its own key, to say in the log which file content it holds.
+            service_config.identity =
+                crate::world::replica_slot(id).map(crate::world::replica_identity);
             #[cfg(feature = "bug-switches")]
             {
                 service_config.bugs = bugs;
