@@ -383,7 +383,9 @@ impl<S: Ord + Clone> Download<S> {
     fn fail(&mut self, error: DownloadError) {
         if !self.finished {
             self.finished = true;
+            // Requests in flight are forgotten, their groups with them.
             self.requests.clear();
+            self.flying = GroupSet::empty(self.geometry.groups());
             self.outputs.push_back(Output::Failed(error));
         }
     }

@@ -395,3 +395,41 @@ fn a_slow_disk_holds_the_pending_writes_at_their_bound() {
     }
     assert_eq!(pending_writes, DOWNLOAD_WRITES_PENDING_MAX, "asks up to the bound, not past it");
 }
+
+/// Found by the real node with its blob store on a full disk: a write
+/// failing while other requests were in flight left their groups counted
+/// as flying after the download had forgotten the requests (an invariant
+/// panic). Failing forgets both; answers that come after are refused.
+#[test]
+fn a_write_failure_with_requests_in_flight_fails_cleanly() {
+    let data = content(100 * G, 4);
+    let (geometry, outboard) = stored(&data);
+    let mut d = Download::new(geometry.file()).expect("in range");
+    let now = Instant::from_millis(1);
+    assert!(d.add_source(now, 0usize) && d.add_source(now, 1));
+    let mut asked = Vec::new();
+    while let Some(out) = d.poll_output() {
+        if let Output::Request { id, groups, .. } = out {
+            asked.push((id, groups));
+        }
+    }
+    assert!(asked.len() > 1, "several requests in flight");
+    let answer = |(id, groups): &(RequestId, Range<u64>)| {
+        let response = ChunkResponse::encode(&geometry, groups.clone(), &data[..], &outboard[..]);
+        Input::Answered { id: *id, response: response.expect("intact") }
+    };
+    d.handle_input(now, answer(&asked[0])).expect("verifies");
+    let write = std::iter::from_fn(|| d.poll_output())
+        .find_map(|out| match out {
+            Output::Write { id, .. } => Some(id),
+            _ => None,
+        })
+        .expect("a write");
+    let full = Input::WriteFailed { id: write, reason: "No space left on device".into() };
+    d.handle_input(now, full).expect("taken");
+    assert!(matches!(d.poll_output(), Some(Output::Failed(DownloadError::Disk { .. }))));
+    assert_eq!(d.handle_input(now, answer(&asked[1])), Err(ChunkRefusal::Unsolicited));
+    d.handle_timeout(now + Duration::from_secs(60));
+    assert_eq!(d.poll_output(), None);
+    assert!(d.is_finished());
+}
