@@ -226,6 +226,10 @@ pub const FILE_SWEEP_FIRST_MS: u64 = 5_000;
 /// bounded apart, by [`UPLOADS_MAX`]).
 pub const REPLICATION_FETCHES_MAX: usize = 16;
 
+/// How long a replica remembers why an upload failed, to tell the client
+/// that asks about it next.
+pub const UPLOAD_FAILURE_REMEMBERED_MS: u64 = 60_000;
+
 /// Files one client offers (serves while uploading) at once.
 pub const OFFERED_FILES_MAX: usize = 16;
 

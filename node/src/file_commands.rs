@@ -151,7 +151,7 @@ async fn upload(cli: &Cli, s: &mut Session, local: &LocalFile) -> Result<()> {
                 poll = (poll * 2).min(STORE_POLL_MAX);
             }
             StoreReply::Refused(e) => {
-                bail!("the replica will not store {}: {e}", local.path.display())
+                bail!("{}: {e}", local.path.display())
             }
             other => bail!("an answer this version does not know: {other:?}"),
         }

@@ -34,12 +34,44 @@ use crate::im::protocol::{
 };
 use crate::limits::{
     self, FILE_SWEEP_FILES_MAX, FILE_SWEEP_FIRST_MS, FILE_SWEEP_INTERVAL_MS,
-    REPLICATION_FETCHES_MAX,
+    REPLICATION_FETCHES_MAX, UPLOAD_FAILURE_REMEMBERED_MS,
 };
 use crate::time::Instant;
 use crate::wire::chunk_protocol::{ChunkAnswer, ChunkRequest};
 use crate::wire::client_protocol::ClientResponse;
+use std::collections::BTreeMap;
 use std::time::Duration;
+
+/// Uploads that failed, with why, for [`UPLOAD_FAILURE_REMEMBERED_MS`]
+/// and at most [`UPLOADS_MAX`] of them (the oldest is forgotten first).
+#[derive(Clone, Debug, Default)]
+pub(super) struct UploadFailures {
+    failed: BTreeMap<FileId, (Instant, String)>,
+}
+
+impl UploadFailures {
+    fn insert(&mut self, now: Instant, file: FileId, reason: String) {
+        self.forget_old(now);
+        if self.failed.len() >= limits::UPLOADS_MAX {
+            let oldest = self.failed.iter().min_by_key(|(_, (at, _))| *at).map(|(f, _)| *f);
+            if let Some(oldest) = oldest {
+                self.failed.remove(&oldest);
+            }
+        }
+        self.failed.insert(file, (now, reason));
+    }
+
+    /// Why `file`'s upload failed lately, if it did; forgotten once told.
+    fn take(&mut self, now: Instant, file: FileId) -> Option<String> {
+        self.forget_old(now);
+        self.failed.remove(&file).map(|(_, reason)| reason)
+    }
+
+    fn forget_old(&mut self, now: Instant) {
+        let keep = Duration::from_millis(UPLOAD_FAILURE_REMEMBERED_MS);
+        self.failed.retain(|_, (at, _)| now.saturating_since(*at) < keep);
+    }
+}
 
 /// When the next look for missing content is due, and where the last one
 /// stopped.
@@ -100,6 +132,10 @@ impl ReplicaService {
         }
         if self.fetching.contains(&file) {
             return ClientResponse::FileStoring(file);
+        }
+        // Told once; asking again starts over (the disk may have room now).
+        if let Some(reason) = self.upload_failures.take(self.now, file) {
+            return ClientResponse::StoreRefused(ImError::StoreFailed { reason });
         }
         let by_user = self.uploading.values().filter(|u| **u == user).count();
         if by_user >= limits::UPLOADS_PER_USER_MAX || self.uploading.len() >= limits::UPLOADS_MAX {
@@ -167,11 +203,14 @@ impl ReplicaService {
         self.fetch_if_needed(file, true);
     }
 
-    /// The driver gave up fetching `file` (no source could serve it); a
-    /// later holder record starts it again.
-    pub(super) fn on_fetch_failed(&mut self, file: FileId) {
+    /// The driver gave up fetching `file` (no source could serve it, or
+    /// its disk failed); a later holder record or sweep starts it again. A
+    /// failed upload is remembered for its uploader's next `StoreFile`.
+    pub(super) fn on_fetch_failed(&mut self, file: FileId, reason: String) {
         self.fetching.remove(&file);
-        self.uploading.remove(&file);
+        if self.uploading.remove(&file).is_some() {
+            self.upload_failures.insert(self.now, file, reason);
+        }
     }
 
     /// Reacts to what an applied command did to files.

@@ -147,5 +147,7 @@ pub enum ServiceInput {
     FetchFailed {
         /// The content.
         file: crate::files::FileId,
+        /// Why, for people (a client asking to store it is told).
+        reason: String,
     },
 }

@@ -129,6 +129,9 @@ pub struct ReplicaService {
     fetching: BTreeSet<crate::files::FileId>,
     /// Of those, the ones a client is uploading, and who.
     uploading: BTreeMap<crate::files::FileId, UserId>,
+    /// Uploads that failed recently, and why: the uploader's next
+    /// `StoreFile` is told instead of starting over unawares.
+    upload_failures: files::UploadFailures,
     /// When to look again for referenced content this replica lacks, and
     /// where the last look stopped.
     file_sweep: files::Sweep,
@@ -173,6 +176,7 @@ impl ReplicaService {
             identity: config.identity,
             fetching: BTreeSet::new(),
             uploading: BTreeMap::new(),
+            upload_failures: files::UploadFailures::default(),
             file_sweep: files::Sweep::starting(now),
             file_sends: file_sends::FileSends::default(),
             leader_known_at: now,
@@ -237,7 +241,7 @@ impl ReplicaService {
             }
             ServiceInput::BlobStored { file } => self.on_blob_stored(file),
             ServiceInput::BlobDamaged { file } => self.on_blob_damaged(file),
-            ServiceInput::FetchFailed { file } => self.on_fetch_failed(file),
+            ServiceInput::FetchFailed { file, reason } => self.on_fetch_failed(file, reason),
         }
     }
 

@@ -160,7 +160,7 @@ IM_ERRORS = {
     18: ("Expired", ["n", "n"]), 19: ("LastOwner", []), 20: ("BadCursor", []),
     21: ("NotBanned", []), 22: ("Unavailable", ["s"]),
     23: ("BadFile", ["file"]), 24: ("QuotaExceeded", ["n", "n", "n"]),
-    25: ("FileNotStored", []),
+    25: ("FileNotStored", []), 26: ("StoreFailed", ["s"]),
 }
 
 # FileInfoError: Name { max }, MediaType { max }, TooLarge { size_bytes, max }.

@@ -23,7 +23,7 @@ pub(super) const FILE_REPORTS_QUEUED: usize = 256;
 #[derive(Debug)]
 pub(super) enum FileReport {
     Stored(FileId),
-    FetchFailed(FileId),
+    FetchFailed(FileId, String),
     Damaged(FileId),
 }
 
@@ -42,9 +42,9 @@ impl Replica {
                 self.fetches.remove(&file);
                 ServiceInput::BlobStored { file }
             }
-            FileReport::FetchFailed(file) => {
+            FileReport::FetchFailed(file, reason) => {
                 self.fetches.remove(&file);
-                ServiceInput::FetchFailed { file }
+                ServiceInput::FetchFailed { file, reason }
             }
             FileReport::Damaged(file) => ServiceInput::BlobDamaged { file },
         };
@@ -96,7 +96,8 @@ impl Replica {
         let reports = self.file_reports.clone();
         if peers.is_empty() {
             tracing::debug!(%file, "no reachable source to fetch from");
-            let _ = reports.try_send(FileReport::FetchFailed(file));
+            let reason = "no source of it is reachable".to_string();
+            let _ = reports.try_send(FileReport::FetchFailed(file, reason));
             return;
         }
         let (control, store) = (self.swarm.behaviour().stream.new_control(), self.blobs.clone());
@@ -114,7 +115,7 @@ impl Replica {
                 }
                 Err(e) => {
                     tracing::warn!(%file, error = %e, "fetching a file failed");
-                    FileReport::FetchFailed(file)
+                    FileReport::FetchFailed(file, e.to_string())
                 }
             };
             let _ = reports.send(report).await;

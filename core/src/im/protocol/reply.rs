@@ -152,6 +152,13 @@ pub enum ImError {
     /// No replica holds the file's content yet: upload it first.
     #[error("no replica holds this file's content: upload it first")]
     FileNotStored,
+    /// The replica could not store an upload (its disk is full or failed,
+    /// or the client stopped serving it); nothing was acknowledged.
+    #[error("the replica could not store the file: {reason}")]
+    StoreFailed {
+        /// What went wrong, for people.
+        reason: String,
+    },
 }
 
 /// The outcome of one applied command.

@@ -218,6 +218,20 @@ fn a_client_uploads_by_asking_a_replica_to_store_what_it_serves() {
         store(&mut pair, huge),
         ClientResponse::StoreRefused(ImError::BadFile(FileInfoError::TooLarge { .. }))
     ));
+
+    // The disk filled up under an upload: the uploader is told why, once
+    // (nothing was acknowledged); asking again starts over.
+    let reason = "blob store at /d: No space left on device (os error 28)".to_string();
+    pair.input(a, ServiceInput::FetchFailed { file: second, reason: reason.clone() });
+    assert_eq!(
+        store(&mut pair, second),
+        ClientResponse::StoreRefused(ImError::StoreFailed { reason })
+    );
+    assert_eq!(store(&mut pair, second), ClientResponse::FileStoring(second));
+    // A failure nobody asked about within the minute is forgotten.
+    pair.input(a, ServiceInput::FetchFailed { file: second, reason: "gone".into() });
+    pair.now = pair.now + std::time::Duration::from_millis(limits::UPLOAD_FAILURE_REMEMBERED_MS);
+    assert_eq!(store(&mut pair, second), ClientResponse::FileStoring(second));
 }
 
 #[test]
@@ -247,7 +261,7 @@ fn a_replica_that_gave_up_a_fetch_looks_again_on_its_sweep() {
     assert_eq!(fetches(&pair), 1, "B fetches what the log refers to and A holds");
 
     // B gives up (A was unreachable, say): nothing happens until a sweep.
-    pair.input(b, ServiceInput::FetchFailed { file });
+    pair.input(b, ServiceInput::FetchFailed { file, reason: "no source".into() });
     // Time goes by in Raft ticks, so the leader keeps leading.
     let tick = |p: &mut Pair, ms: u64| {
         for _ in 0..ms.div_ceil(50) {
