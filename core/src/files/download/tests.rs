@@ -41,6 +41,12 @@ struct World {
     synced_groups: GroupSet,
     asked_after_resume: Vec<Range<u64>>,
     outcome: Option<Output<usize>>,
+    /// 1 in `slow_disk` of the disk's turns completes a write: above 1 the
+    /// disk is slower than the network and writes pile up to their bound.
+    slow_disk: u64,
+    /// The write that fails (no space left), counting from 0, if any.
+    failing_write: Option<u32>,
+    writes_done: u32,
 }
 
 impl World {
@@ -62,6 +68,9 @@ impl World {
             saving: None,
             asked_after_resume: Vec::new(),
             outcome: None,
+            slow_disk: 1,
+            failing_write: None,
+            writes_done: 0,
         }
     }
 
@@ -163,8 +172,14 @@ impl World {
                 };
                 let _ = d.handle_input(self.now, input);
             }
-            1 if !self.unsynced.is_empty() => {
+            1 if !self.unsynced.is_empty() && self.rng.range(0, self.slow_disk) == 0 => {
                 let (id, offset, data) = self.unsynced.remove(0);
+                self.writes_done += 1;
+                if self.failing_write == Some(self.writes_done - 1) {
+                    let reason = "No space left on device".to_string();
+                    let _ = d.handle_input(self.now, Input::WriteFailed { id, reason });
+                    return;
+                }
                 for (i, byte) in data.iter().enumerate() {
                     self.disk[offset as usize + i] = Some(*byte);
                 }
@@ -220,15 +235,18 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
 
     /// With one honest source among liars, the file completes byte-exact,
-    /// however the events interleave, and across a crash.
+    /// however the events interleave, with a disk slower than the network,
+    /// and across a crash.
     #[test]
     fn completes_exactly_among_liars_and_across_a_crash(
         size in sizes(),
         behaviours in behaviours(),
         seed: u64,
         crash_after in 0u32..400,
+        slow_disk in 1u64..8,
     ) {
         let mut world = World::new(size, behaviours, seed);
+        world.slow_disk = slow_disk;
         let mut d = world.start(false);
         let mut crashed = false;
         for step in 0..200_000u32 {
@@ -256,6 +274,41 @@ proptest! {
         }
         let disk: Vec<u8> = world.disk.iter().map(|b| b.expect("every byte written")).collect();
         prop_assert_eq!(disk, world.data.clone());
+    }
+
+    /// A disk that fails one write, whatever is in flight then, ends the
+    /// download with `Disk` (the bounds and invariants held all along), and
+    /// nothing that arrives after moves it.
+    #[test]
+    fn a_failing_disk_ends_the_download_cleanly(
+        size in G + 1..200 * G,
+        behaviours in behaviours(),
+        seed: u64,
+        failing_write in 0u32..12,
+        slow_disk in 1u64..8,
+    ) {
+        let mut world = World::new(size, behaviours, seed);
+        world.slow_disk = slow_disk;
+        world.failing_write = Some(failing_write);
+        let mut d = world.start(false);
+        for _ in 0..200_000u32 {
+            world.drain(&mut d, false);
+            if world.outcome.is_some() {
+                break;
+            }
+            world.step(&mut d);
+        }
+        match &world.outcome {
+            Some(Output::Failed(DownloadError::Disk { .. })) => {}
+            // Fewer writes than the failing one: it completed first.
+            Some(Output::Completed) => prop_assert!(world.writes_done <= failing_write + 1),
+            other => prop_assert!(false, "unexpected outcome {:?}", other),
+        }
+        for _ in 0..50 {
+            world.step(&mut d);
+            world.drain(&mut d, false);
+        }
+        prop_assert!(d.is_finished());
     }
 }
 
