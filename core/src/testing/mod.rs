@@ -4,6 +4,7 @@
 //! workload's own checks at the end. No async runtime: it runs as fast as
 //! the CPU allows, and one seed replays a run exactly.
 
+pub mod blob_disk;
 pub mod cluster;
 pub mod disk;
 pub mod download_schedule;

@@ -1,0 +1,250 @@
+//! A simulated blob store under the download state machine, with the same
+//! crash model as [`super::disk::SimDisk`]: writes and progress records are
+//! pending until their completion time; a crash loses every pending one and
+//! may tear the oldest write (a prefix of its blocks lands). A full disk
+//! refuses writes; a bit can rot at rest in a complete copy.
+//!
+//! It mirrors the real store (`kith-io-tokio`, `storage/blob_store`): a
+//! partial copy per file (bytes written at offsets, and the core's progress
+//! record, replaced whole or not at all), and complete copies (data and
+//! hash tree) that every read checks, so a damaged copy is never served.
+
+use super::disk::{DiskConfig, DiskFull};
+use crate::files::download::{ProgressError, WriteId};
+use crate::files::{
+    build_outboard, ChunkResponse, Download, FileId, FileIdError, Geometry, OutboardError,
+    ServeError,
+};
+use crate::rng::SeededRng;
+use crate::time::Instant;
+use bytes::Bytes;
+use std::collections::{BTreeMap, VecDeque};
+use std::ops::Range;
+
+/// What a pending operation does when it lands.
+#[derive(Debug)]
+enum Op {
+    Write { id: WriteId, offset: u64, data: Bytes },
+    Save(Bytes),
+}
+
+#[derive(Debug)]
+struct Pending {
+    file: FileId,
+    op: Op,
+    due: Instant,
+}
+
+/// A write or progress record that became durable.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BlobCompletion {
+    /// `Input::Written { id }` for the download of `file`.
+    Written {
+        /// The file.
+        file: FileId,
+        /// The write.
+        id: WriteId,
+    },
+    /// `Input::ProgressSaved` for the download of `file`.
+    Saved {
+        /// The file.
+        file: FileId,
+    },
+}
+
+#[derive(Debug, Default)]
+struct Partial {
+    data: Vec<u8>,
+    progress: Option<Bytes>,
+}
+
+#[derive(Debug)]
+struct Complete {
+    data: Vec<u8>,
+    outboard: Vec<u8>,
+}
+
+/// One replica's (or client's) blob store.
+#[derive(Debug, Default)]
+pub struct SimBlobStore {
+    /// Fault parameters (latency, tears), as for the log's disk.
+    pub config: DiskConfig,
+    partial: BTreeMap<FileId, Partial>,
+    complete: BTreeMap<FileId, Complete>,
+    pending: VecDeque<Pending>,
+    /// While set, every write fails (no space left on the device).
+    pub full: bool,
+    /// Writes torn by crashes so far.
+    pub tears: u64,
+    /// Bits flipped at rest so far.
+    pub corruptions: u64,
+}
+
+impl SimBlobStore {
+    /// An empty store.
+    pub fn new(config: DiskConfig) -> SimBlobStore {
+        SimBlobStore { config, ..SimBlobStore::default() }
+    }
+
+    /// Whether the store holds all of `file`.
+    pub fn has(&self, file: FileId) -> bool {
+        self.complete.contains_key(&file)
+    }
+
+    /// Starts or resumes fetching `file` from its saved progress record (an
+    /// unusable one is returned, and the download starts over).
+    pub fn start<S: Ord + Clone>(
+        &mut self,
+        file: FileId,
+    ) -> Result<(Download<S>, Option<ProgressError>), FileIdError> {
+        let saved = self.partial.get(&file).and_then(|p| p.progress.clone());
+        let started = Download::resume_or_new(file, saved.as_deref())?;
+        self.partial.entry(file).or_default();
+        Ok(started)
+    }
+
+    fn due(&self, now: Instant, rng: &mut SeededRng) -> Instant {
+        let min = self.config.latency_min.as_micros() as u64;
+        let max = self.config.latency_max.as_micros() as u64;
+        let due = Instant::from_micros(now.as_micros() + rng.range(min, max + 1));
+        self.pending.back().map_or(due, |last| due.max(last.due))
+    }
+
+    /// Starts a verified write (`Output::Write`); it lands, synced, after a
+    /// latency. A full disk refuses it and nothing of it lands.
+    pub fn write(
+        &mut self,
+        now: Instant,
+        rng: &mut SeededRng,
+        file: FileId,
+        id: WriteId,
+        offset: u64,
+        data: Bytes,
+    ) -> Result<(), DiskFull> {
+        if self.full {
+            return Err(DiskFull);
+        }
+        let due = self.due(now, rng);
+        self.pending.push_back(Pending { file, op: Op::Write { id, offset, data }, due });
+        Ok(())
+    }
+
+    /// Starts replacing the progress record (`Output::SaveProgress`): it
+    /// lands whole after a latency, or not at all.
+    pub fn save_progress(&mut self, now: Instant, rng: &mut SeededRng, file: FileId, bytes: Bytes) {
+        let due = self.due(now, rng);
+        self.pending.push_back(Pending { file, op: Op::Save(bytes), due });
+    }
+
+    /// When the next pending operation lands.
+    pub fn next_completion(&self) -> Option<Instant> {
+        self.pending.front().map(|p| p.due)
+    }
+
+    /// Lands everything due by `now`, in order. Operations on a file
+    /// removed meanwhile land nowhere and are not reported.
+    pub fn complete_due(&mut self, now: Instant) -> Vec<BlobCompletion> {
+        let mut done = Vec::new();
+        while self.pending.front().is_some_and(|p| p.due <= now) {
+            let p = self.pending.pop_front().expect("front exists");
+            let Some(partial) = self.partial.get_mut(&p.file) else { continue };
+            match p.op {
+                Op::Write { id, offset, data } => {
+                    land(&mut partial.data, offset, &data);
+                    done.push(BlobCompletion::Written { file: p.file, id });
+                }
+                Op::Save(bytes) => {
+                    partial.progress = Some(bytes);
+                    done.push(BlobCompletion::Saved { file: p.file });
+                }
+            }
+        }
+        done
+    }
+
+    /// After `Output::Completed`: builds the hash tree over the bytes
+    /// landed, which checks the root again, and makes the copy complete.
+    /// Bytes that are not the file discard the partial copy.
+    pub fn finish(&mut self, file: FileId) -> Result<(), OutboardError> {
+        let geometry = Geometry::new(file).map_err(|e| {
+            OutboardError::Io(std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))
+        })?;
+        let mut partial = self.partial.remove(&file).unwrap_or_default();
+        partial.data.resize(file.size_bytes as usize, 0);
+        let mut outboard = Vec::new();
+        build_outboard(&geometry, &partial.data[..], &mut outboard)?;
+        self.complete.insert(file, Complete { data: partial.data, outboard });
+        Ok(())
+    }
+
+    /// Encodes `groups` of a complete copy, checked against the root.
+    pub fn read(&self, file: FileId, groups: Range<u64>) -> Result<ChunkResponse, ServeError> {
+        let Some(copy) = self.complete.get(&file) else {
+            return Err(ServeError::Io(std::io::ErrorKind::NotFound.into()));
+        };
+        let geometry = Geometry::new(file)
+            .map_err(|_| ServeError::OutOfRange { groups: groups.clone(), total: 0 })?;
+        ChunkResponse::encode(&geometry, groups, &copy.data[..], &copy.outboard[..])
+    }
+
+    /// Removes `file`, complete or partial; its pending operations land
+    /// nowhere.
+    pub fn remove(&mut self, file: FileId) {
+        self.complete.remove(&file);
+        self.partial.remove(&file);
+    }
+
+    /// Power loss: pending operations vanish; the oldest write may land
+    /// torn (a prefix of its blocks), as a real disk may.
+    pub fn crash(&mut self, rng: &mut SeededRng) {
+        if let Some(first) = self.pending.pop_front() {
+            if let (Op::Write { offset, data, .. }, true) =
+                (&first.op, rng.chance(self.config.tear_on_crash))
+            {
+                let blocks = data.len().div_ceil(self.config.block_bytes) as u64;
+                let kept =
+                    (rng.range(0, blocks) as usize * self.config.block_bytes).min(data.len());
+                if let Some(partial) = self.partial.get_mut(&first.file) {
+                    land(&mut partial.data, *offset, &data[..kept]);
+                    self.tears += 1;
+                }
+            }
+        }
+        self.pending.clear();
+    }
+
+    /// Flips one bit of `file`'s complete copy (its data or its hash
+    /// tree); false when there is no complete copy to damage.
+    pub fn rot(&mut self, rng: &mut SeededRng, file: FileId) -> bool {
+        let Some(copy) = self.complete.get_mut(&file) else { return false };
+        let total = copy.data.len() + copy.outboard.len();
+        if total == 0 {
+            return false;
+        }
+        let at = rng.range(0, total as u64) as usize;
+        let bit = 1u8 << rng.range(0, 8);
+        match at.checked_sub(copy.data.len()) {
+            None => copy.data[at] ^= bit,
+            Some(i) => copy.outboard[i] ^= bit,
+        }
+        self.corruptions += 1;
+        true
+    }
+
+    /// The complete copy's bytes (for checkers).
+    pub fn content(&self, file: FileId) -> Option<&[u8]> {
+        self.complete.get(&file).map(|c| &c.data[..])
+    }
+}
+
+/// Writes `data` at `offset` of `buf`, growing it as a file grows.
+fn land(buf: &mut Vec<u8>, offset: u64, data: &[u8]) {
+    let end = offset as usize + data.len();
+    if buf.len() < end {
+        buf.resize(end, 0);
+    }
+    buf[offset as usize..end].copy_from_slice(data);
+}
+
+#[cfg(test)]
+mod tests;
