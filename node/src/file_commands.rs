@@ -19,6 +19,7 @@ use crate::session::Session;
 use crate::settings;
 use crate::transfer_progress::TransferProgress;
 use anyhow::{anyhow, bail, Context, Result};
+use kith_core::files::download::DownloadError;
 use kith_core::files::FileId;
 use kith_core::im::protocol::{
     EntryKind, FileInfo, Operation, QueryKind, QueryReply, RoomEntry, RoomId, SignedCommand,
@@ -26,6 +27,7 @@ use kith_core::im::protocol::{
 use kith_core::limits;
 use kith_core::session::StoreReply;
 use kith_io_tokio::client::now_ms;
+use kith_io_tokio::files::fetch::FetchError;
 use kith_io_tokio::files::local_files::LocalFile;
 use kith_io_tokio::storage::BlobStore;
 use serde_json::json;
@@ -261,8 +263,15 @@ async fn get(
     let fetched = if store.has(file) {
         None
     } else {
-        let fetched = s.client.fetch_file(&store, file, |p| shown.set(p.verified_bytes)).await;
-        Some(fetched.with_context(|| format!("fetching {name}"))?)
+        match s.client.fetch_file(&store, file, |p| shown.set(p.verified_bytes)).await {
+            Ok(fetched) => Some(fetched),
+            Err(FetchError::Download(DownloadError::NoSources { .. })) => bail!(
+                "no replica would serve {name}: it is not shown in a room you can read (a file \
+                 id must be one `kith file ls` lists), its message was deleted, or no replica \
+                 reachable from here holds it; what was fetched is kept for a rerun"
+            ),
+            Err(e) => return Err(e).with_context(|| format!("fetching {name}")),
+        }
     };
     progress.finish(file.size_bytes);
     store.export(file, &output).with_context(|| format!("saving {}", output.display()))?;
