@@ -14,22 +14,29 @@
 use super::FileId;
 use crate::limits::OFFERED_FILES_MAX;
 use crate::wire::chunk_protocol::{ChunkAnswer, ChunkRequest};
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::ops::Range;
 
-/// The files a client serves.
-#[derive(Clone, Debug, Default)]
-pub struct Offer {
-    files: BTreeSet<FileId>,
+/// The files a client serves, each with what the driver serves it from
+/// (`T`: a local file and its hash tree, say).
+#[derive(Clone, Debug)]
+pub struct Offer<T> {
+    files: BTreeMap<FileId, T>,
+}
+
+impl<T> Default for Offer<T> {
+    fn default() -> Offer<T> {
+        Offer { files: BTreeMap::new() }
+    }
 }
 
 /// What to do with one chunk request.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum OfferDecision {
-    /// Encode these groups of this offered file from the local copy.
+pub enum OfferDecision<'a, T> {
+    /// Encode these groups of this offered file from its local copy.
     Serve {
-        /// The file.
-        file: FileId,
+        /// What the file is served from.
+        local: &'a T,
         /// The groups, inside it.
         groups: Range<u64>,
     },
@@ -45,13 +52,13 @@ pub struct OfferFull {
     pub max: usize,
 }
 
-impl Offer {
-    /// Starts serving `file`.
-    pub fn add(&mut self, file: FileId) -> Result<(), OfferFull> {
-        if !self.files.contains(&file) && self.files.len() >= OFFERED_FILES_MAX {
+impl<T> Offer<T> {
+    /// Starts serving `file` from `local`.
+    pub fn add(&mut self, file: FileId, local: T) -> Result<(), OfferFull> {
+        if !self.files.contains_key(&file) && self.files.len() >= OFFERED_FILES_MAX {
             return Err(OfferFull { max: OFFERED_FILES_MAX });
         }
-        self.files.insert(file);
+        self.files.insert(file, local);
         Ok(())
     }
 
@@ -62,17 +69,18 @@ impl Offer {
 
     /// Whether `file` is offered.
     pub fn contains(&self, file: FileId) -> bool {
-        self.files.contains(&file)
+        self.files.contains_key(&file)
     }
 
     /// The decision for one request frame (untrusted bytes).
-    pub fn answer(&self, frame: &[u8]) -> OfferDecision {
-        match ChunkRequest::decode(frame) {
-            Err(e) => OfferDecision::Answer(ChunkAnswer::Refused(e.to_string())),
-            Ok(request) if !self.files.contains(&request.file) => {
-                OfferDecision::Answer(ChunkAnswer::NotHere)
-            }
-            Ok(request) => OfferDecision::Serve { file: request.file, groups: request.groups() },
+    pub fn answer(&self, frame: &[u8]) -> OfferDecision<'_, T> {
+        let request = match ChunkRequest::decode(frame) {
+            Ok(request) => request,
+            Err(e) => return OfferDecision::Answer(ChunkAnswer::Refused(e.to_string())),
+        };
+        match self.files.get(&request.file) {
+            Some(local) => OfferDecision::Serve { local, groups: request.groups() },
+            None => OfferDecision::Answer(ChunkAnswer::NotHere),
         }
     }
 }
@@ -93,10 +101,10 @@ mod tests {
     #[test]
     fn only_offered_files_inside_their_bounds_are_served() {
         let mut offer = Offer::default();
-        offer.add(file(1)).expect("room");
+        offer.add(file(1), "one").expect("room");
         assert_eq!(
             offer.answer(&ask(file(1), 1, 2)),
-            OfferDecision::Serve { file: file(1), groups: 1..3 }
+            OfferDecision::Serve { local: &"one", groups: 1..3 }
         );
         assert_eq!(offer.answer(&ask(file(2), 0, 1)), OfferDecision::Answer(ChunkAnswer::NotHere));
         assert!(matches!(
@@ -115,9 +123,9 @@ mod tests {
     fn the_offer_is_bounded() {
         let mut offer = Offer::default();
         for n in 0..OFFERED_FILES_MAX {
-            offer.add(file(n as u8)).expect("under the bound");
+            offer.add(file(n as u8), n).expect("under the bound");
         }
-        offer.add(file(0)).expect("offering the same file again is not new");
-        assert_eq!(offer.add(file(200)), Err(OfferFull { max: OFFERED_FILES_MAX }));
+        offer.add(file(0), 0).expect("offering the same file again is not new");
+        assert_eq!(offer.add(file(200), 200), Err(OfferFull { max: OFFERED_FILES_MAX }));
     }
 }

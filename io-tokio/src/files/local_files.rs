@@ -12,7 +12,6 @@ use kith_core::files::{
 };
 use kith_core::limits::FILE_BYTES_MAX;
 use kith_core::wire::chunk_protocol::ChunkAnswer;
-use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -116,24 +115,20 @@ impl<R: Read, F: FnMut(u64)> Read for Counting<'_, R, F> {
 /// The files one client offers, and what it has served of them.
 #[derive(Debug, Default)]
 pub struct LocalFiles {
-    offer: Mutex<(Offer, BTreeMap<FileId, Arc<LocalFile>>)>,
+    offer: Mutex<Offer<Arc<LocalFile>>>,
     served_bytes: AtomicU64,
 }
 
 impl LocalFiles {
     /// Serves `file` until [`Self::withdraw`].
     pub fn offer(&self, file: Arc<LocalFile>) -> Result<(), LocalFileError> {
-        let mut offered = self.offer.lock().expect("not poisoned");
-        offered.0.add(file.id)?;
-        offered.1.insert(file.id, file);
+        self.offer.lock().expect("not poisoned").add(file.id, file)?;
         Ok(())
     }
 
     /// Stops serving `file`.
     pub fn withdraw(&self, file: FileId) {
-        let mut offered = self.offer.lock().expect("not poisoned");
-        offered.0.remove(file);
-        offered.1.remove(&file);
+        self.offer.lock().expect("not poisoned").remove(file);
     }
 
     /// Group bytes served so far, all files.
@@ -153,16 +148,13 @@ impl LocalFiles {
     }
 
     async fn answer(self: Arc<Self>, request: ChunkStream) {
-        let decision = self.offer.lock().expect("not poisoned").0.answer(&request.frame);
+        let decision = match self.offer.lock().expect("not poisoned").answer(&request.frame) {
+            OfferDecision::Answer(answer) => Err(answer),
+            OfferDecision::Serve { local, groups } => Ok((local.clone(), groups)),
+        };
         let answer = match decision {
-            OfferDecision::Answer(answer) => answer,
-            OfferDecision::Serve { file, groups } => {
-                let local = self.offer.lock().expect("not poisoned").1.get(&file).cloned();
-                match local {
-                    Some(local) => self.read(local, groups).await,
-                    None => ChunkAnswer::NotHere,
-                }
-            }
+            Ok((local, groups)) => self.read(local, groups).await,
+            Err(answer) => answer,
         };
         request.reply.answer(answer.encode());
     }
