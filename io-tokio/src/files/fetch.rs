@@ -116,12 +116,7 @@ pub async fn fetch(
                     facts.close();
                     drop(jobs);
                     disk.await.map_err(blocking_failed)?;
-                    drop(download);
-                    let partial = Arc::into_inner(partial).expect("every write has finished");
-                    let store = store.clone();
-                    tokio::task::spawn_blocking(move || partial.finish(&store))
-                        .await
-                        .map_err(blocking_failed)??;
+                    finish(store, partial).await?;
                     return Ok(Fetched { resumed_bytes, received_bytes });
                 }
                 Output::Failed(e) => return Err(e.into()),
@@ -133,23 +128,10 @@ pub async fn fetch(
         });
         tokio::select! {
             Some(fact) = facts.recv() => {
-                let input = match fact {
-                    Fact::Answered { id, answer, bytes } => {
-                        received_bytes += bytes;
-                        match answer {
-                            Some(ChunkAnswer::Groups(response)) => Input::Answered { id, response },
-                            _ => Input::RequestFailed { id },
-                        }
-                    }
-                    Fact::Written { id, result: Ok(()) } => Input::Written { id },
-                    Fact::Written { id, result: Err(reason) } => Input::WriteFailed { id, reason },
-                    Fact::Saved(Ok(())) => Input::ProgressSaved,
-                    // The next save retries with what is durable by then.
-                    Fact::Saved(Err(reason)) => {
-                        tracing::warn!(%file, %reason, "saving download progress failed");
-                        continue;
-                    }
-                };
+                if let Fact::Answered { bytes, .. } = &fact {
+                    received_bytes += bytes;
+                }
+                let Some(input) = fact.into_input(file) else { continue };
                 if let Err(refusal) = download.handle_input(now(), input) {
                     tracing::debug!(%file, %refusal, "a chunk answer was refused");
                 }
@@ -161,16 +143,45 @@ pub async fn fetch(
     }
 }
 
+impl Fact {
+    /// The fact as the download's input (`None`: nothing it takes).
+    fn into_input(self, file: FileId) -> Option<Input> {
+        Some(match self {
+            Fact::Answered { id, answer: Some(ChunkAnswer::Groups(response)), .. } => {
+                Input::Answered { id, response }
+            }
+            Fact::Answered { id, .. } => Input::RequestFailed { id },
+            Fact::Written { id, result: Ok(()) } => Input::Written { id },
+            Fact::Written { id, result: Err(reason) } => Input::WriteFailed { id, reason },
+            Fact::Saved(Ok(())) => Input::ProgressSaved,
+            Fact::Saved(Err(reason)) => {
+                tracing::warn!(%file, %reason, "saving download progress failed");
+                return None;
+            }
+        })
+    }
+}
+
+/// After the download completed and every write finished: builds the
+/// hash tree (the root checked once more) and moves the blob into place.
+async fn finish(store: &BlobStore, partial: Arc<PartialBlob>) -> Result<(), FetchError> {
+    let partial = Arc::into_inner(partial).expect("every write has finished");
+    let store = store.clone();
+    tokio::task::spawn_blocking(move || partial.finish(&store))
+        .await
+        .map_err(blocking_failed)??;
+    Ok(())
+}
+
 /// One request on its own stream; the answer (or `None`: no answer in
 /// time, a failed stream, an undecodable frame) goes back as a fact.
 async fn ask(
-    control: libp2p_stream::Control,
+    mut control: libp2p_stream::Control,
     peer: PeerId,
     request: ChunkRequest,
     id: RequestId,
     facts: mpsc::Sender<Fact>,
 ) {
-    let mut control = control;
     let exchange = async {
         let mut stream = control.open_stream(peer, CHUNKS_PROTOCOL).await.ok()?;
         write_frame(&mut stream, &request.encode()).await.ok()?;

@@ -93,13 +93,13 @@ impl Replica {
                 FileSource::Client(user) => Some(peer_of(*user)),
             })
             .collect();
-        let reports = self.file_reports.clone();
         if peers.is_empty() {
             tracing::debug!(%file, "no reachable source to fetch from");
             let reason = "no source of it is reachable".to_string();
-            let _ = reports.try_send(FileReport::FetchFailed(file, reason));
+            self.input(ServiceInput::FetchFailed { file, reason });
             return;
         }
+        let reports = self.file_reports.clone();
         let (control, store) = (self.swarm.behaviour().stream.new_control(), self.blobs.clone());
         // A copy found damaged is removed and fetched again at once: the
         // removal must finish before the fetch makes its partial copy.
