@@ -131,8 +131,7 @@ pub async fn fetch(
                 if let Fact::Answered { bytes, .. } = &fact {
                     received_bytes += bytes;
                 }
-                let Some(input) = fact.into_input(file) else { continue };
-                if let Err(refusal) = download.handle_input(now(), input) {
+                if let Err(refusal) = download.handle_input(now(), fact.into_input(file)) {
                     tracing::debug!(%file, %refusal, "a chunk answer was refused");
                 }
             }
@@ -144,9 +143,9 @@ pub async fn fetch(
 }
 
 impl Fact {
-    /// The fact as the download's input (`None`: nothing it takes).
-    fn into_input(self, file: FileId) -> Option<Input> {
-        Some(match self {
+    /// The fact as the download's input.
+    fn into_input(self, file: FileId) -> Input {
+        match self {
             Fact::Answered { id, answer: Some(ChunkAnswer::Groups(response)), .. } => {
                 Input::Answered { id, response }
             }
@@ -156,9 +155,9 @@ impl Fact {
             Fact::Saved(Ok(())) => Input::ProgressSaved,
             Fact::Saved(Err(reason)) => {
                 tracing::warn!(%file, %reason, "saving download progress failed");
-                return None;
+                Input::SaveFailed
             }
-        })
+        }
     }
 }
 

@@ -33,4 +33,7 @@ pub enum Input {
     },
     /// The progress record last handed out is durable.
     ProgressSaved,
+    /// Saving the progress record last handed out failed (the old record,
+    /// if any, stands). The next synced write hands out a new one.
+    SaveFailed,
 }

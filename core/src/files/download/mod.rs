@@ -27,7 +27,7 @@
 //!         match out {
 //!             Output::Request { id, source, groups } => ask(source, id, groups),
 //!             Output::Write { id, offset, data } => write_sync_then(Input::Written { id }),
-//!             Output::SaveProgress { bytes } => replace_atomically_then(Input::ProgressSaved),
+//!             Output::SaveProgress { bytes } => replace_atomically_then(Input::ProgressSaved), // or SaveFailed
 //!             Output::Completed => return finish(),    // build the outboard: the root re-checks
 //!             Output::Failed(e) => return Err(e),
 //!         }
@@ -252,6 +252,13 @@ impl<S: Ord + Clone> Download<S> {
                 assert!(self.save_in_flight, "no progress record was handed out");
                 self.save_in_flight = false;
                 self.save_if_dirty();
+                Ok(())
+            }
+            Input::SaveFailed => {
+                assert!(self.save_in_flight, "no progress record was handed out");
+                self.save_in_flight = false;
+                // What it would have named is still unsaved.
+                self.progress_dirty = true;
                 Ok(())
             }
         };

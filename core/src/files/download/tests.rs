@@ -486,3 +486,42 @@ fn a_write_failure_with_requests_in_flight_fails_cleanly() {
     assert_eq!(d.poll_output(), None);
     assert!(d.is_finished());
 }
+
+/// A progress record that failed to save does not stop later ones: the
+/// next synced write hands out a new record naming everything durable.
+#[test]
+fn a_failed_save_is_retried_with_the_next_write() {
+    let data = content(1000 * G, 6);
+    let (geometry, outboard) = stored(&data);
+    let mut d = Download::new(geometry.file()).expect("in range");
+    let now = Instant::from_millis(1);
+    assert!(d.add_source(now, 0usize));
+    let (mut writes, mut saves) = (Vec::new(), 0);
+    let mut failed_once = false;
+    while !d.is_finished() {
+        let mut asked = Vec::new();
+        while let Some(out) = d.poll_output() {
+            match out {
+                Output::Request { id, groups, .. } => asked.push((id, groups)),
+                Output::Write { id, .. } => writes.push(id),
+                Output::SaveProgress { .. } => {
+                    saves += 1;
+                    let input = if failed_once { Input::ProgressSaved } else { Input::SaveFailed };
+                    failed_once = true;
+                    d.handle_input(now, input).expect("taken");
+                }
+                Output::Completed => {}
+                other => panic!("{other:?}"),
+            }
+        }
+        for (id, groups) in asked {
+            let r = ChunkResponse::encode(&geometry, groups, &data[..], &outboard[..]);
+            d.handle_input(now, Input::Answered { id, response: r.expect("intact") })
+                .expect("verifies");
+        }
+        for id in writes.drain(..) {
+            d.handle_input(now, Input::Written { id }).expect("taken");
+        }
+    }
+    assert!(saves >= 2, "saving went on after the failure ({saves} records)");
+}
