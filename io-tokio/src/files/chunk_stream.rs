@@ -50,12 +50,8 @@ impl ChunkReply {
 /// returned receiver.
 pub fn accept(mut control: libp2p_stream::Control) -> mpsc::Receiver<ChunkStream> {
     let (tx, rx) = mpsc::channel(CHUNK_STREAMS_SERVED_MAX);
-    let mut incoming = match control.accept(CHUNKS_PROTOCOL) {
-        Ok(incoming) => incoming,
-        Err(e) => {
-            tracing::error!(error = %e, "chunk protocol registered twice");
-            return rx;
-        }
+    let Some(mut incoming) = crate::net::incoming::incoming(&mut control, CHUNKS_PROTOCOL) else {
+        return rx;
     };
     let serving = Arc::new(Semaphore::new(CHUNK_STREAMS_SERVED_MAX));
     tokio::spawn(async move {

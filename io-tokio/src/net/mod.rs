@@ -4,5 +4,6 @@
 pub mod behaviour;
 pub mod codec;
 pub mod directory;
+pub mod incoming;
 pub mod read_budget;
 pub mod source_budget;

@@ -129,12 +129,8 @@ pub fn accept(
     queued_max: usize,
 ) -> mpsc::Receiver<(PeerId, HeldFrame)> {
     let (tx, rx) = mpsc::channel(queued_max);
-    let mut incoming = match control.accept(protocol.clone()) {
-        Ok(incoming) => incoming,
-        Err(e) => {
-            tracing::error!(%protocol, error = %e, "protocol registered twice");
-            return rx;
-        }
+    let Some(mut incoming) = crate::net::incoming::incoming(&mut control, protocol) else {
+        return rx;
     };
     tokio::spawn(async move {
         while let Some((peer, mut stream)) = incoming.next().await {

@@ -53,12 +53,8 @@ impl LiveSubscribers {
 /// [`LiveRequest`] for the run loop.
 pub fn accept(mut control: libp2p_stream::Control) -> mpsc::Receiver<LiveRequest> {
     let (tx, rx) = mpsc::channel(PENDING_SUBSCRIPTIONS_MAX);
-    let mut incoming = match control.accept(LIVE_PROTOCOL) {
-        Ok(incoming) => incoming,
-        Err(e) => {
-            tracing::error!(error = %e, "live protocol registered twice");
-            return rx;
-        }
+    let Some(mut incoming) = crate::net::incoming::incoming(&mut control, LIVE_PROTOCOL) else {
+        return rx;
     };
     tokio::spawn(async move {
         while let Some((peer, stream)) = incoming.next().await {
