@@ -61,11 +61,10 @@ impl Replica {
     ) {
         let Some(Channel::Chunks(reply)) = self.askers.take(asker) else { return };
         let (store, reports) = (self.blobs.clone(), self.file_reports.clone());
-        tokio::spawn(async move {
-            let read = tokio::task::spawn_blocking(move || store.read(file, groups)).await;
-            let answer = match read {
-                Ok(Ok(response)) => ChunkAnswer::Groups(response),
-                Ok(Err(e)) => {
+        tokio::task::spawn_blocking(move || {
+            let answer = match store.read(file, groups) {
+                Ok(response) => ChunkAnswer::Groups(response),
+                Err(e) => {
                     let damaged = match &e {
                         ServeError::Damaged { .. } => true,
                         ServeError::Io(io) => io.kind() == std::io::ErrorKind::NotFound,
@@ -73,11 +72,10 @@ impl Replica {
                     };
                     tracing::warn!(%file, error = %e, damaged, "cannot serve a stored file");
                     if damaged {
-                        let _ = reports.send(FileReport::Damaged(file)).await;
+                        let _ = reports.blocking_send(FileReport::Damaged(file));
                     }
                     ChunkAnswer::NotHere
                 }
-                Err(_) => ChunkAnswer::NotHere,
             };
             reply.answer(answer.encode());
         });
