@@ -31,4 +31,17 @@ pub struct BugSwitches {
     /// replica's set-back is lost (a client rule: the madsim follower reads
     /// it).
     pub keep_greatest_change_cursor: bool,
+    /// Serve chunk groups from a stored copy without checking them against
+    /// the root on the way out, so a copy rotted on disk is served as is (a
+    /// blob-store rule: the simulated store reads it).
+    pub serve_unchecked_copies: bool,
+    /// Record this replica as holding a file (`HoldFile`) as soon as it
+    /// starts fetching it, not once the copy is synced and checked.
+    pub hold_before_stored: bool,
+    /// Keep a deleted file message's reference to its content, so the
+    /// deletion neither revokes access nor reclaims the storage.
+    pub deletion_keeps_file_reference: bool,
+    /// Release a file's content when any message referring to it is
+    /// deleted, even while others still refer to it.
+    pub release_on_any_delete: bool,
 }

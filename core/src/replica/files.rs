@@ -24,7 +24,7 @@
 
 use super::asker::{Asker, AskerId, AskerKind};
 use super::intake::Origin;
-use super::output::{FileSource, ServiceOutput};
+use super::output::{BlobRemoval, FileSource, ServiceOutput};
 use super::ReplicaService;
 use crate::files::FileId;
 use crate::im::identity::UserId;
@@ -70,6 +70,28 @@ impl UploadFailures {
     fn forget_old(&mut self, now: Instant) {
         let keep = Duration::from_millis(UPLOAD_FAILURE_REMEMBERED_MS);
         self.failed.retain(|_, (at, _)| now.saturating_since(*at) < keep);
+    }
+}
+
+/// Contents this replica stored whose holder record the log has not
+/// applied yet, with when they were stored: not fetched again meanwhile,
+/// and announced again by the sweep (a `HoldFile` can be lost with a
+/// leader). At most [`FILE_SWEEP_FILES_MAX`]; the oldest is forgotten
+/// first (at worst it is fetched again).
+#[derive(Clone, Debug, Default)]
+pub(super) struct Unrecorded {
+    stored: BTreeMap<FileId, Instant>,
+}
+
+impl Unrecorded {
+    fn insert(&mut self, now: Instant, file: FileId) {
+        if self.stored.len() >= FILE_SWEEP_FILES_MAX {
+            let oldest = self.stored.iter().min_by_key(|(_, at)| **at).map(|(f, _)| *f);
+            if let Some(oldest) = oldest {
+                self.stored.remove(&oldest);
+            }
+        }
+        self.stored.insert(file, now);
     }
 }
 
@@ -133,6 +155,12 @@ impl ReplicaService {
         if self.fetching.contains(&file) {
             return ClientResponse::FileStoring(file);
         }
+        // Stored, the record not applied yet: say so again (it may have
+        // been lost with a leader) rather than fetch it again.
+        if self.unrecorded.stored.contains_key(&file) {
+            self.announce_held(file);
+            return ClientResponse::FileStoring(file);
+        }
         // Told once; asking again starts over (the disk may have room now).
         if let Some(reason) = self.upload_failures.take(self.now, file) {
             return ClientResponse::StoreRefused(ImError::StoreFailed { reason });
@@ -146,6 +174,9 @@ impl ReplicaService {
         self.fetching.insert(file);
         self.uploading.insert(file, user);
         self.outputs.push_back(ServiceOutput::FetchFile { file, sources });
+        if crate::config::bug_on!(self, hold_before_stored) {
+            self.announce_held(file);
+        }
         ClientResponse::FileStoring(file)
     }
 
@@ -166,6 +197,15 @@ impl ReplicaService {
     pub(super) fn on_blob_stored(&mut self, file: FileId) {
         self.fetching.remove(&file);
         self.uploading.remove(&file);
+        if !self.holds(file) {
+            self.unrecorded.insert(self.now, file);
+        }
+        self.announce_held(file);
+    }
+
+    /// Submits `HoldFile` for `file` as this replica, unless the log
+    /// records it as a holder already.
+    fn announce_held(&mut self, file: FileId) {
         if self.holds(file) {
             return;
         }
@@ -198,7 +238,8 @@ impl ReplicaService {
     /// The driver found its copy of `file` damaged: drop it and fetch it
     /// again (it no longer serves it meanwhile: the answer is `NotHere`).
     pub(super) fn on_blob_damaged(&mut self, file: FileId) {
-        self.outputs.push_back(ServiceOutput::RemoveBlob { file });
+        self.unrecorded.stored.remove(&file);
+        self.outputs.push_back(ServiceOutput::RemoveBlob { file, why: BlobRemoval::Damaged });
         self.fetching.remove(&file);
         self.fetch_if_needed(file, true);
     }
@@ -224,11 +265,18 @@ impl ReplicaService {
         for event in events {
             match event {
                 ImEvent::FileReleased { file } => {
+                    self.unrecorded.stored.remove(file);
                     self.fetching.remove(file);
                     self.uploading.remove(file);
-                    self.outputs.push_back(ServiceOutput::RemoveBlob { file: *file });
+                    let why = BlobRemoval::Released;
+                    self.outputs.push_back(ServiceOutput::RemoveBlob { file: *file, why });
                 }
-                ImEvent::FileHeld { file, .. } => self.fetch_if_needed(*file, false),
+                ImEvent::FileHeld { file, holder } => {
+                    if self.identity.as_ref().is_some_and(|me| me.user() == *holder) {
+                        self.unrecorded.stored.remove(file);
+                    }
+                    self.fetch_if_needed(*file, false);
+                }
                 ImEvent::Appended { entry, .. } => {
                     if let EntryKind::File(f) = &entry.kind {
                         self.fetch_if_needed(f.file.id, false);
@@ -259,6 +307,10 @@ impl ReplicaService {
         for file in part {
             self.fetch_if_needed(file, false);
         }
+        let unrecorded: Vec<FileId> = self.unrecorded.stored.keys().copied().collect();
+        for file in unrecorded {
+            self.announce_held(file);
+        }
     }
 
     /// Starts fetching `file` from its holders if the log refers to it and
@@ -267,6 +319,9 @@ impl ReplicaService {
     fn fetch_if_needed(&mut self, file: FileId, damaged: bool) {
         let machine = self.node.state_machine();
         if !machine.is_file_referenced(file) || self.fetching.contains(&file) {
+            return;
+        }
+        if self.unrecorded.stored.contains_key(&file) && !damaged {
             return;
         }
         if self.fetching.len().saturating_sub(self.uploading.len()) >= REPLICATION_FETCHES_MAX {
@@ -281,5 +336,8 @@ impl ReplicaService {
         }
         self.fetching.insert(file);
         self.outputs.push_back(ServiceOutput::FetchFile { file, sources });
+        if crate::config::bug_on!(self, hold_before_stored) {
+            self.announce_held(file);
+        }
     }
 }

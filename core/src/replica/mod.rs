@@ -60,7 +60,7 @@ pub mod verified_commands;
 
 pub use asker::{AskerId, OutboundId};
 pub use input::ServiceInput;
-pub use output::{FileSource, ServiceOutput};
+pub use output::{BlobRemoval, FileSource, ServiceOutput};
 pub use topic::GossipTopic;
 
 use crate::ids::{NodeId, ProposalId, ReadId};
@@ -129,6 +129,9 @@ pub struct ReplicaService {
     fetching: BTreeSet<crate::files::FileId>,
     /// Of those, the ones a client is uploading, and who.
     uploading: BTreeMap<crate::files::FileId, UserId>,
+    /// Contents stored here whose holder record the log has not applied
+    /// yet (`HoldFile` in flight, or lost and sent again by the sweep).
+    unrecorded: files::Unrecorded,
     /// Uploads that failed recently, and why: the uploader's next
     /// `StoreFile` is told instead of starting over unawares.
     upload_failures: files::UploadFailures,
@@ -178,6 +181,7 @@ impl ReplicaService {
             uploading: BTreeMap::new(),
             upload_failures: files::UploadFailures::default(),
             file_sweep: files::Sweep::starting(now),
+            unrecorded: files::Unrecorded::default(),
             file_sends: file_sends::FileSends::default(),
             leader_known_at: now,
             #[cfg(feature = "bug-switches")]

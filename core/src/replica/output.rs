@@ -142,7 +142,18 @@ pub enum ServiceOutput {
     RemoveBlob {
         /// The content.
         file: crate::files::FileId,
+        /// Why it goes.
+        why: BlobRemoval,
     },
+}
+
+/// Why a replica removes a stored copy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BlobRemoval {
+    /// No entry refers to the content any more.
+    Released,
+    /// The copy is damaged; it is fetched again.
+    Damaged,
 }
 
 /// Where a replica may fetch a file's content from.

@@ -69,8 +69,12 @@ impl ImMachine {
     /// replicas when the content is no longer referred to at all.
     pub(super) fn release_file(&mut self, ctx: &mut Ctx, room: &RoomId, entry: &RoomEntry) {
         let EntryKind::File(f) = &entry.kind else { return };
+        if crate::config::bug_on!(self, deletion_keeps_file_reference) {
+            return;
+        }
         let reference = Reference { room: room.clone(), seq: entry.seq, author: entry.author };
-        if self.files.release(f.file.id, &reference) {
+        let released = self.files.release(f.file.id, &reference);
+        if released || crate::config::bug_on!(self, release_on_any_delete) {
             ctx.events.push(ImEvent::FileReleased { file: f.file.id });
         }
     }
