@@ -144,6 +144,35 @@ impl ChunkResponse {
         })
     }
 
+    /// Encodes `groups` from a stored copy without checking them against
+    /// the root: what a store that forgot to check would serve (the
+    /// `serve_unchecked_copies` bug switch; never in a release build).
+    #[cfg(feature = "bug-switches")]
+    pub fn encode_unchecked(
+        geometry: &Geometry,
+        groups: Range<u64>,
+        data: &[u8],
+        outboard: &[u8],
+    ) -> Result<ChunkResponse, ServeError> {
+        if !geometry.contains(&groups) {
+            return Err(ServeError::OutOfRange { groups, total: geometry.groups() });
+        }
+        let outboard = PostOrderOutboard {
+            root: geometry.file().hash(),
+            tree: geometry.tree(),
+            data: outboard,
+        };
+        let mut encoded = Vec::new();
+        let ranges = geometry.chunk_ranges(&groups);
+        bao_tree::io::sync::encode_ranges(data, outboard, &ranges, &mut encoded)
+            .map_err(|_| ServeError::Damaged { offset: geometry.groups_bytes(&groups).start })?;
+        Ok(ChunkResponse {
+            first_group: groups.start,
+            group_count: groups.end - groups.start,
+            encoded: Bytes::from(encoded),
+        })
+    }
+
     /// The groups it claims to carry.
     pub fn groups(&self) -> Range<u64> {
         self.first_group..self.first_group.saturating_add(self.group_count)

@@ -33,6 +33,8 @@ struct Pending {
     file: FileId,
     op: Op,
     due: Instant,
+    /// Whether its landing is reported (false once its download is gone).
+    reported: bool,
 }
 
 /// A write or progress record that became durable.
@@ -78,6 +80,9 @@ pub struct SimBlobStore {
     pub tears: u64,
     /// Bits flipped at rest so far.
     pub corruptions: u64,
+    /// Reads skip the check against the root (a bug switch's store).
+    #[cfg(feature = "bug-switches")]
+    pub reads_unchecked: bool,
 }
 
 impl SimBlobStore {
@@ -125,7 +130,12 @@ impl SimBlobStore {
             return Err(DiskFull);
         }
         let due = self.due(now, rng);
-        self.pending.push_back(Pending { file, op: Op::Write { id, offset, data }, due });
+        self.pending.push_back(Pending {
+            file,
+            op: Op::Write { id, offset, data },
+            due,
+            reported: true,
+        });
         Ok(())
     }
 
@@ -133,7 +143,7 @@ impl SimBlobStore {
     /// lands whole after a latency, or not at all.
     pub fn save_progress(&mut self, now: Instant, rng: &mut SeededRng, file: FileId, bytes: Bytes) {
         let due = self.due(now, rng);
-        self.pending.push_back(Pending { file, op: Op::Save(bytes), due });
+        self.pending.push_back(Pending { file, op: Op::Save(bytes), due, reported: true });
     }
 
     /// When the next pending operation lands.
@@ -151,15 +161,29 @@ impl SimBlobStore {
             match p.op {
                 Op::Write { id, offset, data } => {
                     land(&mut partial.data, offset, &data);
-                    done.push(BlobCompletion::Written { file: p.file, id });
+                    if p.reported {
+                        done.push(BlobCompletion::Written { file: p.file, id });
+                    }
                 }
                 Op::Save(bytes) => {
                     partial.progress = Some(bytes);
-                    done.push(BlobCompletion::Saved { file: p.file });
+                    if p.reported {
+                        done.push(BlobCompletion::Saved { file: p.file });
+                    }
                 }
             }
         }
         done
+    }
+
+    /// The download of `file` that handed out the pending operations is
+    /// gone (it failed, or was stopped): they still land, as writes handed
+    /// to a disk do, but a later download of the file does not hear of
+    /// them (their ids are not its).
+    pub fn detach(&mut self, file: FileId) {
+        for p in self.pending.iter_mut().filter(|p| p.file == file) {
+            p.reported = false;
+        }
     }
 
     /// After `Output::Completed`: builds the hash tree over the bytes
@@ -184,7 +208,26 @@ impl SimBlobStore {
         };
         let geometry = Geometry::new(file)
             .map_err(|_| ServeError::OutOfRange { groups: groups.clone(), total: 0 })?;
+        #[cfg(feature = "bug-switches")]
+        if self.reads_unchecked {
+            return ChunkResponse::encode_unchecked(&geometry, groups, &copy.data, &copy.outboard);
+        }
         ChunkResponse::encode(&geometry, groups, &copy.data[..], &copy.outboard[..])
+    }
+
+    /// Whether `file`'s complete copy is intact (its data and hash tree
+    /// match the root), for a fault injector that must leave one good copy.
+    pub fn is_intact(&self, file: FileId) -> bool {
+        let Some(copy) = self.complete.get(&file) else { return false };
+        let Ok(geometry) = Geometry::new(file) else { return false };
+        let mut outboard = Vec::new();
+        build_outboard(&geometry, &copy.data[..], &mut outboard).is_ok()
+            && outboard == copy.outboard
+    }
+
+    /// Every file it holds complete, in id order.
+    pub fn complete_files(&self) -> Vec<FileId> {
+        self.complete.keys().copied().collect()
     }
 
     /// Removes `file`, complete or partial; its pending operations land
@@ -192,6 +235,7 @@ impl SimBlobStore {
     pub fn remove(&mut self, file: FileId) {
         self.complete.remove(&file);
         self.partial.remove(&file);
+        self.pending.retain(|p| p.file != file);
     }
 
     /// Power loss: pending operations vanish; the oldest write may land

@@ -7,6 +7,7 @@
 //! a simulator when it is built, so the core only defines what can be
 //! observed.
 
+use super::file_observation::FileObservation;
 use super::violation::Violation;
 use crate::durable::{decode_batch_at, Record};
 use crate::ids::{LogIndex, NodeId, Term};
@@ -158,6 +159,8 @@ pub enum Observation<'a> {
         /// (replica, user, the announcement time it shows, if any).
         seen: &'a [(NodeId, UserId, Option<u64>)],
     },
+    /// A fact about file content ([`FileObservation`]).
+    File(FileObservation<'a>),
     /// The healed cluster converged: every message the leader stores, and
     /// what each chat client sent and had acknowledged.
     Settled {
@@ -369,6 +372,11 @@ impl Invariants {
         seen: &[(NodeId, UserId, Option<u64>)],
     ) -> Result<(), Violation> {
         self.observe(&Observation::PresenceSettled { announced, seen })
+    }
+
+    /// A fact about file content.
+    pub fn on_file(&mut self, observation: FileObservation<'_>) -> Result<(), Violation> {
+        self.observe(&Observation::File(observation))
     }
 
     /// The healed cluster converged on `stored`.

@@ -9,6 +9,7 @@ pub mod cluster;
 pub mod disk;
 pub mod download_schedule;
 pub mod fault_schedule;
+pub mod file_observation;
 pub mod fuzz;
 pub mod im_model;
 pub mod im_workload;

@@ -154,3 +154,30 @@ fn a_full_store_refuses_and_a_removed_file_takes_nothing_pending() {
     assert!(matches!(store.finish(file), Err(OutboardError::Mismatch { .. })));
     assert!(!store.has(file));
 }
+
+#[test]
+fn a_gone_downloads_writes_land_unreported_and_a_removed_files_never_land() {
+    let mut rng = SeededRng::new(9);
+    let source = Source::new(content(3 * G, 4));
+    let file = source.geometry.file();
+    let mut store = SimBlobStore::new(DiskConfig::default());
+    let (_first, _) = store.start::<u8>(file).expect("small");
+    let now = Instant::from_millis(1);
+    let data = Bytes::from(source.data[..G as usize].to_vec());
+    store.write(now, &mut rng, file, WriteId(1), 0, data.clone()).expect("room");
+    store.save_progress(now, &mut rng, file, Bytes::from_static(b"record"));
+    // Its download failed: a new one of the same file must not hear of
+    // the old one's write 1 or record.
+    store.detach(file);
+    let (_second, _) = store.start::<u8>(file).expect("small");
+    let later = Instant::from_millis(10_000);
+    assert_eq!(store.complete_due(later), Vec::new());
+    assert_eq!(store.partial[&file].data[..G as usize], source.data[..G as usize]);
+    // Removed with writes pending: they land nowhere, even if it is
+    // fetched again before they were due.
+    store.write(later, &mut rng, file, WriteId(2), G, data).expect("room");
+    store.remove(file);
+    let (_third, _) = store.start::<u8>(file).expect("small");
+    assert_eq!(store.complete_due(Instant::from_millis(20_000)), Vec::new());
+    assert!(store.partial[&file].data.is_empty());
+}
