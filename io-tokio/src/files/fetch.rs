@@ -64,6 +64,17 @@ pub async fn fetch(
     sources: &[PeerId],
     mut progress: impl FnMut(Progress),
 ) -> Result<Fetched, FetchError> {
+    // Already here and whole (its record in the log was lost, say, and the
+    // replica asked again after a restart): nothing to fetch.
+    let held = {
+        let store = store.clone();
+        tokio::task::spawn_blocking(move || store.holds_intact(file))
+            .await
+            .map_err(blocking_failed)??
+    };
+    if held {
+        return Ok(Fetched { resumed_bytes: file.size_bytes, received_bytes: 0 });
+    }
     let opened = {
         let store = store.clone();
         tokio::task::spawn_blocking(move || store.start::<PeerId>(file))

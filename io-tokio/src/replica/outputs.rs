@@ -74,7 +74,10 @@ impl Replica {
                 self.serve_chunks(asker, file, groups)
             }
             ServiceOutput::FetchFile { file, sources } => self.fetch_file(file, sources),
-            ServiceOutput::RemoveBlob { file } => self.remove_blob(file),
+            ServiceOutput::RemoveBlob { file, why } => {
+                tracing::debug!(%file, ?why, "removing a stored copy");
+                self.remove_blob(file)
+            }
             _ => {}
         }
     }

@@ -93,6 +93,19 @@ impl BlobStore {
         self.complete_dir(file).join("outboard").is_file()
     }
 
+    /// Whether the store holds all of `file` and its bytes are the file's
+    /// (one pass over them: their BLAKE3 root must be the id's).
+    pub fn holds_intact(&self, file: FileId) -> Result<bool, BlobError> {
+        if !self.has(file) {
+            return Ok(false);
+        }
+        let Ok(geometry) = Geometry::new(file) else { return Ok(false) };
+        let path = self.complete_dir(file).join("data");
+        let data = File::open(&path).map_err(io_at(&path))?;
+        let reader = BufReader::with_capacity(1 << 20, data);
+        Ok(build_outboard(&geometry, reader, io::sink()).is_ok())
+    }
+
     /// Starts or resumes fetching `file`: the download state machine, from
     /// the saved progress record if there is a usable one (a damaged record
     /// is reported and the fetch starts over: nothing was ever acknowledged
