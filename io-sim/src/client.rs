@@ -36,7 +36,7 @@ pub const CLIENT_PORT: u16 = 9000;
 /// How long a client waits for one answer.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_millis(800);
 /// How long a checked read keeps trying before it is recorded as failed.
-const READ_PATIENCE: Duration = Duration::from_secs(3);
+pub(crate) const READ_PATIENCE: Duration = Duration::from_secs(3);
 
 /// What one client did, for the final checks.
 #[derive(Debug, Default)]
@@ -100,25 +100,26 @@ pub struct ClientCtx {
     pub pause_ms: (u64, u64),
 }
 
-struct Conn {
-    endpoint: Arc<Endpoint>,
-    responses: mpsc::Receiver<bytes::Bytes>,
-    session: ClientSession,
+/// A client's connection: its endpoint, its session and where it sends.
+pub(crate) struct Conn {
+    pub(crate) endpoint: Arc<Endpoint>,
+    pub(crate) responses: mpsc::Receiver<bytes::Bytes>,
+    pub(crate) session: ClientSession,
     /// The replicas the session's targets are, in its order.
-    targets: Vec<NodeId>,
+    pub(crate) targets: Vec<NodeId>,
     /// Talks to its targets only (the final reads ask each replica in turn).
-    pinned: bool,
+    pub(crate) pinned: bool,
 }
 
 impl ClientCtx {
     /// The replicas it may talk to: every one not replaced, as an operator
     /// keeps the client's list current.
-    fn replicas(&self) -> Vec<NodeId> {
+    pub(crate) fn replicas(&self) -> Vec<NodeId> {
         self.world.lock().serving()
     }
 
     /// Now, on the clock the replicas' stamps count from.
-    fn now(&self) -> Instant {
+    pub(crate) fn now(&self) -> Instant {
         Instant::from_micros(self.epoch.elapsed().as_micros() as u64)
     }
 }
@@ -126,7 +127,7 @@ impl ClientCtx {
 /// The session's timing for simulated clients: the same rules as the real
 /// client, with a shorter wait per attempt and a lower backoff cap, since a
 /// simulated run lasts seconds, not hours.
-fn session_config() -> SessionConfig {
+pub(crate) fn session_config() -> SessionConfig {
     SessionConfig {
         attempt_timeout: REQUEST_TIMEOUT,
         patience: None,
@@ -253,13 +254,27 @@ impl ClientCtx {
     }
 }
 
-/// Sends one command until it has a definite result.
-async fn submit(
+/// Sends one command until it has a definite result. Messages and file
+/// messages are recorded as submitted, and as acknowledged once they are.
+pub(crate) async fn submit(
     ctx: &ClientCtx,
     conn: &mut Conn,
     rng: &mut SeededRng,
     op: Operation,
 ) -> Result<Receipt, ImError> {
+    let result = submit_within(ctx, conn, rng, op, None).await;
+    result.expect("without a limit, a command ends with a result")
+}
+
+/// Like [`submit`], giving up after `patience` (`None`: the outcome is not
+/// known; the command may yet be applied).
+pub(crate) async fn submit_within(
+    ctx: &ClientCtx,
+    conn: &mut Conn,
+    rng: &mut SeededRng,
+    op: Operation,
+    patience: Option<Duration>,
+) -> Option<Result<Receipt, ImError>> {
     let body = CommandBody {
         version: IM_PROTOCOL_VERSION,
         command_id: Uuid::from_u64_pair(rng.next_u64(), rng.next_u64()),
@@ -283,9 +298,12 @@ async fn submit(
         }
         _ => None,
     };
-    let is_send = append.is_some();
+    let is_send = matches!(body.op, Operation::Send { .. } | Operation::SendFile { .. });
+    if matches!(body.op, Operation::SendFile { .. }) {
+        ctx.history.lock().expect("single-threaded").submitted.push(body.command_id);
+    }
     let command = SignedCommand::sign(&ctx.identity, &body);
-    let response = call(ctx, conn, ClientRequest::Submit(command), None).await;
+    let response = call(ctx, conn, ClientRequest::Submit(command), patience).await;
     match response {
         Some(Ok(Reply::Applied(outcome))) => {
             let mut h = ctx.history.lock().expect("single-threaded");
@@ -297,8 +315,9 @@ async fn submit(
                 let kind = if outcome.result.is_ok() { EventType::Ok } else { EventType::Fail };
                 h.record(ctx.index, kind, mops, ctx.epoch);
             }
-            outcome.result
+            Some(outcome.result)
         }
+        None if patience.is_some() => None,
         other => {
             let detail = format!("client {} command not admitted: {other:?}", ctx.index);
             ctx.world.lock().fail(Violation {
@@ -306,14 +325,14 @@ async fn submit(
                 detail,
                 at: Instant::ZERO,
             });
-            Err(ImError::Malformed)
+            Some(Err(ImError::Malformed))
         }
     }
 }
 
 /// One call through the session: the request is resent, wherever the
 /// session says, until a final answer (None: `patience` ran out).
-async fn call(
+pub(crate) async fn call(
     ctx: &ClientCtx,
     conn: &mut Conn,
     request: ClientRequest,

@@ -7,8 +7,11 @@
 //! madsim simulates only under `--cfg madsim` (set in `.cargo/config.toml`);
 //! the build script refuses to build without it.
 
+pub mod chunk_wire;
 pub mod client;
 pub mod datagram;
+pub mod fetches;
+pub mod file_client;
 pub mod follower;
 pub mod history;
 pub mod live_stream;

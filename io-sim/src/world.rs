@@ -7,6 +7,7 @@ use kith_core::ids::NodeId;
 use kith_core::im::identity::Identity;
 use kith_core::replica::ReplicaService;
 use kith_core::rng::SeededRng;
+use kith_core::testing::blob_disk::SimBlobStore;
 use kith_core::testing::disk::{DiskConfig, SimDisk};
 use kith_core::testing::invariant::Invariants;
 use kith_core::testing::sim_history::SimHistory;
@@ -50,6 +51,8 @@ pub fn receive(
 
 /// Message tag for operators' admin requests and their answers.
 pub const TAG_ADMIN: u64 = 6;
+/// Message tag for chunk requests and answers (`chunk_wire`).
+pub const TAG_CHUNKS: u64 = 7;
 
 /// A simulated replica's key: derived from its slot, so the same slot is
 /// the same replica in every run. Replica slots are numbered 1-254 (the
@@ -131,12 +134,16 @@ pub struct ReplicaSlot {
     pub beyond_repair: bool,
     /// Replaced by a new, empty replica; its process never starts again.
     pub retired: bool,
+    /// Its file content store, which survives kill and restart (what was
+    /// not synced does not).
+    pub blobs: SimBlobStore,
 }
 
 impl ReplicaSlot {
     fn new(rng: &mut SeededRng, disk: DiskConfig, bootstrap: bool) -> ReplicaSlot {
+        let disk_for_blobs = || disk.clone();
         ReplicaSlot {
-            disk: SimDisk::new(disk),
+            disk: SimDisk::new(disk.clone()),
             incarnation: 0,
             started: None,
             service: None,
@@ -145,6 +152,7 @@ impl ReplicaSlot {
             history: None,
             beyond_repair: false,
             retired: false,
+            blobs: SimBlobStore::new(disk_for_blobs()),
         }
     }
 }
@@ -197,6 +205,8 @@ pub struct SimWorld {
     /// Where the controller hands the operator its admin requests, once
     /// the operator's process runs.
     pub operator: Option<crate::operator::handle::Operator>,
+    /// The file workload's shared state (`file_client`).
+    pub files: crate::file_client::FileWorld,
     /// Test-only rule breakers every replica runs with.
     #[cfg(feature = "bug-switches")]
     pub bugs: kith_core::bugs::BugSwitches,
@@ -242,6 +252,7 @@ impl World {
             delivered: 0,
             lobby: crate::lobby::LobbySchedule::default(),
             follows: BTreeMap::new(),
+            files: crate::file_client::FileWorld::new(seed),
             #[cfg(feature = "bug-switches")]
             bugs: kith_core::bugs::BugSwitches::default(),
         })))

@@ -4,6 +4,8 @@
 //! moves datagrams, keeps time, reports completions, and feeds the
 //! checkers what it carries out.
 
+use crate::chunk_wire::{self, ChunkDatagram};
+use crate::fetches::Fetches;
 use crate::live_stream::{self, Stream, Streams};
 use crate::operator::{ADMIN_ANSWER, ADMIN_REQUEST};
 use crate::world::{
@@ -16,7 +18,7 @@ use kith_core::im::identity::UserId;
 use kith_core::limits;
 use kith_core::raft::Role;
 use kith_core::replica::{
-    AskerId, GossipTopic, OutboundId, ReplicaService, ServiceInput, ServiceOutput,
+    AskerId, FileSource, GossipTopic, OutboundId, ReplicaService, ServiceInput, ServiceOutput,
 };
 use kith_core::testing::violation::Violation;
 use kith_core::time::{DriverClock, Instant};
@@ -53,6 +55,7 @@ enum Arrival {
     Client(SocketAddr, Bytes),
     Live(SocketAddr, Bytes),
     Admin(SocketAddr, Bytes),
+    Chunk(ChunkDatagram),
 }
 
 /// Where an answer goes.
@@ -61,6 +64,8 @@ enum Reply {
     Client(SocketAddr),
     Replica(NodeId, u64),
     Operator(SocketAddr, u64),
+    /// A chunk request: where, its correlation, who asked.
+    Chunk(SocketAddr, u64, UserId),
 }
 
 /// The driver's bookkeeping between the service and the network.
@@ -79,6 +84,10 @@ struct Driver {
     /// Live streams open, and those waiting for the service's answer.
     streams: Streams,
     opening: BTreeMap<AskerId, (SocketAddr, u64)>,
+    /// File content being fetched into the slot's blob store.
+    fetches: Fetches<FileSource>,
+    /// This replica's key, which it asks for chunks as.
+    me: UserId,
 }
 
 /// This replica's view of time: simulated time through its skewed clock.
@@ -99,6 +108,7 @@ impl Clock {
     }
 }
 
+mod files;
 mod start;
 
 use start::{start, Start};
@@ -141,6 +151,14 @@ pub async fn run_replica(world: World, id: NodeId, epoch: madsim::time::Instant)
             }
         });
     }
+    let mut chunks = chunk_wire::receive(endpoint.clone());
+    madsim::task::spawn(async move {
+        while let Some(datagram) = chunks.recv().await {
+            if tx.send(Arrival::Chunk(datagram)).await.is_err() {
+                return;
+            }
+        }
+    });
     loop {
         driver.flush().await;
         let wake = driver.next_wake();
@@ -177,7 +195,9 @@ impl Driver {
             |t| self.clock.deadline(t),
         );
         let silent = self.streams.values().map(|s| s.heard + live_stream::SILENCE_MAX);
-        self.outbound.values().copied().chain(silent).chain([wake]).min().unwrap_or(wake)
+        let fetches = self.fetches_wake();
+        let others = self.outbound.values().copied().chain(silent).chain(fetches);
+        others.chain([wake]).min().unwrap_or(wake)
     }
 
     fn wake(&mut self) {
@@ -187,6 +207,7 @@ impl Driver {
         let real_now = madsim::time::Instant::now();
         let expired: Vec<OutboundId> =
             self.outbound.iter().filter(|(_, at)| **at <= real_now).map(|(id, _)| *id).collect();
+        self.wake_fetches(now);
         let silent: Vec<(SocketAddr, u64)> = self
             .streams
             .iter()
@@ -255,6 +276,10 @@ impl Driver {
                 let asker = self.asker(Reply::Operator(addr, correlation));
                 ServiceInput::AdminRequested { asker, operator, frame }
             }
+            Arrival::Chunk(datagram) => match self.chunk_arrival(now, datagram) {
+                Some(input) => input,
+                None => return,
+            },
         };
         self.service().handle_input(now, input);
     }
@@ -360,9 +385,15 @@ impl Driver {
     /// Carries out every output of the service, checking invariants as it goes.
     async fn flush(&mut self) {
         loop {
-            let output = self.service().poll_output();
-            let Some(output) = output else { break };
-            self.carry_out(output).await;
+            loop {
+                let output = self.service().poll_output();
+                let Some(output) = output else { break };
+                self.carry_out(output).await;
+            }
+            // A download that ended is a fact with outputs of its own.
+            if !self.pump_fetches(self.clock.now()) {
+                break;
+            }
         }
         self.pump_live();
         let mut w = self.world.lock();
@@ -385,6 +416,9 @@ impl Driver {
                 Some(Reply::Replica(to, correlation)) => {
                     let datagram = crate::datagram::datagram(RPC_ANSWER, correlation, &[&frame]);
                     self.send_later(replica_addr(to), TAG_PEER_RPC, datagram)
+                }
+                Some(Reply::Chunk(to, correlation, _)) => {
+                    chunk_wire::send_answer(&self.world, &self.endpoint, to, correlation, &frame)
                 }
                 None => {}
             },
@@ -450,6 +484,11 @@ impl Driver {
                     w.fail(v);
                 }
             }
+            ServiceOutput::ServeChunks { asker, file, groups } => {
+                self.serve_chunks(now, asker, file, groups)
+            }
+            ServiceOutput::FetchFile { file, sources } => self.fetch_file(now, file, sources),
+            ServiceOutput::RemoveBlob { file, why } => self.remove_blob(file, why),
             ServiceOutput::Halted { reason } => {
                 // Stopping on a failed write is the only right answer to a
                 // full disk (the controller restarts the replica once there

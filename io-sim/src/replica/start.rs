@@ -3,12 +3,14 @@
 //! seed, disk and clock.
 
 use super::{fail, Clock, Driver, TICK};
+use crate::fetches::Fetches;
 use crate::live_stream::Streams;
 use crate::operator::operator_user;
 use crate::world::World;
 use kith_core::config::Config;
 use kith_core::durable::RecoveryError;
 use kith_core::ids::NodeId;
+use kith_core::im::identity::UserId;
 use kith_core::im::ImMachine;
 use kith_core::raft::{Node, OnEmptyDisk};
 use kith_core::replica::{ReplicaService, ServiceConfig};
@@ -20,7 +22,7 @@ use std::sync::{Arc, Mutex};
 
 /// How a start attempt went.
 pub(super) enum Start {
-    Running(Driver),
+    Running(Box<Driver>),
     /// The disk could not be read this time; try again.
     Unreadable,
     /// Recorded as a violation.
@@ -105,7 +107,7 @@ pub(super) fn start(
     slot.started = Some(madsim::time::Instant::now());
     let incarnation = slot.incarnation;
     drop(w);
-    Start::Running(Driver {
+    Start::Running(Box::new(Driver {
         id,
         world: world.clone(),
         service,
@@ -118,5 +120,8 @@ pub(super) fn start(
         vouched: BTreeSet::new(),
         streams: Streams::new(),
         opening: BTreeMap::new(),
-    })
+        fetches: Fetches::new(incarnation),
+        me: crate::world::replica_slot(id)
+            .map_or(UserId([0; 32]), |slot| crate::world::replica_identity(slot).user()),
+    }))
 }

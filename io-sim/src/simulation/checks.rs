@@ -53,10 +53,15 @@ pub(super) async fn liveness(
         }
     }
     let at = Instant::from_micros(cluster.epoch.elapsed().as_micros() as u64);
+    let busy: Vec<usize> = histories
+        .iter()
+        .filter(|(_, h)| !h.lock().expect("single-threaded").idle)
+        .map(|(i, _)| *i)
+        .collect();
     report.violation = Some(Violation {
         invariant: "liveness",
         detail: format!(
-            "no convergence 30 s after healing (leader {:?}); {}",
+            "no convergence 30 s after healing (leader {:?}, clients still busy {busy:?}); {}",
             leader(world),
             replica_views(world)
         ),
@@ -158,6 +163,11 @@ fn check_final(world: &World, histories: &Histories) -> Result<(), Violation> {
         })
         .collect();
     w.checker.on_settled(&stored, &clients)?;
+    if let Some(fetched) = w.files.retrieved.take() {
+        let settled =
+            kith_core::testing::file_observation::FileObservation::Settled { fetched: &fetched };
+        w.checker.on_file(settled)?;
+    }
     settle_presence(&mut w, histories)
 }
 

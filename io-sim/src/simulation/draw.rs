@@ -30,6 +30,9 @@ pub(super) struct Draw {
     pub(super) swizzle: Option<SeededRng>,
     /// Applied entries between snapshots on every replica.
     pub(super) snapshot_threshold_entries: u64,
+    /// The file workload runs, with chunk answers corrupted on the wire at
+    /// this rate, and its blob faults drawn from this stream.
+    pub(super) files: Option<(f64, SeededRng)>,
 }
 
 impl Draw {
@@ -61,6 +64,7 @@ impl Draw {
                 .unwrap_or_else(|| stream(0x6869_7374).chance(0.5)),
             disk_faults: family(0x6675_6c6c),
             swizzle: family(0x7377_697a),
+            files: family(0x6669_6c65).map(|mut s| (s.range(0, 6) as f64 / 100.0, s)),
             snapshot_threshold_entries: config.scenario.map_or_else(
                 || snapshot_threshold(config.seed),
                 Scenario::snapshot_threshold_entries,
@@ -95,6 +99,9 @@ impl Draw {
             if on {
                 line += name;
             }
+        }
+        if let Some((corrupt, _)) = &self.files {
+            line += &format!(" files(corrupt={corrupt:.2})");
         }
         line
     }

@@ -24,6 +24,7 @@ pub(super) fn kill(
     let slot = w.replicas.get_mut(&id).expect("exists");
     slot.service = None;
     slot.disk.crash(&mut w.rng);
+    slot.blobs.crash(&mut w.files.rng);
     if let Some(history) = &slot.history {
         history.crash();
     }
@@ -251,7 +252,11 @@ pub(super) fn fill_disk(
     if outages.full_disks.iter().any(|(d, _)| *d == id) {
         return;
     }
-    world.lock().replicas.get_mut(&id).expect("exists").disk.full = true;
+    let mut w = world.lock();
+    let slot = w.replicas.get_mut(&id).expect("exists");
+    slot.disk.full = true;
+    slot.blobs.full = true;
+    drop(w);
     outages.full_disks.push((id, until));
 }
 
@@ -267,6 +272,7 @@ fn free_disk(
         let mut w = world.lock();
         let slot = w.replicas.get_mut(&id).expect("exists");
         slot.disk.full = false;
+        slot.blobs.full = false;
         slot.service
             .as_ref()
             .is_some_and(|n| n.lock().expect("single-threaded").node().halted().is_some())
@@ -323,4 +329,41 @@ impl Outages {
         }
         self.down
     }
+}
+
+/// A bit rots in one replica's stored copy of a file, when two other
+/// replicas keep intact copies that their logs record (the guarantee is a
+/// majority's copies, and a damaged one is repaired from a recorded
+/// holder; rotting the last is losing the file, which no replication
+/// survives). Returns whether one rotted.
+pub(super) fn rot_blob(world: &World, rng: &mut SeededRng) -> bool {
+    let mut w = world.lock();
+    let serving: Vec<NodeId> = w.serving();
+    let copies: Vec<(NodeId, kith_core::files::FileId)> = serving
+        .iter()
+        .flat_map(|id| w.replicas[id].blobs.complete_files().into_iter().map(move |f| (*id, f)))
+        .collect();
+    if copies.is_empty() {
+        return false;
+    }
+    let (id, file) = copies[rng.range(0, copies.len() as u64) as usize];
+    // Intact, and where the log sends a repair: recorded as a holder.
+    let recorded = |other: &NodeId| {
+        w.replicas[other].service.as_ref().is_some_and(|s| {
+            let s = s.lock().expect("single-threaded");
+            let recorded = s.node().state_machine().file_holder_nodes(file).any(|h| h == *other);
+            recorded
+        })
+    };
+    // Two more, so that losing one more disk (a replica replaced) still
+    // leaves a copy: the guarantee holds while a majority is sound.
+    let intact_elsewhere = serving
+        .iter()
+        .filter(|other| **other != id)
+        .filter(|other| w.replicas[other].blobs.is_intact(file) && recorded(other))
+        .count()
+        >= 2;
+    let rotted = intact_elsewhere && w.replicas.get_mut(&id).expect("exists").blobs.rot(rng, file);
+    w.files.rotted += u64::from(rotted);
+    rotted
 }

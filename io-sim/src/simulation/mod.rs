@@ -11,6 +11,7 @@ mod rebuild;
 mod scenario;
 
 use crate::client::{client_secret, run_client, ClientCtx, ClientHistory, Histories};
+use crate::file_client::{run_file_client, FileRole};
 use crate::history::{EventType, HistoryEvent};
 use crate::operator::run_operator;
 use crate::world::{client_ip, operator_ip, replica_id, World};
@@ -138,6 +139,8 @@ pub struct SimReport {
     pub delivered: u64,
     /// Swizzle-clogs carried out.
     pub swizzles: u64,
+    /// What the file workload did, when the seed drew it.
+    pub files: Option<crate::file_client::FileCounts>,
 }
 
 /// Runs one simulation to its end. A panic anywhere in the simulation
@@ -176,7 +179,17 @@ async fn simulate(config: SimConfig) -> SimReport {
         .init(move || run_operator(operator.clone()))
         .build();
     let active = Arc::new(AtomicBool::new(true));
-    let (mut histories, clients) = spawn_clients(&config, &world, &handle, epoch, &active);
+    let (mut histories, mut clients) = spawn_clients(&config, &world, &handle, epoch, &active);
+    if drawn.files.is_some() {
+        clients.extend(spawn_file_clients(
+            &config,
+            &world,
+            &handle,
+            epoch,
+            &active,
+            &mut histories,
+        ));
+    }
     let end = epoch + config.fault_phase;
     let mut rebuilds = Rebuilds::default();
     let (crashes, down) = match config.scenario {
@@ -208,6 +221,7 @@ async fn simulate(config: SimConfig) -> SimReport {
         (report.forwards, report.gossip, report.delivered) = (w.forwards, w.gossip, w.delivered);
         report.admin_changes = w.admin_changes;
         report.updates_delivered = w.updates_delivered;
+        report.files = drawn.files.is_some().then(|| w.files.counts());
     }
     finish(&mut report, &world, &histories, &config, epoch);
     // madsim drops a runtime without dropping its tasks, and each task
@@ -241,6 +255,9 @@ fn build_world(config: &SimConfig, drawn: &Draw, epoch: madsim::time::Instant) -
         w.epoch = Some(epoch);
         w.duplicate = drawn.duplicate;
         w.snapshot_threshold_entries = drawn.snapshot_threshold_entries;
+        if let Some((corrupt, _)) = &drawn.files {
+            w.files.corrupt = *corrupt;
+        }
         #[cfg(feature = "bug-switches")]
         {
             w.bugs = config.bugs;
@@ -282,6 +299,44 @@ fn spawn_clients(
         processes.push(process);
     }
     (histories, processes)
+}
+
+/// Starts the file workload's three clients (`file_client`): indexes
+/// after the chat clients and the final reader's.
+fn spawn_file_clients(
+    config: &SimConfig,
+    world: &World,
+    handle: &Handle,
+    epoch: madsim::time::Instant,
+    active: &Arc<AtomicBool>,
+    histories: &mut Histories,
+) -> Vec<NodeHandle> {
+    let roles = [FileRole::Owner, FileRole::Member, FileRole::Outsider];
+    let mut processes = Vec::new();
+    for (k, role) in roles.into_iter().enumerate() {
+        let i = config.clients + 1 + k;
+        let history = Arc::new(Mutex::new(ClientHistory::default()));
+        histories.insert(i, history.clone());
+        let ctx = ClientCtx {
+            world: world.clone(),
+            index: i,
+            identity: Identity::from_secret(client_secret(config.seed, i)),
+            history,
+            active: active.clone(),
+            seed: config.seed ^ ((i as u64 + 1) * 0x9e37_79b9),
+            clients: config.clients,
+            epoch,
+            pause_ms: config.client_pause_ms,
+        };
+        let process = handle
+            .create_node()
+            .name(format!("filer-{k}"))
+            .ip(client_ip(i))
+            .init(move || run_file_client(ctx.clone(), role))
+            .build();
+        processes.push(process);
+    }
+    processes
 }
 
 /// Jepsen's final reads, once the cluster has converged: a reader process
@@ -396,6 +451,7 @@ async fn random_faults(
     let mut outages = Outages::default();
     let mut crashes = 0;
     let mut disk_faults = faults.disk_faults.clone();
+    let mut blob_faults = faults.files.as_ref().map(|(_, stream)| stream.clone());
     let mut swizzle = faults.swizzle.clone();
     while madsim::time::Instant::now() < end && world.lock().violation.is_none() {
         let gap = rng.range(faults.mean_gap_ms / 2, faults.mean_gap_ms * 3 / 2);
@@ -420,6 +476,11 @@ async fn random_faults(
                 let id = ids[stream.range(0, ids.len() as u64) as usize];
                 let errors = stream.range(1, 4) as u32;
                 world.lock().replicas.get_mut(&id).expect("exists").disk.read_errors += errors;
+            }
+        }
+        if let Some(stream) = blob_faults.as_mut() {
+            if stream.chance(0.3) {
+                faults::rot_blob(world, stream);
             }
         }
         if let Some(stream) = swizzle.as_mut() {

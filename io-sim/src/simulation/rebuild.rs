@@ -14,7 +14,9 @@
 //! being replaced, and only where the voters left intact still form a
 //! quorum of the leader's settled configuration. Every committed entry then
 //! keeps a good copy on a quorum, and the cluster can always carry out the
-//! replacement.
+//! replacement. A replacement is done when the new replica is a voter and
+//! holds every file its log refers to (until then its disk is not yet the
+//! copy it stands for).
 
 use super::faults::leader;
 use crate::operator::request_for;
@@ -109,6 +111,10 @@ impl Rebuilds {
                 MembershipChange::AddLearner(new)
             } else if membership.learners.contains(&new) {
                 MembershipChange::Promote(new)
+            } else if !holds_every_file(world, new) {
+                // Its copies of the files are part of the machine, as its
+                // log is: the operator waits for them too.
+                return;
             } else {
                 self.active = None;
                 self.completed += 1;
@@ -122,6 +128,17 @@ impl Rebuilds {
             operator.send(lead, request);
         }
     }
+}
+
+/// Whether replica `id` holds an intact copy of every content its log
+/// refers to.
+fn holds_every_file(world: &World, id: NodeId) -> bool {
+    let w = world.lock();
+    let slot = &w.replicas[&id];
+    let Some(service) = &slot.service else { return false };
+    let service = service.lock().expect("single-threaded");
+    let mut referenced = service.node().state_machine().referenced_files_after(None);
+    referenced.all(|file| slot.blobs.is_intact(file))
 }
 
 /// No replica is (or is about to be found) beyond repair, and losing `id` leaves a quorum of the
