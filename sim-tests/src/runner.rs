@@ -71,6 +71,8 @@ pub struct SeedOutcome {
     pub wall: Duration,
     /// Messages acknowledged to clients.
     pub acked: u64,
+    /// What the file workload did, when the seed drew it.
+    pub files: Option<kith_io_sim::file_client::FileCounts>,
 }
 
 impl SeedOutcome {
@@ -80,8 +82,9 @@ impl SeedOutcome {
         let verdict = if self.violation.is_none() { "ok" } else { "FAIL" };
         let sim = self.simulated.as_secs_f64();
         let wall = self.wall.as_secs_f64().max(1e-9);
+        let files = self.files.map(|f| format!(" {f}")).unwrap_or_default();
         format!(
-            "seed {} {verdict} trace {} simulated {sim:.1}s wall {wall:.3}s speed {:.0}x acked {}",
+            "seed {} {verdict} trace {} simulated {sim:.1}s wall {wall:.3}s speed {:.0}x acked {}{files}",
             self.seed,
             hex(&self.trace_digest[..8]),
             sim / wall,
@@ -123,6 +126,7 @@ pub fn run_seed(seed: u64, spec: &RunSpec) -> SeedOutcome {
                 simulated: r.simulated,
                 wall: started.elapsed(),
                 acked: r.acked,
+                files: r.files,
             }
         }
         Engine::Harness => {
@@ -147,6 +151,7 @@ pub fn run_seed(seed: u64, spec: &RunSpec) -> SeedOutcome {
                 simulated,
                 wall: started.elapsed(),
                 acked,
+                files: None,
             }
         }
     }

@@ -97,3 +97,27 @@ fn keeping_the_greatest_change_number_is_caught() {
     println!("caught at seed {seed}: {v}");
     assert_eq!(v.invariant, "changes reach subscribers");
 }
+
+#[test]
+fn serving_unchecked_copies_is_caught() {
+    let invariant = caught(BugSwitches { serve_unchecked_copies: true, ..BugSwitches::default() });
+    assert_eq!(invariant, "no corrupt file byte");
+}
+
+#[test]
+fn holding_before_stored_is_caught() {
+    let invariant = caught(BugSwitches { hold_before_stored: true, ..BugSwitches::default() });
+    assert_eq!(invariant, "sent files retrievable");
+}
+
+#[test]
+fn deletion_keeping_the_file_reference_is_caught() {
+    let bugs = BugSwitches { deletion_keeps_file_reference: true, ..BugSwitches::default() };
+    assert_eq!(caught(bugs), "deleted files not served");
+}
+
+#[test]
+fn releasing_on_any_delete_is_caught() {
+    let invariant = caught(BugSwitches { release_on_any_delete: true, ..BugSwitches::default() });
+    assert_eq!(invariant, "no reclaim while referenced");
+}

@@ -19,6 +19,10 @@
 //! | live delivery gap-free and true | `live_delivery.rs` | live deliveries, the settled state |
 //! | changes reach subscribers | `change_delivery.rs` | live deliveries, the settled state |
 //! | presence converges | `presence_converges.rs` | every replica's presence views after the heal |
+//! | no corrupt file byte | `files_no_corrupt_bytes.rs` | contents made, chunks served and written |
+//! | sent files retrievable | `files_retrievable.rs` | file messages sent, deleted; fetches after the heal |
+//! | deleted files not served | `files_deleted_not_served.rs` | file messages sent, deleted; chunks served |
+//! | no reclaim while referenced | `files_no_reclaim_while_referenced.rs` | file messages sent, deleted; copies removed |
 //!
 //! Checked elsewhere, because they need the client's own view as it
 //! happens: linearizable reads, read-your-writes and monotonic reads (the
@@ -30,6 +34,10 @@ mod applied_once;
 mod change_delivery;
 mod client_order;
 mod election_safety;
+mod files_deleted_not_served;
+mod files_no_corrupt_bytes;
+mod files_no_reclaim_while_referenced;
+mod files_retrievable;
 mod leader_completeness;
 mod live_delivery;
 mod log_matching;
@@ -43,12 +51,18 @@ mod state_machine_safety;
 mod vote_safety;
 
 #[cfg(test)]
+mod files_tests;
+#[cfg(test)]
 mod tests;
 
 pub use applied_once::AppliedOnce;
 pub use change_delivery::ChangeDelivery;
 pub use client_order::ClientOrder;
 pub use election_safety::ElectionSafety;
+pub use files_deleted_not_served::FilesDeletedNotServed;
+pub use files_no_corrupt_bytes::FilesNoCorruptBytes;
+pub use files_no_reclaim_while_referenced::FilesNoReclaimWhileReferenced;
+pub use files_retrievable::FilesRetrievable;
 pub use leader_completeness::LeaderCompleteness;
 pub use live_delivery::LiveDelivery;
 pub use log_matching::LogMatching;
@@ -81,5 +95,9 @@ pub fn all() -> Invariants {
         Box::new(LiveDelivery::default()),
         Box::new(ChangeDelivery::default()),
         Box::new(PresenceConverges),
+        Box::new(FilesNoCorruptBytes::default()),
+        Box::new(FilesRetrievable::default()),
+        Box::new(FilesDeletedNotServed::default()),
+        Box::new(FilesNoReclaimWhileReferenced::default()),
     ])
 }
