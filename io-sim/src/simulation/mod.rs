@@ -275,29 +275,13 @@ fn spawn_clients(
     active: &Arc<AtomicBool>,
 ) -> (Histories, Vec<NodeHandle>) {
     let mut histories = BTreeMap::new();
-    let mut processes = Vec::new();
-    for i in 0..config.clients {
-        let history = Arc::new(Mutex::new(ClientHistory::default()));
-        histories.insert(i, history.clone());
-        let ctx = ClientCtx {
-            world: world.clone(),
-            index: i,
-            identity: Identity::from_secret(client_secret(config.seed, i)),
-            history,
-            active: active.clone(),
-            seed: config.seed ^ ((i as u64 + 1) * 0x9e37_79b9),
-            clients: config.clients,
-            epoch,
-            pause_ms: config.client_pause_ms,
-        };
-        let process = handle
-            .create_node()
-            .name(format!("client-{i}"))
-            .ip(client_ip(i))
-            .init(move || run_client(ctx.clone()))
-            .build();
-        processes.push(process);
-    }
+    let processes = (0..config.clients)
+        .map(|i| {
+            let ctx = client_ctx(config, world, epoch, active, &mut histories, i);
+            let node = handle.create_node().name(format!("client-{i}")).ip(client_ip(i));
+            node.init(move || run_client(ctx.clone())).build()
+        })
+        .collect();
     (histories, processes)
 }
 
@@ -312,31 +296,40 @@ fn spawn_file_clients(
     histories: &mut Histories,
 ) -> Vec<NodeHandle> {
     let roles = [FileRole::Owner, FileRole::Member, FileRole::Outsider];
-    let mut processes = Vec::new();
-    for (k, role) in roles.into_iter().enumerate() {
-        let i = config.clients + 1 + k;
-        let history = Arc::new(Mutex::new(ClientHistory::default()));
-        histories.insert(i, history.clone());
-        let ctx = ClientCtx {
-            world: world.clone(),
-            index: i,
-            identity: Identity::from_secret(client_secret(config.seed, i)),
-            history,
-            active: active.clone(),
-            seed: config.seed ^ ((i as u64 + 1) * 0x9e37_79b9),
-            clients: config.clients,
-            epoch,
-            pause_ms: config.client_pause_ms,
-        };
-        let process = handle
-            .create_node()
-            .name(format!("filer-{k}"))
-            .ip(client_ip(i))
-            .init(move || run_file_client(ctx.clone(), role))
-            .build();
-        processes.push(process);
+    roles
+        .into_iter()
+        .enumerate()
+        .map(|(k, role)| {
+            let i = config.clients + 1 + k;
+            let ctx = client_ctx(config, world, epoch, active, histories, i);
+            let node = handle.create_node().name(format!("filer-{k}")).ip(client_ip(i));
+            node.init(move || run_file_client(ctx.clone(), role)).build()
+        })
+        .collect()
+}
+
+/// Client `i`'s handles, its history recorded in `histories`.
+fn client_ctx(
+    config: &SimConfig,
+    world: &World,
+    epoch: madsim::time::Instant,
+    active: &Arc<AtomicBool>,
+    histories: &mut Histories,
+    i: usize,
+) -> ClientCtx {
+    let history = Arc::new(Mutex::new(ClientHistory::default()));
+    histories.insert(i, history.clone());
+    ClientCtx {
+        world: world.clone(),
+        index: i,
+        identity: Identity::from_secret(client_secret(config.seed, i)),
+        history,
+        active: active.clone(),
+        seed: config.seed ^ ((i as u64 + 1) * 0x9e37_79b9),
+        clients: config.clients,
+        epoch,
+        pause_ms: config.client_pause_ms,
     }
-    processes
 }
 
 /// Jepsen's final reads, once the cluster has converged: a reader process

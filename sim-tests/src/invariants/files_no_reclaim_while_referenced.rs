@@ -3,18 +3,15 @@
 //! refers to the content stands (nobody asked for its deletion). A damaged
 //! copy may go (it is fetched again).
 
-use kith_core::files::FileId;
-use kith_core::im::protocol::RoomId;
+use super::file_messages::FileMessages;
 use kith_core::replica::BlobRemoval;
 use kith_core::testing::file_observation::FileObservation;
 use kith_core::testing::invariant::{Invariant, Observation};
-use std::collections::{BTreeMap, BTreeSet};
 
 /// Acknowledged file messages not asked to be deleted.
 #[derive(Debug, Default)]
 pub struct FilesNoReclaimWhileReferenced {
-    standing: BTreeMap<(RoomId, u64), FileId>,
-    deleting: BTreeSet<(RoomId, u64)>,
+    messages: FileMessages,
 }
 
 impl Invariant for FilesNoReclaimWhileReferenced {
@@ -24,26 +21,13 @@ impl Invariant for FilesNoReclaimWhileReferenced {
 
     fn observe(&mut self, observation: &Observation<'_>) -> Result<(), String> {
         let Observation::File(observation) = observation else { return Ok(()) };
-        match observation {
-            FileObservation::Sent { file, room, seq } => {
-                let key = ((*room).clone(), *seq);
-                if !self.deleting.contains(&key) {
-                    self.standing.insert(key, *file);
-                }
+        self.messages.observe(observation);
+        if let FileObservation::Removed { node, file, why: BlobRemoval::Released } = observation {
+            if let Some(((room, seq), _)) = self.messages.standing().find(|(_, f)| *f == file) {
+                return Err(format!(
+                    "n{node} reclaimed {file} while {room} seq {seq} refers to it"
+                ));
             }
-            FileObservation::DeleteSubmitted { room, seq } => {
-                let key = ((*room).clone(), *seq);
-                self.standing.remove(&key);
-                self.deleting.insert(key);
-            }
-            FileObservation::Removed { node, file, why: BlobRemoval::Released } => {
-                if let Some(((room, seq), _)) = self.standing.iter().find(|(_, f)| *f == file) {
-                    return Err(format!(
-                        "n{node} reclaimed {file} while {room} seq {seq} refers to it"
-                    ));
-                }
-            }
-            _ => {}
         }
         Ok(())
     }

@@ -34,6 +34,7 @@ mod applied_once;
 mod change_delivery;
 mod client_order;
 mod election_safety;
+mod file_messages;
 mod files_deleted_not_served;
 mod files_no_corrupt_bytes;
 mod files_no_reclaim_while_referenced;
