@@ -106,6 +106,7 @@ impl<S: Ord + Clone> Fetches<S> {
         let Some(download) = self.downloads.get_mut(&asked.file) else { return };
         let input = match ChunkAnswer::decode(frame) {
             Ok(ChunkAnswer::Groups(response)) => Input::Answered { id: asked.id, response },
+            Ok(ChunkAnswer::Forbidden) => Input::Refused { id: asked.id },
             _ => Input::RequestFailed { id: asked.id },
         };
         // A refused response (corrupt, duplicate, out of range) is the

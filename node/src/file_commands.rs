@@ -265,6 +265,14 @@ async fn get(
     } else {
         match s.client.fetch_file(&store, file, |p| shown.set(p.verified_bytes)).await {
             Ok(fetched) => Some(fetched),
+            Err(FetchError::Download(DownloadError::NoSources { dropped: 0, refused }))
+                if refused > 0 =>
+            {
+                bail!(
+                    "the replicas refused {name}: it is not shown in a room you can read (a file \
+                     id must be one `kith file ls` lists), or its message was deleted"
+                )
+            }
             Err(FetchError::Download(DownloadError::NoSources { .. })) => bail!(
                 "no replica would serve {name}: it is not shown in a room you can read (a file \
                  id must be one `kith file ls` lists), its message was deleted, or no replica \

@@ -20,7 +20,9 @@
 //! - Every [`FILE_SWEEP_INTERVAL_MS`] the replica looks through a part of
 //!   the referenced contents for ones it lacks (after a restart, a fetch
 //!   that gave up, a copy lost with its disk) and fetches them, at most
-//!   [`REPLICATION_FETCHES_MAX`] at a time.
+//!   [`REPLICATION_FETCHES_MAX`] at a time; and through a part of its
+//!   store's copies for ones nothing refers to or holds (released while it
+//!   was down, when it caught up from a snapshot), and removes them.
 
 use super::asker::{Asker, AskerId, AskerKind};
 use super::intake::Origin;
@@ -39,7 +41,7 @@ use crate::limits::{
 use crate::time::Instant;
 use crate::wire::chunk_protocol::{ChunkAnswer, ChunkRequest};
 use crate::wire::client_protocol::ClientResponse;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 /// Uploads that failed, with why, for [`UPLOAD_FAILURE_REMEMBERED_MS`]
@@ -97,16 +99,23 @@ impl Unrecorded {
 
 /// When the next look for missing content is due, and where the last one
 /// stopped.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub(super) struct Sweep {
     pub(super) due: Instant,
     after: Option<FileId>,
+    /// Where the look through the store's own copies goes on from.
+    listed_after: Option<FileId>,
+    /// Copies the last looks found nothing refers to or holds: removed if
+    /// the next look still finds them so (at most
+    /// [`FILE_SWEEP_FILES_MAX`]).
+    unheld: BTreeSet<FileId>,
 }
 
 impl Sweep {
     /// The first look comes soon after start, once the log has been read.
     pub(super) fn starting(now: Instant) -> Sweep {
-        Sweep { due: now + Duration::from_millis(FILE_SWEEP_FIRST_MS), after: None }
+        let due = now + Duration::from_millis(FILE_SWEEP_FIRST_MS);
+        Sweep { due, after: None, listed_after: None, unheld: BTreeSet::new() }
     }
 }
 
@@ -310,6 +319,40 @@ impl ReplicaService {
         let unrecorded: Vec<FileId> = self.unrecorded.stored.keys().copied().collect();
         for file in unrecorded {
             self.announce_held(file);
+        }
+        let after = self.file_sweep.listed_after;
+        self.outputs.push_back(ServiceOutput::ListBlobs { after, max: FILE_SWEEP_FILES_MAX });
+    }
+
+    /// The store's copies after the sweep's cursor: one that nothing
+    /// refers to or records as held, at two looks a sweep apart, while this
+    /// replica is caught up with a leader it knows, goes (it was released
+    /// while the replica was down and it caught up from a snapshot, which
+    /// replays no releases). Two looks, caught up: a replica restarted
+    /// behind its own log must not drop a copy the log still counts on.
+    pub(super) fn on_blobs_listed(&mut self, mut files: Vec<FileId>) {
+        files.truncate(FILE_SWEEP_FILES_MAX);
+        self.file_sweep.listed_after =
+            if files.len() < FILE_SWEEP_FILES_MAX { None } else { files.last().copied() };
+        let status = self.node.status();
+        if status.leader.is_none() || status.applied < status.commit {
+            self.file_sweep.unheld.clear();
+            return;
+        }
+        for file in files {
+            let machine = self.node.state_machine();
+            let kept = machine.is_file_referenced(file)
+                || machine.file_holder_nodes(file).next().is_some()
+                || self.fetching.contains(&file)
+                || self.unrecorded.stored.contains_key(&file);
+            if kept {
+                self.file_sweep.unheld.remove(&file);
+            } else if self.file_sweep.unheld.remove(&file) {
+                let why = BlobRemoval::Released;
+                self.outputs.push_back(ServiceOutput::RemoveBlob { file, why });
+            } else if self.file_sweep.unheld.len() < FILE_SWEEP_FILES_MAX {
+                self.file_sweep.unheld.insert(file);
+            }
         }
     }
 

@@ -143,6 +143,12 @@ pub enum ServiceInput {
         /// The content.
         file: crate::files::FileId,
     },
+    /// The answer to `ListBlobs`: files the store holds whole, in id
+    /// order.
+    BlobsListed {
+        /// The files.
+        files: Vec<crate::files::FileId>,
+    },
     /// A `FetchFile` gave up: no source could serve it.
     FetchFailed {
         /// The content.

@@ -246,6 +246,7 @@ impl ReplicaService {
             ServiceInput::BlobStored { file } => self.on_blob_stored(file),
             ServiceInput::BlobDamaged { file } => self.on_blob_damaged(file),
             ServiceInput::FetchFailed { file, reason } => self.on_fetch_failed(file, reason),
+            ServiceInput::BlobsListed { files } => self.on_blobs_listed(files),
         }
     }
 

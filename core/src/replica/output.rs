@@ -137,6 +137,14 @@ pub enum ServiceOutput {
         /// Who has it.
         sources: Vec<FileSource>,
     },
+    /// Report which files the blob store holds whole, in id order, after
+    /// `after`, at most `max` of them (`BlobsListed`).
+    ListBlobs {
+        /// Where the list starts (exclusive).
+        after: Option<crate::files::FileId>,
+        /// At most this many.
+        max: usize,
+    },
     /// Delete `file` from the blob store (released by the log, or damaged),
     /// and stop fetching it.
     RemoveBlob {

@@ -90,6 +90,16 @@ impl Driver {
         }
     }
 
+    /// `ListBlobs`: the store's whole copies.
+    pub(super) fn list_blobs(&mut self, now: Instant, after: Option<FileId>, max: usize) {
+        let files: Vec<FileId> = {
+            let w = self.world.lock();
+            let all = w.replicas[&self.id].blobs.complete_files();
+            all.into_iter().filter(|f| after.is_none_or(|a| *f > a)).take(max).collect()
+        };
+        self.service().handle_input(now, ServiceInput::BlobsListed { files });
+    }
+
     /// `RemoveBlob`: stops fetching and deletes every copy.
     pub(super) fn remove_blob(&mut self, file: FileId, why: BlobRemoval) {
         let mut w = self.world.lock();

@@ -488,6 +488,7 @@ impl Driver {
                 self.serve_chunks(now, asker, file, groups)
             }
             ServiceOutput::FetchFile { file, sources } => self.fetch_file(now, file, sources),
+            ServiceOutput::ListBlobs { after, max } => self.list_blobs(now, after, max),
             ServiceOutput::RemoveBlob { file, why } => self.remove_blob(file, why),
             ServiceOutput::Halted { reason } => {
                 // Stopping on a failed write is the only right answer to a

@@ -160,6 +160,9 @@ impl Fact {
             Fact::Answered { id, answer: Some(ChunkAnswer::Groups(response)), .. } => {
                 Input::Answered { id, response }
             }
+            Fact::Answered { id, answer: Some(ChunkAnswer::Forbidden), .. } => {
+                Input::Refused { id }
+            }
             Fact::Answered { id, .. } => Input::RequestFailed { id },
             Fact::Written { id, result: Ok(()) } => Input::Written { id },
             Fact::Written { id, result: Err(reason) } => Input::WriteFailed { id, reason },

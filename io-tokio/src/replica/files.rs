@@ -25,6 +25,7 @@ pub(super) enum FileReport {
     Stored(FileId),
     FetchFailed(FileId, String),
     Damaged(FileId),
+    Listed(Vec<FileId>),
 }
 
 impl Replica {
@@ -47,6 +48,7 @@ impl Replica {
                 ServiceInput::FetchFailed { file, reason }
             }
             FileReport::Damaged(file) => ServiceInput::BlobDamaged { file },
+            FileReport::Listed(files) => ServiceInput::BlobsListed { files },
         };
         self.input(input);
     }
@@ -121,6 +123,17 @@ impl Replica {
         if let Some(old) = self.fetches.insert(file, task.abort_handle()) {
             old.abort();
         }
+    }
+
+    /// `ListBlobs`: the store's whole copies, listed off the event loop.
+    pub(super) fn list_blobs(&mut self, after: Option<FileId>, max: usize) {
+        let (store, reports) = (self.blobs.clone(), self.file_reports.clone());
+        tokio::task::spawn_blocking(move || match store.list(after, max) {
+            Ok(files) => {
+                let _ = reports.blocking_send(FileReport::Listed(files));
+            }
+            Err(e) => tracing::warn!(error = %e, "listing the stored files failed"),
+        });
     }
 
     /// `RemoveBlob`: stop fetching it and delete every copy of it.

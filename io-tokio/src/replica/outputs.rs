@@ -74,6 +74,7 @@ impl Replica {
                 self.serve_chunks(asker, file, groups)
             }
             ServiceOutput::FetchFile { file, sources } => self.fetch_file(file, sources),
+            ServiceOutput::ListBlobs { after, max } => self.list_blobs(after, max),
             ServiceOutput::RemoveBlob { file, why } => {
                 tracing::debug!(%file, ?why, "removing a stored copy");
                 self.remove_blob(file)

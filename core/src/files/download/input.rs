@@ -19,6 +19,12 @@ pub enum Input {
         /// The request.
         id: RequestId,
     },
+    /// The source of request `id` will not serve this file to this
+    /// downloader (`ChunkAnswer::Forbidden`): it is not asked again.
+    Refused {
+        /// The request.
+        id: RequestId,
+    },
     /// Write `id` is on disk and synced.
     Written {
         /// The write.

@@ -239,6 +239,15 @@ impl<S: Ord + Clone> Download<S> {
                 }
                 Ok(())
             }
+            Input::Refused { id } => {
+                if let Some(flight) = self.requests.remove(&id) {
+                    self.unfly(&flight.groups);
+                    self.sources.refused(&flight.source);
+                    self.forget_requests_to(&flight.source);
+                    self.cursor = self.cursor.min(flight.groups.start);
+                }
+                Ok(())
+            }
             Input::Written { id } => {
                 self.written(id);
                 Ok(())
@@ -429,7 +438,8 @@ impl<S: Ord + Clone> Download<S> {
         }
         let idle = self.requests.is_empty() && self.writes.is_empty();
         if !self.finished && idle && self.sources.is_empty() && !self.held.is_full() {
-            self.fail(DownloadError::NoSources { dropped: self.sources.dropped() });
+            let (dropped, refused) = (self.sources.dropped(), self.sources.refusals());
+            self.fail(DownloadError::NoSources { dropped, refused });
         }
         self.check_invariants();
     }

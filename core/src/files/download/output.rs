@@ -43,11 +43,16 @@ pub enum Output<S> {
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum DownloadError {
-    /// Every source failed too often in a row, or none was given.
-    #[error("no source can serve the file ({dropped} failed too often in a row)")]
+    /// Every source refused or failed too often in a row, or none was
+    /// given.
+    #[error(
+        "no source can serve the file ({refused} refused it, {dropped} failed too often in a row)"
+    )]
     NoSources {
-        /// Sources given up on.
+        /// Sources given up on after failures.
         dropped: usize,
+        /// Sources that refused this downloader the file.
+        refused: usize,
     },
     /// Writing failed.
     #[error("writing the file failed: {reason}")]

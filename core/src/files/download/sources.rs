@@ -8,7 +8,7 @@ use crate::limits::{
     SOURCE_BACKOFF_MS_MIN, SOURCE_FAILURES_MAX,
 };
 use crate::time::Instant;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 /// What the download knows of one source.
@@ -31,6 +31,8 @@ pub(crate) struct Sources<S> {
     /// Sources dropped after too many failures: not taken back if offered
     /// again, so that a broken source cannot be cycled through forever.
     dropped: BTreeMap<S, u32>,
+    /// Sources that refused the file: not taken back either.
+    refused: BTreeSet<S>,
 }
 
 /// What happened to a source after a failure.
@@ -44,7 +46,7 @@ pub(crate) enum AfterFailure {
 
 impl<S: Ord + Clone> Sources<S> {
     pub(crate) fn new() -> Sources<S> {
-        Sources { by_id: BTreeMap::new(), dropped: BTreeMap::new() }
+        Sources { by_id: BTreeMap::new(), dropped: BTreeMap::new(), refused: BTreeSet::new() }
     }
 
     /// Adds a source; false when it is known, was dropped, or the table is
@@ -53,6 +55,7 @@ impl<S: Ord + Clone> Sources<S> {
         if self.by_id.len() >= DOWNLOAD_SOURCES_MAX
             || self.by_id.contains_key(&source)
             || self.dropped.contains_key(&source)
+            || self.refused.contains(&source)
         {
             return false;
         }
@@ -74,6 +77,19 @@ impl<S: Ord + Clone> Sources<S> {
 
     pub(crate) fn dropped(&self) -> usize {
         self.dropped.len()
+    }
+
+    /// Sources that refused the file.
+    pub(crate) fn refusals(&self) -> usize {
+        self.refused.len()
+    }
+
+    /// `source` will not serve the file (it says the downloader may not
+    /// fetch it): it is not asked again, whatever its record.
+    pub(crate) fn refused(&mut self, source: &S) {
+        if self.by_id.remove(source).is_some() {
+            self.refused.insert(source.clone());
+        }
     }
 
     /// The source to ask next at `now`: not benched, below its own bound,

@@ -9,6 +9,7 @@ use crate::files::tests_support::{content, stored};
 use crate::limits::{CHUNK_GROUP_BYTES as G, DOWNLOAD_REQUESTS_PER_SOURCE_MAX};
 use crate::rng::SeededRng;
 use proptest::prelude::*;
+use std::collections::BTreeSet;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Behaviour {
@@ -19,6 +20,8 @@ enum Behaviour {
     Silent,
     /// Answers "cannot serve".
     Refuses,
+    /// Answers "you may not fetch this".
+    Forbids,
     /// Sends each answer twice, and the first half of what was asked.
     DuplicatesHalf,
 }
@@ -30,8 +33,8 @@ struct World {
     behaviours: Vec<Behaviour>,
     rng: SeededRng,
     now: Instant,
-    /// Answers on the wire: (deliver at, request, what).
-    wire: Vec<(Instant, RequestId, Option<ChunkResponse>)>,
+    /// Answers on the wire: (deliver at, what the download hears).
+    wire: Vec<(Instant, Input)>,
     /// What the disk holds once synced, and writes not yet synced.
     disk: Vec<Option<u8>>,
     unsynced: Vec<(WriteId, u64, Bytes)>,
@@ -47,6 +50,12 @@ struct World {
     /// The write that fails (no space left), counting from 0, if any.
     failing_write: Option<u32>,
     writes_done: u32,
+    /// Requests each source was sent.
+    asked: BTreeMap<usize, u64>,
+    /// Who each request went to, and the sources that refused the file
+    /// (never to be asked again).
+    sent_to: BTreeMap<RequestId, usize>,
+    refused: BTreeSet<usize>,
 }
 
 impl World {
@@ -71,6 +80,9 @@ impl World {
             slow_disk: 1,
             failing_write: None,
             writes_done: 0,
+            asked: BTreeMap::new(),
+            sent_to: BTreeMap::new(),
+            refused: BTreeSet::new(),
         }
     }
 
@@ -99,24 +111,25 @@ impl World {
             .expect("sound copy")
         };
         match self.behaviours[source] {
-            Behaviour::Honest => self.wire.push((at, id, Some(honest()))),
+            Behaviour::Honest => self.wire.push((at, Input::Answered { id, response: honest() })),
             Behaviour::Corrupts => {
                 let mut r = honest();
                 let mut bytes = r.encoded.to_vec();
                 let i = self.rng.range(0, bytes.len() as u64) as usize;
                 bytes[i] ^= 1 << self.rng.range(0, 8);
                 r.encoded = bytes.into();
-                self.wire.push((at, id, Some(r)));
+                self.wire.push((at, Input::Answered { id, response: r }));
             }
             Behaviour::Silent => {}
-            Behaviour::Refuses => self.wire.push((at, id, None)),
+            Behaviour::Refuses => self.wire.push((at, Input::RequestFailed { id })),
+            Behaviour::Forbids => self.wire.push((at, Input::Refused { id })),
             Behaviour::DuplicatesHalf => {
                 let half = groups.start..groups.start + (groups.end - groups.start).div_ceil(2);
                 let r =
                     ChunkResponse::encode(&self.geometry, half, &self.data[..], &self.outboard[..])
                         .expect("sound copy");
-                self.wire.push((at, id, Some(r.clone())));
-                self.wire.push((at + delay, id, Some(r)));
+                self.wire.push((at, Input::Answered { id, response: r.clone() }));
+                self.wire.push((at + delay, Input::Answered { id, response: r }));
             }
         }
     }
@@ -131,6 +144,9 @@ impl World {
                     if track_asks {
                         self.asked_after_resume.push(groups.clone());
                     }
+                    *self.asked.entry(source).or_default() += 1;
+                    assert!(!self.refused.contains(&source), "asked a source that refused");
+                    self.sent_to.insert(id, source);
                     self.answer(source, id, groups);
                 }
                 Output::Write { id, offset, data } => {
@@ -164,12 +180,11 @@ impl World {
         match self.rng.range(0, 4) {
             0 if !self.wire.is_empty() => {
                 let i = self.rng.range(0, self.wire.len() as u64) as usize;
-                let (at, id, response) = self.wire.swap_remove(i);
+                let (at, input) = self.wire.swap_remove(i);
                 self.now = self.now.max(at);
-                let input = match response {
-                    Some(response) => Input::Answered { id, response },
-                    None => Input::RequestFailed { id },
-                };
+                if let Input::Refused { id } = &input {
+                    self.refused.insert(self.sent_to[id]);
+                }
                 let _ = d.handle_input(self.now, input);
             }
             1 if !self.unsynced.is_empty() && self.rng.range(0, self.slow_disk) == 0 => {
@@ -200,8 +215,22 @@ impl World {
         }
     }
 
+    /// Runs until the download ends.
+    fn run(&mut self, d: &mut Download<usize>) {
+        for _ in 0..100_000 {
+            self.drain(d, false);
+            if self.outcome.is_some() {
+                return;
+            }
+            self.step(d);
+        }
+        panic!("the download never ended");
+    }
+
     /// Loses everything not synced, as a crash does.
     fn crash(&mut self) {
+        // A new download after it may ask anyone again.
+        self.refused.clear();
         self.wire.clear();
         self.unsynced.clear();
         self.saving = None;
@@ -218,6 +247,7 @@ fn behaviours() -> impl Strategy<Value = Vec<Behaviour>> {
         Just(Behaviour::Corrupts),
         Just(Behaviour::Silent),
         Just(Behaviour::Refuses),
+        Just(Behaviour::Forbids),
         Just(Behaviour::DuplicatesHalf),
     ];
     (proptest::collection::vec(any, 0..4), 0usize..4).prop_map(|(mut others, at)| {
@@ -347,7 +377,10 @@ fn sources_that_only_fail_end_the_download_with_a_clear_error() {
         }
         world.step(&mut d);
     }
-    assert_eq!(world.outcome, Some(Output::Failed(DownloadError::NoSources { dropped: 2 })));
+    assert_eq!(
+        world.outcome,
+        Some(Output::Failed(DownloadError::NoSources { dropped: 2, refused: 0 }))
+    );
     assert!(world.disk.iter().all(Option::is_none), "nothing from a liar was written");
 }
 
@@ -380,8 +413,7 @@ fn late_duplicate_and_made_up_answers_are_refused_and_harmless() {
     let mut world = World::new(2 * G, vec![Behaviour::Honest], 5);
     let mut d = world.start(false);
     world.drain(&mut d, false);
-    let (_, id, response) = world.wire[0].clone();
-    let response = response.expect("honest");
+    let Input::Answered { id, response } = world.wire[0].1.clone() else { panic!("honest") };
     assert_eq!(
         d.handle_input(world.now, Input::Answered { id, response: response.clone() }),
         Ok(())
@@ -524,4 +556,26 @@ fn a_failed_save_is_retried_with_the_next_write() {
         }
     }
     assert!(saves >= 2, "saving went on after the failure ({saves} records)");
+}
+
+#[test]
+fn a_source_that_forbids_the_file_is_never_asked_again_and_all_forbidding_ends_it_at_once() {
+    // One forbids (a replica behind the log), one serves: done, and the
+    // one that forbade was asked once.
+    let mut world = World::new(40 * G, vec![Behaviour::Forbids, Behaviour::Honest], 8);
+    let mut d = world.start(false);
+    world.run(&mut d);
+    assert_eq!(world.outcome, Some(Output::Completed));
+    // Asked only before its first answer (drain checks every request).
+    assert!(world.asked[&0] <= DOWNLOAD_REQUESTS_PER_SOURCE_MAX as u64);
+    // Every source forbids: the download ends on the first answers, not
+    // after a dozen back-offs each.
+    let mut world = World::new(40 * G, vec![Behaviour::Forbids, Behaviour::Forbids], 9);
+    let mut d = world.start(false);
+    world.run(&mut d);
+    let failed = DownloadError::NoSources { dropped: 0, refused: 2 };
+    assert_eq!(world.outcome, Some(Output::Failed(failed)));
+    // (Each failure in a row would bench a source 250 ms, 500 ms, ... up
+    // to 8 s, a dozen times: most of a minute.)
+    assert!(world.now < Instant::from_millis(1_000 + 5_000), "ended at {:?}", world.now);
 }

@@ -4,7 +4,7 @@
 use super::*;
 use crate::files::FileId;
 use crate::im::protocol::{FileInfo, FileInfoError, ImError, Receipt, RoomId, Target, Visibility};
-use crate::replica::FileSource;
+use crate::replica::{BlobRemoval, FileSource};
 use crate::wire::chunk_protocol::{ChunkAnswer, ChunkRequest};
 
 /// A keyed pair whose first replica (A) leads, with alice registered
@@ -313,4 +313,30 @@ fn a_stored_file_is_not_fetched_again_while_its_record_is_missing_and_is_announc
     assert_eq!(pair.services[&a].node().state_machine().file_holders(file).len(), 2);
     assert!(pair.answered(sent));
     assert_eq!(pair.took(b, |o| matches!(o, ServiceOutput::FetchFile { .. })), 0);
+}
+
+#[test]
+fn a_sweep_removes_copies_nothing_refers_to_or_holds() {
+    let Keyed { mut pair, a, b, alice, .. } = keyed_with_alice(Some(Visibility::Private));
+    let (kept, orphan, forgotten) =
+        (FileId::of(b"kept"), FileId::of(b"orphan"), FileId::of(b"released"));
+    let info = FileInfo { id: kept, name: "kept.txt".into(), media_type: "text/plain".into() };
+    pair.input(a, ServiceInput::BlobStored { file: kept });
+    pair.input(b, ServiceInput::BlobStored { file: kept });
+    assert!(applied_ok(&pair.ask(a, &alice, ClientRequest::Submit(send_file(&alice, 11, info)))));
+    // Uploaded, not sent yet: held, referred to by nothing (yet).
+    pair.input(a, ServiceInput::BlobStored { file: orphan });
+    // The sweep asks the store what it holds.
+    tick(&mut pair, limits::FILE_SWEEP_FIRST_MS + 50);
+    let listed = |o: &ServiceOutput| matches!(o, ServiceOutput::ListBlobs { after: None, .. });
+    assert_eq!(pair.took(a, listed), 1);
+    // A copy of content released while this replica was away goes, once
+    // two looks agree; the others stay.
+    let files = vec![kept, orphan, forgotten];
+    pair.input(a, ServiceInput::BlobsListed { files: files.clone() });
+    assert_eq!(pair.took(a, |o| matches!(o, ServiceOutput::RemoveBlob { .. })), 0);
+    pair.input(a, ServiceInput::BlobsListed { files });
+    let removed = |file: FileId| move |o: &ServiceOutput| matches!(o, ServiceOutput::RemoveBlob { file: f, why: BlobRemoval::Released } if *f == file);
+    assert_eq!(pair.took(a, removed(forgotten)), 1);
+    assert_eq!(pair.took(a, removed(kept)) + pair.took(a, removed(orphan)), 0);
 }

@@ -162,6 +162,7 @@ impl Pair {
             }
             out @ (ServiceOutput::ServeChunks { .. }
             | ServiceOutput::FetchFile { .. }
+            | ServiceOutput::ListBlobs { .. }
             | ServiceOutput::RemoveBlob { .. }) => self.file_outputs.push((from, out)),
             _ => {}
         }

@@ -93,6 +93,33 @@ impl BlobStore {
         self.complete_dir(file).join("outboard").is_file()
     }
 
+    /// The files the store holds whole, in id order, after `after`, at most
+    /// `max` (entries that do not name a file are not the store's: left).
+    pub fn list(&self, after: Option<FileId>, max: usize) -> Result<Vec<FileId>, BlobError> {
+        let dir = self.dir.join("complete");
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_at(&dir)(e)),
+        };
+        let mut files = std::collections::BTreeSet::new();
+        for entry in entries {
+            let entry = entry.map_err(io_at(&dir))?;
+            let Some(file) = entry.file_name().to_str().and_then(|n| n.parse::<FileId>().ok())
+            else {
+                continue;
+            };
+            if after.is_none_or(|a| file > a) && self.has(file) {
+                files.insert(file);
+                // Keep the `max` smallest only: memory stays bounded.
+                if files.len() > max {
+                    files.pop_last();
+                }
+            }
+        }
+        Ok(files.into_iter().collect())
+    }
+
     /// Whether the store holds all of `file` and its bytes are the file's
     /// (one pass over them: their BLAKE3 root must be the id's).
     pub fn holds_intact(&self, file: FileId) -> Result<bool, BlobError> {

@@ -164,3 +164,36 @@ fn an_export_appears_whole_never_overwrites_and_forgets_the_blob() {
     assert!(!store.has(file), "the store forgot it");
     let _ = fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn the_store_lists_its_whole_copies_in_order_and_tells_an_intact_one() {
+    let dir = scratch("list");
+    let store = BlobStore::open(&dir).unwrap();
+    assert_eq!(store.list(None, 10).unwrap(), Vec::new());
+    let mut files = Vec::new();
+    for n in 1..=3 {
+        let source = Memory::new(content(n * G + n));
+        let file = source.geometry.file();
+        let (mut d, partial, _) = store.start::<u8>(file).unwrap();
+        assert!(drive(&source, &mut d, &partial, None).1);
+        partial.finish(&store).unwrap();
+        files.push(file);
+    }
+    // A partial copy is not listed, nor is a stranger in the directory.
+    let partial_only = Memory::new(content(7 * G));
+    let (_d, _partial, _) = store.start::<u8>(partial_only.geometry.file()).unwrap();
+    fs::create_dir_all(dir.join("complete").join("not-a-file-id")).unwrap();
+    files.sort();
+    assert_eq!(store.list(None, 10).unwrap(), files);
+    assert_eq!(store.list(None, 2).unwrap(), files[..2]);
+    assert_eq!(store.list(Some(files[1]), 10).unwrap(), files[2..]);
+    assert!(store.holds_intact(files[0]).unwrap());
+    assert!(!store.holds_intact(partial_only.geometry.file()).unwrap());
+    // Rot in the data: no longer intact.
+    let data = dir.join("complete").join(files[0].to_string()).join("data");
+    let mut bytes = fs::read(&data).unwrap();
+    bytes[3] ^= 1;
+    fs::write(&data, bytes).unwrap();
+    assert!(!store.holds_intact(files[0]).unwrap());
+    let _ = fs::remove_dir_all(&dir);
+}
