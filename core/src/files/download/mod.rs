@@ -235,16 +235,13 @@ impl<S: Ord + Clone> Download<S> {
             Input::Answered { id, response } => self.answered(now, id, &response),
             Input::RequestFailed { id } => {
                 if let Some(flight) = self.requests.remove(&id) {
-                    self.request_failed(now, flight);
+                    self.request_failed(now, flight, false);
                 }
                 Ok(())
             }
             Input::Refused { id } => {
                 if let Some(flight) = self.requests.remove(&id) {
-                    self.unfly(&flight.groups);
-                    self.sources.refused(&flight.source);
-                    self.forget_requests_to(&flight.source);
-                    self.cursor = self.cursor.min(flight.groups.start);
+                    self.request_failed(now, flight, true);
                 }
                 Ok(())
             }
@@ -281,7 +278,7 @@ impl<S: Ord + Clone> Download<S> {
             self.requests.iter().filter(|(_, f)| f.deadline <= now).map(|(id, _)| *id).collect();
         for id in expired {
             if let Some(flight) = self.requests.remove(&id) {
-                self.request_failed(now, flight);
+                self.request_failed(now, flight, false);
             }
         }
         self.fill(now);
@@ -320,7 +317,7 @@ impl<S: Ord + Clone> Download<S> {
         let verified = match response.decode(&self.geometry, &flight.groups) {
             Ok(verified) => verified,
             Err(refusal) => {
-                self.request_failed(now, flight);
+                self.request_failed(now, flight, false);
                 return Err(refusal);
             }
         };
@@ -350,12 +347,19 @@ impl<S: Ord + Clone> Download<S> {
         self.answered.push_back(id);
     }
 
-    fn request_failed(&mut self, now: Instant, flight: Flight<S>) {
+    /// A request ended without groups; `refused`: its source will not
+    /// serve this file at all (else it failed, and is benched or dropped).
+    fn request_failed(&mut self, now: Instant, flight: Flight<S>, refused: bool) {
         self.unfly(&flight.groups);
         if let Some(s) = self.sources.get_mut(&flight.source) {
             s.in_flight -= 1;
         }
-        if self.sources.failed(&flight.source, now) == Some(AfterFailure::Dropped) {
+        let after = if refused {
+            self.sources.refused(&flight.source)
+        } else {
+            self.sources.failed(&flight.source, now)
+        };
+        if after == Some(AfterFailure::Dropped) {
             self.forget_requests_to(&flight.source);
         }
         // Go back to the failed groups first, so the file fills in order.

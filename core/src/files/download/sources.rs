@@ -85,11 +85,11 @@ impl<S: Ord + Clone> Sources<S> {
     }
 
     /// `source` will not serve the file (it says the downloader may not
-    /// fetch it): it is not asked again, whatever its record.
-    pub(crate) fn refused(&mut self, source: &S) {
-        if self.by_id.remove(source).is_some() {
-            self.refused.insert(source.clone());
-        }
+    /// fetch it): it is dropped at once, whatever its record.
+    pub(crate) fn refused(&mut self, source: &S) -> Option<AfterFailure> {
+        self.by_id.remove(source)?;
+        self.refused.insert(source.clone());
+        Some(AfterFailure::Dropped)
     }
 
     /// The source to ask next at `now`: not benched, below its own bound,
