@@ -9,6 +9,7 @@ use crate::limits::{CHUNK_GROUP_BYTES, CHUNK_RESPONSE_BYTES_MAX};
 use bao_tree::io::outboard::PostOrderOutboard;
 use bao_tree::io::sync::{encode_ranges_validated, DecodeResponseIter, ReadAt};
 use bao_tree::io::{BaoContentItem, DecodeError, EncodeError};
+use bao_tree::ChunkRanges;
 use bytes::{Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
 use std::io::Cursor;
@@ -120,27 +121,15 @@ impl ChunkResponse {
         data: impl ReadAt,
         outboard: impl ReadAt,
     ) -> Result<ChunkResponse, ServeError> {
-        if !geometry.contains(&groups) {
-            return Err(ServeError::OutOfRange { groups, total: geometry.groups() });
-        }
-        let outboard = PostOrderOutboard {
-            root: geometry.file().hash(),
-            tree: geometry.tree(),
-            data: outboard,
-        };
-        let mut encoded = Vec::new();
-        let ranges = geometry.chunk_ranges(&groups);
-        encode_ranges_validated(data, outboard, &ranges, &mut encoded).map_err(|e| match e {
-            EncodeError::Io(e) => ServeError::Io(e),
-            EncodeError::LeafHashMismatch(chunk) => {
-                ServeError::Damaged { offset: chunk.to_bytes() }
-            }
-            _ => ServeError::Damaged { offset: geometry.groups_bytes(&groups).start },
-        })?;
-        Ok(ChunkResponse {
-            first_group: groups.start,
-            group_count: groups.end - groups.start,
-            encoded: Bytes::from(encoded),
+        let at = geometry.groups_bytes(&groups).start;
+        Self::encode_with(geometry, groups, outboard, |outboard, ranges, encoded| {
+            encode_ranges_validated(data, outboard, ranges, encoded).map_err(|e| match e {
+                EncodeError::Io(e) => ServeError::Io(e),
+                EncodeError::LeafHashMismatch(chunk) => {
+                    ServeError::Damaged { offset: chunk.to_bytes() }
+                }
+                _ => ServeError::Damaged { offset: at },
+            })
         })
     }
 
@@ -154,6 +143,21 @@ impl ChunkResponse {
         data: &[u8],
         outboard: &[u8],
     ) -> Result<ChunkResponse, ServeError> {
+        let at = geometry.groups_bytes(&groups).start;
+        Self::encode_with(geometry, groups, outboard, |outboard, ranges, encoded| {
+            bao_tree::io::sync::encode_ranges(data, outboard, ranges, encoded)
+                .map_err(|_| ServeError::Damaged { offset: at })
+        })
+    }
+
+    /// The response for `groups` (inside the file), its bytes written by
+    /// `encode` from the copy's outboard.
+    fn encode_with<O: ReadAt>(
+        geometry: &Geometry,
+        groups: Range<u64>,
+        outboard: O,
+        encode: impl FnOnce(PostOrderOutboard<O>, &ChunkRanges, &mut Vec<u8>) -> Result<(), ServeError>,
+    ) -> Result<ChunkResponse, ServeError> {
         if !geometry.contains(&groups) {
             return Err(ServeError::OutOfRange { groups, total: geometry.groups() });
         }
@@ -163,9 +167,7 @@ impl ChunkResponse {
             data: outboard,
         };
         let mut encoded = Vec::new();
-        let ranges = geometry.chunk_ranges(&groups);
-        bao_tree::io::sync::encode_ranges(data, outboard, &ranges, &mut encoded)
-            .map_err(|_| ServeError::Damaged { offset: geometry.groups_bytes(&groups).start })?;
+        encode(outboard, &geometry.chunk_ranges(&groups), &mut encoded)?;
         Ok(ChunkResponse {
             first_group: groups.start,
             group_count: groups.end - groups.start,
