@@ -41,61 +41,8 @@ use crate::limits::{
 use crate::time::Instant;
 use crate::wire::chunk_protocol::{ChunkAnswer, ChunkRequest};
 use crate::wire::client_protocol::ClientResponse;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::time::Duration;
-
-/// Uploads that failed, with why, for [`UPLOAD_FAILURE_REMEMBERED_MS`]
-/// and at most [`UPLOADS_MAX`] of them (the oldest is forgotten first).
-#[derive(Clone, Debug, Default)]
-pub(super) struct UploadFailures {
-    failed: BTreeMap<FileId, (Instant, String)>,
-}
-
-impl UploadFailures {
-    fn insert(&mut self, now: Instant, file: FileId, reason: String) {
-        self.forget_old(now);
-        if self.failed.len() >= limits::UPLOADS_MAX {
-            let oldest = self.failed.iter().min_by_key(|(_, (at, _))| *at).map(|(f, _)| *f);
-            if let Some(oldest) = oldest {
-                self.failed.remove(&oldest);
-            }
-        }
-        self.failed.insert(file, (now, reason));
-    }
-
-    /// Why `file`'s upload failed lately, if it did; forgotten once told.
-    fn take(&mut self, now: Instant, file: FileId) -> Option<String> {
-        self.forget_old(now);
-        self.failed.remove(&file).map(|(_, reason)| reason)
-    }
-
-    fn forget_old(&mut self, now: Instant) {
-        let keep = Duration::from_millis(UPLOAD_FAILURE_REMEMBERED_MS);
-        self.failed.retain(|_, (at, _)| now.saturating_since(*at) < keep);
-    }
-}
-
-/// Contents this replica stored whose holder record the log has not
-/// applied yet, with when they were stored: not fetched again meanwhile,
-/// and announced again by the sweep (a `HoldFile` can be lost with a
-/// leader). At most [`FILE_SWEEP_FILES_MAX`]; the oldest is forgotten
-/// first (at worst it is fetched again).
-#[derive(Clone, Debug, Default)]
-pub(super) struct Unrecorded {
-    stored: BTreeMap<FileId, Instant>,
-}
-
-impl Unrecorded {
-    fn insert(&mut self, now: Instant, file: FileId) {
-        if self.stored.len() >= FILE_SWEEP_FILES_MAX {
-            let oldest = self.stored.iter().min_by_key(|(_, at)| **at).map(|(f, _)| *f);
-            if let Some(oldest) = oldest {
-                self.stored.remove(&oldest);
-            }
-        }
-        self.stored.insert(file, now);
-    }
-}
 
 /// When the next look for missing content is due, and where the last one
 /// stopped.
@@ -166,12 +113,14 @@ impl ReplicaService {
         }
         // Stored, the record not applied yet: say so again (it may have
         // been lost with a leader) rather than fetch it again.
-        if self.unrecorded.stored.contains_key(&file) {
+        if self.unrecorded.contains(file) {
             self.announce_held(file);
             return ClientResponse::FileStoring(file);
         }
         // Told once; asking again starts over (the disk may have room now).
-        if let Some(reason) = self.upload_failures.take(self.now, file) {
+        let remembered = Duration::from_millis(UPLOAD_FAILURE_REMEMBERED_MS);
+        self.upload_failures.forget_older_than(self.now, remembered);
+        if let Some(reason) = self.upload_failures.remove(file) {
             return ClientResponse::StoreRefused(ImError::StoreFailed { reason });
         }
         let by_user = self.uploading.values().filter(|u| **u == user).count();
@@ -207,7 +156,7 @@ impl ReplicaService {
         self.fetching.remove(&file);
         self.uploading.remove(&file);
         if !self.holds(file) {
-            self.unrecorded.insert(self.now, file);
+            self.unrecorded.insert(self.now, file, ());
         }
         self.announce_held(file);
     }
@@ -247,7 +196,7 @@ impl ReplicaService {
     /// The driver found its copy of `file` damaged: drop it and fetch it
     /// again (it no longer serves it meanwhile: the answer is `NotHere`).
     pub(super) fn on_blob_damaged(&mut self, file: FileId) {
-        self.unrecorded.stored.remove(&file);
+        self.unrecorded.remove(file);
         self.outputs.push_back(ServiceOutput::RemoveBlob { file, why: BlobRemoval::Damaged });
         self.fetching.remove(&file);
         self.fetch_if_needed(file, true);
@@ -259,6 +208,8 @@ impl ReplicaService {
     pub(super) fn on_fetch_failed(&mut self, file: FileId, reason: String) {
         self.fetching.remove(&file);
         if self.uploading.remove(&file).is_some() {
+            let remembered = Duration::from_millis(UPLOAD_FAILURE_REMEMBERED_MS);
+            self.upload_failures.forget_older_than(self.now, remembered);
             self.upload_failures.insert(self.now, file, reason);
         }
     }
@@ -274,7 +225,7 @@ impl ReplicaService {
         for event in events {
             match event {
                 ImEvent::FileReleased { file } => {
-                    self.unrecorded.stored.remove(file);
+                    self.unrecorded.remove(*file);
                     self.fetching.remove(file);
                     self.uploading.remove(file);
                     let why = BlobRemoval::Released;
@@ -282,7 +233,7 @@ impl ReplicaService {
                 }
                 ImEvent::FileHeld { file, holder } => {
                     if self.identity.as_ref().is_some_and(|me| me.user() == *holder) {
-                        self.unrecorded.stored.remove(file);
+                        self.unrecorded.remove(*file);
                     }
                     self.fetch_if_needed(*file, false);
                 }
@@ -316,8 +267,7 @@ impl ReplicaService {
         for file in part {
             self.fetch_if_needed(file, false);
         }
-        let unrecorded: Vec<FileId> = self.unrecorded.stored.keys().copied().collect();
-        for file in unrecorded {
+        for file in self.unrecorded.files() {
             self.announce_held(file);
         }
         let after = self.file_sweep.listed_after;
@@ -344,7 +294,7 @@ impl ReplicaService {
             let kept = machine.is_file_referenced(file)
                 || machine.file_holder_nodes(file).next().is_some()
                 || self.fetching.contains(&file)
-                || self.unrecorded.stored.contains_key(&file);
+                || self.unrecorded.contains(file);
             if kept {
                 self.file_sweep.unheld.remove(&file);
             } else if self.file_sweep.unheld.remove(&file) {
@@ -364,7 +314,7 @@ impl ReplicaService {
         if !machine.is_file_referenced(file) || self.fetching.contains(&file) {
             return;
         }
-        if self.unrecorded.stored.contains_key(&file) && !damaged {
+        if self.unrecorded.contains(file) && !damaged {
             return;
         }
         if self.fetching.len().saturating_sub(self.uploading.len()) >= REPLICATION_FETCHES_MAX {

@@ -44,6 +44,7 @@
 mod admin;
 mod answers;
 mod asker;
+mod file_notes;
 mod file_sends;
 mod files;
 mod gossip;
@@ -66,6 +67,7 @@ pub use topic::GossipTopic;
 use crate::ids::{NodeId, ProposalId, ReadId};
 use crate::im::identity::UserId;
 use crate::im::ImMachine;
+use crate::limits;
 use crate::raft::{Input, Node, NodeOutput, Output};
 use crate::replica::presence::PresenceTable;
 use crate::replica::typing::TypingGuard;
@@ -131,10 +133,14 @@ pub struct ReplicaService {
     uploading: BTreeMap<crate::files::FileId, UserId>,
     /// Contents stored here whose holder record the log has not applied
     /// yet (`HoldFile` in flight, or lost and sent again by the sweep).
-    unrecorded: files::Unrecorded,
+    /// At most [`limits::FILE_SWEEP_FILES_MAX`]; the oldest is forgotten
+    /// first (at worst it is fetched again).
+    unrecorded: file_notes::FileNotes<()>,
     /// Uploads that failed recently, and why: the uploader's next
     /// `StoreFile` is told instead of starting over unawares.
-    upload_failures: files::UploadFailures,
+    /// Kept [`limits::UPLOAD_FAILURE_REMEMBERED_MS`], at most
+    /// [`limits::UPLOADS_MAX`].
+    upload_failures: file_notes::FileNotes<String>,
     /// When to look again for referenced content this replica lacks, and
     /// where the last look stopped.
     file_sweep: files::Sweep,
@@ -179,9 +185,9 @@ impl ReplicaService {
             identity: config.identity,
             fetching: BTreeSet::new(),
             uploading: BTreeMap::new(),
-            upload_failures: files::UploadFailures::default(),
+            upload_failures: file_notes::FileNotes::new(limits::UPLOADS_MAX),
             file_sweep: files::Sweep::starting(now),
-            unrecorded: files::Unrecorded::default(),
+            unrecorded: file_notes::FileNotes::new(limits::FILE_SWEEP_FILES_MAX),
             file_sends: file_sends::FileSends::default(),
             leader_known_at: now,
             #[cfg(feature = "bug-switches")]
