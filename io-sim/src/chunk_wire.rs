@@ -107,7 +107,7 @@ fn send(world: &World, endpoint: &Arc<Endpoint>, to: SocketAddr, mut bytes: Vec<
         let mut w = world.lock();
         let w = &mut *w;
         let faults = &mut w.files;
-        let header = 9;
+        let header = datagram::HEADER_BYTES;
         if answer && bytes.len() > header && faults.rng.chance(faults.corrupt) {
             let at = faults.rng.range(header as u64, bytes.len() as u64) as usize;
             bytes[at] ^= 1 << faults.rng.range(0, 8);

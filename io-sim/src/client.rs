@@ -281,6 +281,11 @@ pub(crate) async fn submit_within(
         issued_at_ms: ctx.epoch.elapsed().as_millis() as u64,
         op,
     };
+    // Messages and file messages: a message id the checkers look for.
+    let is_send = matches!(body.op, Operation::Send { .. } | Operation::SendFile { .. });
+    if is_send {
+        ctx.history.lock().expect("single-threaded").submitted.push(body.command_id);
+    }
     let append = match &body.op {
         Operation::Send { to, .. } => {
             let key = match to {
@@ -288,7 +293,6 @@ pub(crate) async fn submit_within(
                 Target::User(peer) => RoomId::direct(ctx.identity.user(), *peer).to_string(),
             };
             let mut h = ctx.history.lock().expect("single-threaded");
-            h.submitted.push(body.command_id);
             h.sent += 1;
             let value = (ctx.index as u64 + 1) * 1_000_000 + h.sent;
             ctx.world.lock().values.insert(body.command_id, value);
@@ -298,10 +302,6 @@ pub(crate) async fn submit_within(
         }
         _ => None,
     };
-    let is_send = matches!(body.op, Operation::Send { .. } | Operation::SendFile { .. });
-    if matches!(body.op, Operation::SendFile { .. }) {
-        ctx.history.lock().expect("single-threaded").submitted.push(body.command_id);
-    }
     let command = SignedCommand::sign(&ctx.identity, &body);
     let response = call(ctx, conn, ClientRequest::Submit(command), patience).await;
     match response {

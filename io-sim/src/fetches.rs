@@ -51,13 +51,14 @@ pub struct Step<S> {
 }
 
 impl<S: Ord + Clone> Fetches<S> {
-    /// No downloads; correlations start at `incarnation << 40`.
+    /// No downloads; correlations carry `incarnation` (as every simulated
+    /// request's do: `datagram::INCARNATION_SHIFT`).
     pub fn new(incarnation: u64) -> Fetches<S> {
         Fetches {
             downloads: BTreeMap::new(),
             held: Vec::new(),
             asked: BTreeMap::new(),
-            next: incarnation << 40,
+            next: incarnation << crate::datagram::INCARNATION_SHIFT,
         }
     }
 

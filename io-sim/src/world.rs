@@ -141,9 +141,9 @@ pub struct ReplicaSlot {
 
 impl ReplicaSlot {
     fn new(rng: &mut SeededRng, disk: DiskConfig, bootstrap: bool) -> ReplicaSlot {
-        let disk_for_blobs = || disk.clone();
         ReplicaSlot {
-            disk: SimDisk::new(disk.clone()),
+            blobs: SimBlobStore::new(disk.clone()),
+            disk: SimDisk::new(disk),
             incarnation: 0,
             started: None,
             service: None,
@@ -152,7 +152,6 @@ impl ReplicaSlot {
             history: None,
             beyond_repair: false,
             retired: false,
-            blobs: SimBlobStore::new(disk_for_blobs()),
         }
     }
 }

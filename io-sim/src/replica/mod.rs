@@ -5,6 +5,7 @@
 //! checkers what it carries out.
 
 use crate::chunk_wire::{self, ChunkDatagram};
+use crate::datagram::INCARNATION_SHIFT;
 use crate::fetches::Fetches;
 use crate::live_stream::{self, Stream, Streams};
 use crate::operator::{ADMIN_ANSWER, ADMIN_REQUEST};
@@ -42,10 +43,6 @@ const ASKERS_MAX: usize = 65_536;
 /// correlation id, then the replica-protocol frame.
 const RPC_REQUEST: u8 = 0;
 const RPC_ANSWER: u8 = 1;
-/// A request's correlation id carries the incarnation that sent it above
-/// this bit (seed 315 found a restarted replica taking the answer to its
-/// previous life's request 1 as the answer to its new request 1).
-const INCARNATION_SHIFT: u32 = 40;
 
 /// Something that arrived on the endpoint.
 enum Arrival {

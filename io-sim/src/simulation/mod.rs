@@ -344,23 +344,16 @@ async fn final_reads(
     histories: &mut Histories,
 ) {
     let index = config.clients;
-    let history = Arc::new(Mutex::new(ClientHistory::default()));
-    histories.insert(index, history.clone());
     let (replicas, generations) = {
         let w = world.lock();
         let running = w.replicas.iter().filter(|(_, s)| s.service.is_some() && !s.retired);
         (running.map(|(id, _)| *id).collect::<Vec<_>>(), w.lobby.current())
     };
+    // One more process, reading as client 0 (a member of every lobby).
     let ctx = ClientCtx {
-        world: world.clone(),
-        index,
         identity: Identity::from_secret(client_secret(config.seed, 0)),
-        history,
-        active: active.clone(),
         seed: config.seed ^ 0xf1a1_4ead,
-        clients: config.clients,
-        epoch,
-        pause_ms: config.client_pause_ms,
+        ..client_ctx(config, world, epoch, active, histories, index)
     };
     let done = Arc::new(AtomicBool::new(false));
     let finished = done.clone();
