@@ -26,6 +26,11 @@ use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+/// Where whole copies live, one directory per file.
+const COMPLETE: &str = "complete";
+/// Where copies being fetched live, with their progress records.
+const PARTIAL: &str = "partial";
+
 /// Why the store could not do what was asked.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -73,7 +78,7 @@ impl BlobStore {
     /// Opens (creating) the store in `dir`.
     pub fn open(dir: impl Into<PathBuf>) -> Result<BlobStore, BlobError> {
         let dir = dir.into();
-        for sub in ["partial", "complete"] {
+        for sub in [PARTIAL, COMPLETE] {
             let path = dir.join(sub);
             fs::create_dir_all(&path).map_err(io_at(&path))?;
         }
@@ -81,11 +86,11 @@ impl BlobStore {
     }
 
     fn complete_dir(&self, file: FileId) -> PathBuf {
-        self.dir.join("complete").join(file.to_string())
+        self.dir.join(COMPLETE).join(file.to_string())
     }
 
     fn partial_dir(&self, file: FileId) -> PathBuf {
-        self.dir.join("partial").join(file.to_string())
+        self.dir.join(PARTIAL).join(file.to_string())
     }
 
     /// Whether the store holds all of `file`.
@@ -96,7 +101,7 @@ impl BlobStore {
     /// The files the store holds whole, in id order, after `after`, at most
     /// `max` (entries that do not name a file are not the store's: left).
     pub fn list(&self, after: Option<FileId>, max: usize) -> Result<Vec<FileId>, BlobError> {
-        let dir = self.dir.join("complete");
+        let dir = self.dir.join(COMPLETE);
         let entries = match fs::read_dir(&dir) {
             Ok(entries) => entries,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -284,8 +289,8 @@ impl PartialBlob {
             }
             Err(e) => return Err(BlobError::Io { path: target, source: e }),
         }
-        sync_dir(&store.dir.join("partial"))?;
-        sync_dir(&store.dir.join("complete"))
+        sync_dir(&store.dir.join(PARTIAL))?;
+        sync_dir(&store.dir.join(COMPLETE))
     }
 }
 
