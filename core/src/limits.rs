@@ -83,6 +83,31 @@ pub const ROOMS_PER_USER_MAX: usize = 1000;
 /// Pending invitations in one room.
 pub const INVITES_PER_ROOM_MAX: usize = 1000;
 
+/// Contacts of one user.
+pub const CONTACTS_PER_USER_MAX: usize = 1000;
+
+/// Users one user blocks.
+pub const BLOCKS_PER_USER_MAX: usize = 10_000;
+
+/// Requests (contact or message) one user has pending at a time: each is
+/// a claim on somebody else's attention, so a sender gets few.
+pub const REQUESTS_SENT_PENDING_MAX: usize = 20;
+
+/// Requests pending to one user: past it the oldest lapses, so that no
+/// crowd of senders can close a user's door to everyone else.
+pub const REQUESTS_RECEIVED_PENDING_MAX: usize = 256;
+
+/// How long a request waits for an answer before it lapses (14 days).
+pub const REQUEST_TTL_MS: u64 = 14 * 24 * 60 * 60 * 1000;
+
+/// Messages a sender may place in a direct room before the recipient
+/// accepts the message request.
+pub const REQUEST_MESSAGES_MAX: u32 = 5;
+
+/// Lapsed requests removed per applied command (the rest wait for the
+/// next commands), so one command's cost stays bounded.
+pub const REQUESTS_EXPIRED_PER_COMMAND_MAX: usize = 16;
+
 /// Entries in one history, inbox or listing page.
 pub const PAGE_ENTRIES_MAX: usize = 500;
 
@@ -335,3 +360,8 @@ const _: () = assert!(DOWNLOAD_REQUESTS_PER_SOURCE_MAX <= DOWNLOAD_REQUESTS_IN_F
 const _: () = assert!(DOWNLOAD_REQUESTS_IN_FLIGHT_MAX < DOWNLOAD_WRITES_PENDING_MAX);
 const _: () = assert!(SOURCE_BACKOFF_MS_MIN <= SOURCE_BACKOFF_MS_MAX);
 const _: () = assert!(FILE_BYTES_MAX <= USER_FILE_BYTES_MAX);
+// A sender's pending requests all fit in one recipient's list, and one
+// user's contacts do not exceed the rooms they could share with them.
+const _: () = assert!(REQUESTS_SENT_PENDING_MAX <= REQUESTS_RECEIVED_PENDING_MAX);
+const _: () = assert!(CONTACTS_PER_USER_MAX <= ROOMS_PER_USER_MAX);
+const _: () = assert!(REQUEST_MESSAGES_MAX >= 1 && REQUESTS_EXPIRED_PER_COMMAND_MAX >= 1);

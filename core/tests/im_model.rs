@@ -3,7 +3,7 @@
 //! (`kith_core::testing::im_model`); every result and every visible history
 //! must agree.
 
-use kith_core::testing::im_model::{check, Op, ROOMS, USERS};
+use kith_core::testing::im_model::{check, Act, Op, ROOMS, USERS};
 use proptest::prelude::*;
 
 fn op() -> impl Strategy<Value = Op> {
@@ -28,11 +28,18 @@ fn op() -> impl Strategy<Value = Op> {
         }),
         (u.clone(), r.clone()).prop_map(|(u, r)| Op::Send { u, r }),
         (u.clone(), r.clone(), 0u64..12).prop_map(|(u, r, seq)| Op::MarkRead { u, r, seq }),
+        (u.clone(), 0..USERS).prop_map(|(u, t)| Op::Dm { u, t }),
+        (u.clone(), 0..USERS).prop_map(|(u, t)| Op::Dm { u, t }),
+        (u.clone(), 0..USERS, prop::sample::select(&Act::ALL[..]))
+            .prop_map(|(u, t, act)| Op::Contact { u, t, act }),
+        (u.clone(), 0..USERS, prop::sample::select(&Act::ALL[..]))
+            .prop_map(|(u, t, act)| Op::Contact { u, t, act }),
+        (u.clone(), 0..USERS).prop_map(|(u, t)| Op::LeaveDm { u, t }),
     ]
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 1024, ..ProptestConfig::default() })]
     #[test]
     fn machine_agrees_with_the_model(ops in prop::collection::vec(op(), 1..80)) {
         check(&ops);

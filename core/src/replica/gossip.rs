@@ -7,10 +7,11 @@
 //! (gossip forwards it already).
 
 use super::output::ServiceOutput;
+use super::presence::PresenceView;
 use super::topic::GossipTopic;
 use super::ReplicaService;
 use crate::im::identity::UserId;
-use crate::im::presence::{PresenceError, SignedPresence};
+use crate::im::presence::{PresenceError, PresenceStatus, SignedPresence};
 use crate::im::typing::{SignedTyping, TypingError};
 use crate::limits;
 use crate::wire::client_protocol::{ClientResponse, LiveFrame, UserPresence};
@@ -41,13 +42,21 @@ impl ReplicaService {
         }
     }
 
-    /// Answers a presence look-up from the table.
-    pub(super) fn presence_of(&self, users: &[UserId]) -> ClientResponse {
+    /// Answers `asker`'s presence look-up from the table. A user who
+    /// blocks the asker looks to them as one never seen.
+    pub(super) fn presence_of(&self, users: &[UserId], asker: UserId) -> ClientResponse {
         if users.len() > limits::PRESENCE_QUERY_USERS_MAX {
             return ClientResponse::BadRequest("too many users in one presence query".into());
         }
-        let views =
-            users.iter().map(|u| UserPresence::new(*u, self.presence.view(self.now, *u))).collect();
+        let machine = self.node.state_machine();
+        let view = |u: &UserId| {
+            if machine.blocks(*u, asker) {
+                PresenceView { status: PresenceStatus::Offline, last_seen_ms: None }
+            } else {
+                self.presence.view(self.now, *u)
+            }
+        };
+        let views = users.iter().map(|u| UserPresence::new(*u, view(u))).collect();
         ClientResponse::Presence(views)
     }
 

@@ -49,7 +49,7 @@ impl ReplicaService {
                 }
             }
             ClientRequest::Presence(announcement) => self.take_presence(&announcement, Some(user)),
-            ClientRequest::PresenceOf(users) => self.presence_of(&users),
+            ClientRequest::PresenceOf(users) => self.presence_of(&users, user),
             ClientRequest::Typing(notice) => self.take_typing(&notice, Some(user)),
             ClientRequest::StoreFile(file) => self.store_file(file, user),
         };

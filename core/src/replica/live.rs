@@ -41,7 +41,8 @@ pub(super) struct Live {
 
 impl Live {
     /// Queues a typing notice for the subscribers following `room` who may
-    /// still read it (not its typist). A full queue drops its oldest notice.
+    /// still read it (not its typist, nor users the typist blocks). A full
+    /// queue drops its oldest notice.
     pub fn offer_typing(
         &mut self,
         machine: &ImMachine,
@@ -50,7 +51,8 @@ impl Live {
         frame: &LiveFrame,
     ) {
         for f in self.followers.values_mut() {
-            if f.user != typist && f.rooms.contains(room) && machine.can_follow(room, f.user) {
+            let shown = f.user != typist && !machine.blocks(typist, f.user);
+            if shown && f.rooms.contains(room) && machine.can_follow(room, f.user) {
                 if f.typing.len() == limits::SUBSCRIBER_TYPING_QUEUE_MAX {
                     f.typing.pop_front();
                 }

@@ -70,11 +70,17 @@ impl ImMachine {
     /// first use).
     pub(super) fn target_room(&mut self, ctx: &mut Ctx, to: &Target) -> Result<RoomId, ImError> {
         match to {
+            // A direct room by its id goes the way of a message to the
+            // other user: the request rules apply either way.
+            Target::Room(RoomId::Direct(a, b)) if *a == ctx.author || *b == ctx.author => {
+                let other = if *a == ctx.author { *b } else { *a };
+                self.direct_room(ctx, other)
+            }
             Target::Room(room) => {
                 self.room(room)?.role_of(ctx.author)?;
                 Ok(room.clone())
             }
-            Target::User(user) => self.ensure_direct(ctx, *user),
+            Target::User(user) => self.direct_room(ctx, *user),
         }
     }
 

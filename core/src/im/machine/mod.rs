@@ -1,6 +1,7 @@
 //! The IM state machine: users, rooms, messages and read cursors, applied
 //! only from committed log entries and fully deterministic.
 
+mod contacts;
 mod file_table;
 mod files;
 mod messages;
@@ -9,6 +10,7 @@ mod queries;
 mod replay;
 mod rooms;
 mod snapshot;
+mod social;
 mod state;
 
 use crate::config::bug_on;
@@ -33,6 +35,8 @@ pub struct ImMachine {
     /// File references and usage: derived from the entries, kept beside
     /// the state (see [`file_table`]).
     files: file_table::FileTable,
+    /// Contacts, requests and blocks.
+    social: social::Social,
     history: Box<dyn HistoryStore>,
     /// Set when the history store failed: the node must stop.
     fault: Option<String>,
@@ -67,6 +71,7 @@ impl ImMachine {
         ImMachine {
             state: ImState::default(),
             files: file_table::FileTable::default(),
+            social: social::Social::default(),
             history,
             fault: None,
             #[cfg(feature = "bug-switches")]
@@ -146,6 +151,18 @@ impl ImMachine {
             .map_or_else(Vec::new, |r| r.read.iter().map(|(user, seq)| (*user, *seq)).collect())
     }
 
+    /// Whether `viewer` is shown `reader`'s read positions (unless the
+    /// reader keeps them private, and always their own).
+    pub fn shows_reads(&self, reader: UserId, viewer: UserId) -> bool {
+        reader == viewer || !self.social.reads_private(reader)
+    }
+
+    /// Whether `blocker` blocks `user` (who is then not shown the
+    /// blocker's presence or typing, nor their requests).
+    pub fn blocks(&self, blocker: UserId, user: UserId) -> bool {
+        self.social.blocks(blocker, user)
+    }
+
     /// Whether `user` is a member of `room` now.
     pub fn is_member(&self, room: &RoomId, user: UserId) -> bool {
         self.state.rooms.get(room).is_some_and(|r| r.members.contains_key(&user))
@@ -176,6 +193,7 @@ impl ImMachine {
         for file in self.files.expire_orphans(ctx.now_ms) {
             ctx.events.push(ImEvent::FileReleased { file });
         }
+        self.social.expire(ctx.now_ms);
         match &body.op {
             Operation::Register { name } => return self.register(ctx.author, name),
             // Replicas are not registered users; intake let only a replica
@@ -210,6 +228,14 @@ impl ImMachine {
             Operation::SendFile { to, file, caption } => {
                 self.send_file(ctx, body.command_id, to, file, caption)
             }
+            Operation::RequestContact { user } => self.request_contact(ctx, *user),
+            Operation::AcceptRequest { user } => self.accept_request(ctx, *user),
+            Operation::DeclineRequest { user } => self.decline_request(ctx, *user),
+            Operation::CancelRequest { user } => self.cancel_request(ctx, *user),
+            Operation::RemoveContact { user } => self.remove_contact(ctx, *user),
+            Operation::Block { user } => self.block(ctx, *user),
+            Operation::Unblock { user } => self.unblock(ctx, *user),
+            Operation::ShareReads { share } => self.share_reads(ctx, *share),
         }
     }
 
@@ -306,7 +332,7 @@ impl StateMachine for ImMachine {
     }
 
     fn query(&self, query: &ImQuery) -> QueryResult {
-        queries::answer(&self.state, self.history.as_ref(), query)
+        queries::answer(&self.state, &self.social, self.history.as_ref(), query)
     }
 
     fn snapshot(&mut self, at: LogIndex, meta: &[u8]) -> Bytes {
@@ -328,8 +354,9 @@ impl StateMachine for ImMachine {
     fn digest(&self) -> Digest {
         // The file references follow from the entries (in the history
         // sum); which replicas hold what does not.
-        let summaries = postcard::to_allocvec(&(self.state.summary(), &self.files.holdings))
-            .expect("the state encodes");
+        let summaries =
+            postcard::to_allocvec(&(self.state.summary(), &self.files.holdings, &self.social))
+                .expect("the state encodes");
         Digest(*blake3::hash(&summaries).as_bytes())
     }
 

@@ -2,6 +2,8 @@
 //! member reads everything; anyone not banned reads a public room; a former
 //! member reads up to the entry that removed them.
 
+use super::contacts::{contacts_view, hide_blocked};
+use super::social::Social;
 use super::state::{ImState, Room};
 use crate::im::history::{HistoryError, HistoryStore};
 use crate::im::identity::UserId;
@@ -10,6 +12,7 @@ use crate::im::protocol::{
     RoomId, RoomInfo, RoomSummary, UserInfo,
 };
 use crate::limits;
+use std::collections::BTreeSet;
 
 fn page_limit(limit: u32) -> usize {
     (limit as usize).clamp(1, limits::PAGE_ENTRIES_MAX)
@@ -19,24 +22,47 @@ fn unavailable(e: HistoryError) -> ImError {
     ImError::Unavailable(e.to_string())
 }
 
-pub(super) fn answer(state: &ImState, store: &dyn HistoryStore, query: &ImQuery) -> QueryResult {
+pub(super) fn answer(
+    state: &ImState,
+    social: &Social,
+    store: &dyn HistoryStore,
+    query: &ImQuery,
+) -> QueryResult {
     let user = query.as_user;
+    let hidden = social.blocked_by(user);
     match &query.kind {
         QueryKind::History { room, after, before, limit } => {
             let (_, up_to) = readable(state, room, user)?;
-            history(store, room, up_to, *after, *before, page_limit(*limit)).map_err(unavailable)
+            let page = history(store, room, up_to, *after, *before, page_limit(*limit));
+            Ok(QueryReply::Page(hide_blocked(hidden, page.map_err(unavailable)?)))
         }
         QueryKind::HistoryByTime { room, from_ms, to_ms, after, limit } => {
             let (_, up_to) = readable(state, room, user)?;
             let span = TimeSpan { from_ms: *from_ms, to_ms: *to_ms, after: after.unwrap_or(0) };
-            by_time(store, room, up_to, span, page_limit(*limit)).map_err(unavailable)
+            let page = by_time(store, room, up_to, span, page_limit(*limit));
+            Ok(QueryReply::Page(hide_blocked(hidden, page.map_err(unavailable)?)))
         }
         QueryKind::Inbox { after, limit } => {
-            let page = inbox(state, store, user, after.as_ref(), page_limit(*limit));
-            Ok(QueryReply::Inbox(page.map_err(unavailable)?))
+            let mut page = inbox(state, store, user, after.as_ref(), page_limit(*limit))
+                .map_err(unavailable)?;
+            for (_, entry) in &mut page.items {
+                super::contacts::hide_entry(hidden, entry);
+            }
+            Ok(QueryReply::Inbox(page))
         }
         QueryKind::Unread => {
-            Ok(QueryReply::Unread(unread(state, store, user).map_err(unavailable)?))
+            Ok(QueryReply::Unread(unread(state, store, user, hidden).map_err(unavailable)?))
+        }
+        QueryKind::Contacts => Ok(QueryReply::Contacts(
+            contacts_view(state, social, store, user).map_err(unavailable)?,
+        )),
+        QueryKind::ReadPositions { room } => {
+            let (r, _) = readable(state, room, user)?;
+            let shared = r.read.iter().filter(|(reader, _)| {
+                **reader == user
+                    || (r.members.contains_key(reader) && !social.reads_private(**reader))
+            });
+            Ok(QueryReply::ReadPositions(shared.map(|(u, seq)| (*u, *seq)).collect()))
         }
         QueryKind::Rooms => Ok(QueryReply::Rooms(
             member_rooms(state, user).map(|(id, r)| summary(id, r, user)).collect(),
@@ -82,11 +108,11 @@ fn history(
     after: Option<u64>,
     before: Option<u64>,
     limit: usize,
-) -> Result<QueryReply, HistoryError> {
+) -> Result<Page, HistoryError> {
     let low = after.unwrap_or(0) + 1;
     let high = before.unwrap_or(u64::MAX).min(up_to + 1).saturating_sub(1);
     if high < low {
-        return Ok(QueryReply::Page(Page { entries: Vec::new(), next: None }));
+        return Ok(Page { entries: Vec::new(), next: None });
     }
     let backwards = before.is_some() && after.is_none();
     let (entries, next) = if backwards {
@@ -102,7 +128,7 @@ fn history(
     } else {
         forward_page(store.range(room, low, high, limit + 1)?, limit)
     };
-    Ok(QueryReply::Page(Page { entries, next }))
+    Ok(Page { entries, next })
 }
 
 /// Cuts a page read with one entry to spare; the cursor is its last seq
@@ -149,14 +175,14 @@ fn by_time(
     up_to: u64,
     span: TimeSpan,
     limit: usize,
-) -> Result<QueryReply, HistoryError> {
+) -> Result<Page, HistoryError> {
     let start = first_at_or_after(store, room, up_to, span.from_ms)?.max(span.after + 1);
     let end = first_at_or_after(store, room, up_to, span.to_ms)?;
     if end <= start {
-        return Ok(QueryReply::Page(Page { entries: Vec::new(), next: None }));
+        return Ok(Page { entries: Vec::new(), next: None });
     }
     let (entries, next) = forward_page(store.range(room, start, end - 1, limit + 1)?, limit);
-    Ok(QueryReply::Page(Page { entries, next }))
+    Ok(Page { entries, next })
 }
 
 /// The first seq in `1..=up_to` stamped at or after `time_ms` (`up_to + 1`
@@ -232,8 +258,10 @@ fn has_more_after(state: &ImState, user: UserId, room: &RoomId) -> bool {
         .any(|(_, r)| r.read.get(&user).copied().unwrap_or(0) < r.last_seq)
 }
 
-fn is_unread_message(entry: &RoomEntry, user: UserId) -> bool {
-    matches!(&entry.kind, EntryKind::Message(m) if !m.deleted) && entry.author != user
+fn is_unread_message(entry: &RoomEntry, user: UserId, hidden: &BTreeSet<UserId>) -> bool {
+    matches!(&entry.kind, EntryKind::Message(m) if !m.deleted)
+        && entry.author != user
+        && !hidden.contains(&entry.author)
 }
 
 /// Unread messages per room, counting at most the
@@ -242,6 +270,7 @@ fn unread(
     state: &ImState,
     store: &dyn HistoryStore,
     user: UserId,
+    hidden: &BTreeSet<UserId>,
 ) -> Result<Vec<(RoomId, u64)>, HistoryError> {
     let mut counts = Vec::new();
     for (id, room) in member_rooms(state, user) {
@@ -252,7 +281,7 @@ fn unread(
         while from <= last {
             let page = store.range(id, from, last, limits::PAGE_ENTRIES_MAX)?;
             let Some(end) = page.last().map(|e| e.seq) else { break };
-            count += page.iter().filter(|e| is_unread_message(e, user)).count() as u64;
+            count += page.iter().filter(|e| is_unread_message(e, user, hidden)).count() as u64;
             from = end + 1;
         }
         counts.push((id.clone(), count));

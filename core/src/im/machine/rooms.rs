@@ -34,7 +34,7 @@ impl ImMachine {
         Receipt::Appended { room: room.clone(), seq }
     }
 
-    fn require_registered(&self, user: UserId) -> Result<(), ImError> {
+    pub(super) fn require_registered(&self, user: UserId) -> Result<(), ImError> {
         if self.state.users.contains_key(&user) {
             Ok(())
         } else {
@@ -73,33 +73,6 @@ impl ImMachine {
         self.state.rooms.insert(id.clone(), room);
         self.state.join_index(ctx.author, &id);
         Ok(self.append(ctx, &id, EntryKind::Created { visibility }))
-    }
-
-    /// Creates the direct room of the author and `other` if needed.
-    pub(super) fn ensure_direct(
-        &mut self,
-        ctx: &mut Ctx,
-        other: UserId,
-    ) -> Result<RoomId, ImError> {
-        self.require_registered(other)?;
-        let id = RoomId::direct(ctx.author, other);
-        if self.state.rooms.contains_key(&id) {
-            return Ok(id);
-        }
-        for user in [ctx.author, other] {
-            if self.state.rooms_of(user) >= limits::ROOMS_PER_USER_MAX {
-                return Err(ImError::LimitReached("rooms per user".into()));
-            }
-        }
-        let mut room = Room::new(String::new(), None);
-        room.members.insert(ctx.author, Role::Member);
-        room.members.insert(other, Role::Member);
-        self.state.rooms.insert(id.clone(), room);
-        for user in [ctx.author, other] {
-            self.state.join_index(user, &id);
-            self.append(ctx, &id, EntryKind::Joined { user });
-        }
-        Ok(id)
     }
 
     pub(super) fn invite(
@@ -149,7 +122,16 @@ impl ImMachine {
     }
 
     pub(super) fn leave(&mut self, ctx: &mut Ctx, room: &RoomId) -> Result<Receipt, ImError> {
-        let r = self.group(room)?;
+        // Direct rooms may be left too (a message from a contact, or an
+        // accepted request, opens them again).
+        let r = self.room(room)?;
+        if r.is_direct() {
+            r.role_of(ctx.author)?;
+            self.leave_direct(ctx, room);
+            let receipt = self.append(ctx, room, EntryKind::Left { user: ctx.author });
+            self.remove_from_room(room, ctx.author);
+            return Ok(receipt);
+        }
         let user = ctx.author;
         let role = r.role_of(user)?;
         if role == Role::Owner && !r.has_other_owner(user) && r.members.len() > 1 {

@@ -11,6 +11,7 @@
 //!   compaction) stays a few bytes however long the history grows.
 
 use super::file_table::{FileTable, Reference};
+use super::social::Social;
 use super::state::ImState;
 use super::{ImMachine, CHANGE_RECORD};
 use crate::ids::LogIndex;
@@ -22,13 +23,15 @@ use serde::de::DeserializeOwned;
 use serde::ser::{Error as _, SerializeSeq};
 use serde::{Serialize, Serializer};
 
-/// Snapshot encoding version. Version 4 appends which replicas hold which
-/// file content after the change records; version 3 (change records, no
-/// holdings: from before files) and version 2 (neither) are still read, so
-/// a replica of an earlier release can still send this one a snapshot
-/// (with version 2, live subscribers cannot resume its changes and get them
-/// from now on).
-const SNAPSHOT_VERSION: u16 = 4;
+/// Snapshot encoding version. Version 5 appends contacts, requests and
+/// blocks after the holdings; version 4 appends which replicas hold which
+/// file content after the change records; versions 4 (no contacts: from
+/// before them), 3 (change records, no holdings: from before files) and 2
+/// (neither) are still read, so a replica of an earlier release can still
+/// send this one a snapshot (with version 2, live subscribers cannot resume
+/// its changes and get them from now on).
+const SNAPSHOT_VERSION: u16 = 5;
+const SNAPSHOT_VERSION_WITHOUT_SOCIAL: u16 = 4;
 const SNAPSHOT_VERSION_WITHOUT_HOLDINGS: u16 = 3;
 const SNAPSHOT_VERSION_WITHOUT_CHANGES: u16 = 2;
 /// Entries read from the store at a time while streaming a snapshot out.
@@ -117,7 +120,8 @@ impl ImMachine {
         }
         let end: &[(RoomId, u64, u64)] = &[];
         let bytes = postcard::to_extend(&end, bytes).expect("an empty page encodes");
-        Ok(postcard::to_extend(&self.files.holdings, bytes).expect("holdings encode"))
+        let bytes = postcard::to_extend(&self.files.holdings, bytes).expect("holdings encode");
+        Ok(postcard::to_extend(&self.social, bytes).expect("contacts encode"))
     }
 
     /// The snapshot the local log keeps: embedded for a volatile store; for
@@ -140,6 +144,7 @@ impl ImMachine {
         let summaries = postcard::to_allocvec(&self.state).expect("the state encodes");
         let summaries =
             postcard::to_extend(&self.files, summaries).expect("the file table encodes");
+        let summaries = postcard::to_extend(&self.social, summaries).expect("contacts encode");
         self.history.commit(&Committed { index: at.get(), summaries, meta: meta.to_vec() })
     }
 
@@ -150,14 +155,18 @@ impl ImMachine {
             self.history.clear().map_err(store_err)?;
             self.state = ImState::default();
             self.files = FileTable::default();
+            self.social = Social::default();
             return Ok(Restored::default());
         }
         // Decoded field by field, so entries go straight into the store and
         // the history is never in memory twice.
         let version = match postcard::take_from_bytes::<u16>(bytes) {
-            Ok((v @ (SNAPSHOT_VERSION_WITHOUT_CHANGES | SNAPSHOT_VERSION_WITHOUT_HOLDINGS), _)) => {
-                v
-            }
+            Ok((
+                v @ (SNAPSHOT_VERSION_WITHOUT_CHANGES
+                | SNAPSHOT_VERSION_WITHOUT_HOLDINGS
+                | SNAPSHOT_VERSION_WITHOUT_SOCIAL),
+                _,
+            )) => v,
             _ => SNAPSHOT_VERSION,
         };
         let (form, rest) = crate::versioned::decode::<u32>(bytes, version)?;
@@ -188,12 +197,19 @@ impl ImMachine {
                     |e: postcard::Error| RestoreError::History(format!("stored summaries: {e}"));
                 let (state, rest) =
                     postcard::take_from_bytes(&c.summaries).map_err(summaries_err)?;
-                let files = match rest {
-                    [] => FileTable::default(),
+                // Summaries stored by an earlier release end early: what
+                // they lack was empty then.
+                let (files, rest) = match rest {
+                    [] => (FileTable::default(), rest),
+                    rest => postcard::take_from_bytes(rest).map_err(summaries_err)?,
+                };
+                let social = match rest {
+                    [] => Social::default(),
                     rest => postcard::from_bytes(rest).map_err(summaries_err)?,
                 };
                 self.state = state;
                 self.files = files;
+                self.social = social;
                 let ahead = (c.index > index).then_some((LogIndex(c.index), c.meta));
                 Ok(Restored { ahead })
             }
@@ -213,6 +229,7 @@ impl ImMachine {
     ) -> Result<(), RestoreError> {
         self.state = ImState::default();
         self.files = FileTable::default();
+        self.social = Social::default();
         match self.write_embedded(&state, rest, version) {
             Ok(()) => {
                 self.state = state;
@@ -220,6 +237,7 @@ impl ImMachine {
             }
             Err(e) => {
                 self.files = FileTable::default();
+                self.social = Social::default();
                 // A store that cannot even be cleared is the worse news.
                 self.history.clear().map_err(|c| RestoreError::History(c.to_string()))?;
                 Err(e)
@@ -273,8 +291,11 @@ impl ImMachine {
         if version != SNAPSHOT_VERSION_WITHOUT_CHANGES {
             rest = self.write_changes(state, rest, &mut sum)?;
         }
-        if version == SNAPSHOT_VERSION {
-            (self.files.holdings, _) = take(rest, "file holdings")?;
+        if version >= SNAPSHOT_VERSION_WITHOUT_SOCIAL {
+            (self.files.holdings, rest) = take(rest, "file holdings")?;
+        }
+        if version >= SNAPSHOT_VERSION {
+            (self.social, _) = take(rest, "contacts")?;
         }
         if sum != state.history_sum {
             return Err(RestoreError::Malformed("the entries do not match their summary".into()));

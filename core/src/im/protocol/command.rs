@@ -155,6 +155,50 @@ pub enum Operation {
         /// The content.
         file: FileId,
     },
+    /// Ask `user` to become a contact (accepting their request, if they
+    /// sent one).
+    RequestContact {
+        /// The other user.
+        user: UserId,
+    },
+    /// Accept `user`'s contact or message request: contacts from now on,
+    /// and their direct room opens to the author.
+    AcceptRequest {
+        /// The sender.
+        user: UserId,
+    },
+    /// Decline `user`'s request; the sender is not told.
+    DeclineRequest {
+        /// The sender.
+        user: UserId,
+    },
+    /// Withdraw the author's own request to `user`.
+    CancelRequest {
+        /// The recipient.
+        user: UserId,
+    },
+    /// End a contact (both ways); a direct room stays as it is.
+    RemoveContact {
+        /// The contact.
+        user: UserId,
+    },
+    /// Block `user`: no requests or invitations from them, no presence or
+    /// typing to them, their messages hidden from the author's views. The
+    /// blocked user is not told.
+    Block {
+        /// The user.
+        user: UserId,
+    },
+    /// Lift a block; what was hidden shows again.
+    Unblock {
+        /// The user.
+        user: UserId,
+    },
+    /// Whether the author's read position is shown to others.
+    ShareReads {
+        /// Share (the default) or keep private.
+        share: bool,
+    },
 }
 
 /// What the author signs.

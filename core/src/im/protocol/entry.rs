@@ -84,6 +84,11 @@ pub enum EntryKind {
     },
     /// A file message: the manifest, and the caption as its message.
     File(Box<FileEntry>),
+    /// A message or file by a user the reader blocks: its place in the
+    /// log, not its content. It is never stored: reads of a user who
+    /// blocks the author show it in the message's place, and show the
+    /// message again once the block is lifted.
+    Hidden,
 }
 
 /// A file message. Edits change the caption; deleting it stops the file

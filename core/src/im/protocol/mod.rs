@@ -2,6 +2,7 @@
 //! serde types encoded with postcard; docs/PROTOCOL.md specifies them.
 
 mod command;
+mod contact;
 mod entry;
 mod file;
 mod query;
@@ -11,6 +12,7 @@ mod room;
 pub use command::{
     CommandBody, CommandError, Operation, SignedCommand, Target, IM_PROTOCOL_VERSION,
 };
+pub use contact::{ContactsView, Relation, RequestInfo};
 pub use entry::{EntryKind, FileEntry, Message, Proof, RoomEntry};
 pub use file::{FileInfo, FileInfoError};
 pub use query::{

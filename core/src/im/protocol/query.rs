@@ -1,6 +1,7 @@
 //! Reads: history, inbox, unread counts, room and user listings. A query
 //! carries the user the transport authenticated; visibility rules apply.
 
+use super::contact::ContactsView;
 use super::entry::RoomEntry;
 use super::reply::ImError;
 use super::room::{Role, RoomId, Visibility};
@@ -73,6 +74,13 @@ pub enum QueryKind {
     User {
         /// The user.
         user: UserId,
+    },
+    /// The asking user's contacts, requests both ways and blocks.
+    Contacts,
+    /// Members' read positions in a room (of those who share them).
+    ReadPositions {
+        /// The room.
+        room: RoomId,
     },
 }
 
@@ -152,6 +160,11 @@ pub enum QueryReply {
     Room(RoomInfo),
     /// A user, if found.
     User(Option<UserInfo>),
+    /// Contacts, requests and blocks.
+    Contacts(ContactsView),
+    /// `(user, seq)`: each sharing member has read up to `seq`, users in
+    /// id order.
+    ReadPositions(Vec<(UserId, u64)>),
 }
 
 /// A query's result.

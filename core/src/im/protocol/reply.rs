@@ -1,6 +1,7 @@
 //! What applying a command produced: a typed result for the author and
 //! events for live subscribers.
 
+use super::contact::Relation;
 use super::entry::RoomEntry;
 use super::file::FileInfoError;
 use super::room::{Role, RoomId};
@@ -44,6 +45,18 @@ pub enum Receipt {
     Held {
         /// The content.
         file: FileId,
+    },
+    /// Where the author stands with `user` now (contact commands).
+    Relation {
+        /// The other user.
+        user: UserId,
+        /// The relation, from the author's side.
+        relation: Relation,
+    },
+    /// The author's read position is shared (or not) from now on.
+    ReadsShared {
+        /// Whether it is.
+        share: bool,
     },
 }
 
@@ -159,6 +172,18 @@ pub enum ImError {
         /// What went wrong, for people.
         reason: String,
     },
+    /// No such request is pending (or it was declined already).
+    #[error("no such request is pending")]
+    NoSuchRequest,
+    /// The user is not a contact.
+    #[error("not a contact")]
+    NotContact,
+    /// The command cannot name its own author.
+    #[error("not possible with oneself")]
+    Yourself,
+    /// The author blocks the user: unblock them first.
+    #[error("you block this user: unblock them first")]
+    YouBlock,
 }
 
 /// The outcome of one applied command.

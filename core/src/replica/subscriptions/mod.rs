@@ -229,7 +229,11 @@ impl SubscriptionHub {
             };
             // Where the cursor was moved, `ChangesSeen` tells the client.
             let told = from.after_change;
-            let reads = machine.read_positions(room).into_iter().filter(|(_, s)| *s > 0).collect();
+            let reads = machine
+                .read_positions(room)
+                .into_iter()
+                .filter(|(reader, s)| *s > 0 && machine.shows_reads(*reader, user))
+                .collect();
             let follow = Follow { cursor, ended: false, change_cursor, told, changed, reads };
             follows.insert(room.clone(), follow);
         }
@@ -276,7 +280,9 @@ impl SubscriptionHub {
                 // latest change with the cursor (snapshots bring changes
                 // without events).
                 match event {
-                    ImEvent::Read { user, seq, .. } if !f.ended => {
+                    ImEvent::Read { user, seq, .. }
+                        if !f.ended && machine.shows_reads(*user, s.user) =>
+                    {
                         let latest = f.reads.entry(*user).or_default();
                         *latest = (*latest).max(*seq);
                     }

@@ -178,6 +178,8 @@ fn retries_place_a_file_once_and_captions_edit_and_react() {
         ("two", 1, 1)
     );
     // A direct file message opens the direct room like a text one.
+    fx.ok(&ann(), Operation::RequestContact { user: bob().user() });
+    fx.ok(&bob(), Operation::AcceptRequest { user: ann().user() });
     let op = Operation::SendFile {
         to: Target::User(bob().user()),
         file: info(b"d", "d.txt"),

@@ -4,13 +4,17 @@
 //! `im_apply` fuzz target; both feed it command sequences.
 
 use crate::ids::{LogIndex, Term};
-use crate::im::identity::Identity;
+use crate::im::identity::{Identity, UserId};
 use crate::im::protocol::*;
 use crate::im::ImMachine;
 use crate::state_machine::{ApplyContext, StateMachine};
 use crate::testing::sim_history::SimHistory;
 use std::collections::{BTreeMap, BTreeSet};
 use uuid::Uuid;
+
+mod direct;
+
+pub use direct::Act;
 
 /// Users in the model.
 pub const USERS: usize = 3;
@@ -60,6 +64,22 @@ pub enum Op {
         u: usize,
         r: usize,
         seq: u64,
+    },
+    /// A direct message of `u` to `t`.
+    Dm {
+        u: usize,
+        t: usize,
+    },
+    /// A contact command of `u` about `t`.
+    Contact {
+        u: usize,
+        t: usize,
+        act: Act,
+    },
+    /// `u` leaves the direct room with `t`.
+    LeaveDm {
+        u: usize,
+        t: usize,
     },
 }
 
@@ -111,10 +131,17 @@ impl ModelRoom {
 #[derive(Default)]
 struct Model {
     rooms: BTreeMap<usize, ModelRoom>,
+    social: direct::Social,
 }
 
 impl Model {
     fn apply(&mut self, op: &Op) -> Result<Option<u64>, ImError> {
+        match *op {
+            Op::Dm { u, t } => return self.social.send(u, t),
+            Op::Contact { u, t, act } => return self.social.act(u, t, act),
+            Op::LeaveDm { u, t } => return self.social.leave(u, t),
+            _ => {}
+        }
         if let Op::Create { u, r, private } = *op {
             if self.rooms.contains_key(&r) {
                 return Err(ImError::RoomExists(ROOMS[r].into()));
@@ -132,10 +159,16 @@ impl Model {
             | Op::Kick { r, .. } => r,
             Op::SetRole { r, .. } | Op::Send { r, .. } | Op::MarkRead { r, .. } => r,
             Op::Create { .. } | Op::Checkpoint => unreachable!("handled before"),
+            Op::Dm { .. } | Op::Contact { .. } | Op::LeaveDm { .. } => {
+                unreachable!("handled before")
+            }
         };
         let room = self.rooms.get_mut(&r).ok_or(ImError::NoSuchRoom)?;
         match *op {
             Op::Create { .. } | Op::Checkpoint => unreachable!("handled before"),
+            Op::Dm { .. } | Op::Contact { .. } | Op::LeaveDm { .. } => {
+                unreachable!("handled before")
+            }
             Op::Join { u, .. } => {
                 if room.members.contains_key(&u) {
                     return Err(ImError::AlreadyMember);
@@ -228,6 +261,25 @@ fn operation(op: &Op, users: &[Identity]) -> (usize, Operation) {
         }
         Op::Send { u, r } => (u, Operation::Send { to: Target::Room(room(r)), text: "hi".into() }),
         Op::MarkRead { u, r, seq } => (u, Operation::MarkRead { room: room(r), seq }),
+        Op::Dm { u, t } => {
+            (u, Operation::Send { to: Target::User(users[t].user()), text: "hi".into() })
+        }
+        Op::Contact { u, t, act } => {
+            let user = users[t].user();
+            let op = match act {
+                Act::Request => Operation::RequestContact { user },
+                Act::Accept => Operation::AcceptRequest { user },
+                Act::Decline => Operation::DeclineRequest { user },
+                Act::Cancel => Operation::CancelRequest { user },
+                Act::Remove => Operation::RemoveContact { user },
+                Act::Block => Operation::Block { user },
+                Act::Unblock => Operation::Unblock { user },
+            };
+            (u, op)
+        }
+        Op::LeaveDm { u, t } => {
+            (u, Operation::Leave { room: RoomId::direct(users[u].user(), users[t].user()) })
+        }
         Op::Checkpoint => unreachable!("check() handles checkpoints itself"),
     }
 }
@@ -249,6 +301,9 @@ impl Op {
             }
             Op::Send { u, r } => Op::Send { u: u_of(u), r: r_of(r) },
             Op::MarkRead { u, r, seq } => Op::MarkRead { u: u_of(u), r: r_of(r), seq: seq % 12 },
+            Op::Dm { u, t } => Op::Dm { u: u_of(u), t: u_of(t) },
+            Op::Contact { u, t, act } => Op::Contact { u: u_of(u), t: u_of(t), act },
+            Op::LeaveDm { u, t } => Op::LeaveDm { u: u_of(u), t: u_of(t) },
         }
     }
 
@@ -258,7 +313,8 @@ impl Op {
             .map(|c| {
                 let (u, r, x) = (c[0] as usize % USERS, c[1] as usize % ROOMS.len(), c[2]);
                 let t = x as usize % USERS;
-                match c[0] / USERS as u8 % 9 {
+                let act = Act::ALL[c[1] as usize / ROOMS.len() % Act::ALL.len()];
+                match c[0] / USERS as u8 % 12 {
                     0 => Op::Create { u, r, private: x % 2 == 1 },
                     1 => Op::Join { u, r },
                     2 => Op::Leave { u, r },
@@ -267,6 +323,9 @@ impl Op {
                     5 => Op::SetRole { u, r, t, role: x % 3 },
                     6 => Op::Send { u, r },
                     7 => Op::MarkRead { u, r, seq: u64::from(x % 12) },
+                    8 => Op::Dm { u, t },
+                    9 => Op::Contact { u, t, act },
+                    10 => Op::LeaveDm { u, t },
                     _ => Op::Checkpoint,
                 }
             })
@@ -314,42 +373,87 @@ pub fn check(ops: &[Op]) {
             Receipt::Appended { seq, .. }
             | Receipt::ReadUpTo { seq, .. }
             | Receipt::Updated { seq, .. } => Some(seq),
-            Receipt::Registered { .. } | Receipt::Held { .. } => None,
+            Receipt::Relation { relation, .. } => Some(100 + relation as u64),
+            Receipt::Registered { .. } | Receipt::Held { .. } | Receipt::ReadsShared { .. } => None,
         });
         assert_eq!(got, model.apply(op), "op {:?}", op);
     }
     // Every user sees exactly the model's visible prefix of every room.
-    for (r, name) in ROOMS.iter().enumerate() {
-        for (u, user) in users.iter().enumerate() {
-            let kind = QueryKind::History {
-                room: RoomId::Group((*name).into()),
-                after: None,
-                before: None,
-                limit: 500,
-            };
-            let got = machine.query(&ImQuery { as_user: user.user(), kind });
-            let want = model.rooms.get(&r).map(|room| room.readable(u));
-            match (got, want) {
-                (Ok(QueryReply::Page(p)), Some(Some(limit))) => {
-                    let authors: Vec<usize> = p
-                        .entries
-                        .iter()
-                        .map(|e| {
-                            users
-                                .iter()
-                                .position(|x| x.user() == e.author)
-                                .expect("authors are model users")
-                        })
-                        .collect();
-                    assert_eq!(&authors[..], &model.rooms[&r].log[..limit as usize]);
-                }
-                (Err(ImError::NotMember), Some(None)) | (Err(ImError::NoSuchRoom), None) => {}
-                (got, want) => panic!("room {} user {}: got {:?}, model {:?}", name, u, got, want),
-            }
+    let mut all_rooms: Vec<(RoomId, Option<&ModelRoom>)> = ROOMS
+        .iter()
+        .enumerate()
+        .map(|(r, name)| (RoomId::Group((*name).into()), model.rooms.get(&r)))
+        .collect();
+    for a in 0..USERS {
+        for b in a..USERS {
+            let id = RoomId::direct(users[a].user(), users[b].user());
+            all_rooms.push((id, model.social.rooms.get(&(a, b))));
+        }
+    }
+    for (room, want) in all_rooms {
+        for u in 0..USERS {
+            check_visible(&machine, &model, &users, u, &room, want);
+        }
+    }
+    for (u, user) in users.iter().enumerate() {
+        let Ok(QueryReply::Contacts(view)) =
+            machine.query(&ImQuery { as_user: user.user(), kind: QueryKind::Contacts })
+        else {
+            panic!("a contacts query is answered")
+        };
+        let index = |id: &UserId| users.iter().position(|x| x.user() == *id).expect("a model user");
+        let got = [
+            view.contacts.iter().map(|(id, _)| index(id)).collect::<Vec<_>>(),
+            view.incoming.iter().map(|r| index(&r.user)).collect(),
+            view.outgoing.iter().map(|r| index(&r.user)).collect(),
+            view.blocked.iter().map(|(id, _)| index(id)).collect(),
+        ];
+        let mut want = model.social.view(u);
+        // The machine lists users in id order, the model in index order.
+        for (got, want) in got.iter().zip(want.iter_mut()) {
+            want.sort_by_key(|i| users[*i].user());
+            assert_eq!(got, want, "user {u}: contacts, incoming, outgoing, blocked");
         }
     }
 
     round_trip(&mut machine, LogIndex(checkpoints + 1));
+}
+
+/// Checks what user `u` reads of `room` against the model's room: the
+/// visible prefix, by author, with the messages of users `u` blocks hidden.
+fn check_visible(
+    machine: &ImMachine,
+    model: &Model,
+    users: &[Identity],
+    u: usize,
+    room: &RoomId,
+    want: Option<&ModelRoom>,
+) {
+    let kind = QueryKind::History { room: room.clone(), after: None, before: None, limit: 500 };
+    let got = machine.query(&ImQuery { as_user: users[u].user(), kind });
+    match (got, want.map(|r| r.readable(u))) {
+        (Ok(QueryReply::Page(p)), Some(Some(limit))) => {
+            let mut authors = Vec::new();
+            for e in &p.entries {
+                let author = users.iter().position(|x| x.user() == e.author).expect("a model user");
+                let blocked = model.social.blocks(u, author);
+                // Hidden exactly where the reader blocks the author: the
+                // model's messages are all of the kind that hides.
+                if e.kind == EntryKind::Hidden {
+                    assert!(blocked, "hidden from {u} without a block: {e:?}");
+                }
+                assert!(
+                    !(blocked && matches!(e.kind, EntryKind::Message(_))),
+                    "shown to {u}: {e:?}"
+                );
+                authors.push(author);
+            }
+            let log = &want.expect("matched Some").log;
+            assert_eq!(&authors[..], &log[..limit as usize], "room {room} user {u}");
+        }
+        (Err(ImError::NotMember), Some(None)) | (Err(ImError::NoSuchRoom), None) => {}
+        (got, want) => panic!("room {room} user {u}: got {got:?}, model {want:?}"),
+    }
 }
 
 /// Restores `machine`'s self-contained snapshot into a machine over a
