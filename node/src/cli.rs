@@ -153,6 +153,64 @@ pub enum Command {
         /// The room to open.
         room: Option<String>,
     },
+    /// Contacts and requests: list them (no subcommand), ask, answer, end.
+    Contacts {
+        #[command(subcommand)]
+        command: Option<ContactCommand>,
+    },
+    /// Block a user: no requests, invitations, presence or typing from
+    /// them reach you, and their messages are hidden. They are not told.
+    Block {
+        /// The user (name or PeerId).
+        user: String,
+    },
+    /// Lift a block: what was hidden shows again.
+    Unblock {
+        /// The user (name or PeerId).
+        user: String,
+    },
+    /// Who has read how far in a room; or, with --share/--private,
+    /// whether others see how far you have read.
+    Reads {
+        /// The room (or @user).
+        room: Option<String>,
+        /// Show others how far you have read (the default).
+        #[arg(long, conflicts_with = "private")]
+        share: bool,
+        /// Keep how far you have read to yourself.
+        #[arg(long)]
+        private: bool,
+    },
+}
+
+/// `kith contacts ...`.
+#[derive(Clone, Debug, Subcommand)]
+pub enum ContactCommand {
+    /// Ask a user to become a contact (accepts their request, if any).
+    Add {
+        /// The user (name or PeerId).
+        user: String,
+    },
+    /// Accept a user's contact or message request.
+    Accept {
+        /// The user.
+        user: String,
+    },
+    /// Decline a user's request (they are not told).
+    Decline {
+        /// The user.
+        user: String,
+    },
+    /// Withdraw your request to a user.
+    Cancel {
+        /// The user.
+        user: String,
+    },
+    /// End a contact (both ways).
+    Remove {
+        /// The user.
+        user: String,
+    },
 }
 
 /// `kith file`.

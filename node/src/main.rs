@@ -1,8 +1,9 @@
 //! The `kith` binary: replicas (`init`, `node`, `cluster`), users (`id`,
 //! `register`, `room`, `send`, `dm`, `history`, `tail`, `inbox`,
-//! `presence`, `chat`, `file`) and the one-command local cluster (`dev`).
+//! `presence`, `chat`, `file`, `contacts`, `block`, `reads`) and the one-command local cluster (`dev`).
 
 mod cli;
+mod contact_commands;
 mod dev;
 mod file_commands;
 mod live_commands;

@@ -53,6 +53,7 @@ pub async fn describe(session: &mut Session, entry: &RoomEntry) -> String {
                 file.name, file.media_type
             )
         }
+        EntryKind::Hidden => format!("(hidden: you block {actor})"),
         _ => "(an entry this version cannot show)".into(),
     }
 }
@@ -90,11 +91,12 @@ fn reactions(reactions: &std::collections::BTreeMap<String, Vec<UserId>>) -> Str
 pub async fn line(session: &mut Session, room: &RoomId, entry: &RoomEntry) -> String {
     let label = session.room_label(room).await;
     let what = describe(session, entry).await;
-    let who = if matches!(entry.kind, EntryKind::Message(_) | EntryKind::File(_)) {
-        format!("{}:", session.name_of(entry.author).await)
-    } else {
-        "*".to_string()
-    };
+    let who =
+        if matches!(entry.kind, EntryKind::Message(_) | EntryKind::File(_) | EntryKind::Hidden) {
+            format!("{}:", session.name_of(entry.author).await)
+        } else {
+            "*".to_string()
+        };
     format!("{label} {:>4} {} {who} {what}", entry.seq, clock(entry.time_ms))
 }
 
@@ -127,6 +129,10 @@ pub async fn object(session: &mut Session, room: &RoomId, entry: &RoomEntry) -> 
                 })
             };
             Some(&f.message)
+        }
+        EntryKind::Hidden => {
+            v["kind"] = json!("hidden");
+            None
         }
         _ => {
             v["kind"] = json!("event");

@@ -1,6 +1,7 @@
 //! The one-shot user commands.
 
 use crate::cli::{Cli, Command, IdCommand, StatusArg};
+use crate::contact_commands;
 use crate::render;
 use crate::room_commands;
 use crate::session::{parse_since, Session};
@@ -115,6 +116,10 @@ pub async fn run(cli: &Cli, command: Command) -> Result<()> {
             let room = s.resolve_room(&room).await?;
             typing(&mut s, room, !stop).await?;
         }
+        c @ (Command::Contacts { .. }
+        | Command::Block { .. }
+        | Command::Unblock { .. }
+        | Command::Reads { .. }) => contact_commands::run(cli, &mut s, c).await?,
         _ => unreachable!("dispatched in main"),
     }
     Ok(())

@@ -72,8 +72,18 @@ async fn the_readme_session_works_end_to_end() {
     assert_eq!(limited.len(), 1);
     assert_eq!(limited[0]["text"], "hi alice");
 
-    // A direct message, seen by the right user and only them.
+    // A direct message from someone who is not a contact waits as a
+    // request: bob sees who and the first message, and accepts.
     ok(&home, &["--as", "alice", "dm", "bob", "psst"]).await;
+    let (read, _, err) = run(&home, &["--as", "bob", "history", "@alice"]).await;
+    assert!(!read && err.contains("not a member"), "not his room before he accepts: {err}");
+    let contacts = json_lines(&ok(&home, &["--json", "--as", "bob", "contacts"]).await);
+    let asking = &contacts[0]["incoming"][0];
+    assert_eq!((asking["name"].as_str(), asking["first"].as_str()), (Some("alice"), Some("psst")));
+    let human = ok(&home, &["--as", "bob", "contacts"]).await;
+    assert!(human.contains("asking you (1):\n  alice  (1 message)  \"psst\""), "{human}");
+    let accepted = ok(&home, &["--as", "bob", "contacts", "accept", "alice"]).await;
+    assert_eq!(accepted.trim(), "alice: a contact");
     let dm = json_lines(&ok(&home, &["--json", "--as", "bob", "history", "@alice"]).await);
     assert!(dm.iter().any(|v| v["text"] == "psst" && v["author_name"] == "alice"));
     // `@alice+bob` names that very room for anyone: bob reads the message
@@ -92,6 +102,24 @@ async fn the_readme_session_works_end_to_end() {
     assert!(!out.contains("psst"), "nothing of the room reaches eve");
     let (sent, _, err) = run(&home, &["--as", "eve", "send", "@alice+bob", "hi"]).await;
     assert!(!sent && err.contains("not a member"), "nor may eve write to it: {err}");
+    // Eve writes to alice, who blocks her: eve is not told, and nothing of
+    // hers reaches alice.
+    ok(&home, &["--as", "eve", "dm", "alice", "buy now"]).await;
+    let blocked = ok(&home, &["--as", "alice", "block", "eve"]).await;
+    assert_eq!(blocked.trim(), "eve: blocked");
+    let sent = json_lines(&ok(&home, &["--json", "--as", "eve", "dm", "alice", "hello?"]).await);
+    assert_eq!(sent[0]["ok"], "appended", "a blocked user is not told");
+    let contacts = json_lines(&ok(&home, &["--json", "--as", "alice", "contacts"]).await);
+    assert_eq!(contacts[0]["incoming"], serde_json::json!([]), "{contacts:?}");
+    assert_eq!(contacts[0]["blocked"][0]["name"], "eve");
+    assert_eq!(contacts[0]["contacts"][0]["name"], "bob");
+    // Read positions: alice sees how far bob has read, until he keeps it
+    // to himself.
+    let reads = ok(&home, &["--as", "alice", "reads", "general"]).await;
+    assert!(reads.contains("bob\tread up to 4"), "{reads}");
+    ok(&home, &["--as", "bob", "reads", "--private"]).await;
+    let reads = ok(&home, &["--as", "alice", "reads", "general"]).await;
+    assert!(!reads.contains("bob"), "{reads}");
 
     // Inbox: bob's own reply read #general up to it, so only the direct
     // message is unread; afterwards nothing is.
