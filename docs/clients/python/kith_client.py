@@ -161,7 +161,11 @@ IM_ERRORS = {
     21: ("NotBanned", []), 22: ("Unavailable", ["s"]),
     23: ("BadFile", ["file"]), 24: ("QuotaExceeded", ["n", "n", "n"]),
     25: ("FileNotStored", []), 26: ("StoreFailed", ["s"]),
+    27: ("NoSuchRequest", []), 28: ("NotContact", []), 29: ("Yourself", []),
+    30: ("YouBlock", []),
 }
+
+RELATIONS = ["None", "Contact", "RequestSent", "RequestReceived", "Blocked"]
 
 # FileInfoError: Name { max }, MediaType { max }, TooLarge { size_bytes, max }.
 FILE_INFO_ERRORS = {0: ("Name", 1), 1: ("MediaType", 1), 2: ("TooLarge", 2)}
@@ -189,6 +193,10 @@ def read_receipt(r):
         return (["Appended", "Updated", "ReadUpTo"][kind - 1], read_room(r), r.varint())
     if kind == 4:  # Held { file: FileId }
         return ("Held", r.take(32), r.varint())
+    if kind == 5:  # Relation { user, relation }
+        return ("Relation", r.take(32), RELATIONS[r.varint()])
+    if kind == 6:  # ReadsShared { share }
+        return ("ReadsShared", r.bool())
     raise ValueError(f"Receipt variant {kind}")
 
 
@@ -210,6 +218,8 @@ def read_entry(r):
         entry["file_root"], entry["file_size"] = r.take(32), r.varint()
         entry["file_name"], entry["media_type"] = r.string(), r.string()
         read_message(r, entry)
+    elif kind == 12:  # Hidden: by a user the reader blocks
+        pass
     else:
         raise ValueError(f"EntryKind variant {kind}")
     return entry
