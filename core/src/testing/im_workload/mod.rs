@@ -1,5 +1,6 @@
 //! Chat clients on the in-memory cluster: they register, join rooms, send
-//! to rooms and to each other, and one of them invites and kicks. Each
+//! to rooms and to each other, ask each other to be contacts, answer,
+//! block and unblock, and one of them invites and kicks. Each
 //! client is a [`ClientSession`] talking to the replicas' services
 //! ([`ServiceHost`]) in the client protocol, exactly as a real client
 //! talks to `kith node`: the session signs each command once, resends the
@@ -179,8 +180,22 @@ impl ImWorkload {
         let in_club = self.clients[i].rooms.contains(&club());
         Some(match roll {
             0..=59 => Operation::Send { to: Target::Room(lobby()), text },
-            60..=69 => {
+            60..=66 => {
                 Operation::Send { to: Target::User(self.clients[other].identity.user()), text }
+            }
+            // Contacts, requests and blocks, so that they go through
+            // forwarding, retries and fail-over like everything else (a
+            // refusal, such as no request to accept, is an answer too).
+            67..=69 => {
+                let user = self.clients[other].identity.user();
+                match self.rng.range(0, 7) {
+                    0 | 1 => Operation::RequestContact { user },
+                    2 | 3 => Operation::AcceptRequest { user },
+                    4 => Operation::DeclineRequest { user },
+                    5 => Operation::RemoveContact { user },
+                    _ if self.rng.chance(0.5) => Operation::Block { user },
+                    _ => Operation::Unblock { user },
+                }
             }
             70..=79 if in_club => Operation::Send { to: Target::Room(club()), text },
             80..=84 if i == 0 && !self.kicked.contains(&other) => {
