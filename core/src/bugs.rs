@@ -44,4 +44,7 @@ pub struct BugSwitches {
     /// Release a file's content when any message referring to it is
     /// deleted, even while others still refer to it.
     pub release_on_any_delete: bool,
+    /// List the requests of users a user blocks among the requests it is
+    /// shown, as if it blocked nobody.
+    pub show_blocked_requests: bool,
 }

@@ -8,7 +8,7 @@ use crate::history::{EventType, HistoryEvent, Mop};
 use crate::lobby::{lobby, lobby_name, LobbySeat, LOBBY_READ_LIMIT};
 use crate::world::{client_ip, replica_addr, World, TAG_CLIENT};
 use kith_core::ids::NodeId;
-use kith_core::im::identity::Identity;
+use kith_core::im::identity::{Identity, UserId};
 use kith_core::im::presence::{PresenceBody, PresenceStatus, SignedPresence};
 use kith_core::im::protocol::{
     CommandBody, EntryKind, ImError, Operation, QueryKind, QueryReply, Receipt, RoomId,
@@ -60,6 +60,9 @@ pub struct ClientHistory {
     /// The presence announcement renewed after the heal, once taken: the
     /// time stamped on it, and when it was taken.
     pub presence_renewed: Option<(u64, madsim::time::Instant)>,
+    /// The users it blocks, as the answers to its `Block` and `Unblock`
+    /// said.
+    pub blocked: BTreeSet<UserId>,
 }
 
 impl ClientHistory {
@@ -231,6 +234,9 @@ fn random_op(ctx: &ClientCtx, rng: &mut SeededRng, seat: &LobbySeat) -> Operatio
             _ => Operation::Delete { room, seq },
         };
     }
+    if rng.chance(0.05) && ctx.clients > 1 {
+        return crate::contacts::contact_op(ctx, rng);
+    }
     if rng.chance(0.2) && ctx.clients > 1 {
         let other = (ctx.index + 1 + rng.range(0, ctx.clients as u64 - 1) as usize) % ctx.clients;
         let peer = Identity::from_secret(client_secret(ctx.seed_base(), other)).user();
@@ -310,6 +316,15 @@ pub(crate) async fn submit_within(
             h.completed += 1;
             if let (true, Ok(Receipt::Appended { room, seq })) = (is_send, &outcome.result) {
                 h.acked.push((body.command_id, room.clone(), *seq));
+            }
+            match (&body.op, &outcome.result) {
+                (Operation::Block { user }, Ok(_)) => {
+                    h.blocked.insert(*user);
+                }
+                (Operation::Unblock { user }, Ok(_)) => {
+                    h.blocked.remove(user);
+                }
+                _ => {}
             }
             if let Some(mops) = append {
                 let kind = if outcome.result.is_ok() { EventType::Ok } else { EventType::Fail };

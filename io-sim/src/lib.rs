@@ -9,6 +9,7 @@
 
 pub mod chunk_wire;
 pub mod client;
+mod contacts;
 pub mod datagram;
 pub mod fetches;
 pub mod file_client;

@@ -121,3 +121,9 @@ fn releasing_on_any_delete_is_caught() {
     let invariant = caught(BugSwitches { release_on_any_delete: true, ..BugSwitches::default() });
     assert_eq!(invariant, "no reclaim while referenced");
 }
+
+#[test]
+fn showing_blocked_users_requests_is_caught() {
+    let invariant = caught(BugSwitches { show_blocked_requests: true, ..BugSwitches::default() });
+    assert_eq!(invariant, "blocks hold");
+}

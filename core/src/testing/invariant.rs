@@ -13,12 +13,13 @@ use crate::durable::{decode_batch_at, Record};
 use crate::ids::{LogIndex, NodeId, Term};
 use crate::im::history::HistoryError;
 use crate::im::identity::UserId;
-use crate::im::protocol::{EntryKind, RoomEntry, RoomId};
+use crate::im::protocol::{EntryKind, ImError, ImQuery, QueryKind, QueryReply, RoomEntry, RoomId};
 use crate::im::ImMachine;
 use crate::raft::{Membership, Node, NodeStatus};
 use crate::state_machine::{Digest, StateMachine};
 use crate::time::Instant;
 use crate::wire::PeerFrame;
+use std::collections::BTreeSet;
 use std::fmt;
 use uuid::Uuid;
 
@@ -161,6 +162,12 @@ pub enum Observation<'a> {
     },
     /// A fact about file content ([`FileObservation`]).
     File(FileObservation<'a>),
+    /// The healed cluster converged: what the state says each chat client
+    /// blocks and who asks it, beside what each client was told.
+    ReachSettled {
+        /// One record per client that blocked or was asked by anyone.
+        reach: &'a [Reach],
+    },
     /// The healed cluster converged: every message the leader stores, and
     /// what each chat client sent and had acknowledged.
     Settled {
@@ -232,6 +239,41 @@ pub struct ClientSends {
     pub submitted: Vec<Uuid>,
     /// Its acknowledged sends, in the order it sent them: id, room, seq.
     pub acked: Vec<(Uuid, RoomId, u64)>,
+}
+
+/// Who can reach one client, in the converged state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reach {
+    /// The client's user.
+    pub user: UserId,
+    /// The users it blocks, as the answers to its own `Block` and
+    /// `Unblock` commands told it (the last answer per user wins).
+    pub told_blocked: BTreeSet<UserId>,
+    /// The users it blocks, as its contacts query shows them.
+    pub blocked: BTreeSet<UserId>,
+    /// The senders of the requests its contacts query shows it.
+    pub incoming: BTreeSet<UserId>,
+}
+
+impl Reach {
+    /// What `machine` shows `user` of who can reach it, beside what the
+    /// client was told it blocks.
+    pub fn of(
+        machine: &ImMachine,
+        user: UserId,
+        told_blocked: BTreeSet<UserId>,
+    ) -> Result<Reach, ImError> {
+        let query = ImQuery { as_user: user, kind: QueryKind::Contacts };
+        let QueryReply::Contacts(view) = machine.query(&query)? else {
+            unreachable!("a contacts query is answered with contacts")
+        };
+        Ok(Reach {
+            user,
+            told_blocked,
+            blocked: view.blocked.iter().map(|(u, _)| *u).collect(),
+            incoming: view.incoming.iter().map(|r| r.user).collect(),
+        })
+    }
 }
 
 /// One invariant: accumulates what it needs from observations and says
@@ -386,5 +428,10 @@ impl Invariants {
         clients: &[ClientSends],
     ) -> Result<(), Violation> {
         self.observe(&Observation::Settled { stored, clients })
+    }
+
+    /// Who can reach each client, in the converged state.
+    pub fn on_reach_settled(&mut self, reach: &[Reach]) -> Result<(), Violation> {
+        self.observe(&Observation::ReachSettled { reach })
     }
 }

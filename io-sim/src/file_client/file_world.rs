@@ -34,6 +34,8 @@ pub struct FileWorld {
     pub fetched: u64,
     /// Stored copies a fault rotted.
     pub rotted: u64,
+    /// The outsider's user, once it runs: the chat clients' stranger.
+    pub outsider: Option<UserId>,
 }
 
 /// What the file workload did in one run.
@@ -72,6 +74,7 @@ impl FileWorld {
             finished: 0,
             fetched: 0,
             rotted: 0,
+            outsider: None,
         }
     }
 

@@ -101,6 +101,18 @@ pub async fn run_file_client(ctx: ClientCtx, role: FileRole) {
 }
 
 impl FileClient {
+    /// The outsider writes to a chat client, or asks it to be a contact
+    /// (blocked or not: it cannot tell).
+    async fn bother(&mut self) {
+        if self.ctx.clients == 0 || !self.rng.chance(0.3) {
+            return;
+        }
+        let seed = self.ctx.world.lock().seed;
+        let target = self.rng.range(0, self.ctx.clients as u64) as usize;
+        let op = crate::contacts::stranger_op(&mut self.rng, seed, target);
+        let _ = submit(&self.ctx, &mut self.conn, &mut self.rng, op).await;
+    }
+
     async fn run(&mut self, role: FileRole) {
         self.set_idle(false);
         self.join(role).await;
@@ -109,6 +121,7 @@ impl FileClient {
             madsim::time::sleep(Duration::from_millis(pause)).await;
             if role == FileRole::Outsider {
                 self.snoop().await;
+                self.bother().await;
                 continue;
             }
             match self.rng.range(0, 100) {
@@ -162,7 +175,10 @@ impl FileClient {
                 ]
             }
             FileRole::Member => vec![Operation::Join { room }],
-            FileRole::Outsider => return,
+            FileRole::Outsider => {
+                self.ctx.world.lock().files.outsider = Some(self.ctx.identity.user());
+                return;
+            }
         };
         for op in steps {
             // Until it is done: the invitee may ask before the room exists

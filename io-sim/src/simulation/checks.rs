@@ -6,7 +6,7 @@ use crate::client::{client_secret, Histories};
 use crate::world::World;
 use kith_core::ids::NodeId;
 use kith_core::im::identity::Identity;
-use kith_core::testing::invariant::{ClientSends, StoredMessage};
+use kith_core::testing::invariant::{ClientSends, Reach, StoredMessage};
 use kith_core::testing::violation::Violation;
 use kith_core::time::Instant;
 use madsim::net::NetSim;
@@ -163,6 +163,20 @@ fn check_final(world: &World, histories: &Histories) -> Result<(), Violation> {
         })
         .collect();
     w.checker.on_settled(&stored, &clients)?;
+    let machine = node.lock().expect("single-threaded");
+    let mut reach = Vec::new();
+    for (&i, h) in histories.iter() {
+        let user = Identity::from_secret(client_secret(w.seed, i)).user();
+        let told = h.lock().expect("single-threaded").blocked.clone();
+        let r = Reach::of(machine.node().state_machine(), user, told).map_err(|e| Violation {
+            invariant: "history readable",
+            detail: e.to_string(),
+            at: Instant::ZERO,
+        })?;
+        reach.push(r);
+    }
+    drop(machine);
+    w.checker.on_reach_settled(&reach)?;
     if let Some(fetched) = w.files.retrieved.take() {
         let settled =
             kith_core::testing::file_observation::FileObservation::Settled { fetched: &fetched };

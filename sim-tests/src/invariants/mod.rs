@@ -19,6 +19,7 @@
 //! | live delivery gap-free and true | `live_delivery.rs` | live deliveries, the settled state |
 //! | changes reach subscribers | `change_delivery.rs` | live deliveries, the settled state |
 //! | presence converges | `presence_converges.rs` | every replica's presence views after the heal |
+//! | blocks hold | `blocks_hold.rs` | each client's blocks and requests shown, after the heal |
 //! | no corrupt file byte | `files_no_corrupt_bytes.rs` | contents made, chunks served and written |
 //! | sent files retrievable | `files_retrievable.rs` | file messages sent, deleted; fetches after the heal |
 //! | deleted files not served | `files_deleted_not_served.rs` | file messages sent, deleted; chunks served |
@@ -31,6 +32,7 @@
 //! liveness (the drivers).
 
 mod applied_once;
+mod blocks_hold;
 mod change_delivery;
 mod client_order;
 mod election_safety;
@@ -57,6 +59,7 @@ mod files_tests;
 mod tests;
 
 pub use applied_once::AppliedOnce;
+pub use blocks_hold::BlocksHold;
 pub use change_delivery::ChangeDelivery;
 pub use client_order::ClientOrder;
 pub use election_safety::ElectionSafety;
@@ -96,6 +99,7 @@ pub fn all() -> Invariants {
         Box::new(LiveDelivery::default()),
         Box::new(ChangeDelivery::default()),
         Box::new(PresenceConverges),
+        Box::new(BlocksHold),
         Box::new(FilesNoCorruptBytes::default()),
         Box::new(FilesRetrievable::default()),
         Box::new(FilesDeletedNotServed::default()),
