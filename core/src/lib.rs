@@ -66,6 +66,7 @@ pub mod ids;
 pub mod im;
 pub mod limits;
 pub mod raft;
+pub mod rate;
 pub mod replica;
 pub mod rng;
 pub mod session;

@@ -1,6 +1,8 @@
 //! Every bound in the core, in one place (TigerBeetle style). A bound that is
 //! hit is a typed error or backpressure, never unbounded growth.
 
+use crate::rate::Rate;
+
 /// Largest encoded peer frame the core emits or accepts, in bytes.
 pub const FRAME_BYTES_MAX: usize = 1024 * 1024;
 
@@ -103,6 +105,27 @@ pub const REQUEST_TTL_MS: u64 = 14 * 24 * 60 * 60 * 1000;
 /// Messages a sender may place in a direct room before the recipient
 /// accepts the message request.
 pub const REQUEST_MESSAGES_MAX: u32 = 5;
+
+/// Commands one user may submit through one replica: bursts of 2,000,
+/// then 1,000 a second. No person comes near it; it bounds what one key
+/// can make the cluster do (the answer says when to retry).
+pub const COMMAND_RATE: Rate = Rate { burst: 2000, interval_ms: 1 };
+
+/// Group rooms one user may create: 10 at once, then one a minute.
+pub const ROOM_CREATION_RATE: Rate = Rate { burst: 10, interval_ms: 60_000 };
+
+/// New requests (contact or message) one user may make: 20 at once, then
+/// one every 30 s, so withdrawing and asking again cannot flood anyone.
+pub const REQUEST_RATE: Rate = Rate { burst: 20, interval_ms: 30_000 };
+
+/// Registrations (and renames) of one key, which is what a connection
+/// authenticates: 5 at once, then one a minute. (New keys from one
+/// address are bounded by the driver's per-source connection budget.)
+pub const REGISTRATION_RATE: Rate = Rate { burst: 5, interval_ms: 60_000 };
+
+/// Users and connections a replica keeps rate buckets for at a time; past
+/// it, the bucket touched longest ago is forgotten (refilled).
+pub const RATE_BUCKETS_MAX: usize = 100_000;
 
 /// Lapsed requests removed per applied command (the rest wait for the
 /// next commands), so one command's cost stays bounded.
@@ -365,3 +388,8 @@ const _: () = assert!(FILE_BYTES_MAX <= USER_FILE_BYTES_MAX);
 const _: () = assert!(REQUESTS_SENT_PENDING_MAX <= REQUESTS_RECEIVED_PENDING_MAX);
 const _: () = assert!(CONTACTS_PER_USER_MAX <= ROOMS_PER_USER_MAX);
 const _: () = assert!(REQUEST_MESSAGES_MAX >= 1 && REQUESTS_EXPIRED_PER_COMMAND_MAX >= 1);
+// Every rate lets at least one through, and a user may fill their
+// pending requests at once.
+const _: () = assert!(COMMAND_RATE.burst >= 1 && ROOM_CREATION_RATE.burst >= 1);
+const _: () = assert!(REQUEST_RATE.burst as usize >= REQUESTS_SENT_PENDING_MAX);
+const _: () = assert!(REGISTRATION_RATE.burst >= 1 && RATE_BUCKETS_MAX >= 1);

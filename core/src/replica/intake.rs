@@ -63,6 +63,13 @@ impl ReplicaService {
             Origin::Client(user) => Some(user),
             Origin::Replica(_) => None,
         };
+        // Before the signature check: a flood costs the replica little.
+        if let Some(user) = user {
+            let now_ms = self.now.as_micros() / 1000;
+            if let Err(retry_after_ms) = self.command_rates.take(user, now_ms) {
+                return self.answer(asker, ClientResponse::RateLimited { retry_after_ms });
+            }
+        }
         let body = match self.verified.verify(&command, user) {
             Ok(body) => body,
             Err(e) => return self.answer(asker, ClientResponse::Refused(e)),

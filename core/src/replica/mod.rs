@@ -44,6 +44,7 @@
 mod admin;
 mod answers;
 mod asker;
+mod command_rates;
 mod file_notes;
 mod file_sends;
 mod files;
@@ -112,6 +113,8 @@ pub struct ReplicaService {
     now: Instant,
     admins: BTreeSet<UserId>,
     verified: VerifiedCommands,
+    /// Each user's command rate through this replica.
+    command_rates: command_rates::CommandRates,
     presence: PresenceTable,
     typing: TypingGuard,
     live: live::Live,
@@ -169,6 +172,7 @@ impl ReplicaService {
             now,
             admins: config.admins.iter().copied().collect(),
             verified: VerifiedCommands::default(),
+            command_rates: command_rates::CommandRates::default(),
             presence: PresenceTable::default(),
             typing: TypingGuard::default(),
             live: live::Live::default(),

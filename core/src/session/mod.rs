@@ -252,6 +252,9 @@ impl ClientSession {
         let setback = match response {
             ClientResponse::NotLeader { leader_hint } => Setback::NotLeader(leader_hint),
             ClientResponse::Retry { .. } | ClientResponse::Busy => Setback::NotYet,
+            ClientResponse::RateLimited { retry_after_ms } => {
+                Setback::Wait(Duration::from_millis(retry_after_ms))
+            }
             done => {
                 let Some(call) = self.call.take() else { return };
                 let reply = reply_to(&call.request, done);

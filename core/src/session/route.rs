@@ -30,6 +30,8 @@ pub enum Setback {
     NotYet,
     /// No answer in time, a broken connection, or an answer that made no sense.
     Failed,
+    /// The replica limits this user's rate: ask it again after this long.
+    Wait(Duration),
 }
 
 /// A client's list of replicas and where it is in it.
@@ -78,11 +80,17 @@ impl Route {
     /// attempt.
     pub fn after(&mut self, setback: Setback, rng: &mut SeededRng) -> Duration {
         let jitter = rng.next_u64();
+        if let Setback::Wait(wait) = setback {
+            // The same replica: going elsewhere to dodge a rate limit would
+            // only spread the flood.
+            return wait;
+        }
         let to = match setback {
             Setback::NotLeader(Some(leader)) => {
                 self.targets.iter().position(|t| *t == Some(leader))
             }
             Setback::NotLeader(None) | Setback::Failed => None,
+            Setback::Wait(_) => unreachable!("answered above"),
             Setback::NotYet => {
                 self.misses += 1;
                 (self.misses < self.config.misses_before_fail_over).then_some(self.current)

@@ -172,3 +172,31 @@ fn the_list_can_change_during_a_call() {
     answer(&mut s, T0, id, ClientResponse::NotLeader { leader_hint: Some(NodeId(7)) });
     assert_eq!(next_send(&mut s).0, 0, "hints are followed within the new list");
 }
+
+#[test]
+fn a_rate_limit_is_waited_out_at_the_same_replica_with_the_same_bytes() {
+    let mut s = session(None);
+    s.begin(T0, ClientRequest::PresenceOf(vec![]));
+    let (target, mut id, first) = sent(&mut s);
+    let body = |f: &[u8]| crate::wire::client_protocol::RequestFrame::decode(f).unwrap().request;
+    // More often than misses move a session on: a rate limit never does.
+    for _ in 0..SessionConfig::default().misses_before_fail_over + 1 {
+        answer(&mut s, T0, id, ClientResponse::RateLimited { retry_after_ms: 1500 });
+        assert_eq!(s.poll_timeout(), Some(T0 + Duration::from_millis(1500)), "the wait named");
+        let (again, next_id, frame) = next_send(&mut s);
+        assert_eq!(again, target, "no fail-over to dodge the limit");
+        assert_eq!(body(&frame), body(&first));
+        id = next_id;
+    }
+    answer(&mut s, T0, id, applied());
+    assert!(matches!(s.poll_output(), Some(SessionOutput::Finished(_))));
+}
+
+#[test]
+fn a_rate_limit_longer_than_the_patience_gives_up() {
+    let mut s = session(Some(Duration::from_secs(1)));
+    s.begin(T0, ClientRequest::PresenceOf(vec![]));
+    let (_, id, _) = sent(&mut s);
+    answer(&mut s, T0, id, ClientResponse::RateLimited { retry_after_ms: 5000 });
+    assert!(matches!(s.poll_output(), Some(SessionOutput::GaveUp { .. })));
+}

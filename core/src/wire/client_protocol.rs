@@ -99,6 +99,14 @@ pub enum ClientResponse {
     FileStoring(FileId),
     /// The replica will not store it (too large, over the user's quota).
     StoreRefused(ImError),
+    /// The user submitted more commands through this replica than its
+    /// rate allows: send the same command again after `retry_after_ms`
+    /// (it was not taken; an earlier attempt may have been applied, which
+    /// the resend then reports).
+    RateLimited {
+        /// How long to wait (ms).
+        retry_after_ms: u64,
+    },
 }
 
 /// One user's presence as a replica sees it.

@@ -162,7 +162,7 @@ IM_ERRORS = {
     23: ("BadFile", ["file"]), 24: ("QuotaExceeded", ["n", "n", "n"]),
     25: ("FileNotStored", []), 26: ("StoreFailed", ["s"]),
     27: ("NoSuchRequest", []), 28: ("NotContact", []), 29: ("Yourself", []),
-    30: ("YouBlock", []),
+    30: ("YouBlock", []), 31: ("RateLimited", ["s", "n"]),
 }
 
 RELATIONS = ["None", "Contact", "RequestSent", "RequestReceived", "Blocked"]
@@ -263,6 +263,8 @@ def read_response(payload):
             answer = ("Answer", ("Page", entries, r.option(r.varint)))
     elif kind == 7:
         answer = ("BadRequest", r.string())
+    elif kind == 13:  # RateLimited { retry_after_ms }
+        answer = ("RateLimited", r.varint())
     else:
         raise ValueError(f"ClientResponse variant {kind}")
     r.done()
@@ -306,6 +308,9 @@ async def submit(host, peer, key_pair, op, ids):
         answer = await exchange(host, peer, next(ids), request)
         if answer[0] == "Applied":
             return answer
+        if answer[0] == "RateLimited":  # the same bytes, after the wait named
+            await trio.sleep(answer[1] / 1000)
+            continue
         if answer[0] not in ("NotLeader", "Retry", "Busy"):
             raise RuntimeError(f"refused: {answer}")
         await trio.sleep(pause)

@@ -11,6 +11,7 @@
 //! Blocking is private: a blocked user's commands succeed as they would
 //! otherwise, and what they send waits where the blocker never looks.
 
+use super::rates::RateKind;
 use super::social::{Request, Social};
 use super::state::ImState;
 use super::{Ctx, ImMachine};
@@ -67,7 +68,7 @@ impl ImMachine {
         if !self.social.are_contacts(ctx.author, user)
             && self.social.request(ctx.author, user).is_none()
         {
-            self.social.add_request(ctx.author, user, ctx.now_ms)?;
+            self.new_request(ctx, user)?;
         }
         Ok(self.relation_receipt(ctx, user))
     }
@@ -204,9 +205,19 @@ impl ImMachine {
     fn request_messages(&mut self, ctx: &Ctx, other: UserId) -> Result<(), ImError> {
         let me = ctx.author;
         if self.social.request(me, other).is_none() {
-            self.social.add_request(me, other, ctx.now_ms)?;
+            self.new_request(ctx, other)?;
         }
         self.social.count_message(me, other)
+    }
+
+    /// A new request of the author to `user`, within the author's pending
+    /// bound and request rate (checked in that order, so a refusal for the
+    /// bound costs no token).
+    fn new_request(&mut self, ctx: &Ctx, user: UserId) -> Result<(), ImError> {
+        self.social.check_can_request(ctx.author)?;
+        self.rates.take(ctx.author, RateKind::Request, ctx.now_ms)?;
+        self.social.add_request(ctx.author, user, ctx.now_ms)?;
+        Ok(())
     }
 
     /// Refuses when `user` belongs to as many rooms as they may.

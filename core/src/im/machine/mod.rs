@@ -7,6 +7,7 @@ mod files;
 mod messages;
 mod multiset_hash;
 mod queries;
+mod rates;
 mod replay;
 mod rooms;
 mod snapshot;
@@ -37,6 +38,8 @@ pub struct ImMachine {
     files: file_table::FileTable,
     /// Contacts, requests and blocks.
     social: social::Social,
+    /// How often each user did what is rate-limited.
+    rates: rates::Rates,
     history: Box<dyn HistoryStore>,
     /// Set when the history store failed: the node must stop.
     fault: Option<String>,
@@ -72,6 +75,7 @@ impl ImMachine {
             state: ImState::default(),
             files: file_table::FileTable::default(),
             social: social::Social::default(),
+            rates: rates::Rates::default(),
             history,
             fault: None,
             #[cfg(feature = "bug-switches")]
@@ -195,7 +199,7 @@ impl ImMachine {
         }
         self.social.expire(ctx.now_ms);
         match &body.op {
-            Operation::Register { name } => return self.register(ctx.author, name),
+            Operation::Register { name } => return self.register(ctx.author, name, ctx.now_ms),
             // Replicas are not registered users; intake let only a replica
             // submit this, as itself.
             Operation::HoldFile { file } => return self.hold_file(ctx, *file),
@@ -239,7 +243,7 @@ impl ImMachine {
         }
     }
 
-    fn register(&mut self, user: UserId, name: &str) -> Result<Receipt, ImError> {
+    fn register(&mut self, user: UserId, name: &str, now_ms: u64) -> Result<Receipt, ImError> {
         validate_user_name(name)?;
         let key = name.to_lowercase();
         match self.state.names.get(&key) {
@@ -249,6 +253,8 @@ impl ImMachine {
         if !self.state.users.contains_key(&user) && self.state.users.len() >= limits::USERS_MAX {
             return Err(ImError::LimitReached("registered users".into()));
         }
+        // Last of the checks: a refused registration costs no token.
+        self.rates.take(user, rates::RateKind::Registration, now_ms)?;
         if let Some(old) = self.state.users.get(&user) {
             let old_key = old.name.to_lowercase();
             self.state.names.remove(&old_key);
@@ -367,9 +373,13 @@ impl StateMachine for ImMachine {
     fn digest(&self) -> Digest {
         // The file references follow from the entries (in the history
         // sum); which replicas hold what does not.
-        let summaries =
-            postcard::to_allocvec(&(self.state.summary(), &self.files.holdings, &self.social))
-                .expect("the state encodes");
+        let summaries = postcard::to_allocvec(&(
+            self.state.summary(),
+            &self.files.holdings,
+            &self.social,
+            &self.rates,
+        ))
+        .expect("the state encodes");
         Digest(*blake3::hash(&summaries).as_bytes())
     }
 

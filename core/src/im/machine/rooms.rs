@@ -1,6 +1,7 @@
 //! Room lifecycle and membership. Each change is an entry in the room's log,
 //! so it takes effect at an exact sequence number.
 
+use super::rates::RateKind;
 use super::state::Room;
 use super::{Ctx, ImMachine};
 use crate::im::identity::UserId;
@@ -68,6 +69,8 @@ impl ImMachine {
         if self.state.rooms_of(ctx.author) >= limits::ROOMS_PER_USER_MAX {
             return Err(ImError::LimitReached("rooms per user".into()));
         }
+        // Last of the checks: a refused creation costs no token.
+        self.rates.take(ctx.author, RateKind::RoomCreation, ctx.now_ms)?;
         let mut room = Room::new(name.to_string(), Some(visibility));
         room.members.insert(ctx.author, Role::Owner);
         self.state.rooms.insert(id.clone(), room);

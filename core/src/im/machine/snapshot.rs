@@ -11,6 +11,7 @@
 //!   compaction) stays a few bytes however long the history grows.
 
 use super::file_table::{FileTable, Reference};
+use super::rates::Rates;
 use super::social::Social;
 use super::state::ImState;
 use super::{ImMachine, CHANGE_RECORD};
@@ -24,7 +25,7 @@ use serde::ser::{Error as _, SerializeSeq};
 use serde::{Serialize, Serializer};
 
 /// Snapshot encoding version. Version 5 appends contacts, requests and
-/// blocks after the holdings; version 4 appends which replicas hold which
+/// blocks, then the replicated rate buckets, after the holdings; version 4 appends which replicas hold which
 /// file content after the change records; versions 4 (no contacts: from
 /// before them), 3 (change records, no holdings: from before files) and 2
 /// (neither) are still read, so a replica of an earlier release can still
@@ -121,7 +122,8 @@ impl ImMachine {
         let end: &[(RoomId, u64, u64)] = &[];
         let bytes = postcard::to_extend(&end, bytes).expect("an empty page encodes");
         let bytes = postcard::to_extend(&self.files.holdings, bytes).expect("holdings encode");
-        Ok(postcard::to_extend(&self.social, bytes).expect("contacts encode"))
+        let bytes = postcard::to_extend(&self.social, bytes).expect("contacts encode");
+        Ok(postcard::to_extend(&self.rates, bytes).expect("rates encode"))
     }
 
     /// The snapshot the local log keeps: embedded for a volatile store; for
@@ -145,6 +147,7 @@ impl ImMachine {
         let summaries =
             postcard::to_extend(&self.files, summaries).expect("the file table encodes");
         let summaries = postcard::to_extend(&self.social, summaries).expect("contacts encode");
+        let summaries = postcard::to_extend(&self.rates, summaries).expect("rates encode");
         self.history.commit(&Committed { index: at.get(), summaries, meta: meta.to_vec() })
     }
 
@@ -156,6 +159,7 @@ impl ImMachine {
             self.state = ImState::default();
             self.files = FileTable::default();
             self.social = Social::default();
+            self.rates = Rates::default();
             return Ok(Restored::default());
         }
         // Decoded field by field, so entries go straight into the store and
@@ -203,13 +207,18 @@ impl ImMachine {
                     [] => (FileTable::default(), rest),
                     rest => postcard::take_from_bytes(rest).map_err(summaries_err)?,
                 };
-                let social = match rest {
-                    [] => Social::default(),
+                let (social, rest) = match rest {
+                    [] => (Social::default(), rest),
+                    rest => postcard::take_from_bytes(rest).map_err(summaries_err)?,
+                };
+                let rates = match rest {
+                    [] => Rates::default(),
                     rest => postcard::from_bytes(rest).map_err(summaries_err)?,
                 };
                 self.state = state;
                 self.files = files;
                 self.social = social;
+                self.rates = rates;
                 let ahead = (c.index > index).then_some((LogIndex(c.index), c.meta));
                 Ok(Restored { ahead })
             }
@@ -230,6 +239,7 @@ impl ImMachine {
         self.state = ImState::default();
         self.files = FileTable::default();
         self.social = Social::default();
+        self.rates = Rates::default();
         match self.write_embedded(&state, rest, version) {
             Ok(()) => {
                 self.state = state;
@@ -238,6 +248,7 @@ impl ImMachine {
             Err(e) => {
                 self.files = FileTable::default();
                 self.social = Social::default();
+                self.rates = Rates::default();
                 // A store that cannot even be cleared is the worse news.
                 self.history.clear().map_err(|c| RestoreError::History(c.to_string()))?;
                 Err(e)
@@ -295,7 +306,8 @@ impl ImMachine {
             (self.files.holdings, rest) = take(rest, "file holdings")?;
         }
         if version >= SNAPSHOT_VERSION {
-            (self.social, _) = take(rest, "contacts")?;
+            (self.social, rest) = take(rest, "contacts")?;
+            (self.rates, _) = take(rest, "rates")?;
         }
         if sum != state.history_sum {
             return Err(RestoreError::Malformed("the entries do not match their summary".into()));

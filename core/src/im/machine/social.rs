@@ -154,6 +154,14 @@ impl Social {
         }
     }
 
+    /// Refuses when `from` has as many requests pending as it may.
+    pub(crate) fn check_can_request(&self, from: UserId) -> Result<(), ImError> {
+        if self.outgoing.get(&from).map_or(0, BTreeSet::len) >= limits::REQUESTS_SENT_PENDING_MAX {
+            return Err(ImError::LimitReached("pending requests sent".into()));
+        }
+        Ok(())
+    }
+
     /// A new request of `from` to `to` at `now_ms`. Returns the request
     /// that lapsed to make room in `to`'s list, if one did.
     pub(crate) fn add_request(
@@ -164,10 +172,7 @@ impl Social {
     ) -> Result<Option<(UserId, UserId)>, ImError> {
         assert_ne!(from, to, "a request to oneself is refused before");
         assert!(self.request(from, to).is_none(), "caller checked none is pending");
-        let sent = self.outgoing.get(&from).map_or(0, BTreeSet::len);
-        if sent >= limits::REQUESTS_SENT_PENDING_MAX {
-            return Err(ImError::LimitReached("pending requests sent".into()));
-        }
+        self.check_can_request(from)?;
         let received = self.incoming.get(&to).map_or(&NOBODY, |s| s);
         let lapsed = (received.len() >= limits::REQUESTS_RECEIVED_PENDING_MAX)
             .then(|| {

@@ -184,6 +184,15 @@ pub enum ImError {
     /// The author blocks the user: unblock them first.
     #[error("you block this user: unblock them first")]
     YouBlock,
+    /// The author did this too often: a new command may go through after
+    /// `retry_after_ms`.
+    #[error("too many {what}: try again in {retry_after_ms} ms")]
+    RateLimited {
+        /// What was limited.
+        what: String,
+        /// How long until one more is allowed (ms).
+        retry_after_ms: u64,
+    },
 }
 
 /// The outcome of one applied command.

@@ -503,3 +503,22 @@ fn only_a_replica_says_what_it_holds_and_only_of_itself() {
 }
 
 mod files;
+
+#[test]
+fn a_user_past_the_command_rate_is_told_when_to_resend_and_others_are_not_held_up() {
+    let mut pair = Pair::new(Vec::new());
+    let (alice, bob) = (Identity::from_secret([1; 32]), Identity::from_secret([2; 32]));
+    let command = register(&alice, "alice");
+    for n in 0..limits::COMMAND_RATE.burst {
+        let answer = pair.ask(A, &alice, ClientRequest::Submit(command.clone()));
+        assert!(matches!(answer, ClientResponse::Applied(_)), "command {n}: {answer:?}");
+    }
+    let limited = pair.ask(A, &alice, ClientRequest::Submit(command.clone()));
+    let ClientResponse::RateLimited { retry_after_ms } = limited else { panic!("{limited:?}") };
+    assert_eq!(retry_after_ms, limits::COMMAND_RATE.interval_ms);
+    assert!(applied_ok(&pair.ask(A, &bob, ClientRequest::Submit(register(&bob, "bob")))));
+    // Resent after the wait, the same command gets its first outcome.
+    pair.now = pair.now + std::time::Duration::from_millis(retry_after_ms);
+    let again = pair.ask(A, &alice, ClientRequest::Submit(command));
+    assert!(matches!(&again, ClientResponse::Applied(o) if o.duplicate && o.result.is_ok()));
+}

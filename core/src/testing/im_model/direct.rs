@@ -53,6 +53,9 @@ pub(super) struct Social {
     blocks: BTreeSet<(usize, usize)>,
     /// Direct rooms by (lower, higher) user index.
     pub(super) rooms: BTreeMap<(usize, usize), ModelRoom>,
+    /// New requests each user made (a model run is too short for the
+    /// request rate to earn a token back).
+    made: BTreeMap<usize, u32>,
 }
 
 fn pair(a: usize, b: usize) -> (usize, usize) {
@@ -104,6 +107,18 @@ impl Social {
         room.log.push(author);
     }
 
+    /// A new request of `u` to `t`, within `u`'s request rate.
+    fn new_request(&mut self, u: usize, t: usize) -> Result<(), ImError> {
+        let made = self.made.entry(u).or_default();
+        if *made >= limits::REQUEST_RATE.burst {
+            let what = "new requests".into();
+            return Err(ImError::RateLimited { what, retry_after_ms: 0 });
+        }
+        *made += 1;
+        self.requests.insert((u, t), ModelRequest::default());
+        Ok(())
+    }
+
     fn accept(&mut self, u: usize, t: usize) {
         self.contacts.insert(pair(u, t));
         self.requests.remove(&(t, u));
@@ -125,8 +140,8 @@ impl Social {
                 }
                 if self.requests.contains_key(&(t, u)) {
                     self.accept(u, t);
-                } else if !self.are_contacts(u, t) {
-                    self.requests.entry((u, t)).or_default();
+                } else if !self.are_contacts(u, t) && !self.requests.contains_key(&(u, t)) {
+                    self.new_request(u, t)?;
                 }
             }
             Act::Accept => {
@@ -172,7 +187,10 @@ impl Social {
             }
             let open = self.are_contacts(u, t) && !self.blocks(t, u);
             if !open {
-                let request = self.requests.entry((u, t)).or_default();
+                if !self.requests.contains_key(&(u, t)) {
+                    self.new_request(u, t)?;
+                }
+                let request = self.requests.get_mut(&(u, t)).expect("made above");
                 if request.messages >= limits::REQUEST_MESSAGES_MAX {
                     return Err(ImError::LimitReached(
                         "messages before the recipient accepts".into(),

@@ -263,3 +263,46 @@ fn contacts_requests_and_blocks_travel_in_snapshots() {
         assert!(copy.blocks(bob().user(), cat().user()));
     }
 }
+
+#[test]
+fn room_creations_and_new_requests_are_rate_limited_with_the_wait_named() {
+    let mut fx = Fx::new();
+    let burst = limits::ROOM_CREATION_RATE.burst;
+    for n in 0..burst {
+        fx.ok(
+            &bob(),
+            Operation::CreateRoom { name: format!("r{n}"), visibility: Visibility::Public },
+        );
+    }
+    let create =
+        |n: u32| Operation::CreateRoom { name: format!("r{n}"), visibility: Visibility::Public };
+    let Err(ImError::RateLimited { what, retry_after_ms }) = fx.run(&bob(), create(burst)) else {
+        panic!("the creation past the burst is refused")
+    };
+    assert_eq!(what, "room creations");
+    assert!(retry_after_ms > 0 && retry_after_ms <= limits::ROOM_CREATION_RATE.interval_ms);
+    // A refusal for another reason costs no token; others are not held up.
+    assert!(matches!(fx.run(&bob(), create(0)), Err(ImError::RoomExists(_))));
+    fx.ok(&cat(), create(99));
+    // After the wait it named, the next one goes through.
+    fx.clock_ms += retry_after_ms;
+    fx.ok(&bob(), create(burst));
+    // New requests: as many as may be pending at once, then at the rate.
+    let mut strangers = Vec::new();
+    for n in 0..=limits::REQUEST_RATE.burst {
+        let stranger = Identity::from_secret([0x50 + n as u8; 32]);
+        fx.ok(&stranger, Operation::Register { name: format!("s{n}") });
+        strangers.push(stranger);
+    }
+    for (n, s) in strangers.iter().enumerate().take(limits::REQUESTS_SENT_PENDING_MAX) {
+        let ask = Operation::RequestContact { user: s.user() };
+        assert_eq!(fx.ok(&ann(), ask), relation(s, Relation::RequestSent), "request {n}");
+    }
+    // Withdrawing and asking again is what the rate is for.
+    let last = &strangers[0];
+    fx.ok(&ann(), Operation::CancelRequest { user: last.user() });
+    let again = fx.run(&ann(), Operation::RequestContact { user: last.user() });
+    assert!(matches!(again, Err(ImError::RateLimited { .. })), "{again:?}");
+    fx.clock_ms += limits::REQUEST_RATE.interval_ms;
+    fx.ok(&ann(), Operation::RequestContact { user: last.user() });
+}
