@@ -53,7 +53,11 @@ pub(super) async fn liveness(
             }
             let stalled = now.duration_since(c.moved_at) > FOLLOWERS_STALL_MAX;
             let too_long = now.duration_since(c.since) > FOLLOWERS_CATCH_UP_MAX;
-            if followers_current(world) || stalled || too_long {
+            let current = followers_current(world);
+            if current {
+                report.followers_caught_up_after = Some(now.duration_since(c.since));
+            }
+            if current || stalled || too_long {
                 report.violation = check_final(world, histories).err();
                 return;
             }

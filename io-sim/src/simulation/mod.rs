@@ -141,6 +141,9 @@ pub struct SimReport {
     pub swizzles: u64,
     /// What the file workload did, when the seed drew it.
     pub files: Option<crate::file_client::FileCounts>,
+    /// How long the live subscribers took to catch up once the healed
+    /// cluster converged (None: they did not, and were checked as they were).
+    pub followers_caught_up_after: Option<Duration>,
 }
 
 /// Runs one simulation to its end. A panic anywhere in the simulation
