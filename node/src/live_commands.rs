@@ -18,11 +18,17 @@ use tokio::sync::mpsc;
 /// Where a live view of one room is: the last entry shown and the last
 /// change number heard, so that a new stream (after a reconnect, to any
 /// replica) misses no entry and no edit, deletion or reaction.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 struct Position {
     seq: u64,
     change: u64,
+    /// Authors of the latest entries shown, so that a read position a
+    /// user's own message moved is not announced as news.
+    authors: std::collections::VecDeque<(u64, kith_core::im::identity::UserId)>,
 }
+
+/// Entries whose authors a position remembers.
+const AUTHORS_REMEMBERED: usize = 256;
 
 impl Position {
     fn follow(&self, room: &RoomId) -> Vec<RoomFrom> {
@@ -41,7 +47,7 @@ async fn start_cursor(s: &mut Session, room: &RoomId, from: Option<u64>) -> Resu
         },
     };
     // A change cursor beyond the room's latest change means "from now".
-    Ok(Position { seq, change: u64::MAX })
+    Ok(Position { seq, change: u64::MAX, authors: Default::default() })
 }
 
 /// Follows a room until interrupted; reconnects (to any configured replica)
@@ -123,7 +129,27 @@ async fn show(
     match frame {
         LiveFrame::Entry { room, entry } => {
             cursor.seq = entry.seq;
+            if cursor.authors.len() == AUTHORS_REMEMBERED {
+                cursor.authors.pop_front();
+            }
+            cursor.authors.push_back((entry.seq, entry.author));
             render::print_entry(s, cli.json, &room, &entry).await;
+        }
+        LiveFrame::Read { room, user, seq } => {
+            let own = cursor.authors.iter().any(|(at, author)| *at == seq && *author == user);
+            if user != s.me && !own {
+                let name = s.name_of(user).await;
+                if cli.json {
+                    let label = s.room_label(&room).await;
+                    let v = serde_json::json!({
+                        "kind": "read", "room": label, "user": user.to_string(),
+                        "name": name, "read_seq": seq,
+                    });
+                    println!("{v}");
+                } else {
+                    println!("-- {name} read up to {seq}");
+                }
+            }
         }
         LiveFrame::Changed { room, change, entry } => {
             hear(cursor, change);

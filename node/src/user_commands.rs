@@ -142,8 +142,30 @@ async fn history(
         page: limits::PAGE_ENTRIES_MAX as u32,
     };
     let entries = collect_history(s, &room, &ask).await?;
+    // Who has read up to where: shown under the entry they stopped at.
+    let QueryReply::ReadPositions(positions) =
+        s.query(QueryKind::ReadPositions { room: room.clone() }).await?
+    else {
+        bail!("unexpected answer to a read positions query");
+    };
+    let mut readers: std::collections::BTreeMap<u64, Vec<String>> = Default::default();
+    let me = s.me;
+    for (user, seq) in positions.into_iter().filter(|(user, _)| *user != me) {
+        let name = s.name_of(user).await;
+        readers.entry(seq).or_default().push(name);
+    }
     for entry in &entries {
-        render::print_entry(s, cli.json, &room, entry).await;
+        let read_by = readers.get(&entry.seq).cloned().unwrap_or_default();
+        if cli.json {
+            let mut v = render::object(s, &room, entry).await;
+            v["read_by"] = serde_json::json!(read_by);
+            println!("{v}");
+        } else {
+            println!("{}", render::line(s, &room, entry).await);
+            if !read_by.is_empty() {
+                println!("     read by {}", read_by.join(", "));
+            }
+        }
     }
     Ok(())
 }

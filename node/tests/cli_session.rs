@@ -117,6 +117,12 @@ async fn the_readme_session_works_end_to_end() {
     // to himself.
     let reads = ok(&home, &["--as", "alice", "reads", "general"]).await;
     assert!(reads.contains("bob\tread up to 4"), "{reads}");
+    // History shows it under the entry bob stopped at.
+    let history = json_lines(&ok(&home, &["--json", "--as", "alice", "history", "general"]).await);
+    let at_4 = history.iter().find(|v| v["seq"] == 4).expect("entry 4");
+    assert_eq!(at_4["read_by"], serde_json::json!(["bob"]), "{history:?}");
+    let human = ok(&home, &["--as", "alice", "history", "general"]).await;
+    assert!(human.contains("\n     read by bob\n"), "{human}");
     ok(&home, &["--as", "bob", "reads", "--private"]).await;
     let reads = ok(&home, &["--as", "alice", "reads", "general"]).await;
     assert!(!reads.contains("bob"), "{reads}");
@@ -220,6 +226,21 @@ async fn the_readme_session_works_end_to_end() {
     assert_eq!((typing["name"].as_str(), typing["active"].as_bool()), (Some("alice"), Some(true)));
     let (typed, _, err) = run(&home, &["--as", "eve", "typing", "general"]).await;
     assert!(!typed && err.contains("not a member"), "only members may type: {err}");
+    // Read receipts reach the tail: alice reads bob's message.
+    ok(&home, &["--as", "bob", "send", "general", "ping"]).await;
+    ok(&home, &["--as", "alice", "inbox"]).await;
+    let read = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = tail_lines.next_line().await.unwrap() {
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+            if v["kind"] == "read" && v["name"] == "alice" {
+                return v;
+            }
+        }
+        panic!("tail ended early");
+    })
+    .await
+    .expect("alice's read position reaches bob's tail");
+    assert!(read["read_seq"].as_u64().is_some_and(|seq| seq >= 5), "{read}");
     drop(tail);
 
     // kill -9 a replica of the dev cluster: the others carry on, and
