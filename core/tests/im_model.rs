@@ -35,6 +35,7 @@ fn op() -> impl Strategy<Value = Op> {
         (u.clone(), 0..USERS, prop::sample::select(&Act::ALL[..]))
             .prop_map(|(u, t, act)| Op::Contact { u, t, act }),
         (u.clone(), 0..USERS).prop_map(|(u, t)| Op::LeaveDm { u, t }),
+        (u.clone(), r.clone()).prop_map(|(u, r)| Op::DeclineInvite { u, r }),
     ]
 }
 

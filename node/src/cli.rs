@@ -432,6 +432,13 @@ pub enum RoomCommand {
     },
     /// The rooms you belong to.
     List,
+    /// Your pending invitations (`room join` accepts one).
+    Invites,
+    /// Turn down an invitation.
+    Decline {
+        /// The room.
+        room: String,
+    },
     /// A room's details and members.
     Info {
         /// The room.

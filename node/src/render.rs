@@ -181,6 +181,15 @@ pub async fn receipt(cli: &Cli, s: &mut Session, receipt: &Receipt) {
         Receipt::Appended { room, seq } => ("appended", room, seq),
         Receipt::Updated { room, seq } => ("updated", room, seq),
         Receipt::ReadUpTo { room, seq } => ("read up to", room, seq),
+        Receipt::InviteDeclined { room } => {
+            let label = s.room_label(room).await;
+            if cli.json {
+                println!("{}", json!({ "ok": "declined", "room": label }));
+            } else {
+                println!("declined the invitation to {label}");
+            }
+            return;
+        }
         _ => ("done", &RoomId::Group(String::new()), &0),
     };
     let label = s.room_label(room).await;

@@ -49,6 +49,10 @@ pub async fn run(cli: &Cli, s: &mut Session, command: RoomCommand) -> Result<()>
             Operation::SetTopic { room: s.resolve_room(&room).await?, topic }
         }
         RoomCommand::List => return room_list(cli, s).await,
+        RoomCommand::Invites => return invites(cli, s).await,
+        RoomCommand::Decline { room } => {
+            Operation::DeclineInvite { room: s.resolve_room(&room).await? }
+        }
         RoomCommand::Info { room } => return room_info(cli, s, &room).await,
     };
     let receipt = s.submit(op).await?;
@@ -70,6 +74,25 @@ async fn room_list(cli: &Cli, s: &mut Session) -> Result<()> {
             );
         } else {
             println!("{label}\t{} members\t{unread} unread\t{}", r.members, r.topic);
+        }
+    }
+    Ok(())
+}
+
+async fn invites(cli: &Cli, s: &mut Session) -> Result<()> {
+    let QueryReply::Invites(invites) = s.query(QueryKind::Invites).await? else {
+        bail!("unexpected answer to an invitations query");
+    };
+    for invite in invites {
+        let label = s.room_label(&invite.room).await;
+        let by = if invite.inviter_name.is_empty() { "?" } else { invite.inviter_name.as_str() };
+        if cli.json {
+            println!(
+                "{}",
+                json!({ "room": label, "title": invite.title, "inviter": invite.inviter.map(|u| u.to_string()), "inviter_name": invite.inviter_name })
+            );
+        } else {
+            println!("{label}\t{}\tinvited by {by}", invite.title);
         }
     }
     Ok(())

@@ -1,6 +1,7 @@
 //! Every change a member can make to a room or a message, through the real
 //! binary: edit, react (and take back), delete, ban and unban, set a role,
-//! rename; `history` and `room info` show the result.
+//! rename; `history` and `room info` show the result; invitations listed,
+//! declined and accepted; leaving.
 
 mod support;
 
@@ -94,4 +95,23 @@ async fn members_change_messages_and_rooms_from_the_command_line() {
         .unwrap();
     assert!(!out.status.success(), "only the author edits a message");
     assert!(!String::from_utf8_lossy(&out.stderr).is_empty(), "with a reason");
+
+    // Invitations: listed with who sent them, turned down, or accepted by
+    // joining; and a member leaves.
+    cli_ok(home, node, &["--as", "alice", "room", "create", "quiet", "--private"]).await;
+    cli_ok(home, node, &["--as", "alice", "room", "create", "loud", "--private"]).await;
+    for room in ["quiet", "loud"] {
+        cli_ok(home, node, &["--as", "alice", "room", "invite", room, "bob"]).await;
+    }
+    let invites = cli_ok(home, node, &["--as", "bob", "room", "invites"]).await;
+    assert!(invites.contains("#quiet\tquiet\tinvited by alice"), "{invites}");
+    let declined = cli_ok(home, node, &["--as", "bob", "room", "decline", "quiet"]).await;
+    assert_eq!(declined.trim(), "declined the invitation to #quiet");
+    cli_ok(home, node, &["--as", "bob", "room", "join", "loud"]).await;
+    let invites =
+        json_lines(&cli_ok(home, node, &["--json", "--as", "bob", "room", "invites"]).await);
+    assert!(invites.is_empty(), "{invites:?}");
+    cli_ok(home, node, &["--as", "bob", "room", "leave", "loud"]).await;
+    let left = json_lines(&cli_ok(home, node, &["--json", "--as", "bob", "room", "list"]).await);
+    assert!(left.iter().all(|r| r["room"] != "#loud"), "{left:?}");
 }

@@ -197,6 +197,8 @@ def read_receipt(r):
         return ("Relation", r.take(32), RELATIONS[r.varint()])
     if kind == 6:  # ReadsShared { share }
         return ("ReadsShared", r.bool())
+    if kind == 7:  # InviteDeclined { room }
+        return ("InviteDeclined", read_room(r))
     raise ValueError(f"Receipt variant {kind}")
 
 

@@ -240,6 +240,7 @@ impl ImMachine {
             Operation::Block { user } => self.block(ctx, *user),
             Operation::Unblock { user } => self.unblock(ctx, *user),
             Operation::ShareReads { share } => self.share_reads(ctx, *share),
+            Operation::DeclineInvite { room } => self.decline_invite(ctx, room),
         }
     }
 

@@ -8,8 +8,8 @@ use super::state::{ImState, Room};
 use crate::im::history::{HistoryError, HistoryStore};
 use crate::im::identity::UserId;
 use crate::im::protocol::{
-    EntryKind, ImError, ImQuery, InboxPage, Page, QueryKind, QueryReply, QueryResult, RoomEntry,
-    RoomId, RoomInfo, RoomSummary, UserInfo,
+    EntryKind, ImError, ImQuery, InboxPage, InviteInfo, Page, QueryKind, QueryReply, QueryResult,
+    RoomEntry, RoomId, RoomInfo, RoomSummary, UserInfo,
 };
 use crate::limits;
 use std::collections::BTreeSet;
@@ -56,6 +56,7 @@ pub(super) fn answer(
         QueryKind::Contacts => Ok(QueryReply::Contacts(
             contacts_view(state, social, store, user).map_err(unavailable)?,
         )),
+        QueryKind::Invites => Ok(QueryReply::Invites(invites(state, social, user))),
         QueryKind::ReadPositions { room } => {
             let (r, _) = readable(state, room, user)?;
             let shared = r.read.iter().filter(|(reader, _)| {
@@ -287,6 +288,22 @@ fn unread(
         counts.push((id.clone(), count));
     }
     Ok(counts)
+}
+
+/// `user`'s pending invitations, but those from users it blocks.
+fn invites(state: &ImState, social: &Social, user: UserId) -> Vec<InviteInfo> {
+    let name = |u: &UserId| state.users.get(u).map_or_else(String::new, |r| r.name.clone());
+    social
+        .invitations_of(user)
+        .iter()
+        .filter(|(_, by)| by.is_none_or(|by| !social.blocks(user, by)))
+        .map(|(room, by)| InviteInfo {
+            room: room.clone(),
+            title: state.rooms.get(room).map_or_else(String::new, |r| r.title.clone()),
+            inviter: *by,
+            inviter_name: by.as_ref().map_or_else(String::new, name),
+        })
+        .collect()
 }
 
 fn summary(id: &RoomId, room: &Room, user: UserId) -> RoomSummary {

@@ -100,6 +100,7 @@ impl ImMachine {
             return Err(ImError::LimitReached("invitations per room".into()));
         }
         self.state.rooms.get_mut(room).expect("checked").invited.insert(user);
+        self.social.invited(user, room, Some(ctx.author));
         Ok(self.append(ctx, room, EntryKind::Invited { user }))
     }
 
@@ -120,8 +121,21 @@ impl ImMachine {
         r.invited.remove(&user);
         r.departed.remove(&user);
         r.members.insert(user, Role::Member);
+        self.social.uninvited(user, room);
         self.state.join_index(user, room);
         Ok(self.append(ctx, room, EntryKind::Joined { user }))
+    }
+
+    /// The author turns down an invitation to `room`. Nothing is
+    /// appended: the members see the invitation go from the room's details.
+    pub(super) fn decline_invite(&mut self, ctx: &Ctx, room: &RoomId) -> Result<Receipt, ImError> {
+        let r = self.group(room)?;
+        if !r.invited.contains(&ctx.author) {
+            return Err(ImError::NotInvited);
+        }
+        self.state.rooms.get_mut(room).expect("checked").invited.remove(&ctx.author);
+        self.social.uninvited(ctx.author, room);
+        Ok(Receipt::InviteDeclined { room: room.clone() })
     }
 
     pub(super) fn leave(&mut self, ctx: &mut Ctx, room: &RoomId) -> Result<Receipt, ImError> {
@@ -196,6 +210,7 @@ impl ImMachine {
         let r = self.state.rooms.get_mut(room).expect("checked");
         r.invited.remove(&user);
         r.banned.insert(user);
+        self.social.uninvited(user, room);
         if !is_member {
             // A non-member banned from a public room loses read access here.
             let seq = r.last_seq;

@@ -207,6 +207,7 @@ impl ImMachine {
                     [] => (FileTable::default(), rest),
                     rest => postcard::take_from_bytes(rest).map_err(summaries_err)?,
                 };
+                let kept_social = !rest.is_empty();
                 let (social, rest) = match rest {
                     [] => (Social::default(), rest),
                     rest => postcard::take_from_bytes(rest).map_err(summaries_err)?,
@@ -219,6 +220,9 @@ impl ImMachine {
                 self.files = files;
                 self.social = social;
                 self.rates = rates;
+                if !kept_social {
+                    self.index_invitations();
+                }
                 let ahead = (c.index > index).then_some((LogIndex(c.index), c.meta));
                 Ok(Restored { ahead })
             }
@@ -243,6 +247,9 @@ impl ImMachine {
         match self.write_embedded(&state, rest, version) {
             Ok(()) => {
                 self.state = state;
+                if version < SNAPSHOT_VERSION {
+                    self.index_invitations();
+                }
                 Ok(())
             }
             Err(e) => {
@@ -313,6 +320,12 @@ impl ImMachine {
             return Err(RestoreError::Malformed("the entries do not match their summary".into()));
         }
         Ok(())
+    }
+
+    /// Rebuilds the invitation index of a state from before it was kept.
+    fn index_invitations(&mut self) {
+        let rooms = self.state.rooms.iter().map(|(id, r)| (id, &r.invited));
+        self.social.index_invitations(rooms);
     }
 
     /// Writes the change records encoded in `rest` (pages, ended by an

@@ -12,7 +12,7 @@
 //!   changes when they are blocked.
 
 use crate::im::identity::UserId;
-use crate::im::protocol::ImError;
+use crate::im::protocol::{ImError, RoomId};
 use crate::limits;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -50,7 +50,14 @@ pub(crate) struct Social {
     blocks: BTreeMap<UserId, BTreeSet<UserId>>,
     /// Users who keep their read position to themselves.
     reads_private: BTreeSet<UserId>,
+    /// Each invitee's pending invitations: room, and who invited (None for
+    /// invitations from before this index was kept). Follows the rooms'
+    /// `invited` sets exactly.
+    invitations: BTreeMap<UserId, BTreeMap<RoomId, Option<UserId>>>,
 }
+
+/// No invitations at all.
+static NO_INVITATIONS: BTreeMap<RoomId, Option<UserId>> = BTreeMap::new();
 
 /// No users at all (what an empty index entry answers).
 static NOBODY: BTreeSet<UserId> = BTreeSet::new();
@@ -127,6 +134,40 @@ impl Social {
             self.reads_private.remove(&user);
         } else {
             self.reads_private.insert(user);
+        }
+    }
+
+    /// `invitee` is invited to `room` by `by` (the latest inviter counts).
+    pub(crate) fn invited(&mut self, invitee: UserId, room: &RoomId, by: Option<UserId>) {
+        self.invitations.entry(invitee).or_default().insert(room.clone(), by);
+    }
+
+    /// `invitee`'s invitation to `room` is used up or withdrawn.
+    pub(crate) fn uninvited(&mut self, invitee: UserId, room: &RoomId) {
+        if let Some(rooms) = self.invitations.get_mut(&invitee) {
+            rooms.remove(room);
+            if rooms.is_empty() {
+                self.invitations.remove(&invitee);
+            }
+        }
+    }
+
+    /// `invitee`'s pending invitations: room, and who invited.
+    pub(crate) fn invitations_of(&self, invitee: UserId) -> &BTreeMap<RoomId, Option<UserId>> {
+        self.invitations.get(&invitee).unwrap_or(&NO_INVITATIONS)
+    }
+
+    /// Rebuilds the invitation index from the rooms' invitations, for a
+    /// state from before it was kept (the inviters are not known).
+    pub(crate) fn index_invitations<'a>(
+        &mut self,
+        rooms: impl Iterator<Item = (&'a RoomId, &'a BTreeSet<UserId>)>,
+    ) {
+        self.invitations.clear();
+        for (room, invitees) in rooms {
+            for invitee in invitees {
+                self.invited(*invitee, room, None);
+            }
         }
     }
 

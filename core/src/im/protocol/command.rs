@@ -199,6 +199,11 @@ pub enum Operation {
         /// Share (the default) or keep private.
         share: bool,
     },
+    /// Turn down an invitation to a room (`Join` accepts one).
+    DeclineInvite {
+        /// The room.
+        room: RoomId,
+    },
 }
 
 /// What the author signs.

@@ -16,7 +16,8 @@ pub use contact::{ContactsView, Relation, RequestInfo};
 pub use entry::{EntryKind, FileEntry, Message, Proof, RoomEntry};
 pub use file::{FileInfo, FileInfoError};
 pub use query::{
-    ImQuery, InboxPage, Page, QueryKind, QueryReply, QueryResult, RoomInfo, RoomSummary, UserInfo,
+    ImQuery, InboxPage, InviteInfo, Page, QueryKind, QueryReply, QueryResult, RoomInfo,
+    RoomSummary, UserInfo,
 };
 pub use reply::{ImError, ImEvent, ImResponse, Receipt};
 pub use room::{Role, RoomId, Visibility};

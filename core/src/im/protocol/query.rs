@@ -82,6 +82,8 @@ pub enum QueryKind {
         /// The room.
         room: RoomId,
     },
+    /// The asking user's pending invitations.
+    Invites,
 }
 
 /// A page of room entries and where the next one starts.
@@ -165,6 +167,21 @@ pub enum QueryReply {
     /// `(user, seq)`: each sharing member has read up to `seq`, users in
     /// id order.
     ReadPositions(Vec<(UserId, u64)>),
+    /// Pending invitations, rooms in id order.
+    Invites(Vec<InviteInfo>),
+}
+
+/// A pending invitation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InviteInfo {
+    /// The room (join it to accept).
+    pub room: RoomId,
+    /// Its title.
+    pub title: String,
+    /// Who invited (None for an invitation older than this record).
+    pub inviter: Option<UserId>,
+    /// The inviter's name (empty when unknown).
+    pub inviter_name: String,
 }
 
 /// A query's result.

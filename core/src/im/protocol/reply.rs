@@ -58,6 +58,11 @@ pub enum Receipt {
         /// Whether it is.
         share: bool,
     },
+    /// The author's invitation to `room` is turned down.
+    InviteDeclined {
+        /// The room.
+        room: RoomId,
+    },
 }
 
 /// Why a command was refused. Deterministic: every replica refuses alike.

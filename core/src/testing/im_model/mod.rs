@@ -81,6 +81,11 @@ pub enum Op {
         u: usize,
         t: usize,
     },
+    /// `u` turns down an invitation to room `r`.
+    DeclineInvite {
+        u: usize,
+        r: usize,
+    },
 }
 
 fn role_of(n: u8) -> Role {
@@ -93,6 +98,8 @@ struct ModelRoom {
     private: bool,
     members: BTreeMap<usize, Role>,
     invited: BTreeSet<usize>,
+    /// Who invited each invitee last.
+    inviter: BTreeMap<usize, usize>,
     departed: BTreeMap<usize, u64>,
     log: Vec<usize>,
     read: BTreeMap<usize, u64>,
@@ -156,7 +163,8 @@ impl Model {
             Op::Join { r, .. }
             | Op::Leave { r, .. }
             | Op::Invite { r, .. }
-            | Op::Kick { r, .. } => r,
+            | Op::Kick { r, .. }
+            | Op::DeclineInvite { r, .. } => r,
             Op::SetRole { r, .. } | Op::Send { r, .. } | Op::MarkRead { r, .. } => r,
             Op::Create { .. } | Op::Checkpoint => unreachable!("handled before"),
             Op::Dm { .. } | Op::Contact { .. } | Op::LeaveDm { .. } => {
@@ -169,6 +177,13 @@ impl Model {
             Op::Dm { .. } | Op::Contact { .. } | Op::LeaveDm { .. } => {
                 unreachable!("handled before")
             }
+            Op::DeclineInvite { u, .. } => {
+                if !room.invited.remove(&u) {
+                    return Err(ImError::NotInvited);
+                }
+                room.inviter.remove(&u);
+                Ok(None)
+            }
             Op::Join { u, .. } => {
                 if room.members.contains_key(&u) {
                     return Err(ImError::AlreadyMember);
@@ -177,6 +192,7 @@ impl Model {
                     return Err(ImError::NotInvited);
                 }
                 room.invited.remove(&u);
+                room.inviter.remove(&u);
                 room.departed.remove(&u);
                 room.members.insert(u, Role::Member);
                 room.push(u)
@@ -196,6 +212,7 @@ impl Model {
                     return Err(ImError::AlreadyMember);
                 }
                 room.invited.insert(t);
+                room.inviter.insert(t, u);
                 room.push(u)
             }
             Op::Kick { u, t, .. } => {
@@ -280,6 +297,7 @@ fn operation(op: &Op, users: &[Identity]) -> (usize, Operation) {
         Op::LeaveDm { u, t } => {
             (u, Operation::Leave { room: RoomId::direct(users[u].user(), users[t].user()) })
         }
+        Op::DeclineInvite { u, r } => (u, Operation::DeclineInvite { room: room(r) }),
         Op::Checkpoint => unreachable!("check() handles checkpoints itself"),
     }
 }
@@ -304,6 +322,7 @@ impl Op {
             Op::Dm { u, t } => Op::Dm { u: u_of(u), t: u_of(t) },
             Op::Contact { u, t, act } => Op::Contact { u: u_of(u), t: u_of(t), act },
             Op::LeaveDm { u, t } => Op::LeaveDm { u: u_of(u), t: u_of(t) },
+            Op::DeclineInvite { u, r } => Op::DeclineInvite { u: u_of(u), r: r_of(r) },
         }
     }
 
@@ -314,7 +333,7 @@ impl Op {
                 let (u, r, x) = (c[0] as usize % USERS, c[1] as usize % ROOMS.len(), c[2]);
                 let t = x as usize % USERS;
                 let act = Act::ALL[c[1] as usize / ROOMS.len() % Act::ALL.len()];
-                match c[0] / USERS as u8 % 12 {
+                match c[0] / USERS as u8 % 13 {
                     0 => Op::Create { u, r, private: x % 2 == 1 },
                     1 => Op::Join { u, r },
                     2 => Op::Leave { u, r },
@@ -326,6 +345,7 @@ impl Op {
                     8 => Op::Dm { u, t },
                     9 => Op::Contact { u, t, act },
                     10 => Op::LeaveDm { u, t },
+                    11 => Op::DeclineInvite { u, r },
                     _ => Op::Checkpoint,
                 }
             })
@@ -380,7 +400,10 @@ pub fn check(ops: &[Op]) {
             | Receipt::ReadUpTo { seq, .. }
             | Receipt::Updated { seq, .. } => Some(seq),
             Receipt::Relation { relation, .. } => Some(100 + relation as u64),
-            Receipt::Registered { .. } | Receipt::Held { .. } | Receipt::ReadsShared { .. } => None,
+            Receipt::Registered { .. }
+            | Receipt::Held { .. }
+            | Receipt::ReadsShared { .. }
+            | Receipt::InviteDeclined { .. } => None,
         });
         assert_eq!(got, model.apply(op), "op {:?}", op);
     }
@@ -414,6 +437,21 @@ pub fn check(ops: &[Op]) {
             view.outgoing.iter().map(|r| index(&r.user)).collect(),
             view.blocked.iter().map(|(id, _)| index(id)).collect(),
         ];
+        let Ok(QueryReply::Invites(invites)) =
+            machine.query(&ImQuery { as_user: user.user(), kind: QueryKind::Invites })
+        else {
+            panic!("an invites query is answered")
+        };
+        let got_invites: Vec<(RoomId, Option<usize>)> =
+            invites.iter().map(|i| (i.room.clone(), i.inviter.as_ref().map(index))).collect();
+        let want_invites: Vec<(RoomId, Option<usize>)> = model
+            .rooms
+            .iter()
+            .filter_map(|(r, room)| Some((r, room.inviter.get(&u)?)))
+            .filter(|(_, by)| !model.social.blocks(u, **by))
+            .map(|(r, by)| (RoomId::Group(ROOMS[*r].into()), Some(*by)))
+            .collect();
+        assert_eq!(got_invites, want_invites, "user {u}: invitations");
         let mut want = model.social.view(u);
         // The machine lists users in id order, the model in index order.
         for (got, want) in got.iter().zip(want.iter_mut()) {

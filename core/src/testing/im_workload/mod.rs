@@ -205,9 +205,10 @@ impl ImWorkload {
                 self.kicked.insert(other);
                 Operation::Kick { room: club(), user: self.clients[other].identity.user() }
             }
-            88..=92 if i != 0 && !in_club && !self.kicked.contains(&i) => {
+            88..=91 if i != 0 && !in_club && !self.kicked.contains(&i) => {
                 Operation::Join { room: club() }
             }
+            92 if i != 0 && !in_club => Operation::DeclineInvite { room: club() },
             93..=95 => {
                 let seq = self.clients[i].follow.cursor(&lobby());
                 Operation::MarkRead { room: lobby(), seq }

@@ -306,3 +306,64 @@ fn room_creations_and_new_requests_are_rate_limited_with_the_wait_named() {
     fx.clock_ms += limits::REQUEST_RATE.interval_ms;
     fx.ok(&ann(), Operation::RequestContact { user: last.user() });
 }
+
+fn invites(fx: &Fx, who: &Identity) -> Vec<InviteInfo> {
+    match fx.query(who, QueryKind::Invites) {
+        Ok(QueryReply::Invites(invites)) => invites,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn invitations_are_listed_declined_used_and_hidden_when_the_inviter_is_blocked() {
+    let mut fx = Fx::new();
+    let r = fx.private_room("r");
+    let s = fx.private_room("s");
+    fx.ok(&ann(), Operation::Invite { room: r.clone(), user: bob().user() });
+    fx.ok(&ann(), Operation::Invite { room: s.clone(), user: bob().user() });
+    let listed = invites(&fx, &bob());
+    assert_eq!(listed.len(), 2);
+    assert_eq!(
+        (&listed[0].room, listed[0].inviter, listed[0].inviter_name.as_str()),
+        (&r, Some(ann().user()), "ann")
+    );
+    // Declining takes it off the room's list; joining uses it.
+    let decline = Operation::DeclineInvite { room: r.clone() };
+    assert_eq!(fx.ok(&bob(), decline.clone()), Receipt::InviteDeclined { room: r.clone() });
+    assert_eq!(fx.run(&bob(), decline), Err(ImError::NotInvited));
+    assert_eq!(fx.run(&bob(), Operation::Join { room: r.clone() }), Err(ImError::NotInvited));
+    let Ok(QueryReply::Room(info)) = fx.query(&ann(), QueryKind::Room { room: r.clone() }) else {
+        panic!()
+    };
+    assert!(info.invited.is_empty());
+    fx.ok(&bob(), Operation::Join { room: s.clone() });
+    assert!(invites(&fx, &bob()).is_empty());
+    // An invitation from a user one blocks is not shown (and the inviter
+    // cannot tell); unblocking shows it.
+    fx.ok(&cat(), Operation::Block { user: ann().user() });
+    fx.ok(&ann(), Operation::Invite { room: r.clone(), user: cat().user() });
+    assert!(invites(&fx, &cat()).is_empty());
+    fx.ok(&cat(), Operation::Unblock { user: ann().user() });
+    assert_eq!(invites(&fx, &cat()).len(), 1);
+    // A ban ends an invitation too.
+    fx.ok(&ann(), Operation::Ban { room: r.clone(), user: cat().user() });
+    assert!(invites(&fx, &cat()).is_empty());
+}
+
+#[test]
+fn invitations_of_a_state_from_before_the_index_are_found_again() {
+    let mut fx = Fx::new();
+    let r = fx.private_room("r");
+    fx.ok(&ann(), Operation::Invite { room: r.clone(), user: bob().user() });
+    let v5 = fx.m.snapshot(crate::ids::LogIndex(fx.index), &[]);
+    // The same state as a version 4 snapshot: nothing after the holdings.
+    let social = postcard::to_allocvec(&fx.m.social).unwrap().len();
+    let rates = postcard::to_allocvec(&fx.m.rates).unwrap().len();
+    let v4 = [&[4u8][..], &v5[1..v5.len() - social - rates]].concat();
+    let mut old = ImMachine::default();
+    old.restore(&v4).unwrap();
+    let q = ImQuery { as_user: bob().user(), kind: QueryKind::Invites };
+    let Ok(QueryReply::Invites(found)) = old.query(&q) else { panic!() };
+    assert_eq!(found.len(), 1);
+    assert_eq!((&found[0].room, found[0].inviter), (&r, None), "who invited is not known");
+}
