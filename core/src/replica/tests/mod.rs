@@ -522,3 +522,36 @@ fn a_user_past_the_command_rate_is_told_when_to_resend_and_others_are_not_held_u
     let again = pair.ask(A, &alice, ClientRequest::Submit(command));
     assert!(matches!(&again, ClientResponse::Applied(o) if o.duplicate && o.result.is_ok()));
 }
+
+#[test]
+fn a_user_who_blocks_another_looks_never_seen_to_them() {
+    let mut pair = Pair::new(Vec::new());
+    let (alice, bob, cat) = (
+        Identity::from_secret([1; 32]),
+        Identity::from_secret([2; 32]),
+        Identity::from_secret([3; 32]),
+    );
+    for (n, (who, name)) in
+        [(&alice, "alice"), (&bob, "bob"), (&cat, "cat")].into_iter().enumerate()
+    {
+        let command = signed(who, 100 + n as u128, Operation::Register { name: name.into() });
+        assert!(applied_ok(&pair.ask(A, who, ClientRequest::Submit(command))));
+    }
+    let body =
+        PresenceBody { status: PresenceStatus::Online, issued_at_ms: START_MS, ttl_ms: 60_000 };
+    let announced =
+        pair.ask(A, &alice, ClientRequest::Presence(SignedPresence::sign(&alice, &body)));
+    assert_eq!(announced, ClientResponse::PresenceTaken);
+    let block = signed(&alice, 200, Operation::Block { user: bob.user() });
+    assert!(applied_ok(&pair.ask(A, &alice, ClientRequest::Submit(block))));
+    let seen_by = |pair: &mut Pair, who: &Identity| match pair.ask(
+        A,
+        who,
+        ClientRequest::PresenceOf(vec![alice.user()]),
+    ) {
+        ClientResponse::Presence(v) => (v[0].status, v[0].last_seen_ms),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(seen_by(&mut pair, &bob), (PresenceStatus::Offline, None));
+    assert_eq!(seen_by(&mut pair, &cat), (PresenceStatus::Online, Some(START_MS)));
+}
