@@ -56,19 +56,20 @@ fn seeds_9228_9285_and_61048_pass_with_five_voters() {
 /// Seed 32 (60 s) found that once every original replica was found beyond
 /// repair and replaced, the clients, which only knew the originals, could
 /// never finish (fixed in io-sim/src/client.rs: clients follow the
-/// operator's current list). Seed 267 now meets that condition: the
+/// operator's current list). Seed 198 now meets that condition: the
 /// configuration it ends with holds none of the three replicas the clients
-/// were started with (seeds 346, 366, 319, 7, 73, 142 and 147 did until the
-/// replica service, the client session, PeerId-derived replica ids, edits
-/// and reactions, resumable changes, replicas' ed25519 keys and then the
-/// file workload changed what the seeds draw; 267 draws no file workload).
+/// were started with (seeds 346, 366, 319, 7, 73, 142, 147 and 267 did
+/// until the replica service, the client session, PeerId-derived replica
+/// ids, edits and reactions, resumable changes, replicas' ed25519 keys, the
+/// file workload and then contacts changed what the seeds draw; 198 draws
+/// no file workload; 250 and 388 of the first 400 also meet it).
 #[test]
 fn clients_finish_after_every_original_replica_is_replaced() {
-    let report = run_seed(267, 60, 3);
-    assert!(report.violation.is_none(), "seed 267: {:?}", report.violation);
+    let report = run_seed(198, 60, 3);
+    assert!(report.violation.is_none(), "seed 198: {:?}", report.violation);
     assert!(
         report.final_voters.iter().all(|v| !(1..=3).map(replica_id).any(|o| o == *v)),
-        "seed 267 no longer replaces every original replica (final voters {:?}): \
+        "seed 198 no longer replaces every original replica (final voters {:?}): \
          pick another seed that does (SimReport::final_voters tells)",
         report.final_voters
     );
