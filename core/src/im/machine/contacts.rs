@@ -176,15 +176,19 @@ impl ImMachine {
         if self.social.blocks(me, other) {
             return Err(ImError::YouBlock);
         }
-        if self.social.request(other, me).is_some() {
-            // Replying to a request accepts it.
-            self.accept_request(ctx, other)?;
-        }
-        let open = self.social.are_contacts(me, other) && !self.social.blocks(other, me);
+        // Replying to a request accepts it (and a user who blocks the
+        // author has no request waiting for them: blocking withdrew it).
+        let accepting = self.social.request(other, me).is_some();
+        let open =
+            accepting || (self.social.are_contacts(me, other) && !self.social.blocks(other, me));
         let entering: Vec<UserId> = if open { vec![me, other] } else { vec![me] };
         let entering: Vec<UserId> = entering.into_iter().filter(|u| !member(self, *u)).collect();
+        // Every check before the first change: a refused message changes nothing.
         for user in &entering {
             self.require_room_slot(*user)?;
+        }
+        if accepting {
+            self.accept_request(ctx, other)?;
         }
         if !open {
             self.request_messages(ctx, other)?;
