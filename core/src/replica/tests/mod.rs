@@ -555,3 +555,52 @@ fn a_user_who_blocks_another_looks_never_seen_to_them() {
     assert_eq!(seen_by(&mut pair, &bob), (PresenceStatus::Offline, None));
     assert_eq!(seen_by(&mut pair, &cat), (PresenceStatus::Online, Some(START_MS)));
 }
+
+#[test]
+fn typing_does_not_reach_users_the_typist_blocks() {
+    use crate::im::protocol::{RoomId, Visibility};
+    use crate::wire::client_protocol::{LiveFrame, RoomFrom, SubscribeFrame};
+    let mut pair = Pair::new(Vec::new());
+    let (ann, bob, cat) = (
+        Identity::from_secret([1; 32]),
+        Identity::from_secret([2; 32]),
+        Identity::from_secret([3; 32]),
+    );
+    let room = RoomId::Group("r".into());
+    let mut n = 300;
+    let mut submit = |pair: &mut Pair, who: &Identity, op: Operation| {
+        n += 1;
+        assert!(applied_ok(&pair.ask(A, who, ClientRequest::Submit(signed(who, n, op)))));
+    };
+    for (who, name) in [(&ann, "ann"), (&bob, "bob"), (&cat, "cat")] {
+        submit(&mut pair, who, Operation::Register { name: name.into() });
+    }
+    let create = Operation::CreateRoom { name: "r".into(), visibility: Visibility::Public };
+    submit(&mut pair, &ann, create);
+    for who in [&bob, &cat] {
+        submit(&mut pair, who, Operation::Join { room: room.clone() });
+    }
+    submit(&mut pair, &ann, Operation::Block { user: bob.user() });
+    // Bob and cat follow the room from its end.
+    let follow = |pair: &mut Pair, who: &Identity| {
+        let rooms = vec![RoomFrom::new(room.clone(), 99, u64::MAX)];
+        let frame = Bytes::from(SubscribeFrame { rooms }.encode());
+        let asker = pair.asker();
+        let input = ServiceInput::SubscribeRequested { asker, user: Some(who.user()), frame };
+        pair.input(A, input);
+        pair.subscribed.iter().find(|s| s.1 == asker).expect("opened").2
+    };
+    let (bobs, cats) = (follow(&mut pair, &bob), follow(&mut pair, &cat));
+    let notice = SignedTyping::sign(
+        &ann,
+        &TypingBody { room: room.clone(), active: true, issued_at_ms: START_MS },
+    );
+    assert_eq!(pair.ask(A, &ann, ClientRequest::Typing(notice)), ClientResponse::TypingTaken);
+    let typing = |pair: &mut Pair, subscription| {
+        let service = pair.services.get_mut(&A).expect("A");
+        std::iter::from_fn(|| service.poll_live(subscription))
+            .any(|f| matches!(f, LiveFrame::Typing { .. }))
+    };
+    assert!(typing(&mut pair, cats), "cat sees ann typing");
+    assert!(!typing(&mut pair, bobs), "bob, whom ann blocks, does not");
+}
