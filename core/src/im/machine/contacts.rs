@@ -5,7 +5,7 @@
 //! sees who wrote and the first message in their requests, not in their
 //! rooms, until they accept (or reply, which accepts). Until then the room
 //! does not count toward the recipient's room limit, and the sender may
-//! place at most [`limits::REQUEST_MESSAGES_MAX`] messages in it. So no
+//! place at most [`crate::limits::REQUEST_MESSAGES_MAX`] messages in it. So no
 //! number of strangers can fill a user's rooms.
 //!
 //! Blocking is private: a blocked user's commands succeed as they would
@@ -20,7 +20,6 @@ use crate::im::identity::UserId;
 use crate::im::protocol::{
     ContactsView, EntryKind, ImError, Page, Receipt, Relation, RequestInfo, RoomEntry, RoomId,
 };
-use crate::limits;
 use std::collections::BTreeSet;
 
 impl ImMachine {
@@ -83,10 +82,7 @@ impl ImMachine {
             return Err(ImError::NoSuchRequest);
         }
         let room = RoomId::direct(ctx.author, user);
-        let waiting =
-            self.state.rooms.get(&room).is_some_and(|r| {
-                r.members.contains_key(&user) && !r.members.contains_key(&ctx.author)
-            });
+        let waiting = self.is_member(&room, user) && !self.is_member(&room, ctx.author);
         // Every check before the first change: a refused command changes nothing.
         if waiting {
             self.require_room_slot(ctx.author)?;
@@ -163,9 +159,7 @@ impl ImMachine {
         self.require_registered(other)?;
         let me = ctx.author;
         let id = RoomId::direct(me, other);
-        let member =
-            |m: &Self, user| m.state.rooms.get(&id).is_some_and(|r| r.members.contains_key(&user));
-        if member(self, me) && member(self, other) {
+        if self.is_member(&id, me) && self.is_member(&id, other) {
             return Ok(id);
         }
         if me == other {
@@ -182,7 +176,8 @@ impl ImMachine {
         let open =
             accepting || (self.social.are_contacts(me, other) && !self.social.blocks(other, me));
         let entering: Vec<UserId> = if open { vec![me, other] } else { vec![me] };
-        let entering: Vec<UserId> = entering.into_iter().filter(|u| !member(self, *u)).collect();
+        let entering: Vec<UserId> =
+            entering.into_iter().filter(|u| !self.is_member(&id, *u)).collect();
         // Every check before the first change: a refused message changes nothing.
         for user in &entering {
             self.require_room_slot(*user)?;
@@ -224,30 +219,16 @@ impl ImMachine {
         Ok(())
     }
 
-    /// Refuses when `user` belongs to as many rooms as they may.
-    fn require_room_slot(&self, user: UserId) -> Result<(), ImError> {
-        if self.state.rooms_of(user) >= limits::ROOMS_PER_USER_MAX {
-            return Err(ImError::LimitReached("rooms per user".into()));
-        }
-        Ok(())
-    }
-
     /// Puts `user` into the direct room `id` (creating it), with a
     /// `Joined` entry, within their room limit.
     fn enter_direct(&mut self, ctx: &mut Ctx, id: &RoomId, user: UserId) -> Result<(), ImError> {
-        if self.state.rooms.get(id).is_some_and(|r| r.members.contains_key(&user)) {
+        if self.is_member(id, user) {
             return Ok(());
         }
         self.require_room_slot(user)?;
-        let room = self
-            .state
-            .rooms
-            .entry(id.clone())
-            .or_insert_with(|| super::state::Room::new(String::new(), None));
-        room.departed.remove(&user);
-        room.members.insert(user, crate::im::protocol::Role::Member);
-        self.state.join_index(user, id);
-        self.append(ctx, id, EntryKind::Joined { user });
+        let direct = || super::state::Room::new(String::new(), None);
+        self.state.rooms.entry(id.clone()).or_insert_with(direct);
+        self.admit(ctx, id, user);
         Ok(())
     }
 
@@ -280,12 +261,14 @@ pub(super) fn hide_blocked(hidden: &BTreeSet<UserId>, mut page: Page) -> Page {
     page
 }
 
-/// `user`'s contacts, requests and blocks.
+/// `user`'s contacts, requests (but those of the senders in `hidden`: the
+/// users it blocks, unless a bug switch says otherwise) and blocks.
 pub(super) fn contacts_view(
     state: &ImState,
     social: &Social,
     store: &dyn HistoryStore,
     user: UserId,
+    hidden: &BTreeSet<UserId>,
 ) -> Result<ContactsView, HistoryError> {
     let name = |u: &UserId| state.users.get(u).map_or_else(String::new, |r| r.name.clone());
     let named = |u: &UserId| (*u, name(u));
@@ -297,10 +280,9 @@ pub(super) fn contacts_view(
         messages: r.messages,
         first,
     };
-    let blocked = social.blocked_by(user);
     let mut incoming = Vec::new();
     for (from, r) in social.requests_to(user) {
-        if r.declined || blocked.contains(&from) {
+        if r.declined || hidden.contains(&from) {
             continue;
         }
         let first = first_message(store, from, user, r)?;
@@ -310,7 +292,7 @@ pub(super) fn contacts_view(
         contacts: social.contacts_of(user).iter().map(named).collect(),
         incoming,
         outgoing: social.requests_from(user).map(|(to, r)| info(to, r, None)).collect(),
-        blocked: blocked.iter().map(named).collect(),
+        blocked: social.blocked_by(user).iter().map(named).collect(),
     })
 }
 

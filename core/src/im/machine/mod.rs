@@ -340,17 +340,12 @@ impl StateMachine for ImMachine {
 
     fn query(&self, query: &ImQuery) -> QueryResult {
         if bug_on!(self, show_blocked_requests) && query.kind == QueryKind::Contacts {
-            let mut unblocking = self.social.clone();
-            for user in self.social.blocked_by(query.as_user).clone() {
-                unblocking.unblock(query.as_user, user);
-            }
-            let mut shown = queries::answer(&self.state, &unblocking, self.history.as_ref(), query);
-            if let Ok(QueryReply::Contacts(view)) = &mut shown {
-                let blocked = self.social.blocked_by(query.as_user).iter();
-                view.blocked =
-                    blocked.map(|u| (*u, self.user_name(*u).unwrap_or("").into())).collect();
-            }
-            return shown;
+            let (nobody, store) = (std::collections::BTreeSet::new(), self.history.as_ref());
+            let view =
+                contacts::contacts_view(&self.state, &self.social, store, query.as_user, &nobody);
+            return Ok(QueryReply::Contacts(
+                view.map_err(|e| ImError::Unavailable(e.to_string()))?,
+            ));
         }
         queries::answer(&self.state, &self.social, self.history.as_ref(), query)
     }

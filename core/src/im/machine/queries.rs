@@ -54,7 +54,7 @@ pub(super) fn answer(
             Ok(QueryReply::Unread(unread(state, store, user, hidden).map_err(unavailable)?))
         }
         QueryKind::Contacts => Ok(QueryReply::Contacts(
-            contacts_view(state, social, store, user).map_err(unavailable)?,
+            contacts_view(state, social, store, user, hidden).map_err(unavailable)?,
         )),
         QueryKind::Invites => Ok(QueryReply::Invites(invites(state, social, user))),
         QueryKind::ReadPositions { room } => {

@@ -43,10 +43,16 @@ impl ImMachine {
         }
     }
 
-    fn require_room_capacity(&self, user: UserId, room: &Room) -> Result<(), ImError> {
+    /// Refuses when `user` belongs to as many rooms as they may.
+    pub(super) fn require_room_slot(&self, user: UserId) -> Result<(), ImError> {
         if self.state.rooms_of(user) >= limits::ROOMS_PER_USER_MAX {
             return Err(ImError::LimitReached("rooms per user".into()));
         }
+        Ok(())
+    }
+
+    fn require_room_capacity(&self, user: UserId, room: &Room) -> Result<(), ImError> {
+        self.require_room_slot(user)?;
         if room.members.len() >= limits::MEMBERS_PER_ROOM_MAX {
             return Err(ImError::LimitReached("members per room".into()));
         }
@@ -66,9 +72,7 @@ impl ImMachine {
         if self.state.rooms.contains_key(&id) {
             return Err(ImError::RoomExists(name.to_string()));
         }
-        if self.state.rooms_of(ctx.author) >= limits::ROOMS_PER_USER_MAX {
-            return Err(ImError::LimitReached("rooms per user".into()));
-        }
+        self.require_room_slot(ctx.author)?;
         // Last of the checks: a refused creation costs no token.
         self.rates.take(ctx.author, RateKind::RoomCreation, ctx.now_ms)?;
         let mut room = Room::new(name.to_string(), Some(visibility));
@@ -117,13 +121,18 @@ impl ImMachine {
             return Err(ImError::NotInvited);
         }
         self.require_room_capacity(user, r)?;
-        let r = self.state.rooms.get_mut(room).expect("checked");
-        r.invited.remove(&user);
+        self.end_invitation(room, user);
+        Ok(self.admit(ctx, room, user))
+    }
+
+    /// `user` becomes a member of `room` (which exists), with a `Joined`
+    /// entry: joining a group room, or entering a direct one.
+    pub(super) fn admit(&mut self, ctx: &mut Ctx, room: &RoomId, user: UserId) -> Receipt {
+        let r = self.state.rooms.get_mut(room).expect("the caller made sure the room exists");
         r.departed.remove(&user);
         r.members.insert(user, Role::Member);
-        self.social.uninvited(user, room);
         self.state.join_index(user, room);
-        Ok(self.append(ctx, room, EntryKind::Joined { user }))
+        self.append(ctx, room, EntryKind::Joined { user })
     }
 
     /// The author turns down an invitation to `room`. Nothing is
@@ -133,26 +142,30 @@ impl ImMachine {
         if !r.invited.contains(&ctx.author) {
             return Err(ImError::NotInvited);
         }
-        self.state.rooms.get_mut(room).expect("checked").invited.remove(&ctx.author);
-        self.social.uninvited(ctx.author, room);
+        self.end_invitation(room, ctx.author);
         Ok(Receipt::InviteDeclined { room: room.clone() })
+    }
+
+    /// `user`'s invitation to `room`, if any, ends: in the room and in the
+    /// invitation index alike.
+    fn end_invitation(&mut self, room: &RoomId, user: UserId) {
+        if let Some(r) = self.state.rooms.get_mut(room) {
+            r.invited.remove(&user);
+        }
+        self.social.uninvited(user, room);
     }
 
     pub(super) fn leave(&mut self, ctx: &mut Ctx, room: &RoomId) -> Result<Receipt, ImError> {
         // Direct rooms may be left too (a message from a contact, or an
-        // accepted request, opens them again).
+        // accepted request, opens them again); they have no owners.
         let r = self.room(room)?;
-        if r.is_direct() {
-            r.role_of(ctx.author)?;
-            self.leave_direct(ctx, room);
-            let receipt = self.append(ctx, room, EntryKind::Left { user: ctx.author });
-            self.remove_from_room(room, ctx.author);
-            return Ok(receipt);
-        }
         let user = ctx.author;
         let role = r.role_of(user)?;
         if role == Role::Owner && !r.has_other_owner(user) && r.members.len() > 1 {
             return Err(ImError::LastOwner);
+        }
+        if r.is_direct() {
+            self.leave_direct(ctx, room);
         }
         let receipt = self.append(ctx, room, EntryKind::Left { user });
         self.remove_from_room(room, user);
@@ -207,10 +220,9 @@ impl ImMachine {
         if is_member {
             self.remove_from_room(room, user);
         }
+        self.end_invitation(room, user);
         let r = self.state.rooms.get_mut(room).expect("checked");
-        r.invited.remove(&user);
         r.banned.insert(user);
-        self.social.uninvited(user, room);
         if !is_member {
             // A non-member banned from a public room loses read access here.
             let seq = r.last_seq;
