@@ -21,6 +21,11 @@ pub struct Cli {
     /// Print one JSON object per line, for scripts.
     #[arg(long, global = true)]
     pub json: bool,
+    /// Multicast DNS on the local network: a client finds replicas run with
+    /// `kith node --mdns` (tried before any configured address; no config
+    /// needed); a replica answers such clients and learns peers' addresses.
+    #[arg(long, global = true)]
+    pub mdns: bool,
     /// Log format on stderr (RUST_LOG sets the level).
     #[arg(long, global = true, value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -319,9 +324,6 @@ pub struct NodeArgs {
     /// Also run a relay server for peers behind NAT.
     #[arg(long)]
     pub relay_server: bool,
-    /// Discover peers on the local network by mDNS.
-    #[arg(long)]
-    pub mdns: bool,
     /// Applied entries between snapshots (log compaction).
     #[arg(long, default_value_t = 10_000)]
     pub snapshot_every: u64,

@@ -68,7 +68,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command.clone() {
         Command::Dev(args) => dev::run(&cli, args).await,
         Command::Init(args) => replica_commands::init(&cli, &args),
-        Command::Node(args) => replica_commands::node(args).await,
+        Command::Node(args) => replica_commands::node(args, cli.mdns).await,
         Command::Cluster(c) => replica_commands::cluster(&cli, c).await,
         Command::Id(c) => user_commands::id(&cli, c),
         Command::File(c) => file_commands::run(&cli, c).await,

@@ -44,7 +44,7 @@ fn parse_addr(text: &str) -> Result<Multiaddr> {
 }
 
 /// Runs a replica until SIGINT or SIGTERM.
-pub async fn node(args: NodeArgs) -> Result<()> {
+pub async fn node(args: NodeArgs, mdns: bool) -> Result<()> {
     let mut options = ReplicaOptions::new(args.dir.clone());
     options.listen = args.listen.iter().map(|a| parse_addr(a)).collect::<Result<_>>()?;
     options.mode = if args.bootstrap {
@@ -60,11 +60,8 @@ pub async fn node(args: NodeArgs) -> Result<()> {
         .map(|p| p.parse::<PeerId>().with_context(|| format!("--admin {p:?} is not a PeerId")))
         .collect::<Result<_>>()?;
     options.metrics = args.metrics;
-    options.swarm = SwarmOptions {
-        relay_server: args.relay_server,
-        mdns: args.mdns,
-        ..SwarmOptions::default()
-    };
+    options.swarm =
+        SwarmOptions { relay_server: args.relay_server, mdns, ..SwarmOptions::default() };
     if args.snapshot_every == 0 {
         bail!("--snapshot-every must be at least 1");
     }

@@ -8,7 +8,10 @@ use kith_core::im::protocol::{Operation, QueryKind, QueryReply, Receipt, RoomId,
 use kith_core::wire::client_protocol::CommandOutcome;
 use kith_io_tokio::client::Client;
 use kith_io_tokio::key_file::KeyFile;
+use kith_io_tokio::net::discovery::discover_clusters;
+use libp2p::Multiaddr;
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 /// A user's connection to the cluster.
 pub struct Session {
@@ -18,12 +21,39 @@ pub struct Session {
     names: BTreeMap<UserId, String>,
 }
 
-/// Connects to the first reachable replica of those configured.
+/// How long `--mdns` listens for replicas before giving up.
+const DISCOVERY_WAIT: Duration = Duration::from_secs(5);
+
+/// Connects to the first reachable replica of those found (`--mdns`) and
+/// configured.
 pub async fn connect_as(cli: &Cli, key: &KeyFile) -> Result<Client> {
     let home = settings::home(cli.home.as_deref());
     let config = settings::load_config(&home)?;
-    let addrs = settings::node_addrs(cli.node.as_deref(), &config)?;
+    let discovered = if cli.mdns { discovered_replicas().await? } else { Vec::new() };
+    let addrs = settings::node_addrs(cli.node.as_deref(), &config, discovered)?;
     Ok(Client::connect_any(key, addrs).await?)
+}
+
+/// The replicas of the one cluster found by mDNS (none found is not an
+/// error while an address is configured; two clusters found is).
+async fn discovered_replicas() -> Result<Vec<Multiaddr>> {
+    let mut clusters = discover_clusters(DISCOVERY_WAIT).await?;
+    if clusters.len() > 1 {
+        let each: Vec<String> =
+            clusters.iter().map(|c| format!("  --node {}", c.replicas[0])).collect();
+        bail!(
+            "{} kith clusters answered on this network; pick one with --node (or KITH_NODE):\n{}",
+            clusters.len(),
+            each.join("\n")
+        );
+    }
+    let Some(cluster) = clusters.pop() else {
+        tracing::warn!(
+            "no replica answered mDNS within {DISCOVERY_WAIT:?}: is one running with `kith node --mdns` on this network, listening on a LAN address or 0.0.0.0?"
+        );
+        return Ok(Vec::new());
+    };
+    Ok(cluster.replicas)
 }
 
 impl Session {

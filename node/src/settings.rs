@@ -50,23 +50,26 @@ pub fn save_config(home: &Path, config: &ClientConfig) -> Result<()> {
     std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))
 }
 
-/// The replica addresses to try.
-pub fn node_addrs(flag: Option<&str>, config: &ClientConfig) -> Result<Vec<Multiaddr>> {
+/// The replica addresses to try: those `discovered` on the local network
+/// first, then the flag's, `KITH_NODE`'s or the config's.
+pub fn node_addrs(
+    flag: Option<&str>,
+    config: &ClientConfig,
+    discovered: Vec<Multiaddr>,
+) -> Result<Vec<Multiaddr>> {
     let listed: Vec<String> =
         match flag.map(str::to_string).or_else(|| std::env::var("KITH_NODE").ok()) {
             Some(one) => vec![one],
             None => config.nodes.clone(),
         };
-    if listed.is_empty() {
-        bail!("no node address: pass --node MULTIADDR, set KITH_NODE, or start `kith dev` (it writes a config)");
+    if listed.is_empty() && discovered.is_empty() {
+        bail!("no node address: pass --node MULTIADDR, set KITH_NODE, start `kith dev` (it writes a config), or find a replica on the local network with --mdns");
     }
-    listed
-        .iter()
-        .map(|a| {
-            a.parse::<Multiaddr>()
-                .with_context(|| format!("{a:?} is not a multiaddr (e.g. /ip4/127.0.0.1/tcp/7001)"))
-        })
-        .collect()
+    let configured = listed.iter().map(|a| {
+        a.parse::<Multiaddr>()
+            .with_context(|| format!("{a:?} is not a multiaddr (e.g. /ip4/127.0.0.1/tcp/7001)"))
+    });
+    discovered.into_iter().map(Ok).chain(configured).collect()
 }
 
 /// Validates a local key name (also the file name).

@@ -4,6 +4,7 @@
 pub mod behaviour;
 pub mod codec;
 pub mod directory;
+pub mod discovery;
 pub mod incoming;
 pub mod read_budget;
 pub mod source_budget;
