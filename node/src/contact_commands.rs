@@ -121,33 +121,31 @@ async fn request_line(s: &mut Session, r: &RequestInfo) -> String {
 
 async fn view_json(s: &mut Session, view: &ContactsView) -> Value {
     let user = |(id, name): &(kith_core::im::identity::UserId, String)| json!({ "user": id.to_string(), "name": name });
-    let mut requests = Vec::new();
-    for list in [&view.incoming, &view.outgoing] {
-        let mut items = Vec::new();
-        for r in list {
-            let first = match &r.first {
-                Some(entry) => Some(render::describe(s, entry).await),
-                None => None,
-            };
-            items.push(json!({
-                "user": r.user.to_string(),
-                "name": r.name,
-                "at_ms": r.at_ms,
-                "expires_at_ms": r.expires_at_ms,
-                "messages": r.messages,
-                "first": first,
-            }));
-        }
-        requests.push(items);
-    }
-    let outgoing = requests.pop().unwrap_or_default();
-    let incoming = requests.pop().unwrap_or_default();
     json!({
         "contacts": view.contacts.iter().map(user).collect::<Vec<_>>(),
-        "incoming": incoming,
-        "outgoing": outgoing,
+        "incoming": requests_json(s, &view.incoming).await,
+        "outgoing": requests_json(s, &view.outgoing).await,
         "blocked": view.blocked.iter().map(user).collect::<Vec<_>>(),
     })
+}
+
+async fn requests_json(s: &mut Session, list: &[RequestInfo]) -> Vec<Value> {
+    let mut items = Vec::new();
+    for r in list {
+        let first = match &r.first {
+            Some(entry) => Some(render::describe(s, entry).await),
+            None => None,
+        };
+        items.push(json!({
+            "user": r.user.to_string(),
+            "name": r.name,
+            "at_ms": r.at_ms,
+            "expires_at_ms": r.expires_at_ms,
+            "messages": r.messages,
+            "first": first,
+        }));
+    }
+    items
 }
 
 async fn reads(cli: &Cli, s: &mut Session, room: &str) -> Result<()> {
