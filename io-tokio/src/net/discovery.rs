@@ -55,8 +55,7 @@ pub struct FoundCluster {
 }
 
 /// The clusters whose replicas answered on the local network within
-/// `wait` (sooner once one has answered), in the order they answered.
-/// Empty when none did.
+/// `wait` (sooner once one has answered). Empty when none did.
 pub async fn discover_clusters(wait: Duration) -> Result<Vec<FoundCluster>, DiscoveryError> {
     let options = SwarmOptions { mdns: true, ..SwarmOptions::default() };
     let key = libp2p::identity::Keypair::generate_ed25519();
@@ -160,25 +159,73 @@ impl Search {
         }
     }
 
-    /// A replica that answered a status, filed with the cluster it is a
-    /// member of (or that counts it as one).
-    fn confirm(&mut self, peer: PeerId, members: BTreeSet<NodeId>) -> bool {
+    /// A replica that answered a status, filed with every cluster it is a
+    /// member of or that counts it as one (merged into one: a replica still
+    /// joining may know no members yet, while its leader knows it).
+    fn confirm(&mut self, peer: PeerId, mut members: BTreeSet<NodeId>) -> bool {
         let Some(addr) = self.reached.get(&peer) else { return false };
         let mut addr = addr.clone();
         if !matches!(addr.iter().last(), Some(Protocol::P2p(_))) {
             addr.push(Protocol::P2p(peer));
         }
         tracing::info!(%peer, %addr, "found a replica by mDNS");
-        let id = node_id_of(&peer);
-        let same =
-            |c: &&mut FoundCluster| c.members.contains(&id) || !c.members.is_disjoint(&members);
-        match self.clusters.iter_mut().find(same) {
-            Some(cluster) => {
-                cluster.replicas.push(addr);
-                cluster.members.extend(members);
-            }
-            None => self.clusters.push(FoundCluster { replicas: vec![addr], members }),
-        }
+        members.insert(node_id_of(&peer));
+        file_replica(&mut self.clusters, addr, members);
         true
+    }
+}
+
+/// Files a replica (at `addr`, counting `members`, itself among them) with
+/// every cluster that shares a member with it, merged into one (a replica
+/// still joining may know no members yet, while its leader knows it).
+/// Clusters stay pairwise disjoint.
+fn file_replica(clusters: &mut Vec<FoundCluster>, addr: Multiaddr, members: BTreeSet<NodeId>) {
+    let mut merged = FoundCluster { replicas: Vec::new(), members };
+    let mut kept = Vec::new();
+    for cluster in std::mem::take(clusters) {
+        if cluster.members.is_disjoint(&merged.members) {
+            kept.push(cluster);
+        } else {
+            merged.replicas.extend(cluster.replicas);
+            merged.members.extend(cluster.members);
+        }
+    }
+    merged.replicas.push(addr);
+    kept.push(merged);
+    *clusters = kept;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(n: u64) -> NodeId {
+        NodeId(n)
+    }
+
+    fn addr(port: u16) -> Multiaddr {
+        format!("/ip4/192.0.2.2/tcp/{port}").parse().unwrap()
+    }
+
+    #[test]
+    fn a_joiner_that_knows_no_members_is_filed_with_its_leader() {
+        let mut clusters = Vec::new();
+        file_replica(&mut clusters, addr(1), [id(1)].into());
+        file_replica(&mut clusters, addr(3), [id(3)].into());
+        assert_eq!(clusters.len(), 2, "nothing ties them yet");
+        file_replica(&mut clusters, addr(2), [id(1), id(2), id(3)].into());
+        assert_eq!(clusters.len(), 1);
+        assert_eq!(clusters[0].replicas, vec![addr(1), addr(3), addr(2)]);
+    }
+
+    #[test]
+    fn two_clusters_stay_two() {
+        let mut clusters = Vec::new();
+        file_replica(&mut clusters, addr(1), [id(1), id(2)].into());
+        file_replica(&mut clusters, addr(7), [id(7)].into());
+        file_replica(&mut clusters, addr(2), [id(1), id(2)].into());
+        assert_eq!(clusters.len(), 2);
+        let sizes: Vec<usize> = clusters.iter().map(|c| c.replicas.len()).collect();
+        assert_eq!(sizes, vec![1, 2]);
     }
 }
