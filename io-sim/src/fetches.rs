@@ -173,8 +173,8 @@ impl<S: Ord + Clone> Fetches<S> {
                         };
                         step.requests.push((source, self.next, request.encode()));
                     }
-                    Output::Write { id, offset, data } => {
-                        match blobs.write(now, rng, file, id, offset, data.clone()) {
+                    Output::Write { id, offset, data, hash_pairs } => {
+                        match blobs.write(now, rng, file, id, offset, data.clone(), hash_pairs) {
                             Ok(()) => step.written.push((file, offset, data)),
                             Err(full) => {
                                 let reason = full.to_string();

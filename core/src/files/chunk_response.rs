@@ -5,6 +5,7 @@
 //! other part of the file at hand.
 
 use super::geometry::Geometry;
+use super::hash_pairs::HashPairs;
 use crate::limits::{CHUNK_GROUP_BYTES, CHUNK_RESPONSE_BYTES_MAX};
 use bao_tree::io::outboard::PostOrderOutboard;
 use bao_tree::io::sync::{encode_ranges_validated, DecodeResponseIter, ReadAt};
@@ -28,7 +29,8 @@ pub struct ChunkResponse {
 }
 
 /// Groups that decoded and matched the root: `data` is their bytes, in
-/// order, starting at byte `offset` of the file.
+/// order, starting at byte `offset` of the file, and `hash_pairs` the
+/// parent pairs that proved them, placed for the outboard.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VerifiedGroups {
     /// The groups.
@@ -37,6 +39,8 @@ pub struct VerifiedGroups {
     pub offset: u64,
     /// Their bytes.
     pub data: Bytes,
+    /// The pairs that proved them.
+    pub hash_pairs: HashPairs,
 }
 
 /// Why a response (or the whole of it) was refused; nothing of a refused
@@ -198,12 +202,13 @@ impl ChunkResponse {
         let ranges = geometry.chunk_ranges(&got);
         let mut reader = Cursor::new(&self.encoded[..]);
         let mut data = BytesMut::with_capacity((bytes.end - bytes.start) as usize);
+        let mut parents = Vec::new();
         let items =
             DecodeResponseIter::new(geometry.file().hash(), geometry.tree(), &mut reader, &ranges);
         for item in items {
             let at = bytes.start + data.len() as u64;
             match item.map_err(|e| refusal(e, at))? {
-                BaoContentItem::Parent(_) => {}
+                BaoContentItem::Parent(parent) => parents.push(parent),
                 BaoContentItem::Leaf(leaf) => {
                     // The pre-order walk yields a contiguous range's groups in order.
                     assert_eq!(leaf.offset, at, "bao-tree yields leaves in order");
@@ -220,7 +225,8 @@ impl ChunkResponse {
             bytes.end - bytes.start,
             "a complete decode covers its range"
         );
-        Ok(VerifiedGroups { groups: got, offset: bytes.start, data: data.freeze() })
+        let hash_pairs = HashPairs::placed(geometry, parents);
+        Ok(VerifiedGroups { groups: got, offset: bytes.start, data: data.freeze(), hash_pairs })
     }
 }
 

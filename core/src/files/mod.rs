@@ -13,6 +13,7 @@ pub mod download;
 mod file_id;
 mod geometry;
 mod group_set;
+mod hash_pairs;
 mod offer;
 mod outboard;
 
@@ -21,6 +22,7 @@ pub use download::Download;
 pub use file_id::{FileId, FileIdError};
 pub use geometry::Geometry;
 pub use group_set::GroupSet;
+pub use hash_pairs::{top_pair_matches, HashPairs, HASH_PAIR_BYTES};
 pub use offer::{Offer, OfferDecision, OfferFull};
 pub use outboard::{build_outboard, outboard_of, OutboardError};
 

@@ -22,6 +22,10 @@ pub enum OutboardError {
     /// the data is shorter than the file).
     #[error("building the hash tree failed: {0}")]
     Io(#[from] std::io::Error),
+    /// The hash tree assembled from the responses' pairs does not reach
+    /// the file's root (a pair was never written).
+    #[error("the hash tree assembled on arrival does not hash to the file's root")]
+    Unassembled,
 }
 
 /// Reads `data` (exactly the file's size in bytes) and writes its

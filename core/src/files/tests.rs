@@ -142,4 +142,45 @@ proptest! {
         let short = ChunkResponse { encoded: honest.encoded.slice(..honest.encoded.len() - cut), ..honest.clone() };
         prop_assert!(short.decode(&geometry, &groups).is_err());
     }
+
+    /// Responses that tile a file, cut anywhere and taken from any point on,
+    /// bring every pair of its outboard: landed, they are the outboard a
+    /// pass over the data builds, and its top pair hashes to the root.
+    #[test]
+    fn the_pairs_of_responses_that_tile_a_file_are_its_outboard(
+        size in prop_oneof![Just(2 * G), Just(2 * G + 1), Just(17 * G), 1..200 * G],
+        cuts in prop::collection::vec(1u64..=crate::limits::GROUPS_PER_REQUEST_MAX, 1..64),
+        order: prop::sample::Index,
+    ) {
+        let data = content(size, 4);
+        let (geometry, outboard) = stored(&data);
+        let n = geometry.groups();
+        let mut ranges = Vec::new();
+        let mut start = 0;
+        for len in cuts.iter().cycle() {
+            if start == n {
+                break;
+            }
+            let end = (start + len).min(n);
+            ranges.push(start..end);
+            start = end;
+        }
+        let first = order.index(ranges.len());
+        ranges.rotate_left(first);
+        let mut assembled = vec![0; outboard.len()];
+        for groups in ranges {
+            let response = ChunkResponse::encode(&geometry, groups.clone(), &data[..], &outboard[..])
+                .expect("a sound copy serves");
+            let verified = response.decode(&geometry, &groups).expect("an honest response decodes");
+            verified.hash_pairs.land(&mut assembled);
+        }
+        prop_assert!(assembled == outboard, "the assembled outboard differs");
+        if let Some(at) = assembled.len().checked_sub(HASH_PAIR_BYTES) {
+            let top: &[u8; HASH_PAIR_BYTES] = assembled[at..].try_into().expect("64 bytes");
+            prop_assert!(top_pair_matches(&geometry, top));
+            let mut wrong = *top;
+            wrong[0] ^= 1;
+            prop_assert!(!top_pair_matches(&geometry, &wrong));
+        }
+    }
 }

@@ -12,8 +12,8 @@
 use super::disk::{DiskConfig, DiskFull};
 use crate::files::download::{ProgressError, WriteId};
 use crate::files::{
-    build_outboard, ChunkResponse, Download, FileId, FileIdError, Geometry, OutboardError,
-    ServeError,
+    build_outboard, top_pair_matches, ChunkResponse, Download, FileId, FileIdError, Geometry,
+    HashPairs, OutboardError, ServeError, HASH_PAIR_BYTES,
 };
 use crate::rng::SeededRng;
 use crate::time::Instant;
@@ -24,7 +24,7 @@ use std::ops::Range;
 /// What a pending operation does when it lands.
 #[derive(Debug)]
 enum Op {
-    Write { id: WriteId, offset: u64, data: Bytes },
+    Write { id: WriteId, offset: u64, data: Bytes, hash_pairs: HashPairs },
     Save(Bytes),
 }
 
@@ -57,6 +57,8 @@ pub enum BlobCompletion {
 #[derive(Debug, Default)]
 struct Partial {
     data: Vec<u8>,
+    /// The hash tree as the writes' pairs assemble it.
+    outboard: Vec<u8>,
     progress: Option<Bytes>,
 }
 
@@ -115,8 +117,10 @@ impl SimBlobStore {
         self.pending.back().map_or(due, |last| due.max(last.due))
     }
 
-    /// Starts a verified write (`Output::Write`); it lands, synced, after a
-    /// latency. A full disk refuses it and nothing of it lands.
+    /// Starts a verified write (`Output::Write`: the data and its hash
+    /// pairs); it lands, synced, after a latency. A full disk refuses it
+    /// and nothing of it lands.
+    #[allow(clippy::too_many_arguments)]
     pub fn write(
         &mut self,
         now: Instant,
@@ -125,6 +129,7 @@ impl SimBlobStore {
         id: WriteId,
         offset: u64,
         data: Bytes,
+        hash_pairs: HashPairs,
     ) -> Result<(), DiskFull> {
         if self.full {
             return Err(DiskFull);
@@ -132,7 +137,7 @@ impl SimBlobStore {
         let due = self.due(now, rng);
         self.pending.push_back(Pending {
             file,
-            op: Op::Write { id, offset, data },
+            op: Op::Write { id, offset, data, hash_pairs },
             due,
             reported: true,
         });
@@ -159,8 +164,11 @@ impl SimBlobStore {
             let p = self.pending.pop_front().expect("front exists");
             let Some(partial) = self.partial.get_mut(&p.file) else { continue };
             match p.op {
-                Op::Write { id, offset, data } => {
+                Op::Write { id, offset, data, hash_pairs } => {
                     land(&mut partial.data, offset, &data);
+                    for (at, pairs) in hash_pairs.runs() {
+                        land(&mut partial.outboard, at, pairs);
+                    }
                     if p.reported {
                         done.push(BlobCompletion::Written { file: p.file, id });
                     }
@@ -186,18 +194,25 @@ impl SimBlobStore {
         }
     }
 
-    /// After `Output::Completed`: builds the hash tree over the bytes
-    /// landed, which checks the root again, and makes the copy complete.
-    /// Bytes that are not the file discard the partial copy.
+    /// After `Output::Completed`: the hash tree the writes' pairs
+    /// assembled, its top pair checked against the root, makes the copy
+    /// complete (the data is not read again). A tree that does not reach
+    /// the root discards the partial copy.
     pub fn finish(&mut self, file: FileId) -> Result<(), OutboardError> {
         let geometry = Geometry::new(file).map_err(|e| {
             OutboardError::Io(std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))
         })?;
         let mut partial = self.partial.remove(&file).unwrap_or_default();
         partial.data.resize(file.size_bytes as usize, 0);
-        let mut outboard = Vec::new();
-        build_outboard(&geometry, &partial.data[..], &mut outboard)?;
-        self.complete.insert(file, Complete { data: partial.data, outboard });
+        partial.outboard.resize(geometry.outboard_bytes() as usize, 0);
+        if let Some(at) = partial.outboard.len().checked_sub(HASH_PAIR_BYTES) {
+            let top = partial.outboard[at..].try_into().expect("64 bytes");
+            if !top_pair_matches(&geometry, top) {
+                return Err(OutboardError::Unassembled);
+            }
+        }
+        let (data, outboard) = (partial.data, partial.outboard);
+        self.complete.insert(file, Complete { data, outboard });
         Ok(())
     }
 
@@ -242,6 +257,7 @@ impl SimBlobStore {
     /// torn (a prefix of its blocks), as a real disk may.
     pub fn crash(&mut self, rng: &mut SeededRng) {
         if let Some(first) = self.pending.pop_front() {
+            // A torn write lands a prefix of its data, none of its pairs.
             if let (Op::Write { offset, data, .. }, true) =
                 (&first.op, rng.chance(self.config.tear_on_crash))
             {

@@ -110,7 +110,7 @@ impl World {
                     assert!(self.geometry.contains(&groups), "asked outside the file");
                     self.asked.insert(id, groups);
                 }
-                Output::Write { id, offset, data } => {
+                Output::Write { id, offset, data, .. } => {
                     let at = offset as usize;
                     assert_eq!(&data[..], &self.content[at..at + data.len()], "wrote a wrong byte");
                     let first = offset / CHUNK_GROUP_BYTES;

@@ -16,7 +16,7 @@ use crate::net::codec::{read_frame, write_frame};
 use crate::storage::{BlobError, BlobStore, PartialBlob};
 use bytes::Bytes;
 use kith_core::files::download::{DownloadError, Input, Output, Progress, RequestId, WriteId};
-use kith_core::files::FileId;
+use kith_core::files::{FileId, HashPairs};
 use kith_core::limits::CHUNK_REQUEST_TIMEOUT_MS;
 use kith_core::time::DriverClock;
 use kith_core::wire::chunk_protocol::{ChunkAnswer, ChunkRequest, CHUNK_ANSWER_FRAME_BYTES_MAX};
@@ -114,8 +114,8 @@ pub async fn fetch(
                 }
                 // The worker outlives every job sent to it (it stops when
                 // `jobs` is dropped), so a send cannot fail.
-                Output::Write { id, offset, data } => {
-                    let _ = jobs.send(DiskJob::Write { id, offset, data });
+                Output::Write { id, offset, data, hash_pairs } => {
+                    let _ = jobs.send(DiskJob::Write { id, offset, data, hash_pairs });
                 }
                 Output::SaveProgress { bytes } => {
                     let _ = jobs.send(DiskJob::Save(bytes));
@@ -175,8 +175,8 @@ impl Fact {
     }
 }
 
-/// After the download completed and every write finished: builds the
-/// hash tree (the root checked once more) and moves the blob into place.
+/// After the download completed and every write finished: checks the
+/// assembled hash tree's top pair and moves the blob into place.
 async fn finish(store: &BlobStore, partial: Arc<PartialBlob>) -> Result<(), FetchError> {
     let partial = Arc::into_inner(partial).expect("every write has finished");
     let store = store.clone();
@@ -212,7 +212,7 @@ async fn ask(
 
 /// Disk work for the worker, in the order the download asked for it.
 enum DiskJob {
-    Write { id: WriteId, offset: u64, data: Bytes },
+    Write { id: WriteId, offset: u64, data: Bytes, hash_pairs: HashPairs },
     Save(Bytes),
 }
 
@@ -233,8 +233,8 @@ fn disk_worker(
         let mut saves = Vec::new();
         for job in batch {
             match job {
-                DiskJob::Write { id, offset, data } => {
-                    written.push((id, partial.write_unsynced(offset, &data)));
+                DiskJob::Write { id, offset, data, hash_pairs } => {
+                    written.push((id, partial.write_unsynced(offset, &data, &hash_pairs)));
                 }
                 DiskJob::Save(bytes) => saves.push(bytes),
             }

@@ -26,9 +26,9 @@
 //!     while let Some(out) = d.poll_output() {
 //!         match out {
 //!             Output::Request { id, source, groups } => ask(source, id, groups),
-//!             Output::Write { id, offset, data } => write_sync_then(Input::Written { id }),
+//!             Output::Write { id, offset, data, hash_pairs } => write_sync_then(Input::Written { id }),
 //!             Output::SaveProgress { bytes } => replace_atomically_then(Input::ProgressSaved), // or SaveFailed
-//!             Output::Completed => return finish(),    // build the outboard: the root re-checks
+//!             Output::Completed => return finish(),    // the outboard is whole: its top pair re-checks
 //!             Output::Failed(e) => return Err(e),
 //!         }
 //!     }
@@ -336,6 +336,7 @@ impl<S: Ord + Clone> Download<S> {
             id: write,
             offset: verified.offset,
             data: verified.data,
+            hash_pairs: verified.hash_pairs,
         });
         Ok(())
     }

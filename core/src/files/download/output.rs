@@ -1,6 +1,7 @@
 //! The commands a download gives its driver, and why a download stops.
 
 use super::{RequestId, WriteId};
+use crate::files::HashPairs;
 use bytes::Bytes;
 use std::ops::Range;
 
@@ -17,8 +18,8 @@ pub enum Output<S> {
         /// Which groups.
         groups: Range<u64>,
     },
-    /// Write verified `data` at `offset`, sync it, then report
-    /// [`Input::Written`].
+    /// Write verified `data` at `offset` and `hash_pairs` into the copy's
+    /// outboard, sync both, then report [`Input::Written`].
     Write {
         /// Names the write in the report.
         id: WriteId,
@@ -26,6 +27,8 @@ pub enum Output<S> {
         offset: u64,
         /// The bytes.
         data: Bytes,
+        /// The parent pairs that proved them, for the outboard.
+        hash_pairs: HashPairs,
     },
     /// Replace the saved progress record with `bytes` (atomically: write,
     /// sync, rename), then report [`Input::ProgressSaved`].

@@ -149,7 +149,7 @@ impl World {
                     self.sent_to.insert(id, source);
                     self.answer(source, id, groups);
                 }
-                Output::Write { id, offset, data } => {
+                Output::Write { id, offset, data, .. } => {
                     let expected = &self.data[offset as usize..offset as usize + data.len()];
                     assert_eq!(&data[..], expected, "a write holds exactly the file's bytes");
                     self.unsynced.push((id, offset, data));

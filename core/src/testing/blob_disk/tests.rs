@@ -55,8 +55,8 @@ fn drive(
                     let response = r.expect("sound");
                     d.handle_input(now, Input::Answered { id, response }).expect("verifies");
                 }
-                Output::Write { id, offset, data } => {
-                    store.write(now, rng, file, id, offset, data).expect("room");
+                Output::Write { id, offset, data, hash_pairs } => {
+                    store.write(now, rng, file, id, offset, data, hash_pairs).expect("room");
                 }
                 Output::SaveProgress { bytes } => store.save_progress(now, rng, file, bytes),
                 Output::Completed => return (asked, true),
@@ -144,14 +144,19 @@ fn a_full_store_refuses_and_a_removed_file_takes_nothing_pending() {
     store.full = true;
     let now = Instant::from_millis(1);
     let bytes = Bytes::copy_from_slice(&data[..G as usize]);
-    assert_eq!(store.write(now, &mut rng, file, WriteId(0), 0, bytes.clone()), Err(DiskFull));
+    assert_eq!(
+        store.write(now, &mut rng, file, WriteId(0), 0, bytes.clone(), HashPairs::default()),
+        Err(DiskFull)
+    );
     store.full = false;
-    store.write(now, &mut rng, file, WriteId(1), 0, bytes).expect("room again");
+    store
+        .write(now, &mut rng, file, WriteId(1), 0, bytes, HashPairs::default())
+        .expect("room again");
     store.remove(file);
     assert!(store.complete_due(now + Duration::from_secs(1)).is_empty(), "landed nowhere");
-    // Bytes that are not the file never become a complete copy.
+    // A hash tree that does not reach the root never becomes a complete copy.
     let (_d, _) = store.start::<u8>(file).expect("in range");
-    assert!(matches!(store.finish(file), Err(OutboardError::Mismatch { .. })));
+    assert!(matches!(store.finish(file), Err(OutboardError::Unassembled)));
     assert!(!store.has(file));
 }
 
@@ -164,7 +169,9 @@ fn a_gone_downloads_writes_land_unreported_and_a_removed_files_never_land() {
     let (_first, _) = store.start::<u8>(file).expect("small");
     let now = Instant::from_millis(1);
     let data = Bytes::from(source.data[..G as usize].to_vec());
-    store.write(now, &mut rng, file, WriteId(1), 0, data.clone()).expect("room");
+    store
+        .write(now, &mut rng, file, WriteId(1), 0, data.clone(), HashPairs::default())
+        .expect("room");
     store.save_progress(now, &mut rng, file, Bytes::from_static(b"record"));
     // Its download failed: a new one of the same file must not hear of
     // the old one's write 1 or record.
@@ -175,7 +182,7 @@ fn a_gone_downloads_writes_land_unreported_and_a_removed_files_never_land() {
     assert_eq!(store.partial[&file].data[..G as usize], source.data[..G as usize]);
     // Removed with writes pending: they land nowhere, even if it is
     // fetched again before they were due.
-    store.write(later, &mut rng, file, WriteId(2), G, data).expect("room");
+    store.write(later, &mut rng, file, WriteId(2), G, data, HashPairs::default()).expect("room");
     store.remove(file);
     let (_third, _) = store.start::<u8>(file).expect("small");
     assert_eq!(store.complete_due(Instant::from_millis(20_000)), Vec::new());

@@ -5,6 +5,8 @@
 //!
 //! Layout, under the store's directory:
 //! - `partial/<id>/data`: the content being fetched, written at offsets.
+//! - `partial/<id>/outboard`: its hash tree, assembled from the pairs
+//!   that proved each group on arrival (synced with the groups).
 //! - `partial/<id>/progress`: the core's progress record (replaced
 //!   atomically: written beside, synced, renamed, directory synced).
 //! - `complete/<id>/data` and `complete/<id>/outboard`: a finished blob and
@@ -14,11 +16,15 @@
 //! A blob moves from `partial` to `complete` by one directory rename, after
 //! its data and outboard are synced: a crash leaves either a partial blob
 //! (resumed from its record) or a complete one, never a half-finished one.
+//! A fetched blob's data is not read again to finish it: every group and
+//! every pair was checked against the root on arrival, and every read of
+//! the complete copy checks them again.
 
 use bytes::Bytes;
 use kith_core::files::download::ProgressError;
 use kith_core::files::{
-    build_outboard, ChunkResponse, Download, FileId, Geometry, OutboardError, ServeError,
+    build_outboard, top_pair_matches, ChunkResponse, Download, FileId, Geometry, HashPairs,
+    OutboardError, ServeError, HASH_PAIR_BYTES,
 };
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, Write};
@@ -63,6 +69,7 @@ pub struct PartialBlob {
     file: FileId,
     dir: PathBuf,
     data: File,
+    outboard: File,
 }
 
 fn io_at(path: &Path) -> impl FnOnce(io::Error) -> BlobError + '_ {
@@ -148,21 +155,25 @@ impl BlobStore {
     ) -> Result<(Download<S>, PartialBlob, Option<ProgressError>), BlobError> {
         let dir = self.partial_dir(file);
         fs::create_dir_all(&dir).map_err(io_at(&dir))?;
-        let data_path = dir.join("data");
-        let data = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .write(true)
-            .open(&data_path)
-            .map_err(io_at(&data_path))?;
+        let open = |name: &str| {
+            let path = dir.join(name);
+            let mut options = OpenOptions::new();
+            options.create(true).truncate(false).read(true).write(true);
+            options.open(&path).map_err(io_at(&path))
+        };
+        // A partial blob from before outboards were assembled on arrival
+        // has groups without their pairs: it starts over.
+        let assembling = dir.join("outboard").is_file();
+        let data = open("data")?;
+        let outboard = open("outboard")?;
         let saved = match fs::read(dir.join("progress")) {
+            Ok(_) if !assembling => None,
             Ok(saved) => Some(saved),
             Err(e) if e.kind() == io::ErrorKind::NotFound => None,
             Err(e) => return Err(BlobError::Io { path: dir.join("progress"), source: e }),
         };
         let (download, damaged) = Download::resume_or_new(file, saved.as_deref())?;
-        Ok((download, PartialBlob { file, dir, data }, damaged))
+        Ok((download, PartialBlob { file, dir, data, outboard }, damaged))
     }
 
     /// Encodes `groups` of a complete blob, checking them against the root:
@@ -222,23 +233,36 @@ impl BlobStore {
 }
 
 impl PartialBlob {
-    /// Writes verified bytes at `offset` and syncs them (the core's
-    /// `Output::Write`; report `Input::Written` after, or `WriteFailed`).
-    pub fn write(&self, offset: u64, data: &[u8]) -> Result<(), BlobError> {
-        self.write_unsynced(offset, data)?;
+    /// Writes verified bytes at `offset` and the pairs that proved them,
+    /// and syncs them (the core's `Output::Write`; report `Input::Written`
+    /// after, or `WriteFailed`).
+    pub fn write(&self, offset: u64, data: &[u8], pairs: &HashPairs) -> Result<(), BlobError> {
+        self.write_unsynced(offset, data, pairs)?;
         self.sync()
     }
 
-    /// Writes verified bytes at `offset` without syncing: they are durable
-    /// (and may be reported `Written`) only after a later [`Self::sync`].
-    pub fn write_unsynced(&self, offset: u64, data: &[u8]) -> Result<(), BlobError> {
+    /// Writes verified bytes at `offset` and their pairs without syncing:
+    /// they are durable (and may be reported `Written`) only after a later
+    /// [`Self::sync`].
+    pub fn write_unsynced(
+        &self,
+        offset: u64,
+        data: &[u8],
+        pairs: &HashPairs,
+    ) -> Result<(), BlobError> {
         let path = self.dir.join("data");
-        self.data.write_all_at(data, offset).map_err(io_at(&path))
+        self.data.write_all_at(data, offset).map_err(io_at(&path))?;
+        for (at, bytes) in pairs.runs() {
+            let path = self.dir.join("outboard");
+            self.outboard.write_all_at(bytes, at).map_err(io_at(&path))?;
+        }
+        Ok(())
     }
 
     /// Makes every write so far durable (one sync for a batch of writes).
     pub fn sync(&self) -> Result<(), BlobError> {
-        self.data.sync_data().map_err(io_at(&self.dir.join("data")))
+        self.data.sync_data().map_err(io_at(&self.dir.join("data")))?;
+        self.outboard.sync_data().map_err(io_at(&self.dir.join("outboard")))
     }
 
     /// Replaces the progress record (the core's `Output::SaveProgress`):
@@ -252,32 +276,26 @@ impl PartialBlob {
         sync_dir(&self.dir)
     }
 
-    /// After `Output::Completed`: builds the hash tree from the bytes on
-    /// disk, which checks the root once more, syncs it and moves the blob
-    /// into the complete store. Bytes that are not the file (the disk
-    /// changed them under us) discard the partial blob.
+    /// After `Output::Completed`: checks that the hash tree assembled on
+    /// arrival reaches the root (its top pair), syncs it and moves the
+    /// blob into the complete store. A tree that does not reach the root
+    /// discards the partial blob.
     pub fn finish(self, store: &BlobStore) -> Result<(), BlobError> {
         let geometry = Geometry::new(self.file)?;
         let data_path = self.dir.join("data");
-        self.data.set_len(self.file.size_bytes).map_err(io_at(&data_path))?;
         let outboard_path = self.dir.join("outboard");
-        let mut outboard =
-            io::BufWriter::new(File::create(&outboard_path).map_err(io_at(&outboard_path))?);
-        let reader = BufReader::with_capacity(
-            256 * 1024,
-            File::open(&data_path).map_err(io_at(&data_path))?,
-        );
-        if let Err(e) = build_outboard(&geometry, reader, &mut outboard) {
-            let _ = fs::remove_dir_all(&self.dir);
-            return Err(match e {
-                OutboardError::Io(source) => BlobError::Io { path: data_path, source },
-                mismatch => BlobError::NotTheFile(mismatch),
-            });
+        self.data.set_len(self.file.size_bytes).map_err(io_at(&data_path))?;
+        let outboard_bytes = geometry.outboard_bytes();
+        self.outboard.set_len(outboard_bytes).map_err(io_at(&outboard_path))?;
+        if let Some(at) = outboard_bytes.checked_sub(HASH_PAIR_BYTES as u64) {
+            let mut top = [0; HASH_PAIR_BYTES];
+            self.outboard.read_exact_at(&mut top, at).map_err(io_at(&outboard_path))?;
+            if !top_pair_matches(&geometry, &top) {
+                let _ = fs::remove_dir_all(&self.dir);
+                return Err(BlobError::NotTheFile(OutboardError::Unassembled));
+            }
         }
-        let outboard = outboard
-            .into_inner()
-            .map_err(|e| BlobError::Io { path: outboard_path.clone(), source: e.into_error() })?;
-        outboard.sync_all().map_err(io_at(&outboard_path))?;
+        self.outboard.sync_all().map_err(io_at(&outboard_path))?;
         self.data.sync_all().map_err(io_at(&data_path))?;
         let _ = fs::remove_file(self.dir.join("progress"));
         let target = store.complete_dir(self.file);

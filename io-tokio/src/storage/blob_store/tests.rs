@@ -58,11 +58,11 @@ fn drive(
                 let response = source.serve(groups);
                 d.handle_input(now, Input::Answered { id, response }).unwrap();
             }
-            Output::Write { id, offset, data } => {
+            Output::Write { id, offset, data, hash_pairs } => {
                 if stop_after.is_some_and(|n| saves >= n) {
                     return (asked, false);
                 }
-                partial.write(offset, &data).unwrap();
+                partial.write(offset, &data, &hash_pairs).unwrap();
                 d.handle_input(now, Input::Written { id }).unwrap();
             }
             Output::SaveProgress { bytes } => {
@@ -104,6 +104,8 @@ fn a_download_lands_whole_resumes_after_a_crash_and_serves_checked_bytes() {
     assert!(store.has(file));
     let stored = fs::read(store.complete_dir(file).join("data")).unwrap();
     assert!(stored == source.data, "byte-identical");
+    let tree = fs::read(store.complete_dir(file).join("outboard")).unwrap();
+    assert!(tree == source.outboard, "the tree assembled on arrival is the file's");
 
     // Served bytes verify at the receiver; a damaged copy is not served.
     let response = store.read(file, 3..7).unwrap();
@@ -134,12 +136,41 @@ fn a_damaged_record_starts_over_and_wrong_bytes_are_never_completed() {
     assert!(damaged.is_some(), "the damage is reported");
     assert_eq!(d.progress().durable_bytes, 0, "and the fetch starts over");
 
-    // Bytes changed on disk after they were verified are caught at the end.
+    // A hash tree whose top pair was never written is not completed.
     let mut d = d;
     drive(&source, &mut d, &partial, None);
-    partial.data.write_all_at(b"X", 7).unwrap();
-    assert!(matches!(partial.finish(&store), Err(BlobError::NotTheFile(_))));
+    let top = source.outboard.len() as u64 - HASH_PAIR_BYTES as u64;
+    partial.outboard.write_all_at(&[0; HASH_PAIR_BYTES], top).unwrap();
+    assert!(matches!(
+        partial.finish(&store),
+        Err(BlobError::NotTheFile(OutboardError::Unassembled))
+    ));
     assert!(!store.has(file));
+
+    // Bytes changed on disk after they were verified complete the copy
+    // (it is not read again), and are caught by the first read of them.
+    let (mut d, partial, _) = store.start::<u8>(file).unwrap();
+    drive(&source, &mut d, &partial, None);
+    partial.data.write_all_at(b"X", 7).unwrap();
+    partial.finish(&store).unwrap();
+    assert!(matches!(store.read(file, 0..2), Err(ServeError::Damaged { offset: 0 })));
+    store.read(file, 1..20).unwrap();
+}
+
+#[test]
+fn a_partial_blob_from_before_assembled_outboards_starts_over() {
+    let store = BlobStore::open(scratch("old-partial")).unwrap();
+    let source = Memory::new(content(40 * G));
+    let file = source.geometry.file();
+    let (mut d, partial, _) = store.start::<u8>(file).unwrap();
+    drive(&source, &mut d, &partial, Some(2));
+    drop((d, partial));
+    fs::remove_file(store.partial_dir(file).join("outboard")).unwrap();
+    let (mut d, partial, _) = store.start::<u8>(file).unwrap();
+    assert_eq!(d.progress().durable_bytes, 0, "its groups lack their pairs");
+    assert!(drive(&source, &mut d, &partial, None).1);
+    partial.finish(&store).unwrap();
+    assert!(store.holds_intact(file).unwrap());
 }
 
 #[test]
