@@ -302,6 +302,16 @@ pub const UPLOADS_MAX: usize = 64;
 /// See [`UPLOADS_MAX`].
 pub const UPLOADS_PER_USER_MAX: usize = 2;
 
+/// How long a replica holds a `StoreFile`'s "still storing" answer, in
+/// ms, so that the client hears the moment its content is stored rather
+/// than when it next asks. Below every client's attempt timeout (the
+/// simulated clients' is 800 ms), so a held answer is never given up on.
+pub const STORE_WAIT_MS: u64 = 500;
+/// `StoreFile` answers one replica holds at once (beyond, "still
+/// storing" is answered at once).
+pub const STORE_WAITS_MAX: usize = 256;
+const _: () = assert!(STORE_WAITS_MAX >= UPLOADS_MAX * UPLOADS_PER_USER_MAX);
+
 /// Entries that may refer to one file's content at once.
 pub const FILE_REFERENCES_MAX: usize = 100_000;
 

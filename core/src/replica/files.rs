@@ -16,7 +16,9 @@
 //! - A client uploads by asking a replica to store a content
 //!   (`StoreFile`): the replica fetches it from the client (and from any
 //!   replica that holds it), within the user's quota and a bound on
-//!   uploads, and answers `FileStored` once the log records it as a holder.
+//!   uploads, and answers `FileStored` once the log records it as a holder
+//!   (a client that asks meanwhile is answered when that changes, or after
+//!   a short wait: `store_waits`).
 //! - Every [`FILE_SWEEP_INTERVAL_MS`] the replica looks through a part of
 //!   the referenced contents for ones it lacks (after a restart, a fetch
 //!   that gave up, a copy lost with its disk) and fetches them, at most
@@ -204,10 +206,11 @@ impl ReplicaService {
 
     /// The driver gave up fetching `file` (no source could serve it, or
     /// its disk failed); a later holder record or sweep starts it again. A
-    /// failed upload is remembered for its uploader's next `StoreFile`.
+    /// failed upload is told to the clients waiting on it, else remembered
+    /// for its uploader's next `StoreFile`.
     pub(super) fn on_fetch_failed(&mut self, file: FileId, reason: String) {
         self.fetching.remove(&file);
-        if self.uploading.remove(&file).is_some() {
+        if self.uploading.remove(&file).is_some() && !self.answer_store_failed(file, &reason) {
             let remembered = Duration::from_millis(UPLOAD_FAILURE_REMEMBERED_MS);
             self.upload_failures.forget_older_than(self.now, remembered);
             self.upload_failures.insert(self.now, file, reason);
@@ -225,6 +228,7 @@ impl ReplicaService {
         for event in events {
             match event {
                 ImEvent::FileReleased { file } => {
+                    self.answer_store_released(*file);
                     self.unrecorded.remove(*file);
                     self.fetching.remove(file);
                     self.uploading.remove(file);
@@ -234,6 +238,7 @@ impl ReplicaService {
                 ImEvent::FileHeld { file, holder } => {
                     if self.identity.as_ref().is_some_and(|me| me.user() == *holder) {
                         self.unrecorded.remove(*file);
+                        self.answer_stored(*file);
                     }
                     self.fetch_if_needed(*file, false);
                 }

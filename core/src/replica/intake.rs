@@ -51,7 +51,10 @@ impl ReplicaService {
             ClientRequest::Presence(announcement) => self.take_presence(&announcement, Some(user)),
             ClientRequest::PresenceOf(users) => self.presence_of(&users, user),
             ClientRequest::Typing(notice) => self.take_typing(&notice, Some(user)),
-            ClientRequest::StoreFile(file) => self.store_file(file, user),
+            ClientRequest::StoreFile(file) => match self.store_file(file, user) {
+                ClientResponse::FileStoring(file) => return self.wait_for_store(asker, file),
+                other => other,
+            },
         };
         self.answer(asker, response);
     }

@@ -55,6 +55,7 @@ mod live;
 mod output;
 mod peers;
 pub mod presence;
+mod store_waits;
 pub mod subscriptions;
 mod topic;
 pub mod typing;
@@ -148,6 +149,7 @@ pub struct ReplicaService {
     /// where the last look stopped.
     file_sweep: files::Sweep,
     file_sends: file_sends::FileSends,
+    store_waits: store_waits::StoreWaits,
     /// When this replica last knew a leader (or started).
     leader_known_at: Instant,
     #[cfg(feature = "bug-switches")]
@@ -193,6 +195,7 @@ impl ReplicaService {
             file_sweep: files::Sweep::starting(now),
             unrecorded: file_notes::FileNotes::new(limits::FILE_SWEEP_FILES_MAX),
             file_sends: file_sends::FileSends::default(),
+            store_waits: store_waits::StoreWaits::default(),
             leader_known_at: now,
             #[cfg(feature = "bug-switches")]
             bugs: config.bugs,
@@ -268,6 +271,7 @@ impl ReplicaService {
         }
         self.presence.expire(now);
         self.expire_file_sends();
+        self.expire_store_waits();
         self.sweep_files(now);
     }
 
@@ -288,6 +292,7 @@ impl ReplicaService {
             self.node.poll_timeout(),
             self.presence.poll_timeout(),
             self.file_sends_timeout(),
+            self.store_waits_timeout(),
             Some(self.file_sweep.due),
         ]
         .into_iter()

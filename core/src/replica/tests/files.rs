@@ -189,49 +189,82 @@ fn a_file_send_is_answered_once_its_content_is_on_a_majority() {
     assert!(matches!(pair.client_answer(again), ClientResponse::Applied(o) if o.duplicate));
 }
 
+/// Asks `at` to store `file` for `who`; the asker (its answer may wait).
+fn ask_store(pair: &mut Pair, at: NodeId, who: &Identity, file: FileId) -> AskerId {
+    let asker = pair.asker();
+    let request = ClientRequest::StoreFile(file);
+    let frame = Bytes::from(RequestFrame { request_id: 7, request }.encode());
+    pair.input(at, ServiceInput::ClientRequested { asker, user: Some(who.user()), frame });
+    asker
+}
+
+/// Lets a held `StoreFile` answer run out: "still storing".
+fn wait_out(pair: &mut Pair, asker: AskerId) -> ClientResponse {
+    assert!(!pair.answered(asker), "answered at once: {:?}", pair.client_answer(asker));
+    tick(pair, limits::STORE_WAIT_MS);
+    pair.client_answer(asker)
+}
+
 #[test]
 fn a_client_uploads_by_asking_a_replica_to_store_what_it_serves() {
     let Keyed { mut pair, a, alice, .. } = keyed_with_alice(None);
     let file = FileId::of(b"upload");
-    let store = |pair: &mut Pair, file| pair.ask(a, &alice, ClientRequest::StoreFile(file));
+    let store = |pair: &mut Pair, file| ask_store(pair, a, &alice, file);
 
-    assert_eq!(store(&mut pair, file), ClientResponse::FileStoring(file));
+    let first = store(&mut pair, file);
     let from_alice = |o: &ServiceOutput| {
         matches!(o, ServiceOutput::FetchFile { sources, .. }
             if *sources == vec![FileSource::Client(alice.user())])
     };
     assert_eq!(pair.took(a, from_alice), 1);
+    // The answer waits a while for the content, then says "still storing".
+    assert_eq!(wait_out(&mut pair, first), ClientResponse::FileStoring(file));
     // Asking again while it is fetched starts nothing new.
-    assert_eq!(store(&mut pair, file), ClientResponse::FileStoring(file));
+    let again = store(&mut pair, file);
     assert_eq!(pair.took(a, |o| matches!(o, ServiceOutput::FetchFile { .. })), 1);
     // A second upload of the same user is taken; a third waits.
     let (second, third) = (FileId::of(b"second"), FileId::of(b"third"));
-    assert_eq!(store(&mut pair, second), ClientResponse::FileStoring(second));
-    assert_eq!(store(&mut pair, third), ClientResponse::Busy);
-    // Stored: the replica says so in the log, then answers FileStored.
+    let second_asked = store(&mut pair, second);
+    let third_asked = store(&mut pair, third);
+    assert_eq!(pair.client_answer(third_asked), ClientResponse::Busy);
+    // Stored: the replica says so in the log, and the waiting ask hears
+    // the moment the log records it.
     pair.input(a, ServiceInput::BlobStored { file });
-    assert_eq!(store(&mut pair, file), ClientResponse::FileStored(file));
-    assert_eq!(store(&mut pair, third), ClientResponse::FileStoring(third));
+    assert_eq!(pair.client_answer(again), ClientResponse::FileStored(file));
+    let stored = store(&mut pair, file);
+    assert_eq!(pair.client_answer(stored), ClientResponse::FileStored(file));
+    let third_again = store(&mut pair, third);
+    assert_eq!(wait_out(&mut pair, third_again), ClientResponse::FileStoring(third));
     // Larger than any file: refused with the reason.
     let huge = FileId { root: [1; 32], size_bytes: limits::FILE_BYTES_MAX + 1 };
+    let too_large = store(&mut pair, huge);
     assert!(matches!(
-        store(&mut pair, huge),
+        pair.client_answer(too_large),
         ClientResponse::StoreRefused(ImError::BadFile(FileInfoError::TooLarge { .. }))
     ));
 
-    // The disk filled up under an upload: the uploader is told why, once
-    // (nothing was acknowledged); asking again starts over.
+    // The disk filled up under an upload: the waiting uploader is told
+    // why, once (nothing was acknowledged); asking again starts over.
+    // (The second's first ask ran out meanwhile.)
+    assert_eq!(pair.client_answer(second_asked), ClientResponse::FileStoring(second));
+    let waiting = store(&mut pair, second);
     let reason = "blob store at /d: No space left on device (os error 28)".to_string();
     pair.input(a, ServiceInput::FetchFailed { file: second, reason: reason.clone() });
-    assert_eq!(
-        store(&mut pair, second),
-        ClientResponse::StoreRefused(ImError::StoreFailed { reason })
-    );
-    assert_eq!(store(&mut pair, second), ClientResponse::FileStoring(second));
+    let refused = ClientResponse::StoreRefused(ImError::StoreFailed { reason: reason.clone() });
+    assert_eq!(pair.client_answer(waiting), refused);
+    let over = store(&mut pair, second);
+    assert_eq!(wait_out(&mut pair, over), ClientResponse::FileStoring(second));
+    // Failed with nobody waiting: the next ask is told.
+    pair.input(a, ServiceInput::FetchFailed { file: second, reason: reason.clone() });
+    let told = store(&mut pair, second);
+    assert_eq!(pair.client_answer(told), refused);
     // A failure nobody asked about within the minute is forgotten.
+    let gone = store(&mut pair, second);
+    wait_out(&mut pair, gone);
     pair.input(a, ServiceInput::FetchFailed { file: second, reason: "gone".into() });
     pair.now = pair.now + std::time::Duration::from_millis(limits::UPLOAD_FAILURE_REMEMBERED_MS);
-    assert_eq!(store(&mut pair, second), ClientResponse::FileStoring(second));
+    let later = store(&mut pair, second);
+    assert_eq!(wait_out(&mut pair, later), ClientResponse::FileStoring(second));
 }
 
 #[test]
