@@ -2,6 +2,7 @@
 //! `register`, `room`, `send`, `dm`, `history`, `tail`, `inbox`,
 //! `presence`, `chat`, `file`, `contacts`, `block`, `reads`) and the one-command local cluster (`dev`).
 
+mod allocator;
 mod cli;
 mod contact_commands;
 mod dev;
@@ -21,6 +22,7 @@ use cli::{Cli, Command, LogFormat};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    allocator::tune();
     let cli = Cli::parse();
     init_tracing(cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
