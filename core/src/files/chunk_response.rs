@@ -170,7 +170,11 @@ impl ChunkResponse {
             tree: geometry.tree(),
             data: outboard,
         };
-        let mut encoded = Vec::new();
+        // The groups' bytes and their pairs: one per group inside the
+        // range, and the path up to the root (at most 64 levels).
+        let bytes = geometry.groups_bytes(&groups);
+        let pairs = (groups.end - groups.start + 64) * crate::files::HASH_PAIR_BYTES as u64;
+        let mut encoded = Vec::with_capacity((bytes.end - bytes.start + pairs) as usize);
         encode(outboard, &geometry.chunk_ranges(&groups), &mut encoded)?;
         Ok(ChunkResponse {
             first_group: groups.start,

@@ -12,7 +12,7 @@
 //! so a fetch stopped anywhere resumes from what is on disk.
 
 use crate::net::behaviour::CHUNKS_PROTOCOL;
-use crate::net::codec::{read_frame, write_frame};
+use crate::net::codec::{read_answer_frame, write_frame};
 use crate::storage::{BlobError, BlobStore, PartialBlob};
 use bytes::Bytes;
 use kith_core::files::download::{DownloadError, Input, Output, Progress, RequestId, WriteId};
@@ -198,7 +198,7 @@ async fn ask(
     let exchange = async {
         let mut stream = control.open_stream(peer, CHUNKS_PROTOCOL).await.ok()?;
         write_frame(&mut stream, &request.encode()).await.ok()?;
-        read_frame(&mut stream, CHUNK_ANSWER_FRAME_BYTES_MAX).await.ok()
+        read_answer_frame(&mut stream, CHUNK_ANSWER_FRAME_BYTES_MAX).await.ok()
     };
     let limit = Duration::from_millis(CHUNK_REQUEST_TIMEOUT_MS);
     let frame = tokio::time::timeout(limit, exchange).await.ok().flatten();

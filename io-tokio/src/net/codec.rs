@@ -48,6 +48,30 @@ pub async fn read_frame<T: AsyncRead + Unpin>(io: &mut T, max_bytes: usize) -> i
     Ok(read_frame_within(io, max_bytes, &READ_BUDGET, None).await?.0)
 }
 
+/// Reads one length-prefixed frame that answers a request of this side's,
+/// at most `max_bytes`, into one buffer allocated whole once its length is
+/// read. An answer's size is bounded by the request and this side bounds
+/// its requests in flight, so there is no slow sender to guard against by
+/// reserving as bytes arrive (as [`read_frame`] does), and a chunk answer
+/// is not copied four times over as its buffer regrows.
+pub async fn read_answer_frame<T: AsyncRead + Unpin>(
+    io: &mut T,
+    max_bytes: usize,
+) -> io::Result<Vec<u8>> {
+    let mut len = [0u8; 4];
+    io.read_exact(&mut len).await?;
+    let len = u32::from_be_bytes(len) as usize;
+    if len > max_bytes {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("frame of {len} bytes exceeds the limit of {max_bytes}"),
+        ));
+    }
+    let mut buf = vec![0; len];
+    io.read_exact(&mut buf).await?;
+    Ok(buf)
+}
+
 /// [`read_frame`] against `budget`, charged to the connection `account`;
 /// returns the frame and what it holds of the budget.
 pub async fn read_frame_within<'a, T: AsyncRead + Unpin>(
@@ -176,6 +200,10 @@ mod tests {
             );
             let mut cursor = futures::io::Cursor::new(buf[..6].to_vec());
             assert!(read_frame(&mut cursor, 5).await.is_err());
+            let mut answer = futures::io::Cursor::new(b"\0\0\0\x05hello\0\0\0\x09".to_vec());
+            assert_eq!(read_answer_frame(&mut answer, 5).await.unwrap(), b"hello");
+            let over = read_answer_frame(&mut answer, 8).await.unwrap_err();
+            assert_eq!(over.kind(), io::ErrorKind::InvalidData);
         });
     }
 
