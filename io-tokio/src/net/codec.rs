@@ -50,10 +50,12 @@ pub async fn read_frame<T: AsyncRead + Unpin>(io: &mut T, max_bytes: usize) -> i
 
 /// Reads one length-prefixed frame that answers a request of this side's,
 /// at most `max_bytes`, into one buffer allocated whole once its length is
-/// read. An answer's size is bounded by the request and this side bounds
-/// its requests in flight, so there is no slow sender to guard against by
-/// reserving as bytes arrive (as [`read_frame`] does), and a chunk answer
-/// is not copied four times over as its buffer regrows.
+/// read, so a chunk answer is not copied four times over as its buffer
+/// regrows (as [`read_frame`]'s, reserved as bytes arrive, is). Its whole
+/// length is taken from [`READ_BUDGET`] at once, before allocating: the
+/// answers being read stay within the process's budget however many
+/// requests are out, and a source that declares an answer and trickles it
+/// holds no more than that until the request times out.
 pub async fn read_answer_frame<T: AsyncRead + Unpin>(
     io: &mut T,
     max_bytes: usize,
@@ -67,6 +69,8 @@ pub async fn read_answer_frame<T: AsyncRead + Unpin>(
             format!("frame of {len} bytes exceeds the limit of {max_bytes}"),
         ));
     }
+    let mut hold = READ_BUDGET.hold(None);
+    hold.grow(len)?;
     let mut buf = vec![0; len];
     io.read_exact(&mut buf).await?;
     Ok(buf)
