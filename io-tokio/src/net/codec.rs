@@ -60,15 +60,7 @@ pub async fn read_answer_frame<T: AsyncRead + Unpin>(
     io: &mut T,
     max_bytes: usize,
 ) -> io::Result<Vec<u8>> {
-    let mut len = [0u8; 4];
-    io.read_exact(&mut len).await?;
-    let len = u32::from_be_bytes(len) as usize;
-    if len > max_bytes {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("frame of {len} bytes exceeds the limit of {max_bytes}"),
-        ));
-    }
+    let len = read_length(io, max_bytes).await?;
     let mut hold = READ_BUDGET.hold(None);
     hold.grow(len)?;
     let mut buf = vec![0; len];
@@ -84,15 +76,7 @@ pub async fn read_frame_within<'a, T: AsyncRead + Unpin>(
     budget: &'a ReadBudget,
     account: Option<Arc<Account>>,
 ) -> io::Result<(Vec<u8>, Hold<'a>)> {
-    let mut len = [0u8; 4];
-    io.read_exact(&mut len).await?;
-    let len = u32::from_be_bytes(len) as usize;
-    if len > max_bytes {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("frame of {len} bytes exceeds the limit of {max_bytes}"),
-        ));
-    }
+    let len = read_length(io, max_bytes).await?;
     let mut hold = budget.hold(account);
     let mut buf = Vec::new();
     while buf.len() < len {
@@ -104,6 +88,21 @@ pub async fn read_frame_within<'a, T: AsyncRead + Unpin>(
         io.read_exact(&mut buf[start..]).await?;
     }
     Ok((buf, hold))
+}
+
+/// Reads a frame's length prefix, refusing one over `max_bytes` before
+/// anything is allocated for it.
+async fn read_length<T: AsyncRead + Unpin>(io: &mut T, max_bytes: usize) -> io::Result<usize> {
+    let mut len = [0u8; 4];
+    io.read_exact(&mut len).await?;
+    let len = u32::from_be_bytes(len) as usize;
+    if len > max_bytes {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("frame of {len} bytes exceeds the limit of {max_bytes}"),
+        ));
+    }
+    Ok(len)
 }
 
 /// The length prefix of `frame`: 4 bytes, big-endian.
