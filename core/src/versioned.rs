@@ -33,17 +33,12 @@ pub enum VersionedError {
 
 /// Encodes `value` behind `version`.
 pub fn encode<T: Serialize>(version: u16, value: &T) -> Vec<u8> {
-    // Written once into a buffer of its size: a chunk answer or a Raft
-    // batch is neither copied from a second buffer nor as one regrows.
-    let size =
-        postcard::experimental::serialized_size(value).expect("kith's formats always encode");
-    let out = Vec::with_capacity(size + VERSION_BYTES_MAX);
-    let out = postcard::to_extend(&version, out).expect("u16 encodes");
+    // Written into one buffer, after the version: not into a second one
+    // and copied. A large byte field (a chunk answer's groups) lands in one
+    // growth of the buffer to its size; no pass is spent measuring first.
+    let out = postcard::to_extend(&version, Vec::new()).expect("u16 encodes");
     postcard::to_extend(value, out).expect("kith's formats always encode")
 }
-
-/// A version's bytes at most (a varint u16).
-const VERSION_BYTES_MAX: usize = 3;
 
 /// Decodes a value of version `supported`; returns it and the bytes after it.
 pub fn decode<T: DeserializeOwned>(
