@@ -55,11 +55,6 @@ impl HashPairs {
         self.runs.iter().map(|(at, bytes)| (*at, &bytes[..]))
     }
 
-    /// Whether there are none (a file of one group has no parents).
-    pub fn is_empty(&self) -> bool {
-        self.runs.is_empty()
-    }
-
     /// Writes the pairs into an in-memory outboard of `geometry`'s size.
     pub fn land(&self, outboard: &mut [u8]) {
         for (at, bytes) in self.runs() {
