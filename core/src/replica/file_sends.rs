@@ -7,6 +7,7 @@
 //! which is a duplicate, and waits again.
 
 use super::asker::{Asker, AskerId};
+use super::held_answers::HeldAnswers;
 use super::ReplicaService;
 use crate::files::FileId;
 use crate::ids::NodeId;
@@ -22,14 +23,8 @@ use std::time::Duration;
 pub(super) struct FileSends {
     /// Client askers whose command is a `SendFile`, and its file.
     sending: BTreeMap<AskerId, FileId>,
-    /// Answers held: file -> (asker, answer, give up at).
-    held: BTreeMap<FileId, Vec<(Asker, ClientResponse, Instant)>>,
-}
-
-impl FileSends {
-    fn held_count(&self) -> usize {
-        self.held.values().map(Vec::len).sum()
-    }
+    /// The answers held.
+    held: HeldAnswers<ClientResponse>,
 }
 
 impl ReplicaService {
@@ -37,7 +32,7 @@ impl ReplicaService {
     /// too many are noted (the client is told to back off, so that no
     /// send is ever answered before its content is stored).
     pub(super) fn note_file_send(&mut self, asker: AskerId, file: FileId) -> bool {
-        let pending = self.file_sends.sending.len() + self.file_sends.held_count();
+        let pending = self.file_sends.sending.len() + self.file_sends.held.len();
         if pending >= limits::FILE_SENDS_PENDING_MAX {
             return false;
         }
@@ -55,9 +50,9 @@ impl ReplicaService {
             return false;
         }
         // Noted and held together are bounded where they are noted.
-        debug_assert!(self.file_sends.held_count() < limits::FILE_SENDS_PENDING_MAX);
+        debug_assert!(self.file_sends.held.len() < limits::FILE_SENDS_PENDING_MAX);
         let until = self.now + Duration::from_millis(limits::FILE_STORED_WAIT_MS);
-        self.file_sends.held.entry(file).or_default().push((asker, response.clone(), until));
+        self.file_sends.held.hold(file, asker, response.clone(), until);
         true
     }
 
@@ -78,11 +73,10 @@ impl ReplicaService {
     /// Answers the held sends whose files are now stored (or released: the
     /// message was deleted meanwhile, and its answer stands).
     pub(super) fn release_stored_sends(&mut self) {
-        let files: Vec<FileId> = self.file_sends.held.keys().copied().collect();
-        for file in files {
+        for file in self.file_sends.held.files() {
             let released = !self.node.state_machine().is_file_referenced(file);
             if released || self.stored_on_majority(file) {
-                for (asker, response, _) in self.file_sends.held.remove(&file).unwrap_or_default() {
+                for (asker, response) in self.file_sends.held.take(file) {
                     self.answer_now(asker, response);
                 }
             }
@@ -91,25 +85,13 @@ impl ReplicaService {
 
     /// Gives up on held sends whose time ran out: `Retry`, maybe applied.
     pub(super) fn expire_file_sends(&mut self) {
-        let now = self.now;
-        let mut late = Vec::new();
-        for waiting in self.file_sends.held.values_mut() {
-            waiting.retain(|(asker, _, until)| {
-                let keep = *until > now;
-                if !keep {
-                    late.push(*asker);
-                }
-                keep
-            });
-        }
-        self.file_sends.held.retain(|_, w| !w.is_empty());
-        for asker in late {
+        for (_, asker, _) in self.file_sends.held.take_expired(self.now) {
             self.answer_now(asker, ClientResponse::Retry { maybe_applied: true });
         }
     }
 
     /// When the first held send gives up.
     pub(super) fn file_sends_timeout(&self) -> Option<Instant> {
-        self.file_sends.held.values().flatten().map(|(_, _, until)| *until).min()
+        self.file_sends.held.next_deadline()
     }
 }

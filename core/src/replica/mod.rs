@@ -49,6 +49,7 @@ mod file_notes;
 mod file_sends;
 mod files;
 mod gossip;
+mod held_answers;
 mod input;
 mod intake;
 mod live;

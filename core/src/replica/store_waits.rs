@@ -6,36 +6,27 @@
 //! done, without asking often.
 
 use super::asker::Asker;
+use super::held_answers::HeldAnswers;
 use super::ReplicaService;
 use crate::files::FileId;
 use crate::im::protocol::ImError;
 use crate::limits;
 use crate::time::Instant;
 use crate::wire::client_protocol::ClientResponse;
-use std::collections::BTreeMap;
 use std::time::Duration;
 
-/// `StoreFile` answers held: file -> (asker, answer at the latest then).
-#[derive(Debug, Default)]
-pub(super) struct StoreWaits {
-    waiting: BTreeMap<FileId, Vec<(Asker, Instant)>>,
-}
-
-impl StoreWaits {
-    fn count(&self) -> usize {
-        self.waiting.values().map(Vec::len).sum()
-    }
-}
+/// `StoreFile` answers held.
+pub(super) type StoreWaits = HeldAnswers<()>;
 
 impl ReplicaService {
     /// Holds `asker`'s answer while `file` is being stored here (at once
     /// "still storing" when [`limits::STORE_WAITS_MAX`] are held).
     pub(super) fn wait_for_store(&mut self, asker: Asker, file: FileId) {
-        if self.store_waits.count() >= limits::STORE_WAITS_MAX {
+        if self.store_waits.len() >= limits::STORE_WAITS_MAX {
             return self.answer_now(asker, ClientResponse::FileStoring(file));
         }
         let until = self.now + Duration::from_millis(limits::STORE_WAIT_MS);
-        self.store_waits.waiting.entry(file).or_default().push((asker, until));
+        self.store_waits.hold(file, asker, (), until);
     }
 
     /// The log records this replica as holding `file`.
@@ -58,9 +49,9 @@ impl ReplicaService {
     }
 
     fn end_store_waits(&mut self, file: FileId, response: &ClientResponse) -> bool {
-        let waiting = self.store_waits.waiting.remove(&file).unwrap_or_default();
+        let waiting = self.store_waits.take(file);
         let told = !waiting.is_empty();
-        for (asker, _) in waiting {
+        for (asker, ()) in waiting {
             self.answer_now(asker, response.clone());
         }
         told
@@ -68,25 +59,13 @@ impl ReplicaService {
 
     /// Answers "still storing" to those held their time.
     pub(super) fn expire_store_waits(&mut self) {
-        let now = self.now;
-        let mut late = Vec::new();
-        for (file, waiting) in &mut self.store_waits.waiting {
-            waiting.retain(|(asker, until)| {
-                let keep = *until > now;
-                if !keep {
-                    late.push((*asker, *file));
-                }
-                keep
-            });
-        }
-        self.store_waits.waiting.retain(|_, w| !w.is_empty());
-        for (asker, file) in late {
+        for (file, asker, ()) in self.store_waits.take_expired(self.now) {
             self.answer_now(asker, ClientResponse::FileStoring(file));
         }
     }
 
     /// When the first held answer is due.
     pub(super) fn store_waits_timeout(&self) -> Option<Instant> {
-        self.store_waits.waiting.values().flatten().map(|(_, until)| *until).min()
+        self.store_waits.next_deadline()
     }
 }
