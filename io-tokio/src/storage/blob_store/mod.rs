@@ -250,11 +250,14 @@ impl PartialBlob {
         data: &[u8],
         pairs: &HashPairs,
     ) -> Result<(), BlobError> {
-        let path = self.dir.join("data");
-        self.data.write_all_at(data, offset).map_err(io_at(&path))?;
+        // Paths are named only on failure: this runs for every answer.
+        let failed = |name: &'static str| {
+            let dir = &self.dir;
+            move |source| BlobError::Io { path: dir.join(name), source }
+        };
+        self.data.write_all_at(data, offset).map_err(failed("data"))?;
         for (at, bytes) in pairs.runs() {
-            let path = self.dir.join("outboard");
-            self.outboard.write_all_at(bytes, at).map_err(io_at(&path))?;
+            self.outboard.write_all_at(bytes, at).map_err(failed("outboard"))?;
         }
         Ok(())
     }
