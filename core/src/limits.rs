@@ -9,6 +9,11 @@ pub const FRAME_BYTES_MAX: usize = 1024 * 1024;
 /// Largest command a client may submit (encoded), in bytes.
 pub const COMMAND_BYTES_MAX: usize = 64 * 1024;
 
+/// Requests a client may have unanswered on one `/kith/session/1` stream:
+/// the replica reads no further request from the stream until one of them
+/// is answered (and its answer written).
+pub const SESSION_REQUESTS_IN_FLIGHT_MAX: usize = 32;
+
 /// Largest log entry (one batch of commands), in bytes. Proposals are packed
 /// into entries up to this size.
 pub const ENTRY_BYTES_MAX: usize = 256 * 1024;

@@ -6,12 +6,14 @@
 //! so the replica's memory stays under a ceiling however many such streams
 //! a stranger opens (here 128, which held 138 MiB before), the connection
 //! holding the most is cut off, and the replica still serves its users.
+//! Half the streams are client session streams (`/kith/session/1`), read
+//! against the same budget.
 
 mod support;
 
 use futures::AsyncWriteExt;
 use kith_core::limits;
-use kith_io_tokio::net::behaviour::CLIENT_PROTOCOL;
+use kith_io_tokio::net::behaviour::{CLIENT_PROTOCOL, SESSION_PROTOCOL};
 use std::time::Duration;
 use support::hostile::{resident_bytes, stranger, Seen};
 use support::{pid_of, Cluster};
@@ -33,10 +35,13 @@ async fn slow_large_frames_do_not_make_a_replica_hold_unbounded_memory() {
     for _ in 0..CONNECTIONS {
         let s = stranger(cluster.replicas[0].dial_addr(), None).await;
         let peer = cluster.replicas[0].peer;
-        for _ in 0..STREAMS / CONNECTIONS {
+        for i in 0..STREAMS / CONNECTIONS {
             let mut control = s.control.clone();
+            // Half on request streams, half on session streams: both read
+            // against the one budget.
+            let protocol = if i % 2 == 0 { CLIENT_PROTOCOL } else { SESSION_PROTOCOL };
             tasks.push(tokio::spawn(async move {
-                let Ok(mut stream) = control.open_stream(peer, CLIENT_PROTOCOL).await else {
+                let Ok(mut stream) = control.open_stream(peer, protocol).await else {
                     return;
                 };
                 let declared = (limits::FRAME_BYTES_MAX as u32 + 4096 - 1).to_be_bytes();

@@ -31,6 +31,9 @@ pub const RAFT_PROTOCOL: StreamProtocol = StreamProtocol::new("/kith/raft/1");
 /// File content: one chunk request and its answer per stream
 /// (docs/PROTOCOL.md, section 12.1).
 pub const CHUNKS_PROTOCOL: StreamProtocol = StreamProtocol::new("/kith/chunks/1");
+/// Client to replica: the client protocol's requests, many on one stream
+/// per client session (docs/PROTOCOL.md section 5.2).
+pub const SESSION_PROTOCOL: StreamProtocol = StreamProtocol::new("/kith/session/1");
 /// Gossipsub topic for signed presence announcements.
 pub const PRESENCE_TOPIC: &str = "kith/presence/1";
 /// Gossipsub topic for signed typing notices.
@@ -39,7 +42,7 @@ pub const TYPING_TOPIC: &str = "kith/typing/1";
 pub const IDENTIFY_VERSION: &str = "kith/1";
 
 /// Largest request-response frame: a core frame plus its envelope.
-const RR_FRAME_BYTES_MAX: usize = limits::FRAME_BYTES_MAX + 4096;
+pub(crate) const RR_FRAME_BYTES_MAX: usize = limits::FRAME_BYTES_MAX + 4096;
 /// Concurrent inbound plus outbound request streams per connection, per
 /// request-response protocol.
 const RR_STREAMS_MAX: usize = 128;

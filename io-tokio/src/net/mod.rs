@@ -7,4 +7,5 @@ pub mod directory;
 pub mod discovery;
 pub mod incoming;
 pub mod read_budget;
+pub mod session_frame;
 pub mod source_budget;

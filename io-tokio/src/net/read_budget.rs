@@ -14,8 +14,10 @@
 //! takes them is bounded like a slow one.
 //! Honest traffic stays below it: a leader has at most
 //! `APPENDS_IN_FLIGHT_MAX` appends of `APPEND_MESSAGE_BYTES_MAX` in flight
-//! to this replica, which the budget holds whole, and clients send one
-//! request at a time.
+//! to this replica, which the budget holds whole, and a client has at most
+//! `limits::SESSION_REQUESTS_IN_FLIGHT_MAX` requests read on its session
+//! stream at once (kith's own one or two; each is a command or query of
+//! at most 64 KiB).
 
 use kith_core::limits;
 use libp2p::PeerId;

@@ -1,6 +1,7 @@
 //! Who is waiting for an answer: the service names each request with an
 //! opaque `AskerId`; this maps the id to the libp2p channel it came on.
 
+use super::sessions::SessionReply;
 use crate::files::chunk_stream::ChunkReply;
 use crate::net::behaviour::Behaviour;
 use kith_core::replica::AskerId;
@@ -15,6 +16,8 @@ use tokio::sync::{mpsc, oneshot};
 pub enum Channel {
     /// A client on `/kith/client/1`.
     Client(ResponseChannel<Vec<u8>>),
+    /// A client's request on its `/kith/session/1` stream.
+    Session(SessionReply),
     /// A replica on `/kith/peer/1`.
     Peer(ResponseChannel<Vec<u8>>),
     /// An operator on `/kith/admin/1`.
@@ -66,6 +69,10 @@ pub fn answer(swarm: &mut Swarm<Behaviour>, channel: Channel, frame: Vec<u8>) {
             Ok(())
         }
         Channel::Chunks(reply) => {
+            reply.answer(frame);
+            Ok(())
+        }
+        Channel::Session(reply) => {
             reply.answer(frame);
             Ok(())
         }

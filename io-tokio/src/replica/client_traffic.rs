@@ -3,6 +3,7 @@
 
 use super::askers::Channel;
 use super::peer_faults::PeerFault;
+use super::sessions::SessionRequest;
 use super::Replica;
 use crate::net::read_budget::{HeldFrame, Unreadable, READ_BUDGET};
 use crate::peer_ids::user_of;
@@ -22,6 +23,19 @@ impl Replica {
         // The frame holds its part of the read budget until the service took it.
         let (frame, _held) = request.into_parts();
         self.input(ServiceInput::ClientRequested { asker, user, frame: frame.into() });
+    }
+
+    /// A request on a client's session stream: the same fact as one on
+    /// `/kith/client/1`; only the way back differs.
+    pub(super) fn on_session_request(&mut self, request: SessionRequest) {
+        let SessionRequest { peer, frame, reply } = request;
+        let asker = self.askers.name(Channel::Session(reply));
+        let (frame, _held) = frame.into_parts();
+        self.input(ServiceInput::ClientRequested {
+            asker,
+            user: user_of(&peer),
+            frame: frame.into(),
+        });
     }
 
     pub(super) fn on_admin_event(&mut self, event: Event<HeldFrame, Vec<u8>>) {

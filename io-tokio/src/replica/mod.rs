@@ -10,7 +10,8 @@
 //! 2. fill each live stream's bounded queue from `poll_live` while it has
 //!    room;
 //! 3. wait for the first of: a swarm event, a disk report, a new live
-//!    stream, a snapshot chunk, a chunk request, a file task's report, the service's `poll_timeout()`, shutdown;
+//!    stream, a session request, a snapshot chunk, a chunk request, a file
+//!    task's report, the service's `poll_timeout()`, shutdown;
 //!    report it to the service as a fact.
 
 mod askers;
@@ -23,6 +24,7 @@ mod metrics;
 mod outputs;
 mod peer_faults;
 mod peer_traffic;
+mod sessions;
 mod start;
 
 pub use metrics::MetricsSnapshot;
@@ -101,6 +103,7 @@ pub async fn run(
         mut live_requests,
         mut streamed,
         mut chunk_requests,
+        mut session_requests,
         mut file_reports,
     } = start::start(&options).await?;
     if let Some(addr) = options.metrics {
@@ -124,6 +127,14 @@ pub async fn run(
                 None => return Err(ReplicaError::Halted("the disk writer stopped".into())),
             },
             Some(request) = live_requests.recv() => replica.on_live_request(request),
+            Some(request) = session_requests.recv() => {
+                replica.on_session_request(request);
+                // One turn of the loop for the requests that arrived together.
+                for _ in 1..sessions::SESSION_REQUESTS_QUEUED {
+                    let Ok(request) = session_requests.try_recv() else { break };
+                    replica.on_session_request(request);
+                }
+            }
             Some(request) = chunk_requests.recv() => replica.on_chunk_stream(request),
             Some(report) = file_reports.recv() => replica.on_file_report(report),
             Some((peer, frame)) = streamed.raft.recv() => {

@@ -127,6 +127,7 @@ pub(super) struct Started {
     pub live_requests: mpsc::Receiver<live::LiveRequest>,
     pub streamed: Streamed,
     pub chunk_requests: mpsc::Receiver<crate::files::chunk_stream::ChunkStream>,
+    pub session_requests: mpsc::Receiver<super::sessions::SessionRequest>,
     pub file_reports: mpsc::Receiver<super::files::FileReport>,
 }
 
@@ -200,6 +201,7 @@ pub(super) async fn start(options: &ReplicaOptions) -> Result<Started, ReplicaEr
         join_targets.iter().filter_map(crate::peer_ids::named_peer).collect();
     let live_requests = live::accept(swarm.behaviour().stream.new_control());
     let chunk_requests = crate::files::chunk_stream::accept(swarm.behaviour().stream.new_control());
+    let session_requests = super::sessions::accept(swarm.behaviour().stream.new_control());
     let blobs = BlobStore::open(options.data_dir.join("blobs"))?;
     let (file_reports_tx, file_reports) = super::files::reports();
     let control = || swarm.behaviour().stream.new_control();
@@ -265,5 +267,13 @@ pub(super) async fn start(options: &ReplicaOptions) -> Result<Started, ReplicaEr
         file_reports: file_reports_tx,
     };
     replica.vouch_directory();
-    Ok(Started { replica, disk_reports, live_requests, streamed, chunk_requests, file_reports })
+    Ok(Started {
+        replica,
+        disk_reports,
+        live_requests,
+        streamed,
+        chunk_requests,
+        session_requests,
+        file_reports,
+    })
 }

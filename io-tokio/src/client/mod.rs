@@ -7,6 +7,8 @@
 //! signed once and resent unchanged, so a leader change or a lost answer
 //! never turns into a lost or doubled message.
 
+mod session_link;
+
 use crate::files::chunk_stream;
 use crate::files::fetch::{fetch, FetchError, Fetched};
 use crate::files::local_files::LocalFiles;
@@ -32,6 +34,7 @@ use kith_core::wire::replica_protocol::{self, AdminRequest, AdminResponse};
 use libp2p::request_response::{Event, Message, OutboundRequestId};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, PeerId};
+use session_link::SessionLink;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -93,6 +96,8 @@ pub struct Client {
     current: usize,
     replica: PeerId,
     calls: mpsc::Sender<Call>,
+    /// Client requests go on the replica's session stream.
+    link: SessionLink,
     control: libp2p_stream::Control,
     session: ClientSession,
     /// The session's clock: time since the client started.
@@ -117,7 +122,7 @@ impl Client {
         let files = Arc::new(LocalFiles::default());
         for (i, addr) in addrs.iter().enumerate() {
             match dial(key, addr.clone(), &addrs, &files).await {
-                Ok((replica, calls, control)) => {
+                Ok(Dialed { replica, calls, link, control }) => {
                     // A replica's Raft id follows from the PeerId its address
                     // names, so leader hints can be followed to it.
                     let targets = addrs
@@ -136,6 +141,7 @@ impl Client {
                         current: i,
                         replica,
                         calls,
+                        link,
                         control,
                         session,
                         started: tokio::time::Instant::now(),
@@ -155,10 +161,10 @@ impl Client {
         for step in 1..=self.addrs.len() {
             let i = (self.current + step) % self.addrs.len();
             match dial(&self.key, self.addrs[i].clone(), &self.addrs, &self.files).await {
-                Ok((replica, calls, control)) => {
+                Ok(dialed) => {
                     tracing::info!(addr = %self.addrs[i], "connected to another replica");
-                    (self.current, self.replica, self.calls, self.control) =
-                        (i, replica, calls, control);
+                    self.current = i;
+                    self.use_connection(dialed);
                     return Ok(());
                 }
                 Err(e) => last = Some(e),
@@ -172,11 +178,16 @@ impl Client {
         if target == self.current {
             return Ok(());
         }
-        let (replica, calls, control) =
-            dial(&self.key, self.addrs[target].clone(), &self.addrs, &self.files).await?;
+        let dialed = dial(&self.key, self.addrs[target].clone(), &self.addrs, &self.files).await?;
         tracing::info!(addr = %self.addrs[target], "connected to another replica");
-        (self.current, self.replica, self.calls, self.control) = (target, replica, calls, control);
+        self.current = target;
+        self.use_connection(dialed);
         Ok(())
+    }
+
+    fn use_connection(&mut self, dialed: Dialed) {
+        let Dialed { replica, calls, link, control } = dialed;
+        (self.replica, self.calls, self.link, self.control) = (replica, calls, link, control);
     }
 
     fn now(&self) -> Instant {
@@ -295,14 +306,11 @@ impl Client {
         }
     }
 
-    /// Hands one client frame to the connection task; the receiver gets
+    /// Hands one client frame to the session stream; the receiver gets
     /// the answer's bytes, or why there will be none.
     async fn send_frame(&mut self, frame: Vec<u8>) -> Result<Answer, String> {
         let (tx, rx) = oneshot::channel();
-        self.calls
-            .send(Call::Client(frame, tx))
-            .await
-            .map_err(|_| "connection closed".to_string())?;
+        self.link.send(frame, tx).await?;
         Ok(rx)
     }
 
@@ -410,7 +418,14 @@ impl Client {
     }
 }
 
-type Dialed = (PeerId, mpsc::Sender<Call>, libp2p_stream::Control);
+/// A connection to one replica, and the ways to use it.
+struct Dialed {
+    replica: PeerId,
+    /// The connection task: request-response requests.
+    calls: mpsc::Sender<Call>,
+    link: SessionLink,
+    control: libp2p_stream::Control,
+}
 
 /// Connects to one replica and starts the task that drives the swarm. The
 /// swarm learns every replica address that names its peer (a fetch may
@@ -457,9 +472,11 @@ async fn dial(
     .map_err(|_| connect_err("timed out".into()))?
     .map_err(connect_err)?;
     let control = swarm.behaviour().stream.new_control();
+    let link_control = swarm.behaviour().stream.new_control();
     let (calls, rx) = mpsc::channel(64);
     tokio::spawn(drive(swarm, replica, addr, rx));
-    Ok((replica, calls, control))
+    let link = SessionLink::start(link_control, replica, calls.clone());
+    Ok(Dialed { replica, calls, link, control })
 }
 
 /// Milliseconds since the UNIX epoch.
