@@ -14,6 +14,11 @@ pub const COMMAND_BYTES_MAX: usize = 64 * 1024;
 /// is answered (and its answer written).
 pub const SESSION_REQUESTS_IN_FLIGHT_MAX: usize = 32;
 
+/// Requests a replica may have unanswered on one `/kith/peer-session/1`
+/// stream to another: as many as it may have forwarded and not seen
+/// answered.
+pub const PEER_SESSION_REQUESTS_IN_FLIGHT_MAX: usize = FORWARDS_PENDING_MAX;
+
 /// Largest log entry (one batch of commands), in bytes. Proposals are packed
 /// into entries up to this size.
 pub const ENTRY_BYTES_MAX: usize = 256 * 1024;

@@ -34,6 +34,9 @@ pub const CHUNKS_PROTOCOL: StreamProtocol = StreamProtocol::new("/kith/chunks/1"
 /// Client to replica: the client protocol's requests, many on one stream
 /// per client session (docs/PROTOCOL.md section 5.2).
 pub const SESSION_PROTOCOL: StreamProtocol = StreamProtocol::new("/kith/session/1");
+/// Replica to replica: the peer protocol's requests (forwarded commands),
+/// many on one stream per peer (docs/PROTOCOL.md section 5.2).
+pub const PEER_SESSION_PROTOCOL: StreamProtocol = StreamProtocol::new("/kith/peer-session/1");
 /// Gossipsub topic for signed presence announcements.
 pub const PRESENCE_TOPIC: &str = "kith/presence/1";
 /// Gossipsub topic for signed typing notices.

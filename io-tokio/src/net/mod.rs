@@ -8,4 +8,5 @@ pub mod discovery;
 pub mod incoming;
 pub mod read_budget;
 pub mod session_frame;
+pub mod session_link;
 pub mod source_budget;

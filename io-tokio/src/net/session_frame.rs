@@ -27,23 +27,30 @@ pub const SESSION_FRAME_BYTES_MAX: usize = RR_FRAME_BYTES_MAX + SESSION_ID_BYTES
 #[error("a session frame of {0} bytes is shorter than its 8-byte request id")]
 pub struct ShortFrame(usize);
 
-/// The session frame that carries `body` under request id `id`, with its
-/// length prefix (as `codec::write_frame` writes it), to write in one go:
-/// one yamux frame rather than two.
-pub fn encode(id: u64, body: &[u8]) -> io::Result<Vec<u8>> {
+/// Appends the session frame that carries `body` under request id `id`,
+/// with its length prefix (as `codec::write_frame` writes it), to `wire`:
+/// frames gathered this way go out in one write, one yamux frame.
+pub fn append(wire: &mut Vec<u8>, id: u64, body: &[u8]) -> io::Result<()> {
     let len = u32::try_from(SESSION_ID_BYTES + body.len())
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "frame too large"))?;
-    let mut wire = Vec::with_capacity(LENGTH_BYTES + SESSION_ID_BYTES + body.len());
+    wire.reserve(LENGTH_BYTES + SESSION_ID_BYTES + body.len());
     wire.extend_from_slice(&len.to_be_bytes());
     wire.extend_from_slice(&id.to_le_bytes());
     wire.extend_from_slice(body);
-    Ok(wire)
+    Ok(())
+}
+
+/// Writes `wire` (frames gathered with [`append`]) and flushes it.
+pub async fn write_all<T: AsyncWrite + Unpin>(io: &mut T, wire: &[u8]) -> io::Result<()> {
+    io.write_all(wire).await?;
+    io.flush().await
 }
 
 /// Writes the session frame of `body` under `id`, and flushes it.
 pub async fn write<T: AsyncWrite + Unpin>(io: &mut T, id: u64, body: &[u8]) -> io::Result<()> {
-    io.write_all(&encode(id, body)?).await?;
-    io.flush().await
+    let mut wire = Vec::new();
+    append(&mut wire, id, body)?;
+    write_all(io, &wire).await
 }
 
 /// Splits a session frame (as `codec::read_frame` reads it: without its
@@ -64,7 +71,8 @@ mod tests {
     #[test]
     fn frames_round_trip_and_short_ones_are_refused() {
         for body in [&b""[..], b"x", b"a request frame"] {
-            let wire = encode(u64::MAX - 7, body).unwrap();
+            let mut wire = Vec::new();
+            append(&mut wire, u64::MAX - 7, body).unwrap();
             let mut cursor = futures::io::Cursor::new(wire);
             let frame = futures::executor::block_on(crate::net::codec::read_frame(
                 &mut cursor,

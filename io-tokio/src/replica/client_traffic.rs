@@ -3,9 +3,10 @@
 
 use super::askers::Channel;
 use super::peer_faults::PeerFault;
-use super::sessions::SessionRequest;
+use super::sessions::{SessionKind, SessionRequest};
 use super::Replica;
 use crate::net::read_budget::{HeldFrame, Unreadable, READ_BUDGET};
+use crate::peer_ids::node_id_of;
 use crate::peer_ids::user_of;
 use kith_core::replica::{GossipTopic, ServiceInput};
 use libp2p::gossipsub::{self, IdentTopic};
@@ -25,16 +26,21 @@ impl Replica {
         self.input(ServiceInput::ClientRequested { asker, user, frame: frame.into() });
     }
 
-    /// A request on a client's session stream: the same fact as one on
-    /// `/kith/client/1`; only the way back differs.
+    /// A request on a session stream: the same fact as one on
+    /// `/kith/client/1` (or `/kith/peer/1`); only the way back differs.
     pub(super) fn on_session_request(&mut self, request: SessionRequest) {
-        let SessionRequest { peer, frame, reply } = request;
+        let SessionRequest { kind, peer, frame, reply } = request;
         let asker = self.askers.name(Channel::Session(reply));
+        // The frame holds its part of the read budget until the service took it.
         let (frame, _held) = frame.into_parts();
-        self.input(ServiceInput::ClientRequested {
-            asker,
-            user: user_of(&peer),
-            frame: frame.into(),
+        let frame = frame.into();
+        self.input(match kind {
+            SessionKind::Client => {
+                ServiceInput::ClientRequested { asker, user: user_of(&peer), frame }
+            }
+            SessionKind::Peer => {
+                ServiceInput::PeerRequested { asker, from: node_id_of(&peer), frame }
+            }
         });
     }
 

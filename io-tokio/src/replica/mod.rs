@@ -23,6 +23,7 @@ mod live;
 mod metrics;
 mod outputs;
 mod peer_faults;
+mod peer_links;
 mod peer_traffic;
 mod sessions;
 mod start;
@@ -37,7 +38,7 @@ use crate::storage::{DiskWriter, WriteReport};
 use askers::Askers;
 use clock::Clock;
 use futures::StreamExt;
-use kith_core::replica::{OutboundId, ReplicaService, ServiceInput};
+use kith_core::replica::{ReplicaService, ServiceInput};
 use libp2p::request_response::OutboundRequestId;
 use libp2p::{Multiaddr, PeerId, Swarm};
 use std::collections::{BTreeMap, BTreeSet};
@@ -60,8 +61,9 @@ const HELLO_INTERVAL: Duration = Duration::from_secs(2);
 /// What an outbound peer request was for.
 #[derive(Debug)]
 enum Outbound {
-    Service(OutboundId),
     Hello,
+    /// A request of a session link to a peer without session streams.
+    Linked(crate::net::session_link::Pending),
 }
 
 /// The state of a running replica.
@@ -79,6 +81,8 @@ struct Replica {
     live: live::LiveSubscribers,
     raft: frame_stream::FrameSenders,
     snapshots: frame_stream::FrameSenders,
+    /// The service's requests to other replicas.
+    peer_links: peer_links::PeerLinks,
     metrics: metrics::Metrics,
     /// Faults peers committed, for metrics and bounded logs.
     faults: peer_faults::PeerFaults,
@@ -104,6 +108,7 @@ pub async fn run(
         mut streamed,
         mut chunk_requests,
         mut session_requests,
+        mut peer_links,
         mut file_reports,
     } = start::start(&options).await?;
     if let Some(addr) = options.metrics {
@@ -137,6 +142,12 @@ pub async fn run(
             }
             Some(request) = chunk_requests.recv() => replica.on_chunk_stream(request),
             Some(report) = file_reports.recv() => replica.on_file_report(report),
+            Some((request, answer)) = peer_links.answers.recv() => {
+                replica.on_linked_answer(request, answer)
+            }
+            Some((peer, (frame, answer))) = peer_links.fallback.recv() => {
+                replica.send_peer(peer, frame, Outbound::Linked(answer))
+            }
             Some((peer, frame)) = streamed.raft.recv() => {
                 replica.on_streamed_frame(peer, frame);
                 // Take what else has arrived before carrying out outputs:

@@ -1,7 +1,7 @@
 //! Carrying out the service's commands.
 
 use super::askers::{answer, Channel};
-use super::{Outbound, Replica};
+use super::Replica;
 use crate::peer_ids::node_id_of;
 use kith_core::replica::{OutboundId, ServiceInput, ServiceOutput};
 use kith_core::wire::replica_protocol::{self, PeerResponse};
@@ -64,6 +64,7 @@ impl Replica {
             ServiceOutput::MembershipChanged { index, membership } => {
                 tracing::info!(%index, ?membership, "membership changed");
                 self.snapshots.retain(|p| membership.contains(node_id_of(p)));
+                self.peer_links.retain(|p| membership.contains(node_id_of(p)));
                 self.send_hellos();
             }
             ServiceOutput::RoleChanged { role, term, leader } => {
@@ -97,7 +98,7 @@ impl Replica {
         frame: Vec<u8>,
     ) {
         match self.directory.peer(to) {
-            Some(peer) => self.send_peer(peer, frame, Outbound::Service(request)),
+            Some(peer) => self.peer_links.send(peer, request, frame),
             None => {
                 tracing::debug!(%to, "no address known for replica; request not sent");
                 self.input(ServiceInput::PeerRequestFailed { request, sent: false });

@@ -200,9 +200,7 @@ impl Replica {
 
     fn on_peer_response(&mut self, peer: PeerId, what: Outbound, frame: Vec<u8>) {
         match what {
-            Outbound::Service(request) => {
-                self.input(ServiceInput::PeerAnswered { request, frame: frame.into() })
-            }
+            Outbound::Linked(answer) => drop(answer.send(Ok(frame))),
             Outbound::Hello => {
                 let Ok(PeerResponse::Hello(records)) = replica_protocol::decode(&frame) else {
                     return;
@@ -220,11 +218,25 @@ impl Replica {
 
     fn on_peer_failure(&mut self, what: Outbound) {
         match what {
-            Outbound::Service(request) => {
-                self.input(ServiceInput::PeerRequestFailed { request, sent: true })
-            }
+            Outbound::Linked(answer) => drop(answer.send(Err("peer request failed".into()))),
             Outbound::Hello => {}
         }
+    }
+
+    /// The answer to one of the service's requests to another replica, or
+    /// why there is none (it may have reached the peer all the same).
+    pub(super) fn on_linked_answer(
+        &mut self,
+        request: kith_core::replica::OutboundId,
+        answer: Result<Vec<u8>, String>,
+    ) {
+        self.input(match answer {
+            Ok(frame) => ServiceInput::PeerAnswered { request, frame: frame.into() },
+            Err(reason) => {
+                tracing::debug!(%reason, "peer request failed");
+                ServiceInput::PeerRequestFailed { request, sent: true }
+            }
+        });
     }
 
     pub(super) fn add_directory_addresses(&mut self) {

@@ -1,10 +1,11 @@
-//! Client sessions over `/kith/session/1`: one stream per client carrying
-//! its requests, each handed to the service exactly as a `/kith/client/1`
-//! request is, and its answer written back on the stream under the
-//! request's id.
+//! Session streams: `/kith/session/1`, one stream per client carrying its
+//! requests, each handed to the service exactly as a `/kith/client/1`
+//! request is, and `/kith/peer-session/1`, the same for another replica's
+//! `/kith/peer/1` requests (forwarded commands); each answer is written
+//! back on the stream under its request's id.
 //!
-//! Bounded: a stream has at most [`SESSION_REQUESTS_IN_FLIGHT_MAX`]
-//! requests between being read and their answer being written (the next
+//! Bounded: a stream has at most [`SessionKind::slots`] requests between
+//! being read and their answer being written (the next
 //! request is not read before one is), so its queue of answers never grows
 //! past that; each request is read against the process's read budget,
 //! charged to the stream's peer, and holds it until the service took it. At
@@ -13,12 +14,12 @@
 //! answer the client does not take within [`ANSWER_WRITE_TIMEOUT`] ends
 //! the stream: a client that stops reading cannot park answers here.
 
-use crate::net::behaviour::SESSION_PROTOCOL;
+use crate::net::behaviour::{PEER_SESSION_PROTOCOL, SESSION_PROTOCOL};
 use crate::net::codec::read_frame_within;
 use crate::net::read_budget::{HeldFrame, EVICTED, READ_BUDGET};
 use crate::net::session_frame::{self, SESSION_FRAME_BYTES_MAX};
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, StreamExt};
-use kith_core::limits::SESSION_REQUESTS_IN_FLIGHT_MAX;
+use kith_core::limits::{PEER_SESSION_REQUESTS_IN_FLIGHT_MAX, SESSION_REQUESTS_IN_FLIGHT_MAX};
 use libp2p::PeerId;
 use std::io;
 use std::sync::Arc;
@@ -29,12 +30,35 @@ use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 pub const SESSION_STREAMS_MAX: usize = 4096;
 /// Requests read from all streams and not yet taken by the run loop.
 pub const SESSION_REQUESTS_QUEUED: usize = 256;
+/// Bytes of answers gathered into one write.
+const WRITE_BYTES_MAX: usize = 256 * 1024;
 /// How long writing one answer may take before the stream is dropped.
 const ANSWER_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Whose requests a session stream carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SessionKind {
+    /// A client's (`/kith/session/1`).
+    Client,
+    /// Another replica's (`/kith/peer-session/1`).
+    Peer,
+}
+
+impl SessionKind {
+    /// Requests a stream may have between being read and answered.
+    pub fn slots(self) -> usize {
+        match self {
+            SessionKind::Client => SESSION_REQUESTS_IN_FLIGHT_MAX,
+            SessionKind::Peer => PEER_SESSION_REQUESTS_IN_FLIGHT_MAX,
+        }
+    }
+}
 
 /// One request read from a session stream.
 #[derive(Debug)]
 pub struct SessionRequest {
+    /// Whose request it is.
+    pub kind: SessionKind,
     /// Who asks (the connection's key).
     pub peer: PeerId,
     /// The request frame, untrusted, with its hold on the read budget.
@@ -75,43 +99,65 @@ impl SessionReply {
     }
 }
 
-/// Accepts session streams on `control`; every request read from them
-/// arrives on the returned receiver.
+/// Accepts session streams of both kinds on `control`; every request read
+/// from them arrives on the returned receiver.
 pub fn accept(mut control: libp2p_stream::Control) -> mpsc::Receiver<SessionRequest> {
     let (tx, rx) = mpsc::channel(SESSION_REQUESTS_QUEUED);
-    let Some(mut incoming) = crate::net::incoming::incoming(&mut control, SESSION_PROTOCOL) else {
-        return rx;
-    };
     let serving = Arc::new(Semaphore::new(SESSION_STREAMS_MAX));
-    tokio::spawn(async move {
-        while let Some((peer, mut stream)) = incoming.next().await {
-            let Ok(permit) = serving.clone().try_acquire_owned() else {
-                tokio::spawn(async move { stream.close().await });
-                continue;
-            };
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                serve(peer, stream, tx).await;
-                drop(permit);
-            });
-        }
-    });
+    for (protocol, kind) in
+        [(SESSION_PROTOCOL, SessionKind::Client), (PEER_SESSION_PROTOCOL, SessionKind::Peer)]
+    {
+        let Some(mut incoming) = crate::net::incoming::incoming(&mut control, protocol) else {
+            continue;
+        };
+        let (serving, tx) = (serving.clone(), tx.clone());
+        tokio::spawn(async move {
+            while let Some((peer, mut stream)) = incoming.next().await {
+                let Ok(permit) = serving.clone().try_acquire_owned() else {
+                    tokio::spawn(async move { stream.close().await });
+                    continue;
+                };
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    serve(kind, peer, stream, tx).await;
+                    drop(permit);
+                });
+            }
+        });
+    }
     rx
 }
 
-/// Reads requests and writes answers until the client goes away.
-async fn serve<S>(peer: PeerId, stream: S, requests: mpsc::Sender<SessionRequest>)
-where
+/// Reads requests and writes answers until the asker goes away.
+async fn serve<S>(
+    kind: SessionKind,
+    peer: PeerId,
+    stream: S,
+    requests: mpsc::Sender<SessionRequest>,
+) where
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
     let (reader, mut writer) = stream.split();
-    let (answers, mut to_write) = mpsc::channel::<Answer>(SESSION_REQUESTS_IN_FLIGHT_MAX);
-    let read = read_requests(peer, reader, answers, requests);
+    let (answers, mut to_write) = mpsc::channel::<Answer>(kind.slots());
+    let read = read_requests(kind, peer, reader, answers, requests);
     let write = async move {
-        while let Some(Answer { id, frame, _permit }) = to_write.recv().await {
-            let write = session_frame::write(&mut writer, id, &frame);
+        while let Some(first) = to_write.recv().await {
+            // The answers ready together go in one write; their slots are
+            // freed once it is written.
+            let (mut wire, mut slots) = (Vec::new(), Vec::new());
+            let mut next = Some(first);
+            while let Some(Answer { id, frame, _permit: slot }) = next.take() {
+                if let Err(e) = session_frame::append(&mut wire, id, &frame) {
+                    tracing::error!(error = %e, "an answer that cannot be framed; dropped");
+                }
+                slots.push(slot);
+                if wire.len() < WRITE_BYTES_MAX {
+                    next = to_write.try_recv().ok();
+                }
+            }
+            let write = session_frame::write_all(&mut writer, &wire);
             match tokio::time::timeout(ANSWER_WRITE_TIMEOUT, write).await {
-                Ok(Ok(())) => {}
+                Ok(Ok(())) => drop(slots),
                 _ => return,
             }
         }
@@ -126,13 +172,14 @@ where
 }
 
 async fn read_requests<R: AsyncRead + Unpin>(
+    kind: SessionKind,
     peer: PeerId,
     mut reader: R,
     answers: mpsc::Sender<Answer>,
     requests: mpsc::Sender<SessionRequest>,
 ) {
     let account = READ_BUDGET.open_account_of(Some(peer));
-    let slots = Arc::new(Semaphore::new(SESSION_REQUESTS_IN_FLIGHT_MAX));
+    let slots = Arc::new(Semaphore::new(kind.slots()));
     loop {
         let Ok(permit) = slots.clone().acquire_owned().await else { return };
         let read = read_frame_within(
@@ -156,7 +203,7 @@ async fn read_requests<R: AsyncRead + Unpin>(
             Err(e) => return refused(&io::Error::new(io::ErrorKind::InvalidData, e)),
         };
         let reply = SessionReply { id, answers: answers.clone(), permit };
-        let request = SessionRequest { peer, frame: HeldFrame::held(body, hold), reply };
+        let request = SessionRequest { kind, peer, frame: HeldFrame::held(body, hold), reply };
         if requests.send(request).await.is_err() {
             return;
         }
@@ -175,7 +222,7 @@ mod tests {
     fn session() -> (Compat<tokio::io::DuplexStream>, mpsc::Receiver<SessionRequest>) {
         let (client, server) = tokio::io::duplex(1 << 20);
         let (tx, rx) = mpsc::channel(SESSION_REQUESTS_QUEUED);
-        tokio::spawn(serve(PeerId::random(), server.compat(), tx));
+        tokio::spawn(serve(SessionKind::Client, PeerId::random(), server.compat(), tx));
         (client.compat(), rx)
     }
 
@@ -217,18 +264,18 @@ mod tests {
     #[tokio::test]
     async fn no_request_is_read_past_the_slots_until_one_is_answered() {
         let (mut client, mut requests) = session();
-        for id in 0..=SESSION_REQUESTS_IN_FLIGHT_MAX as u64 {
+        for id in 0..=SessionKind::Client.slots() as u64 {
             session_frame::write(&mut client, id, b"x").await.unwrap();
         }
         let mut read = Vec::new();
-        for _ in 0..SESSION_REQUESTS_IN_FLIGHT_MAX {
+        for _ in 0..SessionKind::Client.slots() {
             read.push(next(&mut requests).await);
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert!(requests.try_recv().is_err(), "a request was read past the stream's slots");
         read.pop().expect("read").reply.answer(b"done".to_vec());
         let last = next(&mut requests).await;
-        assert_eq!(last.reply.id, SESSION_REQUESTS_IN_FLIGHT_MAX as u64);
+        assert_eq!(last.reply.id, SessionKind::Client.slots() as u64);
     }
 
     #[tokio::test]

@@ -128,6 +128,7 @@ pub(super) struct Started {
     pub streamed: Streamed,
     pub chunk_requests: mpsc::Receiver<crate::files::chunk_stream::ChunkStream>,
     pub session_requests: mpsc::Receiver<super::sessions::SessionRequest>,
+    pub peer_links: super::peer_links::PeerLinkEvents,
     pub file_reports: mpsc::Receiver<super::files::FileReport>,
 }
 
@@ -223,6 +224,7 @@ pub(super) async fn start(options: &ReplicaOptions) -> Result<Started, ReplicaEr
         SNAPSHOT_PROTOCOL,
         super::CHUNKS_QUEUED_PER_PEER,
     );
+    let (peer_links, peer_link_events) = super::peer_links::PeerLinks::new(control());
     let status = node.status();
     tracing::info!(
         %peer_id, node_id = %id, applied = %status.applied, term = %status.term, seed,
@@ -258,6 +260,7 @@ pub(super) async fn start(options: &ReplicaOptions) -> Result<Started, ReplicaEr
         live: live::LiveSubscribers::default(),
         raft,
         snapshots,
+        peer_links,
         metrics: metrics::Metrics::default(),
         faults: super::peer_faults::PeerFaults::new(std::time::Instant::now()),
         shared_metrics: Arc::new(Mutex::new(MetricsSnapshot::default())),
@@ -274,6 +277,7 @@ pub(super) async fn start(options: &ReplicaOptions) -> Result<Started, ReplicaEr
         streamed,
         chunk_requests,
         session_requests,
+        peer_links: peer_link_events,
         file_reports,
     })
 }

@@ -7,15 +7,16 @@
 //! signed once and resent unchanged, so a leader change or a lost answer
 //! never turns into a lost or doubled message.
 
-mod session_link;
-
 use crate::files::chunk_stream;
 use crate::files::fetch::{fetch, FetchError, Fetched};
 use crate::files::local_files::LocalFiles;
 use crate::key_file::KeyFile;
-use crate::net::behaviour::{build_swarm, BehaviourEvent, SwarmOptions, LIVE_PROTOCOL};
+use crate::net::behaviour::{
+    build_swarm, BehaviourEvent, SwarmOptions, LIVE_PROTOCOL, SESSION_PROTOCOL,
+};
 use crate::net::codec::{read_frame, write_frame};
 use crate::net::read_budget::HeldFrame;
+use crate::net::session_link::{LinkTo, Pending, SessionLink};
 use crate::storage::BlobStore;
 use futures::StreamExt;
 use kith_core::files::download::Progress;
@@ -34,7 +35,6 @@ use kith_core::wire::replica_protocol::{self, AdminRequest, AdminResponse};
 use libp2p::request_response::{Event, Message, OutboundRequestId};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, PeerId};
-use session_link::SessionLink;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -78,7 +78,6 @@ impl From<CallError> for ClientError {
     }
 }
 
-type Pending = oneshot::Sender<Result<Vec<u8>, String>>;
 /// Where one attempt's answer (or why there is none) arrives.
 type Answer = oneshot::Receiver<Result<Vec<u8>, String>>;
 
@@ -475,8 +474,31 @@ async fn dial(
     let link_control = swarm.behaviour().stream.new_control();
     let (calls, rx) = mpsc::channel(64);
     tokio::spawn(drive(swarm, replica, addr, rx));
-    let link = SessionLink::start(link_control, replica, calls.clone());
+    let link = session_link(link_control, replica, calls.clone());
     Ok(Dialed { replica, calls, link, control })
+}
+
+/// The session stream to `replica`, falling back on `/kith/client/1`
+/// through the connection task when the replica has none.
+fn session_link(
+    control: libp2p_stream::Control,
+    replica: PeerId,
+    calls: mpsc::Sender<Call>,
+) -> SessionLink {
+    let (fallback, mut requests) = mpsc::channel(1);
+    tokio::spawn(async move {
+        while let Some((frame, answer)) = requests.recv().await {
+            if calls.send(Call::Client(frame, answer)).await.is_err() {
+                return;
+            }
+        }
+    });
+    let to = LinkTo {
+        peer: replica,
+        protocol: SESSION_PROTOCOL,
+        in_flight_max: limits::SESSION_REQUESTS_IN_FLIGHT_MAX,
+    };
+    SessionLink::start(control, to, 64, fallback)
 }
 
 /// Milliseconds since the UNIX epoch.

@@ -1,0 +1,208 @@
+//! The asking end of a session stream (`/kith/session/1` from a client,
+//! `/kith/peer-session/1` from a replica): one stream to a peer that
+//! carries every request of this side, each under its own id
+//! (`crate::net::session_frame`), instead of a request-response stream per
+//! request.
+//!
+//! The stream is opened at the first request and again after it breaks.
+//! A request whose stream broke, or that found too many unanswered, is
+//! reported failed at once, and whoever asked resends it as after any lost
+//! attempt (a command keeps its id, so a resend never doubles a message).
+//! A peer that does not speak the protocol (one from before it) gets every
+//! request of this link on `fallback`: its request-response protocol.
+
+use crate::net::codec::read_frame;
+use crate::net::session_frame::{self, SESSION_FRAME_BYTES_MAX};
+use libp2p::{PeerId, StreamProtocol};
+use libp2p_stream::OpenStreamError;
+use std::collections::BTreeMap;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+
+/// Attempts to open the stream for one request: libp2p-stream drops an
+/// inbound stream that a busy replica's acceptor has not taken yet.
+const OPEN_TRIES: u32 = 4;
+/// Bytes of requests gathered into one write.
+const WRITE_BYTES_MAX: usize = 256 * 1024;
+/// How long writing one request may take before the stream is given up.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where one request's answer arrives: the response frame, or why there
+/// will be none.
+pub type Pending = oneshot::Sender<Result<Vec<u8>, String>>;
+/// A request frame and where its answer goes.
+pub type Request = (Vec<u8>, Pending);
+
+/// A handle on the task that owns one session stream.
+#[derive(Clone, Debug)]
+pub struct SessionLink {
+    requests: mpsc::Sender<Request>,
+}
+
+/// What a link is to.
+#[derive(Clone, Debug)]
+pub struct LinkTo {
+    /// The peer asked.
+    pub peer: PeerId,
+    /// The session protocol.
+    pub protocol: StreamProtocol,
+    /// Requests unanswered at most (the peer's slots for the protocol).
+    pub in_flight_max: usize,
+}
+
+impl SessionLink {
+    /// Starts a link; requests beyond `queued` not yet written wait (or
+    /// fail, with [`Self::try_send`]).
+    pub fn start(
+        control: libp2p_stream::Control,
+        to: LinkTo,
+        queued: usize,
+        fallback: mpsc::Sender<Request>,
+    ) -> SessionLink {
+        let (requests, rx) = mpsc::channel(queued);
+        tokio::spawn(run(control, to, rx, fallback));
+        SessionLink { requests }
+    }
+
+    /// Hands one request frame to the link; `answer` hears the response
+    /// frame or why there will be none.
+    pub async fn send(&self, frame: Vec<u8>, answer: Pending) -> Result<(), String> {
+        self.requests.send((frame, answer)).await.map_err(|_| "connection closed".to_string())
+    }
+
+    /// [`Self::send`] without waiting: with the link's queue full (or the
+    /// link gone), `answer` is dropped, which its receiver hears as a
+    /// failed attempt.
+    pub fn try_send(&self, frame: Vec<u8>, answer: Pending) {
+        let _ = self.requests.try_send((frame, answer));
+    }
+}
+
+async fn run(
+    mut control: libp2p_stream::Control,
+    to: LinkTo,
+    mut requests: mpsc::Receiver<Request>,
+    fallback: mpsc::Sender<Request>,
+) {
+    while let Some(first) = requests.recv().await {
+        match open(&mut control, &to).await {
+            Ok(stream) => carry(stream, first, &mut requests, to.in_flight_max).await,
+            Err(OpenStreamError::UnsupportedProtocol(_)) => {
+                tracing::debug!(protocol = %to.protocol, "the peer has no session streams; one stream per request");
+                let mut next = Some(first);
+                while let Some(request) = match next.take() {
+                    Some(request) => Some(request),
+                    None => requests.recv().await,
+                } {
+                    if fallback.send(request).await.is_err() {
+                        return;
+                    }
+                }
+                return;
+            }
+            Err(e) => {
+                let _ = first.1.send(Err(e.to_string()));
+            }
+        }
+    }
+}
+
+async fn open(
+    control: &mut libp2p_stream::Control,
+    to: &LinkTo,
+) -> Result<libp2p::Stream, OpenStreamError> {
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match control.open_stream(to.peer, to.protocol.clone()).await {
+            Err(OpenStreamError::Io(e)) if tries < OPEN_TRIES => {
+                tracing::debug!(error = %e, tries, "session stream failed to open; again");
+                tokio::time::sleep(Duration::from_millis(5 << tries)).await;
+            }
+            opened => return opened,
+        }
+    }
+}
+
+/// Writes requests and routes answers until the stream breaks or the
+/// asker is gone; every request still unanswered is then failed.
+async fn carry(
+    stream: libp2p::Stream,
+    first: Request,
+    requests: &mut mpsc::Receiver<Request>,
+    in_flight_max: usize,
+) {
+    let (mut reader, mut writer) = futures::AsyncReadExt::split(stream);
+    let (answers_tx, mut answers) = mpsc::channel(in_flight_max);
+    // Reading on a task of its own: a frame half read is never dropped by a
+    // select, and answers are taken while requests are being written.
+    let reading = tokio::spawn(async move {
+        while let Ok(frame) = read_frame(&mut reader, SESSION_FRAME_BYTES_MAX).await {
+            if answers_tx.send(frame).await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut pending: BTreeMap<u64, Pending> = BTreeMap::new();
+    let mut next_id = 0u64;
+    let mut batch = vec![first];
+    loop {
+        // What queued up while the last write was under way goes in one
+        // write.
+        let mut wire = Vec::new();
+        let mut written = Vec::with_capacity(batch.len());
+        for (frame, answer) in batch.drain(..) {
+            if pending.len() + written.len() >= in_flight_max {
+                // Askers that gave up on their answer free their place.
+                pending.retain(|_, waiting| !waiting.is_closed());
+            }
+            if pending.len() + written.len() >= in_flight_max {
+                let _ = answer.send(Err("too many requests unanswered".into()));
+                continue;
+            }
+            next_id += 1;
+            match session_frame::append(&mut wire, next_id, &frame) {
+                Ok(()) => written.push((next_id, answer)),
+                Err(e) => drop(answer.send(Err(e.to_string()))),
+            }
+        }
+        if !wire.is_empty() {
+            let write = session_frame::write_all(&mut writer, &wire);
+            if !matches!(tokio::time::timeout(WRITE_TIMEOUT, write).await, Ok(Ok(()))) {
+                for (_, answer) in written {
+                    let _ = answer.send(Err("the session stream broke".into()));
+                }
+                break;
+            }
+            pending.extend(written);
+        }
+        tokio::select! {
+            next = requests.recv() => match next {
+                Some(next) => {
+                    batch.push(next);
+                    while wire_room(&batch) {
+                        let Ok(next) = requests.try_recv() else { break };
+                        batch.push(next);
+                    }
+                }
+                None => break,
+            },
+            frame = answers.recv() => {
+                let Some(frame) = frame else { break };
+                let Ok((id, body)) = session_frame::decode(frame) else { break };
+                if let Some(answer) = pending.remove(&id) {
+                    let _ = answer.send(Ok(body));
+                }
+            }
+        }
+    }
+    reading.abort();
+    for (_, answer) in pending {
+        let _ = answer.send(Err("the session stream closed".into()));
+    }
+}
+
+/// Whether a batch of requests has room for one more in its write.
+fn wire_room(batch: &[Request]) -> bool {
+    batch.iter().map(|(frame, _)| frame.len()).sum::<usize>() < WRITE_BYTES_MAX
+}

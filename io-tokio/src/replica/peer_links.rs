@@ -1,0 +1,94 @@
+//! The service's requests to other replicas (commands forwarded to the
+//! leader, operator requests) on one `/kith/peer-session/1` stream per
+//! peer (`crate::net::session_link`) instead of a `/kith/peer/1` exchange
+//! each: a follower forwards most of a cluster's commands, and each
+//! exchange cost a yamux stream, a negotiation and a request timer.
+//!
+//! Each request's answer, or its failure, comes back to the run loop as a
+//! fact for the service, as a request-response answer did. A peer that has
+//! no session streams (a replica from before them, during an upgrade) gets
+//! the requests on `/kith/peer/1`, through the run loop.
+
+use crate::net::behaviour::PEER_SESSION_PROTOCOL;
+use crate::net::session_link::{LinkTo, Request, SessionLink};
+use kith_core::limits::PEER_SESSION_REQUESTS_IN_FLIGHT_MAX;
+use kith_core::replica::OutboundId;
+use libp2p::PeerId;
+use std::collections::BTreeMap;
+use tokio::sync::{mpsc, oneshot};
+
+/// Requests queued per peer, not yet written.
+const QUEUED_PER_PEER: usize = 1024;
+/// Answers (and fallbacks) not yet taken by the run loop.
+const ANSWERS_QUEUED: usize = 1024;
+
+/// An answer to one of the service's requests, or why there is none.
+pub type LinkedAnswer = (OutboundId, Result<Vec<u8>, String>);
+
+/// The links to other replicas.
+pub struct PeerLinks {
+    control: libp2p_stream::Control,
+    links: BTreeMap<PeerId, SessionLink>,
+    answers: mpsc::Sender<LinkedAnswer>,
+    fallback: mpsc::Sender<(PeerId, Request)>,
+}
+
+/// What the links report to the run loop.
+pub struct PeerLinkEvents {
+    /// Answers to the service's requests.
+    pub answers: mpsc::Receiver<LinkedAnswer>,
+    /// Requests for a peer without session streams, to send on
+    /// `/kith/peer/1`.
+    pub fallback: mpsc::Receiver<(PeerId, Request)>,
+}
+
+impl PeerLinks {
+    pub fn new(control: libp2p_stream::Control) -> (PeerLinks, PeerLinkEvents) {
+        let (answers, answers_rx) = mpsc::channel(ANSWERS_QUEUED);
+        let (fallback, fallback_rx) = mpsc::channel(ANSWERS_QUEUED);
+        let links = PeerLinks { control, links: BTreeMap::new(), answers, fallback };
+        (links, PeerLinkEvents { answers: answers_rx, fallback: fallback_rx })
+    }
+
+    /// Sends the service's request `id` to `peer`; its answer (or failure)
+    /// arrives on [`PeerLinkEvents::answers`].
+    pub fn send(&mut self, peer: PeerId, id: OutboundId, frame: Vec<u8>) {
+        let link = match self.links.get(&peer) {
+            Some(link) => link,
+            None => {
+                let link = self.start(peer);
+                self.links.entry(peer).or_insert(link)
+            }
+        };
+        let (tx, rx) = oneshot::channel();
+        link.try_send(frame, tx);
+        let answers = self.answers.clone();
+        tokio::spawn(async move {
+            let answer = rx.await.unwrap_or_else(|_| Err("the link to the peer is full".into()));
+            let _ = answers.send((id, answer)).await;
+        });
+    }
+
+    /// Stops the links to peers that are no longer replicas.
+    pub fn retain(&mut self, keep: impl Fn(&PeerId) -> bool) {
+        self.links.retain(|peer, _| keep(peer));
+    }
+
+    fn start(&self, peer: PeerId) -> SessionLink {
+        let (fallback, mut requests) = mpsc::channel(1);
+        let to_loop = self.fallback.clone();
+        tokio::spawn(async move {
+            while let Some(request) = requests.recv().await {
+                if to_loop.send((peer, request)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        let to = LinkTo {
+            peer,
+            protocol: PEER_SESSION_PROTOCOL,
+            in_flight_max: PEER_SESSION_REQUESTS_IN_FLIGHT_MAX,
+        };
+        SessionLink::start(self.control.clone(), to, QUEUED_PER_PEER, fallback)
+    }
+}
