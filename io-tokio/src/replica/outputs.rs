@@ -64,7 +64,6 @@ impl Replica {
             ServiceOutput::MembershipChanged { index, membership } => {
                 tracing::info!(%index, ?membership, "membership changed");
                 self.snapshots.retain(|p| membership.contains(node_id_of(p)));
-                self.peer_links.retain(|p| membership.contains(node_id_of(p)));
                 self.send_hellos();
             }
             ServiceOutput::RoleChanged { role, term, leader } => {

@@ -5,7 +5,12 @@
 //! exchange cost a yamux stream, a negotiation and a request timer.
 //!
 //! Each request's answer, or its failure, comes back to the run loop as a
-//! fact for the service, as a request-response answer did. A peer that has
+//! fact for the service, as a request-response answer did. Links are kept
+//! when their peer leaves the membership: a leader being removed still
+//! answers the removal forwarded to it, and dropping its link failed that
+//! request, whose resend was then refused as removing a non-member
+//! (`node/tests/missed_addition.rs` caught it). There is one link per
+//! replica this one ever forwarded to, each a task idle between requests. A peer that has
 //! no session streams (a replica from before them, during an upgrade) gets
 //! the requests on `/kith/peer/1`, through the run loop.
 
@@ -67,11 +72,6 @@ impl PeerLinks {
             let answer = rx.await.unwrap_or_else(|_| Err("the link to the peer is full".into()));
             let _ = answers.send((id, answer)).await;
         });
-    }
-
-    /// Stops the links to peers that are no longer replicas.
-    pub fn retain(&mut self, keep: impl Fn(&PeerId) -> bool) {
-        self.links.retain(|peer, _| keep(peer));
     }
 
     fn start(&self, peer: PeerId) -> SessionLink {
