@@ -206,3 +206,116 @@ async fn carry(
 fn wire_room(batch: &[Request]) -> bool {
     batch.iter().map(|(frame, _)| frame.len()).sum::<usize>() < WRITE_BYTES_MAX
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::net::behaviour::{build_swarm, SwarmOptions, SESSION_PROTOCOL};
+    use futures::StreamExt;
+    use libp2p::swarm::SwarmEvent;
+
+    const PATIENCE: Duration = Duration::from_secs(10);
+
+    /// A swarm listening on loopback, run on a task: its control, id and
+    /// address.
+    async fn peer() -> (libp2p_stream::Control, PeerId, libp2p::Multiaddr) {
+        let key = libp2p::identity::Keypair::generate_ed25519();
+        let mut swarm = build_swarm(key, &SwarmOptions::default()).unwrap();
+        swarm.listen_on("/ip4/127.0.0.1/tcp/0".parse().unwrap()).unwrap();
+        let addr = loop {
+            if let SwarmEvent::NewListenAddr { address, .. } = swarm.select_next_some().await {
+                break address;
+            }
+        };
+        let (control, id) = (swarm.behaviour().stream.new_control(), *swarm.local_peer_id());
+        tokio::spawn(async move {
+            loop {
+                swarm.select_next_some().await;
+            }
+        });
+        (control, id, addr)
+    }
+
+    /// A link from a fresh peer to `to`, which it knows at `addr`.
+    async fn link_to(
+        to: PeerId,
+        addr: libp2p::Multiaddr,
+    ) -> (SessionLink, mpsc::Receiver<Request>) {
+        let key = libp2p::identity::Keypair::generate_ed25519();
+        let mut swarm = build_swarm(key, &SwarmOptions::default()).unwrap();
+        swarm.add_peer_address(to, addr);
+        let control = swarm.behaviour().stream.new_control();
+        tokio::spawn(async move {
+            loop {
+                swarm.select_next_some().await;
+            }
+        });
+        let (fallback, requests) = mpsc::channel(8);
+        let to = LinkTo { peer: to, protocol: SESSION_PROTOCOL, in_flight_max: 4 };
+        (SessionLink::start(control, to, 8, fallback), requests)
+    }
+
+    async fn ask(link: &SessionLink, frame: &[u8]) -> oneshot::Receiver<Result<Vec<u8>, String>> {
+        let (tx, rx) = oneshot::channel();
+        link.send(frame.to_vec(), tx).await.unwrap();
+        rx
+    }
+
+    #[tokio::test]
+    async fn requests_are_answered_on_one_stream_under_their_ids() {
+        let (mut control, id, addr) = peer().await;
+        let mut incoming = control.accept(SESSION_PROTOCOL).unwrap();
+        // The peer answers every request with its reverse, the last first.
+        let peer_side = tokio::spawn(async move {
+            let (_, mut stream) = incoming.next().await.unwrap();
+            let mut got = Vec::new();
+            for _ in 0..3 {
+                let frame = read_frame(&mut stream, SESSION_FRAME_BYTES_MAX).await.unwrap();
+                got.push(session_frame::decode(frame).unwrap());
+            }
+            for (id, mut body) in got.into_iter().rev() {
+                body.reverse();
+                session_frame::write(&mut stream, id, &body).await.unwrap();
+            }
+            // Whether a second stream came.
+            tokio::time::timeout(Duration::from_millis(200), incoming.next()).await.is_ok()
+        });
+        let (link, mut fallback) = link_to(id, addr).await;
+        let answers = [ask(&link, b"abc").await, ask(&link, b"de").await, ask(&link, b"f").await];
+        let mut got = Vec::new();
+        for answer in answers {
+            got.push(tokio::time::timeout(PATIENCE, answer).await.unwrap().unwrap().unwrap());
+        }
+        assert_eq!(got, [b"cba".to_vec(), b"ed".to_vec(), b"f".to_vec()]);
+        assert!(fallback.try_recv().is_err());
+        assert!(!peer_side.await.unwrap(), "one stream carries them all");
+    }
+
+    #[tokio::test]
+    async fn a_peer_without_the_protocol_gets_the_requests_on_the_fallback() {
+        let (_control, id, addr) = peer().await;
+        let (link, mut fallback) = link_to(id, addr).await;
+        let _first = ask(&link, b"one").await;
+        let _second = ask(&link, b"two").await;
+        for expected in [&b"one"[..], b"two"] {
+            let (frame, _) =
+                tokio::time::timeout(PATIENCE, fallback.recv()).await.unwrap().unwrap();
+            assert_eq!(frame, expected);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_stream_that_breaks_fails_what_it_had_unanswered() {
+        let (mut control, id, addr) = peer().await;
+        let mut incoming = control.accept(SESSION_PROTOCOL).unwrap();
+        tokio::spawn(async move {
+            let (_, mut stream) = incoming.next().await.unwrap();
+            let _ = read_frame(&mut stream, SESSION_FRAME_BYTES_MAX).await;
+            // Read, never answered: the stream goes away.
+        });
+        let (link, _fallback) = link_to(id, addr).await;
+        let answer = ask(&link, b"lost").await;
+        let failed = tokio::time::timeout(PATIENCE, answer).await.unwrap().unwrap();
+        assert!(failed.is_err(), "an answer from a stream that closed: {failed:?}");
+    }
+}
