@@ -9,9 +9,10 @@
 use super::askers::{Channel, PendingStream};
 use super::Replica;
 use crate::net::behaviour::LIVE_PROTOCOL;
-use crate::net::codec::{read_frame_within, write_frame};
+use crate::net::codec::{append_frame, read_frame_within, write_frame};
 use crate::net::read_budget::{HeldFrame, READ_BUDGET};
 use crate::peer_ids::user_of;
+use futures::AsyncWriteExt;
 use futures::StreamExt;
 use kith_core::limits;
 use kith_core::replica::subscriptions::SubscriptionId;
@@ -26,6 +27,8 @@ use tokio::sync::{mpsc, oneshot};
 const LIVE_QUEUE_FRAMES: usize = 64;
 /// Subscriptions being set up at once.
 const PENDING_SUBSCRIPTIONS_MAX: usize = 64;
+/// Bytes of queued frames gathered into one write.
+const WRITE_BYTES_MAX: usize = 256 * 1024;
 /// How long a client has to send its subscribe frame.
 const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -128,7 +131,23 @@ async fn serve_stream(
             },
         };
         let Some(frame) = next else { return };
-        if write_frame(&mut stream, &frame.encode()).await.is_err() {
+        // The frames queued behind it go in the same write: one flush, one
+        // encrypted frame, for a burst of deliveries.
+        let mut wire = Vec::new();
+        let mut next = Some(frame);
+        while let Some(frame) = next.take() {
+            if append_frame(&mut wire, &frame.encode()).is_err() {
+                return;
+            }
+            if wire.len() < WRITE_BYTES_MAX {
+                next = frames.try_recv().ok();
+            }
+        }
+        let written = async {
+            stream.write_all(&wire).await?;
+            stream.flush().await
+        };
+        if written.await.is_err() {
             return;
         }
     }
