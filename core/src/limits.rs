@@ -192,6 +192,10 @@ pub const RECENT_COMMANDS_PER_USER_MAX: usize = 10_000;
 /// retries of the same bytes are not verified again (FIFO; 32 bytes each).
 pub const VERIFIED_COMMANDS_MAX: usize = 4096;
 
+/// Authors whose decompressed public key a node keeps for verifying their
+/// next commands (FIFO; about 160 bytes each).
+pub const VERIFYING_KEYS_MAX: usize = 4096;
+
 /// Registered users.
 pub const USERS_MAX: usize = 1_000_000;
 
