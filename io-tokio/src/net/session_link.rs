@@ -13,6 +13,7 @@
 
 use crate::net::codec::read_frame;
 use crate::net::session_frame::{self, SESSION_FRAME_BYTES_MAX};
+use futures::AsyncWrite;
 use libp2p::{PeerId, StreamProtocol};
 use libp2p_stream::OpenStreamError;
 use std::collections::BTreeMap;
@@ -143,38 +144,11 @@ async fn carry(
             }
         }
     });
-    let mut pending: BTreeMap<u64, Pending> = BTreeMap::new();
-    let mut next_id = 0u64;
+    let mut unanswered = Unanswered { pending: BTreeMap::new(), next_id: 0, in_flight_max };
     let mut batch = vec![first];
     loop {
-        // What queued up while the last write was under way goes in one
-        // write.
-        let mut wire = Vec::new();
-        let mut written = Vec::with_capacity(batch.len());
-        for (frame, answer) in batch.drain(..) {
-            if pending.len() + written.len() >= in_flight_max {
-                // Askers that gave up on their answer free their place.
-                pending.retain(|_, waiting| !waiting.is_closed());
-            }
-            if pending.len() + written.len() >= in_flight_max {
-                let _ = answer.send(Err("too many requests unanswered".into()));
-                continue;
-            }
-            next_id += 1;
-            match session_frame::append(&mut wire, next_id, &frame) {
-                Ok(()) => written.push((next_id, answer)),
-                Err(e) => drop(answer.send(Err(e.to_string()))),
-            }
-        }
-        if !wire.is_empty() {
-            let write = session_frame::write_all(&mut writer, &wire);
-            if !matches!(tokio::time::timeout(WRITE_TIMEOUT, write).await, Ok(Ok(()))) {
-                for (_, answer) in written {
-                    let _ = answer.send(Err("the session stream broke".into()));
-                }
-                break;
-            }
-            pending.extend(written);
+        if !unanswered.write(&mut writer, &mut batch).await {
+            break;
         }
         tokio::select! {
             next = requests.recv() => match next {
@@ -190,15 +164,62 @@ async fn carry(
             frame = answers.recv() => {
                 let Some(frame) = frame else { break };
                 let Ok((id, body)) = session_frame::decode(frame) else { break };
-                if let Some(answer) = pending.remove(&id) {
+                if let Some(answer) = unanswered.pending.remove(&id) {
                     let _ = answer.send(Ok(body));
                 }
             }
         }
     }
     reading.abort();
-    for (_, answer) in pending {
+    for (_, answer) in unanswered.pending {
         let _ = answer.send(Err("the session stream closed".into()));
+    }
+}
+
+/// The requests written on a stream and not answered yet, by id.
+struct Unanswered {
+    pending: BTreeMap<u64, Pending>,
+    next_id: u64,
+    in_flight_max: usize,
+}
+
+impl Unanswered {
+    /// Writes `batch` (what queued up while the last write was under way)
+    /// in one write; false when the stream broke.
+    async fn write<W: AsyncWrite + Unpin>(
+        &mut self,
+        writer: &mut W,
+        batch: &mut Vec<Request>,
+    ) -> bool {
+        let mut wire = Vec::new();
+        let mut written = Vec::with_capacity(batch.len());
+        for (frame, answer) in batch.drain(..) {
+            if self.pending.len() + written.len() >= self.in_flight_max {
+                // Askers that gave up on their answer free their place.
+                self.pending.retain(|_, waiting| !waiting.is_closed());
+            }
+            if self.pending.len() + written.len() >= self.in_flight_max {
+                let _ = answer.send(Err("too many requests unanswered".into()));
+                continue;
+            }
+            self.next_id += 1;
+            match session_frame::append(&mut wire, self.next_id, &frame) {
+                Ok(()) => written.push((self.next_id, answer)),
+                Err(e) => drop(answer.send(Err(e.to_string()))),
+            }
+        }
+        if wire.is_empty() {
+            return true;
+        }
+        let write = session_frame::write_all(writer, &wire);
+        if !matches!(tokio::time::timeout(WRITE_TIMEOUT, write).await, Ok(Ok(()))) {
+            for (_, answer) in written {
+                let _ = answer.send(Err("the session stream broke".into()));
+            }
+            return false;
+        }
+        self.pending.extend(written);
+        true
     }
 }
 
