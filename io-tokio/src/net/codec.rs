@@ -107,7 +107,12 @@ async fn read_length<T: AsyncRead + Unpin>(io: &mut T, max_bytes: usize) -> io::
 
 /// The length prefix of `frame`: 4 bytes, big-endian.
 fn length_prefix(frame: &[u8]) -> io::Result<[u8; 4]> {
-    let len = u32::try_from(frame.len())
+    length_prefix_of(frame.len())
+}
+
+/// The length prefix of a frame of `len` bytes.
+fn length_prefix_of(len: usize) -> io::Result<[u8; 4]> {
+    let len = u32::try_from(len)
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "frame too large"))?;
     Ok(len.to_be_bytes())
 }
@@ -122,9 +127,25 @@ pub async fn write_frame<T: AsyncWrite + Unpin>(io: &mut T, frame: &[u8]) -> io:
 /// Appends one length-prefixed frame to `out`, as [`write_frame`] writes
 /// it (for writing several frames at once).
 pub fn append_frame(out: &mut Vec<u8>, frame: &[u8]) -> io::Result<()> {
-    out.extend_from_slice(&length_prefix(frame)?);
-    out.extend_from_slice(frame);
+    append_frame_of(out, &[frame])
+}
+
+/// Appends one length-prefixed frame made of `parts`, one after the other
+/// (a header and a body, say, without joining them first).
+pub fn append_frame_of(out: &mut Vec<u8>, parts: &[&[u8]]) -> io::Result<()> {
+    let len = parts.iter().map(|p| p.len()).sum();
+    out.reserve(4 + len);
+    out.extend_from_slice(&length_prefix_of(len)?);
+    for part in parts {
+        out.extend_from_slice(part);
+    }
     Ok(())
+}
+
+/// Writes frames gathered with [`append_frame`] in one write, and flushes.
+pub async fn write_frames<T: AsyncWrite + Unpin>(io: &mut T, wire: &[u8]) -> io::Result<()> {
+    io.write_all(wire).await?;
+    io.flush().await
 }
 
 impl request_response::Codec for FrameCodec {

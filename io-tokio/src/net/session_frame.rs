@@ -11,11 +11,9 @@
 //! a 64-byte chat message.
 
 use super::behaviour::RR_FRAME_BYTES_MAX;
-use futures::{AsyncWrite, AsyncWriteExt};
+use super::codec::{append_frame_of, write_frames};
+use futures::AsyncWrite;
 use std::io;
-
-/// Bytes of a frame's length prefix (big-endian).
-const LENGTH_BYTES: usize = 4;
 
 /// Bytes of the request id that starts every session frame.
 pub const SESSION_ID_BYTES: usize = 8;
@@ -31,26 +29,14 @@ pub struct ShortFrame(usize);
 /// with its length prefix (as `codec::write_frame` writes it), to `wire`:
 /// frames gathered this way go out in one write, one yamux frame.
 pub fn append(wire: &mut Vec<u8>, id: u64, body: &[u8]) -> io::Result<()> {
-    let len = u32::try_from(SESSION_ID_BYTES + body.len())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "frame too large"))?;
-    wire.reserve(LENGTH_BYTES + SESSION_ID_BYTES + body.len());
-    wire.extend_from_slice(&len.to_be_bytes());
-    wire.extend_from_slice(&id.to_le_bytes());
-    wire.extend_from_slice(body);
-    Ok(())
-}
-
-/// Writes `wire` (frames gathered with [`append`]) and flushes it.
-pub async fn write_all<T: AsyncWrite + Unpin>(io: &mut T, wire: &[u8]) -> io::Result<()> {
-    io.write_all(wire).await?;
-    io.flush().await
+    append_frame_of(wire, &[&id.to_le_bytes(), body])
 }
 
 /// Writes the session frame of `body` under `id`, and flushes it.
 pub async fn write<T: AsyncWrite + Unpin>(io: &mut T, id: u64, body: &[u8]) -> io::Result<()> {
     let mut wire = Vec::new();
     append(&mut wire, id, body)?;
-    write_all(io, &wire).await
+    write_frames(io, &wire).await
 }
 
 /// Splits a session frame (as `codec::read_frame` reads it: without its

@@ -211,7 +211,7 @@ impl Unanswered {
         if wire.is_empty() {
             return true;
         }
-        let write = session_frame::write_all(writer, &wire);
+        let write = crate::net::codec::write_frames(writer, &wire);
         if !matches!(tokio::time::timeout(WRITE_TIMEOUT, write).await, Ok(Ok(()))) {
             for (_, answer) in written {
                 let _ = answer.send(Err("the session stream broke".into()));

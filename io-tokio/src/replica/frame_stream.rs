@@ -20,10 +20,10 @@
 //! most is cut off like any other. Whether a frame's sender is a member is
 //! the service's decision.
 
-use crate::net::codec::{append_frame, read_frame_within};
+use crate::net::codec::{append_frame, read_frame_within, write_frames};
 use crate::net::read_budget::{HeldFrame, EVICTED, READ_BUDGET};
 use bytes::Bytes;
-use futures::{AsyncWriteExt, StreamExt};
+use futures::StreamExt;
 use kith_core::limits;
 use libp2p::{PeerId, StreamProtocol};
 use std::collections::BTreeMap;
@@ -108,11 +108,7 @@ async fn pump(
             }
         }
         if let Some(s) = stream.as_mut() {
-            let written = async {
-                s.write_all(&batch).await?;
-                s.flush().await
-            };
-            if let Err(e) = written.await {
+            if let Err(e) = write_frames(s, &batch).await {
                 tracing::debug!(%peer, %protocol, error = %e, "stream broke; frames dropped");
                 stream = None;
             }

@@ -9,10 +9,9 @@
 use super::askers::{Channel, PendingStream};
 use super::Replica;
 use crate::net::behaviour::LIVE_PROTOCOL;
-use crate::net::codec::{append_frame, read_frame_within, write_frame};
+use crate::net::codec::{append_frame, read_frame_within, write_frame, write_frames};
 use crate::net::read_budget::{HeldFrame, READ_BUDGET};
 use crate::peer_ids::user_of;
-use futures::AsyncWriteExt;
 use futures::StreamExt;
 use kith_core::limits;
 use kith_core::replica::subscriptions::SubscriptionId;
@@ -143,11 +142,7 @@ async fn serve_stream(
                 next = frames.try_recv().ok();
             }
         }
-        let written = async {
-            stream.write_all(&wire).await?;
-            stream.flush().await
-        };
-        if written.await.is_err() {
+        if write_frames(&mut stream, &wire).await.is_err() {
             return;
         }
     }

@@ -155,7 +155,7 @@ async fn serve<S>(
                     next = to_write.try_recv().ok();
                 }
             }
-            let write = session_frame::write_all(&mut writer, &wire);
+            let write = crate::net::codec::write_frames(&mut writer, &wire);
             match tokio::time::timeout(ANSWER_WRITE_TIMEOUT, write).await {
                 Ok(Ok(())) => drop(slots),
                 _ => return,
