@@ -65,6 +65,12 @@ impl VerifiedCommands {
         debug_assert_eq!(self.keys.len(), self.keys_order.len());
     }
 
+    /// How many commands' signatures it remembers checking.
+    #[cfg(test)]
+    pub(crate) fn remembered(&self) -> usize {
+        self.order.len()
+    }
+
     fn remember(&mut self, fingerprint: [u8; 32]) {
         if self.order.len() == limits::VERIFIED_COMMANDS_MAX {
             let oldest = self.order.pop_front().expect("the memory is full");

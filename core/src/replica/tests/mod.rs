@@ -220,6 +220,36 @@ fn a_follower_forwards_a_command_and_relays_the_leaders_answer() {
 }
 
 #[test]
+fn the_leader_takes_a_members_check_of_what_it_forwards() {
+    let mut pair = Pair::new(Vec::new());
+    let alice = Identity::from_secret([1; 32]);
+    let first = pair.ask(B, &alice, ClientRequest::Submit(register(&alice, "alice")));
+    assert!(applied_ok(&first), "{first:?}");
+    // B checked the signature when it took the command in; A, the leader,
+    // proposed it on B's word.
+    assert_eq!(pair.services[&B].verified.remembered(), 1);
+    assert_eq!(pair.services[&A].verified.remembered(), 0);
+    // A still decodes what it proposes: a body of another version is refused.
+    let body = CommandBody {
+        version: IM_PROTOCOL_VERSION + 1,
+        command_id: uuid::Uuid::from_u128(7),
+        issued_at_ms: START_MS,
+        op: Operation::Register { name: "alice".into() },
+    };
+    let future = SignedCommand::sign(&alice, &body);
+    let asker = pair.asker();
+    let frame = replica_protocol::encode(&PeerRequest::Forward(future));
+    pair.input(A, ServiceInput::PeerRequested { asker, from: B, frame: frame.into() });
+    let (_, _, answer) = pair.answers.iter().find(|(_, a, _)| *a == asker).expect("answered");
+    let answer: PeerResponse = replica_protocol::decode(answer).expect("decodes");
+    let refused = crate::im::protocol::CommandError::Version {
+        found: IM_PROTOCOL_VERSION + 1,
+        supported: IM_PROTOCOL_VERSION,
+    };
+    assert_eq!(answer, PeerResponse::Forwarded(ClientResponse::Refused(refused)));
+}
+
+#[test]
 fn a_forwarded_command_travels_one_hop_only() {
     let mut pair = Pair::new(Vec::new());
     let alice = Identity::from_secret([1; 32]);
