@@ -16,7 +16,7 @@ use crate::net::behaviour::{
 };
 use crate::net::codec::{read_frame, write_frame};
 use crate::net::read_budget::HeldFrame;
-use crate::net::session_link::{LinkTo, Pending, SessionLink};
+use crate::net::session_link::{Fallback, LinkTo, Pending, SessionLink};
 use crate::storage::BlobStore;
 use futures::StreamExt;
 use kith_core::files::download::Progress;
@@ -308,7 +308,7 @@ impl Client {
     /// Hands one client frame to the session stream; the receiver gets
     /// the answer's bytes, or why there will be none.
     async fn send_frame(&mut self, frame: Vec<u8>) -> Result<Answer, String> {
-        let (tx, rx) = oneshot::channel();
+        let (tx, rx) = Pending::waiter();
         self.link.send(frame, tx).await?;
         Ok(rx)
     }
@@ -318,7 +318,7 @@ impl Client {
     pub async fn admin(&mut self, request: AdminRequest) -> Result<AdminResponse, ClientError> {
         let deadline = tokio::time::Instant::now() + self.patience;
         loop {
-            let (tx, rx) = oneshot::channel();
+            let (tx, rx) = Pending::waiter();
             let frame = replica_protocol::encode(&request);
             let sent = self.calls.send(Call::Admin(frame, tx)).await.is_ok();
             let answer = match rx.await {
@@ -485,14 +485,8 @@ fn session_link(
     replica: PeerId,
     calls: mpsc::Sender<Call>,
 ) -> SessionLink {
-    let (fallback, mut requests) = mpsc::channel(1);
-    tokio::spawn(async move {
-        while let Some((frame, answer)) = requests.recv().await {
-            if calls.send(Call::Client(frame, answer)).await.is_err() {
-                return;
-            }
-        }
-    });
+    let fallback =
+        Fallback { to: calls, wrap: Box::new(|(frame, answer)| Call::Client(frame, answer)) };
     let to = LinkTo {
         peer: replica,
         protocol: SESSION_PROTOCOL,
@@ -539,12 +533,12 @@ async fn drive(
                 match event {
                     Event::Message { message: Message::Response { request_id, response }, .. } => {
                         if let Some(tx) = pending.remove(&request_id) {
-                            let _ = tx.send(Ok(response));
+                            tx.send(Ok(response));
                         }
                     }
                     Event::OutboundFailure { request_id, error, .. } => {
                         if let Some(tx) = pending.remove(&request_id) {
-                            let _ = tx.send(Err(error.to_string()));
+                            tx.send(Err(error.to_string()));
                         }
                     }
                     _ => {}

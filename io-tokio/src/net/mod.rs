@@ -6,6 +6,7 @@ pub mod codec;
 pub mod directory;
 pub mod discovery;
 pub mod incoming;
+pub mod pending;
 pub mod read_budget;
 pub mod session_frame;
 pub mod session_link;

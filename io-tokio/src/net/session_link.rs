@@ -18,7 +18,9 @@ use libp2p::{PeerId, StreamProtocol};
 use libp2p_stream::OpenStreamError;
 use std::collections::BTreeMap;
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
+
+pub use crate::net::pending::Pending;
 
 /// Attempts to open the stream for one request: libp2p-stream drops an
 /// inbound stream that a busy replica's acceptor has not taken yet.
@@ -28,11 +30,18 @@ const WRITE_BYTES_MAX: usize = 256 * 1024;
 /// How long writing one request may take before the stream is given up.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Where one request's answer arrives: the response frame, or why there
-/// will be none.
-pub type Pending = oneshot::Sender<Result<Vec<u8>, String>>;
 /// A request frame and where its answer goes.
 pub type Request = (Vec<u8>, Pending);
+
+/// Where a link's requests go when its peer has no session streams: onto
+/// the asker's own channel for its request-response protocol, each
+/// wrapped as that channel wants.
+pub struct Fallback<T> {
+    /// The asker's channel.
+    pub to: mpsc::Sender<T>,
+    /// What one request becomes on it.
+    pub wrap: Box<dyn Fn(Request) -> T + Send>,
+}
 
 /// A handle on the task that owns one session stream.
 #[derive(Clone, Debug)]
@@ -58,7 +67,7 @@ impl SessionLink {
         control: libp2p_stream::Control,
         to: LinkTo,
         queued: usize,
-        fallback: mpsc::Sender<Request>,
+        fallback: Fallback<impl Send + 'static>,
     ) -> SessionLink {
         let (requests, rx) = mpsc::channel(queued);
         tokio::spawn(run(control, to, rx, fallback));
@@ -72,10 +81,14 @@ impl SessionLink {
     }
 
     /// [`Self::send`] without waiting: with the link's queue full (or the
-    /// link gone), `answer` is dropped, which its receiver hears as a
-    /// failed attempt.
+    /// link gone), `answer` hears a failed attempt at once.
     pub fn try_send(&self, frame: Vec<u8>, answer: Pending) {
-        let _ = self.requests.try_send((frame, answer));
+        use mpsc::error::TrySendError;
+        match self.requests.try_send((frame, answer)) {
+            Ok(()) => {}
+            Err(TrySendError::Full((_, answer))) => answer.send(Err("the link is full".into())),
+            Err(TrySendError::Closed((_, answer))) => answer.send(Err("the link is gone".into())),
+        }
     }
 }
 
@@ -83,7 +96,7 @@ async fn run(
     mut control: libp2p_stream::Control,
     to: LinkTo,
     mut requests: mpsc::Receiver<Request>,
-    fallback: mpsc::Sender<Request>,
+    fallback: Fallback<impl Send + 'static>,
 ) {
     while let Some(first) = requests.recv().await {
         match open(&mut control, &to).await {
@@ -95,14 +108,14 @@ async fn run(
                     Some(request) => Some(request),
                     None => requests.recv().await,
                 } {
-                    if fallback.send(request).await.is_err() {
+                    if fallback.to.send((fallback.wrap)(request)).await.is_err() {
                         return;
                     }
                 }
                 return;
             }
             Err(e) => {
-                let _ = first.1.send(Err(e.to_string()));
+                first.1.send(Err(e.to_string()));
             }
         }
     }
@@ -165,14 +178,14 @@ async fn carry(
                 let Some(frame) = frame else { break };
                 let Ok((id, body)) = session_frame::decode(frame) else { break };
                 if let Some(answer) = unanswered.pending.remove(&id) {
-                    let _ = answer.send(Ok(body));
+                    answer.send(Ok(body));
                 }
             }
         }
     }
     reading.abort();
     for (_, answer) in unanswered.pending {
-        let _ = answer.send(Err("the session stream closed".into()));
+        answer.send(Err("the session stream closed".into()));
     }
 }
 
@@ -199,13 +212,13 @@ impl Unanswered {
                 self.pending.retain(|_, waiting| !waiting.is_closed());
             }
             if self.pending.len() + written.len() >= self.in_flight_max {
-                let _ = answer.send(Err("too many requests unanswered".into()));
+                answer.send(Err("too many requests unanswered".into()));
                 continue;
             }
             self.next_id += 1;
             match session_frame::append(&mut wire, self.next_id, &frame) {
                 Ok(()) => written.push((self.next_id, answer)),
-                Err(e) => drop(answer.send(Err(e.to_string()))),
+                Err(e) => answer.send(Err(e.to_string())),
             }
         }
         if wire.is_empty() {
@@ -214,7 +227,7 @@ impl Unanswered {
         let write = crate::net::codec::write_frames(writer, &wire);
         if !matches!(tokio::time::timeout(WRITE_TIMEOUT, write).await, Ok(Ok(()))) {
             for (_, answer) in written {
-                let _ = answer.send(Err("the session stream broke".into()));
+                answer.send(Err("the session stream broke".into()));
             }
             return false;
         }
@@ -273,11 +286,15 @@ mod tests {
         });
         let (fallback, requests) = mpsc::channel(8);
         let to = LinkTo { peer: to, protocol: SESSION_PROTOCOL, in_flight_max: 4 };
+        let fallback = Fallback { to: fallback, wrap: Box::new(|request| request) };
         (SessionLink::start(control, to, 8, fallback), requests)
     }
 
-    async fn ask(link: &SessionLink, frame: &[u8]) -> oneshot::Receiver<Result<Vec<u8>, String>> {
-        let (tx, rx) = oneshot::channel();
+    async fn ask(
+        link: &SessionLink,
+        frame: &[u8],
+    ) -> tokio::sync::oneshot::Receiver<crate::net::pending::Answer> {
+        let (tx, rx) = Pending::waiter();
         link.send(frame.to_vec(), tx).await.unwrap();
         rx
     }

@@ -143,7 +143,7 @@ pub async fn run(
             Some(request) = chunk_requests.recv() => replica.on_chunk_stream(request),
             Some(report) = file_reports.recv() => replica.on_file_report(report),
             Some((request, answer)) = peer_links.answers.recv() => {
-                replica.on_linked_answer(request, answer)
+                replica.on_linked_answer(kith_core::replica::OutboundId(request), answer)
             }
             Some((peer, (frame, answer))) = peer_links.fallback.recv() => {
                 replica.send_peer(peer, frame, Outbound::Linked(answer))

@@ -200,7 +200,7 @@ impl Replica {
 
     fn on_peer_response(&mut self, peer: PeerId, what: Outbound, frame: Vec<u8>) {
         match what {
-            Outbound::Linked(answer) => drop(answer.send(Ok(frame))),
+            Outbound::Linked(answer) => answer.send(Ok(frame)),
             Outbound::Hello => {
                 let Ok(PeerResponse::Hello(records)) = replica_protocol::decode(&frame) else {
                     return;
@@ -218,7 +218,7 @@ impl Replica {
 
     fn on_peer_failure(&mut self, what: Outbound) {
         match what {
-            Outbound::Linked(answer) => drop(answer.send(Err("peer request failed".into()))),
+            Outbound::Linked(answer) => answer.send(Err("peer request failed".into())),
             Outbound::Hello => {}
         }
     }
