@@ -142,6 +142,33 @@ pub fn append_frame_of(out: &mut Vec<u8>, parts: &[&[u8]]) -> io::Result<()> {
     Ok(())
 }
 
+/// Bytes gathered into one write (see [`gather`]).
+pub const GATHERED_BYTES_MAX: usize = 256 * 1024;
+
+/// Appends `first`, then what is already queued behind it on `queue`, to
+/// `wire` (each with `append`) until `wire` holds `bytes_max`: what queued
+/// up while the last write was under way goes out in one write and one
+/// flush, one noise frame instead of one per item. Stops, returning
+/// false, as soon as `append` does.
+pub fn gather<T>(
+    wire: &mut Vec<u8>,
+    first: T,
+    queue: &mut tokio::sync::mpsc::Receiver<T>,
+    bytes_max: usize,
+    mut append: impl FnMut(&mut Vec<u8>, T) -> bool,
+) -> bool {
+    let mut next = Some(first);
+    while let Some(item) = next.take() {
+        if !append(wire, item) {
+            return false;
+        }
+        if wire.len() < bytes_max {
+            next = queue.try_recv().ok();
+        }
+    }
+    true
+}
+
 /// Writes frames gathered with [`append_frame`] in one write, and flushes.
 pub async fn write_frames<T: AsyncWrite + Unpin>(io: &mut T, wire: &[u8]) -> io::Result<()> {
     io.write_all(wire).await?;

@@ -11,7 +11,7 @@
 //! A peer that does not speak the protocol (one from before it) gets every
 //! request of this link on `fallback`: its request-response protocol.
 
-use crate::net::codec::read_frame;
+use crate::net::codec::{read_frame, GATHERED_BYTES_MAX};
 use crate::net::session_frame::{self, SESSION_FRAME_BYTES_MAX};
 use futures::AsyncWrite;
 use libp2p::{PeerId, StreamProtocol};
@@ -25,8 +25,6 @@ pub use crate::net::pending::Pending;
 /// Attempts to open the stream for one request: libp2p-stream drops an
 /// inbound stream that a busy replica's acceptor has not taken yet.
 const OPEN_TRIES: u32 = 4;
-/// Bytes of requests gathered into one write.
-const WRITE_BYTES_MAX: usize = 256 * 1024;
 /// How long writing one request may take before the stream is given up.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -238,7 +236,7 @@ impl Unanswered {
 
 /// Whether a batch of requests has room for one more in its write.
 fn wire_room(batch: &[Request]) -> bool {
-    batch.iter().map(|(frame, _)| frame.len()).sum::<usize>() < WRITE_BYTES_MAX
+    batch.iter().map(|(frame, _)| frame.len()).sum::<usize>() < GATHERED_BYTES_MAX
 }
 
 #[cfg(test)]

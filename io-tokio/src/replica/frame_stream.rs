@@ -20,7 +20,7 @@
 //! most is cut off like any other. Whether a frame's sender is a member is
 //! the service's decision.
 
-use crate::net::codec::{append_frame, read_frame_within, write_frames};
+use crate::net::codec::{append_frame, gather, read_frame_within, write_frames};
 use crate::net::read_budget::{HeldFrame, EVICTED, READ_BUDGET};
 use bytes::Bytes;
 use futures::StreamExt;
@@ -32,8 +32,10 @@ use tokio::sync::mpsc;
 
 /// An idle outgoing stream is closed after this long.
 const IDLE_STREAM: Duration = Duration::from_secs(30);
-/// Bytes gathered from the queue into one write.
-const WRITE_BYTES_MAX: usize = 1024 * 1024;
+/// Bytes gathered from the queue into one write: more than other streams
+/// gather, as one Raft append may be 512 KiB
+/// (`kith_core::limits::APPEND_MESSAGE_BYTES_MAX`).
+const GATHERED_BYTES_MAX: usize = 1024 * 1024;
 
 /// Outgoing streams of one protocol, one per peer.
 pub struct FrameSenders {
@@ -98,15 +100,12 @@ async fn pump(
         // What queued up while the last write was under way goes in one
         // write: one flush for a burst of frames.
         batch.clear();
-        let mut next = Some(frame);
-        while let Some(frame) = next.take() {
-            if let Err(e) = append_frame(&mut batch, &frame) {
+        gather(&mut batch, frame, &mut frames, GATHERED_BYTES_MAX, |wire, frame| {
+            if let Err(e) = append_frame(wire, &frame) {
                 tracing::error!(%peer, %protocol, error = %e, "a frame that cannot be framed; dropped");
             }
-            if batch.len() < WRITE_BYTES_MAX {
-                next = frames.try_recv().ok();
-            }
-        }
+            true
+        });
         if let Some(s) = stream.as_mut() {
             if let Err(e) = write_frames(s, &batch).await {
                 tracing::debug!(%peer, %protocol, error = %e, "stream broke; frames dropped");

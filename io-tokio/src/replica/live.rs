@@ -9,7 +9,9 @@
 use super::askers::{Channel, PendingStream};
 use super::Replica;
 use crate::net::behaviour::LIVE_PROTOCOL;
-use crate::net::codec::{append_frame, read_frame_within, write_frame, write_frames};
+use crate::net::codec::{
+    append_frame, gather, read_frame_within, write_frame, write_frames, GATHERED_BYTES_MAX,
+};
 use crate::net::read_budget::{HeldFrame, READ_BUDGET};
 use crate::peer_ids::user_of;
 use futures::StreamExt;
@@ -26,8 +28,6 @@ use tokio::sync::{mpsc, oneshot};
 const LIVE_QUEUE_FRAMES: usize = 64;
 /// Subscriptions being set up at once.
 const PENDING_SUBSCRIPTIONS_MAX: usize = 64;
-/// Bytes of queued frames gathered into one write.
-const WRITE_BYTES_MAX: usize = 256 * 1024;
 /// How long a client has to send its subscribe frame.
 const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -133,16 +133,10 @@ async fn serve_stream(
         // The frames queued behind it go in the same write: one flush, one
         // encrypted frame, for a burst of deliveries.
         let mut wire = Vec::new();
-        let mut next = Some(frame);
-        while let Some(frame) = next.take() {
-            if append_frame(&mut wire, &frame.encode()).is_err() {
-                return;
-            }
-            if wire.len() < WRITE_BYTES_MAX {
-                next = frames.try_recv().ok();
-            }
-        }
-        if write_frames(&mut stream, &wire).await.is_err() {
+        let framed = gather(&mut wire, frame, &mut frames, GATHERED_BYTES_MAX, |wire, frame| {
+            append_frame(wire, &frame.encode()).is_ok()
+        });
+        if !framed || write_frames(&mut stream, &wire).await.is_err() {
             return;
         }
     }

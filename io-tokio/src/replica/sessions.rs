@@ -15,7 +15,7 @@
 //! the stream: a client that stops reading cannot park answers here.
 
 use crate::net::behaviour::{PEER_SESSION_PROTOCOL, SESSION_PROTOCOL};
-use crate::net::codec::read_frame_within;
+use crate::net::codec::{gather, read_frame_within, GATHERED_BYTES_MAX};
 use crate::net::read_budget::{HeldFrame, EVICTED, READ_BUDGET};
 use crate::net::session_frame::{self, SESSION_FRAME_BYTES_MAX};
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, StreamExt};
@@ -30,8 +30,6 @@ use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 pub const SESSION_STREAMS_MAX: usize = 4096;
 /// Requests read from all streams and not yet taken by the run loop.
 pub const SESSION_REQUESTS_QUEUED: usize = 256;
-/// Bytes of answers gathered into one write.
-const WRITE_BYTES_MAX: usize = 256 * 1024;
 /// How long writing one answer may take before the stream is dropped.
 const ANSWER_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -145,16 +143,14 @@ async fn serve<S>(
             // The answers ready together go in one write; their slots are
             // freed once it is written.
             let (mut wire, mut slots) = (Vec::new(), Vec::new());
-            let mut next = Some(first);
-            while let Some(Answer { id, frame, _permit: slot }) = next.take() {
-                if let Err(e) = session_frame::append(&mut wire, id, &frame) {
+            gather(&mut wire, first, &mut to_write, GATHERED_BYTES_MAX, |wire, answer| {
+                let Answer { id, frame, _permit: slot } = answer;
+                if let Err(e) = session_frame::append(wire, id, &frame) {
                     tracing::error!(error = %e, "an answer that cannot be framed; dropped");
                 }
                 slots.push(slot);
-                if wire.len() < WRITE_BYTES_MAX {
-                    next = to_write.try_recv().ok();
-                }
-            }
+                true
+            });
             let write = crate::net::codec::write_frames(&mut writer, &wire);
             match tokio::time::timeout(ANSWER_WRITE_TIMEOUT, write).await {
                 Ok(Ok(())) => drop(slots),
