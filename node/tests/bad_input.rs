@@ -197,6 +197,8 @@ async fn garbage_floods_and_strangers_do_not_hurt_a_replica() {
         "kith_leader_changes_total",
         "kith_peers_connected",
         "kith_proposals_pending",
+        "kith_service_call_longest_microseconds",
+        "kith_service_calls_slow_total",
     ] {
         assert!(text.contains(name), "metrics lack {name}:\n{text}");
     }

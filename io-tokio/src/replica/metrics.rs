@@ -17,11 +17,39 @@ pub struct Metrics {
     commit_latency_count: u64,
     /// Counts of commits at or under each bucket bound.
     commit_latency_buckets: [u64; BUCKETS_MS.len()],
+    /// The longest call into the service since the last publish.
+    service_call_longest: Duration,
+    /// Calls into the service that held the run loop `SERVICE_CALL_SLOW`
+    /// or longer.
+    service_calls_slow: u64,
 }
+
+/// A call into the service this long holds up everything the replica
+/// does (a snapshot's commit of the history store took 30-67 ms in the
+/// cluster benchmark, docs/PERFORMANCE.md): counted, and the longest shown.
+const SERVICE_CALL_SLOW: Duration = Duration::from_millis(20);
+/// Beyond this a call is logged: the cluster's election timeout is of the
+/// same order, so peers may have taken this replica for gone.
+const SERVICE_CALL_LOGGED: Duration = Duration::from_millis(500);
 
 const BUCKETS_MS: [u64; 8] = [1, 5, 10, 25, 50, 100, 500, 1000];
 
 impl Metrics {
+    /// Records how long one call into the service (`what`) held the loop.
+    pub(super) fn observe_service_call(&mut self, took: Duration, what: &str) {
+        self.service_call_longest = self.service_call_longest.max(took);
+        if took >= SERVICE_CALL_SLOW {
+            self.service_calls_slow += 1;
+        }
+        if took >= SERVICE_CALL_LOGGED {
+            tracing::warn!(
+                took_ms = took.as_millis() as u64,
+                what,
+                "the service held the run loop"
+            );
+        }
+    }
+
     /// Records one command's time from submission to applied.
     pub(super) fn observe_commit(&mut self, latency: Duration) {
         self.commit_latency_sum += latency;
@@ -48,7 +76,8 @@ impl Replica {
         let refused = self.service.metrics().raft_frames_refused;
         let mut text = String::with_capacity(2048);
         let members = s.membership.voters.len() + s.membership.learners.len();
-        let series: [(&str, &str, &str, u64); 16] = [
+        let longest_us = m.service_call_longest.as_micros() as u64;
+        let series: [(&str, &str, &str, u64); 18] = [
             ("kith_applied_index", "gauge", "Highest log index applied.", s.applied.get()),
             ("kith_commit_index", "gauge", "Highest log index known committed.", s.commit.get()),
             ("kith_term", "gauge", "Current Raft term.", s.term.get()),
@@ -115,6 +144,18 @@ impl Replica {
                 "Snapshot chunks dropped at a full per-peer stream queue.",
                 m.snapshot_chunks_dropped,
             ),
+            (
+                "kith_service_call_longest_microseconds",
+                "gauge",
+                "The longest call into the replica service since the last update (1 s).",
+                longest_us,
+            ),
+            (
+                "kith_service_calls_slow_total",
+                "counter",
+                "Calls into the replica service that held the run loop 20 ms or more.",
+                m.service_calls_slow,
+            ),
         ];
         for (name, kind, help, value) in series {
             text.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"));
@@ -148,6 +189,7 @@ impl Replica {
         if let Ok(mut shared) = self.shared_metrics.lock() {
             shared.text = text;
         }
+        self.metrics.service_call_longest = Duration::ZERO;
     }
 }
 

@@ -190,7 +190,9 @@ impl Replica {
     /// Reports one fact to the service.
     fn input(&mut self, input: ServiceInput) {
         let now = self.now();
+        let started = std::time::Instant::now();
         self.service.handle_input(now, input);
+        self.metrics.observe_service_call(started.elapsed(), "an input");
     }
 
     fn next_wake(&self, live_backlog: bool) -> tokio::time::Instant {
@@ -207,7 +209,9 @@ impl Replica {
     fn on_timer(&mut self) {
         let now = self.now();
         if self.service.poll_timeout().is_some_and(|t| t <= now) {
+            let started = std::time::Instant::now();
             self.service.handle_timeout(now);
+            self.metrics.observe_service_call(started.elapsed(), "a timeout");
         }
     }
 

@@ -10,7 +10,13 @@ use kith_core::wire::PeerFrame;
 impl Replica {
     /// Carries out every command the service has.
     pub(super) fn flush_outputs(&mut self) {
-        while let Some(output) = self.service.poll_output() {
+        loop {
+            // Taking an output may run the node (apply, snapshot): timed;
+            // carrying it out is the driver's own work.
+            let started = std::time::Instant::now();
+            let output = self.service.poll_output();
+            self.metrics.observe_service_call(started.elapsed(), "taking outputs");
+            let Some(output) = output else { return };
             self.carry_out(output);
         }
     }
