@@ -17,7 +17,7 @@ pub fn node_id_of(peer: &PeerId) -> NodeId {
 
 /// The user a connection's PeerId authenticates, if it is an ed25519 key.
 pub fn user_of(peer: &PeerId) -> Option<UserId> {
-    UserId::from_peer_id(&peer.to_base58()).ok()
+    UserId::from_peer_id_bytes(&peer.to_bytes()).ok()
 }
 
 /// The peer an address names last (`.../p2p/<PEER_ID>`), if it names one.

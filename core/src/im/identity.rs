@@ -33,12 +33,19 @@ impl UserId {
     /// Parses a base58 PeerId string (`12D3KooW...`) of an ed25519 key.
     pub fn from_peer_id(text: &str) -> Result<UserId, IdentityError> {
         let bytes = bs58::decode(text).into_vec().map_err(|_| IdentityError::NotBase58)?;
-        if bytes.len() != 38 || bytes[..6] != PEER_ID_PREFIX {
-            return Err(IdentityError::NotEd25519PeerId);
-        }
-        let mut key = [0u8; 32];
-        key.copy_from_slice(&bytes[6..]);
-        Ok(UserId(key))
+        UserId::from_peer_id_bytes(&bytes)
+    }
+
+    /// The user of a PeerId in its binary form (a multihash), if it holds
+    /// an ed25519 key inline: what a driver has for every connection,
+    /// without the round trip through base58 (whose encoding is quadratic
+    /// in the length, and showed in a replica's profile).
+    pub fn from_peer_id_bytes(bytes: &[u8]) -> Result<UserId, IdentityError> {
+        let key = match bytes.split_first_chunk::<6>() {
+            Some((prefix, key)) if *prefix == PEER_ID_PREFIX => key,
+            _ => return Err(IdentityError::NotEd25519PeerId),
+        };
+        key.try_into().map(UserId).map_err(|_| IdentityError::NotEd25519PeerId)
     }
 
     /// Verifies `signature` over `message` by this user.
@@ -151,5 +158,22 @@ mod tests {
         assert_eq!(other.verify(b"hello", &sig), Err(IdentityError::BadSignature));
         assert!(UserId::from_peer_id("0OIl").is_err());
         assert!(UserId::from_peer_id("12D3").is_err());
+    }
+
+    #[test]
+    fn a_peer_id_in_binary_names_its_user_only_with_an_inline_ed25519_key() {
+        let user = Identity::from_secret([7; 32]).user();
+        let bytes = user.peer_id_bytes();
+        assert_eq!(UserId::from_peer_id_bytes(&bytes), Ok(user));
+        for len in 0..bytes.len() {
+            assert!(UserId::from_peer_id_bytes(&bytes[..len]).is_err(), "{len} bytes");
+        }
+        let longer = [&bytes[..], &[0]].concat();
+        assert!(UserId::from_peer_id_bytes(&longer).is_err());
+        for at in 0..6 {
+            let mut other = bytes;
+            other[at] ^= 1;
+            assert!(UserId::from_peer_id_bytes(&other).is_err(), "prefix byte {at}");
+        }
     }
 }
