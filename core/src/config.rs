@@ -21,6 +21,12 @@ pub struct Config {
     /// Applied entries beyond the last snapshot that trigger a new snapshot
     /// and log compaction.
     pub snapshot_threshold_entries: u64,
+    /// Bytes of applied entries beyond the last snapshot that trigger one
+    /// too, whichever comes first: a busy leader packs many commands into
+    /// an entry, so a count of entries alone bounds neither the log held
+    /// in memory (up to `ENTRY_BYTES_MAX` each) nor the replay after a
+    /// restart nor the history a snapshot commits at once.
+    pub snapshot_threshold_bytes: u64,
     /// Ticks a linearizable read may wait for its read index.
     pub read_timeout_ticks: u64,
     /// When non-zero, the node digests its state machine after applying
@@ -56,6 +62,7 @@ impl Config {
             election_ticks: 10,
             heartbeat_ticks: 2,
             snapshot_threshold_entries: 10_000,
+            snapshot_threshold_bytes: crate::limits::SNAPSHOT_THRESHOLD_BYTES,
             read_timeout_ticks: 40,
             digest_every_entries: 0,
             #[cfg(feature = "bug-switches")]
@@ -77,7 +84,7 @@ impl Config {
                 heartbeat_ticks: self.heartbeat_ticks,
             });
         }
-        if self.snapshot_threshold_entries == 0 {
+        if self.snapshot_threshold_entries == 0 || self.snapshot_threshold_bytes == 0 {
             return Err(ConfigError::ZeroSnapshotThreshold);
         }
         Ok(())

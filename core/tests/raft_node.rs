@@ -288,6 +288,38 @@ fn campaigning_while_an_installed_snapshot_is_still_being_written_is_safe() {
     assert!(w.nodes[2].state_machine().list(0).len() > 64, "it holds the snapshot's contents");
 }
 
+/// A busy leader packs many commands into each entry, so a count of
+/// entries alone let the log (held in memory, replayed after a restart)
+/// grow to hundreds of MiB between snapshots: bytes trigger one too.
+#[test]
+fn a_snapshot_is_due_by_bytes_as_well_as_by_entries() {
+    let voters = [NodeId(1), NodeId(2), NodeId(3)];
+    for (threshold_bytes, expected) in [(u64::MAX, false), (256, true)] {
+        let nodes = voters
+            .iter()
+            .map(|id| {
+                let mut config = Config::new(*id, 7);
+                config.snapshot_threshold_entries = 1_000_000;
+                config.snapshot_threshold_bytes = threshold_bytes;
+                Node::bootstrap(config, &voters, ListMachine::default(), Instant::ZERO).unwrap()
+            })
+            .collect();
+        let mut w = Wired { nodes, now: Instant::ZERO };
+        w.nodes[0].campaign(w.now);
+        w.pump(|_, _| true, |_, _| true);
+        assert_eq!(w.nodes[0].status().role, Role::Leader);
+        for value in 0..200 {
+            w.nodes[0].submit(w.now, &Append { list: 0, value }).expect("leader accepts");
+            w.pump(|_, _| true, |_, _| true);
+        }
+        for node in &w.nodes {
+            let taken = node.metrics().snapshots_taken;
+            assert_eq!(taken > 0, expected, "{threshold_bytes} bytes: {taken} snapshots");
+            assert_eq!(node.state_machine().list(0).len(), 200, "nothing lost to compaction");
+        }
+    }
+}
+
 #[test]
 fn linearizable_read_sees_an_acknowledged_write() {
     let mut c = cluster(3, 0);

@@ -24,6 +24,7 @@ impl<S: StateMachine> Node<S> {
                 self.apply_commands(&entry, resolution.ours);
             }
             self.applied = LogIndex(self.applied.get().max(entry.index));
+            self.applied_bytes_since_snapshot += entry.data.len() as u64;
             // Raft hands out only committed entries; applying past the
             // commit index would be acting on what a majority may undo.
             assert!(
@@ -141,9 +142,10 @@ impl<S: StateMachine> Node<S> {
         // pending membership changes before campaigning), so the log may only
         // be compacted once raft-rs knows everything up to ours is applied.
         let raft_caught_up = self.raw.raft.raft_log.applied == self.applied.get();
+        let bytes_due = self.applied_bytes_since_snapshot >= self.config.snapshot_threshold_bytes;
         if raft_caught_up
-            && (since_snapshot >= self.config.snapshot_threshold_entries
-                || (wanted && since_snapshot > 0))
+            && since_snapshot > 0
+            && (since_snapshot >= self.config.snapshot_threshold_entries || bytes_due || wanted)
         {
             self.take_snapshot();
         }
@@ -222,6 +224,7 @@ impl<S: StateMachine> Node<S> {
         }
         snapshot.set_metadata(meta);
         self.raw.mut_store().compact_to(snapshot);
+        self.applied_bytes_since_snapshot = 0;
         self.metrics.snapshots_taken += 1;
         self.persist_new_segment();
     }

@@ -75,6 +75,9 @@ pub struct Node<S: StateMachine> {
     next_tick_at: Instant,
     ticks: u64,
     applied: LogIndex,
+    /// Bytes of the entries applied since the last snapshot (those replayed
+    /// after a restart included), for `Config::snapshot_threshold_bytes`.
+    applied_bytes_since_snapshot: u64,
     outputs: VecDeque<NodeOutput<S>>,
     proposals: Proposals,
     reads: Reads<S::Query>,

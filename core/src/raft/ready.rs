@@ -197,6 +197,7 @@ impl<S: StateMachine> Node<S> {
         }
         self.raw.mut_store().install_snapshot(local.clone());
         self.applied = LogIndex(meta.index);
+        self.applied_bytes_since_snapshot = 0;
         let membership = super::Membership::from_conf_state(meta.get_conf_state());
         if membership != self.membership {
             self.set_membership(membership.clone());

@@ -184,6 +184,7 @@ impl<S: StateMachine> Node<S> {
             now,
             ticks: 0,
             applied: LogIndex(applied),
+            applied_bytes_since_snapshot: 0,
             outputs: VecDeque::new(),
             proposals: Proposals::default(),
             reads: Reads::default(),
