@@ -163,13 +163,7 @@ async fn carry(
         }
         tokio::select! {
             next = requests.recv() => match next {
-                Some(next) => {
-                    batch.push(next);
-                    while wire_room(&batch) {
-                        let Ok(next) = requests.try_recv() else { break };
-                        batch.push(next);
-                    }
-                }
+                Some(next) => take_queued(&mut batch, next, requests),
                 None => break,
             },
             frame = answers.recv() => {
@@ -234,9 +228,20 @@ impl Unanswered {
     }
 }
 
-/// Whether a batch of requests has room for one more in its write.
-fn wire_room(batch: &[Request]) -> bool {
-    batch.iter().map(|(frame, _)| frame.len()).sum::<usize>() < GATHERED_BYTES_MAX
+/// Adds `first` to `batch`, then what is already queued behind it while
+/// the batch's frames stay under `GATHERED_BYTES_MAX` (as `codec::gather`
+/// does for frames already framed: these are framed only once the
+/// in-flight limit has been checked, in [`Unanswered::write`]).
+fn take_queued(batch: &mut Vec<Request>, first: Request, requests: &mut mpsc::Receiver<Request>) {
+    let mut bytes: usize = batch.iter().map(|(frame, _)| frame.len()).sum();
+    let mut next = Some(first);
+    while let Some(request) = next.take() {
+        bytes += request.0.len();
+        batch.push(request);
+        if bytes < GATHERED_BYTES_MAX {
+            next = requests.try_recv().ok();
+        }
+    }
 }
 
 #[cfg(test)]

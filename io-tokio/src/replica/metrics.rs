@@ -77,6 +77,10 @@ impl Replica {
         let mut text = String::with_capacity(2048);
         let members = s.membership.voters.len() + s.membership.learners.len();
         let longest_us = m.service_call_longest.as_micros() as u64;
+        let slow_help = format!(
+            "Calls into the replica service that held the run loop {} ms or more.",
+            SERVICE_CALL_SLOW.as_millis()
+        );
         let series: [(&str, &str, &str, u64); 18] = [
             ("kith_applied_index", "gauge", "Highest log index applied.", s.applied.get()),
             ("kith_commit_index", "gauge", "Highest log index known committed.", s.commit.get()),
@@ -150,12 +154,7 @@ impl Replica {
                 "The longest call into the replica service since the last update (1 s).",
                 longest_us,
             ),
-            (
-                "kith_service_calls_slow_total",
-                "counter",
-                "Calls into the replica service that held the run loop 20 ms or more.",
-                m.service_calls_slow,
-            ),
+            ("kith_service_calls_slow_total", "counter", &slow_help, m.service_calls_slow),
         ];
         for (name, kind, help, value) in series {
             text.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"));
