@@ -60,9 +60,10 @@ pub const SNAPSHOT_BYTES_MAX: usize = 1024 * 1024 * 1024;
 /// its count of entries says so (`Config::snapshot_threshold_bytes`). A busy
 /// leader packs several commands into each entry (about ten, with 31
 /// clients on one replica), so 10,000 entries meant 100,000 messages: the
-/// log tail a restart replays (4 s), and the history a snapshot then
+/// log tail a restart replays (up to 4 s), and the history a snapshot then
 /// commits at once, holding the run loop 0.5-1.7 s (docs/PERFORMANCE.md,
-/// section 4). 4 MiB is about 18,000 signed 64-byte messages.
+/// section 4). 4 MiB is about 20,000 signed 64-byte messages (196 bytes
+/// each, encoded).
 pub const SNAPSHOT_THRESHOLD_BYTES: u64 = 4 * 1024 * 1024;
 
 /// Snapshot bytes carried per chunk frame.
