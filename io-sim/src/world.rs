@@ -72,7 +72,12 @@ pub fn replica_peer(slot: u8) -> Vec<u8> {
 
 /// The Raft id of the replica in `slot`.
 pub fn replica_id(slot: u8) -> NodeId {
-    NodeId::of_peer(&replica_peer(slot))
+    // Deriving a key is a scalar multiplication (tens of µs), and every
+    // frame a replica receives names its sender by address: derive each
+    // slot's id once per process.
+    static IDS: OnceLock<Vec<NodeId>> = OnceLock::new();
+    IDS.get_or_init(|| (0..=u8::MAX).map(|slot| NodeId::of_peer(&replica_peer(slot))).collect())
+        [usize::from(slot)]
 }
 
 /// The slot of replica `id`, if it is a simulated replica's.
