@@ -164,8 +164,14 @@ impl ClientSession {
 
     /// Signs `op` with a fresh command id, stamped `now_ms` (the client's
     /// wall clock: the state machine refuses commands far from its own).
+    ///
+    /// The id is time-ordered (UUID version 7: `now_ms`, then 74 random
+    /// bits): replicas index placed messages by `(author, command_id)`, and
+    /// ids that grow with time put an author's new keys side by side, so a
+    /// history commit rewrites a few index pages instead of one per message
+    /// (random ids made a commit past a million messages take half a second).
     pub fn sign(&mut self, identity: &Identity, now_ms: u64, op: Operation) -> SignedCommand {
-        let command_id = uuid::Uuid::from_u64_pair(self.rng.next_u64(), self.rng.next_u64());
+        let command_id = time_ordered_id(now_ms, self.rng.next_u64(), self.rng.next_u64());
         let body =
             CommandBody { version: IM_PROTOCOL_VERSION, command_id, issued_at_ms: now_ms, op };
         SignedCommand::sign(identity, &body)
@@ -288,4 +294,14 @@ impl ClientSession {
         let target = self.route.target();
         self.outputs.push_back(SessionOutput::Send { target, request_id, frame });
     }
+}
+
+/// A UUID version 7 from `unix_ms` and two random words (74 of their bits
+/// are used): ids made later sort after ids made earlier, to the
+/// millisecond.
+fn time_ordered_id(unix_ms: u64, random_high: u64, random_low: u64) -> uuid::Uuid {
+    let mut random = [0u8; 10];
+    random[..8].copy_from_slice(&random_high.to_le_bytes());
+    random[8..].copy_from_slice(&random_low.to_le_bytes()[..2]);
+    uuid::Builder::from_unix_timestamp_millis(unix_ms, &random).into_uuid()
 }

@@ -160,6 +160,24 @@ fn signed_commands_get_distinct_ids_from_the_seed() {
 }
 
 #[test]
+fn command_ids_grow_with_the_clock() {
+    let who = Identity::from_secret([3; 32]);
+    let mut s = session(None);
+    let op = || Operation::Register { name: "x".into() };
+    let id = |c: SignedCommand| c.decode_body().expect("body").command_id;
+    let ids: Vec<uuid::Uuid> = [1_700_000_000_000u64, 1_700_000_000_001, 1_700_000_060_000]
+        .into_iter()
+        .map(|ms| id(s.sign(&who, ms, op())))
+        .collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+    assert_eq!(ids[0].get_version_num(), 7);
+    let (secs, _) = ids[0].get_timestamp().expect("a v7 id has a time").to_unix();
+    assert_eq!(secs, 1_700_000_000);
+    // Within one millisecond the random bits still keep ids apart.
+    assert_ne!(id(s.sign(&who, 9, op())), id(s.sign(&who, 9, op())));
+}
+
+#[test]
 fn the_list_can_change_during_a_call() {
     let mut s = session(None);
     s.begin(T0, ClientRequest::PresenceOf(vec![]));
