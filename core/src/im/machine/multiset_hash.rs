@@ -38,24 +38,59 @@ impl MultisetHash {
 }
 
 /// A postcard output that hashes what it is given instead of keeping it.
-#[derive(Default)]
-struct HashSink(blake3::Hasher);
+/// Encodes into a small buffer on the stack and hashes it a block at a
+/// time: postcard emits a member a few bytes at a time (every varint, every
+/// tag), and a BLAKE3 update per piece cost more than the hashing itself.
+struct HashSink {
+    hasher: blake3::Hasher,
+    buffer: [u8; HASH_SINK_BUFFER_BYTES],
+    filled: usize,
+}
+
+/// Most members (room entries, replay records) fit in one buffer.
+const HASH_SINK_BUFFER_BYTES: usize = 512;
+
+impl Default for HashSink {
+    fn default() -> Self {
+        HashSink { hasher: blake3::Hasher::new(), buffer: [0; HASH_SINK_BUFFER_BYTES], filled: 0 }
+    }
+}
+
+impl HashSink {
+    fn flush(&mut self) {
+        self.hasher.update(&self.buffer[..self.filled]);
+        self.filled = 0;
+    }
+}
 
 impl postcard::ser_flavors::Flavor for HashSink {
     type Output = blake3::Hash;
 
     fn try_push(&mut self, byte: u8) -> postcard::Result<()> {
-        self.0.update(&[byte]);
+        if self.filled == HASH_SINK_BUFFER_BYTES {
+            self.flush();
+        }
+        self.buffer[self.filled] = byte;
+        self.filled += 1;
         Ok(())
     }
 
     fn try_extend(&mut self, bytes: &[u8]) -> postcard::Result<()> {
-        self.0.update(bytes);
+        if bytes.len() > HASH_SINK_BUFFER_BYTES - self.filled {
+            self.flush();
+        }
+        if bytes.len() >= HASH_SINK_BUFFER_BYTES {
+            self.hasher.update(bytes);
+        } else {
+            self.buffer[self.filled..self.filled + bytes.len()].copy_from_slice(bytes);
+            self.filled += bytes.len();
+        }
         Ok(())
     }
 
-    fn finalize(self) -> postcard::Result<blake3::Hash> {
-        Ok(self.0.finalize())
+    fn finalize(mut self) -> postcard::Result<blake3::Hash> {
+        self.flush();
+        Ok(self.hasher.finalize())
     }
 }
 
@@ -85,6 +120,20 @@ mod tests {
         assert_eq!(sum.0.to_vec(), expected);
         sum.remove(&(&room, &entry));
         assert_eq!(sum, MultisetHash::default());
+    }
+
+    #[test]
+    fn members_longer_than_the_buffer_hash_as_their_whole_encoding() {
+        let b = HASH_SINK_BUFFER_BYTES;
+        for len in [0, 1, b - 3, b - 2, b - 1, b, b + 1, 2 * b + 5, 5000] {
+            let member = (7u64, "x".repeat(len), 300u32, vec![9u8; len / 2]);
+            let hash = blake3::hash(&postcard::to_allocvec(&member).unwrap());
+            assert_eq!(
+                MultisetHash::words(&member).map(u64::to_le_bytes).concat(),
+                hash.as_bytes(),
+                "{len}"
+            );
+        }
     }
 
     #[test]
