@@ -169,7 +169,8 @@ impl ClientSession {
     /// bits): replicas index placed messages by `(author, command_id)`, and
     /// ids that grow with time put an author's new keys side by side, so a
     /// history commit rewrites a few index pages instead of one per message
-    /// (random ids made a commit past a million messages take half a second).
+    /// (with random ids a replica's load rate fell as its history grew:
+    /// docs/PERFORMANCE.md, section 4).
     pub fn sign(&mut self, identity: &Identity, now_ms: u64, op: Operation) -> SignedCommand {
         let command_id = time_ordered_id(now_ms, self.rng.next_u64(), self.rng.next_u64());
         let body =
