@@ -44,6 +44,10 @@ pub struct BugSwitches {
     /// Release a file's content when any message referring to it is
     /// deleted, even while others still refer to it.
     pub release_on_any_delete: bool,
+    /// Reclaim a copy on every release the replica applies, replayed ones
+    /// included, even when the log as applied since refers to or holds the
+    /// content again (a replica restarted behind its log).
+    pub reclaim_on_replayed_release: bool,
     /// List the requests of users a user blocks among the requests it is
     /// shown, as if it blocked nobody.
     pub show_blocked_requests: bool,

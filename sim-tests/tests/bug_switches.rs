@@ -122,6 +122,17 @@ fn releasing_on_any_delete_is_caught() {
     assert_eq!(invariant, "no reclaim while referenced");
 }
 
+/// Rare (a replica must restart behind a release that later entries
+/// undo): shown at the seed that found it (regressions.rs, seed 1318).
+#[test]
+fn reclaiming_on_replayed_releases_is_caught() {
+    let mut c = SimConfig::new(1318, kith_sim_tests::invariants::all);
+    c.fault_phase = Duration::from_secs(30);
+    c.bugs = BugSwitches { reclaim_on_replayed_release: true, ..BugSwitches::default() };
+    let v = run(&c).violation.expect("seed 1318 replays a release of a content in use again");
+    assert_eq!(v.invariant, "no reclaim while referenced");
+}
+
 #[test]
 fn showing_blocked_users_requests_is_caught() {
     let invariant = caught(BugSwitches { show_blocked_requests: true, ..BugSwitches::default() });

@@ -227,14 +227,7 @@ impl ReplicaService {
         }
         for event in events {
             match event {
-                ImEvent::FileReleased { file } => {
-                    self.answer_store_released(*file);
-                    self.unrecorded.remove(*file);
-                    self.fetching.remove(file);
-                    self.uploading.remove(file);
-                    let why = BlobRemoval::Released;
-                    self.outputs.push_back(ServiceOutput::RemoveBlob { file: *file, why });
-                }
+                ImEvent::FileReleased { file } => self.on_file_released(*file),
                 ImEvent::FileHeld { file, holder } => {
                     if self.identity.as_ref().is_some_and(|me| me.user() == *holder) {
                         self.unrecorded.remove(*file);
@@ -249,6 +242,32 @@ impl ReplicaService {
                 }
                 _ => {}
             }
+        }
+    }
+
+    /// An applied command released `file`. The event is of its entry's
+    /// index, and the blob store is of now: a replica restarted behind its
+    /// log replays releases of contents that later entries refer to or
+    /// hold again (seed 1318: a replay reclaimed a copy a standing message
+    /// needed). So the release counts only if the log as applied now still
+    /// has neither, and the copy goes only while this replica is caught up
+    /// with a leader it knows; otherwise the sweep's two looks decide.
+    fn on_file_released(&mut self, file: FileId) {
+        let machine = self.node.state_machine();
+        let stale =
+            machine.is_file_referenced(file) || machine.file_holder_nodes(file).next().is_some();
+        if stale && !crate::config::bug_on!(self, reclaim_on_replayed_release) {
+            return;
+        }
+        self.answer_store_released(file);
+        self.unrecorded.remove(file);
+        self.fetching.remove(&file);
+        self.uploading.remove(&file);
+        let status = self.node.status();
+        let caught_up = status.leader.is_some() && status.applied >= status.commit;
+        if caught_up || crate::config::bug_on!(self, reclaim_on_replayed_release) {
+            let why = BlobRemoval::Released;
+            self.outputs.push_back(ServiceOutput::RemoveBlob { file, why });
         }
     }
 

@@ -73,8 +73,15 @@ impl ImMachine {
             return;
         }
         let reference = Reference { room: room.clone(), seq: entry.seq, author: entry.author };
-        let released = self.files.release(f.file.id, &reference);
-        if released || crate::config::bug_on!(self, release_on_any_delete) {
+        let mut released = self.files.release(f.file.id, &reference);
+        if crate::config::bug_on!(self, release_on_any_delete) {
+            // Every other message's reference goes with this one.
+            let others: Vec<Reference> = self.files.references(f.file.id).cloned().collect();
+            for other in others {
+                released |= self.files.release(f.file.id, &other);
+            }
+        }
+        if released {
             ctx.events.push(ImEvent::FileReleased { file: f.file.id });
         }
     }
