@@ -202,6 +202,10 @@ pub struct SimWorld {
     pub delivered: u64,
     /// Which lobby the clients write to.
     pub lobby: crate::lobby::LobbySchedule,
+    /// The highest log index any replica has applied in this run (crashed
+    /// ones included): whatever a client was told is applied is at or
+    /// below it.
+    pub applied_high: kith_core::ids::LogIndex,
     /// Where each live subscriber is in each room it follows (until the
     /// room ends for it): the last entry received and the last change
     /// number heard.
@@ -255,6 +259,7 @@ impl World {
             gossip: 0,
             delivered: 0,
             lobby: crate::lobby::LobbySchedule::default(),
+            applied_high: kith_core::ids::LogIndex(0),
             follows: BTreeMap::new(),
             files: crate::file_client::FileWorld::new(seed),
             #[cfg(feature = "bug-switches")]

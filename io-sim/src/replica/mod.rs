@@ -460,6 +460,7 @@ impl Driver {
             }
             ServiceOutput::Applied { index, term, position, .. } => {
                 let mut w = self.world.lock();
+                w.applied_high = w.applied_high.max(index);
                 let index_bytes = Bytes::copy_from_slice(&index.get().to_le_bytes());
                 w.trace(at, self.id, "applied", &index_bytes);
                 if let Err(v) =
