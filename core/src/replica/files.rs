@@ -83,7 +83,7 @@ impl ReplicaService {
         let machine = self.node.state_machine();
         let allowed = user.is_some_and(|user| {
             if self.node.membership().contains(user.node_id()) {
-                machine.is_file_referenced(file) || machine.file_holder_nodes(file).next().is_some()
+                machine.is_file_in_use(file)
             } else {
                 machine.may_fetch(user, file)
             }
@@ -253,22 +253,25 @@ impl ReplicaService {
     /// has neither, and the copy goes only while this replica is caught up
     /// with a leader it knows; otherwise the sweep's two looks decide.
     fn on_file_released(&mut self, file: FileId) {
-        let machine = self.node.state_machine();
-        let stale =
-            machine.is_file_referenced(file) || machine.file_holder_nodes(file).next().is_some();
-        if stale && !crate::config::bug_on!(self, reclaim_on_replayed_release) {
+        let replay_bug = crate::config::bug_on!(self, reclaim_on_replayed_release);
+        if self.node.state_machine().is_file_in_use(file) && !replay_bug {
             return;
         }
         self.answer_store_released(file);
         self.unrecorded.remove(file);
         self.fetching.remove(&file);
         self.uploading.remove(&file);
-        let status = self.node.status();
-        let caught_up = status.leader.is_some() && status.applied >= status.commit;
-        if caught_up || crate::config::bug_on!(self, reclaim_on_replayed_release) {
+        if self.caught_up() || replay_bug {
             let why = BlobRemoval::Released;
             self.outputs.push_back(ServiceOutput::RemoveBlob { file, why });
         }
+    }
+
+    /// Whether this replica has applied all it knows committed, under a
+    /// leader it knows: only then does its log say what is released.
+    fn caught_up(&self) -> bool {
+        let status = self.node.status();
+        status.leader.is_some() && status.applied >= status.commit
     }
 
     /// Looks through the next part of the referenced contents for ones
@@ -308,15 +311,13 @@ impl ReplicaService {
         files.truncate(FILE_SWEEP_FILES_MAX);
         self.file_sweep.listed_after =
             if files.len() < FILE_SWEEP_FILES_MAX { None } else { files.last().copied() };
-        let status = self.node.status();
-        if status.leader.is_none() || status.applied < status.commit {
+        if !self.caught_up() {
             self.file_sweep.unheld.clear();
             return;
         }
         for file in files {
             let machine = self.node.state_machine();
-            let kept = machine.is_file_referenced(file)
-                || machine.file_holder_nodes(file).next().is_some()
+            let kept = machine.is_file_in_use(file)
                 || self.fetching.contains(&file)
                 || self.unrecorded.contains(file);
             if kept {

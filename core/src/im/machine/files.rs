@@ -99,6 +99,12 @@ impl ImMachine {
         self.files.is_referenced(file)
     }
 
+    /// Whether the log refers to `file` or records a replica holding it:
+    /// its content is in use (replicated, kept, served to members).
+    pub fn is_file_in_use(&self, file: FileId) -> bool {
+        self.is_file_referenced(file) || self.files.holders(file).next().is_some()
+    }
+
     /// Every content some entry refers to, in id order, after `after`
     /// (a cursor for sweeps that go through them a part at a time).
     pub fn referenced_files_after(
