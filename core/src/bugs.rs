@@ -48,6 +48,9 @@ pub struct BugSwitches {
     /// included, even when the log as applied since refers to or holds the
     /// content again (a replica restarted behind its log).
     pub reclaim_on_replayed_release: bool,
+    /// Keep serving live subscribers while naming a leader, however long
+    /// ago it was heard from (a learner cut off keeps naming its old one).
+    pub serve_while_naming_a_leader: bool,
     /// List the requests of users a user blocks among the requests it is
     /// shown, as if it blocked nobody.
     pub show_blocked_requests: bool,

@@ -177,7 +177,7 @@ pub const SUBSCRIPTIONS_MAX: usize = 10_000;
 /// Events queued for one subscriber before it is told it lags.
 pub const SUBSCRIBER_QUEUE_MAX: usize = 4096;
 
-/// How long a replica may know no leader before it ends its live
+/// How long a replica may hear from no leader before it ends its live
 /// subscriptions and refuses new ones, in ms: cut off from the cluster
 /// (partitioned, or removed without having heard so), it shows its
 /// subscribers nothing new, and they should follow another replica. Many

@@ -134,6 +134,15 @@ fn reclaiming_on_replayed_releases_is_caught() {
 }
 
 #[test]
+fn serving_while_naming_a_leader_is_caught() {
+    let mut c = SimConfig::new(4005, kith_sim_tests::invariants::all);
+    c.fault_phase = Duration::from_secs(30);
+    c.bugs = BugSwitches { serve_while_naming_a_leader: true, ..BugSwitches::default() };
+    let v = run(&c).violation.expect("seed 4005 cuts off a learner that names its old leader");
+    assert_eq!(v.invariant, "changes reach subscribers");
+}
+
+#[test]
 fn showing_blocked_users_requests_is_caught() {
     let invariant = caught(BugSwitches { show_blocked_requests: true, ..BugSwitches::default() });
     assert_eq!(invariant, "blocks hold");

@@ -17,8 +17,9 @@ use std::collections::{BTreeMap, VecDeque};
 /// Why a removed replica ends its subscriptions: it applies nothing more,
 /// so its subscribers must follow another replica.
 const REMOVED: &str = "this replica was removed from the cluster: follow another replica";
-/// Why a replica that has long known no leader ends its subscriptions.
-const LEADERLESS: &str = "this replica has known no leader for too long: follow another replica";
+/// Why a replica that has long heard from no leader ends its subscriptions.
+const LEADERLESS: &str =
+    "this replica has heard from no leader for too long: follow another replica";
 
 /// One open subscription, as far as typing notices go.
 #[derive(Debug)]
@@ -127,16 +128,19 @@ impl ReplicaService {
     }
 
     /// Why this replica should not serve live subscribers, if it should
-    /// not: it applied its own removal, or it has long known no leader.
+    /// not: it applied its own removal, or it has long heard from no
+    /// leader (a leader that lost its quorum steps down, so a leader is in
+    /// touch).
     fn out_of_touch(&self) -> Option<&'static str> {
         let membership = self.node.membership();
         if !membership.is_empty() && !membership.contains(self.node.id()) {
             return Some(REMOVED);
         }
-        let leaderless = self.now.saturating_since(self.leader_known_at);
-        (self.node.leader().is_none()
-            && leaderless > std::time::Duration::from_millis(limits::LIVE_LEADERLESS_MS_MAX))
-        .then_some(LEADERLESS)
+        let unheard = self.now.saturating_since(self.leader_heard_at);
+        let named_bug = crate::config::bug_on!(self, serve_while_naming_a_leader)
+            && self.node.leader().is_some();
+        (unheard > std::time::Duration::from_millis(limits::LIVE_LEADERLESS_MS_MAX) && !named_bug)
+            .then_some(LEADERLESS)
     }
 
     /// Open live subscriptions.

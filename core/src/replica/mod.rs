@@ -151,8 +151,11 @@ pub struct ReplicaService {
     file_sweep: files::Sweep,
     file_sends: file_sends::FileSends,
     store_waits: store_waits::StoreWaits,
-    /// When this replica last knew a leader (or started).
-    leader_known_at: Instant,
+    /// When this replica was last the leader or took a Raft frame from the
+    /// leader it knows (or started): knowing a leader is not enough, a
+    /// learner never campaigns, so one the cluster stopped talking to keeps
+    /// naming its old leader for good.
+    leader_heard_at: Instant,
     #[cfg(feature = "bug-switches")]
     bugs: crate::bugs::BugSwitches,
 }
@@ -197,7 +200,7 @@ impl ReplicaService {
             unrecorded: file_notes::FileNotes::new(limits::FILE_SWEEP_FILES_MAX),
             file_sends: file_sends::FileSends::default(),
             store_waits: store_waits::StoreWaits::default(),
-            leader_known_at: now,
+            leader_heard_at: now,
             #[cfg(feature = "bug-switches")]
             bugs: config.bugs,
         }
@@ -323,8 +326,8 @@ impl ReplicaService {
 
     fn advance(&mut self, now: Instant) {
         assert!(now >= self.now, "time moved backward: {now:?} after {:?}", self.now);
-        if self.node.leader().is_some() {
-            self.leader_known_at = now;
+        if self.node.leader() == Some(self.node.id()) {
+            self.leader_heard_at = now;
         }
         self.now = now;
     }

@@ -72,6 +72,9 @@ impl ReplicaService {
             return false;
         }
         self.node.handle_input(self.now, Input::Received { from, bytes: frame });
+        if self.node.leader() == Some(from) {
+            self.leader_heard_at = self.now;
+        }
         true
     }
 
