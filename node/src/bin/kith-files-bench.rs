@@ -82,6 +82,9 @@ fn run(kith: &Path, dir: &Path, args: &Args) -> Result<()> {
     write_content(&file, size, 1)?;
     let copy_s = tcp_copy(&file, &dir.join("copied.bin"))?;
     let send = dev.timed(&["--as", "alice", "file", "send", "files", path(&file)?])?;
+    // The third replica copies the content after the send is answered: the
+    // fetch is timed on a quiet cluster, not beside that copy.
+    dev.wait_replicated(1)?;
     let seq = dev.last_seq()?;
     let got = dir.join("fetched.bin");
     let get = dev.timed(&["--as", "bob", "file", "get", "files", &seq, "-o", path(&got)?])?;
@@ -296,6 +299,22 @@ impl Dev {
         let line: serde_json::Value =
             serde_json::from_str(out.lines().last().context("no file listed")?)?;
         Ok(line["seq"].as_u64().context("a sequence number")?.to_string())
+    }
+
+    /// Waits until every replica holds `files` complete blobs.
+    fn wait_replicated(&self, files: usize) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let held = |i: usize| {
+            let dir = self.home.join("dev").join(format!("replica-{i}")).join("blobs/complete");
+            std::fs::read_dir(dir).map_or(0, |d| d.count())
+        };
+        while (1..=3).any(|i| held(i) < files) {
+            if Instant::now() > deadline {
+                bail!("the replicas did not all hold the file within 120 s");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
     }
 
     /// The replicas' processes, found by their data directories.
