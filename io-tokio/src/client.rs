@@ -119,39 +119,66 @@ impl Client {
     pub async fn connect_any(key: &KeyFile, addrs: Vec<Multiaddr>) -> Result<Client, ClientError> {
         let mut last = None;
         let files = Arc::new(LocalFiles::default());
-        for (i, addr) in addrs.iter().enumerate() {
-            match dial(key, addr.clone(), &addrs, &files).await {
-                Ok(Dialed { replica, calls, link, control }) => {
-                    // A replica's Raft id follows from the PeerId its address
-                    // names, so leader hints can be followed to it.
-                    let targets = addrs
-                        .iter()
-                        .map(|a| {
-                            crate::peer_ids::named_peer(a).map(|p| crate::peer_ids::node_id_of(&p))
-                        })
-                        .collect();
-                    // Command ids must be unique across runs: seed from the OS.
-                    let seed = uuid::Uuid::new_v4().as_u64_pair().0;
-                    let session = ClientSession::new(targets, i, seed, SessionConfig::default());
-                    return Ok(Client {
-                        key: key.clone(),
-                        identity: key.identity(),
-                        addrs,
-                        current: i,
-                        replica,
-                        calls,
-                        link,
-                        control,
-                        session,
-                        started: tokio::time::Instant::now(),
-                        patience: Duration::from_secs(30),
-                        files,
-                    });
-                }
+        for i in 0..addrs.len() {
+            match Client::connect_at(key, &addrs, i, &files).await {
+                Ok(client) => return Ok(client),
                 Err(e) => last = Some(e),
             }
         }
         Err(last.unwrap_or_else(|| ClientError::Protocol("no replica address given".into())))
+    }
+
+    /// Dials `addrs[i]`, serving `files` on the connection.
+    async fn connect_at(
+        key: &KeyFile,
+        addrs: &[Multiaddr],
+        i: usize,
+        files: &Arc<LocalFiles>,
+    ) -> Result<Client, ClientError> {
+        let Dialed { replica, calls, link, control } =
+            dial(key, addrs[i].clone(), addrs, files).await?;
+        // A replica's Raft id follows from the PeerId its address names, so
+        // leader hints can be followed to it.
+        let targets = addrs
+            .iter()
+            .map(|a| crate::peer_ids::named_peer(a).map(|p| crate::peer_ids::node_id_of(&p)))
+            .collect();
+        // Command ids must be unique across runs: seed from the OS.
+        let seed = uuid::Uuid::new_v4().as_u64_pair().0;
+        let session = ClientSession::new(targets, i, seed, SessionConfig::default());
+        Ok(Client {
+            key: key.clone(),
+            identity: key.identity(),
+            addrs: addrs.to_vec(),
+            current: i,
+            replica,
+            calls,
+            link,
+            control,
+            session,
+            started: tokio::time::Instant::now(),
+            patience: Duration::from_secs(30),
+            files: files.clone(),
+        })
+    }
+
+    /// How to open another connection, to the replica `step` places after
+    /// this one in its list, that serves the same offered files: several
+    /// replicas can then store one upload at once, each fetching from this
+    /// client. Owned, so the connection can be opened beside this one's
+    /// calls.
+    pub fn companion(&self, step: usize) -> Companion {
+        Companion {
+            key: self.key.clone(),
+            addrs: self.addrs.clone(),
+            at: (self.current + step) % self.addrs.len().max(1),
+            files: self.files.clone(),
+        }
+    }
+
+    /// The replica addresses this client was given.
+    pub fn addr_count(&self) -> usize {
+        self.addrs.len()
     }
 
     /// Connects to the next replica in the list that answers.
@@ -414,6 +441,21 @@ impl Client {
         progress: impl FnMut(Progress),
     ) -> Result<Fetched, FetchError> {
         fetch(&self.control, store, file, &self.replicas(), progress).await
+    }
+}
+
+/// Another connection a client may open: see [`Client::companion`].
+pub struct Companion {
+    key: KeyFile,
+    addrs: Vec<Multiaddr>,
+    at: usize,
+    files: Arc<LocalFiles>,
+}
+
+impl Companion {
+    /// Dials the replica it names.
+    pub async fn connect(self) -> Result<Client, ClientError> {
+        Client::connect_at(&self.key, &self.addrs, self.at, &self.files).await
     }
 }
 

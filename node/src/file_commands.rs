@@ -26,7 +26,7 @@ use kith_core::im::protocol::{
 };
 use kith_core::limits;
 use kith_core::session::StoreReply;
-use kith_io_tokio::client::now_ms;
+use kith_io_tokio::client::{now_ms, Client, Companion};
 use kith_io_tokio::files::fetch::FetchError;
 use kith_io_tokio::files::local_files::LocalFile;
 use kith_io_tokio::storage::BlobStore;
@@ -83,7 +83,7 @@ async fn send(
     let local = hash(cli, path).await?;
     let file = local.id;
     s.client.local_files().offer(local.clone())?;
-    upload(cli, s, &local).await?;
+    let helpers = upload(cli, s, &local).await?;
 
     let info = FileInfo { id: file, name, media_type };
     let pending = PendingSend::new(cli, s, &room, &info, &caption);
@@ -109,6 +109,7 @@ async fn send(
     s.client.patience = SEND_PATIENCE;
     let outcome = s.client.submit_signed(&command).await?;
     pending.remove();
+    drop(helpers);
     s.client.local_files().withdraw(file);
     let receipt = outcome.result.map_err(|e| anyhow!("the file message was refused: {e}"))?;
     render::receipt(cli, s, &receipt).await;
@@ -128,10 +129,21 @@ async fn hash(cli: &Cli, path: &Path) -> Result<Arc<LocalFile>> {
     Ok(Arc::new(local))
 }
 
-/// Serves the file until the replica says it holds it.
-async fn upload(cli: &Cli, s: &mut Session, local: &LocalFile) -> Result<()> {
+/// Serves the file until the replica says it holds it. Meanwhile as many
+/// other replicas as make a majority with it are asked to store it too,
+/// each fetching from this client at once: otherwise they would fetch it
+/// from the first replica only once it held it all, and the file
+/// message's answer (a majority holds it) would wait for the upload's
+/// time twice over. They are helpers: one that cannot be reached or
+/// refuses changes nothing (the replicas replicate the content anyway).
+/// The returned guard keeps them serving until it is dropped, once the
+/// file message is answered.
+async fn upload(cli: &Cli, s: &mut Session, local: &LocalFile) -> Result<Helpers> {
     let size = local.id.size_bytes;
     let progress = TransferProgress::new(cli.json, "uploading", size);
+    let helpers = Helpers::start(&s.client, local.id);
+    // The offer's count covers every replica served: show the average.
+    let streams = helpers.count() as u64 + 1;
     let served_before = s.client.local_files().served_bytes();
     let mut poll = STORE_POLL_FIRST;
     let (mut last_served, mut moved_at) = (0, tokio::time::Instant::now());
@@ -150,7 +162,7 @@ async fn upload(cli: &Cli, s: &mut Session, local: &LocalFile) -> Result<()> {
                         UPLOAD_STALL.as_secs()
                     );
                 }
-                progress.set(served);
+                progress.set((served / streams).min(size));
                 tokio::time::sleep(poll).await;
                 poll = (poll * 2).min(STORE_POLL_MAX);
             }
@@ -161,7 +173,75 @@ async fn upload(cli: &Cli, s: &mut Session, local: &LocalFile) -> Result<()> {
         }
     }
     progress.finish(size);
-    Ok(())
+    Ok(helpers)
+}
+
+/// The other replicas asked to store an upload, each on its own
+/// connection serving the same offer; dropping this ends them.
+struct Helpers {
+    _stops: Vec<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Helpers {
+    /// Asks the replicas after the client's own, as many as make a
+    /// majority of those it knows with it.
+    fn start(client: &Client, file: FileId) -> Helpers {
+        let wanted = client.addr_count() / 2;
+        let stops = (1..=wanted)
+            .map(|step| {
+                let companion = client.companion(step);
+                let (stop, stopped) = tokio::sync::oneshot::channel();
+                tokio::spawn(help(companion, file, stopped));
+                stop
+            })
+            .collect();
+        Helpers { _stops: stops }
+    }
+
+    fn count(&self) -> usize {
+        self._stops.len()
+    }
+}
+
+/// One helper: connects, asks its replica to store `file` until it says
+/// stored or no, then keeps the connection (and so the offer) until told
+/// to stop.
+async fn help(companion: Companion, file: FileId, mut stopped: tokio::sync::oneshot::Receiver<()>) {
+    let store = async {
+        let mut client = match companion.connect().await {
+            Ok(client) => client,
+            Err(e) => {
+                tracing::debug!(error = %e, "no helper replica for the upload");
+                return None;
+            }
+        };
+        client.patience = UPLOAD_STALL;
+        let mut poll = STORE_POLL_FIRST;
+        loop {
+            match client.store_file(file).await {
+                Ok(StoreReply::Storing) => {
+                    tokio::time::sleep(poll).await;
+                    poll = (poll * 2).min(STORE_POLL_MAX);
+                }
+                Ok(reply) => {
+                    tracing::debug!(?reply, "a helper replica answered the upload");
+                    return Some(client);
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "a helper replica failed the upload");
+                    return Some(client);
+                }
+            }
+        }
+    };
+    let client = tokio::select! {
+        client = store => client,
+        _ = &mut stopped => return,
+    };
+    // Held until the file message is answered: a replica still fetching
+    // goes on from this client.
+    let _ = stopped.await;
+    drop(client);
 }
 
 /// A file message signed and not yet answered, kept so that a rerun sends
