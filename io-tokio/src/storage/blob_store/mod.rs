@@ -32,6 +32,10 @@ use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+mod direct_data;
+
+use direct_data::DirectData;
+
 /// Where whole copies live, one directory per file.
 const COMPLETE: &str = "complete";
 /// Where copies being fetched live, with their progress records.
@@ -69,6 +73,8 @@ pub struct PartialBlob {
     file: FileId,
     dir: PathBuf,
     data: File,
+    /// The data file again, for writes around the page cache.
+    direct: DirectData,
     outboard: File,
 }
 
@@ -165,6 +171,7 @@ impl BlobStore {
         // has groups without their pairs: it starts over.
         let assembling = dir.join("outboard").is_file();
         let data = open("data")?;
+        let direct = DirectData::open(&dir.join("data"));
         let outboard = open("outboard")?;
         let saved = match fs::read(dir.join("progress")) {
             Ok(_) if !assembling => None,
@@ -173,7 +180,7 @@ impl BlobStore {
             Err(e) => return Err(BlobError::Io { path: dir.join("progress"), source: e }),
         };
         let (download, damaged) = Download::resume_or_new(file, saved.as_deref())?;
-        Ok((download, PartialBlob { file, dir, data, outboard }, damaged))
+        Ok((download, PartialBlob { file, dir, data, direct, outboard }, damaged))
     }
 
     /// Encodes `groups` of a complete blob, checking them against the root:
@@ -255,7 +262,10 @@ impl PartialBlob {
             let dir = &self.dir;
             move |source| BlobError::Io { path: dir.join(name), source }
         };
-        self.data.write_all_at(data, offset).map_err(failed("data"))?;
+        match self.direct.write_at(data, offset) {
+            Some(written) => written.map_err(failed("data"))?,
+            None => self.data.write_all_at(data, offset).map_err(failed("data"))?,
+        }
         for (at, bytes) in pairs.runs() {
             self.outboard.write_all_at(bytes, at).map_err(failed("outboard"))?;
         }
