@@ -9,6 +9,7 @@
 
 use crate::net::behaviour::CHUNKS_PROTOCOL;
 use crate::net::codec::{read_frame, write_frame};
+use bytes::Bytes;
 use futures::{AsyncWriteExt, StreamExt};
 use kith_core::wire::chunk_protocol::{ChunkAnswer, CHUNK_REQUEST_FRAME_BYTES_MAX};
 use libp2p::PeerId;
@@ -36,13 +37,13 @@ pub struct ChunkStream {
 
 /// The way to answer one chunk request.
 #[derive(Debug)]
-pub struct ChunkReply(oneshot::Sender<Vec<u8>>);
+pub struct ChunkReply(oneshot::Sender<Bytes>);
 
 impl ChunkReply {
     /// Sends an encoded `ChunkAnswer` and closes the stream. An asker that
     /// went away is not an error.
-    pub fn answer(self, frame: Vec<u8>) {
-        let _ = self.0.send(frame);
+    pub fn answer(self, frame: impl Into<Bytes>) {
+        let _ = self.0.send(frame.into());
     }
 }
 

@@ -6,6 +6,8 @@
 //! changed since it was hashed is never sent as the old one.
 
 use super::chunk_stream::ChunkStream;
+use super::shared_answers::SharedAnswers;
+use bytes::Bytes;
 use kith_core::files::{
     outboard_of, ChunkResponse, FileId, Geometry, Offer, OfferDecision, OfferFull, OutboardError,
     ServeError,
@@ -117,6 +119,8 @@ impl<R: Read, F: FnMut(u64)> Read for Counting<'_, R, F> {
 pub struct LocalFiles {
     offer: Mutex<Offer<Arc<LocalFile>>>,
     served_bytes: AtomicU64,
+    /// Answers shared by replicas asking for the same groups.
+    shared: SharedAnswers,
 }
 
 impl LocalFiles {
@@ -152,20 +156,29 @@ impl LocalFiles {
             OfferDecision::Answer(answer) => Err(answer),
             OfferDecision::Serve { local, groups } => Ok((local.clone(), groups)),
         };
-        let answer = match decision {
-            Ok((local, groups)) => self.read(local, groups).await,
-            Err(answer) => answer,
+        let frame = match decision {
+            Ok((local, groups)) => {
+                let make = || async {
+                    let answer = self.read(local.clone(), groups.clone()).await;
+                    let carries_groups = matches!(answer, ChunkAnswer::Groups(_));
+                    (Bytes::from(answer.encode()), carries_groups)
+                };
+                let (frame, carries_groups) =
+                    self.shared.answer(local.id, groups.clone(), make).await;
+                if carries_groups {
+                    self.served_bytes.fetch_add(frame.len() as u64, Ordering::Relaxed);
+                }
+                frame
+            }
+            Err(answer) => Bytes::from(answer.encode()),
         };
-        request.reply.answer(answer.encode());
+        request.reply.answer(frame);
     }
 
     async fn read(&self, local: Arc<LocalFile>, groups: std::ops::Range<u64>) -> ChunkAnswer {
         let path = local.path.clone();
         match tokio::task::spawn_blocking(move || local.read(groups)).await {
-            Ok(Ok(response)) => {
-                self.served_bytes.fetch_add(response.encoded.len() as u64, Ordering::Relaxed);
-                ChunkAnswer::Groups(response)
-            }
+            Ok(Ok(response)) => ChunkAnswer::Groups(response),
             Ok(Err(e)) => {
                 tracing::warn!(path = %path.display(), error = %e, "cannot serve the file as it was hashed");
                 ChunkAnswer::NotHere

@@ -6,7 +6,8 @@
 //! - [`fetch`]: drives the core's `files::Download` over outbound streams
 //!   and a blob store's partial blob (replicas replicating, clients
 //!   fetching).
-//! - [`local_files`]: the files a client offers while it uploads them.
+//! - [`local_files`]: the files a client offers while it uploads them,
+//!   with [`shared_answers`] for replicas asking for the same groups.
 //!
 //! Every rule (who may fetch, what to ask whom, what is verified, when a
 //! download is done) is the core's; these move bytes and keep time.
@@ -14,3 +15,4 @@
 pub mod chunk_stream;
 pub mod fetch;
 pub mod local_files;
+pub mod shared_answers;
