@@ -22,7 +22,7 @@ impl Dev {
         let scratch = Scratch::new(name);
         let home = scratch.0.join("home").to_str().unwrap().to_string();
         // Below the ephemeral range (32768+), where the other tests draw ports.
-        let base = 21_000 + (std::process::id() % 500) as u16 * 20 + slot * 4;
+        let base = 21_000 + (std::process::id() % 450) as u16 * 24 + slot * 4;
         let mut dev = kith()
             .env("KITH_HOME", &home)
             .args(["dev", "--replicas", "3", "--base-port", &base.to_string()])
@@ -254,6 +254,23 @@ async fn a_fetch_goes_on_from_another_replica_when_one_is_killed() {
     assert!(child.wait().await.unwrap().success(), "{stderr}");
     assert!(at < 100_000_000);
     assert!(same_bytes(&path, &dev.scratch.0.join("film.mkv.got")), "byte-identical");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_goes_through_when_the_replica_asked_to_help_is_down() {
+    let dev = Dev::start("files-helper-down", 5, false).await;
+    // The client talks to the first replica and asks the second to store
+    // the upload beside it (a majority of three); the second is down, so
+    // the third copies it from the first and the send is answered anyway.
+    let helper = pid_of(&dev.replica_dir(2)).expect("replica-2 runs");
+    support::signal(helper, nix::sys::signal::Signal::SIGKILL);
+    let path = dev.file("slides.pdf", 5 * 1024 * 1024 + 1);
+    let started = std::time::Instant::now();
+    let seq = dev.send(&path, None).await;
+    assert!(started.elapsed() < std::time::Duration::from_secs(30), "{:?}", started.elapsed());
+    let args = ["--as", "bob", "--node", &dev.nodes[2], "file", "get", "r"];
+    dev.ok(&[&args[..], &[&seq.to_string(), "-o", "slides.got"]].concat()).await;
+    assert!(same_bytes(&path, &dev.scratch.0.join("slides.got")), "byte-identical");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
