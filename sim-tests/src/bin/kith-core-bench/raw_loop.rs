@@ -8,12 +8,15 @@ use raft::prelude::{ConfState, Message};
 use raft::storage::MemStorage;
 use raft::{Config, RawNode, StateRole};
 use std::collections::VecDeque;
+use std::time::Instant;
 
 /// Three raw nodes; node 1 leads.
 pub struct RawCluster {
     nodes: Vec<RawNode<MemStorage>>,
     wire: VecDeque<Message>,
     committed: usize,
+    /// When the leader last saw an entry committed.
+    committed_at: Option<Instant>,
 }
 
 fn config(id: u64) -> Config {
@@ -43,7 +46,8 @@ impl RawCluster {
                 RawNode::new(&config(id), storage, &logger).expect("a raw node starts")
             })
             .collect();
-        let mut cluster = RawCluster { nodes, wire: VecDeque::new(), committed: 0 };
+        let mut cluster =
+            RawCluster { nodes, wire: VecDeque::new(), committed: 0, committed_at: None };
         cluster.nodes[0].campaign().expect("node 1 campaigns");
         cluster.settle();
         assert_eq!(cluster.nodes[0].raft.state, StateRole::Leader, "node 1 leads");
@@ -74,13 +78,17 @@ impl RawCluster {
     fn ready(&mut self, i: usize) -> bool {
         let Some(handled) = handle_ready(&mut self.nodes[i]) else { return false };
         self.wire.extend(handled.messages);
-        self.committed += handled.committed_as_leader;
+        if handled.committed_as_leader > 0 {
+            self.committed += handled.committed_as_leader;
+            self.committed_at = Some(Instant::now());
+        }
         true
     }
 
     /// Proposes `commands` payloads of `bytes` each, packed into one entry
-    /// as kith batches them, and runs until they are committed.
-    pub fn commit(&mut self, commands: usize, bytes: usize) {
+    /// as kith batches them, and runs until nothing moves; returns when
+    /// the leader saw the entry committed (what a client waits for).
+    pub fn commit(&mut self, commands: usize, bytes: usize) -> Instant {
         let before = self.committed;
         // One entry per batch, as kith packs a batch: its payload is the
         // commands side by side (kith adds a length per command).
@@ -88,5 +96,6 @@ impl RawCluster {
         self.nodes[0].propose(vec![], data).expect("the leader takes it");
         self.settle();
         assert_eq!(self.committed, before + 1, "the entry committed");
+        self.committed_at.take().expect("the leader saw it committed")
     }
 }
