@@ -43,19 +43,19 @@ pub enum BatchError {
 
 /// Encodes records as one batch.
 pub fn encode_batch(records: &[Record]) -> Vec<u8> {
-    frame(crate::versioned::encode(DURABLE_FORMAT_VERSION, &records))
-}
-
-/// Puts the batch header in front of a payload.
-fn frame(payload: Vec<u8>) -> Vec<u8> {
+    // The payload is written after room for the header, which is filled in
+    // once the payload's length and checksum are known: a batch (up to an
+    // append's 512 KiB) is not copied behind its header afterwards.
+    let mut out = vec![0; BATCH_HEADER_BYTES];
+    out.reserve(512);
+    let mut out = crate::versioned::encode_after(out, DURABLE_FORMAT_VERSION, &records);
+    let (header, payload) = out.split_at_mut(BATCH_HEADER_BYTES);
     let len = u32::try_from(payload.len()).expect("batches are bounded far below 4 GiB");
-    let mut out = Vec::with_capacity(BATCH_HEADER_BYTES + payload.len());
-    out.extend_from_slice(&BATCH_MAGIC.to_le_bytes());
-    out.extend_from_slice(&len.to_le_bytes());
-    out.extend_from_slice(&crc32c::crc32c(&payload).to_le_bytes());
-    let header_crc = crc32c::crc32c(&out[..12]);
-    out.extend_from_slice(&header_crc.to_le_bytes());
-    out.extend_from_slice(&payload);
+    header[0..4].copy_from_slice(&BATCH_MAGIC.to_le_bytes());
+    header[4..8].copy_from_slice(&len.to_le_bytes());
+    header[8..12].copy_from_slice(&crc32c::crc32c(payload).to_le_bytes());
+    let header_crc = crc32c::crc32c(&header[..12]);
+    header[12..16].copy_from_slice(&header_crc.to_le_bytes());
     out
 }
 
@@ -110,6 +110,30 @@ mod tests {
             let mut bad = bytes.clone();
             bad[bit / 8] ^= 1 << (bit % 8);
             assert!(decode_batch_at(&bad, 0).is_err(), "bit {bit} flip went unnoticed");
+        }
+    }
+
+    /// A batch header in front of a payload, laid out field by field: the
+    /// format the encoder fills in place.
+    fn frame(payload: Vec<u8>) -> Vec<u8> {
+        let len = u32::try_from(payload.len()).expect("small");
+        let mut out = Vec::new();
+        out.extend_from_slice(&BATCH_MAGIC.to_le_bytes());
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(&crc32c::crc32c(&payload).to_le_bytes());
+        let header_crc = crc32c::crc32c(&out[..12]);
+        out.extend_from_slice(&header_crc.to_le_bytes());
+        out.extend_from_slice(&payload);
+        out
+    }
+
+    #[test]
+    fn the_header_filled_in_place_is_the_documented_layout() {
+        let small = vec![Record::HardState(DurableHardState { term: 3, vote: 1, commit: 2 })];
+        let many = vec![small[0].clone(); 200];
+        for records in [Vec::new(), small, many] {
+            let expected = frame(crate::versioned::encode(DURABLE_FORMAT_VERSION, &records));
+            assert_eq!(encode_batch(&records), expected);
         }
     }
 
