@@ -179,7 +179,7 @@ async fn upload(cli: &Cli, s: &mut Session, local: &LocalFile) -> Result<Helpers
 /// The other replicas asked to store an upload, each on its own
 /// connection serving the same offer; dropping this ends them.
 struct Helpers {
-    _stops: Vec<tokio::sync::oneshot::Sender<()>>,
+    stops: Vec<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl Helpers {
@@ -195,11 +195,11 @@ impl Helpers {
                 stop
             })
             .collect();
-        Helpers { _stops: stops }
+        Helpers { stops }
     }
 
     fn count(&self) -> usize {
-        self._stops.len()
+        self.stops.len()
     }
 }
 
