@@ -14,7 +14,9 @@
 //!   (every chunk group but a file's last); the rest go through the page
 //!   cache, on the other handle of the same file.
 //! - A file system that refuses direct I/O (tmpfs refuses the open; some
-//!   refuse the write with `EINVAL`) gets buffered writes from then on.
+//!   refuse the write) gets buffered writes from then on; a direct write
+//!   that fails for any reason is made again through the cache, which
+//!   reports a disk that truly failed.
 //! - Durability is unchanged: the blob's sync covers the inode, whichever
 //!   handle wrote. Reads stay buffered; the kernel keeps them coherent with
 //!   direct writes.
@@ -48,16 +50,16 @@ impl DirectData {
         DirectData { on: AtomicBool::new(file.is_some()), file, scratch: Mutex::new(Vec::new()) }
     }
 
-    /// Writes `data` at `offset` directly if it can: `None` means it did
-    /// not (misaligned, or no direct I/O here) and the caller writes it
-    /// through the page cache.
-    pub(super) fn write_at(&self, data: &[u8], offset: u64) -> Option<io::Result<()>> {
-        let file = self.file.as_ref()?;
+    /// Writes `data` at `offset` directly if it can; false means it did
+    /// not (misaligned, no direct I/O here, or the direct write failed)
+    /// and the caller writes it through the page cache.
+    pub(super) fn write_at(&self, data: &[u8], offset: u64) -> bool {
+        let Some(file) = self.file.as_ref() else { return false };
         let aligned = offset.is_multiple_of(ALIGN as u64)
             && data.len().is_multiple_of(ALIGN)
             && !data.is_empty();
         if !aligned || !self.on.load(Ordering::Relaxed) {
-            return None;
+            return false;
         }
         let mut scratch = self.scratch.lock().expect("no writer panicked");
         if scratch.len() < data.len() + ALIGN {
@@ -65,18 +67,22 @@ impl DirectData {
         }
         let start = scratch.as_ptr().align_offset(ALIGN);
         if start >= ALIGN {
-            return None;
+            return false;
         }
         let buffer = &mut scratch[start..start + data.len()];
         buffer.copy_from_slice(data);
         match file.write_all_at(buffer, offset) {
-            Ok(()) => Some(Ok(())),
-            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
-                tracing::debug!(error = %e, "direct writes refused: writing through the cache");
+            Ok(()) => true,
+            // Some file systems refuse direct writes only when one is made
+            // (`EINVAL`, `EOPNOTSUPP`, ...). Whatever the error, the write
+            // is made again through the cache, and so are the later ones:
+            // a disk that truly failed fails that write too, and is
+            // reported from there.
+            Err(e) => {
+                tracing::debug!(error = %e, "a direct write failed: writing through the cache");
                 self.on.store(false, Ordering::Relaxed);
-                None
+                false
             }
-            Err(e) => Some(Err(e)),
         }
     }
 }
@@ -119,14 +125,13 @@ mod tests {
         let mut seen = vec![0; 3 * ALIGN];
         buffered.read_exact_at(&mut seen, 0).expect("reads");
         for (data, at) in [(&a, 0u64), (&b, 2 * ALIGN as u64)] {
-            match direct.write_at(data, at) {
-                Some(result) => result.expect("direct write"),
-                None => buffered.write_all_at(data, at).expect("buffered write"),
+            if !direct.write_at(data, at) {
+                buffered.write_all_at(data, at).expect("buffered write");
             }
         }
         // Misaligned: never direct.
-        assert!(direct.write_at(&tail, 3 * ALIGN as u64 + 1).is_none());
-        assert!(direct.write_at(&bytes(ALIGN + 1, 4), 0).is_none());
+        assert!(!direct.write_at(&tail, 3 * ALIGN as u64 + 1));
+        assert!(!direct.write_at(&bytes(ALIGN + 1, 4), 0));
         buffered.write_all_at(&tail, 3 * ALIGN as u64).expect("tail");
         buffered.sync_data().expect("syncs");
         let mut back = vec![0; 3 * ALIGN + tail.len()];

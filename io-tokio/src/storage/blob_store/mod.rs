@@ -262,9 +262,8 @@ impl PartialBlob {
             let dir = &self.dir;
             move |source| BlobError::Io { path: dir.join(name), source }
         };
-        match self.direct.write_at(data, offset) {
-            Some(written) => written.map_err(failed("data"))?,
-            None => self.data.write_all_at(data, offset).map_err(failed("data"))?,
+        if !self.direct.write_at(data, offset) {
+            self.data.write_all_at(data, offset).map_err(failed("data"))?;
         }
         for (at, bytes) in pairs.runs() {
             self.outboard.write_all_at(bytes, at).map_err(failed("outboard"))?;
