@@ -33,7 +33,7 @@ pub enum VersionedError {
 
 /// Encodes `value` behind `version`.
 pub fn encode<T: Serialize>(version: u16, value: &T) -> Vec<u8> {
-    encode_after(Vec::with_capacity(ENCODE_START_BYTES), version, value)
+    encode_behind(0, version, value)
 }
 
 /// Bytes an encoding starts with room for: most frames and records are
@@ -41,9 +41,12 @@ pub fn encode<T: Serialize>(version: u16, value: &T) -> Vec<u8> {
 /// grew, and copied itself, six times on the way to a 300-byte frame).
 const ENCODE_START_BYTES: usize = 512;
 
-/// Encodes `value` as of `version` after the bytes already in `out` (a
-/// header to fill in later, say).
-pub fn encode_after<T: Serialize>(out: Vec<u8>, version: u16, value: &T) -> Vec<u8> {
+/// Encodes `value` behind `version`, after `header_bytes` zero bytes for a
+/// header the caller fills in once the encoding is known (its length, a
+/// checksum), so the encoding is not copied behind the header afterwards.
+pub fn encode_behind<T: Serialize>(header_bytes: usize, version: u16, value: &T) -> Vec<u8> {
+    let mut out = Vec::with_capacity(header_bytes + ENCODE_START_BYTES);
+    out.resize(header_bytes, 0);
     // Written into one buffer, after the version: not into a second one
     // and copied. A large byte field (a chunk answer's groups) lands in one
     // growth of the buffer to its size; no pass is spent measuring first.

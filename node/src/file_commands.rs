@@ -163,8 +163,7 @@ async fn upload(cli: &Cli, s: &mut Session, local: &LocalFile) -> Result<Helpers
                     );
                 }
                 progress.set((served / streams).min(size));
-                tokio::time::sleep(poll).await;
-                poll = (poll * 2).min(STORE_POLL_MAX);
+                pause_before_asking_again(&mut poll).await;
             }
             StoreReply::Refused(e) => {
                 bail!("{}: {e}", local.path.display())
@@ -174,6 +173,13 @@ async fn upload(cli: &Cli, s: &mut Session, local: &LocalFile) -> Result<Helpers
     }
     progress.finish(size);
     Ok(helpers)
+}
+
+/// Waits `poll` before asking a replica again whether it stored the
+/// upload, and doubles it up to [`STORE_POLL_MAX`].
+async fn pause_before_asking_again(poll: &mut Duration) {
+    tokio::time::sleep(*poll).await;
+    *poll = (*poll * 2).min(STORE_POLL_MAX);
 }
 
 /// The other replicas asked to store an upload, each on its own
@@ -219,10 +225,7 @@ async fn help(companion: Companion, file: FileId, mut stopped: tokio::sync::ones
         let mut poll = STORE_POLL_FIRST;
         loop {
             match client.store_file(file).await {
-                Ok(StoreReply::Storing) => {
-                    tokio::time::sleep(poll).await;
-                    poll = (poll * 2).min(STORE_POLL_MAX);
-                }
+                Ok(StoreReply::Storing) => pause_before_asking_again(&mut poll).await,
                 Ok(reply) => {
                     tracing::debug!(?reply, "a helper replica answered the upload");
                     return Some(client);

@@ -43,12 +43,10 @@ pub enum BatchError {
 
 /// Encodes records as one batch.
 pub fn encode_batch(records: &[Record]) -> Vec<u8> {
-    // The payload is written after room for the header, which is filled in
-    // once the payload's length and checksum are known: a batch (up to an
-    // append's 512 KiB) is not copied behind its header afterwards.
-    let mut out = vec![0; BATCH_HEADER_BYTES];
-    out.reserve(512);
-    let mut out = crate::versioned::encode_after(out, DURABLE_FORMAT_VERSION, &records);
+    // The header is filled in behind the payload's encoding: a batch (up
+    // to an append's 512 KiB) is not copied behind its header afterwards.
+    let mut out =
+        crate::versioned::encode_behind(BATCH_HEADER_BYTES, DURABLE_FORMAT_VERSION, &records);
     let (header, payload) = out.split_at_mut(BATCH_HEADER_BYTES);
     let len = u32::try_from(payload.len()).expect("batches are bounded far below 4 GiB");
     header[0..4].copy_from_slice(&BATCH_MAGIC.to_le_bytes());

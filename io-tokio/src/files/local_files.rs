@@ -158,13 +158,13 @@ impl LocalFiles {
         };
         let frame = match decision {
             Ok((local, groups)) => {
+                let (file, range) = (local.id, groups.clone());
                 let make = || async {
-                    let answer = self.read(local.clone(), groups.clone()).await;
+                    let answer = self.read(local, groups).await;
                     let carries_groups = matches!(answer, ChunkAnswer::Groups(_));
                     (Bytes::from(answer.encode()), carries_groups)
                 };
-                let (frame, carries_groups) =
-                    self.shared.answer(local.id, groups.clone(), make).await;
+                let (frame, carries_groups) = self.shared.answer(file, range, make).await;
                 if carries_groups {
                     self.served_bytes.fetch_add(frame.len() as u64, Ordering::Relaxed);
                 }

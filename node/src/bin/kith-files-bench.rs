@@ -20,6 +20,7 @@
 //! never rots). The last line is machine-readable.
 
 use anyhow::{bail, Context, Result};
+use kith_io_tokio::storage::BlobStore;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -305,8 +306,8 @@ impl Dev {
     fn wait_replicated(&self, files: usize) -> Result<()> {
         let deadline = Instant::now() + Duration::from_secs(120);
         let held = |i: usize| {
-            let dir = self.home.join("dev").join(format!("replica-{i}")).join("blobs/complete");
-            std::fs::read_dir(dir).map_or(0, |d| d.count())
+            let dir = self.home.join("dev").join(format!("replica-{i}")).join("blobs");
+            BlobStore::open(dir).and_then(|store| store.list(None, files)).map_or(0, |l| l.len())
         };
         while (1..=3).any(|i| held(i) < files) {
             if Instant::now() > deadline {
