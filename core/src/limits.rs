@@ -302,6 +302,23 @@ pub const REPLICATION_FETCHES_MAX: usize = 16;
 /// that asks about it next.
 pub const UPLOAD_FAILURE_REMEMBERED_MS: u64 = 60_000;
 
+/// How long a client waits before asking a replica again whether it
+/// stored an upload, at first, in ms; the pause doubles up to
+/// [`UPLOAD_ASK_PAUSE_MAX_MS`]. Short: the replica holds a "still
+/// storing" answer until the content is stored (up to [`STORE_WAIT_MS`]),
+/// so asking again at once costs little and the end is heard when it
+/// comes; the backoff only spares a replica that answers at once.
+pub const UPLOAD_ASK_PAUSE_FIRST_MS: u64 = 5;
+/// See [`UPLOAD_ASK_PAUSE_FIRST_MS`].
+pub const UPLOAD_ASK_PAUSE_MAX_MS: u64 = 50;
+const _: () = assert!(UPLOAD_ASK_PAUSE_FIRST_MS <= UPLOAD_ASK_PAUSE_MAX_MS);
+/// An upload that takes nothing from its client for this long is over
+/// (a replica whose disk is full, say); nothing was acknowledged, and
+/// asking again goes on from what the replica synced.
+pub const UPLOAD_STALL_MS: u64 = 120_000;
+/// `StoreFailed` answers in a row after which a client's upload is over.
+pub const UPLOAD_STORE_FAILURES_MAX: u32 = 3;
+
 /// Files one client offers (serves while uploading) at once.
 pub const OFFERED_FILES_MAX: usize = 16;
 

@@ -200,6 +200,15 @@ impl ClientSession {
         self.attempt(now);
     }
 
+    /// Ends the call in progress, if any, without an answer: its driver
+    /// stopped waiting for it (a call dropped half-way, say, because
+    /// another connection already had what it asked). Answers to it that
+    /// arrive later are ignored.
+    pub fn abandon(&mut self) {
+        self.call = None;
+        self.outputs.clear();
+    }
+
     /// Reports a fact about the attempt in progress.
     pub fn handle_input(&mut self, now: Instant, input: SessionInput) {
         let Some(Phase::Waiting { request_id: waiting, .. }) = self.call.as_ref().map(|c| c.phase)

@@ -218,3 +218,19 @@ fn a_rate_limit_longer_than_the_patience_gives_up() {
     answer(&mut s, T0, id, ClientResponse::RateLimited { retry_after_ms: 5000 });
     assert!(matches!(s.poll_output(), Some(SessionOutput::GaveUp { .. })));
 }
+
+#[test]
+fn an_abandoned_call_frees_the_session_and_its_late_answer_is_ignored() {
+    let mut s = session(None);
+    s.begin(T0, ClientRequest::PresenceOf(vec![]));
+    let (_, abandoned, _) = sent(&mut s);
+    s.abandon();
+    assert_eq!(s.poll_timeout(), None, "no call left");
+    s.begin(T0, ClientRequest::PresenceOf(vec![]));
+    let (_, next, _) = sent(&mut s);
+    answer(&mut s, T0, abandoned, ClientResponse::Presence(Vec::new()));
+    assert_eq!(s.poll_output(), None, "the old call's answer is not this one's");
+    answer(&mut s, T0, next, ClientResponse::Presence(Vec::new()));
+    let finished = SessionOutput::Finished(Ok(Reply::Presence(Vec::new())));
+    assert_eq!(s.poll_output(), Some(finished));
+}
