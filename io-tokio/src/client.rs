@@ -275,6 +275,8 @@ impl Client {
     /// request it answers.
     pub async fn call(&mut self, request: ClientRequest) -> Result<Reply, ClientError> {
         let now = self.now();
+        // A call whose future was dropped half-way left its session busy.
+        self.session.abandon();
         self.session.begin_within(now, request, Some(self.patience));
         let mut in_flight: Option<(u64, Answer)> = None;
         loop {
@@ -454,7 +456,7 @@ pub struct Companion {
 
 impl Companion {
     /// Dials the replica it names.
-    pub async fn connect(self) -> Result<Client, ClientError> {
+    pub async fn connect(&self) -> Result<Client, ClientError> {
         Client::connect_at(&self.key, &self.addrs, self.at, &self.files).await
     }
 }

@@ -1,7 +1,8 @@
 //! `kith file`: send a file into a room, fetch one, list a room's files.
 //!
 //! Sending hashes the file (its id and hash tree), serves it on
-//! `/kith/chunks/1` while a replica stores it (`StoreFile`), then sends
+//! `/kith/chunks/1` while replicas store it (`StoreFile`, driven by
+//! `file_upload`), then sends
 //! the file message, which is answered once a majority of replicas hold
 //! the content. The signed message is kept on disk until it is answered:
 //! running the same command again after an interruption resends that very
@@ -25,8 +26,7 @@ use kith_core::im::protocol::{
     EntryKind, FileInfo, Operation, QueryKind, QueryReply, RoomEntry, RoomId, SignedCommand,
 };
 use kith_core::limits;
-use kith_core::session::StoreReply;
-use kith_io_tokio::client::{now_ms, Client, Companion};
+use kith_io_tokio::client::now_ms;
 use kith_io_tokio::files::fetch::FetchError;
 use kith_io_tokio::files::local_files::LocalFile;
 use kith_io_tokio::storage::BlobStore;
@@ -35,17 +35,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// How long an upload waits before asking the replica again whether it
-/// has stored the file. The replica holds each "still storing" answer
-/// until the content is stored (or half a second passed), so asking again
-/// at once costs little and the end of an upload is heard the moment it
-/// comes; the backoff only spares a replica that answers at once.
-const STORE_POLL_FIRST: Duration = Duration::from_millis(5);
-const STORE_POLL_MAX: Duration = Duration::from_millis(50);
-/// An upload that takes nothing from this client for this long, while the
-/// replica still says it is storing, is reported as stuck (a full disk on
-/// the replica, say); nothing was acknowledged, and a rerun goes on.
-const UPLOAD_STALL: Duration = Duration::from_secs(120);
 /// How long a file message may wait for its answer (the replica answers
 /// once a majority holds the content, asking to retry every minute).
 const SEND_PATIENCE: Duration = Duration::from_secs(30 * 60);
@@ -83,7 +72,7 @@ async fn send(
     let local = hash(cli, path).await?;
     let file = local.id;
     s.client.local_files().offer(local.clone())?;
-    let helpers = upload(cli, s, &local).await?;
+    let helpers = crate::file_upload::upload(cli.json, s, &local).await?;
 
     let info = FileInfo { id: file, name, media_type };
     let pending = PendingSend::new(cli, s, &room, &info, &caption);
@@ -127,124 +116,6 @@ async fn hash(cli: &Cli, path: &Path) -> Result<Arc<LocalFile>> {
         .context("hashing stopped")??;
     progress.finish(size);
     Ok(Arc::new(local))
-}
-
-/// Serves the file until the replica says it holds it. Meanwhile as many
-/// other replicas as make a majority with it are asked to store it too,
-/// each fetching from this client at once: otherwise they would fetch it
-/// from the first replica only once it held it all, and the file
-/// message's answer (a majority holds it) would wait for the upload's
-/// time twice over. They are helpers: one that cannot be reached or
-/// refuses changes nothing (the replicas replicate the content anyway).
-/// The returned guard keeps them serving until it is dropped, once the
-/// file message is answered.
-async fn upload(cli: &Cli, s: &mut Session, local: &LocalFile) -> Result<Helpers> {
-    let size = local.id.size_bytes;
-    let progress = TransferProgress::new(cli.json, "uploading", size);
-    let helpers = Helpers::start(&s.client, local.id);
-    // The offer's count covers every replica served: show the average.
-    let streams = helpers.count() as u64 + 1;
-    let served_before = s.client.local_files().served_bytes();
-    let mut poll = STORE_POLL_FIRST;
-    let (mut last_served, mut moved_at) = (0, tokio::time::Instant::now());
-    loop {
-        match s.client.store_file(local.id).await? {
-            StoreReply::Stored => break,
-            StoreReply::Storing => {
-                let served = s.client.local_files().served_bytes() - served_before;
-                if served != last_served {
-                    (last_served, moved_at) = (served, tokio::time::Instant::now());
-                } else if moved_at.elapsed() > UPLOAD_STALL {
-                    bail!(
-                        "the replica has taken nothing of {} for {} s (is its disk full? see \
-                         its log); nothing was sent: run the command again to go on",
-                        local.path.display(),
-                        UPLOAD_STALL.as_secs()
-                    );
-                }
-                progress.set((served / streams).min(size));
-                pause_before_asking_again(&mut poll).await;
-            }
-            StoreReply::Refused(e) => {
-                bail!("{}: {e}", local.path.display())
-            }
-            other => bail!("an answer this version does not know: {other:?}"),
-        }
-    }
-    progress.finish(size);
-    Ok(helpers)
-}
-
-/// Waits `poll` before asking a replica again whether it stored the
-/// upload, and doubles it up to [`STORE_POLL_MAX`].
-async fn pause_before_asking_again(poll: &mut Duration) {
-    tokio::time::sleep(*poll).await;
-    *poll = (*poll * 2).min(STORE_POLL_MAX);
-}
-
-/// The other replicas asked to store an upload, each on its own
-/// connection serving the same offer; dropping this ends them.
-struct Helpers {
-    stops: Vec<tokio::sync::oneshot::Sender<()>>,
-}
-
-impl Helpers {
-    /// Asks the replicas after the client's own, as many as make a
-    /// majority of those it knows with it.
-    fn start(client: &Client, file: FileId) -> Helpers {
-        let wanted = client.addr_count() / 2;
-        let stops = (1..=wanted)
-            .map(|step| {
-                let companion = client.companion(step);
-                let (stop, stopped) = tokio::sync::oneshot::channel();
-                tokio::spawn(help(companion, file, stopped));
-                stop
-            })
-            .collect();
-        Helpers { stops }
-    }
-
-    fn count(&self) -> usize {
-        self.stops.len()
-    }
-}
-
-/// One helper: connects, asks its replica to store `file` until it says
-/// stored or no, then keeps the connection (and so the offer) until told
-/// to stop.
-async fn help(companion: Companion, file: FileId, mut stopped: tokio::sync::oneshot::Receiver<()>) {
-    let store = async {
-        let mut client = match companion.connect().await {
-            Ok(client) => client,
-            Err(e) => {
-                tracing::debug!(error = %e, "no helper replica for the upload");
-                return None;
-            }
-        };
-        client.patience = UPLOAD_STALL;
-        let mut poll = STORE_POLL_FIRST;
-        loop {
-            match client.store_file(file).await {
-                Ok(StoreReply::Storing) => pause_before_asking_again(&mut poll).await,
-                Ok(reply) => {
-                    tracing::debug!(?reply, "a helper replica answered the upload");
-                    return Some(client);
-                }
-                Err(e) => {
-                    tracing::debug!(error = %e, "a helper replica failed the upload");
-                    return Some(client);
-                }
-            }
-        }
-    };
-    let client = tokio::select! {
-        client = store => client,
-        _ = &mut stopped => return,
-    };
-    // Held until the file message is answered: a replica still fetching
-    // goes on from this client.
-    let _ = stopped.await;
-    drop(client);
 }
 
 /// A file message signed and not yet answered, kept so that a rerun sends

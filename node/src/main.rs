@@ -7,6 +7,7 @@ mod cli;
 mod contact_commands;
 mod dev;
 mod file_commands;
+mod file_upload;
 mod live_commands;
 mod log_budget;
 mod render;
