@@ -354,6 +354,8 @@ pub(crate) async fn call(
     patience: Option<Duration>,
 ) -> Option<Result<Reply, CallError>> {
     refresh_targets(ctx, conn);
+    // A call whose future was dropped half-way left its session busy.
+    conn.session.abandon();
     conn.session.begin_within(ctx.now(), request, patience);
     loop {
         while let Some(output) = conn.session.poll_output() {

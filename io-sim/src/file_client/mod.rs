@@ -1,6 +1,7 @@
 //! The file workload: three more clients, when a seed draws it. The room's
 //! owner and a member send files into a room (uploading through the core's
-//! `Offer` and `StoreFile`, then a file message), send some contents again,
+//! `Offer` and `Upload`, a majority of replicas asked at once, then a file
+//! message), send some contents again,
 //! delete some, and fetch each other's (now and then "crashing" mid-way and
 //! resuming from their store's saved progress). An outsider, who never
 //! joins, asks replicas for every file it hears of and must get nothing.
@@ -11,6 +12,7 @@ mod fetching;
 mod file_world;
 mod offer_server;
 mod sending;
+mod uploading;
 
 pub use file_world::{files_room, FileCounts, FileWorld, SentFile};
 
@@ -27,7 +29,7 @@ use kith_core::testing::violation::Violation;
 use kith_core::time::Instant;
 use offer_server::{serve_offer, Offered};
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -40,8 +42,9 @@ const FINAL_FETCHES_WITHIN: Duration = Duration::from_secs(10);
 /// How long a file message may wait for its answer (the content on a
 /// majority) before the client gives up.
 const SEND_PATIENCE: Duration = Duration::from_secs(15);
-/// How long an upload may wait to be stored before the client gives up.
-const STORE_PATIENCE: Duration = Duration::from_secs(15);
+/// How long an upload may take nothing from the client before it gives
+/// up (the real client's is two minutes; a simulated run lasts seconds).
+const STORE_STALL: Duration = Duration::from_secs(15);
 
 /// What a file client does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,6 +69,10 @@ struct FileClient {
     /// Bumped by every simulated crash, so a previous life's answers are
     /// not taken for this one's.
     lives: u64,
+    /// Group bytes the offer has served, all uploads.
+    served: Arc<AtomicU64>,
+    /// Uploads begun (their helpers' ports follow from it).
+    uploads: u64,
 }
 
 /// Runs a file client until the simulation ends.
@@ -77,10 +84,11 @@ pub async fn run_file_client(ctx: ClientCtx, role: FileRole) {
     let offer = Offered::default();
     let (answers_tx, answers) = mpsc::channel(256);
     let chunks = chunk_wire::receive(endpoint.clone());
+    let served = Arc::new(AtomicU64::new(0));
     madsim::task::spawn(serve_offer(
         ctx.world.clone(),
         endpoint.clone(),
-        offer.clone(),
+        (offer.clone(), served.clone()),
         chunks,
         answers_tx,
     ));
@@ -96,7 +104,8 @@ pub async fn run_file_client(ctx: ClientCtx, role: FileRole) {
     let conn = Conn { endpoint, responses, session, targets, pinned: false };
     let rng = SeededRng::new(ctx.seed);
     let blobs = SimBlobStore::new(DiskConfig::default());
-    let mut client = FileClient { ctx, conn, rng, offer, answers, blobs, lives: 0 };
+    let mut client =
+        FileClient { ctx, conn, rng, offer, answers, blobs, lives: 0, served, uploads: 0 };
     client.run(role).await;
 }
 

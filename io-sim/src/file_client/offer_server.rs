@@ -9,6 +9,7 @@ use kith_core::ids::LogIndex;
 use kith_core::testing::file_observation::FileObservation;
 use kith_core::wire::chunk_protocol::{ChunkAnswer, ChunkRequest};
 use std::ops::Range;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 
@@ -25,7 +26,7 @@ pub(super) type Offered = Arc<Mutex<Offer<Arc<Content>>>>;
 pub(super) async fn serve_offer(
     world: World,
     endpoint: Arc<madsim::net::Endpoint>,
-    offer: Offered,
+    (offer, served_bytes): (Offered, Arc<AtomicU64>),
     mut chunks: mpsc::Receiver<ChunkDatagram>,
     answers: mpsc::Sender<(u64, Bytes)>,
 ) {
@@ -64,7 +65,11 @@ pub(super) async fn serve_offer(
                 }
             }
         };
-        chunk_wire::send_answer(&world, &endpoint, from, correlation, &answer.encode());
+        let frame = answer.encode();
+        if matches!(answer, ChunkAnswer::Groups(_)) {
+            served_bytes.fetch_add(frame.len() as u64, Ordering::Relaxed);
+        }
+        chunk_wire::send_answer(&world, &endpoint, from, correlation, &frame);
     }
 }
 

@@ -2,17 +2,13 @@
 //! contents sent again, and deletions.
 
 use super::offer_server::Content;
-use super::{files_room, FileClient, SentFile, SEND_PATIENCE, STORE_PATIENCE};
-use crate::client::{call, submit, submit_within, READ_PATIENCE};
-use kith_core::files::{outboard_of, FileId};
+use super::{files_room, FileClient, SentFile, SEND_PATIENCE};
+use crate::client::{submit, submit_within};
+use kith_core::files::outboard_of;
 use kith_core::ids::LogIndex;
-use kith_core::im::protocol::{FileInfo, ImError, Operation, Receipt, Target};
-use kith_core::session::{Reply, StoreReply};
+use kith_core::im::protocol::{FileInfo, Operation, Receipt, Target};
 use kith_core::testing::file_observation::FileObservation;
-use kith_core::wire::client_protocol::ClientRequest;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
 
 impl FileClient {
     /// Makes a new content, uploads it and sends it.
@@ -43,32 +39,6 @@ impl FileClient {
         }
         // Sent (stored on a majority) or given up: the sender goes away.
         self.offer.lock().expect("single-threaded").remove(file);
-    }
-
-    /// Asks a replica to store `file` until it is stored; false if it gave
-    /// up (out of patience, or the run's workload ended).
-    pub(super) async fn store(&mut self, file: FileId) -> bool {
-        let until = madsim::time::Instant::now() + STORE_PATIENCE;
-        while madsim::time::Instant::now() < until && self.ctx.active.load(Ordering::Relaxed) {
-            let request = ClientRequest::StoreFile(file);
-            let answer = call(&self.ctx, &mut self.conn, request, Some(READ_PATIENCE)).await;
-            match answer {
-                Some(Ok(Reply::Store(StoreReply::Stored))) => return true,
-                // Still fetching, not heard, or failed (asking again
-                // starts over): ask again in a while.
-                None
-                | Some(Ok(Reply::Store(StoreReply::Storing)))
-                | Some(Ok(Reply::Store(StoreReply::Refused(ImError::StoreFailed { .. })))) => {
-                    madsim::time::sleep(Duration::from_millis(200)).await;
-                }
-                other => {
-                    let detail = format!("client {}: storing {file}: {other:?}", self.ctx.index);
-                    self.fail("uploads answered", detail);
-                    return false;
-                }
-            }
-        }
-        false
     }
 
     /// Sends a file message for a stored content.
