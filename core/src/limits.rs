@@ -177,12 +177,14 @@ pub const SUBSCRIPTIONS_MAX: usize = 10_000;
 /// Events queued for one subscriber before it is told it lags.
 pub const SUBSCRIBER_QUEUE_MAX: usize = 4096;
 
-/// How long a replica may hear from no leader before it ends its live
-/// subscriptions and refuses new ones, in ms: cut off from the cluster
-/// (partitioned, or removed without having heard so), it shows its
-/// subscribers nothing new, and they should follow another replica. Many
-/// election timeouts, so an election does not send subscribers away.
-pub const LIVE_LEADERLESS_MS_MAX: u64 = 10_000;
+/// How long a replica may hear from no leader and still count itself in
+/// touch with the cluster, in ms. Past it, cut off (partitioned, or removed
+/// without having heard so), it ends its live subscriptions and refuses
+/// new ones (it shows its subscribers nothing new, and they should follow
+/// another replica), and does not trust its log to say which stored
+/// contents are released. Many election timeouts, so an election does not
+/// send subscribers away.
+pub const LEADER_UNHEARD_MS_MAX: u64 = 10_000;
 
 /// Change records one refill of one followed room reads: a subscriber far
 /// behind on changes catches up over several refills, never in one long

@@ -268,10 +268,12 @@ impl ReplicaService {
     }
 
     /// Whether this replica has applied all it knows committed, under a
-    /// leader it knows: only then does its log say what is released.
+    /// leader it knows and has heard from lately: only then does its log
+    /// say what is released (a cut-off learner still names its old leader,
+    /// and its commit index is as stale as its log).
     fn caught_up(&self) -> bool {
         let status = self.node.status();
-        status.leader.is_some() && status.applied >= status.commit
+        status.leader.is_some() && self.leader_heard_lately() && status.applied >= status.commit
     }
 
     /// Looks through the next part of the referenced contents for ones

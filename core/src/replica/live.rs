@@ -136,11 +136,9 @@ impl ReplicaService {
         if !membership.is_empty() && !membership.contains(self.node.id()) {
             return Some(REMOVED);
         }
-        let unheard = self.now.saturating_since(self.leader_heard_at);
         let named_bug = crate::config::bug_on!(self, serve_while_naming_a_leader)
             && self.node.leader().is_some();
-        (unheard > std::time::Duration::from_millis(limits::LIVE_LEADERLESS_MS_MAX) && !named_bug)
-            .then_some(LEADERLESS)
+        (!self.leader_heard_lately() && !named_bug).then_some(LEADERLESS)
     }
 
     /// Open live subscriptions.

@@ -5,6 +5,7 @@ use super::asker::{Asker, AskerId, AskerKind, OutboundId};
 use super::output::ServiceOutput;
 use super::ReplicaService;
 use crate::ids::NodeId;
+use crate::limits;
 use crate::raft::Input;
 use crate::wire::client_protocol::ClientResponse;
 use crate::wire::replica_protocol::{
@@ -12,6 +13,7 @@ use crate::wire::replica_protocol::{
 };
 use bytes::Bytes;
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 /// Who may send this replica Raft traffic, besides its members.
 #[derive(Debug, Default)]
@@ -63,6 +65,16 @@ impl ReplicaService {
     pub fn directory_records_to_take(&self, records: Vec<ReplicaRecord>) -> Vec<ReplicaRecord> {
         let membership = self.node.membership();
         records.into_iter().filter(|r| membership.contains(NodeId::of_peer(&r.peer))).collect()
+    }
+
+    /// Whether this replica is in touch with the cluster: it is the
+    /// leader, or took a Raft frame from the leader it knows (or started)
+    /// within [`limits::LEADER_UNHEARD_MS_MAX`]. Naming a leader is not
+    /// enough: a learner never campaigns, so one the cluster stopped
+    /// talking to names its old leader for good (seed 4005).
+    pub(super) fn leader_heard_lately(&self) -> bool {
+        let unheard = self.now.saturating_since(self.leader_heard_at);
+        unheard <= Duration::from_millis(limits::LEADER_UNHEARD_MS_MAX)
     }
 
     /// Hands a Raft frame to the node if `from` may send one.

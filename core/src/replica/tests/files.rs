@@ -373,3 +373,31 @@ fn a_sweep_removes_copies_nothing_refers_to_or_holds() {
     assert_eq!(pair.took(a, removed(forgotten)), 1);
     assert_eq!(pair.took(a, removed(kept)) + pair.took(a, removed(orphan)), 0);
 }
+
+#[test]
+fn a_replica_long_unheard_from_its_leader_removes_nothing_its_log_calls_released() {
+    let Keyed { mut pair, b, .. } = keyed_with_alice(None);
+    let forgotten = FileId::of(b"released");
+    tick(&mut pair, limits::LEADER_UNHEARD_MS_MAX + 1_000);
+    fn service(pair: &mut Pair, id: NodeId) -> &mut ReplicaService {
+        pair.services.get_mut(&id).expect("a replica")
+    }
+    assert!(service(&mut pair, b).node().leader().is_some(), "B names its leader");
+    // As a learner the cluster stopped talking to would: it names its
+    // leader and has applied all it knows committed, but has heard nothing
+    // for longer than the limit. Its log is stale: two looks remove nothing.
+    let stale = pair.now - Duration::from_millis(limits::LEADER_UNHEARD_MS_MAX + 1);
+    service(&mut pair, b).leader_heard_at = stale;
+    let removed = |o: &ServiceOutput| matches!(o, ServiceOutput::RemoveBlob { .. });
+    for _ in 0..2 {
+        pair.input(b, ServiceInput::BlobsListed { files: vec![forgotten] });
+    }
+    assert_eq!(pair.took(b, removed), 0);
+    // In touch again: two looks agree, and the copy goes.
+    let now = pair.now;
+    service(&mut pair, b).leader_heard_at = now;
+    for _ in 0..2 {
+        pair.input(b, ServiceInput::BlobsListed { files: vec![forgotten] });
+    }
+    assert_eq!(pair.took(b, removed), 1);
+}

@@ -439,7 +439,7 @@ fn a_replica_long_unheard_from_a_leader_sends_its_subscribers_elsewhere() {
     pair.isolated = Some(B);
     let cut_at = pair.now;
     let tick = Duration::from_millis(50);
-    while pair.now.saturating_since(cut_at).as_millis() <= limits::LIVE_LEADERLESS_MS_MAX.into() {
+    while pair.now.saturating_since(cut_at).as_millis() <= limits::LEADER_UNHEARD_MS_MAX.into() {
         assert_eq!(
             poll(&mut pair),
             None,
