@@ -220,6 +220,21 @@ fn seed_1318_passes() {
     assert!(report.violation.is_none(), "seed 1318: {:?}", report.violation);
 }
 
+/// Seed 8652 with five voters (30 s, found by a sweep of seeds 8100-8900)
+/// broke `no reclaim while referenced`: a follower restarted behind the
+/// cluster applied a release with its applied index equal to its commit
+/// index, under a leader it had just heard from, and reclaimed the copy;
+/// but a follower's commit index is only as far as the leader knows its
+/// log matches, and a message acknowledged since then referred to the
+/// content again. A release now removes nothing by itself; the sweep's two
+/// looks decide. `reclaiming_on_release_while_seemingly_caught_up_is_caught`
+/// (bug_switches.rs) shows the seed still finds the old rule.
+#[test]
+fn seed_8652_passes_with_five_voters() {
+    let report = run_seed(8652, 30, 5);
+    assert!(report.violation.is_none(), "seed 8652: {:?}", report.violation);
+}
+
 /// Seed 2275 (30 s, found by a sweep of seeds 1700-2700) broke `deleted
 /// files not served`, a simulator bug: the file client recorded a deletion
 /// as applied by every replica past the greatest index a running replica

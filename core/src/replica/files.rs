@@ -246,12 +246,17 @@ impl ReplicaService {
     }
 
     /// An applied command released `file`. The event is of its entry's
-    /// index, and the blob store is of now: a replica restarted behind its
-    /// log replays releases of contents that later entries refer to or
-    /// hold again (seed 1318: a replay reclaimed a copy a standing message
-    /// needed). So the release counts only if the log as applied now still
-    /// has neither, and the copy goes only while this replica is caught up
-    /// with a leader it knows; otherwise the sweep's two looks decide.
+    /// index, and the blob store is of now: a replica behind the cluster
+    /// applies releases of contents that later entries refer to or hold
+    /// again. Being behind cannot be told from here: a replica restarted
+    /// behind its log replays them (seed 1318), and a follower's commit
+    /// index is only as far as the leader knows it matches, so one whose
+    /// log the leader is still filling has applied "all it knows
+    /// committed" while the cluster has moved on (seed 8652 with five
+    /// voters: a restarted follower reclaimed a copy a message acknowledged
+    /// since then needed). So a release removes nothing by itself: it ends
+    /// the upload and fetch of the content here, and the sweep's two looks,
+    /// a sweep apart and each while caught up, decide whether the copy goes.
     fn on_file_released(&mut self, file: FileId) {
         let replay_bug = crate::config::bug_on!(self, reclaim_on_replayed_release);
         if self.node.state_machine().is_file_in_use(file) && !replay_bug {
@@ -261,7 +266,8 @@ impl ReplicaService {
         self.unrecorded.remove(file);
         self.fetching.remove(&file);
         self.uploading.remove(&file);
-        if self.caught_up() || replay_bug {
+        let caught_up_bug = crate::config::bug_on!(self, reclaim_on_release_while_caught_up);
+        if replay_bug || (caught_up_bug && self.caught_up()) {
             let why = BlobRemoval::Released;
             self.outputs.push_back(ServiceOutput::RemoveBlob { file, why });
         }
