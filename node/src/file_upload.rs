@@ -161,15 +161,24 @@ async fn help(
 ) {
     let mut client: Option<Client> = None;
     while asked.recv().await.is_some() {
-        let reply = match client.as_mut() {
-            Some(client) => client.store_file(file).await,
-            None => match companion.connect().await {
-                Ok(mut connected) => {
-                    connected.patience = Duration::from_millis(limits::UPLOAD_STALL_MS);
-                    client.insert(connected).store_file(file).await
-                }
-                Err(e) => Err(e),
-            },
+        let call = async {
+            match client.as_mut() {
+                Some(client) => client.store_file(file).await,
+                None => match companion.connect().await {
+                    Ok(mut connected) => {
+                        connected.patience = Duration::from_millis(limits::UPLOAD_STALL_MS);
+                        client.insert(connected).store_file(file).await
+                    }
+                    Err(e) => Err(e),
+                },
+            }
+        };
+        // The guard dropped stops a call at once: a request resent after
+        // the file message (even deleted since) would be a new upload.
+        let reply = tokio::select! {
+            biased;
+            None = asked.recv() => return,
+            reply = call => reply,
         };
         // The upload may be over (its answers no longer read): the
         // connection is kept all the same until the guard is dropped.

@@ -178,11 +178,18 @@ async fn help(
         Conn { endpoint, responses, session, targets, pinned: false }
     });
     while asked.recv().await.is_some() {
-        let answer = match conn.as_mut() {
-            Some(conn) => {
-                call(&ctx, conn, ClientRequest::StoreFile(file), Some(READ_PATIENCE)).await
-            }
-            None => None,
+        let Some(conn) = conn.as_mut() else {
+            let _ = answers.send((slot, None)).await;
+            continue;
+        };
+        // An upload that is over stops its calls at once: a request resent
+        // after it (the file message sent, even deleted since) would be a
+        // new upload of the content.
+        let request = ClientRequest::StoreFile(file);
+        let answer = tokio::select! {
+            biased;
+            None = asked.recv() => return,
+            answer = call(&ctx, conn, request, Some(READ_PATIENCE)) => answer,
         };
         if answers.send((slot, answer)).await.is_err() {
             return;
