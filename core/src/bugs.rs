@@ -48,11 +48,6 @@ pub struct BugSwitches {
     /// included, even when the log as applied since refers to or holds the
     /// content again (a replica restarted behind its log).
     pub reclaim_on_replayed_release: bool,
-    /// Reclaim a copy on a release the replica applies while it has applied
-    /// all it knows committed, under a leader heard from lately, without
-    /// waiting for the sweep's two looks (a follower's commit index is
-    /// only as far as the leader knows it matches).
-    pub reclaim_on_release_while_caught_up: bool,
     /// Keep serving live subscribers while naming a leader, however long
     /// ago it was heard from (a learner cut off keeps naming its old one).
     pub serve_while_naming_a_leader: bool,

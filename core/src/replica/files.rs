@@ -266,8 +266,7 @@ impl ReplicaService {
         self.unrecorded.remove(file);
         self.fetching.remove(&file);
         self.uploading.remove(&file);
-        let caught_up_bug = crate::config::bug_on!(self, reclaim_on_release_while_caught_up);
-        if replay_bug || (caught_up_bug && self.caught_up()) {
+        if replay_bug {
             let why = BlobRemoval::Released;
             self.outputs.push_back(ServiceOutput::RemoveBlob { file, why });
         }
