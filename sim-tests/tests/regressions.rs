@@ -238,6 +238,20 @@ fn seed_8652_passes_with_five_voters() {
     assert!(report.violation.is_none(), "seed 8652: {:?}", report.violation);
 }
 
+/// Seed 3394 (30 s, found by a sweep of seeds 1500-4000 on 2026-12-08)
+/// broke `sent files retrievable`, a simulator bug: the operator took a
+/// replacement replica as done once it held every file *its own* log
+/// referred to, and a new replica whose log was behind had not applied a
+/// file message yet; the next disk rotted and its replica was replaced
+/// too, and with the third copy rotted the file was lost. The operator now
+/// waits for every file the leader's log refers to
+/// (`simulation/rebuild.rs`).
+#[test]
+fn seed_3394_passes() {
+    let report = run_seed(3394, 30, 3);
+    assert!(report.violation.is_none(), "seed 3394: {:?}", report.violation);
+}
+
 /// Seed 2275 (30 s, found by a sweep of seeds 1700-2700) broke `deleted
 /// files not served`, a simulator bug: the file client recorded a deletion
 /// as applied by every replica past the greatest index a running replica

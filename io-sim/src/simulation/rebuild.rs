@@ -15,8 +15,8 @@
 //! quorum of the leader's settled configuration. Every committed entry then
 //! keeps a good copy on a quorum, and the cluster can always carry out the
 //! replacement. A replacement is done when the new replica is a voter and
-//! holds every file its log refers to (until then its disk is not yet the
-//! copy it stands for).
+//! holds every file the leader's log refers to (until then its disk is not
+//! yet the copy it stands for; its own log may be behind).
 
 use super::faults::leader;
 use crate::operator::request_for;
@@ -111,7 +111,7 @@ impl Rebuilds {
                 MembershipChange::AddLearner(new)
             } else if membership.learners.contains(&new) {
                 MembershipChange::Promote(new)
-            } else if !holds_every_file(world, new) {
+            } else if !holds_every_file(world, new, &node) {
                 // Its copies of the files are part of the machine, as its
                 // log is: the operator waits for them too.
                 return;
@@ -130,14 +130,24 @@ impl Rebuilds {
     }
 }
 
-/// Whether replica `id` holds an intact copy of every content its log
-/// refers to.
-fn holds_every_file(world: &World, id: NodeId) -> bool {
+/// Whether replica `id` holds an intact copy of every content the
+/// leader's log refers to. The leader's, not its own: a new replica's log
+/// may be behind, and one that has not applied a file message yet holds
+/// "every file its log refers to" without that file (seed 3394: the
+/// replacement was taken as done, the next replica's disk rotted and was
+/// replaced too, and a file whose third copy had rotted was lost).
+fn holds_every_file(
+    world: &World,
+    id: NodeId,
+    leader: &std::sync::Arc<std::sync::Mutex<kith_core::replica::ReplicaService>>,
+) -> bool {
     let w = world.lock();
     let slot = &w.replicas[&id];
-    let Some(service) = &slot.service else { return false };
-    let service = service.lock().expect("single-threaded");
-    let mut referenced = service.node().state_machine().referenced_files_after(None);
+    if slot.service.is_none() {
+        return false;
+    }
+    let leader = leader.lock().expect("single-threaded");
+    let mut referenced = leader.node().state_machine().referenced_files_after(None);
     referenced.all(|file| slot.blobs.is_intact(file))
 }
 
