@@ -16,9 +16,9 @@
 //!   serving until the file message is answered (the others go on).
 //! - Slot 0 is asked again after a failed call (no answer, connection
 //!   lost: the stall rule bounds those) and after `StoreFailed` (asking
-//!   again starts over: the disk may have room now), up to
-//!   [`UploadConfig::store_failures_max`] of those in a row; any other
-//!   refusal ends the upload.
+//!   again starts over: the disk may have room now) until
+//!   [`UploadConfig::store_failures_max`] `StoreFailed` answers come in a
+//!   row; any other refusal ends the upload.
 //! - An upload that takes no byte from the client for
 //!   [`UploadConfig::stall`] is over (a replica whose disk is full, say);
 //!   nothing was acknowledged, and asking again goes on.

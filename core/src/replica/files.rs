@@ -11,8 +11,10 @@
 //! - When the log refers to a content this replica does not hold, it
 //!   fetches it from the holders the log names; once the driver reports it
 //!   stored (synced, checked), the replica submits `HoldFile` as itself.
-//! - When the log releases a content, the replica removes its copy; a copy
-//!   found damaged is removed and fetched again.
+//! - When the log releases a content, the replica stops uploading and
+//!   fetching it; the copy goes at the sweep (below), never on the release
+//!   alone (the replica may be behind the cluster). A copy found damaged
+//!   is removed and fetched again.
 //! - A client uploads by asking a replica to store a content
 //!   (`StoreFile`): the replica fetches it from the client (and from any
 //!   replica that holds it), within the user's quota and a bound on
@@ -23,8 +25,8 @@
 //!   the referenced contents for ones it lacks (after a restart, a fetch
 //!   that gave up, a copy lost with its disk) and fetches them, at most
 //!   [`REPLICATION_FETCHES_MAX`] at a time; and through a part of its
-//!   store's copies for ones nothing refers to or holds (released while it
-//!   was down, when it caught up from a snapshot), and removes them.
+//!   store's copies for ones nothing refers to or holds, and removes those
+//!   found so at two looks in a row, each while caught up.
 
 use super::asker::{Asker, AskerId, AskerKind};
 use super::intake::Origin;
